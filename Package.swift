@@ -1,0 +1,69 @@
+// swift-tools-version:5.9
+// Cortado: data-parallel deep-learning training for CPU clusters.
+//
+// The targets follow the pipeline: CortadoData (step 1, preparation), CortadoModel (layers, the
+// flat arenas, the model file), CortadoTrain (step 2, MPI data-parallel training), CortadoCompress
+// (step 3), CortadoInfer (step 4, links neither MPI nor the trainer). C libraries sit behind their
+// own system targets with small shim headers for the macros Swift cannot import.
+import PackageDescription
+
+let package = Package(
+    name: "Cortado",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "cortado", targets: ["cortado"]),
+        .executable(name: "cortado-train", targets: ["cortado-train"]),
+        .executable(name: "cortado-infer", targets: ["cortado-infer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C libraries (Debian packages; see cluster/install-deps.sh).
+        .systemLibrary(name: "CMPI", path: "Sources/CShims/CMPI", pkgConfig: "ompi-c"),
+        .systemLibrary(name: "CHDF5", path: "Sources/CShims/CHDF5", pkgConfig: "hdf5-serial"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib", pkgConfig: "zlib"),
+
+        // Shared foundations: errors, checksums, JSON helpers, deterministic RNG.
+        .target(name: "CortadoCore", path: "Sources/CortadoCore"),
+        // Step 1: raw data → HDF5 shards + manifest.
+        .target(name: "CortadoData", dependencies: ["CortadoCore", "CHDF5", "CZlib"],
+                path: "Sources/1-Data"),
+        // Layers, losses, the parameter/gradient arenas and the model file format.
+        .target(name: "CortadoModel", dependencies: ["CortadoCore", "COpenBLAS"],
+                path: "Sources/CortadoModel"),
+        // Step 3: quantization (and later pruning, distillation).
+        .target(name: "CortadoCompress", dependencies: ["CortadoCore", "CortadoModel"],
+                path: "Sources/3-Compress"),
+        // Step 4: the inference runtime (no MPI).
+        .target(name: "CortadoInfer", dependencies: ["CortadoCore", "CortadoModel", "CortadoData"],
+                path: "Sources/4-Infer"),
+        // Step 2: job spec, MPI communicator, trainer, checkpoints.
+        .target(name: "CortadoTrain",
+                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
+                               "CortadoInfer", "CMPI", "COpenBLAS",
+                               .product(name: "Yams", package: "Yams")],
+                path: "Sources/2-Train"),
+
+        .executableTarget(name: "cortado",
+                          dependencies: ["CortadoCore", "CortadoData",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/cortado"),
+        .executableTarget(name: "cortado-train",
+                          dependencies: ["CortadoTrain", "CortadoCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/cortado-train"),
+        .executableTarget(name: "cortado-infer",
+                          dependencies: ["CortadoInfer", "CortadoCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools/cortado-infer"),
+
+        .testTarget(name: "CortadoTests",
+                    dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
+                                   "CortadoInfer", "CortadoTrain"],
+                    path: "Tests/CortadoTests",
+                    resources: [.copy("Fixtures")]),
+    ]
+)

@@ -1,0 +1,264 @@
+import CHDF5
+import CortadoCore
+import Foundation
+
+/// A thin, throwing wrapper over the HDF5 C API for the few things Cortado stores: 2-D float
+/// matrices (chunked, shuffled, deflated), 1-D int64/float/int8 vectors and scalar attributes on
+/// the root group. Every failure names the file and the dataset; HDF5's own stderr stack is
+/// silenced so users see one line.
+public final class HDF5File {
+    public let path: String
+    private let id: hid_t
+
+    private init(path: String, id: hid_t) {
+        self.path = path
+        self.id = id
+    }
+
+    deinit { H5Fclose(id) }
+
+    private static let setup: Void = {
+        H5open()
+        cortado_h5_silence_errors()
+    }()
+
+    /// Creates (truncates) a file for writing.
+    public static func create(_ path: String) throws -> HDF5File {
+        _ = setup
+        let fid = H5Fcreate(path, cortado_h5f_acc_trunc(), cortado_h5p_default(), cortado_h5p_default())
+        guard fid >= 0 else { throw CortadoError.io("\(path): cannot create HDF5 file (does the folder exist and is it writable?)") }
+        return HDF5File(path: path, id: fid)
+    }
+
+    /// Opens an existing file read-only.
+    public static func open(_ path: String) throws -> HDF5File {
+        _ = setup
+        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.io("\(path): no such file") }
+        guard H5Fis_hdf5(path) > 0 else { throw CortadoError.data("\(path): not an HDF5 file") }
+        let fid = H5Fopen(path, cortado_h5f_acc_rdonly(), cortado_h5p_default())
+        guard fid >= 0 else { throw CortadoError.data("\(path): cannot open HDF5 file (truncated or corrupt?)") }
+        return HDF5File(path: path, id: fid)
+    }
+
+    /// Flushes HDF5's buffers to the operating system.
+    public func flush() throws {
+        guard H5Fflush(id, H5F_SCOPE_LOCAL) >= 0 else { throw CortadoError.io("\(path): flush failed") }
+    }
+
+    // MARK: datasets
+
+    /// Element types Cortado stores.
+    public enum DType: String, Sendable {
+        case float32, float64, int64, int32, int8, uint8
+        var native: hid_t {
+            switch self {
+            case .float32: return cortado_h5t_native_float()
+            case .float64: return cortado_h5t_native_double()
+            case .int64: return cortado_h5t_native_int64()
+            case .int32: return cortado_h5t_native_int32()
+            case .int8: return cortado_h5t_native_int8()
+            case .uint8: return cortado_h5t_native_uint8()
+            }
+        }
+        var size: Int {
+            switch self {
+            case .float32, .int32: return 4
+            case .float64, .int64: return 8
+            case .int8, .uint8: return 1
+            }
+        }
+    }
+
+    /// Writes a dataset of `shape` from `data` (row-major). With `chunkRows`, the dataset is
+    /// chunked along the first axis with byte-shuffle + deflate(`level`), which is how shards
+    /// are stored: readable by h5py/h5dump and partially readable by row range.
+    public func write(_ name: String, _ data: UnsafeRawPointer, dtype: DType, shape: [Int],
+                      chunkRows: Int? = nil, deflate level: Int = 4) throws {
+        let dims = shape.map { hsize_t($0) }
+        let space = H5Screate_simple(Int32(dims.count), dims, nil)
+        guard space >= 0 else { throw CortadoError.io("\(path): cannot create dataspace for '\(name)'") }
+        defer { H5Sclose(space) }
+        let plist = H5Pcreate(cortado_h5p_dataset_create())
+        defer { H5Pclose(plist) }
+        if let chunkRows, let first = shape.first, first > 0 {
+            var chunk = dims
+            chunk[0] = hsize_t(min(chunkRows, first))
+            H5Pset_chunk(plist, Int32(chunk.count), chunk)
+            H5Pset_shuffle(plist)
+            H5Pset_deflate(plist, UInt32(level))
+        }
+        let ds = H5Dcreate2(id, name, dtype.native, space, cortado_h5p_default(), plist, cortado_h5p_default())
+        guard ds >= 0 else { throw CortadoError.io("\(path): cannot create dataset '\(name)'") }
+        defer { H5Dclose(ds) }
+        guard H5Dwrite(ds, dtype.native, cortado_h5s_all(), cortado_h5s_all(), cortado_h5p_default(), data) >= 0 else {
+            throw CortadoError.io("\(path): writing dataset '\(name)' failed (disk full?)")
+        }
+    }
+
+    public func write(_ name: String, _ values: [Float], shape: [Int]? = nil) throws {
+        try values.withUnsafeBytes { try write(name, $0.baseAddress!, dtype: .float32, shape: shape ?? [values.count]) }
+    }
+
+    public func write(_ name: String, _ values: [Int64]) throws {
+        try values.withUnsafeBytes { try write(name, $0.baseAddress!, dtype: .int64, shape: [values.count]) }
+    }
+
+    public func hasDataset(_ name: String) -> Bool { H5Lexists(id, name, cortado_h5p_default()) > 0 }
+
+    /// Shape of a dataset; throws naming the dataset if it is missing.
+    public func shape(of name: String) throws -> [Int] {
+        let ds = try openDataset(name)
+        defer { H5Dclose(ds) }
+        let space = H5Dget_space(ds)
+        defer { H5Sclose(space) }
+        let rank = Int(H5Sget_simple_extent_ndims(space))
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(space, &dims, nil)
+        return rank == 0 ? [] : dims.map { Int($0) }
+    }
+
+    /// Checks that `name` holds elements of `dtype` (class and size), so a wrong file fails with
+    /// its dataset named instead of being silently converted.
+    public func expectType(_ name: String, _ dtype: DType) throws {
+        let ds = try openDataset(name)
+        defer { H5Dclose(ds) }
+        let t = H5Dget_type(ds)
+        defer { H5Tclose(t) }
+        let cls = H5Tget_class(t)
+        let size = H5Tget_size(t)
+        let wantClass: H5T_class_t = (dtype == .float32 || dtype == .float64) ? H5T_FLOAT : H5T_INTEGER
+        guard cls == wantClass, size == dtype.size else {
+            throw CortadoError.data("\(path): dataset '\(name)' has element type class \(cls.rawValue) size \(size), expected \(dtype.rawValue)")
+        }
+    }
+
+    /// Reads rows [start, start+count) of a dataset into `out` (hyperslab read, so a rank reads
+    /// only its part of a shard).
+    public func readRows(_ name: String, start: Int, count: Int, dtype: DType, into out: UnsafeMutableRawPointer) throws {
+        let ds = try openDataset(name)
+        defer { H5Dclose(ds) }
+        let fileSpace = H5Dget_space(ds)
+        defer { H5Sclose(fileSpace) }
+        let rank = Int(H5Sget_simple_extent_ndims(fileSpace))
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(fileSpace, &dims, nil)
+        guard rank >= 1, start >= 0, count >= 0, start + count <= Int(dims[0]) else {
+            throw CortadoError.data("\(path): rows \(start)..<\(start + count) out of range for '\(name)' with \(rank >= 1 ? Int(dims[0]) : 0) rows")
+        }
+        if count == 0 { return }
+        var offset = [hsize_t](repeating: 0, count: rank)
+        offset[0] = hsize_t(start)
+        var sel = dims
+        sel[0] = hsize_t(count)
+        H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, offset, nil, sel, nil)
+        let memSpace = H5Screate_simple(Int32(rank), sel, nil)
+        defer { H5Sclose(memSpace) }
+        guard H5Dread(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), out) >= 0 else {
+            throw CortadoError.data("\(path): reading '\(name)' rows \(start)..<\(start + count) failed (corrupt file?)")
+        }
+    }
+
+    /// Reads a whole dataset as Float (1-D view of any shape).
+    public func readFloats(_ name: String) throws -> [Float] {
+        try expectType(name, .float32)
+        let n = try shape(of: name).reduce(1, *)
+        var out = [Float](repeating: 0, count: n)
+        try out.withUnsafeMutableBytes { try readAll(name, dtype: .float32, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// Reads a whole dataset as Int64.
+    public func readInt64s(_ name: String) throws -> [Int64] {
+        try expectType(name, .int64)
+        let n = try shape(of: name).reduce(1, *)
+        var out = [Int64](repeating: 0, count: n)
+        try out.withUnsafeMutableBytes { try readAll(name, dtype: .int64, into: $0.baseAddress!) }
+        return out
+    }
+
+    public func readAll(_ name: String, dtype: DType, into out: UnsafeMutableRawPointer) throws {
+        let ds = try openDataset(name)
+        defer { H5Dclose(ds) }
+        guard H5Dread(ds, dtype.native, cortado_h5s_all(), cortado_h5s_all(), cortado_h5p_default(), out) >= 0 else {
+            throw CortadoError.data("\(path): reading '\(name)' failed (corrupt file?)")
+        }
+    }
+
+    private func openDataset(_ name: String) throws -> hid_t {
+        guard hasDataset(name) else { throw CortadoError.data("\(path): missing dataset '\(name)'") }
+        let ds = H5Dopen2(id, name, cortado_h5p_default())
+        guard ds >= 0 else { throw CortadoError.data("\(path): cannot open dataset '\(name)'") }
+        return ds
+    }
+
+    // MARK: attributes (on the root group)
+
+    public func setAttribute(_ name: String, _ value: String) throws {
+        let bytes = Array(value.utf8)
+        let t = H5Tcopy(cortado_h5t_c_s1())
+        defer { H5Tclose(t) }
+        H5Tset_size(t, max(bytes.count, 1))
+        H5Tset_cset(t, H5T_CSET_UTF8)
+        H5Tset_strpad(t, H5T_STR_NULLPAD)
+        try writeAttribute(name, type: t, bytes.isEmpty ? [0] : bytes)
+    }
+
+    public func setAttribute(_ name: String, _ value: Int64) throws {
+        try writeAttribute(name, type: cortado_h5t_native_int64(), withUnsafeBytes(of: value) { Array($0) })
+    }
+
+    public func setAttribute(_ name: String, _ value: Double) throws {
+        try writeAttribute(name, type: cortado_h5t_native_double(), withUnsafeBytes(of: value) { Array($0) })
+    }
+
+    private func writeAttribute(_ name: String, type: hid_t, _ bytes: [UInt8]) throws {
+        let space = H5Screate(H5S_SCALAR)
+        defer { H5Sclose(space) }
+        if H5Aexists(id, name) > 0 { H5Adelete(id, name) }
+        let a = H5Acreate2(id, name, type, space, cortado_h5p_default(), cortado_h5p_default())
+        guard a >= 0 else { throw CortadoError.io("\(path): cannot create attribute '\(name)'") }
+        defer { H5Aclose(a) }
+        guard bytes.withUnsafeBytes({ H5Awrite(a, type, $0.baseAddress!) }) >= 0 else {
+            throw CortadoError.io("\(path): cannot write attribute '\(name)'")
+        }
+    }
+
+    /// Reads a fixed-length string attribute; throws naming it when missing or of another type.
+    public func stringAttribute(_ name: String) throws -> String {
+        let a = try openAttribute(name)
+        defer { H5Aclose(a) }
+        let t = H5Aget_type(a)
+        defer { H5Tclose(t) }
+        guard H5Tget_class(t) == H5T_STRING, H5Tis_variable_str(t) == 0 else {
+            throw CortadoError.data("\(path): attribute '\(name)' is not a fixed-length string")
+        }
+        let size = H5Tget_size(t)
+        var buf = [UInt8](repeating: 0, count: size + 1)
+        guard H5Aread(a, t, &buf) >= 0 else { throw CortadoError.data("\(path): cannot read attribute '\(name)'") }
+        let end = buf.firstIndex(of: 0) ?? size
+        return String(decoding: buf[0..<end], as: UTF8.self)
+    }
+
+    public func intAttribute(_ name: String) throws -> Int64 {
+        let a = try openAttribute(name)
+        defer { H5Aclose(a) }
+        var v: Int64 = 0
+        guard H5Aread(a, cortado_h5t_native_int64(), &v) >= 0 else { throw CortadoError.data("\(path): attribute '\(name)' is not an integer") }
+        return v
+    }
+
+    public func doubleAttribute(_ name: String) throws -> Double {
+        let a = try openAttribute(name)
+        defer { H5Aclose(a) }
+        var v: Double = 0
+        guard H5Aread(a, cortado_h5t_native_double(), &v) >= 0 else { throw CortadoError.data("\(path): attribute '\(name)' is not a number") }
+        return v
+    }
+
+    private func openAttribute(_ name: String) throws -> hid_t {
+        guard H5Aexists(id, name) > 0 else { throw CortadoError.data("\(path): missing attribute '\(name)'") }
+        let a = H5Aopen(id, name, cortado_h5p_default())
+        guard a >= 0 else { throw CortadoError.data("\(path): cannot open attribute '\(name)'") }
+        return a
+    }
+}

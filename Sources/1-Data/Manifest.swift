@@ -1,0 +1,67 @@
+import CortadoCore
+import Foundation
+
+/// `manifest.json`: what a prepared data folder holds, written last by `cortado prepare`.
+///
+/// Everything that trains or scores on the data reads this first: the schema (feature shape,
+/// classes), the transforms applied, the split seed, and each file's rows and SHA-256, so a
+/// trainer can reject a shard that does not match before step 0.
+public struct DatasetManifest: Codable, Equatable {
+    public static let currentVersion = 1
+    public static let formatName = "cortado-dataset"
+
+    public var format: String = DatasetManifest.formatName
+    public var formatVersion: Int = DatasetManifest.currentVersion
+    public var name: String
+    public var task: String                  // "classification"
+    public var featureShape: [Int]           // per row, e.g. [1, 28, 28]; stored flattened
+    public var classes: [String]
+    public var splitSeed: UInt64
+    public var transforms: [String]
+    public var statistics: [String: Double]
+    public var splits: [String: Split]       // "train", "validation", "test"
+    public var source: [String: String]      // source file → its SHA-256
+    public var createdBy: String
+
+    public struct Split: Codable, Equatable {
+        public var rows: Int
+        public var files: [ShardFile]
+    }
+
+    public struct ShardFile: Codable, Equatable {
+        public var path: String   // relative to the manifest's folder
+        public var rows: Int
+        public var sha256: String
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, formatVersion = "format_version", name, task, featureShape = "feature_shape", classes
+        case splitSeed = "split_seed", transforms, statistics, splits, source, createdBy = "created_by"
+    }
+
+    public var featureCount: Int { featureShape.reduce(1, *) }
+
+    /// Loads and checks format and version; errors say which command writes a correct file.
+    public static func load(_ path: String) throws -> DatasetManifest {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CortadoError.io("\(path): no such manifest (run `cortado prepare` to make one)")
+        }
+        let m: DatasetManifest
+        do { m = try JSONDecoder().decode(DatasetManifest.self, from: data) } catch {
+            throw CortadoError.data("\(path): not a Cortado manifest: \(describe(error))")
+        }
+        guard m.format == formatName else { throw CortadoError.data("\(path): format is '\(m.format)', expected '\(formatName)'") }
+        guard m.formatVersion == currentVersion else {
+            throw CortadoError.data("\(path): manifest format_version \(m.formatVersion) is not supported (this build reads \(currentVersion)); re-run `cortado prepare`")
+        }
+        return m
+    }
+
+    public func split(_ name: String, manifestPath: String) throws -> Split {
+        guard let s = splits[name] else {
+            throw CortadoError.data("\(manifestPath): no '\(name)' split (have: \(splits.keys.sorted().joined(separator: ", ")))")
+        }
+        return s
+    }
+}
+

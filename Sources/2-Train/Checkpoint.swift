@@ -1,0 +1,110 @@
+import CortadoCore
+import CortadoData
+import CortadoModel
+import Foundation
+
+/// A training checkpoint (HDF5, version 1): datasets `params` and `velocity` (flat arenas in
+/// `layout` order); attributes `format`, `format_version`, `step`, `steps_per_epoch`,
+/// `world_size`, `job_spec` (canonical JSON), `layout` (JSON), `cortado_version`, and
+/// `payload_sha256` over both arenas' bytes so a torn or corrupted file is caught on resume.
+///
+/// Files are `RUN_DIR/checkpoints/step-NNNNNNNN.h5`, written atomically by rank 0; `latest`
+/// (a text file naming the newest) is written last, after the file it names is complete.
+public struct Checkpoint {
+    public static let format = "cortado-checkpoint"
+    public static let version: Int64 = 1
+
+    public var step: Int
+    public var stepsPerEpoch: Int
+    public var worldSize: Int
+    public var jobSpecJSON: String
+    public var layout: ParameterLayout
+    public var params: [Float]
+    public var velocity: [Float]
+
+    public static func folder(runDir: String) -> String { (runDir as NSString).appendingPathComponent("checkpoints") }
+
+    /// Writes the checkpoint for `step` from the live arenas, updates `latest`, and deletes all
+    /// but the newest `keep`. Returns the file's path.
+    @discardableResult
+    public static func write(runDir: String, step: Int, stepsPerEpoch: Int, worldSize: Int, jobSpecJSON: String,
+                             layout: ParameterLayout, params: UnsafeBufferPointer<Float>, velocity: UnsafeBufferPointer<Float>,
+                             keep: Int) throws -> String {
+        let dir = folder(runDir: runDir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let name = String(format: "step-%08d.h5", step)
+        let path = (dir as NSString).appendingPathComponent(name)
+        try AtomicFile.publish(path) { tmp in
+            let h5 = try HDF5File.create(tmp)
+            try h5.setAttribute("format", format)
+            try h5.setAttribute("format_version", version)
+            try h5.setAttribute("step", Int64(step))
+            try h5.setAttribute("steps_per_epoch", Int64(stepsPerEpoch))
+            try h5.setAttribute("world_size", Int64(worldSize))
+            try h5.setAttribute("job_spec", jobSpecJSON)
+            try h5.setAttribute("layout", String(decoding: try stableJSON(layout, pretty: false), as: UTF8.self))
+            try h5.setAttribute("cortado_version", cortadoVersion)
+            try h5.setAttribute("payload_sha256", payloadHash(params, velocity))
+            try h5.write("params", params.baseAddress!, dtype: .float32, shape: [params.count])
+            try h5.write("velocity", velocity.baseAddress!, dtype: .float32, shape: [velocity.count])
+            try h5.flush()
+        }
+        try AtomicFile.write(Data((name + "\n").utf8), to: (dir as NSString).appendingPathComponent("latest"))
+        let all = try checkpointFiles(runDir: runDir)
+        for old in all.dropLast(keep) { unlink(old) }
+        return path
+    }
+
+    /// Checkpoint files in the run, oldest first.
+    public static func checkpointFiles(runDir: String) throws -> [String] {
+        let dir = folder(runDir: runDir)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map { (dir as NSString).appendingPathComponent($0) }
+    }
+
+    /// Reads and verifies one checkpoint file.
+    public static func read(_ path: String) throws -> Checkpoint {
+        let h5 = try HDF5File.open(path)
+        let f = try h5.stringAttribute("format")
+        guard f == format else { throw CortadoError.model("\(path): format '\(f)', expected '\(format)'") }
+        let v = try h5.intAttribute("format_version")
+        guard v == version else { throw CortadoError.model("\(path): checkpoint format_version \(v), this build reads \(version)") }
+        let layoutJSON = try h5.stringAttribute("layout")
+        guard let layout = try? JSONDecoder().decode(ParameterLayout.self, from: Data(layoutJSON.utf8)) else {
+            throw CortadoError.model("\(path): attribute 'layout' is not a parameter layout")
+        }
+        let params = try h5.readFloats("params"), velocity = try h5.readFloats("velocity")
+        guard params.count == layout.count, velocity.count == layout.count else {
+            throw CortadoError.model("\(path): arenas hold \(params.count)/\(velocity.count) values, layout says \(layout.count)")
+        }
+        let want = try h5.stringAttribute("payload_sha256")
+        let got = params.withUnsafeBufferPointer { p in velocity.withUnsafeBufferPointer { payloadHash(p, $0) } }
+        guard want == got else { throw CortadoError.model("\(path): payload checksum mismatch (corrupted checkpoint)") }
+        return Checkpoint(step: Int(try h5.intAttribute("step")), stepsPerEpoch: Int(try h5.intAttribute("steps_per_epoch")),
+                          worldSize: Int(try h5.intAttribute("world_size")), jobSpecJSON: try h5.stringAttribute("job_spec"),
+                          layout: layout, params: params, velocity: velocity)
+    }
+
+    /// The newest readable checkpoint: the one `latest` names, else the newest file that
+    /// verifies; corrupt ones are skipped with a warning through `warn`.
+    public static func newest(runDir: String, warn: (String) -> Void) throws -> (path: String, checkpoint: Checkpoint)? {
+        var candidates = try checkpointFiles(runDir: runDir).reversed().map { $0 }
+        let latestPath = (folder(runDir: runDir) as NSString).appendingPathComponent("latest")
+        if let name = try? String(contentsOfFile: latestPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
+            let p = (folder(runDir: runDir) as NSString).appendingPathComponent(name)
+            candidates.removeAll { $0 == p }
+            candidates.insert(p, at: 0)
+        }
+        for p in candidates {
+            do { return (p, try read(p)) } catch let e as CortadoError { warn("skipping checkpoint: \(e.message)") }
+        }
+        return nil
+    }
+
+    static func payloadHash(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> String {
+        var h = SHA256()
+        h.update(UnsafeRawBufferPointer(a))
+        h.update(UnsafeRawBufferPointer(b))
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

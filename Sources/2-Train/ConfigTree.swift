@@ -1,0 +1,161 @@
+import CortadoCore
+import Foundation
+import Yams
+
+/// A parsed YAML document as a plain tree, so `--set a.b.c=v` overrides can be applied before
+/// the typed reading and every error can name its full key path.
+public indirect enum ConfigNode: Equatable {
+    case map([(key: String, value: ConfigNode)])
+    case list([ConfigNode])
+    case scalar(String)
+
+    public static func == (a: ConfigNode, b: ConfigNode) -> Bool {
+        switch (a, b) {
+        case let (.map(x), .map(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        case let (.list(x), .list(y)): return x == y
+        case let (.scalar(x), .scalar(y)): return x == y
+        default: return false
+        }
+    }
+
+    /// Parses YAML text; `origin` (a file name or "--set") goes into error messages.
+    public static func parse(_ text: String, origin: String) throws -> ConfigNode {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw CortadoError.usage("\(origin): invalid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+        guard let node else { return .map([]) }
+        return try convert(node, origin: origin)
+    }
+
+    private static func convert(_ node: Node, origin: String) throws -> ConfigNode {
+        if let m = node.mapping {
+            var out = [(key: String, value: ConfigNode)]()
+            for (k, v) in m {
+                guard let key = k.scalar?.string else { throw CortadoError.usage("\(origin): mapping keys must be plain strings") }
+                if out.contains(where: { $0.key == key }) { throw CortadoError.usage("\(origin): duplicate key '\(key)'") }
+                out.append((key, try convert(v, origin: origin)))
+            }
+            return .map(out)
+        }
+        if let s = node.sequence { return .list(try s.map { try convert($0, origin: origin) }) }
+        if let s = node.scalar { return .scalar(s.string) }
+        throw CortadoError.usage("\(origin): unsupported YAML node (aliases and tags are not used in job specs)")
+    }
+
+    /// Applies `key.path=value` (value parsed as YAML, so lists work: `layers=[...]`); list
+    /// elements are addressed by index (`model.layers.0.units=512`).
+    public mutating func set(_ assignment: String) throws {
+        guard let eq = assignment.firstIndex(of: "=") else {
+            throw CortadoError.usage("--set \(assignment): expected key=value")
+        }
+        let path = assignment[..<eq].split(separator: ".").map(String.init)
+        guard !path.isEmpty else { throw CortadoError.usage("--set \(assignment): empty key") }
+        let value = try ConfigNode.parse(String(assignment[assignment.index(after: eq)...]), origin: "--set \(path.joined(separator: "."))")
+        self = try setting(path[...], to: value, full: path.joined(separator: "."))
+    }
+
+    private func setting(_ path: ArraySlice<String>, to value: ConfigNode, full: String) throws -> ConfigNode {
+        guard let head = path.first else { return value }
+        switch self {
+        case .map(var entries):
+            if let i = entries.firstIndex(where: { $0.key == head }) {
+                entries[i].value = try entries[i].value.setting(path.dropFirst(), to: value, full: full)
+            } else {
+                entries.append((head, try ConfigNode.map([]).setting(path.dropFirst(), to: value, full: full)))
+            }
+            return .map(entries)
+        case .list(var items):
+            guard let i = Int(head), i >= 0, i < items.count else {
+                throw CortadoError.usage("--set \(full): '\(head)' is not an index into a list of \(items.count)")
+            }
+            items[i] = try items[i].setting(path.dropFirst(), to: value, full: full)
+            return .list(items)
+        case .scalar:
+            throw CortadoError.usage("--set \(full): '\(head)' goes inside a plain value")
+        }
+    }
+}
+
+/// Typed, strict reading of a config mapping: each accessor names the full key path in its
+/// error, and `finish()` rejects keys nobody asked for (a typo is an error, not a default).
+public final class ConfigReader {
+    public let path: String
+    private let entries: [(key: String, value: ConfigNode)]
+    private var used = Set<String>()
+
+    public init(_ node: ConfigNode, path: String) throws {
+        guard case .map(let e) = node else { throw CortadoError.usage("\(path.isEmpty ? "job spec" : path): expected a mapping") }
+        self.path = path
+        entries = e
+    }
+
+    private func key(_ k: String) -> String { path.isEmpty ? k : path + "." + k }
+
+    public func node(_ k: String) -> ConfigNode? {
+        used.insert(k)
+        return entries.first { $0.key == k }?.value
+    }
+
+    private func scalar(_ k: String, _ type: String) throws -> String? {
+        guard let n = node(k) else { return nil }
+        guard case .scalar(let s) = n else { throw CortadoError.usage("\(key(k)): expected \(type), got a \(n.kindName)") }
+        return s
+    }
+
+    public func string(_ k: String) throws -> String? { try scalar(k, "a string") }
+
+    public func int(_ k: String) throws -> Int? {
+        guard let s = try scalar(k, "an integer") else { return nil }
+        guard let v = Int(s) else { throw CortadoError.usage("\(key(k)): expected an integer, got '\(s)'") }
+        return v
+    }
+
+    public func double(_ k: String) throws -> Double? {
+        guard let s = try scalar(k, "a number") else { return nil }
+        guard let v = Double(s), v.isFinite else { throw CortadoError.usage("\(key(k)): expected a number, got '\(s)'") }
+        return v
+    }
+
+    public func bool(_ k: String) throws -> Bool? {
+        guard let s = try scalar(k, "true or false") else { return nil }
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw CortadoError.usage("\(key(k)): expected true or false, got '\(s)'")
+        }
+    }
+
+    public func child(_ k: String) throws -> ConfigReader? {
+        guard let n = node(k) else { return nil }
+        return try ConfigReader(n, path: key(k))
+    }
+
+    public func list(_ k: String) throws -> [ConfigNode]? {
+        guard let n = node(k) else { return nil }
+        guard case .list(let items) = n else { throw CortadoError.usage("\(key(k)): expected a list, got a \(n.kindName)") }
+        return items
+    }
+
+    public func required<T>(_ k: String, _ get: (String) throws -> T?) throws -> T {
+        guard let v = try get(k) else { throw CortadoError.usage("\(key(k)): required") }
+        return v
+    }
+
+    /// Throws on the first key that no accessor read.
+    public func finish() throws {
+        if let extra = entries.first(where: { !used.contains($0.key) }) {
+            throw CortadoError.usage("\(key(extra.key)): unknown key (known: \(used.sorted().joined(separator: ", ")))")
+        }
+    }
+}
+
+extension ConfigNode {
+    var kindName: String {
+        switch self {
+        case .map: return "mapping"
+        case .list: return "list"
+        case .scalar: return "plain value"
+        }
+    }
+}

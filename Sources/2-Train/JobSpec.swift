@@ -1,0 +1,148 @@
+import CortadoCore
+import CortadoModel
+import Foundation
+
+/// A training job, read from YAML (see jobs/fashion-mlp.yaml and the README):
+///
+///     version: 1
+///     data: data/fashion-mnist/manifest.json   # relative to the working directory
+///     model:
+///       layers: [{type: dense, units: 256}, {type: relu}, ...]
+///       loss: softmax_cross_entropy
+///     optimizer: {type: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0,
+///                 schedule: cosine, warmup_steps: 0}
+///     batch_size: 64          # per rank
+///     epochs: 10
+///     seed: 42
+///     checkpoint: {every_steps: 500, keep: 3}
+///     run_dir: runs/fashion-mlp
+///     threads: 1              # BLAS threads per rank; default cores / ranks on the host
+///     emit: [fp32, int8]      # model files rank 0 writes at the end
+///     verify_checksums: true  # SHA-256 of each shard a rank reads, before step 0
+///
+/// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
+public struct JobSpec: Codable, Equatable {
+    public static let currentVersion = 1
+
+    public var version = JobSpec.currentVersion
+    public var data: String
+    public var layers: [LayerSpec]
+    public var loss = "softmax_cross_entropy"
+    public var optimizer = OptimizerSpec()
+    public var batchSize = 64
+    public var epochs = 1
+    public var seed: UInt64 = 42
+    public var checkpointEvery = 0     // steps; 0 = only at the end
+    public var checkpointKeep = 3
+    public var runDir = "runs/job"
+    public var threads: Int?
+    public var emit: [String] = ["fp32", "int8"]
+    public var verifyChecksums = true
+
+    public struct OptimizerSpec: Codable, Equatable {
+        public var type = "sgd"
+        public var learningRate = 0.05
+        public var momentum = 0.9
+        public var weightDecay = 0.0
+        public var schedule = "constant"   // constant | cosine
+        public var warmupSteps = 0
+    }
+
+    /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
+    public static func load(path: String, overrides: [String] = []) throws -> JobSpec {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CortadoError.usage("\(path): cannot read job spec")
+        }
+        var tree = try ConfigNode.parse(text, origin: path)
+        for o in overrides { try tree.set(o) }
+        return try JobSpec(tree: tree)
+    }
+
+    public init(tree: ConfigNode) throws {
+        let r = try ConfigReader(tree, path: "")
+        version = try r.int("version") ?? JobSpec.currentVersion
+        guard version == JobSpec.currentVersion else {
+            throw CortadoError.usage("version: job spec version \(version) is not supported (this build reads \(JobSpec.currentVersion))")
+        }
+        data = try r.required("data", r.string)
+        let model = try r.required("model", r.child)
+        let layerNodes = try model.required("layers", model.list)
+        layers = try layerNodes.enumerated().map { i, n in
+            let l = try ConfigReader(n, path: "model.layers.\(i)")
+            let type = try l.required("type", l.string)
+            let layer: LayerSpec
+            switch type {
+            case "dense": layer = .dense(units: try l.required("units", l.int))
+            case "relu": layer = .relu
+            default: throw CortadoError.usage("model.layers.\(i).type: unknown layer '\(type)' (known: dense, relu)")
+            }
+            try l.finish()
+            return layer
+        }
+        loss = try model.string("loss") ?? loss
+        try model.finish()
+        if let o = try r.child("optimizer") {
+            optimizer.type = try o.string("type") ?? optimizer.type
+            optimizer.learningRate = try o.double("learning_rate") ?? optimizer.learningRate
+            optimizer.momentum = try o.double("momentum") ?? optimizer.momentum
+            optimizer.weightDecay = try o.double("weight_decay") ?? optimizer.weightDecay
+            optimizer.schedule = try o.string("schedule") ?? optimizer.schedule
+            optimizer.warmupSteps = try o.int("warmup_steps") ?? optimizer.warmupSteps
+            try o.finish()
+        }
+        batchSize = try r.int("batch_size") ?? batchSize
+        epochs = try r.int("epochs") ?? epochs
+        if let s = try r.int("seed") {
+            guard s >= 0 else { throw CortadoError.usage("seed: must be non-negative, got \(s)") }
+            seed = UInt64(s)
+        }
+        if let c = try r.child("checkpoint") {
+            checkpointEvery = try c.int("every_steps") ?? checkpointEvery
+            checkpointKeep = try c.int("keep") ?? checkpointKeep
+            try c.finish()
+        }
+        runDir = try r.string("run_dir") ?? runDir
+        threads = try r.int("threads")
+        if let e = try r.list("emit") {
+            emit = try e.enumerated().map { i, n in
+                guard case .scalar(let s) = n else { throw CortadoError.usage("emit.\(i): expected a string") }
+                return s
+            }
+        }
+        verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
+        try r.finish()
+        try validate()
+    }
+
+    /// Cross-field checks, each naming its key.
+    public func validate() throws {
+        func check(_ ok: Bool, _ key: String, _ why: String) throws {
+            if !ok { throw CortadoError.usage("\(key): \(why)") }
+        }
+        try check(batchSize > 0, "batch_size", "must be positive, got \(batchSize)")
+        try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
+        try check(checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
+        try check(checkpointKeep >= 1, "checkpoint.keep", "must be at least 1, got \(checkpointKeep)")
+        try check(optimizer.type == "sgd", "optimizer.type", "'\(optimizer.type)' is not supported (supported: sgd)")
+        try check(optimizer.learningRate > 0, "optimizer.learning_rate", "must be positive, got \(optimizer.learningRate)")
+        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1), got \(optimizer.momentum)")
+        try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be non-negative, got \(optimizer.weightDecay)")
+        try check(["constant", "cosine"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine")
+        try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
+        try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
+        for (i, e) in emit.enumerated() {
+            try check(["fp32", "int8"].contains(e), "emit.\(i)", "'\(e)' is not one of fp32, int8")
+        }
+    }
+
+    /// The model architecture, with the input shape taken from the data's manifest.
+    public func modelSpec(inputShape: [Int]) -> ModelSpec {
+        ModelSpec(inputShape: inputShape, layers: layers, loss: loss)
+    }
+
+    /// Canonical JSON of the resolved spec: stored in checkpoints and hashed for the ranks'
+    /// pre-flight agreement.
+    public var canonicalJSON: String {
+        String(decoding: (try? stableJSON(self, pretty: false)) ?? Data(), as: UTF8.self)
+    }
+}

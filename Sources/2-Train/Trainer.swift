@@ -1,0 +1,337 @@
+import CortadoCompress
+import CortadoCore
+import CortadoData
+import CortadoInfer
+import CortadoModel
+import Foundation
+
+/// Command-line options of cortado-train that are not part of the job spec.
+public struct TrainOptions {
+    public var specPath: String
+    public var overrides: [String] = []
+    public var runDir: String?
+    public var resume = false
+    public var overwrite = false
+    public var json = false
+    /// Test hook: run one step on global rows [rank·B, (rank+1)·B), write the averaged gradient
+    /// arena to this HDF5 file, and stop.
+    public var probeGradient: String?
+
+    public init(specPath: String) { self.specPath = specPath }
+}
+
+/// What a finished run reports (the `--json` line).
+public struct TrainSummary: Codable {
+    public var runDir: String
+    public var worldSize: Int
+    public var steps: Int
+    public var checkpoint: String?
+    public var models: [String: String]
+    public var validation: [String: Double]
+    public var test: [String: Double]
+    public var samplesPerSecond: Double
+    public var peakRSSMiBMax: Double
+    public var wallSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
+        case samplesPerSecond = "samples_per_sec", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
+    }
+}
+
+/// The SPMD training loop. Every rank runs the same code on its own rows; the only
+/// communication is one in-place allreduce of the gradient arena per step (plus small
+/// reductions for metrics and set-up agreement).
+public final class Trainer {
+    let comm: Communicator
+    let options: TrainOptions
+    var log: (String) -> Void
+
+    public init(comm: Communicator, options: TrainOptions) {
+        self.comm = comm
+        self.options = options
+        let isRoot = comm.rank == 0
+        log = { line in if isRoot { print(line); fflush(stdout) } }
+    }
+
+    /// Runs the job. Errors thrown from here are the same on every rank (set-up failures are
+    /// agreed with `comm.agree`; a non-finite loss is seen by all ranks at the same step).
+    public func run() throws -> TrainSummary? {
+        let wallStart = monotonicSeconds()
+        // ---- set-up: everything that can fail fails here, on all ranks together ----
+        let spec = try comm.agree("reading job spec") {
+            var s = try JobSpec.load(path: options.specPath, overrides: options.overrides)
+            if let r = options.runDir { s.runDir = r }
+            return s
+        }
+        let (trainReader, valReader, testReader) = try comm.agree("opening data \(spec.data)") {
+            (try SplitReader(manifestPath: spec.data, split: "train"),
+             try SplitReader(manifestPath: spec.data, split: "validation"),
+             try SplitReader(manifestPath: spec.data, split: "test"))
+        }
+        let manifest = trainReader.manifest
+        let model = spec.modelSpec(inputShape: manifest.featureShape)
+        try comm.agree("checking the model") { try model.validate(classes: manifest.classes.count) }
+        try preflight(spec: spec, manifest: manifest)
+
+        let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        let threads = spec.threads ?? max(1, cores / max(comm.localSize, 1))
+        setBLASThreads(threads)
+        if comm.localSize * threads > cores {
+            log("warning: \(comm.localSize) ranks × \(threads) BLAS threads exceed the \(cores) cores of this host")
+        }
+
+        let B = spec.batchSize
+        if let probe = options.probeGradient { return try probeGradient(spec: spec, model: model, reader: trainReader, out: probe) }
+
+        let myRows = rowRange(total: trainReader.rows, rank: comm.rank, size: comm.size)
+        // Every rank must run the same number of steps per epoch, or the allreduces pair up
+        // wrongly and the job hangs: all ranks use the smallest rank's count; each rank's
+        // remainder rows (< B + 1) are left out of that epoch (a different set each epoch,
+        // since the order is reshuffled).
+        let stepsPerEpoch = comm.allreduceMin(myRows.count / B)
+        try comm.agree("partitioning data") {
+            if stepsPerEpoch == 0 {
+                throw CortadoError.usage("batch_size \(B) is larger than a rank's share of the \(trainReader.rows) training rows (\(trainReader.rows / comm.size)); use fewer ranks or a smaller batch")
+            }
+        }
+        let runDir = spec.runDir
+        try comm.agree("preparing run folder \(runDir)") {
+            if comm.rank == 0 { try prepareRunDir(runDir) }
+        }
+        let (train, val, test) = try comm.agree("loading data") {
+            (try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums),
+             try LocalData(reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums),
+             try LocalData(reader: testReader, range: rowRange(total: testReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums))
+        }
+
+        let evalBatch = 256
+        let net = Network<Float>(spec: model, maxBatch: max(B, evalBatch), gradientExtras: 2)
+        let n = net.layout.count
+        let sgd = SGD(spec: spec.optimizer, count: n)
+        net.initialize(seed: spec.seed)
+        comm.broadcast(net.params.base, count: n)   // identical start, whatever the platform's libm
+
+        var step = 0
+        if options.resume {
+            let resumed = try comm.agree("resuming from \(Checkpoint.folder(runDir: runDir))") { () -> Int in
+                guard comm.rank == 0 else { return 0 }
+                guard let (path, ck) = try Checkpoint.newest(runDir: runDir, warn: { self.log("warning: \($0)") }) else {
+                    throw CortadoError.usage("--resume: no checkpoint in \(Checkpoint.folder(runDir: runDir))")
+                }
+                guard ck.layout == net.layout else { throw CortadoError.model("\(path): parameter layout differs from the job's model") }
+                if ck.worldSize != comm.size || ck.stepsPerEpoch != stepsPerEpoch {
+                    log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: the data order after resume differs from an uninterrupted run")
+                }
+                _ = ck.params.withUnsafeBufferPointer { net.params.buffer.update(fromContentsOf: $0) }
+                _ = ck.velocity.withUnsafeBufferPointer { sgd.velocity.buffer.update(fromContentsOf: $0) }
+                log("resumed from \(path) at step \(ck.step)")
+                return ck.step
+            }
+            step = comm.allreduceMax(resumed)
+            comm.broadcast(net.params.base, count: n)
+            comm.broadcast(sgd.velocity.base, count: n)
+        }
+
+        let totalSteps = spec.epochs * stepsPerEpoch
+        let arenaMiB = Double(n * 4 * 3) / 1048576
+        let dataMiB = Double(train.bytes + val.bytes + test.bytes) / 1048576
+        log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(model.layers.map(\.description).joined(separator: " ")) (\(n) parameters)")
+        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB")
+
+        // ---- the step loop: buffers below are the only ones it touches ----
+        let xBatch = UnsafeMutablePointer<Float>.allocate(capacity: B * model.inputSize)   // (B, d)
+        let yBatch = UnsafeMutablePointer<Int32>.allocate(capacity: B)                    // (B)
+        let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)
+        defer { xBatch.deallocate(); yBatch.deallocate(); order.deallocate() }
+        let g = net.grads.base
+        let invSize = 1 / Float(comm.size)
+        var trainTime = 0.0, trainSamples = 0
+        var lastCheckpoint: String?
+        let metricsPath = (runDir as NSString).appendingPathComponent("metrics.jsonl")
+        var lastVal = (loss: Double.nan, accuracy: Double.nan)
+
+        while step < totalSteps {
+            let epoch = step / stepsPerEpoch
+            for i in 0..<train.rows { order[i] = Int32(i) }
+            var rng = SeededRNG(seed: spec.seed, stream: 0x0_0DE7 &+ UInt64(epoch) << 20 &+ UInt64(comm.rank))
+            rng.shuffle(order)
+            var epochLoss = 0.0, epochSteps = 0
+            let t0 = monotonicSeconds()
+            while step < totalSteps && step / stepsPerEpoch == epoch {
+                let pos = step % stepsPerEpoch
+                train.gather(order.baseAddress! + pos * B, count: B, x: xBatch, y: yBatch)
+                net.grads.zero()
+                let r = net.step(xBatch, labels: yBatch, batch: B, train: true)
+                g[n] = Float(r.lossSum)          // folded into the same allreduce
+                g[n + 1] = Float(r.correct)
+                comm.allreduceSum(g, count: n + 2)
+                for i in 0..<n { g[i] *= invSize }
+                let loss = Double(g[n]) / Double(B * comm.size)
+                if !loss.isFinite {
+                    throw CortadoError(.numeric, "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
+                }
+                sgd.update(params: net.params.base, grads: g, count: n, lr: sgd.learningRate(step: step, total: totalSteps))
+                epochLoss += loss
+                epochSteps += 1
+                step += 1
+                if spec.checkpointEvery > 0 && step % spec.checkpointEvery == 0 && step < totalSteps {
+                    lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, sgd: sgd)
+                }
+            }
+            let dt = monotonicSeconds() - t0
+            trainTime += dt
+            trainSamples += epochSteps * B * comm.size
+            lastVal = evaluate(net, val, batch: evalBatch)
+            let sps = Double(trainSamples) / max(trainTime, 1e-9)
+            let eta = Double((totalSteps - step) * B * comm.size) / sps
+            log(String(format: "epoch %d/%d  step %d  train_loss %.4f  val_loss %.4f  val_acc %.4f  %.0f samples/s  ETA %.0fs",
+                       epoch + 1, spec.epochs, step, epochLoss / Double(max(epochSteps, 1)), lastVal.loss, lastVal.accuracy, sps, eta))
+            if comm.rank == 0 {
+                let line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
+                                              "val_loss": lastVal.loss, "val_accuracy": lastVal.accuracy, "samples_per_sec": sps,
+                                              "lr": Double(sgd.learningRate(step: max(step - 1, 0), total: totalSteps)),
+                                              "elapsed_sec": monotonicSeconds() - wallStart]
+                appendLine(metricsPath, line)
+            }
+        }
+
+        // ---- the end: final checkpoint, test metrics, model files ----
+        lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, sgd: sgd)
+        if lastVal.loss.isNaN { lastVal = evaluate(net, val, batch: evalBatch) }
+        let testResult = evaluate(net, test, batch: evalBatch)
+        var models = [String: String]()
+        var testMetrics = ["fp32_accuracy": testResult.accuracy, "fp32_loss": testResult.loss]
+        if comm.rank == 0 {
+            do {
+                for e in spec.emit {
+                    guard let precision = ModelExport.Precision(rawValue: e) else { continue }
+                    let path = (runDir as NSString).appendingPathComponent("model-\(e).cmodel")
+                    try ModelExport.write(path: path, precision: precision, model: model, classes: manifest.classes,
+                                          params: UnsafeBufferPointer(net.params.buffer),
+                                          metadata: ["job_spec": spec.canonicalJSON, "step": String(step), "world_size": String(comm.size),
+                                                     "data": spec.data, "cortado_version": cortadoVersion])
+                    models[e] = path
+                    // Score the written file with the inference runtime: checks the file, and
+                    // gives the int8 figure cortado-infer must reproduce.
+                    let runtime = try InferenceModel(path: path)
+                    var correct = 0.0, rows = 0
+                    for f in testReader.files {
+                        let s = try score(model: runtime, inputPath: f.path, batch: 1024, csvOutput: nil)
+                        correct += (s.accuracy ?? 0) * Double(s.rows)
+                        rows += s.rows
+                    }
+                    testMetrics["\(e)_model_accuracy"] = correct / Double(max(rows, 1))
+                }
+            } catch let e as CortadoError {
+                comm.abort("writing model files: \(e.message)", code: e.exitCode)
+            } catch {
+                comm.abort("writing model files: \(error)", code: 4)
+            }
+        }
+        let peak = Double(comm.allreduceMax(peakRSSBytes())) / 1048576
+        let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
+                                   validation: ["loss": lastVal.loss, "accuracy": lastVal.accuracy], test: testMetrics,
+                                   samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9), peakRSSMiBMax: peak,
+                                   wallSeconds: monotonicSeconds() - wallStart)
+        log(String(format: "done: %d steps, test accuracy fp32 %.4f%@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",
+                   step, testResult.accuracy,
+                   testMetrics["int8_model_accuracy"].map { String(format: ", int8 model %.4f", $0) } ?? "",
+                   summary.samplesPerSecond, peak))
+        for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
+        return summary
+    }
+
+    /// Ranks compare what they are about to run: binary version, resolved job spec, data
+    /// manifest. A mismatch fails on every rank, naming both values.
+    func preflight(spec: JobSpec, manifest: DatasetManifest) throws {
+        let manifestHash = SHA256.hex((try? stableJSON(manifest, pretty: false)) ?? Data())
+        let mine = "version=\(cortadoVersion) spec=\(SHA256.hex(Data(spec.canonicalJSON.utf8)).prefix(16)) manifest=\(manifestHash.prefix(16))"
+        let all = comm.allgather(mine)
+        if let (r, other) = all.enumerated().first(where: { $0.element != all[0] }) {
+            throw CortadoError(.distributed, "ranks disagree before step 0: rank 0 has \(all[0]), rank \(r) has \(other)")
+        }
+    }
+
+    /// Creates the run folder and refuses to mix a new run into an old one.
+    func prepareRunDir(_ runDir: String) throws {
+        try ensureWritableDirectory(Checkpoint.folder(runDir: runDir))
+        let existing = try Checkpoint.checkpointFiles(runDir: runDir)
+        if !existing.isEmpty && !options.resume {
+            guard options.overwrite else {
+                throw CortadoError.usage("\(runDir) already holds checkpoints: pass --resume to continue, --overwrite to start over, or another --run-dir")
+            }
+            for f in existing { unlink(f) }
+            unlink((Checkpoint.folder(runDir: runDir) as NSString).appendingPathComponent("latest"))
+        }
+        if !options.resume { unlink((runDir as NSString).appendingPathComponent("metrics.jsonl")) }
+        try AtomicFile.write(Data(try JobSpec.load(path: options.specPath, overrides: options.overrides).canonicalJSON.utf8),
+                             to: (runDir as NSString).appendingPathComponent("job.json"))
+    }
+
+    /// Rank 0 writes a checkpoint; a failure here cannot be agreed (the others are already in
+    /// the next step's allreduce), so it takes the abort path.
+    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, net: Network<Float>, sgd: SGD) -> String? {
+        guard comm.rank == 0 else { return nil }
+        do {
+            return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
+                                        jobSpecJSON: spec.canonicalJSON, layout: net.layout,
+                                        params: UnsafeBufferPointer(net.params.buffer),
+                                        velocity: UnsafeBufferPointer(sgd.velocity.buffer), keep: spec.checkpointKeep)
+        } catch let e as CortadoError {
+            comm.abort("checkpoint at step \(step): \(e.message)", code: e.exitCode)
+        } catch {
+            comm.abort("checkpoint at step \(step): \(error)", code: 4)
+        }
+    }
+
+    /// Loss and accuracy over a whole split: each rank scores its rows, the sums are reduced.
+    func evaluate(_ net: Network<Float>, _ data: LocalData, batch: Int) -> (loss: Double, accuracy: Double) {
+        var sums = [0.0, 0.0, Double(data.rows)]
+        var r0 = 0
+        while r0 < data.rows {
+            let nb = min(batch, data.rows - r0)
+            let r = net.step(data.features.baseAddress! + r0 * data.featureCount, labels: data.labels.baseAddress! + r0, batch: nb, train: false)
+            sums[0] += r.lossSum
+            sums[1] += Double(r.correct)
+            r0 += nb
+        }
+        comm.allreduceSum(&sums)
+        return (sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1))
+    }
+
+    /// One step on global rows [rank·B, (rank+1)·B); rank 0 writes the averaged gradient.
+    func probeGradient(spec: JobSpec, model: ModelSpec, reader: SplitReader, out: String) throws -> TrainSummary? {
+        let B = spec.batchSize
+        let rows = comm.rank * B..<(comm.rank + 1) * B
+        let data = try comm.agree("loading probe rows") {
+            try LocalData(reader: reader, range: rows, verifyChecksums: false)
+        }
+        let net = Network<Float>(spec: model, maxBatch: B, gradientExtras: 2)
+        net.initialize(seed: spec.seed)
+        comm.broadcast(net.params.base, count: net.layout.count)
+        let r = net.step(data.features.baseAddress!, labels: data.labels.baseAddress!, batch: B, train: true)
+        let n = net.layout.count
+        net.grads.base[n] = Float(r.lossSum)
+        comm.allreduceSum(net.grads.base, count: n + 2)
+        for i in 0..<n { net.grads.base[i] /= Float(comm.size) }
+        try comm.agree("writing \(out)") {
+            guard comm.rank == 0 else { return }
+            let h5 = try HDF5File.create(out)
+            try h5.write("gradient", net.grads.base, dtype: .float32, shape: [n])
+            try h5.setAttribute("loss", Double(net.grads.base[n]) / Double(B * comm.size))
+            try h5.setAttribute("world_size", Int64(comm.size))
+        }
+        return nil
+    }
+}
+
+/// Appends one JSON object as a line (metrics.jsonl); best effort, the run goes on without it.
+func appendLine(_ path: String, _ object: [String: Double]) {
+    guard let data = try? stableJSON(object.mapValues { $0.isFinite ? $0 : -1 }, pretty: false) else { return }
+    if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+    guard let fh = FileHandle(forWritingAtPath: path) else { return }
+    fh.seekToEndOfFile()
+    fh.write(data + Data("\n".utf8))
+    try? fh.close()
+}

@@ -1,0 +1,18 @@
+// HDF5's type ids and flags are macros (some over globals valid only after H5open) that
+// Swift cannot import; these inline functions return them as typed values.
+#include <hdf5.h>
+
+static inline hid_t cortado_h5p_default(void) { return H5P_DEFAULT; }
+static inline hid_t cortado_h5s_all(void) { return H5S_ALL; }
+static inline hid_t cortado_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
+static inline hid_t cortado_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }
+static inline hid_t cortado_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
+static inline hid_t cortado_h5t_native_int32(void) { return H5T_NATIVE_INT32; }
+static inline hid_t cortado_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
+static inline hid_t cortado_h5t_native_int8(void) { return H5T_NATIVE_INT8; }
+static inline hid_t cortado_h5t_c_s1(void) { return H5T_C_S1; }
+static inline hid_t cortado_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
+static inline unsigned cortado_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
+static inline unsigned cortado_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
+static inline unsigned cortado_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+static inline void cortado_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

@@ -1,0 +1,49 @@
+/// Layer kernels as forward/backward twins over raw row-major buffers. Backward functions
+/// *accumulate* into parameter gradients (`+=`) and *overwrite* input gradients, as in llm.c.
+
+/// Dense forward: out = input · weightᵀ + bias.
+/// - input: (batch, inDim); weight: (outDim, inDim); bias: (outDim); out: (batch, outDim).
+@inlinable
+public func denseForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
+                                  weight: UnsafePointer<T>, bias: UnsafePointer<T>,
+                                  batch: Int, inDim: Int, outDim: Int) {
+    for r in 0..<batch {
+        let row = out + r * outDim
+        for o in 0..<outDim { row[o] = bias[o] }
+    }
+    T.gemm(transA: false, transB: true, m: batch, n: outDim, k: inDim, alpha: 1,
+           a: input, lda: inDim, b: weight, ldb: inDim, beta: 1, c: out, ldc: outDim)
+}
+
+/// Dense backward: dWeight += dOutᵀ · input, dBias += Σ_rows dOut, dInput = dOut · weight.
+/// - dOut: (batch, outDim); dWeight: (outDim, inDim); dBias: (outDim);
+///   dInput: (batch, inDim) or nil for the first layer (its input needs no gradient).
+@inlinable
+public func denseBackward<T: Real>(dInput: UnsafeMutablePointer<T>?, dWeight: UnsafeMutablePointer<T>,
+                                   dBias: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>,
+                                   input: UnsafePointer<T>, weight: UnsafePointer<T>,
+                                   batch: Int, inDim: Int, outDim: Int) {
+    T.gemm(transA: true, transB: false, m: outDim, n: inDim, k: batch, alpha: 1,
+           a: dOut, lda: outDim, b: input, ldb: inDim, beta: 1, c: dWeight, ldc: inDim)
+    for r in 0..<batch {
+        let row = dOut + r * outDim
+        for o in 0..<outDim { dBias[o] += row[o] }
+    }
+    if let dInput {
+        T.gemm(transA: false, transB: false, m: batch, n: inDim, k: outDim, alpha: 1,
+               a: dOut, lda: outDim, b: weight, ldb: inDim, beta: 0, c: dInput, ldc: inDim)
+    }
+}
+
+/// ReLU forward: out = max(input, 0), elementwise over `count` values.
+@inlinable
+public func reluForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePointer<T>, count: Int) {
+    for i in 0..<count { out[i] = input[i] > 0 ? input[i] : 0 }
+}
+
+/// ReLU backward: dInput = dOut where the forward output was positive, else 0.
+@inlinable
+public func reluBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>,
+                                  out: UnsafePointer<T>, count: Int) {
+    for i in 0..<count { dInput[i] = out[i] > 0 ? dOut[i] : 0 }
+}

@@ -1,0 +1,168 @@
+import CortadoCore
+import Foundation
+
+/// The `.cmodel` file that cortado-train emits and cortado-infer loads, version 1.
+///
+/// Layout (little-endian):
+///
+///     0   magic "CRTDMODL"          8 bytes
+///     8   version                   UInt32
+///     12  header length H           UInt32
+///     16  header, JSON (UTF-8)      H bytes: architecture, precision, tensor table, metadata
+///     ..  zero padding to a multiple of 64
+///     D   tensor data               each tensor at D + offset, offsets 64-byte aligned
+///     end SHA-256 of all bytes before it   32 bytes
+///
+/// Self-describing like tinygrad's safetensors-style files: a reader needs nothing but the file.
+/// `load` checks every size, offset and the checksum before anything touches the data.
+public struct ModelFile {
+    public static let magic = Array("CRTDMODL".utf8)
+    public static let version: UInt32 = 1
+    static let alignment = 64
+
+    /// Element types of stored tensors.
+    public enum DType: String, Codable {
+        case float32, int8
+        public var size: Int { self == .float32 ? 4 : 1 }
+    }
+
+    /// One entry of the tensor table. Quantized tensors name the tensor holding their scales.
+    public struct Tensor: Codable, Equatable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        public var offset: Int    // bytes from the start of the data section
+        public var nbytes: Int
+        public var quantization: Quantization?
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    /// Symmetric quantization: real = scale[channel] · q, one scale per index along `axis`.
+    public struct Quantization: Codable, Equatable {
+        public var scheme: String   // "symmetric_per_channel"
+        public var axis: Int
+        public var scales: String   // name of a float32 tensor with shape[axis] entries
+        public init(scheme: String, axis: Int, scales: String) {
+            self.scheme = scheme; self.axis = axis; self.scales = scales
+        }
+    }
+
+    /// A tensor to write: its table entry's fields and its raw bytes.
+    public struct TensorData {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        public var quantization: Quantization?
+        public var bytes: Data
+        public init(name: String, dtype: DType, shape: [Int], quantization: Quantization? = nil, bytes: Data) {
+            self.name = name; self.dtype = dtype; self.shape = shape; self.quantization = quantization; self.bytes = bytes
+        }
+    }
+
+    /// The JSON header.
+    public struct Header: Codable, Equatable {
+        public var format: String = "cortado-model"
+        public var precision: String          // "fp32" or "int8"
+        public var model: ModelSpec
+        public var classes: [String]
+        public var tensors: [Tensor]
+        public var metadata: [String: String]
+    }
+
+    public let header: Header
+    /// The whole file (memory-mapped by `load`).
+    public let bytes: Data
+    let dataStart: Int
+
+    /// Writes a model file atomically from a header (whose tensor offsets are filled in here)
+    /// and each tensor's raw bytes, in table order.
+    public static func write(path: String, precision: String, model: ModelSpec, classes: [String],
+                             tensors: [TensorData],
+                             metadata: [String: String]) throws {
+        var table = [Tensor]()
+        var offset = 0
+        for t in tensors {
+            let n = t.shape.reduce(1, *) * t.dtype.size
+            precondition(n == t.bytes.count, "tensor \(t.name): \(t.bytes.count) bytes for shape \(t.shape)")
+            table.append(Tensor(name: t.name, dtype: t.dtype, shape: t.shape, offset: offset, nbytes: n, quantization: t.quantization))
+            offset = roundUp(offset + n)
+        }
+        let header = Header(precision: precision, model: model, classes: classes, tensors: table, metadata: metadata)
+        let json = try stableJSON(header, pretty: false)
+        var out = Data(magic)
+        withUnsafeBytes(of: version.littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        out.append(Data(count: roundUp(out.count) - out.count))
+        let dataStart = out.count
+        for (t, e) in zip(tensors, table) {
+            out.append(Data(count: dataStart + e.offset - out.count))
+            out.append(t.bytes)
+        }
+        out.append(Data(count: dataStart + offset - out.count))
+        var h = SHA256()
+        h.update(out)
+        out.append(contentsOf: h.finalize())
+        try AtomicFile.write(out, to: path)
+    }
+
+    /// Loads and validates a model file; any inconsistency is a one-line error naming the file.
+    public static func load(_ path: String) throws -> ModelFile {
+        let hint = "(is it a model written by cortado-train?)"
+        let bytes: Data
+        do { bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw CortadoError.io("\(path): cannot read model file: \(error.localizedDescription)")
+        }
+        guard bytes.count >= 16 + 32 else { throw CortadoError.model("\(path): \(bytes.count) bytes is too short for a model file \(hint)") }
+        guard Array(bytes.prefix(8)) == magic else { throw CortadoError.model("\(path): bad magic, not a Cortado model \(hint)") }
+        let version = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        guard version == Self.version else {
+            throw CortadoError.model("\(path): model format version \(version), this build reads version \(Self.version)")
+        }
+        let headerLength = Int(bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        guard 16 + headerLength <= bytes.count - 32 else {
+            throw CortadoError.model("\(path): header length \(headerLength) runs past the end of the \(bytes.count)-byte file (truncated?)")
+        }
+        var h = SHA256()
+        bytes.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<(bytes.count - 32)])) }
+        guard h.finalize() == Array(bytes.suffix(32)) else {
+            throw CortadoError.model("\(path): checksum mismatch, the file is corrupt or truncated")
+        }
+        let header: Header
+        do { header = try JSONDecoder().decode(Header.self, from: bytes.subdata(in: 16..<(16 + headerLength))) } catch {
+            throw CortadoError.model("\(path): bad header: \(describe(error))")
+        }
+        let dataStart = roundUp(16 + headerLength)
+        let dataLength = bytes.count - 32 - dataStart
+        for t in header.tensors {
+            guard t.shape.allSatisfy({ $0 > 0 }), t.nbytes == t.count * t.dtype.size else {
+                throw CortadoError.model("\(path): tensor '\(t.name)' has shape \(t.shape) but \(t.nbytes) bytes of \(t.dtype.rawValue)")
+            }
+            guard t.offset >= 0, t.offset % alignment == 0, t.offset + t.nbytes <= dataLength else {
+                throw CortadoError.model("\(path): tensor '\(t.name)' at offset \(t.offset) (+\(t.nbytes)) lies outside the \(dataLength)-byte data section")
+            }
+            if let q = t.quantization {
+                guard let s = header.tensors.first(where: { $0.name == q.scales }), s.dtype == .float32,
+                      q.axis >= 0, q.axis < t.shape.count, s.count == t.shape[q.axis] else {
+                    throw CortadoError.model("\(path): tensor '\(t.name)' names scales '\(q.scales)' that are missing or of the wrong size")
+                }
+            }
+        }
+        return ModelFile(header: header, bytes: bytes, dataStart: dataStart)
+    }
+
+    public func tensor(_ name: String) -> Tensor? { header.tensors.first { $0.name == name } }
+
+    /// Copies a tensor's values out (the file stays mapped; layers copy into aligned buffers).
+    public func values<E>(_ t: Tensor, as: E.Type) -> [E] {
+        let n = t.nbytes / MemoryLayout<E>.stride
+        return [E](unsafeUninitializedCapacity: n) { buf, count in
+            bytes.withUnsafeBytes { raw in
+                if n > 0 { memcpy(buf.baseAddress!, raw.baseAddress! + dataStart + t.offset, t.nbytes) }
+            }
+            count = n
+        }
+    }
+
+    static func roundUp(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+}

@@ -1,0 +1,69 @@
+import COpenBLAS
+import Foundation
+
+/// The scalar types the layers run in: `Float` for training and inference (sgemm), `Double` for
+/// gradient checks (dgemm), with the same generic code. Kernels are `@inlinable` so callers in
+/// other modules get them specialized: unspecialized generic loops are 100× slower.
+public protocol Real: BinaryFloatingPoint, Codable {
+    /// C = alpha · op(A) · op(B) + beta · C, row-major; op(A) is (m, k), op(B) is (k, n).
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+                     a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    static func exp(_ x: Self) -> Self
+    static func log(_ x: Self) -> Self
+}
+
+extension Float: Real {
+    @inlinable
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    @inlinable public static func exp(_ x: Float) -> Float { Foundation.exp(x) }
+    @inlinable public static func log(_ x: Float) -> Float { Foundation.log(x) }
+}
+
+extension Double: Real {
+    @inlinable
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+                            a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                            beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    @inlinable public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
+    @inlinable public static func log(_ x: Double) -> Double { Foundation.log(x) }
+}
+
+/// Sets OpenBLAS's thread count for this process (each MPI rank sets its own).
+public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+public func blasThreads() -> Int { Int(openblas_get_num_threads()) }
+
+/// One flat, 64-byte-aligned buffer for a role (parameters, gradients, optimizer moments,
+/// activations). Allocated once; its address never moves, so MPI and BLAS can hold it.
+public final class Arena<T: Real> {
+    public let buffer: UnsafeMutableBufferPointer<T>
+    @inlinable public var count: Int { buffer.count }
+    @inlinable public var base: UnsafeMutablePointer<T> { buffer.baseAddress! }
+
+    public init(count: Int) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<T>.stride, alignment: 64)
+        let p = raw.bindMemory(to: T.self, capacity: max(count, 1))
+        p.initialize(repeating: 0, count: max(count, 1))
+        buffer = UnsafeMutableBufferPointer(start: p, count: count)
+    }
+
+    deinit { UnsafeMutableRawPointer(buffer.baseAddress!).deallocate() }
+
+    @inlinable public func zero() { buffer.update(repeating: 0) }
+
+    /// Copies values in (sizes must match).
+    public func load<C: Collection>(_ values: C) where C.Element == T {
+        precondition(values.count == count, "arena load: \(values.count) values for \(count) slots")
+        _ = buffer.update(fromContentsOf: values)
+    }
+
+    public var array: [T] { Array(buffer) }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every system package Cortado needs on a fresh Debian machine.
+# Called by both README commands (the main job and the tests); safe to run again.
+set -euo pipefail
+
+PACKAGES=(
+  libopenmpi-dev openmpi-bin      # MPI: the all-reduce between ranks
+  libopenblas-dev                 # cblas_sgemm for forward/backward
+  libhdf5-dev hdf5-tools          # shards, checkpoints; h5dump to check them
+  zlib1g-dev                      # gunzip of the IDX files
+  pkg-config                      # SwiftPM finds MPI/HDF5/OpenBLAS through it
+  dataset-fashion-mnist           # the default real data set
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  [[ $p == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: all system packages present" >&2
+fi
+
+# h5py is how users check our files from Python; the tests use it too.
+if ! python3 -c 'import h5py' 2>/dev/null; then
+  echo "install-deps: installing h5py (PyPI)" >&2
+  python3 -m pip install -q h5py
+fi
