@@ -26,12 +26,21 @@ public struct DatasetManifest: Codable, Equatable {
     public struct Split: Codable, Equatable {
         public var rows: Int
         public var files: [ShardFile]
+        public init(rows: Int, files: [ShardFile]) { self.rows = rows; self.files = files }
     }
 
     public struct ShardFile: Codable, Equatable {
         public var path: String   // relative to the manifest's folder
         public var rows: Int
         public var sha256: String
+        public init(path: String, rows: Int, sha256: String) { self.path = path; self.rows = rows; self.sha256 = sha256 }
+    }
+
+    public init(name: String, task: String, featureShape: [Int], classes: [String], splitSeed: UInt64, transforms: [String],
+                statistics: [String: Double], splits: [String: Split], source: [String: String], createdBy: String) {
+        self.name = name; self.task = task; self.featureShape = featureShape; self.classes = classes
+        self.splitSeed = splitSeed; self.transforms = transforms; self.statistics = statistics
+        self.splits = splits; self.source = source; self.createdBy = createdBy
     }
 
     enum CodingKeys: String, CodingKey {

@@ -46,6 +46,18 @@ public struct JobSpec: Codable, Equatable {
         public var weightDecay = 0.0
         public var schedule = "constant"   // constant | cosine
         public var warmupSteps = 0
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case type, learningRate = "learning_rate", momentum, weightDecay = "weight_decay", schedule, warmupSteps = "warmup_steps"
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, data, layers, loss, optimizer, batchSize = "batch_size", epochs, seed
+        case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
+        case threads, emit, verifyChecksums = "verify_checksums"
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.

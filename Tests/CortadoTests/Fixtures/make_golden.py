@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Reference values for GoldenTests.swift, computed with numpy in float64.
+
+A 5-4-3 MLP (dense(4), relu, dense(3), softmax cross-entropy) on a batch of 6 rows whose
+values encode their position, with parameters from a closed formula. Writes golden_mlp.json:
+inputs, labels, parameters (flat, in Cortado's arena order: layers.0.weight (4,5),
+layers.0.bias (4), layers.2.weight (3,4), layers.2.bias (3)), logits, mean loss, the flat
+gradient of the mean loss, and the losses of 3 SGD steps (momentum 0.9, weight decay 0.01,
+lr 0.1; PyTorch's formulation v = mu*v + g + wd*w; w -= lr*v).
+
+Run from this folder:  python3 make_golden.py
+"""
+import json
+import numpy as np
+
+B, D, H, C = 6, 5, 4, 3
+x = (np.arange(B * D, dtype=np.float64).reshape(B, D) + 1) / 30.0 - 0.5
+y = np.array([2, 0, 1, 1, 0, 2])
+W1 = 0.5 * np.sin(1.0 + np.arange(H * D)).reshape(H, D)
+b1 = 0.2 * np.cos(np.arange(H))
+W2 = 0.5 * np.cos(2.0 + np.arange(C * H)).reshape(C, H)
+b2 = 0.05 * np.arange(C) - 0.05
+
+
+def forward(W1, b1, W2, b2):
+    z1 = x @ W1.T + b1
+    a1 = np.maximum(z1, 0)
+    z2 = a1 @ W2.T + b2
+    m = z2.max(axis=1, keepdims=True)
+    p = np.exp(z2 - m)
+    p /= p.sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(B), y]).mean()
+    return z1, a1, z2, p, loss
+
+
+def grads(W1, b1, W2, b2):
+    z1, a1, z2, p, loss = forward(W1, b1, W2, b2)
+    dz2 = p.copy()
+    dz2[np.arange(B), y] -= 1
+    dz2 /= B
+    dW2 = dz2.T @ a1
+    db2 = dz2.sum(0)
+    da1 = dz2 @ W2
+    dz1 = da1 * (z1 > 0)
+    dW1 = dz1.T @ x
+    db1 = dz1.sum(0)
+    return z1, z2, loss, [dW1, db1, dW2, db2]
+
+
+def flat(ts):
+    return np.concatenate([t.ravel() for t in ts])
+
+
+params = [W1, b1, W2, b2]
+z1, logits, loss, g = grads(*params)
+assert np.abs(z1).min() > 1e-2, "pre-activation too close to the ReLU kink"
+
+lr, mu, wd = 0.1, 0.9, 0.01
+p = [t.copy() for t in params]
+v = [np.zeros_like(t) for t in params]
+losses = []
+for _ in range(3):
+    _, _, l, gs = grads(*p)
+    losses.append(l)
+    for i in range(4):
+        v[i] = mu * v[i] + gs[i] + wd * p[i]
+        p[i] = p[i] - lr * v[i]
+losses.append(forward(*p)[4])
+
+out = {
+    "batch": B, "inputs": D, "hidden": H, "classes": C,
+    "x": x.ravel().tolist(), "labels": y.tolist(),
+    "params": flat(params).tolist(),
+    "logits": logits.ravel().tolist(),
+    "loss": float(loss),
+    "grads": flat(g).tolist(),
+    "sgd": {"learning_rate": lr, "momentum": mu, "weight_decay": wd, "losses": [float(l) for l in losses],
+            "params_after": flat(p).tolist()},
+}
+with open("golden_mlp.json", "w") as f:
+    json.dump(out, f, indent=1)
+print("wrote golden_mlp.json: loss %.6f" % loss)

@@ -1,0 +1,73 @@
+import CortadoModel
+import CortadoTrain
+import XCTest
+
+/// Whole-model forward, loss, gradients and the first SGD steps against numpy (float64);
+/// Fixtures/make_golden.py wrote the fixture.
+final class GoldenTests: XCTestCase {
+    struct Golden: Decodable {
+        var batch: Int, inputs: Int, hidden: Int, classes: Int
+        var x: [Double], labels: [Int32], params: [Double], logits: [Double], loss: Double, grads: [Double]
+        var sgd: SGDRef
+        struct SGDRef: Decodable {
+            var learning_rate: Double, momentum: Double, weight_decay: Double, losses: [Double], params_after: [Double]
+        }
+    }
+
+    func golden() throws -> Golden { try JSONDecoder().decode(Golden.self, from: try Support.fixture("golden_mlp.json")) }
+
+    func spec(_ g: Golden) -> ModelSpec {
+        ModelSpec(inputShape: [g.inputs], layers: [.dense(units: g.hidden), .relu, .dense(units: g.classes)])
+    }
+
+    func run<T: Real>(_ type: T.Type, _ g: Golden) -> (logits: [Double], loss: Double, grads: [Double]) {
+        let net = Network<T>(spec: spec(g), maxBatch: g.batch)
+        XCTAssertEqual(net.layout.count, g.params.count)
+        net.params.load(g.params.map { T($0) })
+        net.grads.zero()
+        let x = g.x.map { T($0) }
+        let r = x.withUnsafeBufferPointer { net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: true) }
+        let logits = x.withUnsafeBufferPointer { xp in Array(UnsafeBufferPointer(start: net.forward(xp.baseAddress!, batch: g.batch), count: g.batch * g.classes)) }
+        return (logits.map { Double($0) }, r.lossSum / Double(g.batch), net.grads.array.map { Double($0) })
+    }
+
+    func testDoubleMatchesNumpy() throws {
+        let g = try golden()
+        let r = run(Double.self, g)
+        assertClose(r.logits, g.logits, rel: 1e-12, "logits")
+        XCTAssertEqual(r.loss, g.loss, accuracy: 1e-12)
+        assertClose(r.grads, g.grads, rel: 1e-10, abs: 1e-14, "grads")
+    }
+
+    func testFloatMatchesNumpy() throws {
+        let g = try golden()
+        let r = run(Float.self, g)
+        assertClose(r.logits, g.logits, rel: 1e-5, abs: 1e-6, "logits")
+        XCTAssertEqual(r.loss, g.loss, accuracy: 1e-5)
+        assertClose(r.grads, g.grads, rel: 1e-4, abs: 1e-6, "grads")
+    }
+
+    /// Three SGD-with-momentum steps (the trainer's optimizer) reproduce numpy's losses.
+    func testSGDStepsMatchNumpy() throws {
+        let g = try golden()
+        let net = Network<Float>(spec: spec(g), maxBatch: g.batch)
+        net.params.load(g.params.map { Float($0) })
+        var opt = JobSpec.OptimizerSpec()
+        opt.learningRate = g.sgd.learning_rate
+        opt.momentum = g.sgd.momentum
+        opt.weightDecay = g.sgd.weight_decay
+        let sgd = SGD(spec: opt, count: net.layout.count)
+        let x = g.x.map { Float($0) }
+        var losses = [Double]()
+        for _ in 0..<3 {
+            net.grads.zero()
+            let r = x.withUnsafeBufferPointer { net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: true) }
+            losses.append(r.lossSum / Double(g.batch))
+            sgd.update(params: net.params.base, grads: net.grads.base, count: net.layout.count, lr: Float(opt.learningRate))
+        }
+        let r = x.withUnsafeBufferPointer { net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: false) }
+        losses.append(r.lossSum / Double(g.batch))
+        assertClose(losses, g.sgd.losses, rel: 1e-5, "losses")
+        assertClose(net.params.array.map { Double($0) }, g.sgd.params_after, rel: 1e-4, abs: 1e-6, "params after 3 steps")
+    }
+}

@@ -1,0 +1,79 @@
+import CortadoCore
+import CortadoModel
+import CortadoTrain
+import XCTest
+
+final class JobSpecTests: XCTestCase {
+    let base = """
+    data: d/manifest.json
+    model:
+      layers:
+        - {type: dense, units: 16}
+        - {type: relu}
+        - {type: dense, units: 10}
+    optimizer: {learning_rate: 0.1, momentum: 0.9}
+    batch_size: 32
+    epochs: 2
+    """
+
+    func spec(_ text: String, _ overrides: [String] = []) throws -> JobSpec {
+        var tree = try ConfigNode.parse(text, origin: "job.yaml")
+        for o in overrides { try tree.set(o) }
+        return try JobSpec(tree: tree)
+    }
+
+    func expectError(_ text: String, _ overrides: [String] = [], contains fragment: String, line: UInt = #line) {
+        XCTAssertThrowsError(try spec(text, overrides), line: line) {
+            XCTAssertTrue("\($0)".contains(fragment), "'\($0)' lacks '\(fragment)'", line: line)
+        }
+    }
+
+    func testParsesTheShippedJobSpec() throws {
+        let s = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp.yaml")
+        XCTAssertEqual(s.layers, [.dense(units: 256), .relu, .dense(units: 128), .relu, .dense(units: 10)])
+        XCTAssertEqual(s.batchSize, 64)
+        XCTAssertEqual(s.emit, ["fp32", "int8"])
+    }
+
+    func testDefaultsAndValues() throws {
+        let s = try spec(base)
+        XCTAssertEqual(s.optimizer.learningRate, 0.1)
+        XCTAssertEqual(s.batchSize, 32)
+        XCTAssertEqual(s.seed, 42)
+        XCTAssertEqual(s.modelSpec(inputShape: [1, 28, 28]).parameterLayout.count, 784 * 16 + 16 + 16 * 10 + 10)
+    }
+
+    func testOverrides() throws {
+        let s = try spec(base, ["epochs=5", "optimizer.learning_rate=0.2", "model.layers.0.units=64", "checkpoint.every_steps=7"])
+        XCTAssertEqual(s.epochs, 5)
+        XCTAssertEqual(s.optimizer.learningRate, 0.2)
+        XCTAssertEqual(s.layers[0], .dense(units: 64))
+        XCTAssertEqual(s.checkpointEvery, 7)
+        let t = try spec(base, ["model.layers=[{type: dense, units: 10}]"])
+        XCTAssertEqual(t.layers, [.dense(units: 10)])
+    }
+
+    func testUnknownKeysAndWrongTypesNameTheKey() {
+        expectError(base + "\nepoch: 3", contains: "epoch: unknown key")
+        expectError(base + "\ncheckpoint: {every: 3}", contains: "checkpoint.every: unknown key")
+        expectError(base, ["optimizer.lr=0.1"], contains: "optimizer.lr: unknown key")
+        expectError(base, ["batch_size=lots"], contains: "batch_size: expected an integer, got 'lots'")
+        expectError(base, ["optimizer.learning_rate=[1]"], contains: "optimizer.learning_rate: expected a number")
+    }
+
+    func testValidationNamesTheField() {
+        expectError(base, ["batch_size=0"], contains: "batch_size: must be positive")
+        expectError(base, ["optimizer.momentum=1.5"], contains: "optimizer.momentum")
+        expectError(base, ["model.layers.1.type=conv"], contains: "model.layers.1.type: unknown layer 'conv'")
+        expectError(base, ["model.layers.5.units=3"], contains: "--set model.layers.5.units")
+        expectError(base, ["emit=[fp16]"], contains: "emit.0")
+        expectError("model: {layers: []}", contains: "data: required")
+    }
+
+    func testModelShapesAreChecked() throws {
+        let s = try spec(base)
+        XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {
+            XCTAssertTrue("\($0)".contains("model.layers.2 (dense(10)): outputs 10 values but the data has 3 classes"), "\($0)")
+        }
+    }
+}
