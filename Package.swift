@@ -48,7 +48,7 @@ let package = Package(
                 path: "Sources/2-Train"),
 
         .executableTarget(name: "cortado",
-                          dependencies: ["CortadoCore", "CortadoData",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado"),
         .executableTarget(name: "cortado-train",

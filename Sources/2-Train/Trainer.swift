@@ -30,12 +30,14 @@ public struct TrainSummary: Codable {
     public var validation: [String: Double]
     public var test: [String: Double]
     public var samplesPerSecond: Double
+    /// Training FLOPs per sample (forward + backward), for FLOP-rate reports.
+    public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
     public var wallSeconds: Double
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
-        case samplesPerSecond = "samples_per_sec", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
+        case samplesPerSecond = "samples_per_sec", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
     }
 }
 
@@ -232,7 +234,8 @@ public final class Trainer {
         let peak = Double(comm.allreduceMax(peakRSSBytes())) / 1048576
         let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
                                    validation: ["loss": lastVal.loss, "accuracy": lastVal.accuracy], test: testMetrics,
-                                   samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9), peakRSSMiBMax: peak,
+                                   samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9),
+                                   flopsPerSample: model.trainingFLOPsPerSample, peakRSSMiBMax: peak,
                                    wallSeconds: monotonicSeconds() - wallStart)
         log(String(format: "done: %d steps, test accuracy fp32 %.4f%@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",
                    step, testResult.accuracy,

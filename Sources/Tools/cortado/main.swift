@@ -1,6 +1,7 @@
 import ArgumentParser
 import CortadoCore
 import CortadoData
+import CortadoModel
 import Foundation
 
 /// `cortado`: the single-process tools (data preparation for now).
@@ -9,7 +10,7 @@ struct Cortado: ParsableCommand {
         commandName: "cortado",
         abstract: "Cortado's single-process tools: prepare data for cortado-train.",
         version: cortadoVersion,
-        subcommands: [Prepare.self])
+        subcommands: [Prepare.self, Bench.self])
 }
 
 struct Prepare: ParsableCommand {
@@ -48,6 +49,34 @@ struct FashionMNIST: ParsableCommand {
         print(String(format: "prepared %@: %d train (%d shards), %d validation, %d test rows in %.1fs → %@/manifest.json",
                      m.name, m.splits["train"]?.rows ?? 0, shards, m.splits["validation"]?.rows ?? 0, m.splits["test"]?.rows ?? 0,
                      monotonicSeconds() - t0, out))
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Machine ceilings for the benchmarks.",
+        subcommands: [SGEMM.self])
+}
+
+struct SGEMM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sgemm", abstract: "Measure OpenBLAS sgemm GFLOP/s (m = n = k = --size unless given).")
+    @Option var size = 1024
+    @Option var m: Int?
+    @Option var n: Int?
+    @Option var k: Int?
+    @Option(help: "BLAS threads.") var threads = 1
+    @Option var seconds = 1.0
+    @Flag var json = false
+
+    func run() throws {
+        let (mm, nn, kk) = (m ?? size, n ?? size, k ?? size)
+        let g = measureSGEMM(m: mm, n: nn, k: kk, threads: threads, seconds: seconds)
+        if json {
+            print(#"{"m": \#(mm), "n": \#(nn), "k": \#(kk), "threads": \#(threads), "gflops": \#(String(format: "%.2f", g))}"#)
+        } else {
+            print(String(format: "sgemm %dx%dx%d, %d thread(s): %.1f GFLOP/s", mm, nn, kk, threads, g))
+        }
     }
 }
 

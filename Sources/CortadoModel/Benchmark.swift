@@ -1,0 +1,37 @@
+import CortadoCore
+import Foundation
+
+/// Measured sgemm speed of this machine's OpenBLAS: the ceiling a training step's FLOP rate is
+/// compared against (benchmarks report step FLOP/s as a fraction of it).
+public func measureSGEMM(m: Int, n: Int, k: Int, threads: Int, seconds: Double = 1.0) -> Double {
+    setBLASThreads(threads)
+    let a = Arena<Float>(count: m * k), b = Arena<Float>(count: k * n), c = Arena<Float>(count: m * n)
+    for i in 0..<a.count { a.base[i] = Float(i % 17) * 0.01 }
+    for i in 0..<b.count { b.base[i] = Float(i % 13) * 0.01 }
+    Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.base, lda: k, b: b.base, ldb: n, beta: 0, c: c.base, ldc: n)
+    var reps = 0
+    let t0 = monotonicSeconds()
+    var t = t0
+    while t - t0 < seconds {
+        Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.base, lda: k, b: b.base, ldb: n, beta: 0, c: c.base, ldc: n)
+        reps += 1
+        t = monotonicSeconds()
+    }
+    return 2.0 * Double(m * n * k) * Double(reps) / (t - t0) / 1e9
+}
+
+extension ModelSpec {
+    /// FLOPs of one training sample: forward (2·MACs), weight gradients (2·MACs) and input
+    /// gradients (2·MACs) of every dense layer but the first, whose input needs none.
+    public var trainingFLOPsPerSample: Double {
+        var flops = 0.0, width = inputSize, first = true
+        for l in layers {
+            guard case .dense(let units) = l else { continue }
+            let macs = Double(width * units)
+            flops += (first ? 4 : 6) * macs
+            first = false
+            width = units
+        }
+        return flops
+    }
+}

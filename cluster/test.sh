@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test suite, from nothing: install dependencies, then build and run every test (unit,
+# gradient checks, numpy golden values, real mpirun -np 2/3 runs, h5py/h5dump interop) in
+# release mode, the build users run. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash cluster/install-deps.sh
+# mpirun as root (CI runs as root) needs Open MPI's consent.
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+swift build -c release --build-tests
+swift test -c release --skip-build
