@@ -27,7 +27,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib", pkgConfig: "zlib"),
 
         // Shared foundations: errors, checksums, JSON helpers, deterministic RNG.
-        .target(name: "CortadoCore", path: "Sources/CortadoCore"),
+        .target(name: "CortadoCore", dependencies: [.product(name: "Yams", package: "Yams")],
+                path: "Sources/CortadoCore"),
+        // The MPI communicator: the only code that calls MPI (trainer, parallel prepare).
+        .target(name: "CortadoMPI", dependencies: ["CortadoCore", "CMPI"], path: "Sources/Distributed"),
         // Step 1: raw data → HDF5 shards + manifest.
         .target(name: "CortadoData", dependencies: ["CortadoCore", "CHDF5", "CZlib"],
                 path: "Sources/1-Data"),
@@ -43,16 +46,15 @@ let package = Package(
         // Step 2: job spec, MPI communicator, trainer, checkpoints.
         .target(name: "CortadoTrain",
                 dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                               "CortadoInfer", "CMPI", "COpenBLAS",
-                               .product(name: "Yams", package: "Yams")],
+                               "CortadoInfer", "CortadoMPI", "COpenBLAS"],
                 path: "Sources/2-Train"),
 
         .executableTarget(name: "cortado",
-                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado"),
         .executableTarget(name: "cortado-train",
-                          dependencies: ["CortadoTrain", "CortadoCore",
+                          dependencies: ["CortadoTrain", "CortadoCore", "CortadoMPI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado-train"),
         .executableTarget(name: "cortado-infer",
@@ -62,7 +64,7 @@ let package = Package(
 
         .testTarget(name: "CortadoTests",
                     dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                                   "CortadoInfer", "CortadoTrain"],
+                                   "CortadoInfer", "CortadoTrain", "CortadoMPI"],
                     path: "Tests/CortadoTests",
                     resources: [.copy("Fixtures")]),
     ]

@@ -40,6 +40,14 @@ public final class HDF5File {
         return HDF5File(path: path, id: fid)
     }
 
+    /// Opens an existing file for reading and writing (ranks taking turns to fill a shard).
+    public static func openForWriting(_ path: String) throws -> HDF5File {
+        _ = setup
+        let fid = H5Fopen(path, cortado_h5f_acc_rdwr(), cortado_h5p_default())
+        guard fid >= 0 else { throw CortadoError.io("\(path): cannot open HDF5 file for writing") }
+        return HDF5File(path: path, id: fid)
+    }
+
     /// Flushes HDF5's buffers to the operating system.
     public func flush() throws {
         guard H5Fflush(id, H5F_SCOPE_LOCAL) >= 0 else { throw CortadoError.io("\(path): flush failed") }
@@ -92,6 +100,51 @@ public final class HDF5File {
         defer { H5Dclose(ds) }
         guard H5Dwrite(ds, dtype.native, cortado_h5s_all(), cortado_h5s_all(), cortado_h5p_default(), data) >= 0 else {
             throw CortadoError.io("\(path): writing dataset '\(name)' failed (disk full?)")
+        }
+    }
+
+    /// Creates an empty dataset of `shape`, chunked by `chunkRows` along the first axis with
+    /// shuffle + deflate, to be filled by `writeRows` in pieces (bounded memory).
+    public func createDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int, deflate level: Int = 4) throws {
+        let dims = shape.map { hsize_t($0) }
+        let space = H5Screate_simple(Int32(dims.count), dims, nil)
+        defer { H5Sclose(space) }
+        let plist = H5Pcreate(cortado_h5p_dataset_create())
+        defer { H5Pclose(plist) }
+        if let first = shape.first, first > 0 {
+            var chunk = dims
+            chunk[0] = hsize_t(min(chunkRows, first))
+            H5Pset_chunk(plist, Int32(chunk.count), chunk)
+            H5Pset_shuffle(plist)
+            H5Pset_deflate(plist, UInt32(level))
+        }
+        let ds = H5Dcreate2(id, name, dtype.native, space, cortado_h5p_default(), plist, cortado_h5p_default())
+        guard ds >= 0 else { throw CortadoError.io("\(path): cannot create dataset '\(name)'") }
+        H5Dclose(ds)
+    }
+
+    /// Writes rows [start, start+count) of an existing dataset from `data`.
+    public func writeRows(_ name: String, start: Int, count: Int, dtype: DType, from data: UnsafeRawPointer) throws {
+        guard count > 0 else { return }
+        let ds = try openDataset(name)
+        defer { H5Dclose(ds) }
+        let fileSpace = H5Dget_space(ds)
+        defer { H5Sclose(fileSpace) }
+        let rank = Int(H5Sget_simple_extent_ndims(fileSpace))
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(fileSpace, &dims, nil)
+        guard start >= 0, start + count <= Int(dims[0]) else {
+            throw CortadoError.io("\(path): rows \(start)..<\(start + count) outside '\(name)' with \(dims[0]) rows")
+        }
+        var offset = [hsize_t](repeating: 0, count: rank)
+        offset[0] = hsize_t(start)
+        var sel = dims
+        sel[0] = hsize_t(count)
+        H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, offset, nil, sel, nil)
+        let memSpace = H5Screate_simple(Int32(rank), sel, nil)
+        defer { H5Sclose(memSpace) }
+        guard H5Dwrite(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), data) >= 0 else {
+            throw CortadoError.io("\(path): writing '\(name)' rows \(start)..<\(start + count) failed (disk full?)")
         }
     }
 

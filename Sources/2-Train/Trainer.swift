@@ -3,6 +3,7 @@ import CortadoCore
 import CortadoData
 import CortadoInfer
 import CortadoModel
+import CortadoMPI
 import Foundation
 
 /// Command-line options of cortado-train that are not part of the job spec.

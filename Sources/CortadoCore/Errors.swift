@@ -28,8 +28,7 @@ public struct CortadoError: Error, CustomStringConvertible, Equatable {
     /// 7 numeric.
     public var exitCode: Int32 {
         switch kind {
-        case .usage: return 2
-        case .data: return 3
+        case .usage, .data: return 2
         case .io: return 4
         case .model: return 5
         case .distributed: return 6

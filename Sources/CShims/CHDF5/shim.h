@@ -15,4 +15,5 @@ static inline hid_t cortado_h5p_dataset_create(void) { return H5P_DATASET_CREATE
 static inline unsigned cortado_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned cortado_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline unsigned cortado_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+static inline unsigned cortado_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
 static inline void cortado_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CortadoCore
+import CortadoMPI
 import CortadoTrain
 import Foundation
 

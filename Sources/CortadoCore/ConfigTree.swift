@@ -1,4 +1,3 @@
-import CortadoCore
 import Foundation
 import Yams
 

@@ -7,7 +7,7 @@ import Foundation
 ///
 /// Every method is a collective that every rank must call in the same order; none is ever
 /// called under `if rank == 0`. MPI counts are 32-bit, so large buffers go in chunks.
-public final class Communicator {
+public final class Communicator: Collective {
     public let rank: Int
     public let size: Int
     public let hostname: String
@@ -30,8 +30,14 @@ public final class Communicator {
         hostname = String(cString: buf)
     }
 
-    /// "rank 1 (node2)": how every message names a rank.
     public var name: String { "rank \(rank) (\(hostname))" }
+
+    /// Whether this process was started by mpirun/srun (so MPI_Init connects to a job) rather
+    /// than by hand (where `Solo` serves and MPI is never initialized).
+    public static var launchedByMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["PMI_RANK"] != nil
+    }
 
     /// Ranks started on this host (Open MPI's environment; falls back to the world size).
     public var localSize: Int {
@@ -83,48 +89,38 @@ public final class Communicator {
         }
     }
 
-    /// Broadcasts a string from `root` (length first, then bytes).
-    public func broadcast(_ s: String, root: Int = 0) -> String {
-        var lenBytes = withUnsafeBytes(of: Int64(rank == root ? s.utf8.count : 0)) { Array($0) }
-        broadcast(&lenBytes, root: root)
-        let len = Int(lenBytes.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) })
-        var bytes = rank == root ? Array(s.utf8) : [UInt8](repeating: 0, count: len)
-        broadcast(&bytes, root: root)
-        return String(decoding: bytes, as: UTF8.self)
+    /// Broadcasts bytes from `root`: length first, then the bytes.
+    public func broadcastBytes(_ bytes: [UInt8], root: Int) -> [UInt8] {
+        var len = [Int64(rank == root ? bytes.count : 0)]
+        MPI_Bcast(&len, 1, cortado_mpi_int64(), Int32(root), comm)
+        var buf = rank == root ? bytes : [UInt8](repeating: 0, count: Int(len[0]))
+        broadcast(&buf, root: root)
+        return buf
+    }
+
+    /// Gathers one byte string from every rank, in rank order.
+    public func allgather(_ bytes: [UInt8]) -> [[UInt8]] {
+        var lens = [Int64](repeating: 0, count: size)
+        var myLen = Int64(bytes.count)
+        MPI_Allgather(&myLen, 1, cortado_mpi_int64(), &lens, 1, cortado_mpi_int64(), comm)
+        var counts = [Int32](), displs = [Int32]()
+        var total = 0
+        for l in lens {
+            precondition(total + Int(l) < Int(Int32.max), "allgather over 2 GiB")
+            counts.append(Int32(l)); displs.append(Int32(total)); total += Int(l)
+        }
+        var recv = [UInt8](repeating: 0, count: max(total, 1))
+        var send = bytes.isEmpty ? [0] : bytes
+        MPI_Allgatherv(&send, Int32(bytes.count), cortado_mpi_uint8(), &recv, counts, displs, cortado_mpi_uint8(), comm)
+        return (0..<size).map { Array(recv[Int(displs[$0])..<(Int(displs[$0]) + Int(counts[$0]))]) }
     }
 
     /// Gathers one string from every rank, in rank order.
     public func allgather(_ s: String) -> [String] {
-        let mine = Array(s.utf8)
-        var lens = [Int64](repeating: 0, count: size)
-        var myLen = Int64(mine.count)
-        MPI_Allgather(&myLen, 1, cortado_mpi_int64(), &lens, 1, cortado_mpi_int64(), comm)
-        let maxLen = Int(lens.max() ?? 0)
-        var send = mine + [UInt8](repeating: 0, count: maxLen - mine.count)
-        var recv = [UInt8](repeating: 0, count: maxLen * size)
-        MPI_Allgather(&send, Int32(maxLen), cortado_mpi_uint8(), &recv, Int32(maxLen), cortado_mpi_uint8(), comm)
-        return (0..<size).map { String(decoding: recv[($0 * maxLen)..<($0 * maxLen + Int(lens[$0]))], as: UTF8.self) }
+        allgather(Array(s.utf8)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     public func barrier() { MPI_Barrier(comm) }
-
-    /// Runs `body` on every rank, then agrees on the outcome: if any rank threw, every rank
-    /// throws the same error — the lowest failing rank's, prefixed with its name — so all ranks
-    /// take the same branch and nobody is left waiting in a later collective.
-    public func agree<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        var result: T?
-        var failure: CortadoError?
-        do { result = try body() } catch let e as CortadoError { failure = e } catch {
-            failure = CortadoError(.io, "\(error)")
-        }
-        let firstFailed = allreduceMin(failure == nil ? size : rank)
-        if firstFailed == size, let result { return result }
-        let message = broadcast(failure.map { "\(name): \(what): \($0.message)" } ?? "", root: firstFailed)
-        var code = [UInt8](repeating: UInt8(failure?.exitCode ?? 0), count: 1)
-        broadcast(&code, root: firstFailed)
-        let kind = CortadoError.kind(forExitCode: Int32(code[0])) ?? .distributed
-        throw CortadoError(kind, message)
-    }
 
     /// The single abort path for what cannot be agreed (a failure inside the step loop): prints
     /// one rank-prefixed line and tears the whole job down via MPI_Abort.
