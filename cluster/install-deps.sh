@@ -28,8 +28,9 @@ else
   echo "install-deps: all system packages present" >&2
 fi
 
-# h5py is how users check our files from Python; the tests use it too.
-if ! python3 -c 'import h5py' 2>/dev/null; then
-  echo "install-deps: installing h5py (PyPI)" >&2
-  python3 -m pip install -q h5py
+# h5py is how users check our files from Python; the tests use it, and scikit-learn for a real
+# tabular data set (its bundled breast-cancer table) in the CSV pipeline test.
+if ! python3 -c "import h5py, sklearn" 2>/dev/null; then
+  echo "install-deps: installing h5py, scikit-learn (PyPI)" >&2
+  python3 -m pip install -q h5py scikit-learn
 fi

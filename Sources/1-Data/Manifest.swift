@@ -22,6 +22,13 @@ public struct DatasetManifest: Codable, Equatable {
     public var splits: [String: Split]       // "train", "validation", "test"
     public var source: [String: String]      // source file → its SHA-256
     public var createdBy: String
+    /// Tabular data (`cortado prepare csv`): every column with its schema, statistics and
+    /// output position; the CSV dialect; the cleaning report; the integer columns in
+    /// `/categorical`.
+    public var columns: [ColumnInfo]?
+    public var csv: CSVDialect?
+    public var cleaning: CleaningReport?
+    public var categoricalColumns: [String]?
 
     public struct Split: Codable, Equatable {
         public var rows: Int
@@ -46,9 +53,13 @@ public struct DatasetManifest: Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case format, formatVersion = "format_version", name, task, featureShape = "feature_shape", classes
         case splitSeed = "split_seed", transforms, statistics, splits, source, createdBy = "created_by"
+        case columns, csv, cleaning, categoricalColumns = "categorical_columns"
     }
 
     public var featureCount: Int { featureShape.reduce(1, *) }
+
+    /// The label column, for tabular data.
+    public var labelColumn: ColumnInfo? { columns?.first { $0.role == "label" } }
 
     /// Loads and checks format and version; errors say which command writes a correct file.
     public static func load(_ path: String) throws -> DatasetManifest {
@@ -74,3 +85,26 @@ public struct DatasetManifest: Codable, Equatable {
     }
 }
 
+
+/// What cleaning did, in numbers (`cortado inspect` prints it).
+public struct CleaningReport: Codable, Equatable {
+    public var rowsRead = 0
+    public var rowsWritten: [String: Int] = [:]
+    public var dropped: [String: Int] = [:]      // reason → rows
+    public var duplicates = 0
+    public var imputed: [String: Int] = [:]      // column → values imputed (all splits)
+
+    enum CodingKeys: String, CodingKey {
+        case rowsRead = "rows_read", rowsWritten = "rows_written", dropped, duplicates, imputed
+    }
+
+    public init() {}
+
+    public mutating func merge(_ o: CleaningReport) {
+        rowsRead += o.rowsRead
+        duplicates += o.duplicates
+        for (k, v) in o.rowsWritten { rowsWritten[k, default: 0] += v }
+        for (k, v) in o.dropped { dropped[k, default: 0] += v }
+        for (k, v) in o.imputed { imputed[k, default: 0] += v }
+    }
+}

@@ -73,6 +73,11 @@ public final class Trainer {
              try SplitReader(manifestPath: spec.data, split: "test"))
         }
         let manifest = trainReader.manifest
+        try comm.agree("checking the task") {
+            guard manifest.task == "classification" else {
+                throw CortadoError.usage("\(spec.data): task '\(manifest.task)' is not supported by the trainer yet (classification only)")
+            }
+        }
         let model = spec.modelSpec(inputShape: manifest.featureShape)
         try comm.agree("checking the model") { try model.validate(classes: manifest.classes.count) }
         try preflight(spec: spec, manifest: manifest)
@@ -212,8 +217,7 @@ public final class Trainer {
                     let path = (runDir as NSString).appendingPathComponent("model-\(e).cmodel")
                     try ModelExport.write(path: path, precision: precision, model: model, classes: manifest.classes,
                                           params: UnsafeBufferPointer(net.params.buffer),
-                                          metadata: ["job_spec": spec.canonicalJSON, "step": String(step), "world_size": String(comm.size),
-                                                     "data": spec.data, "cortado_version": cortadoVersion])
+                                          metadata: modelMetadata(spec: spec, manifest: manifest, step: step))
                     models[e] = path
                     // Score the written file with the inference runtime: checks the file, and
                     // gives the int8 figure cortado-infer must reproduce.
@@ -244,6 +248,17 @@ public final class Trainer {
                    summary.samplesPerSecond, peak))
         for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
         return summary
+    }
+
+    /// What a model file records about its training; models trained on CSV data also carry
+    /// the manifest's column transforms, so cortado-infer can read raw rows.
+    func modelMetadata(spec: JobSpec, manifest: DatasetManifest, step: Int) throws -> [String: String] {
+        var meta = ["job_spec": spec.canonicalJSON, "step": String(step), "world_size": String(comm.size),
+                    "data": spec.data, "cortado_version": cortadoVersion]
+        if let columns = manifest.columns, let csv = manifest.csv {
+            meta["preprocessing"] = String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
+        }
+        return meta
     }
 
     /// Ranks compare what they are about to run: binary version, resolved job spec, data

@@ -2,6 +2,7 @@ import ArgumentParser
 import CortadoCore
 import CortadoData
 import CortadoModel
+import CortadoMPI
 import Foundation
 
 /// `cortado`: the single-process tools (data preparation for now).
@@ -10,13 +11,13 @@ struct Cortado: ParsableCommand {
         commandName: "cortado",
         abstract: "Cortado's single-process tools: prepare data for cortado-train.",
         version: cortadoVersion,
-        subcommands: [Prepare.self, Bench.self])
+        subcommands: [Prepare.self, Inspect.self, Validate.self, Bench.self])
 }
 
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn raw data into HDF5 shards plus manifest.json.",
-        subcommands: [FashionMNIST.self])
+        subcommands: [FashionMNIST.self, CSV.self])
 }
 
 struct FashionMNIST: ParsableCommand {
@@ -52,6 +53,97 @@ struct FashionMNIST: ParsableCommand {
     }
 }
 
+struct CSV: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "csv",
+        abstract: "CSV/TSV files → cleaned, encoded, standardized HDF5 shards (runs under mpirun too).",
+        discussion: """
+            Types are inferred from the first rows and printed as a schema you can save, edit and
+            pass back with --schema. Statistics come from the training split only. Under
+            `mpirun -np N cortado prepare csv …` ranks split the files by bytes; the output is
+            identical to the 1-process run.
+            """)
+
+    @Argument(help: "Input files (same header).") var inputs: [String]
+    @Option(help: "Output folder (appears only when complete).") var out: String
+    @Option(help: "Label column.") var label: String
+    @Option(help: "classification or regression (inferred from the label if omitted).") var task: String?
+    @Option(help: "Training shards.") var shards = 1
+    @Option(help: "Rows per training shard (instead of --shards).") var shardRows: Int?
+    @Option(help: "Split fractions, e.g. train=0.8,validation=0.1,test=0.1.") var split = "train=0.8,validation=0.1,test=0.1"
+    @Option(help: "Schema file (YAML): column types, missing-value policies, transforms.") var schema: String?
+    @Option(help: "Field delimiter: a character, or 'tab'.") var delimiter = ","
+    @Flag(help: "The files have no header line (columns are named c0, c1, …).") var noHeader = false
+    @Option(help: "Comma-separated tokens that mean missing (default: empty, NA, N/A, NaN, nan, null, NULL, ?).") var missing: String?
+    @Option(help: "Seed of the split.") var seed: UInt64 = 42
+    @Flag(help: "Keep exact-duplicate rows.") var keepDuplicates = false
+    @Option(help: "Interaction data: USER,TIME — each user's last row → test, the one before → validation.") var leaveLastOut: String?
+    @Flag(help: "Replace an existing output folder.") var overwrite = false
+
+    func run() throws {
+        let comm: Collective = Communicator.launchedByMPI ? Communicator() : Solo()
+        defer { (comm as? Communicator)?.finalize() }
+        var p = CSVPreparer(inputs: inputs, out: out, label: label)
+        p.task = task
+        p.shards = shards
+        p.shardRows = shardRows
+        var fractions = [String: Double]()
+        for part in split.split(separator: ",") {
+            let kv = part.split(separator: "=")
+            guard kv.count == 2, let v = Double(kv[1]), ["train", "validation", "val", "test"].contains(String(kv[0])) else {
+                throw CortadoError.usage("--split: '\(part)' is not train=F, validation=F or test=F")
+            }
+            fractions[kv[0] == "val" ? "validation" : String(kv[0])] = v
+        }
+        p.split = (fractions["train"] ?? 0, fractions["validation"] ?? 0, fractions["test"] ?? 0)
+        p.schemaPath = schema
+        let d = delimiter == "tab" || delimiter == "\\t" ? "\t" : delimiter
+        guard d.utf8.count == 1, let byte = d.utf8.first, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\n") else {
+            throw CortadoError.usage("--delimiter: '\(delimiter)' must be one ASCII character (or 'tab')")
+        }
+        p.delimiter = byte
+        p.header = !noHeader
+        if let missing { p.missingValues = missing.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        p.seed = seed
+        p.dedup = !keepDuplicates
+        if let lo = leaveLastOut {
+            let parts = lo.split(separator: ",").map(String.init)
+            guard parts.count == 2 else { throw CortadoError.usage("--leave-last-out: expected USER,TIME column names") }
+            p.leaveLastOut = (parts[0], parts[1])
+        }
+        p.overwrite = overwrite
+        let isRoot = comm.rank == 0
+        do {
+            _ = try p.run(comm: comm, log: { if isRoot { print($0) } })
+        } catch let e as CortadoError where !isRoot {
+            throw CortadoError(e.kind, "")   // rank 0 reports
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a prepared data folder's manifest: splits, columns, statistics, cleaning report.")
+    @Argument(help: "Data folder (or its manifest.json).") var data: String
+
+    func run() throws {
+        let path = data.hasSuffix(".json") ? data : (data as NSString).appendingPathComponent("manifest.json")
+        print(try describeManifest(try DatasetManifest.load(path)), terminator: "")
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Re-check every file of a prepared data folder: checksums, shapes, dtypes, labels.")
+    @Argument(help: "Data folder (or its manifest.json).") var data: String
+
+    func run() throws {
+        let path = data.hasSuffix(".json") ? data : (data as NSString).appendingPathComponent("manifest.json")
+        let problems = try validateDataFolder(manifestPath: path)
+        for p in problems { printError("cortado validate: \(p)") }
+        if !problems.isEmpty { throw CortadoError.data("\(path): \(problems.count) problem(s)") }
+        print("OK: \(path)")
+    }
+}
+
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Machine ceilings for the benchmarks.",
@@ -84,7 +176,7 @@ do {
     var command = try Cortado.parseAsRoot()
     try command.run()
 } catch let e as CortadoError {
-    printError("cortado: \(e.message)")
+    if !e.message.isEmpty { printError("cortado: \(e.message)") }
     exit(e.exitCode)
 } catch {
     Cortado.exit(withError: error)

@@ -1,0 +1,599 @@
+import CortadoCore
+import Foundation
+
+/// `cortado prepare csv`: CSV/TSV files → cleaned, encoded, standardized HDF5 shards plus a
+/// manifest, in bounded memory, by one process or by N ranks under mpirun (identical output).
+///
+/// Three streaming passes over the input:
+///  1. rows: field counts, exact-duplicate detection (64-bit row hashes, first occurrence in
+///     file order wins), per-user last interactions for leave-last-out;
+///  2. statistics of the training split only (exact sums, mergeable quantile histograms,
+///     category counts), reduced across ranks;
+///  3. encode and write; ranks take turns writing their rows at their global offsets.
+/// Ranks split each file by bytes at record boundaries (`csvRankRange`). Memory: the row hashes
+/// (8–16 bytes per distinct row, none with `dedup: false`), per-column statistics and one
+/// 8 192-row write block per split.
+public struct CSVPreparer {
+    public var inputs: [String]
+    public var out: String
+    public var label: String
+    public var task: String?                   // classification | regression (inferred if nil)
+    public var shards = 1
+    public var shardRows: Int?
+    public var split = (train: 0.8, validation: 0.1, test: 0.1)
+    public var schemaPath: String?
+    public var delimiter = UInt8(ascii: ",")
+    public var header = true
+    public var missingValues = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"]
+    public var seed: UInt64 = 42
+    public var dedup = true
+    public var leaveLastOut: (user: String, time: String)?
+    public var overwrite = false
+    public var sampleRows = 1000
+
+    public init(inputs: [String], out: String, label: String) {
+        self.inputs = inputs
+        self.out = out
+        self.label = label
+    }
+
+    static let splitNames = ["train", "validation", "test"]
+
+    /// One input file: its header, where its data starts, this rank's byte range.
+    struct Input {
+        var path: String
+        var dataStart: Int
+        var dataLine: Int
+        var range: Range<Int> = 0..<0
+        var firstLine = 1
+    }
+
+    public func run(comm: Collective = Solo(), log: (String) -> Void = { _ in }) throws -> DatasetManifest {
+        let t0 = monotonicSeconds()
+        let folder = OutputFolder(out, overwrite: overwrite)
+        try comm.agree("checking options") { try validateOptions() }
+        // ---- header, schema ----
+        var (header, files) = try comm.agree("reading headers") { try readHeaders() }
+        let (columns, labelIndex, regression, missing) = try comm.agree("building the schema") {
+            try buildSchema(header: header, first: files[0])
+        }
+        if comm.rank == 0 {
+            log("schema (save it, edit it, pass it back with --schema):")
+            log("missing_values: [" + missing.map(yamlQuote).joined(separator: ", ") + "]")
+            log("columns:")
+            for c in columns { log("  - " + c.schema.yaml + (c.role == "label" ? "   # label, \(regression ? "regression" : "classification")" : "")) }
+        }
+        if comm.rank == 0 { try comm.agree("creating \(folder.staging)") { try folder.begin() } } else { try comm.agree("creating output") {} }
+        do {
+            for i in files.indices {
+                let r = comm.size == 1 ? (files[i].dataStart..<(try fileSize(files[i].path)), files[i].dataLine)
+                    : try csvRankRange(path: files[i].path, dataStart: files[i].dataStart, dataStartLine: files[i].dataLine, comm: comm)
+                files[i].range = r.0
+                files[i].firstLine = r.1
+            }
+            let parser = RowParser(columns: columns, labelIndex: labelIndex, regression: regression, missingTokens: missing)
+
+            // ---- pass 1: rows, duplicates, last interactions ----
+            let pass1 = try comm.agree("pass 1 (rows)") { try rowPass(files: files, parser: parser) }
+            var keep = pass1.keep
+            var report = CleaningReport()
+            report.rowsRead = pass1.rows
+            if dedup { report.duplicates = try crossRankDuplicates(pass1, keep: &keep, comm: comm) + pass1.localDuplicates }
+            let lastOut = try mergeLastOut(pass1.lastOut, comm: comm)
+            let rowCounts = try comm.agree("counting rows") { () -> [Int] in
+                for (i, n) in pass1.rowsPerFile.enumerated() where n == 0 && comm.size == 1 {
+                    throw CortadoError.data("\(files[i].path): has a header but no data rows")
+                }
+                return pass1.rowsPerFile
+            }
+            let totals = comm.allgather(rowCounts.flatMap { withUnsafeBytes(of: Int64($0)) { Array($0) } })
+            for i in files.indices {
+                let n = totals.reduce(0) { acc, b in acc + b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) } }
+                if n == 0 { throw CortadoError.data("\(files[i].path): has a header but no data rows") }
+            }
+
+            // ---- pass 2: statistics on the training split ----
+            let partial = try comm.agree("pass 2 (statistics)") {
+                try statsPass(files: files, parser: parser, keep: keep, lastOut: lastOut, report: &report)
+            }
+            let merged = try mergeStats(partial, report: report, comm: comm)
+            report = merged.report
+            var finalColumns = try comm.agree("finishing statistics") {
+                try finishColumns(columns, stats: merged, labelIndex: labelIndex, regression: regression)
+            }
+            let classes = regression ? [] : (finalColumns[labelIndex!].vocabulary ?? [])
+            let encoder = RowEncoder(columns: finalColumns)
+            if comm.rank == 0 {
+                log("rows: \(report.rowsRead) read, \(report.duplicates) duplicates, dropped \(report.dropped.values.reduce(0, +)); train \(report.rowsWritten["train"] ?? 0), validation \(report.rowsWritten["validation"] ?? 0), test \(report.rowsWritten["test"] ?? 0); \(encoder.featureCount) features")
+            }
+
+            // ---- pass 3: encode and write ----
+            let plan = try shardPlan(counts: report.rowsWritten)
+            let offsets = Self.splitNames.map { comm.exclusivePrefixSum(partial.rowsWritten[$0] ?? 0).before }
+            try comm.agree("creating output files") {
+                if comm.rank == 0 { try createFiles(plan: plan, folder: folder, features: encoder.featureCount, categorical: encoder.categoricalCount, regression: regression) }
+            }
+            for r in 0..<comm.size {
+                try comm.agree("pass 3 (writing, rank \(r)'s rows)") {
+                    if comm.rank == r {
+                        try writePass(files: files, parser: parser, keep: keep, lastOut: lastOut, encoder: encoder, classes: classes,
+                                      plan: plan, offsets: offsets, folder: folder, regression: regression)
+                    }
+                }
+            }
+
+            // ---- manifest, then the folder appears ----
+            let manifest = try comm.agree("writing the manifest") { () -> DatasetManifest in
+                var m = DatasetManifest(
+                    name: ((inputs[0] as NSString).lastPathComponent as NSString).deletingPathExtension,
+                    task: regression ? "regression" : "classification", featureShape: [encoder.featureCount], classes: classes,
+                    splitSeed: seed, transforms: transformLines(finalColumns), statistics: [:], splits: [:], source: [:],
+                    createdBy: "cortado prepare csv")
+                m.columns = finalColumns
+                m.csv = CSVDialect(delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: missing)
+                m.cleaning = report
+                m.categoricalColumns = finalColumns.filter { $0.categoricalIndex != nil }.map(\.name)
+                guard comm.rank == 0 else { return m }
+                for (name, shards) in plan {
+                    var entries = [DatasetManifest.ShardFile]()
+                    for s in shards { entries.append(.init(path: s.file, rows: s.rows.count, sha256: try SHA256.hex(fileAt: folder.file(s.file)))) }
+                    m.splits[name] = .init(rows: shards.reduce(0) { $0 + $1.rows.count }, files: entries)
+                }
+                for f in inputs { m.source[(f as NSString).lastPathComponent] = try SHA256.hex(fileAt: f) }
+                try AtomicFile.write(try stableJSON(m), to: folder.file("manifest.json"))
+                try folder.commit()
+                return m
+            }
+            finalColumns = manifest.columns ?? finalColumns
+            if comm.rank == 0 { log(String(format: "prepared %@ in %.1fs", folder.final, monotonicSeconds() - t0)) }
+            return manifest
+        } catch {
+            if comm.rank == 0 { folder.abandon() }
+            throw error
+        }
+    }
+
+    func validateOptions() throws {
+        guard !inputs.isEmpty else { throw CortadoError.usage("no input files") }
+        let total = split.train + split.validation + split.test
+        guard split.train > 0, split.validation >= 0, split.test >= 0, abs(total - 1) < 1e-9 else {
+            throw CortadoError.usage("--split: fractions must be non-negative, train positive, and add up to 1 (got \(total))")
+        }
+        guard shards >= 1 else { throw CortadoError.usage("--shards must be at least 1") }
+        if let r = shardRows, r < 1 { throw CortadoError.usage("--shard-rows must be at least 1") }
+        if let t = task, !["classification", "regression"].contains(t) { throw CortadoError.usage("--task: '\(t)' is not classification or regression") }
+    }
+
+    // MARK: header and schema
+
+    func readHeaders() throws -> ([String], [Input]) {
+        var header: [String]?
+        var firstPath = ""
+        var files = [Input]()
+        for path in inputs {
+            guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.io("\(path): no such file") }
+            let t = try CSVTokenizer(path: path, delimiter: delimiter)
+            guard try t.next() else { throw CortadoError.data("\(path): empty file") }
+            let names = self.header ? (0..<t.fieldCount).map { t.string($0).trimmingCharacters(in: .whitespaces) } : (0..<t.fieldCount).map { "c\($0)" }
+            if self.header {
+                var seen = Set<String>()
+                for n in names {
+                    if n.isEmpty { throw CortadoError.data("\(path):1: empty column name in the header") }
+                    if !seen.insert(n).inserted { throw CortadoError.data("\(path):1: column '\(n)' appears twice in the header") }
+                }
+            }
+            if let h = header, h != names {
+                throw CortadoError.data("\(path): header (\(names.joined(separator: ","))) differs from \(firstPath) (\(h.joined(separator: ",")))")
+            }
+            header = names
+            firstPath = path
+            // Without a header line the data starts at the first record.
+            let after = self.header ? (try t.next() ? t.recordOffset : try fileSize(path)) : 0
+            files.append(Input(path: path, dataStart: after, dataLine: self.header ? (t.recordLine > 1 ? t.recordLine : 2) : 1))
+        }
+        return (header!, files)
+    }
+
+    func buildSchema(header: [String], first: Input) throws -> ([ColumnInfo], Int?, Bool, [String]) {
+        let file = try schemaPath.map(SchemaFile.load)
+        let missing = file?.missingValues ?? missingValues
+        for c in file?.columns ?? [] where !header.contains(c.name) {
+            throw CortadoError.usage("\(schemaPath!): column '\(c.name)' is not in the header of \(first.path) (columns: \(header.joined(separator: ", ")))")
+        }
+        guard let labelIndex = header.firstIndex(of: label) else {
+            throw CortadoError.usage("label column '\(label)' is not in the header of \(first.path) (columns: \(header.joined(separator: ", ")))")
+        }
+        // Sample the first rows for inference.
+        let t = try CSVTokenizer(path: first.path, delimiter: delimiter, range: first.dataStart..<Int.max, firstLine: first.dataLine)
+        var sample = [[String?]]()
+        let tokens = Set(missing)
+        while sample.count < sampleRows, try t.next() {
+            guard t.fieldCount == header.count else { throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(header.count)") }
+            sample.append((0..<header.count).map { j in
+                let s = t.string(j).trimmingCharacters(in: .whitespaces)
+                return s.isEmpty || (!t.quoted[j] && tokens.contains(s)) ? nil : s
+            })
+        }
+        let inferred = inferSchema(header: header, sample: sample)
+        var columns = header.enumerated().map { j, name -> ColumnInfo in
+            let schema = file?.columns.first { $0.name == name } ?? inferred[j]
+            return ColumnInfo(schema: schema, role: schema.type == .numeric || schema.type == .categorical ? "feature" : "ignored")
+        }
+        // The label: classification for text or few integer values, regression otherwise.
+        let labelValues = sample.compactMap { $0[labelIndex] }
+        let regression: Bool
+        if let task { regression = task == "regression" } else {
+            let numeric = labelValues.allSatisfy { Double($0) != nil }
+            let integral = labelValues.allSatisfy { Double($0).map { $0 == $0.rounded() } ?? false }
+            regression = numeric && !(integral && Set(labelValues).count <= 20)
+        }
+        columns[labelIndex].role = "label"
+        columns[labelIndex].schema.type = regression ? .numeric : .categorical
+        if let lo = leaveLastOut {
+            for n in [lo.user, lo.time] where !header.contains(n) {
+                throw CortadoError.usage("--leave-last-out: column '\(n)' is not in the header (columns: \(header.joined(separator: ", ")))")
+            }
+        }
+        return (columns, labelIndex, regression, missing)
+    }
+
+    // MARK: pass 1
+
+    struct RowPass {
+        var rows = 0
+        var rowsPerFile: [Int] = []
+        var keep: [Bool] = []             // per local row, in order
+        var keptHashes: [UInt64] = []     // hashes of kept rows, in order
+        var keptIndex: [Int] = []         // local row index of each kept hash
+        var localDuplicates = 0
+        var lastOut: [String: LastTwo] = [:]
+    }
+
+    /// The two latest interactions of a user (by time, then row hash) and how many it has.
+    public struct LastTwo: Codable, Equatable {
+        var count = 0
+        var last: [Double] = []     // [time, hash] of the latest
+        var second: [Double] = []   // [time, hash] of the one before
+        mutating func add(_ key: [Double]) {
+            count += 1
+            if last.isEmpty || last.lexicographicallyPrecedes(key) {
+                second = last
+                last = key
+            } else if key != last && (second.isEmpty || second.lexicographicallyPrecedes(key)) {
+                second = key
+            }
+        }
+        mutating func merge(_ o: LastTwo) {
+            let c = count + o.count
+            for k in [o.last, o.second] where !k.isEmpty { add(k) }
+            count = c
+        }
+    }
+
+    func rowHash(_ t: CSVTokenizer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+        t.bytes.withUnsafeBufferPointer { b in
+            var f = 0
+            for (i, x) in b.enumerated() {
+                while f < t.fieldEnds.count && t.fieldEnds[f] == i { h = (h ^ 0x1F) &* 0x100_0000_01b3; f += 1 }
+                h = (h ^ UInt64(x)) &* 0x100_0000_01b3
+            }
+        }
+        return h
+    }
+
+    func rowPass(files: [Input], parser: RowParser) throws -> RowPass {
+        var p = RowPass()
+        var seen = Set<UInt64>()
+        let userIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.user } }
+        let timeIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.time } }
+        for f in files {
+            let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
+            var n = 0
+            while try t.next() {
+                guard t.fieldCount == parser.columns.count else {
+                    throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(parser.columns.count)")
+                }
+                n += 1
+                let h = rowHash(t)
+                let fresh = !dedup || seen.insert(h).inserted
+                p.keep.append(fresh)
+                if !fresh { p.localDuplicates += 1; continue }
+                if dedup { p.keptHashes.append(h); p.keptIndex.append(p.keep.count - 1) }
+                if let u = userIdx, let ti = timeIdx {
+                    let ts = t.string(ti).trimmingCharacters(in: .whitespaces)
+                    guard let time = Double(ts) else { throw CortadoError.data("\(t.here): column '\(parser.columns[ti].name)': '\(ts)' is not a number (a timestamp)") }
+                    p.lastOut[t.string(u), default: LastTwo()].add([time, Double(h >> 11)])
+                }
+            }
+            p.rowsPerFile.append(n)
+            p.rows += n
+        }
+        return p
+    }
+
+    /// Drops rows whose hash a lower rank already has (file order = rank order within a file;
+    /// across files a lower file index comes first, which the per-file ranges preserve).
+    func crossRankDuplicates(_ p: RowPass, keep: inout [Bool], comm: Collective) throws -> Int {
+        guard comm.size > 1 else { return 0 }
+        let mine = p.keptHashes.sorted()
+        let all = comm.allgather(mine.withUnsafeBytes { Array($0) })
+        var earlier = Set<UInt64>()
+        for r in 0..<comm.rank {
+            all[r].withUnsafeBytes { b in for h in b.bindMemory(to: UInt64.self) { earlier.insert(h) } }
+        }
+        var dropped = 0
+        for (k, h) in p.keptHashes.enumerated() where earlier.contains(h) {
+            keep[p.keptIndex[k]] = false
+            dropped += 1
+        }
+        return dropped
+    }
+
+    func mergeLastOut(_ local: [String: LastTwo], comm: Collective) throws -> [String: LastTwo] {
+        guard leaveLastOut != nil else { return [:] }
+        guard comm.size > 1 else { return local }
+        let parts = comm.allgather(Array((try stableJSON(local, pretty: false))))
+        var merged = [String: LastTwo]()
+        for part in parts {
+            let d = try JSONDecoder().decode([String: LastTwo].self, from: Data(part))
+            for (u, v) in d { merged[u, default: LastTwo()].merge(v) }
+        }
+        return merged
+    }
+
+    /// The split of a kept row: leave-last-out by user, or a seeded hash of its content.
+    func splitOf(_ t: CSVTokenizer, hash: UInt64, parser: RowParser, lastOut: [String: LastTwo]) -> Int {
+        if let lo = leaveLastOut, let u = parser.columns.firstIndex(where: { $0.name == lo.user }),
+           let ti = parser.columns.firstIndex(where: { $0.name == lo.time }) {
+            let info = lastOut[t.string(u)] ?? LastTwo()
+            let key = [Double(t.string(ti).trimmingCharacters(in: .whitespaces)) ?? 0, Double(hash >> 11)]
+            if info.count >= 2 && key == info.last { return 2 }
+            if info.count >= 3 && key == info.second { return 1 }
+            return 0
+        }
+        var z = hash &+ 0x9E37_79B9_7F4A_7C15 &* (seed | 1)
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        let u = Double(z >> 11) * 0x1.0p-53
+        return u < split.train ? 0 : (u < split.train + split.validation ? 1 : 2)
+    }
+
+    // MARK: pass 2
+
+    struct Partial: Codable {
+        var numeric: [Int: NumericStats] = [:]
+        var categories: [Int: [String: Int]] = [:]
+        var missing: [Int: Int] = [:]
+        var labels: [String: Int] = [:]
+        var rowsWritten: [String: Int] = [:]
+        var report = CleaningReport()
+    }
+
+    /// Visits every kept, non-dropped row of this rank with its split.
+    /// Returns the rows dropped, by reason.
+    @discardableResult
+    func forEachRow(files: [Input], parser: RowParser, keep: [Bool], lastOut: [String: LastTwo],
+                    _ body: (CSVTokenizer, ParsedRow, Int) throws -> Void) throws -> [String: Int] {
+        var dropped = [String: Int]()
+        var index = 0
+        for f in files {
+            let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
+            while try t.next() {
+                defer { index += 1 }
+                guard keep[index] else { continue }
+                let row = try parser.parse(t)
+                if let reason = row.dropReason {
+                    dropped[reason, default: 0] += 1
+                    continue
+                }
+                try body(t, row, splitOf(t, hash: rowHash(t), parser: parser, lastOut: lastOut))
+            }
+        }
+        return dropped
+    }
+
+    func statsPass(files: [Input], parser: RowParser, keep: [Bool], lastOut: [String: LastTwo], report: inout CleaningReport) throws -> Partial {
+        var p = Partial()
+        var imputed = [String: Int]()
+        report.dropped = try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { _, row, s in
+            p.rowsWritten[Self.splitNames[s], default: 0] += 1
+            if let l = row.labelString { p.labels[l, default: 0] += 1 }
+            for j in row.missingColumns { imputed[parser.columns[j].name, default: 0] += 1 }
+            guard s == 0 else { return }
+            for (j, c) in parser.columns.enumerated() where c.role == "feature" {
+                switch c.schema.type {
+                case .numeric:
+                    if let v = row.numbers[j] { p.numeric[j, default: NumericStats()].add(v) } else { p.missing[j, default: 0] += 1 }
+                case .categorical:
+                    if let v = row.strings[j] { p.categories[j, default: [:]][v, default: 0] += 1 } else { p.missing[j, default: 0] += 1 }
+                default: break
+                }
+            }
+        }
+        report.imputed = imputed
+        report.rowsWritten = p.rowsWritten
+        p.report = report
+        return p
+    }
+
+    func mergeStats(_ local: Partial, report: CleaningReport, comm: Collective) throws -> Partial {
+        guard comm.size > 1 else { return local }
+        let parts = comm.allgather(Array(try stableJSON(local, pretty: false)))
+        var m = Partial()
+        for part in parts {
+            let p = try JSONDecoder().decode(Partial.self, from: Data(part))
+            for (j, s) in p.numeric { m.numeric[j, default: NumericStats()].merge(s) }
+            for (j, d) in p.categories { for (v, c) in d { m.categories[j, default: [:]][v, default: 0] += c } }
+            for (j, c) in p.missing { m.missing[j, default: 0] += c }
+            for (l, c) in p.labels { m.labels[l, default: 0] += c }
+            for (k, c) in p.rowsWritten { m.rowsWritten[k, default: 0] += c }
+            m.report.merge(p.report)
+        }
+        m.report.rowsWritten = m.rowsWritten
+        return m
+    }
+
+    /// Turns merged statistics into the numbers the encoder uses, and lays out the output.
+    func finishColumns(_ columns: [ColumnInfo], stats: Partial, labelIndex: Int?, regression: Bool) throws -> [ColumnInfo] {
+        var out = columns
+        var offset = 0, catIndex = 0
+        for (j, var c) in columns.enumerated() {
+            defer { out[j] = c }
+            if c.role == "label" {
+                if !regression {
+                    let values = stats.labels.keys
+                    let numeric = values.allSatisfy { Double($0) != nil }
+                    c.vocabulary = values.sorted { numeric ? Double($0)! < Double($1)! : $0 < $1 }
+                    guard (c.vocabulary?.count ?? 0) >= 2 else {
+                        throw CortadoError.data("label column '\(c.name)' has a single class (\(c.vocabulary?.first ?? "none")): nothing to classify")
+                    }
+                }
+                continue
+            }
+            guard c.role == "feature" else { continue }
+            c.missing = stats.missing[j] ?? 0
+            switch c.schema.type {
+            case .numeric:
+                let s = stats.numeric[j] ?? NumericStats()
+                guard s.count > 0 else { throw CortadoError.data("column '\(c.name)': no numeric values in the training split") }
+                c.count = s.count
+                c.mean = s.mean; c.std = s.std; c.min = s.min; c.max = s.max
+                c.median = s.histogram.quantile(0.5, min: s.min, max: s.max)
+                if let q = c.schema.clip { c.clipRange = q.map { s.histogram.quantile($0, min: s.min, max: s.max) } }
+                switch c.schema.missing {
+                case .mean: c.imputeNumber = s.mean
+                case .median: c.imputeNumber = c.median
+                case .constant: c.imputeNumber = Double(c.schema.constant ?? "0")
+                default: break
+                }
+                c.offset = offset
+                c.width = 1
+                offset += 1
+            case .categorical:
+                let counts = stats.categories[j] ?? [:]
+                c.count = counts.values.reduce(0, +)
+                c.vocabulary = counts.filter { $0.value >= c.schema.minCount }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key)
+                if c.schema.missing == .mostFrequent { c.imputeCategory = c.vocabulary?.first }
+                if c.schema.missing == .constant { c.imputeCategory = c.schema.constant }
+                if c.schema.encoding == "ids" {
+                    c.categoricalIndex = catIndex
+                    catIndex += 1
+                } else {
+                    c.offset = offset
+                    c.width = (c.vocabulary?.count ?? 0) + 1
+                    offset += c.width!
+                }
+            default: break
+            }
+        }
+        guard offset > 0 || catIndex > 0 else { throw CortadoError.usage("no feature columns: every column is the label, ignored or an id") }
+        return out
+    }
+
+    func transformLines(_ columns: [ColumnInfo]) -> [String] {
+        columns.filter { $0.role == "feature" }.map { c in
+            switch c.schema.type {
+            case .numeric:
+                return "\(c.name): impute \(c.schema.missing.rawValue)" + (c.schema.clip.map { ", clip to quantiles \($0)" } ?? "") + ", \(c.schema.transform)"
+            default:
+                return "\(c.name): vocabulary of \(c.vocabulary?.count ?? 0) (min_count \(c.schema.minCount)), missing → \(c.schema.missing.rawValue), \(c.schema.encoding)"
+            }
+        }
+    }
+
+    // MARK: pass 3
+
+    struct Shard { var file: String; var rows: Range<Int> }
+
+    func shardPlan(counts: [String: Int]) throws -> [String: [Shard]] {
+        var plan = [String: [Shard]]()
+        let train = counts["train"] ?? 0
+        guard train > 0 else { throw CortadoError.data("no rows in the training split after cleaning") }
+        let n = shardRows.map { max(1, (train + $0 - 1) / $0) } ?? min(shards, train)
+        plan["train"] = (0..<n).map { Shard(file: String(format: "train-%03d.h5", $0), rows: rowRange(total: train, rank: $0, size: n)) }
+        plan["validation"] = [Shard(file: "validation.h5", rows: 0..<(counts["validation"] ?? 0))]
+        plan["test"] = [Shard(file: "test.h5", rows: 0..<(counts["test"] ?? 0))]
+        return plan
+    }
+
+    func createFiles(plan: [String: [Shard]], folder: OutputFolder, features: Int, categorical: Int, regression: Bool) throws {
+        for (split, shards) in plan {
+            for (i, s) in shards.enumerated() {
+                let h5 = try HDF5File.create(folder.file(s.file))
+                try h5.setAttribute("format", ShardFormat.name)
+                try h5.setAttribute("format_version", ShardFormat.version)
+                try h5.setAttribute("split", split)
+                try h5.setAttribute("shard_index", Int64(i))
+                try h5.createDataset("features", dtype: .float32, shape: [s.rows.count, features], chunkRows: ShardFormat.chunkRows)
+                if regression {
+                    try h5.createDataset("targets", dtype: .float32, shape: [s.rows.count], chunkRows: ShardFormat.chunkRows * 16)
+                } else {
+                    try h5.createDataset("labels", dtype: .int64, shape: [s.rows.count], chunkRows: ShardFormat.chunkRows * 16)
+                }
+                if categorical > 0 {
+                    try h5.createDataset("categorical", dtype: .int64, shape: [s.rows.count, categorical], chunkRows: ShardFormat.chunkRows)
+                }
+            }
+        }
+    }
+
+    /// Encodes this rank's rows block by block and writes each block at its global position.
+    func writePass(files: [Input], parser: RowParser, keep: [Bool], lastOut: [String: LastTwo], encoder: RowEncoder, classes: [String],
+                   plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool) throws {
+        let blockRows = 8192
+        let classId = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        final class Block {
+            var features: [Float], categorical: [Int64], labels: [Int64], targets: [Float]
+            var rows = 0, next: Int   // rows buffered; global row index of the first
+            init(_ rows: Int, _ f: Int, _ c: Int, next: Int) {
+                features = [Float](repeating: 0, count: rows * f)
+                categorical = [Int64](repeating: 0, count: rows * max(c, 1))
+                labels = [Int64](repeating: 0, count: rows)
+                targets = [Float](repeating: 0, count: rows)
+                self.next = next
+            }
+        }
+        let blocks = offsets.map { Block(blockRows, encoder.featureCount, encoder.categoricalCount, next: $0) }
+        var open = [String: HDF5File]()
+        func flush(_ s: Int) throws {
+            let b = blocks[s]
+            guard b.rows > 0 else { return }
+            var done = 0
+            for shard in plan[Self.splitNames[s]]! where shard.rows.overlaps(b.next..<(b.next + b.rows)) {
+                let lo = max(shard.rows.lowerBound, b.next + done), hi = min(shard.rows.upperBound, b.next + b.rows)
+                guard lo < hi else { continue }
+                let h5 = try open[shard.file] ?? HDF5File.openForWriting(folder.file(shard.file))
+                open[shard.file] = h5
+                let k = lo - b.next, n = hi - lo, at = lo - shard.rows.lowerBound
+                try b.features.withUnsafeBytes { try h5.writeRows("features", start: at, count: n, dtype: .float32, from: $0.baseAddress! + k * encoder.featureCount * 4) }
+                if regression {
+                    try b.targets.withUnsafeBytes { try h5.writeRows("targets", start: at, count: n, dtype: .float32, from: $0.baseAddress! + k * 4) }
+                } else {
+                    try b.labels.withUnsafeBytes { try h5.writeRows("labels", start: at, count: n, dtype: .int64, from: $0.baseAddress! + k * 8) }
+                }
+                if encoder.categoricalCount > 0 {
+                    try b.categorical.withUnsafeBytes { try h5.writeRows("categorical", start: at, count: n, dtype: .int64, from: $0.baseAddress! + k * encoder.categoricalCount * 8) }
+                }
+                done += n
+            }
+            b.next += b.rows
+            b.rows = 0
+        }
+        try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { _, row, s in
+            let b = blocks[s]
+            let i = b.rows
+            b.features.withUnsafeMutableBufferPointer { f in
+                b.categorical.withUnsafeMutableBufferPointer { c in
+                    encoder.encode(row, features: f.baseAddress! + i * encoder.featureCount, categorical: c.baseAddress! + i * encoder.categoricalCount)
+                }
+            }
+            if regression { b.targets[i] = Float(row.label) } else { b.labels[i] = Int64(classId[row.labelString!]!) }
+            b.rows += 1
+            if b.rows == blockRows { try flush(s) }
+        }
+        for s in 0..<3 { try flush(s) }
+        for h5 in open.values { try h5.flush() }
+    }
+}
