@@ -61,7 +61,9 @@ public struct CSVPreparer {
             log("schema (save it, edit it, pass it back with --schema):")
             log("missing_values: [" + missing.map(yamlQuote).joined(separator: ", ") + "]")
             log("columns:")
-            for c in columns { log("  - " + c.schema.yaml + (c.role == "label" ? "   # label, \(regression ? "regression" : "classification")" : "")) }
+            for c in columns {
+                log("  - " + (c.role == "label" ? "{name: \(yamlQuote(c.name)), type: \(c.schema.type.rawValue)}   # the label: \(regression ? "regression" : "classification")" : c.schema.yaml))
+            }
         }
         if comm.rank == 0 { try comm.agree("creating \(folder.staging)") { try folder.begin() } } else { try comm.agree("creating output") {} }
         do {
@@ -109,15 +111,18 @@ public struct CSVPreparer {
 
             // ---- pass 3: encode and write ----
             let plan = try shardPlan(counts: report.rowsWritten)
-            let offsets = Self.splitNames.map { comm.exclusivePrefixSum(partial.rowsWritten[$0] ?? 0).before }
+            let offsets = globalOffsets(partial.perFile, comm: comm)
             try comm.agree("creating output files") {
                 if comm.rank == 0 { try createFiles(plan: plan, folder: folder, features: encoder.featureCount, categorical: encoder.categoricalCount, regression: regression) }
             }
-            for r in 0..<comm.size {
-                try comm.agree("pass 3 (writing, rank \(r)'s rows)") {
-                    if comm.rank == r {
-                        try writePass(files: files, parser: parser, keep: keep, lastOut: lastOut, encoder: encoder, classes: classes,
-                                      plan: plan, offsets: offsets, folder: folder, regression: regression)
+            // Rows go out in file order, and within a file in rank order: the 1-process order.
+            for f in files.indices {
+                for r in 0..<comm.size {
+                    try comm.agree("pass 3 (writing \(files[f].path), rank \(r)'s rows)") {
+                        if comm.rank == r {
+                            try writePass(file: files[f], keep: keep[f], parser: parser, lastOut: lastOut, encoder: encoder, classes: classes,
+                                          plan: plan, offsets: offsets[f], folder: folder, regression: regression)
+                        }
                     }
                 }
             }
@@ -242,9 +247,9 @@ public struct CSVPreparer {
     struct RowPass {
         var rows = 0
         var rowsPerFile: [Int] = []
-        var keep: [Bool] = []             // per local row, in order
-        var keptHashes: [UInt64] = []     // hashes of kept rows, in order
-        var keptIndex: [Int] = []         // local row index of each kept hash
+        var keep: [[Bool]] = []           // per file, per local row, in order
+        var keptHashes: [[UInt64]] = []   // per file, hashes of kept rows, in order
+        var keptIndex: [[Int]] = []       // per file, local row index of each kept hash
         var localDuplicates = 0
         var lastOut: [String: LastTwo] = [:]
     }
@@ -290,6 +295,7 @@ public struct CSVPreparer {
         for f in files {
             let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
             var n = 0
+            p.keep.append([]); p.keptHashes.append([]); p.keptIndex.append([])
             while try t.next() {
                 guard t.fieldCount == parser.columns.count else {
                     throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(parser.columns.count)")
@@ -297,9 +303,9 @@ public struct CSVPreparer {
                 n += 1
                 let h = rowHash(t)
                 let fresh = !dedup || seen.insert(h).inserted
-                p.keep.append(fresh)
+                p.keep[p.keep.count - 1].append(fresh)
                 if !fresh { p.localDuplicates += 1; continue }
-                if dedup { p.keptHashes.append(h); p.keptIndex.append(p.keep.count - 1) }
+                if dedup { p.keptHashes[p.keptHashes.count - 1].append(h); p.keptIndex[p.keptIndex.count - 1].append(n - 1) }
                 if let u = userIdx, let ti = timeIdx {
                     let ts = t.string(ti).trimmingCharacters(in: .whitespaces)
                     guard let time = Double(ts) else { throw CortadoError.data("\(t.here): column '\(parser.columns[ti].name)': '\(ts)' is not a number (a timestamp)") }
@@ -312,22 +318,56 @@ public struct CSVPreparer {
         return p
     }
 
-    /// Drops rows whose hash a lower rank already has (file order = rank order within a file;
-    /// across files a lower file index comes first, which the per-file ranges preserve).
-    func crossRankDuplicates(_ p: RowPass, keep: inout [Bool], comm: Collective) throws -> Int {
+    /// Drops rows whose hash appears earlier in the global order — an earlier file (any rank),
+    /// or the same file on a lower rank — so the row kept is the 1-process first occurrence.
+    func crossRankDuplicates(_ p: RowPass, keep: inout [[Bool]], comm: Collective) throws -> Int {
         guard comm.size > 1 else { return 0 }
-        let mine = p.keptHashes.sorted()
-        let all = comm.allgather(mine.withUnsafeBytes { Array($0) })
-        var earlier = Set<UInt64>()
-        for r in 0..<comm.rank {
-            all[r].withUnsafeBytes { b in for h in b.bindMemory(to: UInt64.self) { earlier.insert(h) } }
+        var blob = [UInt8]()
+        for hashes in p.keptHashes {
+            let sorted = hashes.sorted()
+            blob += withUnsafeBytes(of: Int64(sorted.count)) { Array($0) } + sorted.withUnsafeBytes { Array($0) }
         }
+        // perRank[r][f]: rank r's kept hashes of file f.
+        let perRank: [[[UInt64]]] = comm.allgather(blob).map { b in
+            var at = 0
+            return p.keptHashes.indices.map { _ in
+                let n = b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: at, as: Int64.self)) }
+                at += 8
+                let hs = (0..<n).map { k in b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at + 8 * k, as: UInt64.self) } }
+                at += 8 * n
+                return hs
+            }
+        }
+        var earlierFiles = Set<UInt64>()
         var dropped = 0
-        for (k, h) in p.keptHashes.enumerated() where earlier.contains(h) {
-            keep[p.keptIndex[k]] = false
-            dropped += 1
+        for f in p.keptHashes.indices {
+            var earlier = earlierFiles
+            for r in 0..<comm.rank { earlier.formUnion(perRank[r][f]) }
+            for (k, h) in p.keptHashes[f].enumerated() where earlier.contains(h) {
+                keep[f][p.keptIndex[f][k]] = false
+                dropped += 1
+            }
+            for r in 0..<comm.size { earlierFiles.formUnion(perRank[r][f]) }
         }
         return dropped
+    }
+
+    /// offsets[f][s]: where this rank's rows of file f start in split s — after every row of
+    /// earlier files and of lower ranks in file f.
+    func globalOffsets(_ perFile: [[Int]], comm: Collective) -> [[Int]] {
+        let flat = perFile.flatMap { $0 }
+        let all = comm.allgather(flat.flatMap { v in withUnsafeBytes(of: Int64(v)) { Array($0) } }).map { b in
+            (0..<flat.count).map { k in b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)) } }
+        }
+        var offsets = perFile.map { $0.map { _ in 0 } }
+        var base = [0, 0, 0]
+        for f in perFile.indices {
+            for s in 0..<3 {
+                offsets[f][s] = base[s] + (0..<comm.rank).reduce(0) { $0 + all[$1][f * 3 + s] }
+                base[s] += (0..<comm.size).reduce(0) { $0 + all[$1][f * 3 + s] }
+            }
+        }
+        return offsets
     }
 
     func mergeLastOut(_ local: [String: LastTwo], comm: Collective) throws -> [String: LastTwo] {
@@ -368,37 +408,40 @@ public struct CSVPreparer {
         var missing: [Int: Int] = [:]
         var labels: [String: Int] = [:]
         var rowsWritten: [String: Int] = [:]
+        var perFile: [[Int]] = []     // this rank's rows per file and split (not merged)
         var report = CleaningReport()
     }
 
     /// Visits every kept, non-dropped row of this rank with its split.
     /// Returns the rows dropped, by reason.
     @discardableResult
-    func forEachRow(files: [Input], parser: RowParser, keep: [Bool], lastOut: [String: LastTwo],
-                    _ body: (CSVTokenizer, ParsedRow, Int) throws -> Void) throws -> [String: Int] {
+    func forEachRow(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo],
+                    _ body: (Int, ParsedRow, Int) throws -> Void) throws -> [String: Int] {
         var dropped = [String: Int]()
-        var index = 0
-        for f in files {
+        for (fi, f) in files.enumerated() {
             let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
+            var index = 0
             while try t.next() {
                 defer { index += 1 }
-                guard keep[index] else { continue }
+                guard keep[fi][index] else { continue }
                 let row = try parser.parse(t)
                 if let reason = row.dropReason {
                     dropped[reason, default: 0] += 1
                     continue
                 }
-                try body(t, row, splitOf(t, hash: rowHash(t), parser: parser, lastOut: lastOut))
+                try body(fi, row, splitOf(t, hash: rowHash(t), parser: parser, lastOut: lastOut))
             }
         }
         return dropped
     }
 
-    func statsPass(files: [Input], parser: RowParser, keep: [Bool], lastOut: [String: LastTwo], report: inout CleaningReport) throws -> Partial {
+    func statsPass(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo], report: inout CleaningReport) throws -> Partial {
         var p = Partial()
+        p.perFile = files.map { _ in [0, 0, 0] }
         var imputed = [String: Int]()
-        report.dropped = try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { _, row, s in
+        report.dropped = try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { f, row, s in
             p.rowsWritten[Self.splitNames[s], default: 0] += 1
+            p.perFile[f][s] += 1
             if let l = row.labelString { p.labels[l, default: 0] += 1 }
             for j in row.missingColumns { imputed[parser.columns[j].name, default: 0] += 1 }
             guard s == 0 else { return }
@@ -422,6 +465,7 @@ public struct CSVPreparer {
         guard comm.size > 1 else { return local }
         let parts = comm.allgather(Array(try stableJSON(local, pretty: false)))
         var m = Partial()
+        m.perFile = local.perFile
         for part in parts {
             let p = try JSONDecoder().decode(Partial.self, from: Data(part))
             for (j, s) in p.numeric { m.numeric[j, default: NumericStats()].merge(s) }
@@ -540,7 +584,7 @@ public struct CSVPreparer {
     }
 
     /// Encodes this rank's rows block by block and writes each block at its global position.
-    func writePass(files: [Input], parser: RowParser, keep: [Bool], lastOut: [String: LastTwo], encoder: RowEncoder, classes: [String],
+    func writePass(file: Input, keep: [Bool], parser: RowParser, lastOut: [String: LastTwo], encoder: RowEncoder, classes: [String],
                    plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool) throws {
         let blockRows = 8192
         let classId = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
@@ -581,7 +625,7 @@ public struct CSVPreparer {
             b.next += b.rows
             b.rows = 0
         }
-        try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { _, row, s in
+        try forEachRow(files: [file], parser: parser, keep: [keep], lastOut: lastOut) { _, row, s in
             let b = blocks[s]
             let i = b.rows
             b.features.withUnsafeMutableBufferPointer { f in
