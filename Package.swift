@@ -33,7 +33,10 @@ let package = Package(
         .target(name: "CortadoMPI", dependencies: ["CortadoCore", "CMPI"], path: "Sources/Distributed"),
         // Step 1: raw data → HDF5 shards + manifest.
         .target(name: "CortadoData", dependencies: ["CortadoCore", "CHDF5", "CZlib"],
-                path: "Sources/1-Data"),
+                path: "Sources/1-Data",
+                // The CSV hot loops touch class state per byte; Swift's run-time exclusivity
+                // checks on those accesses cost more than the parsing (measured with perf).
+                swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // Layers, losses, the parameter/gradient arenas and the model file format.
         .target(name: "CortadoModel", dependencies: ["CortadoCore", "COpenBLAS"],
                 path: "Sources/CortadoModel"),

@@ -76,7 +76,7 @@ public struct CSVPreparer {
             let parser = RowParser(columns: columns, labelIndex: labelIndex, regression: regression, missingTokens: missing)
 
             // ---- pass 1: rows, duplicates, last interactions ----
-            let pass1 = try comm.agree("pass 1 (rows)") { try rowPass(files: files, parser: parser) }
+            let pass1 = try comm.agree("pass 1 (rows)") { try rowPass(files: files, parser: parser, shareHashes: comm.size > 1) }
             var keep = pass1.keep
             var report = CleaningReport()
             report.rowsRead = pass1.rows
@@ -216,7 +216,7 @@ public struct CSVPreparer {
             guard t.fieldCount == header.count else { throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(header.count)") }
             sample.append((0..<header.count).map { j in
                 let s = t.string(j).trimmingCharacters(in: .whitespaces)
-                return s.isEmpty || (!t.quoted[j] && tokens.contains(s)) ? nil : s
+                return s.isEmpty || (!t.isQuoted(j) && tokens.contains(s)) ? nil : s
             })
         }
         let inferred = inferSchema(header: header, sample: sample)
@@ -277,17 +277,20 @@ public struct CSVPreparer {
 
     func rowHash(_ t: CSVTokenizer) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
-        t.bytes.withUnsafeBufferPointer { b in
-            var f = 0
-            for (i, x) in b.enumerated() {
-                while f < t.fieldEnds.count && t.fieldEnds[f] == i { h = (h ^ 0x1F) &* 0x100_0000_01b3; f += 1 }
-                h = (h ^ UInt64(x)) &* 0x100_0000_01b3
-            }
+        let b = t.recordBytes
+        var lo = 0
+        for f in 0..<t.fieldCount {
+            let hi = t.fieldEnd(f)
+            for i in lo..<hi { h = (h ^ UInt64(b[i])) &* 0x100_0000_01b3 }
+            h = (h ^ 0x1F) &* 0x100_0000_01b3   // field separator, so "a,bc" ≠ "ab,c"
+            lo = hi
         }
         return h
     }
 
-    func rowPass(files: [Input], parser: RowParser) throws -> RowPass {
+    /// `shareHashes`: keep each kept row's hash for the cross-rank duplicate check (not needed
+    /// by a single process, which saves 16 bytes a row).
+    func rowPass(files: [Input], parser: RowParser, shareHashes: Bool) throws -> RowPass {
         var p = RowPass()
         var seen = Set<UInt64>()
         let userIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.user } }
@@ -305,7 +308,7 @@ public struct CSVPreparer {
                 let fresh = !dedup || seen.insert(h).inserted
                 p.keep[p.keep.count - 1].append(fresh)
                 if !fresh { p.localDuplicates += 1; continue }
-                if dedup { p.keptHashes[p.keptHashes.count - 1].append(h); p.keptIndex[p.keptIndex.count - 1].append(n - 1) }
+                if dedup && shareHashes { p.keptHashes[p.keptHashes.count - 1].append(h); p.keptIndex[p.keptIndex.count - 1].append(n - 1) }
                 if let u = userIdx, let ti = timeIdx {
                     let ts = t.string(ti).trimmingCharacters(in: .whitespaces)
                     guard let time = Double(ts) else { throw CortadoError.data("\(t.here): column '\(parser.columns[ti].name)': '\(ts)' is not a number (a timestamp)") }
@@ -403,9 +406,14 @@ public struct CSVPreparer {
     // MARK: pass 2
 
     struct Partial: Codable {
-        var numeric: [Int: NumericStats] = [:]
-        var categories: [Int: [String: Int]] = [:]
-        var missing: [Int: Int] = [:]
+        var numeric: [NumericStats]           // per column
+        var categories: [[String: Int]]       // per column
+        var missing: [Int]                    // per column
+        init(columns: Int) {
+            numeric = Array(repeating: NumericStats(), count: columns)
+            categories = Array(repeating: [:], count: columns)
+            missing = Array(repeating: 0, count: columns)
+        }
         var labels: [String: Int] = [:]
         var rowsWritten: [String: Int] = [:]
         var perFile: [[Int]] = []     // this rank's rows per file and split (not merged)
@@ -421,10 +429,11 @@ public struct CSVPreparer {
         for (fi, f) in files.enumerated() {
             let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
             var index = 0
+            var row = parser.makeRow()
             while try t.next() {
                 defer { index += 1 }
                 guard keep[fi][index] else { continue }
-                let row = try parser.parse(t)
+                try parser.parse(t, into: &row)
                 if let reason = row.dropReason {
                     dropped[reason, default: 0] += 1
                     continue
@@ -436,7 +445,7 @@ public struct CSVPreparer {
     }
 
     func statsPass(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo], report: inout CleaningReport) throws -> Partial {
-        var p = Partial()
+        var p = Partial(columns: parser.columns.count)
         p.perFile = files.map { _ in [0, 0, 0] }
         var imputed = [String: Int]()
         report.dropped = try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { f, row, s in
@@ -445,12 +454,12 @@ public struct CSVPreparer {
             if let l = row.labelString { p.labels[l, default: 0] += 1 }
             for j in row.missingColumns { imputed[parser.columns[j].name, default: 0] += 1 }
             guard s == 0 else { return }
-            for (j, c) in parser.columns.enumerated() where c.role == "feature" {
-                switch c.schema.type {
+            for (j, kind) in parser.kinds.enumerated() where j != parser.labelIndex {
+                switch kind {
                 case .numeric:
-                    if let v = row.numbers[j] { p.numeric[j, default: NumericStats()].add(v) } else { p.missing[j, default: 0] += 1 }
+                    if let v = row.numbers[j] { p.numeric[j].add(v) } else { p.missing[j] += 1 }
                 case .categorical:
-                    if let v = row.strings[j] { p.categories[j, default: [:]][v, default: 0] += 1 } else { p.missing[j, default: 0] += 1 }
+                    if let v = row.strings[j] { p.categories[j][v, default: 0] += 1 } else { p.missing[j] += 1 }
                 default: break
                 }
             }
@@ -464,13 +473,15 @@ public struct CSVPreparer {
     func mergeStats(_ local: Partial, report: CleaningReport, comm: Collective) throws -> Partial {
         guard comm.size > 1 else { return local }
         let parts = comm.allgather(Array(try stableJSON(local, pretty: false)))
-        var m = Partial()
+        var m = Partial(columns: local.numeric.count)
         m.perFile = local.perFile
         for part in parts {
             let p = try JSONDecoder().decode(Partial.self, from: Data(part))
-            for (j, s) in p.numeric { m.numeric[j, default: NumericStats()].merge(s) }
-            for (j, d) in p.categories { for (v, c) in d { m.categories[j, default: [:]][v, default: 0] += c } }
-            for (j, c) in p.missing { m.missing[j, default: 0] += c }
+            for j in p.numeric.indices {
+                m.numeric[j].merge(p.numeric[j])
+                for (v, c) in p.categories[j] { m.categories[j][v, default: 0] += c }
+                m.missing[j] += p.missing[j]
+            }
             for (l, c) in p.labels { m.labels[l, default: 0] += c }
             for (k, c) in p.rowsWritten { m.rowsWritten[k, default: 0] += c }
             m.report.merge(p.report)
@@ -497,10 +508,10 @@ public struct CSVPreparer {
                 continue
             }
             guard c.role == "feature" else { continue }
-            c.missing = stats.missing[j] ?? 0
+            c.missing = stats.missing[j]
             switch c.schema.type {
             case .numeric:
-                let s = stats.numeric[j] ?? NumericStats()
+                let s = stats.numeric[j]
                 guard s.count > 0 else { throw CortadoError.data("column '\(c.name)': no numeric values in the training split") }
                 c.count = s.count
                 c.mean = s.mean; c.std = s.std; c.min = s.min; c.max = s.max
@@ -516,7 +527,7 @@ public struct CSVPreparer {
                 c.width = 1
                 offset += 1
             case .categorical:
-                let counts = stats.categories[j] ?? [:]
+                let counts = stats.categories[j]
                 c.count = counts.values.reduce(0, +)
                 c.vocabulary = counts.filter { $0.value >= c.schema.minCount }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key)
                 if c.schema.missing == .mostFrequent { c.imputeCategory = c.vocabulary?.first }

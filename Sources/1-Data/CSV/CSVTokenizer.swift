@@ -24,16 +24,25 @@ public final class CSVTokenizer {
     private var line: Int               // physical line of the next byte (1-based)
     private var lineStart: Int          // file offset where that line starts
 
-    /// Unescaped bytes of the current record's fields, back to back; `fieldEnds[i]` ends field i.
-    public private(set) var bytes = [UInt8]()
-    public private(set) var fieldEnds = [Int]()
-    /// Whether field i was quoted (a quoted empty field is an empty string, not a missing value).
-    public private(set) var quoted = [Bool]()
+    /// The current record: unescaped field bytes back to back in `buf`; field i ends at
+    /// `ends[i]`; `quotedFlags[i]` says whether it was quoted. Raw buffers, grown by doubling:
+    /// Swift arrays appended per byte cost a uniqueness check each time.
+    private var buf = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+    private var bufCap = 1024, bufCount = 0
+    private var ends = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+    private var quotedFlags = UnsafeMutablePointer<Bool>.allocate(capacity: 64)
+    private var endsCap = 64
+    public private(set) var fieldCount = 0
     /// Line and file offset where the current record starts.
     public private(set) var recordLine = 0
     public private(set) var recordOffset = 0
 
-    public var fieldCount: Int { fieldEnds.count }
+    /// Whether field i was quoted (a quoted empty field is an empty string, not a missing value).
+    @inline(__always) public func isQuoted(_ i: Int) -> Bool { quotedFlags[i] }
+    public var quoted: [Bool] { (0..<fieldCount).map { quotedFlags[$0] } }
+    /// All field bytes of the record and the end offset of each field.
+    @inline(__always) public var recordBytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: buf, count: bufCount) }
+    @inline(__always) public func fieldEnd(_ i: Int) -> Int { ends[i] }
 
     /// Opens `path`; `range` (file offsets) and `firstLine` (the line number at range start)
     /// restrict it to one rank's part of the file.
@@ -54,13 +63,16 @@ public final class CSVTokenizer {
     deinit {
         close(fd)
         block.deallocate()
+        buf.deallocate()
+        ends.deallocate()
+        quotedFlags.deallocate()
     }
 
     /// The field as bytes (valid until the next call to `next`).
     @inline(__always)
     public func withField<R>(_ i: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
-        let lo = i == 0 ? 0 : fieldEnds[i - 1]
-        return try bytes.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[lo..<fieldEnds[i]])) }
+        let lo = i == 0 ? 0 : ends[i - 1]
+        return try body(UnsafeBufferPointer(start: buf + lo, count: ends[i] - lo))
     }
 
     public func string(_ i: Int) -> String {
@@ -91,54 +103,98 @@ public final class CSVTokenizer {
     /// Reads the next record; returns false at the end of the file (or of the range).
     public func next() throws -> Bool {
         while true {
-            bytes.removeAll(keepingCapacity: true)
-            fieldEnds.removeAll(keepingCapacity: true)
-            quoted.removeAll(keepingCapacity: true)
+            bufCount = 0
+            fieldCount = 0
             guard try fill() else { return false }
             recordLine = line
             recordOffset = offset
             if recordOffset >= stopAt { return false }
             try readRecord()
             // Blank lines (a single unquoted empty field) are not records.
-            if fieldEnds.count == 1 && fieldEnds[0] == 0 && !quoted[0] { continue }
+            if fieldCount == 1 && ends[0] == 0 && !quotedFlags[0] { continue }
             return true
         }
     }
 
+    @inline(__always) private func reserve(_ extra: Int) {
+        if bufCount + extra <= bufCap { return }
+        var cap = bufCap * 2
+        while cap < bufCount + extra { cap *= 2 }
+        let nb = UnsafeMutablePointer<UInt8>.allocate(capacity: cap)
+        nb.update(from: buf, count: bufCount)
+        buf.deallocate()
+        buf = nb
+        bufCap = cap
+    }
+
+    @inline(__always) private func endField(quoted: Bool) {
+        if fieldCount == endsCap {
+            let cap = endsCap * 2
+            let ne = UnsafeMutablePointer<Int>.allocate(capacity: cap), nq = UnsafeMutablePointer<Bool>.allocate(capacity: cap)
+            ne.update(from: ends, count: fieldCount)
+            nq.update(from: quotedFlags, count: fieldCount)
+            ends.deallocate(); quotedFlags.deallocate()
+            ends = ne; quotedFlags = nq; endsCap = cap
+        }
+        ends[fieldCount] = bufCount
+        quotedFlags[fieldCount] = quoted
+        fieldCount += 1
+    }
+
+    /// One record into the field buffers. Unquoted runs of plain ASCII are found with a tight
+    /// scan and copied in one go; quotes, line ends and non-ASCII bytes take the careful path.
     private func readRecord() throws {
         var inQuotes = false, afterQuote = false, fieldQuoted = false, fieldHasBytes = false
         var quoteLine = 0, quoteCol = 0
         var utf8Need = 0
-        func endField() {
-            fieldEnds.append(bytes.count)
-            quoted.append(fieldQuoted)
-            inQuotes = false; afterQuote = false; fieldQuoted = false; fieldHasBytes = false
-        }
+        let delimiter = self.delimiter
         while true {
             guard try fill() else {
                 if inQuotes { throw CortadoError.data("\(path):\(quoteLine):\(quoteCol): unterminated quoted field (the quote opened here never closes)") }
                 if utf8Need > 0 { throw fail("invalid UTF-8: truncated multi-byte sequence at end of file") }
-                endField()
+                endField(quoted: fieldQuoted)
                 return
             }
-            let b = block[pos]
+            let blk = block.baseAddress!
+            if !inQuotes && !afterQuote && utf8Need == 0 {
+                // Fast path: plain bytes up to the next special one.
+                var q = pos
+                let e = end
+                while q < e {
+                    let c = blk[q]
+                    if c == delimiter || c == Self.newline || c == Self.quote || c == Self.cr || c >= 0x80 { break }
+                    q += 1
+                }
+                if q > pos {
+                    let run = q - pos
+                    reserve(run)
+                    (buf + bufCount).update(from: blk + pos, count: run)
+                    bufCount += run
+                    fieldHasBytes = true
+                    pos = q
+                    if q == e { continue }
+                }
+            }
+            let b = blk[pos]
             pos += 1
             // UTF-8 validation, byte by byte (ASCII takes the first test only).
-            if utf8Need > 0 {
-                guard b & 0xC0 == 0x80 else { pos -= 1; throw fail(String(format: "invalid UTF-8 byte 0x%02x", b)) }
-                utf8Need -= 1
-            } else if b >= 0x80 {
-                switch b {
-                case 0xC2...0xDF: utf8Need = 1
-                case 0xE0...0xEF: utf8Need = 2
-                case 0xF0...0xF4: utf8Need = 3
-                default: pos -= 1; throw fail(String(format: "invalid UTF-8 byte 0x%02x", b))
+            if b >= 0x80 || utf8Need > 0 {
+                if utf8Need > 0 {
+                    guard b & 0xC0 == 0x80 else { pos -= 1; throw fail(String(format: "invalid UTF-8 byte 0x%02x", b)) }
+                    utf8Need -= 1
+                } else {
+                    switch b {
+                    case 0xC2...0xDF: utf8Need = 1
+                    case 0xE0...0xEF: utf8Need = 2
+                    case 0xF0...0xF4: utf8Need = 3
+                    default: pos -= 1; throw fail(String(format: "invalid UTF-8 byte 0x%02x", b))
+                    }
                 }
             }
             if inQuotes {
                 if b == Self.quote {
                     if try fill(), block[pos] == Self.quote {
-                        bytes.append(Self.quote)
+                        reserve(1); buf[bufCount] = Self.quote; bufCount += 1
                         pos += 1
                     } else {
                         inQuotes = false
@@ -146,16 +202,17 @@ public final class CSVTokenizer {
                     }
                 } else {
                     if b == Self.newline { line += 1; lineStart = offset }
-                    bytes.append(b)
+                    reserve(1); buf[bufCount] = b; bufCount += 1
                 }
                 continue
             }
             if b == delimiter {
-                endField()
+                endField(quoted: fieldQuoted)
+                afterQuote = false; fieldQuoted = false; fieldHasBytes = false
             } else if b == Self.newline {
                 line += 1
                 lineStart = offset
-                endField()
+                endField(quoted: fieldQuoted)
                 return
             } else if b == Self.cr, try fill(), block[pos] == Self.newline {
                 continue   // \r\n: the \n ends the record
@@ -168,7 +225,7 @@ public final class CSVTokenizer {
                 quoteLine = line
                 quoteCol = offset - lineStart
             } else {
-                bytes.append(b)
+                reserve(1); buf[bufCount] = b; bufCount += 1
                 fieldHasBytes = true
             }
         }

@@ -53,7 +53,8 @@ public struct ExactSum: Codable, Equatable {
 /// within a bin: their relative error is below 2⁻⁷ (0.8 %), enough for median imputation and
 /// quantile clipping, in bounded memory.
 public struct QuantileHistogram: Codable, Equatable {
-    public private(set) var bins: [Int: Int] = [:]
+    /// Counts per bin, allocated on first use (65 536 bins); stored sparsely in JSON.
+    public private(set) var bins: [Int] = []
     public private(set) var count = 0
 
     public init() {}
@@ -70,13 +71,17 @@ public struct QuantileHistogram: Codable, Equatable {
         return Double(Float(bitPattern: bits))
     }
 
+    @inline(__always)
     public mutating func add(_ v: Double) {
-        bins[Self.key(v), default: 0] += 1
+        if bins.isEmpty { bins = [Int](repeating: 0, count: 1 << 16) }
+        bins[Self.key(v)] += 1
         count += 1
     }
 
     public mutating func merge(_ other: QuantileHistogram) {
-        for (k, c) in other.bins { bins[k, default: 0] += c }
+        guard !other.bins.isEmpty else { return }
+        if bins.isEmpty { bins = [Int](repeating: 0, count: 1 << 16) }
+        for k in 0..<(1 << 16) { bins[k] += other.bins[k] }
         count += other.count
     }
 
@@ -85,18 +90,36 @@ public struct QuantileHistogram: Codable, Equatable {
         guard count > 0 else { return 0 }
         let target = q * Double(count - 1)
         var seen = 0.0
-        for k in bins.keys.sorted() {
-            let c = Double(bins[k]!)
+        for k in 0..<bins.count where bins[k] > 0 {
+            let c = Double(bins[k])
             if seen + c > target {
-                // Negative values run the bin "backwards": lowerBound(k) may exceed lowerBound(k + 1).
                 let a = Self.lowerBound(k), b = Self.lowerBound(k + 1)
-                let frac = (target - seen + 0.5) / c
-                let v = a + (b - a) * frac
+                let v = a + (b - a) * ((target - seen + 0.5) / c)
                 return Swift.min(Swift.max(v, lo), hi)
             }
             seen += c
         }
         return hi
+    }
+
+    enum CodingKeys: String, CodingKey { case bins, count }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        count = try c.decode(Int.self, forKey: .count)
+        let sparse = try c.decode([Int].self, forKey: .bins)   // key, count, key, count, …
+        if !sparse.isEmpty {
+            bins = [Int](repeating: 0, count: 1 << 16)
+            for i in stride(from: 0, to: sparse.count - 1, by: 2) { bins[sparse[i]] = sparse[i + 1] }
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(count, forKey: .count)
+        var sparse = [Int]()
+        for (k, n) in bins.enumerated() where n > 0 { sparse += [k, n] }
+        try c.encode(sparse, forKey: .bins)
     }
 }
 
