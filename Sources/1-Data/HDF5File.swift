@@ -126,6 +126,16 @@ public final class HDF5File {
     /// Writes rows [start, start+count) of an existing dataset from `data`.
     public func writeRows(_ name: String, start: Int, count: Int, dtype: DType, from data: UnsafeRawPointer) throws {
         guard count > 0 else { return }
+        try withRows(name, start: start, count: count) { ds, memSpace, fileSpace in
+            guard H5Dwrite(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), data) >= 0 else {
+                throw CortadoError.io("\(path): writing '\(name)' rows \(start)..<\(start + count) failed (disk full?)")
+            }
+        }
+    }
+
+    /// Opens dataset `name`, selects rows [start, start+count) of it (all other axes whole) and
+    /// hands the dataset with matching memory and file dataspaces to `body`.
+    private func withRows(_ name: String, start: Int, count: Int, _ body: (hid_t, hid_t, hid_t) throws -> Void) throws {
         let ds = try openDataset(name)
         defer { H5Dclose(ds) }
         let fileSpace = H5Dget_space(ds)
@@ -133,8 +143,8 @@ public final class HDF5File {
         let rank = Int(H5Sget_simple_extent_ndims(fileSpace))
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(fileSpace, &dims, nil)
-        guard start >= 0, start + count <= Int(dims[0]) else {
-            throw CortadoError.io("\(path): rows \(start)..<\(start + count) outside '\(name)' with \(dims[0]) rows")
+        guard rank >= 1, start >= 0, count >= 0, start + count <= Int(dims[0]) else {
+            throw CortadoError.data("\(path): rows \(start)..<\(start + count) out of range for '\(name)' with \(rank >= 1 ? Int(dims[0]) : 0) rows")
         }
         var offset = [hsize_t](repeating: 0, count: rank)
         offset[0] = hsize_t(start)
@@ -143,9 +153,7 @@ public final class HDF5File {
         H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, offset, nil, sel, nil)
         let memSpace = H5Screate_simple(Int32(rank), sel, nil)
         defer { H5Sclose(memSpace) }
-        guard H5Dwrite(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), data) >= 0 else {
-            throw CortadoError.io("\(path): writing '\(name)' rows \(start)..<\(start + count) failed (disk full?)")
-        }
+        try body(ds, memSpace, fileSpace)
     }
 
     public func write(_ name: String, _ values: [Float], shape: [Int]? = nil) throws {
@@ -188,26 +196,11 @@ public final class HDF5File {
     /// Reads rows [start, start+count) of a dataset into `out` (hyperslab read, so a rank reads
     /// only its part of a shard).
     public func readRows(_ name: String, start: Int, count: Int, dtype: DType, into out: UnsafeMutableRawPointer) throws {
-        let ds = try openDataset(name)
-        defer { H5Dclose(ds) }
-        let fileSpace = H5Dget_space(ds)
-        defer { H5Sclose(fileSpace) }
-        let rank = Int(H5Sget_simple_extent_ndims(fileSpace))
-        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
-        H5Sget_simple_extent_dims(fileSpace, &dims, nil)
-        guard rank >= 1, start >= 0, count >= 0, start + count <= Int(dims[0]) else {
-            throw CortadoError.data("\(path): rows \(start)..<\(start + count) out of range for '\(name)' with \(rank >= 1 ? Int(dims[0]) : 0) rows")
-        }
-        if count == 0 { return }
-        var offset = [hsize_t](repeating: 0, count: rank)
-        offset[0] = hsize_t(start)
-        var sel = dims
-        sel[0] = hsize_t(count)
-        H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, offset, nil, sel, nil)
-        let memSpace = H5Screate_simple(Int32(rank), sel, nil)
-        defer { H5Sclose(memSpace) }
-        guard H5Dread(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), out) >= 0 else {
-            throw CortadoError.data("\(path): reading '\(name)' rows \(start)..<\(start + count) failed (corrupt file?)")
+        try withRows(name, start: start, count: count) { ds, memSpace, fileSpace in
+            guard count > 0 else { return }
+            guard H5Dread(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), out) >= 0 else {
+                throw CortadoError.data("\(path): reading '\(name)' rows \(start)..<\(start + count) failed (corrupt file?)")
+            }
         }
     }
 

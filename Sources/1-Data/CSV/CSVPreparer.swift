@@ -76,6 +76,10 @@ public struct CSVPreparer {
             let parser = RowParser(columns: columns, labelIndex: labelIndex, regression: regression, missingTokens: missing)
 
             // ---- pass 1: rows, duplicates, last interactions ----
+            // The inputs' SHA-256 (provenance, in the manifest) is computed by rank 0 on a second
+            // thread while the passes run.
+            let sourceHashes = SourceHashes(comm.rank == 0 ? inputs : [])
+            var marks = [("start", monotonicSeconds())]
             let pass1 = try comm.agree("pass 1 (rows)") { try rowPass(files: files, parser: parser, shareHashes: comm.size > 1) }
             var keep = pass1.keep
             var report = CleaningReport()
@@ -94,9 +98,14 @@ public struct CSVPreparer {
                 if n == 0 { throw CortadoError.data("\(files[i].path): has a header but no data rows") }
             }
 
+            marks.append(("rows", monotonicSeconds()))
             // ---- pass 2: statistics on the training split ----
+            let spill = try comm.agree("opening the spill file") {
+                try SpillFile(path: folder.file(".spill-rank-\(comm.rank)"), width: 2 + parser.columns.count)
+            }
+            var provisional = parser.columns.map { _ in ProvisionalIds() }
             let partial = try comm.agree("pass 2 (statistics)") {
-                try statsPass(files: files, parser: parser, keep: keep, lastOut: lastOut, report: &report)
+                try statsPass(files: files, parser: parser, keep: keep, lastOut: lastOut, report: &report, spill: spill, provisional: &provisional)
             }
             let merged = try mergeStats(partial, report: report, comm: comm)
             report = merged.report
@@ -109,6 +118,7 @@ public struct CSVPreparer {
                 log("rows: \(report.rowsRead) read, \(report.duplicates) duplicates, dropped \(report.dropped.values.reduce(0, +)); train \(report.rowsWritten["train"] ?? 0), validation \(report.rowsWritten["validation"] ?? 0), test \(report.rowsWritten["test"] ?? 0); \(encoder.featureCount) features")
             }
 
+            marks.append(("statistics", monotonicSeconds()))
             // ---- pass 3: encode and write ----
             let plan = try shardPlan(counts: report.rowsWritten)
             let offsets = globalOffsets(partial.perFile, comm: comm)
@@ -120,13 +130,17 @@ public struct CSVPreparer {
                 for r in 0..<comm.size {
                     try comm.agree("pass 3 (writing \(files[f].path), rank \(r)'s rows)") {
                         if comm.rank == r {
-                            try writePass(file: files[f], keep: keep[f], parser: parser, lastOut: lastOut, encoder: encoder, classes: classes,
+                            let first = partial.perFile[..<f].reduce(0) { $0 + $1.reduce(0, +) }
+                            try writePass(spill: spill, records: first..<(first + partial.perFile[f].reduce(0, +)), provisional: provisional,
+                                          labelIndex: labelIndex, encoder: encoder, classes: classes,
                                           plan: plan, offsets: offsets[f], folder: folder, regression: regression)
                         }
                     }
                 }
             }
 
+            spill.discard()
+            marks.append(("write", monotonicSeconds()))
             // ---- manifest, then the folder appears ----
             let manifest = try comm.agree("writing the manifest") { () -> DatasetManifest in
                 var m = DatasetManifest(
@@ -144,13 +158,15 @@ public struct CSVPreparer {
                     for s in shards { entries.append(.init(path: s.file, rows: s.rows.count, sha256: try SHA256.hex(fileAt: folder.file(s.file)))) }
                     m.splits[name] = .init(rows: shards.reduce(0) { $0 + $1.rows.count }, files: entries)
                 }
-                for f in inputs { m.source[(f as NSString).lastPathComponent] = try SHA256.hex(fileAt: f) }
+                for (f, h) in try sourceHashes.wait() { m.source[(f as NSString).lastPathComponent] = h }
                 try AtomicFile.write(try stableJSON(m), to: folder.file("manifest.json"))
                 try folder.commit()
                 return m
             }
             finalColumns = manifest.columns ?? finalColumns
-            if comm.rank == 0 { log(String(format: "prepared %@ in %.1fs", folder.final, monotonicSeconds() - t0)) }
+            marks.append(("checksums+manifest", monotonicSeconds()))
+            let passes = zip(marks.dropFirst(), marks).map { String(format: "%@ %.1fs", $0.0, $0.1 - $1.1) }.joined(separator: ", ")
+            if comm.rank == 0 { log(String(format: "prepared %@ in %.1fs (%@)", folder.final, monotonicSeconds() - t0, passes)) }
             return manifest
         } catch {
             if comm.rank == 0 { folder.abandon() }
@@ -376,10 +392,10 @@ public struct CSVPreparer {
     func mergeLastOut(_ local: [String: LastTwo], comm: Collective) throws -> [String: LastTwo] {
         guard leaveLastOut != nil else { return [:] }
         guard comm.size > 1 else { return local }
-        let parts = comm.allgather(Array((try stableJSON(local, pretty: false))))
+        let parts = comm.allgather(try Exchange.encode(local))
         var merged = [String: LastTwo]()
         for part in parts {
-            let d = try JSONDecoder().decode([String: LastTwo].self, from: Data(part))
+            let d = try Exchange.decode([String: LastTwo].self, part)
             for (u, v) in d { merged[u, default: LastTwo()].merge(v) }
         }
         return merged
@@ -444,26 +460,44 @@ public struct CSVPreparer {
         return dropped
     }
 
-    func statsPass(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo], report: inout CleaningReport) throws -> Partial {
+    /// Pass 2: training statistics, row counts per split, and each kept row spilled for the
+    /// write pass (record: split, label, then every column — number or provisional id).
+    func statsPass(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo], report: inout CleaningReport,
+                   spill: SpillFile, provisional: inout [ProvisionalIds]) throws -> Partial {
         var p = Partial(columns: parser.columns.count)
         p.perFile = files.map { _ in [0, 0, 0] }
         var imputed = [String: Int]()
+        let kinds = parser.kinds
+        let label = parser.labelIndex ?? -1
         report.dropped = try forEachRow(files: files, parser: parser, keep: keep, lastOut: lastOut) { f, row, s in
             p.rowsWritten[Self.splitNames[s], default: 0] += 1
             p.perFile[f][s] += 1
             if let l = row.labelString { p.labels[l, default: 0] += 1 }
             for j in row.missingColumns { imputed[parser.columns[j].name, default: 0] += 1 }
-            guard s == 0 else { return }
-            for (j, kind) in parser.kinds.enumerated() where j != parser.labelIndex {
-                switch kind {
-                case .numeric:
-                    if let v = row.numbers[j] { p.numeric[j].add(v) } else { p.missing[j] += 1 }
-                case .categorical:
-                    if let v = row.strings[j] { p.categories[j][v, default: 0] += 1 } else { p.missing[j] += 1 }
-                default: break
+            let rec = try spill.next()
+            rec[0] = Double(s)
+            rec[1] = row.labelString.map { Double(provisional[label].id($0)) } ?? row.label
+            for j in 0..<kinds.count {
+                switch kinds[j] {
+                case .numeric where j != label:
+                    rec[2 + j] = row.numbers[j] ?? .nan
+                    if s == 0 { if let v = row.numbers[j] { p.numeric[j].add(v) } else { p.missing[j] += 1 } }
+                case .categorical where j != label:
+                    if let v = row.strings[j] {
+                        let id = provisional[j].id(v)
+                        rec[2 + j] = Double(id)
+                        if s == 0 { provisional[j].trainCounts[Int(id)] += 1 }
+                    } else {
+                        rec[2 + j] = -1
+                        if s == 0 { p.missing[j] += 1 }
+                    }
+                default:
+                    rec[2 + j] = .nan
                 }
             }
         }
+        try spill.flush()
+        for j in 0..<kinds.count where kinds[j] == .categorical && j != label { p.categories[j] = provisional[j].counts }
         report.imputed = imputed
         report.rowsWritten = p.rowsWritten
         p.report = report
@@ -472,11 +506,11 @@ public struct CSVPreparer {
 
     func mergeStats(_ local: Partial, report: CleaningReport, comm: Collective) throws -> Partial {
         guard comm.size > 1 else { return local }
-        let parts = comm.allgather(Array(try stableJSON(local, pretty: false)))
+        let parts = comm.allgather(try Exchange.encode(local))
         var m = Partial(columns: local.numeric.count)
         m.perFile = local.perFile
         for part in parts {
-            let p = try JSONDecoder().decode(Partial.self, from: Data(part))
+            let p = try Exchange.decode(Partial.self, part)
             for j in p.numeric.indices {
                 m.numeric[j].merge(p.numeric[j])
                 for (v, c) in p.categories[j] { m.categories[j][v, default: 0] += c }
@@ -594,11 +628,19 @@ public struct CSVPreparer {
         }
     }
 
-    /// Encodes this rank's rows block by block and writes each block at its global position.
-    func writePass(file: Input, keep: [Bool], parser: RowParser, lastOut: [String: LastTwo], encoder: RowEncoder, classes: [String],
-                   plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool) throws {
+    /// Pass 3: reads this rank's spilled records of one file, encodes them block by block and
+    /// writes each block at its global position.
+    func writePass(spill: SpillFile, records: Range<Int>, provisional: [ProvisionalIds], labelIndex: Int?, encoder: RowEncoder,
+                   classes: [String], plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool) throws {
         let blockRows = 8192
         let classId = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        // Provisional (rank-local) ids → final vocabulary ids, per column; label → class index.
+        let remap: [[Int32]] = provisional.enumerated().map { j, p in p.values.map { Int32(encoder.ids[j][$0] ?? 0) } }
+        let labelRemap: [Int64] = labelIndex.map { provisional[$0].values.map { Int64(classId[$0] ?? 0) } } ?? []
+        let n = encoder.columns.count
+        var numbers = [Double](repeating: .nan, count: n)
+        var ids = [Int32](repeating: -1, count: n)
+        let isCategorical = encoder.columns.map { $0.schema.type == .categorical && $0.role == "feature" }
         final class Block {
             var features: [Float], categorical: [Int64], labels: [Int64], targets: [Float]
             var rows = 0, next: Int   // rows buffered; global row index of the first
@@ -636,19 +678,65 @@ public struct CSVPreparer {
             b.next += b.rows
             b.rows = 0
         }
-        try forEachRow(files: [file], parser: parser, keep: [keep], lastOut: lastOut) { _, row, s in
+        try spill.read(from: records.lowerBound, count: records.count) { rec in
+            let s = Int(rec[0])
             let b = blocks[s]
             let i = b.rows
-            b.features.withUnsafeMutableBufferPointer { f in
-                b.categorical.withUnsafeMutableBufferPointer { c in
-                    encoder.encode(row, features: f.baseAddress! + i * encoder.featureCount, categorical: c.baseAddress! + i * encoder.categoricalCount)
+            for j in 0..<n {
+                let v = rec[2 + j]
+                if isCategorical[j] { ids[j] = v < 0 ? -1 : remap[j][Int(v)] } else { numbers[j] = v }
+            }
+            numbers.withUnsafeBufferPointer { nums in
+                ids.withUnsafeBufferPointer { cats in
+                    b.features.withUnsafeMutableBufferPointer { f in
+                        b.categorical.withUnsafeMutableBufferPointer { c in
+                            encoder.encode(numbers: nums.baseAddress!, ids: cats.baseAddress!,
+                                           features: f.baseAddress! + i * encoder.featureCount, categorical: c.baseAddress! + i * encoder.categoricalCount)
+                        }
+                    }
                 }
             }
-            if regression { b.targets[i] = Float(row.label) } else { b.labels[i] = Int64(classId[row.labelString!]!) }
+            if regression { b.targets[i] = Float(rec[1]) } else { b.labels[i] = labelRemap[Int(rec[1])] }
             b.rows += 1
             if b.rows == blockRows { try flush(s) }
         }
         for s in 0..<3 { try flush(s) }
         for h5 in open.values { try h5.flush() }
+    }
+}
+
+/// How ranks ship partial results to each other: JSON that round-trips every Double exactly,
+/// infinities included (an empty column's min is +inf).
+enum Exchange {
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let e = JSONEncoder()
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return Array(try e.encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try d.decode(type, from: Data(bytes))
+    }
+}
+
+/// SHA-256 of files, computed on a background thread; `wait` returns them (or the error).
+final class SourceHashes: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var result: Result<[(String, String)], Error> = .success([])
+
+    init(_ paths: [String]) {
+        guard !paths.isEmpty else { return }
+        group.enter()
+        DispatchQueue.global().async {
+            self.result = Result { try paths.map { ($0, try SHA256.hex(fileAt: $0)) } }
+            self.group.leave()
+        }
+    }
+
+    func wait() throws -> [(String, String)] {
+        group.wait()
+        return try result.get()
     }
 }

@@ -247,22 +247,14 @@ public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm:
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw CortadoError.io("\(path): cannot open") }
     defer { close(fd) }
-    lseek(fd, off_t(lo), SEEK_SET)
     var quotes = 0, newlines = 0
     var candidate = -1, candidateNewlines = 0, candidateQuotes = 0
-    var buf = [UInt8](repeating: 0, count: 1 << 20)
-    var at = lo
-    while at < hi {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, hi - at)) }
-        if n <= 0 { break }
-        for i in 0..<n {
-            let b = buf[i]
-            if b == CSVTokenizer.quote { quotes += 1 } else if b == CSVTokenizer.newline {
-                newlines += 1
-                if candidate < 0 { candidate = at + i + 1; candidateNewlines = newlines; candidateQuotes = quotes }
-            }
+    try scanBytes(fd: fd, from: lo, to: hi) { at, b in
+        if b == CSVTokenizer.quote { quotes += 1 } else if b == CSVTokenizer.newline {
+            newlines += 1
+            if candidate < 0 { candidate = at + 1; candidateNewlines = newlines; candidateQuotes = quotes }
         }
-        at += n
+        return true
     }
     // Quote and newline counts before this slice, and this slice's first candidate.
     func pack(_ v: [Int]) -> [UInt8] { v.flatMap { withUnsafeBytes(of: Int64($0)) { Array($0) } } }
@@ -302,22 +294,31 @@ public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm:
 }
 
 private func firstBoundary(fd: Int32, from lo: Int, to hi: Int, quoteParity: Int, line: Int) throws -> (offset: Int, line: Int)? {
-    lseek(fd, off_t(lo), SEEK_SET)
     var parity = quoteParity, lines = line
+    var found: (offset: Int, line: Int)?
+    try scanBytes(fd: fd, from: lo, to: hi) { at, b in
+        if b == CSVTokenizer.quote { parity ^= 1 } else if b == CSVTokenizer.newline {
+            lines += 1
+            if parity == 0 { found = (at + 1, lines); return false }
+        }
+        return true
+    }
+    return found
+}
+
+/// Calls `body(offset, byte)` for the bytes of [lo, hi) of an open file, in 1 MiB reads,
+/// until it returns false.
+private func scanBytes(fd: Int32, from lo: Int, to hi: Int, _ body: (Int, UInt8) -> Bool) throws {
+    lseek(fd, off_t(lo), SEEK_SET)
     var buf = [UInt8](repeating: 0, count: 1 << 20)
     var at = lo
     while at < hi {
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, hi - at)) }
-        if n <= 0 { break }
-        for i in 0..<n {
-            if buf[i] == CSVTokenizer.quote { parity ^= 1 } else if buf[i] == CSVTokenizer.newline {
-                lines += 1
-                if parity == 0 { return (at + i + 1, lines) }
-            }
-        }
+        guard n >= 0 else { throw CortadoError.io("read failed: \(String(cString: strerror(errno)))") }
+        if n == 0 { return }
+        for i in 0..<n where !body(at + i, buf[i]) { return }
         at += n
     }
-    return nil
 }
 
 public func fileSize(_ path: String) throws -> Int {

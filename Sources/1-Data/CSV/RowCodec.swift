@@ -219,19 +219,23 @@ public func strtodWhole(_ b: UnsafeBufferPointer<UInt8>) -> Double? {
     }
 }
 
-/// Encodes parsed rows into the output feature vector (and integer columns), with the
-/// manifest's statistics: impute, clip, standardize, one-hot or id. The columns are compiled
-/// once into a flat list of operations with their constants.
+/// Encodes rows into the output feature vector (and integer columns), with the manifest's
+/// statistics: impute, clip, standardize, one-hot or id. The columns are compiled once into a
+/// flat list of operations with their constants. The core works on numbers (NaN = missing) and
+/// final category ids (−1 = missing) indexed by column, which both the string path (inference,
+/// `encode(_ row:)`) and the prepare spill path (ids already resolved) feed.
 public struct RowEncoder {
     public let columns: [ColumnInfo]
     public let featureCount: Int
     public let categoricalCount: Int
+    /// Per column: category value → id (1-based; 0 is unknown). Empty for other columns.
+    public let ids: [[String: Int]]
 
     enum Op {
         /// v = clamp(value ?? impute, lo, hi); out = (v − shift) · scale
         case numeric(column: Int, offset: Int, impute: Double, lo: Double, hi: Double, shift: Double, scale: Double)
-        case onehot(column: Int, offset: Int, width: Int, ids: [String: Int], missingId: Int)
-        case ids(column: Int, index: Int, ids: [String: Int], missingId: Int)
+        case onehot(column: Int, offset: Int, width: Int, missingId: Int)
+        case ids(column: Int, index: Int, missingId: Int)
     }
     let ops: [Op]
 
@@ -239,6 +243,8 @@ public struct RowEncoder {
         self.columns = columns
         featureCount = columns.compactMap { c in c.offset.map { $0 + (c.width ?? 0) } }.max() ?? 0
         categoricalCount = columns.compactMap { $0.categoricalIndex }.count
+        let ids = columns.map { c in Dictionary(uniqueKeysWithValues: (c.vocabulary ?? []).enumerated().map { ($1, $0 + 1) }) }
+        self.ids = ids
         ops = columns.enumerated().compactMap { j, c -> Op? in
             guard c.role == "feature" else { return nil }
             switch c.schema.type {
@@ -257,34 +263,51 @@ public struct RowEncoder {
                 }
                 return .numeric(column: j, offset: c.offset ?? 0, impute: c.imputeNumber ?? 0, lo: lo, hi: hi, shift: shift, scale: scale)
             case .categorical:
-                let ids = Dictionary(uniqueKeysWithValues: (c.vocabulary ?? []).enumerated().map { ($1, $0 + 1) })
                 let missingId: Int
                 switch c.schema.missing {
-                case .mostFrequent, .constant: missingId = c.imputeCategory.flatMap { ids[$0] } ?? 0
+                case .mostFrequent, .constant: missingId = c.imputeCategory.flatMap { ids[j][$0] } ?? 0
                 default: missingId = 0
                 }
-                if let ci = c.categoricalIndex { return .ids(column: j, index: ci, ids: ids, missingId: missingId) }
-                return .onehot(column: j, offset: c.offset ?? 0, width: c.width ?? 1, ids: ids, missingId: missingId)
+                if let ci = c.categoricalIndex { return .ids(column: j, index: ci, missingId: missingId) }
+                return .onehot(column: j, offset: c.offset ?? 0, width: c.width ?? 1, missingId: missingId)
             case .id, .ignore:
                 return nil
             }
         }
     }
 
-    /// Writes one row: features (featureCount) and categorical ids (categoricalCount). Unseen
-    /// and rare values get id 0, the unknown bucket.
-    public func encode(_ row: ParsedRow, features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>) {
+    /// The core: numbers (NaN = missing) and final category ids (−1 = missing), both indexed
+    /// by column → features (featureCount) and categorical ids (categoricalCount).
+    @inline(__always)
+    public func encode(numbers: UnsafePointer<Double>, ids categoryIds: UnsafePointer<Int32>,
+                       features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>) {
         for op in ops {
             switch op {
             case let .numeric(j, offset, impute, lo, hi, shift, scale):
-                let v = Swift.min(Swift.max(row.numbers[j] ?? impute, lo), hi)
+                let raw = numbers[j]
+                let v = Swift.min(Swift.max(raw.isNaN ? impute : raw, lo), hi)
                 features[offset] = Float((v - shift) * scale)
-            case let .onehot(j, offset, width, ids, missingId):
-                let k = row.strings[j].map { ids[$0] ?? 0 } ?? missingId
+            case let .onehot(j, offset, width, missingId):
+                let k = categoryIds[j] < 0 ? missingId : Int(categoryIds[j])
                 for i in 0..<width { features[offset + i] = 0 }
                 features[offset + k] = 1
-            case let .ids(j, index, ids, missingId):
-                categorical[index] = Int64(row.strings[j].map { ids[$0] ?? 0 } ?? missingId)
+            case let .ids(j, index, missingId):
+                categorical[index] = Int64(categoryIds[j] < 0 ? missingId : Int(categoryIds[j]))
+            }
+        }
+    }
+
+    /// Encodes a parsed row (strings looked up in the vocabularies; unseen and rare values get
+    /// id 0, the unknown bucket).
+    public func encode(_ row: ParsedRow, features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>) {
+        let n = columns.count
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { nums in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: n) { cats in
+                for j in 0..<n {
+                    nums[j] = row.numbers[j] ?? .nan
+                    cats[j] = row.strings[j].map { Int32(ids[j][$0] ?? 0) } ?? -1
+                }
+                encode(numbers: nums.baseAddress!, ids: cats.baseAddress!, features: features, categorical: categorical)
             }
         }
     }

@@ -5,29 +5,52 @@ import Foundation
 /// in any order, gives the same bits — which is what makes `mpirun -np N cortado prepare`
 /// produce exactly the 1-process statistics.
 public struct ExactSum: Codable, Equatable {
-    public private(set) var partials: [Double] = []
+    /// Non-overlapping partials, smallest first, in `storage[0..<count]`. A double sum never
+    /// needs more than ~40 (the exponent range over 53 bits); the storage is allocated once.
+    private var storage: [Double] = []
+    private var count = 0
 
     public init() {}
 
+    public var partials: [Double] { Array(storage.prefix(count)) }
+
+    @inline(__always)
     public mutating func add(_ value: Double) {
-        var x = value
-        var i = 0
-        for j in 0..<partials.count {
-            var y = partials[j]
-            if abs(x) < abs(y) { swap(&x, &y) }
-            let hi = x + y
-            let lo = y - (hi - x)
-            if lo != 0 { partials[i] = lo; i += 1 }
-            x = hi
+        if storage.isEmpty { storage = [Double](repeating: 0, count: 48) }
+        var n = count
+        storage.withUnsafeMutableBufferPointer { p in
+            var x = value
+            var i = 0
+            for j in 0..<n {
+                var y = p[j]
+                if abs(x) < abs(y) { swap(&x, &y) }
+                let hi = x + y
+                let lo = y - (hi - x)
+                if lo != 0 { p[i] = lo; i += 1 }
+                x = hi
+            }
+            p[i] = x
+            n = i + 1
         }
-        partials.removeSubrange(i...)
-        partials.append(x)
+        count = n
     }
+
+    enum CodingKeys: String, CodingKey { case partials }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        for v in try c.decode([Double].self, forKey: .partials) { add(v) }
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(partials, forKey: .partials)
+    }
+    public static func == (a: ExactSum, b: ExactSum) -> Bool { a.partials == b.partials }
 
     public mutating func merge(_ other: ExactSum) { for p in other.partials { add(p) } }
 
     /// The correctly rounded sum.
     public var value: Double {
+        let partials = self.partials
         var n = partials.count
         guard n > 0 else { return 0 }
         n -= 1
