@@ -86,7 +86,21 @@ public struct JobSpec: Codable, Equatable {
             switch type {
             case "dense": layer = .dense(units: try l.required("units", l.int))
             case "relu": layer = .relu
-            default: throw CortadoError.usage("model.layers.\(i).type: unknown layer '\(type)' (known: dense, relu)")
+            case "gelu": layer = .gelu
+            case "sigmoid": layer = .sigmoid
+            case "tanh": layer = .tanh
+            case "dropout": layer = .dropout(rate: try l.required("rate", l.double))
+            case "layer_norm": layer = .layerNorm
+            case "flatten": layer = .flatten
+            case "conv2d":
+                layer = .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
+                                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
+            case "max_pool", "avg_pool":
+                let size = try l.required("size", l.int)
+                let stride = try l.int("stride") ?? size
+                layer = type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
+            default:
+                throw CortadoError.usage("model.layers.\(i).type: unknown layer '\(type)' (known: \(LayerSpec.typeNames.joined(separator: ", ")))")
             }
             try l.finish()
             return layer

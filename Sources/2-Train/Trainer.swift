@@ -170,6 +170,9 @@ public final class Trainer {
                 let pos = step % stepsPerEpoch
                 train.gather(order.baseAddress! + pos * B, count: B, x: xBatch, y: yBatch)
                 net.grads.zero()
+                // Dropout masks from (seed, step, rank): reproducible, and a resumed run draws
+                // the same masks as an uninterrupted one.
+                net.dropoutSeed = spec.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step * comm.size + comm.rank + 1)
                 let r = net.step(xBatch, labels: yBatch, batch: B, train: true)
                 g[n] = Float(r.lossSum)          // folded into the same allreduce
                 g[n + 1] = Float(r.correct)
@@ -224,7 +227,7 @@ public final class Trainer {
                     let runtime = try InferenceModel(path: path)
                     var correct = 0.0, rows = 0
                     for f in testReader.files {
-                        let s = try score(model: runtime, inputPath: f.path, batch: 1024, csvOutput: nil)
+                        let s = try score(model: runtime, inputPath: f.path, batch: evalBatch, csvOutput: nil)
                         correct += (s.accuracy ?? 0) * Double(s.rows)
                         rows += s.rows
                     }

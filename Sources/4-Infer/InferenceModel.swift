@@ -2,25 +2,23 @@ import CortadoCore
 import CortadoModel
 import Foundation
 
-/// A loaded `.cmodel`, ready to score batches. fp32 dense layers run on sgemm; int8 dense
-/// layers run an integer path: each input row is quantized symmetrically on the fly (dynamic
+/// A loaded `.cmodel`, ready to score batches. It runs the training network's own layer code
+/// (`Network<Float>`) on the file's parameters; in an int8 model each quantized dense layer is
+/// swapped for the integer path: each input row is quantized symmetrically on the fly (dynamic
 /// per-row scale), multiplied with the int8 weights accumulating in int32, and rescaled with
-/// the row scale × the channel scale before the fp32 bias is added.
+/// the row scale × the channel scale before the fp32 bias is added. Other layers stay fp32.
 public final class InferenceModel {
     public let path: String
     public let header: ModelFile.Header
     public var spec: ModelSpec { header.model }
     public var classes: Int { spec.outputSize }
 
-    enum Op {
-        case denseF32(weight: [Float], bias: [Float], inDim: Int, outDim: Int)   // weight (out, in)
-        case denseI8(weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)
-        case relu
-    }
-    let ops: [Op]
-    private var capacity = 0
-    private var bufA = [Float](), bufB = [Float]()   // (capacity, max width)
-    private var rowQ = [Int8]()                      // one quantized input row
+    /// fp32 parameters in the network's arena layout (zeros where a layer runs int8).
+    private let params: [Float]
+    /// Int8 dense layers by layer index: weight (out, in), per-channel scales, fp32 bias.
+    private let int8Layers: [Int: (weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)]
+    private var net: Network<Float>?
+    private var rowQ = [Int8]()   // one quantized input row
 
     /// Loads and validates the file, then checks that every tensor the architecture needs is
     /// there with the right dtype and shape.
@@ -39,70 +37,46 @@ public final class InferenceModel {
             }
             return t
         }
-        var ops = [Op]()
-        var width = spec.inputSize
-        for (i, l) in spec.layers.enumerated() {
-            switch l {
-            case .relu: ops.append(.relu)
-            case .dense(let units):
-                let bias = file.values(try need("layers.\(i).bias", [units], .float32), as: Float.self)
-                guard let w = file.tensor("layers.\(i).weight") else { throw CortadoError.model("\(path): missing tensor 'layers.\(i).weight'") }
-                if w.dtype == .int8 {
-                    let q = try need(w.name, [units, width], .int8)
-                    guard let scaleName = q.quantization?.scales else { throw CortadoError.model("\(path): int8 tensor '\(w.name)' has no scales") }
-                    let scales = file.values(try need(scaleName, [units], .float32), as: Float.self)
-                    ops.append(.denseI8(weight: file.values(q, as: Int8.self), scales: scales, bias: bias, inDim: width, outDim: units))
-                } else {
-                    let f = try need(w.name, [units, width], .float32)
-                    ops.append(.denseF32(weight: file.values(f, as: Float.self), bias: bias, inDim: width, outDim: units))
+        let layout = spec.parameterLayout
+        var params = [Float](repeating: 0, count: layout.count)
+        var int8 = [Int: (weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)]()
+        for t in layout.tensors {
+            guard let stored = file.tensor(t.name) else { throw CortadoError.model("\(path): missing tensor '\(t.name)'") }
+            if stored.dtype == .int8 {
+                let q = try need(t.name, t.shape, .int8)
+                guard t.shape.count == 2, let scaleName = q.quantization?.scales else {
+                    throw CortadoError.model("\(path): int8 tensor '\(t.name)' is not a quantized dense weight")
                 }
-                width = units
+                let layer = Int(t.name.split(separator: ".")[1]) ?? -1
+                let bias = file.values(try need("layers.\(layer).bias", [t.shape[0]], .float32), as: Float.self)
+                int8[layer] = (file.values(q, as: Int8.self), file.values(try need(scaleName, [t.shape[0]], .float32), as: Float.self),
+                               bias, t.shape[1], t.shape[0])
+            } else {
+                let values = file.values(try need(t.name, t.shape, .float32), as: Float.self)
+                params.replaceSubrange(t.offset..<(t.offset + t.count), with: values)
             }
         }
-        self.ops = ops
+        self.params = params
+        int8Layers = int8
     }
 
     /// Scores `batch` rows of `input` (batch, inputSize) and writes class probabilities
-    /// (batch, classes) into `probabilities`. Scratch buffers grow only when a larger batch
+    /// (batch, classes) into `probabilities`. The network is rebuilt only when a larger batch
     /// than before arrives.
     public func predict(_ input: UnsafePointer<Float>, batch: Int, probabilities: UnsafeMutablePointer<Float>) {
-        reserve(batch)
-        var width = spec.inputSize
-        bufA.withUnsafeMutableBufferPointer { a in
-            bufB.withUnsafeMutableBufferPointer { b in
-                var src = input
-                var dst = a.baseAddress!
-                for op in ops {
-                    switch op {
-                    case .relu:
-                        reluForward(out: dst, input: src, count: batch * width)
-                    case let .denseF32(w, bias, inDim, outDim):
-                        w.withUnsafeBufferPointer { wp in
-                            bias.withUnsafeBufferPointer { bp in
-                                denseForward(out: dst, input: src, weight: wp.baseAddress!, bias: bp.baseAddress!,
-                                             batch: batch, inDim: inDim, outDim: outDim)
-                            }
-                        }
-                        width = outDim
-                    case let .denseI8(w, scales, bias, inDim, outDim):
-                        int8Dense(out: dst, input: src, weight: w, scales: scales, bias: bias, batch: batch, inDim: inDim, outDim: outDim)
-                        width = outDim
-                    }
-                    src = UnsafePointer(dst)
-                    dst = dst == a.baseAddress! ? b.baseAddress! : a.baseAddress!
+        if net == nil || net!.maxBatch < batch {
+            let n = Network<Float>(spec: spec, maxBatch: max(batch, 1))
+            n.params.load(params)
+            for (layer, q) in int8Layers {
+                n.denseOverrides[layer] = { [unowned self] x, rows, out in
+                    self.int8Dense(out: out, input: x, weight: q.weight, scales: q.scales, bias: q.bias, batch: rows, inDim: q.inDim, outDim: q.outDim)
                 }
-                softmax(src, batch: batch, classes: width, out: probabilities)
             }
+            rowQ = [Int8](repeating: 0, count: max(spec.inputSize, spec.widths.max() ?? 0))
+            net = n
         }
-    }
-
-    private func reserve(_ batch: Int) {
-        guard batch > capacity else { return }
-        let maxWidth = max(spec.inputSize, spec.widths.max() ?? 0)
-        capacity = batch
-        bufA = [Float](repeating: 0, count: batch * maxWidth)
-        bufB = [Float](repeating: 0, count: batch * maxWidth)
-        rowQ = [Int8](repeating: 0, count: maxWidth)
+        let logits = net!.forward(input, batch: batch)
+        softmax(logits, batch: batch, classes: classes, out: probabilities)
     }
 
     /// out (batch, outDim) = dequant(quant(input) · weightᵀ) + bias, int32 accumulation.

@@ -21,16 +21,20 @@ public func measureSGEMM(m: Int, n: Int, k: Int, threads: Int, seconds: Double =
 }
 
 extension ModelSpec {
-    /// FLOPs of one training sample: forward (2·MACs), weight gradients (2·MACs) and input
-    /// gradients (2·MACs) of every dense layer but the first, whose input needs none.
+    /// FLOPs of one training sample in the GEMM-shaped layers (dense, conv): forward (2·MACs),
+    /// weight gradients (2·MACs) and input gradients (2·MACs) except for the first layer, whose
+    /// input needs none.
     public var trainingFLOPsPerSample: Double {
-        var flops = 0.0, width = inputSize, first = true
-        for l in layers {
-            guard case .dense(let units) = l else { continue }
-            let macs = Double(width * units)
+        var flops = 0.0, first = true
+        for (l, (input, output)) in zip(layers, zip([inputShape] + shapes.dropLast(), shapes)) {
+            let macs: Double
+            switch l {
+            case .dense: macs = Double(input.reduce(1, *) * output.reduce(1, *))
+            case let .conv2d(_, k, _, _): macs = Double(output.reduce(1, *) * input[0] * k * k)
+            default: continue
+            }
             flops += (first ? 4 : 6) * macs
             first = false
-            width = units
         }
         return flops
     }

@@ -4,34 +4,111 @@ import Foundation
 /// One layer of a model as written in a job spec or a model file header.
 public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
     case dense(units: Int)
-    case relu
+    case relu, gelu, sigmoid, tanh
+    /// Zeroes each value with probability `rate` in training (scaled by 1/(1−rate)); identity
+    /// in evaluation.
+    case dropout(rate: Double)
+    /// Normalizes each sample over all its features, then a learned scale and shift.
+    case layerNorm
+    /// (C, H, W) → (filters, H', W'), H' = (H + 2·padding − kernel) / stride + 1.
+    case conv2d(filters: Int, kernel: Int, stride: Int, padding: Int)
+    case maxPool(size: Int, stride: Int)
+    case avgPool(size: Int, stride: Int)
+    case flatten
 
-    enum CodingKeys: String, CodingKey { case type, units }
+    enum CodingKeys: String, CodingKey { case type, units, rate, filters, kernel, stride, padding, size }
+
+    /// The names job specs and model files use.
+    public static let typeNames = ["dense", "relu", "gelu", "sigmoid", "tanh", "dropout", "layer_norm", "conv2d", "max_pool", "avg_pool", "flatten"]
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         switch try c.decode(String.self, forKey: .type) {
         case "dense": self = .dense(units: try c.decode(Int.self, forKey: .units))
         case "relu": self = .relu
+        case "gelu": self = .gelu
+        case "sigmoid": self = .sigmoid
+        case "tanh": self = .tanh
+        case "dropout": self = .dropout(rate: try c.decode(Double.self, forKey: .rate))
+        case "layer_norm": self = .layerNorm
+        case "conv2d":
+            self = .conv2d(filters: try c.decode(Int.self, forKey: .filters), kernel: try c.decode(Int.self, forKey: .kernel),
+                           stride: try c.decodeIfPresent(Int.self, forKey: .stride) ?? 1, padding: try c.decodeIfPresent(Int.self, forKey: .padding) ?? 0)
+        case "max_pool", "avg_pool":
+            let size = try c.decode(Int.self, forKey: .size), stride = try c.decodeIfPresent(Int.self, forKey: .stride) ?? size
+            self = try c.decode(String.self, forKey: .type) == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
+        case "flatten": self = .flatten
         case let t: throw CortadoError.model("unknown layer type '\(t)'")
         }
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(typeName, forKey: .type)
         switch self {
-        case .dense(let units): try c.encode("dense", forKey: .type); try c.encode(units, forKey: .units)
-        case .relu: try c.encode("relu", forKey: .type)
+        case .dense(let units): try c.encode(units, forKey: .units)
+        case .dropout(let rate): try c.encode(rate, forKey: .rate)
+        case let .conv2d(f, k, s, p):
+            try c.encode(f, forKey: .filters); try c.encode(k, forKey: .kernel); try c.encode(s, forKey: .stride); try c.encode(p, forKey: .padding)
+        case let .maxPool(size, stride), let .avgPool(size, stride):
+            try c.encode(size, forKey: .size); try c.encode(stride, forKey: .stride)
+        default: break
+        }
+    }
+
+    public var typeName: String {
+        switch self {
+        case .dense: return "dense"
+        case .relu: return "relu"
+        case .gelu: return "gelu"
+        case .sigmoid: return "sigmoid"
+        case .tanh: return "tanh"
+        case .dropout: return "dropout"
+        case .layerNorm: return "layer_norm"
+        case .conv2d: return "conv2d"
+        case .maxPool: return "max_pool"
+        case .avgPool: return "avg_pool"
+        case .flatten: return "flatten"
         }
     }
 
     public var description: String {
         switch self {
         case .dense(let u): return "dense(\(u))"
-        case .relu: return "relu"
+        case .dropout(let r): return "dropout(\(r))"
+        case let .conv2d(f, k, s, p): return "conv2d(\(f), \(k)x\(k), stride \(s), pad \(p))"
+        case let .maxPool(size, stride): return "max_pool(\(size), stride \(stride))"
+        case let .avgPool(size, stride): return "avg_pool(\(size), stride \(stride))"
+        default: return typeName
+        }
+    }
+
+    static func bad(_ why: String) -> Result<[Int], ShapeProblem> { .failure(ShapeProblem(why: why)) }
+
+    /// The output shape for an input shape, or a message saying why the layer cannot take it.
+    public func outputShape(_ input: [Int]) -> Result<[Int], ShapeProblem> {
+        let count = input.reduce(1, *)
+        switch self {
+        case .dense(let u): return u > 0 ? .success([u]) : Self.bad("units must be positive, got \(u)")
+        case .relu, .gelu, .sigmoid, .tanh, .layerNorm: return .success(input)
+        case .dropout(let r): return r >= 0 && r < 1 ? .success(input) : Self.bad("rate must be in [0, 1), got \(r)")
+        case .flatten: return .success([count])
+        case let .conv2d(f, k, s, p):
+            guard input.count == 3 else { return Self.bad("needs a (channels, height, width) input, got \(input)") }
+            guard f > 0, k > 0, s > 0, p >= 0 else { return Self.bad("filters, kernel and stride must be positive and padding non-negative") }
+            let h = (input[1] + 2 * p - k) / s + 1, w = (input[2] + 2 * p - k) / s + 1
+            guard input[1] + 2 * p >= k, input[2] + 2 * p >= k, h > 0, w > 0 else { return Self.bad("kernel \(k) does not fit input \(input) with padding \(p)") }
+            return .success([f, h, w])
+        case let .maxPool(size, stride), let .avgPool(size, stride):
+            guard input.count == 3 else { return Self.bad("needs a (channels, height, width) input, got \(input)") }
+            guard size > 0, stride > 0, input[1] >= size, input[2] >= size else { return Self.bad("window \(size) does not fit input \(input)") }
+            return .success([input[0], (input[1] - size) / stride + 1, (input[2] - size) / stride + 1])
         }
     }
 }
+
+/// Why a layer cannot take an input shape.
+public struct ShapeProblem: Error, Equatable { public let why: String }
 
 /// A model's architecture: input features, the layer list and the loss. Shapes are inferred
 /// layer to layer; `validate` names the layer and both sizes when they do not fit.
@@ -50,45 +127,62 @@ public struct ModelSpec: Codable, Equatable {
 
     public var inputSize: Int { inputShape.reduce(1, *) }
 
-    /// Output width after each layer.
-    public var widths: [Int] {
-        var w = inputSize
+    /// Output shape after each layer (valid specs only; `validate` reports problems).
+    public var shapes: [[Int]] {
+        var shape = inputShape
         return layers.map { l in
-            if case .dense(let u) = l { w = u }
-            return w
+            if case .success(let out) = l.outputShape(shape) { shape = out }
+            return shape
         }
     }
 
+    /// Output width (values per sample) after each layer.
+    public var widths: [Int] { shapes.map { $0.reduce(1, *) } }
+
     public var outputSize: Int { widths.last ?? inputSize }
 
-    /// Checks the architecture against the data: positive sizes, a loss we know, and the last
-    /// layer's width equal to the number of classes.
+    /// Checks the architecture against the data: every layer fits its input shape (naming the
+    /// layer and both shapes when not), a known loss, and as many outputs as classes.
     public func validate(classes: Int) throws {
         guard inputSize > 0 else { throw CortadoError.usage("model: input_shape \(inputShape) has no features") }
         guard !layers.isEmpty else { throw CortadoError.usage("model.layers: empty") }
         guard loss == "softmax_cross_entropy" else {
             throw CortadoError.usage("model.loss: '\(loss)' is not supported (supported: softmax_cross_entropy)")
         }
+        var shape = inputShape
         for (i, l) in layers.enumerated() {
-            if case .dense(let u) = l, u <= 0 { throw CortadoError.usage("model.layers.\(i) (dense): units must be positive, got \(u)") }
+            switch l.outputShape(shape) {
+            case .success(let out): shape = out
+            case .failure(let problem): throw CortadoError.usage("model.layers.\(i) (\(l)): input shape \(shape): \(problem.why)")
+            }
         }
         guard outputSize == classes else {
-            throw CortadoError.usage("model.layers.\(layers.count - 1) (\(layers.last!)): outputs \(outputSize) values but the data has \(classes) classes")
+            throw CortadoError.usage("model.layers.\(layers.count - 1) (\(layers.last!)): output shape \(shape) has \(outputSize) values but the data has \(classes) classes")
         }
     }
 
     /// The parameter table: every tensor's name, shape and offset in the flat arena, in layer
-    /// order (weights then bias per dense layer). Gradients and optimizer moments share it.
+    /// order (weight then bias). Gradients and optimizer moments share it.
     public var parameterLayout: ParameterLayout {
         var tensors = [TensorSpec]()
-        var offset = 0, width = inputSize
+        var offset = 0
+        var shape = inputShape
         for (i, l) in layers.enumerated() {
-            guard case .dense(let units) = l else { continue }
-            tensors.append(TensorSpec(name: "layers.\(i).weight", shape: [units, width], offset: offset))
-            offset += units * width
-            tensors.append(TensorSpec(name: "layers.\(i).bias", shape: [units], offset: offset))
-            offset += units
-            width = units
+            let inCount = shape.reduce(1, *)
+            let weight: [Int]?, bias: Int
+            switch l {
+            case .dense(let u): (weight, bias) = ([u, inCount], u)
+            case let .conv2d(f, k, _, _): (weight, bias) = ([f, shape.first ?? 1, k, k], f)
+            case .layerNorm: (weight, bias) = ([inCount], inCount)
+            default: (weight, bias) = (nil, 0)
+            }
+            if let weight {
+                tensors.append(TensorSpec(name: "layers.\(i).weight", shape: weight, offset: offset))
+                offset += weight.reduce(1, *)
+                tensors.append(TensorSpec(name: "layers.\(i).bias", shape: [bias], offset: offset))
+                offset += bias
+            }
+            if case .success(let out) = l.outputShape(shape) { shape = out }
         }
         return ParameterLayout(tensors: tensors, count: offset)
     }

@@ -1,7 +1,15 @@
 import CortadoCore
 
+/// An owned Int32 buffer (max-pool argmax indices), allocated once.
+public final class IndexArena {
+    public let buffer: UnsafeMutableBufferPointer<Int32>
+    public init(count: Int) { buffer = .allocate(capacity: max(count, 1)); buffer.initialize(repeating: 0) }
+    deinit { buffer.deallocate() }
+}
+
 /// A feed-forward network over flat arenas: parameters and gradients each in one contiguous
-/// arena laid out by `ModelSpec.parameterLayout`, activations in buffers sized once for
+/// arena laid out by `ModelSpec.parameterLayout`; activations and every layer's saved state
+/// (im2col columns, pool indices, dropout masks, norm statistics) in buffers sized once for
 /// `maxBatch`. `forward` and `backward` allocate nothing.
 public final class Network<T: Real> {
     public let spec: ModelSpec
@@ -12,17 +20,30 @@ public final class Network<T: Real> {
     /// Gradients, same layout as `params`, plus `gradientExtras` trailing slots for values that
     /// travel in the same allreduce (the step's loss, a status word); `backward` accumulates.
     public let grads: Arena<T>
+    /// Seed of this step's dropout masks; the trainer sets it from (seed, rank, step).
+    public var dropoutSeed: UInt64 = 0
+    /// Replacements for dense layers' forward, by layer index (the int8 inference path):
+    /// (input (batch, in), batch, output (batch, out)).
+    public var denseOverrides: [Int: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void] = [:]
 
     @usableFromInline let steps: [Step]
     /// Activations per layer, each (maxBatch, widths[i]).
     @usableFromInline let acts: [Arena<T>]
     /// Two ping-pong buffers for activation gradients, each (maxBatch, max width).
     @usableFromInline let dActA: Arena<T>, dActB: Arena<T>
+    /// Scratch for conv backward: one sample's column-matrix gradient (max patch × positions).
+    @usableFromInline let dCols: Arena<T>
 
-    /// A layer with its resolved sizes and parameter offsets.
+    /// A layer with its resolved sizes, parameter offsets and saved-state buffers.
     @usableFromInline enum Step {
         case dense(inDim: Int, outDim: Int, w: Int, b: Int)
-        case relu(width: Int)
+        case relu(width: Int), gelu(width: Int), sigmoid(width: Int), tanh(width: Int)
+        case dropout(width: Int, rate: Double, mask: Arena<T>)
+        case layerNorm(d: Int, w: Int, b: Int, stats: Arena<T>)
+        case conv(ConvShape, w: Int, b: Int, cols: Arena<T>)
+        case maxPool(PoolShape, argmax: IndexArena)
+        case avgPool(PoolShape)
+        case flatten(width: Int)
     }
 
     public init(spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0) {
@@ -32,39 +53,66 @@ public final class Network<T: Real> {
         params = Arena(count: layout.count)
         grads = Arena(count: layout.count + gradientExtras)
         var steps = [Step]()
-        var width = spec.inputSize, offset = 0
+        var shape = spec.inputShape, offset = 0, maxCols = 1
         for l in spec.layers {
+            let width = shape.reduce(1, *)
             switch l {
             case .dense(let units):
                 steps.append(.dense(inDim: width, outDim: units, w: offset, b: offset + units * width))
                 offset += units * width + units
-                width = units
-            case .relu:
-                steps.append(.relu(width: width))
+            case .relu: steps.append(.relu(width: width))
+            case .gelu: steps.append(.gelu(width: width))
+            case .sigmoid: steps.append(.sigmoid(width: width))
+            case .tanh: steps.append(.tanh(width: width))
+            case .dropout(let rate): steps.append(.dropout(width: width, rate: rate, mask: Arena(count: maxBatch * width)))
+            case .layerNorm:
+                steps.append(.layerNorm(d: width, w: offset, b: offset + width, stats: Arena(count: maxBatch * 2)))
+                offset += 2 * width
+            case let .conv2d(f, k, s, p):
+                let g = ConvShape(c: shape[0], h: shape[1], w: shape[2], f: f, k: k, s: s, p: p)
+                steps.append(.conv(g, w: offset, b: offset + f * g.patch, cols: Arena(count: maxBatch * g.patch * g.positions)))
+                offset += f * g.patch + f
+                maxCols = max(maxCols, g.patch * g.positions)
+            case let .maxPool(size, stride):
+                let g = PoolShape(c: shape[0], h: shape[1], w: shape[2], size: size, stride: stride)
+                steps.append(.maxPool(g, argmax: IndexArena(count: maxBatch * g.outCount)))
+            case let .avgPool(size, stride):
+                steps.append(.avgPool(PoolShape(c: shape[0], h: shape[1], w: shape[2], size: size, stride: stride)))
+            case .flatten: steps.append(.flatten(width: width))
             }
+            if case .success(let out) = l.outputShape(shape) { shape = out }
         }
+        precondition(offset == layout.count, "parameter layout and layer steps disagree")
         self.steps = steps
         acts = spec.widths.map { Arena(count: maxBatch * $0) }
         let maxWidth = max(spec.widths.max() ?? 0, spec.inputSize)
         dActA = Arena(count: maxBatch * maxWidth)
         dActB = Arena(count: maxBatch * maxWidth)
+        dCols = Arena(count: maxCols)
     }
 
-    /// He-normal weights (std √(2/fan_in)), zero biases, from `seed` alone: every rank that
-    /// calls this with the same seed gets the same bits.
+    /// Weights of dense and conv layers He-normal (std √(2/fan_in)), layer-norm scales 1, all
+    /// biases 0 — from `seed` alone: every rank that calls this with the same seed gets the
+    /// same bits.
     public func initialize(seed: UInt64) {
         params.zero()
-        for (i, t) in layout.tensors.enumerated() where t.shape.count == 2 {
+        for (i, t) in layout.tensors.enumerated() where t.name.hasSuffix(".weight") {
+            let layer = Int(t.name.split(separator: ".")[1]) ?? 0
+            if case .layerNorm = spec.layers[layer] {
+                for j in 0..<t.count { params.base[t.offset + j] = 1 }
+                continue
+            }
             var rng = SeededRNG(seed: seed, stream: UInt64(i + 1))
-            let std = (2.0 / Double(t.shape[1])).squareRoot()
+            let std = (2.0 / Double(t.count / t.shape[0])).squareRoot()
             for j in 0..<t.count { params.base[t.offset + j] = T(rng.normal() * std) }
         }
     }
 
     /// Runs the layers on `input` (batch, inputSize); returns the logits, (batch, outputSize),
-    /// which live in the network's last activation buffer until the next call.
+    /// which live in the network's last activation buffer until the next call. `training`
+    /// turns dropout on.
     @inlinable @discardableResult
-    public func forward(_ input: UnsafePointer<T>, batch: Int) -> UnsafeMutablePointer<T> {
+    public func forward(_ input: UnsafePointer<T>, batch: Int, training: Bool = false) -> UnsafeMutablePointer<T> {
         precondition(batch <= maxBatch, "batch \(batch) exceeds maxBatch \(maxBatch)")
         let p = params.base
         var x = input
@@ -72,9 +120,30 @@ public final class Network<T: Real> {
             let out = acts[i].base
             switch s {
             case let .dense(inDim, outDim, w, b):
-                denseForward(out: out, input: x, weight: p + w, bias: p + b, batch: batch, inDim: inDim, outDim: outDim)
-            case let .relu(width):
-                reluForward(out: out, input: x, count: batch * width)
+                if let custom = denseOverrides[i] { custom(x, batch, out) } else {
+                    denseForward(out: out, input: x, weight: p + w, bias: p + b, batch: batch, inDim: inDim, outDim: outDim)
+                }
+            case let .relu(width): reluForward(out: out, input: x, count: batch * width)
+            case let .gelu(width): geluForward(out: out, input: x, count: batch * width)
+            case let .sigmoid(width): sigmoidForward(out: out, input: x, count: batch * width)
+            case let .tanh(width): tanhForward(out: out, input: x, count: batch * width)
+            case let .dropout(width, rate, mask):
+                if training && rate > 0 {
+                    var rng = SeededRNG(seed: dropoutSeed, stream: UInt64(i))
+                    dropoutForward(out: out, mask: mask.base, input: x, count: batch * width, rate: rate, rng: &rng)
+                } else {
+                    out.update(from: x, count: batch * width)
+                }
+            case let .layerNorm(d, w, b, stats):
+                layerNormForward(out: out, stats: stats.base, input: x, gamma: p + w, beta: p + b, batch: batch, d: d)
+            case let .conv(g, w, b, cols):
+                conv2dForward(out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g)
+            case let .maxPool(g, argmax):
+                maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
+            case let .avgPool(g):
+                avgPoolForward(out: out, input: x, batch: batch, g)
+            case let .flatten(width):
+                out.update(from: x, count: batch * width)
             }
             x = UnsafePointer(out)
         }
@@ -95,7 +164,7 @@ public final class Network<T: Real> {
     /// correct arg-max predictions.
     @inlinable
     public func step(_ input: UnsafePointer<T>, labels: UnsafePointer<Int32>, batch: Int, train: Bool) -> (lossSum: Double, correct: Int) {
-        let logits = forward(input, batch: batch)
+        let logits = forward(input, batch: batch, training: train)
         // dLogits go into dActA; back-propagation then ping-pongs starting on dActB, so no
         // layer writes the buffer it reads.
         let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: spec.outputSize,
@@ -112,14 +181,36 @@ public final class Network<T: Real> {
         var useA = startOnA
         for i in stride(from: steps.count - 1, through: 0, by: -1) {
             let x: UnsafePointer<T> = i == 0 ? input : UnsafePointer(acts[i - 1].base)
+            let out = UnsafePointer(acts[i].base)
             // The first layer writes the caller's dInput (or nothing); the others a ping-pong buffer.
             let dIn: UnsafeMutablePointer<T>? = i == 0 ? dInput : (useA ? dActA.base : dActB.base)
             switch steps[i] {
             case let .dense(inDim, outDim, w, b):
                 denseBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dOut: dOut, input: x,
                               weight: p + w, batch: batch, inDim: inDim, outDim: outDim)
-            case let .relu(width):
-                if let dIn { reluBackward(dInput: dIn, dOut: dOut, out: acts[i].base, count: batch * width) }
+            case let .layerNorm(d, w, b, stats):
+                layerNormBackward(dInput: dIn, dGamma: g + w, dBeta: g + b, dOut: dOut, input: x, stats: stats.base,
+                                  gamma: p + w, batch: batch, d: d)
+            case let .conv(shape, w, b, cols):
+                conv2dBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dCols: dCols.base, dOut: dOut, cols: cols.base,
+                               weight: p + w, batch: batch, shape)
+            default:
+                // Layers without parameters: nothing to do when no input gradient is wanted.
+                guard let dIn else { break }
+                switch steps[i] {
+                case let .relu(width): reluBackward(dInput: dIn, dOut: dOut, out: out, count: batch * width)
+                case let .gelu(width): geluBackward(dInput: dIn, dOut: dOut, input: x, count: batch * width)
+                case let .sigmoid(width): sigmoidBackward(dInput: dIn, dOut: dOut, out: out, count: batch * width)
+                case let .tanh(width): tanhBackward(dInput: dIn, dOut: dOut, out: out, count: batch * width)
+                case let .dropout(width, rate, mask):
+                    if rate > 0 { dropoutBackward(dInput: dIn, dOut: dOut, mask: mask.base, count: batch * width) } else {
+                        dIn.update(from: dOut, count: batch * width)
+                    }
+                case let .maxPool(shape, argmax): maxPoolBackward(dInput: dIn, dOut: dOut, argmax: argmax.buffer.baseAddress!, batch: batch, shape)
+                case let .avgPool(shape): avgPoolBackward(dInput: dIn, dOut: dOut, batch: batch, shape)
+                case let .flatten(width): dIn.update(from: dOut, count: batch * width)
+                default: break
+                }
             }
             if let dIn { dOut = UnsafePointer(dIn) }
             useA.toggle()

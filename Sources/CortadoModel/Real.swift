@@ -11,6 +11,7 @@ public protocol Real: BinaryFloatingPoint, Codable {
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
+    static func tanh(_ x: Self) -> Self
 }
 
 extension Float: Real {
@@ -23,6 +24,7 @@ extension Float: Real {
     }
     @inlinable public static func exp(_ x: Float) -> Float { Foundation.exp(x) }
     @inlinable public static func log(_ x: Float) -> Float { Foundation.log(x) }
+    @inlinable public static func tanh(_ x: Float) -> Float { Foundation.tanh(x) }
 }
 
 extension Double: Real {
@@ -35,6 +37,7 @@ extension Double: Real {
     }
     @inlinable public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
     @inlinable public static func log(_ x: Double) -> Double { Foundation.log(x) }
+    @inlinable public static func tanh(_ x: Double) -> Double { Foundation.tanh(x) }
 }
 
 /// Sets OpenBLAS's thread count for this process (each MPI rank sets its own).

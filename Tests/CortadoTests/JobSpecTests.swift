@@ -73,7 +73,7 @@ final class JobSpecTests: XCTestCase {
     func testModelShapesAreChecked() throws {
         let s = try spec(base)
         XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {
-            XCTAssertTrue("\($0)".contains("model.layers.2 (dense(10)): outputs 10 values but the data has 3 classes"), "\($0)")
+            XCTAssertTrue("\($0)".contains("model.layers.2 (dense(10)): output shape [10] has 10 values but the data has 3 classes"), "\($0)")
         }
     }
 }

@@ -1,0 +1,184 @@
+/// 2-D convolution lowered to GEMM (im2col, as Caffe), and pooling. Tensors are row-major
+/// (batch, channels, height, width).
+
+/// The geometry of one conv2d layer.
+public struct ConvShape {
+    public let c: Int, h: Int, w: Int          // input channels, height, width
+    public let f: Int, k: Int, s: Int, p: Int  // filters, kernel, stride, padding
+    public let oh: Int, ow: Int                // output height, width
+    @inlinable public var patch: Int { c * k * k }      // rows of the column matrix
+    @inlinable public var positions: Int { oh * ow }    // columns of the column matrix
+    @inlinable public var inCount: Int { c * h * w }
+    @inlinable public var outCount: Int { f * oh * ow }
+
+    public init(c: Int, h: Int, w: Int, f: Int, k: Int, s: Int, p: Int) {
+        self.c = c; self.h = h; self.w = w; self.f = f; self.k = k; self.s = s; self.p = p
+        oh = (h + 2 * p - k) / s + 1
+        ow = (w + 2 * p - k) / s + 1
+    }
+}
+
+/// cols (patch, positions) ← one sample's input (c, h, w); zero outside the padded border.
+@inlinable
+public func im2col<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, cols: UnsafeMutablePointer<T>) {
+    var row = 0
+    for ci in 0..<g.c {
+        for ki in 0..<g.k {
+            for kj in 0..<g.k {
+                let out = cols + row * g.positions
+                for oy in 0..<g.oh {
+                    let iy = oy * g.s - g.p + ki
+                    for ox in 0..<g.ow {
+                        let ix = ox * g.s - g.p + kj
+                        out[oy * g.ow + ox] = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? x[(ci * g.h + iy) * g.w + ix] : 0
+                    }
+                }
+                row += 1
+            }
+        }
+    }
+}
+
+/// dx (c, h, w) += scatter of dCols (patch, positions): im2col's adjoint.
+@inlinable
+public func col2im<T: Real>(_ dCols: UnsafePointer<T>, _ g: ConvShape, dx: UnsafeMutablePointer<T>) {
+    var row = 0
+    for ci in 0..<g.c {
+        for ki in 0..<g.k {
+            for kj in 0..<g.k {
+                let src = dCols + row * g.positions
+                for oy in 0..<g.oh {
+                    let iy = oy * g.s - g.p + ki
+                    guard iy >= 0 && iy < g.h else { continue }
+                    for ox in 0..<g.ow {
+                        let ix = ox * g.s - g.p + kj
+                        if ix >= 0 && ix < g.w { dx[(ci * g.h + iy) * g.w + ix] += src[oy * g.ow + ox] }
+                    }
+                }
+                row += 1
+            }
+        }
+    }
+}
+
+/// Conv forward: out[n] (f, positions) = weight (f, patch) · cols[n] + bias. Keeps every
+/// sample's column matrix in `cols` (batch, patch, positions) for backward.
+@inlinable
+public func conv2dForward<T: Real>(out: UnsafeMutablePointer<T>, cols: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
+                                   weight: UnsafePointer<T>, bias: UnsafePointer<T>, batch: Int, _ g: ConvShape) {
+    for n in 0..<batch {
+        let cn = cols + n * g.patch * g.positions, yn = out + n * g.outCount
+        im2col(input + n * g.inCount, g, cols: cn)
+        for fi in 0..<g.f {
+            let row = yn + fi * g.positions
+            for j in 0..<g.positions { row[j] = bias[fi] }
+        }
+        T.gemm(transA: false, transB: false, m: g.f, n: g.positions, k: g.patch, alpha: 1,
+               a: weight, lda: g.patch, b: cn, ldb: g.positions, beta: 1, c: yn, ldc: g.positions)
+    }
+}
+
+/// Conv backward: dWeight += Σₙ dOut[n] · cols[n]ᵀ, dBias += Σ dOut, and (unless nil)
+/// dInput[n] = col2im(weightᵀ · dOut[n]); `dCols` is scratch of (patch, positions).
+@inlinable
+public func conv2dBackward<T: Real>(dInput: UnsafeMutablePointer<T>?, dWeight: UnsafeMutablePointer<T>, dBias: UnsafeMutablePointer<T>,
+                                    dCols: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, cols: UnsafePointer<T>,
+                                    weight: UnsafePointer<T>, batch: Int, _ g: ConvShape) {
+    for n in 0..<batch {
+        let dy = dOut + n * g.outCount, cn = cols + n * g.patch * g.positions
+        T.gemm(transA: false, transB: true, m: g.f, n: g.patch, k: g.positions, alpha: 1,
+               a: dy, lda: g.positions, b: cn, ldb: g.positions, beta: 1, c: dWeight, ldc: g.patch)
+        for fi in 0..<g.f {
+            var s: T = 0
+            for j in 0..<g.positions { s += dy[fi * g.positions + j] }
+            dBias[fi] += s
+        }
+        guard let dInput else { continue }
+        T.gemm(transA: true, transB: false, m: g.patch, n: g.positions, k: g.f, alpha: 1,
+               a: weight, lda: g.patch, b: dy, ldb: g.positions, beta: 0, c: dCols, ldc: g.positions)
+        let dx = dInput + n * g.inCount
+        for i in 0..<g.inCount { dx[i] = 0 }
+        col2im(dCols, g, dx: dx)
+    }
+}
+
+/// Pooling geometry: input (c, h, w), window `size`, `stride`.
+public struct PoolShape {
+    public let c: Int, h: Int, w: Int, size: Int, stride: Int, oh: Int, ow: Int
+    @inlinable public var inCount: Int { c * h * w }
+    @inlinable public var outCount: Int { c * oh * ow }
+    public init(c: Int, h: Int, w: Int, size: Int, stride: Int) {
+        self.c = c; self.h = h; self.w = w; self.size = size; self.stride = stride
+        oh = (h - size) / stride + 1
+        ow = (w - size) / stride + 1
+    }
+}
+
+/// Max pool forward; `argmax` (batch, outCount) keeps each output's source index for backward.
+@inlinable
+public func maxPoolForward<T: Real>(out: UnsafeMutablePointer<T>, argmax: UnsafeMutablePointer<Int32>, input: UnsafePointer<T>,
+                                    batch: Int, _ g: PoolShape) {
+    for n in 0..<batch {
+        let x = input + n * g.inCount, y = out + n * g.outCount, am = argmax + n * g.outCount
+        for ci in 0..<g.c {
+            for oy in 0..<g.oh {
+                for ox in 0..<g.ow {
+                    var best = -T.infinity, bi = 0
+                    for dy in 0..<g.size {
+                        for dx in 0..<g.size {
+                            let idx = (ci * g.h + oy * g.stride + dy) * g.w + ox * g.stride + dx
+                            if x[idx] > best { best = x[idx]; bi = idx }
+                        }
+                    }
+                    let o = (ci * g.oh + oy) * g.ow + ox
+                    y[o] = best
+                    am[o] = Int32(bi)
+                }
+            }
+        }
+    }
+}
+
+@inlinable
+public func maxPoolBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, argmax: UnsafePointer<Int32>,
+                                     batch: Int, _ g: PoolShape) {
+    for n in 0..<batch {
+        let dx = dInput + n * g.inCount, dy = dOut + n * g.outCount, am = argmax + n * g.outCount
+        for i in 0..<g.inCount { dx[i] = 0 }
+        for o in 0..<g.outCount { dx[Int(am[o])] += dy[o] }
+    }
+}
+
+@inlinable
+public func avgPoolForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePointer<T>, batch: Int, _ g: PoolShape) {
+    let inv = 1 / T(g.size * g.size)
+    for n in 0..<batch {
+        let x = input + n * g.inCount, y = out + n * g.outCount
+        for ci in 0..<g.c {
+            for oy in 0..<g.oh {
+                for ox in 0..<g.ow {
+                    var s: T = 0
+                    for dy in 0..<g.size { for dx in 0..<g.size { s += x[(ci * g.h + oy * g.stride + dy) * g.w + ox * g.stride + dx] } }
+                    y[(ci * g.oh + oy) * g.ow + ox] = s * inv
+                }
+            }
+        }
+    }
+}
+
+@inlinable
+public func avgPoolBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, batch: Int, _ g: PoolShape) {
+    let inv = 1 / T(g.size * g.size)
+    for n in 0..<batch {
+        let dx = dInput + n * g.inCount, dy = dOut + n * g.outCount
+        for i in 0..<g.inCount { dx[i] = 0 }
+        for ci in 0..<g.c {
+            for oy in 0..<g.oh {
+                for ox in 0..<g.ow {
+                    let v = dy[(ci * g.oh + oy) * g.ow + ox] * inv
+                    for a in 0..<g.size { for b in 0..<g.size { dx[(ci * g.h + oy * g.stride + a) * g.w + ox * g.stride + b] += v } }
+                }
+            }
+        }
+    }
+}
