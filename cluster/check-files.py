@@ -5,7 +5,7 @@ usage: check-files.py MANIFEST.json [CHECKPOINT.h5 ...]
 
 For the data folder: every file's SHA-256 matches the manifest, every shard opens in h5py
 with /features float32 (rows, prod(feature_shape)) and /labels int64 (rows) in range, and the
-row counts add up. For each checkpoint: format attributes, params and velocity of the length
+row counts add up. For each checkpoint: format attributes, params and optimizer_state of the length
 the layout says. Prints OK on success; exits 1 with the reason otherwise.
 """
 import hashlib
@@ -69,9 +69,9 @@ def check_checkpoint(path):
         if fmt != "cortado-checkpoint":
             fail(f"{path}: format {fmt!r}")
         layout = json.loads(h.attrs["layout"])
-        p, v = h["params"][:], h["velocity"][:]
-        if p.shape != (layout["count"],) or v.shape != p.shape:
-            fail(f"{path}: params {p.shape} / velocity {v.shape}, layout count {layout['count']}")
+        p, v = h["params"][:], h["optimizer_state"][:]
+        if p.shape != (layout["count"],) or v.shape[0] % max(layout["count"], 1) != 0:
+            fail(f"{path}: params {p.shape} / optimizer_state {v.shape}, layout count {layout['count']}")
         if not np.isfinite(p).all():
             fail(f"{path}: non-finite parameters")
         spec = json.loads(h.attrs["job_spec"])

@@ -3,8 +3,8 @@ import CortadoData
 import CortadoModel
 import Foundation
 
-/// A training checkpoint (HDF5, version 1): datasets `params` and `velocity` (flat arenas in
-/// `layout` order); attributes `format`, `format_version`, `step`, `steps_per_epoch`,
+/// A training checkpoint (HDF5, version 1): datasets `params` and `optimizer_state` (flat arenas in
+/// `layout` order; the state is SGD's velocity, or Adam's first then second moments); attributes `format`, `format_version`, `step`, `steps_per_epoch`,
 /// `world_size`, `job_spec` (canonical JSON), `layout` (JSON), `cortado_version`, and
 /// `payload_sha256` over both arenas' bytes so a torn or corrupted file is caught on resume.
 ///
@@ -20,7 +20,7 @@ public struct Checkpoint {
     public var jobSpecJSON: String
     public var layout: ParameterLayout
     public var params: [Float]
-    public var velocity: [Float]
+    public var optimizerState: [Float]
 
     public static func folder(runDir: String) -> String { (runDir as NSString).appendingPathComponent("checkpoints") }
 
@@ -28,7 +28,7 @@ public struct Checkpoint {
     /// but the newest `keep`. Returns the file's path.
     @discardableResult
     public static func write(runDir: String, step: Int, stepsPerEpoch: Int, worldSize: Int, jobSpecJSON: String,
-                             layout: ParameterLayout, params: UnsafeBufferPointer<Float>, velocity: UnsafeBufferPointer<Float>,
+                             layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>,
                              keep: Int) throws -> String {
         let dir = folder(runDir: runDir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -44,9 +44,9 @@ public struct Checkpoint {
             try h5.setAttribute("job_spec", jobSpecJSON)
             try h5.setAttribute("layout", String(decoding: try stableJSON(layout, pretty: false), as: UTF8.self))
             try h5.setAttribute("cortado_version", cortadoVersion)
-            try h5.setAttribute("payload_sha256", payloadHash(params, velocity))
+            try h5.setAttribute("payload_sha256", payloadHash(params, optimizerState))
             try h5.write("params", params.baseAddress!, dtype: .float32, shape: [params.count])
-            try h5.write("velocity", velocity.baseAddress!, dtype: .float32, shape: [velocity.count])
+            try h5.write("optimizer_state", optimizerState.baseAddress!, dtype: .float32, shape: [optimizerState.count])
             try h5.flush()
         }
         try AtomicFile.write(Data((name + "\n").utf8), to: (dir as NSString).appendingPathComponent("latest"))
@@ -73,16 +73,16 @@ public struct Checkpoint {
         guard let layout = try? JSONDecoder().decode(ParameterLayout.self, from: Data(layoutJSON.utf8)) else {
             throw CortadoError.model("\(path): attribute 'layout' is not a parameter layout")
         }
-        let params = try h5.readFloats("params"), velocity = try h5.readFloats("velocity")
-        guard params.count == layout.count, velocity.count == layout.count else {
-            throw CortadoError.model("\(path): arenas hold \(params.count)/\(velocity.count) values, layout says \(layout.count)")
+        let params = try h5.readFloats("params"), optimizerState = try h5.readFloats("optimizer_state")
+        guard params.count == layout.count, optimizerState.count % max(layout.count, 1) == 0 else {
+            throw CortadoError.model("\(path): arenas hold \(params.count)/\(optimizerState.count) values, layout says \(layout.count)")
         }
         let want = try h5.stringAttribute("payload_sha256")
-        let got = params.withUnsafeBufferPointer { p in velocity.withUnsafeBufferPointer { payloadHash(p, $0) } }
+        let got = params.withUnsafeBufferPointer { p in optimizerState.withUnsafeBufferPointer { payloadHash(p, $0) } }
         guard want == got else { throw CortadoError.model("\(path): payload checksum mismatch (corrupted checkpoint)") }
         return Checkpoint(step: Int(try h5.intAttribute("step")), stepsPerEpoch: Int(try h5.intAttribute("steps_per_epoch")),
                           worldSize: Int(try h5.intAttribute("world_size")), jobSpecJSON: try h5.stringAttribute("job_spec"),
-                          layout: layout, params: params, velocity: velocity)
+                          layout: layout, params: params, optimizerState: optimizerState)
     }
 
     /// The newest readable checkpoint: the one `latest` names, else the newest file that

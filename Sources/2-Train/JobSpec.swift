@@ -44,13 +44,19 @@ public struct JobSpec: Codable, Equatable {
         public var learningRate = 0.05
         public var momentum = 0.9
         public var weightDecay = 0.0
-        public var schedule = "constant"   // constant | cosine
+        public var schedule = "constant"   // constant | cosine | linear | step
         public var warmupSteps = 0
+        public var nesterov = false
+        public var beta1 = 0.9, beta2 = 0.999, eps = 1e-8
+        public var decaySteps = 1000        // step schedule: multiply by gamma every decay_steps
+        public var gamma = 0.1
+        public var clipNorm = 0.0           // clip the global gradient norm (0 = off)
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
             case type, learningRate = "learning_rate", momentum, weightDecay = "weight_decay", schedule, warmupSteps = "warmup_steps"
+            case nesterov, beta1, beta2, eps, decaySteps = "decay_steps", gamma, clipNorm = "clip_norm"
         }
     }
 
@@ -114,6 +120,13 @@ public struct JobSpec: Codable, Equatable {
             optimizer.weightDecay = try o.double("weight_decay") ?? optimizer.weightDecay
             optimizer.schedule = try o.string("schedule") ?? optimizer.schedule
             optimizer.warmupSteps = try o.int("warmup_steps") ?? optimizer.warmupSteps
+            optimizer.nesterov = try o.bool("nesterov") ?? optimizer.nesterov
+            optimizer.beta1 = try o.double("beta1") ?? optimizer.beta1
+            optimizer.beta2 = try o.double("beta2") ?? optimizer.beta2
+            optimizer.eps = try o.double("eps") ?? optimizer.eps
+            optimizer.decaySteps = try o.int("decay_steps") ?? optimizer.decaySteps
+            optimizer.gamma = try o.double("gamma") ?? optimizer.gamma
+            optimizer.clipNorm = try o.double("clip_norm") ?? optimizer.clipNorm
             try o.finish()
         }
         batchSize = try r.int("batch_size") ?? batchSize
@@ -149,11 +162,15 @@ public struct JobSpec: Codable, Equatable {
         try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
         try check(checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
         try check(checkpointKeep >= 1, "checkpoint.keep", "must be at least 1, got \(checkpointKeep)")
-        try check(optimizer.type == "sgd", "optimizer.type", "'\(optimizer.type)' is not supported (supported: sgd)")
+        try check(["sgd", "adam", "adamw"].contains(optimizer.type), "optimizer.type", "'\(optimizer.type)' is not one of sgd, adam, adamw")
+        try check(optimizer.beta1 >= 0 && optimizer.beta1 < 1 && optimizer.beta2 >= 0 && optimizer.beta2 < 1, "optimizer.beta1/beta2", "must be in [0, 1)")
+        try check(optimizer.eps > 0, "optimizer.eps", "must be positive")
+        try check(optimizer.decaySteps > 0 && optimizer.gamma > 0, "optimizer.decay_steps/gamma", "must be positive")
+        try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be 0 (off) or positive")
         try check(optimizer.learningRate > 0, "optimizer.learning_rate", "must be positive, got \(optimizer.learningRate)")
         try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1), got \(optimizer.momentum)")
         try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be non-negative, got \(optimizer.weightDecay)")
-        try check(["constant", "cosine"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine")
+        try check(["constant", "cosine", "linear", "step"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine, linear, step")
         try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
         for (i, e) in emit.enumerated() {

@@ -1,39 +1,84 @@
 import CortadoModel
 import Foundation
 
-/// SGD with momentum and L2 weight decay over the flat arenas (PyTorch's formulation):
+/// The optimizer over the flat arenas: one loop over the whole parameter arena (every tensor
+/// is a view into it), with its state in one more arena of the same layout (SGD: velocity;
+/// Adam/AdamW: first moments then second moments). PyTorch's formulations:
 ///
-///     v ← μ·v + (g + λ·w)        w ← w − lr·v
-///
-/// One loop over the whole arena: every parameter tensor is a view into it, so there is no
-/// per-layer bookkeeping, and the momentum arena shares the parameter layout.
-public final class SGD {
+///     sgd:    g' = g + λw;  v ← μv + g';  w ← w − lr·(nesterov ? g' + μv : v)
+///     adam:   g' = g + λw;  m ← β₁m + (1−β₁)g';  s ← β₂s + (1−β₂)g'²;
+///             w ← w − lr·m̂/(√ŝ + ε),  m̂ = m/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ)
+///     adamw:  w ← w − lr·λ·w (decoupled), then adam with g' = g
+public final class Optimizer {
     public let spec: JobSpec.OptimizerSpec
-    /// Momentum buffer, same layout as the parameters.
-    public let velocity: Arena<Float>
+    public let count: Int
+    /// Optimizer state, (stateMultiple × count): what checkpoints save as `optimizer_state`.
+    public let state: Arena<Float>
 
     public init(spec: JobSpec.OptimizerSpec, count: Int) {
         self.spec = spec
-        velocity = Arena(count: count)
+        self.count = count
+        state = Arena(count: Self.stateMultiple(spec.type) * count)
     }
 
-    /// Learning rate at `step` (0-based) of `total`: linear warm-up, then constant or cosine.
+    /// Arenas of state per parameter: 1 for SGD (velocity), 2 for Adam (m, s).
+    public static func stateMultiple(_ type: String) -> Int { type == "sgd" ? 1 : 2 }
+
+    /// Learning rate at `step` (0-based) of `total`: linear warm-up, then constant, cosine,
+    /// linear decay to 0, or step decay (× gamma every `decay_steps`).
     public func learningRate(step: Int, total: Int) -> Float {
         let base = spec.learningRate
         if step < spec.warmupSteps { return Float(base * Double(step + 1) / Double(spec.warmupSteps)) }
-        guard spec.schedule == "cosine", total > spec.warmupSteps else { return Float(base) }
-        let t = Double(step - spec.warmupSteps) / Double(total - spec.warmupSteps)
-        return Float(base * 0.5 * (1 + cos(Double.pi * min(t, 1))))
-    }
-
-    /// Applies one update to `params` (count values) from the averaged gradients `grads`.
-    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, count: Int, lr: Float) {
-        let mu = Float(spec.momentum), wd = Float(spec.weightDecay)
-        let v = velocity.base
-        for i in 0..<count {
-            let vi = mu * v[i] + (grads[i] + wd * params[i])
-            v[i] = vi
-            params[i] -= lr * vi
+        let after = step - spec.warmupSteps, span = max(total - spec.warmupSteps, 1)
+        let t = min(Double(after) / Double(span), 1)
+        switch spec.schedule {
+        case "cosine": return Float(base * 0.5 * (1 + cos(Double.pi * t)))
+        case "linear": return Float(base * (1 - t))
+        case "step": return Float(base * pow(spec.gamma, Double(after / max(spec.decaySteps, 1))))
+        default: return Float(base)
         }
     }
+
+    /// Applies one update to `params` from the averaged gradients `grads`; `step` is 0-based
+    /// (Adam's bias correction uses step + 1).
+    public func update(params w: UnsafeMutablePointer<Float>, grads g: UnsafePointer<Float>, lr: Float, step: Int) {
+        let wd = Float(spec.weightDecay), n = count
+        switch spec.type {
+        case "adam", "adamw":
+            let b1 = Float(spec.beta1), b2 = Float(spec.beta2), eps = Float(spec.eps)
+            let t = Double(step + 1)
+            let c1 = Float(1 - pow(spec.beta1, t)), c2 = Float(1 - pow(spec.beta2, t))
+            let m = state.base, s = state.base + n
+            let decoupled = spec.type == "adamw"
+            for i in 0..<n {
+                let gi = decoupled ? g[i] : g[i] + wd * w[i]
+                if decoupled { w[i] -= lr * wd * w[i] }
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                s[i] = b2 * s[i] + (1 - b2) * gi * gi
+                w[i] -= lr * (m[i] / c1) / ((s[i] / c2).squareRoot() + eps)
+            }
+        default:
+            let mu = Float(spec.momentum), v = state.base
+            let nesterov = spec.nesterov
+            for i in 0..<n {
+                let gi = g[i] + wd * w[i]
+                let vi = mu * v[i] + gi
+                v[i] = vi
+                w[i] -= lr * (nesterov ? gi + mu * vi : vi)
+            }
+        }
+    }
+}
+
+/// Scales `grads` (count) so their global L2 norm is at most `maxNorm`; returns the norm
+/// before clipping. Called after the allreduce, so every rank computes the same factor.
+public func clipGlobalNorm(_ grads: UnsafeMutablePointer<Float>, count: Int, maxNorm: Double) -> Double {
+    var sq = 0.0
+    for i in 0..<count { sq += Double(grads[i]) * Double(grads[i]) }
+    let norm = sq.squareRoot()
+    if maxNorm > 0 && norm > maxNorm {
+        let f = Float(maxNorm / norm)
+        for i in 0..<count { grads[i] *= f }
+    }
+    return norm
 }

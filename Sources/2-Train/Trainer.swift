@@ -116,7 +116,7 @@ public final class Trainer {
         let evalBatch = 256
         let net = Network<Float>(spec: model, maxBatch: max(B, evalBatch), gradientExtras: 2)
         let n = net.layout.count
-        let sgd = SGD(spec: spec.optimizer, count: n)
+        let opt = Optimizer(spec: spec.optimizer, count: n)
         net.initialize(seed: spec.seed)
         comm.broadcast(net.params.base, count: n)   // identical start, whatever the platform's libm
 
@@ -132,13 +132,16 @@ public final class Trainer {
                     log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: the data order after resume differs from an uninterrupted run")
                 }
                 _ = ck.params.withUnsafeBufferPointer { net.params.buffer.update(fromContentsOf: $0) }
-                _ = ck.velocity.withUnsafeBufferPointer { sgd.velocity.buffer.update(fromContentsOf: $0) }
+                guard ck.optimizerState.count == opt.state.count else {
+                    throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(opt.state.count)")
+                }
+                _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
                 log("resumed from \(path) at step \(ck.step)")
                 return ck.step
             }
             step = comm.allreduceMax(resumed)
             comm.broadcast(net.params.base, count: n)
-            comm.broadcast(sgd.velocity.base, count: n)
+            comm.broadcast(opt.state.base, count: opt.state.count)
         }
 
         let totalSteps = spec.epochs * stepsPerEpoch
@@ -182,12 +185,13 @@ public final class Trainer {
                 if !loss.isFinite {
                     throw CortadoError(.numeric, "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
-                sgd.update(params: net.params.base, grads: g, count: n, lr: sgd.learningRate(step: step, total: totalSteps))
+                if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
+                opt.update(params: net.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step)
                 epochLoss += loss
                 epochSteps += 1
                 step += 1
                 if spec.checkpointEvery > 0 && step % spec.checkpointEvery == 0 && step < totalSteps {
-                    lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, sgd: sgd)
+                    lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, opt: opt)
                 }
             }
             let dt = monotonicSeconds() - t0
@@ -201,14 +205,14 @@ public final class Trainer {
             if comm.rank == 0 {
                 let line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
                                               "val_loss": lastVal.loss, "val_accuracy": lastVal.accuracy, "samples_per_sec": sps,
-                                              "lr": Double(sgd.learningRate(step: max(step - 1, 0), total: totalSteps)),
+                                              "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
                                               "elapsed_sec": monotonicSeconds() - wallStart]
                 appendLine(metricsPath, line)
             }
         }
 
         // ---- the end: final checkpoint, test metrics, model files ----
-        lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, sgd: sgd)
+        lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, opt: opt)
         if lastVal.loss.isNaN { lastVal = evaluate(net, val, batch: evalBatch) }
         let testResult = evaluate(net, test, batch: evalBatch)
         var models = [String: String]()
@@ -293,13 +297,13 @@ public final class Trainer {
 
     /// Rank 0 writes a checkpoint; a failure here cannot be agreed (the others are already in
     /// the next step's allreduce), so it takes the abort path.
-    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, net: Network<Float>, sgd: SGD) -> String? {
+    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, net: Network<Float>, opt: Optimizer) -> String? {
         guard comm.rank == 0 else { return nil }
         do {
             return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
                                         jobSpecJSON: spec.canonicalJSON, layout: net.layout,
                                         params: UnsafeBufferPointer(net.params.buffer),
-                                        velocity: UnsafeBufferPointer(sgd.velocity.buffer), keep: spec.checkpointKeep)
+                                        optimizerState: UnsafeBufferPointer(opt.state.buffer), keep: spec.checkpointKeep)
         } catch let e as CortadoError {
             comm.abort("checkpoint at step \(step): \(e.message)", code: e.exitCode)
         } catch {

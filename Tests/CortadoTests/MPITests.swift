@@ -106,7 +106,7 @@ final class MPITests: XCTestCase {
         let a = try HDF5File.open(dir + "/full/checkpoints/step-00000108.h5")
         let b = try HDF5File.open(dir + "/split/checkpoints/step-00000108.h5")
         XCTAssertEqual(try a.readFloats("params"), try b.readFloats("params"))
-        XCTAssertEqual(try a.readFloats("velocity"), try b.readFloats("velocity"))
+        XCTAssertEqual(try a.readFloats("optimizer_state"), try b.readFloats("optimizer_state"))
         XCTAssertEqual(try a.intAttribute("step"), 108)
 
         // Without --resume or --overwrite, an existing run is not clobbered.

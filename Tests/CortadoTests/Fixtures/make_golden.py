@@ -67,6 +67,34 @@ for _ in range(3):
         p[i] = p[i] - lr * v[i]
 losses.append(forward(*p)[4])
 
+
+
+def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
+    """3 steps of `kind` (PyTorch formulations) from the same start; losses before each step
+    and after the last."""
+    p = [t.copy() for t in params]
+    m = [np.zeros_like(t) for t in params]
+    v = [np.zeros_like(t) for t in params]
+    losses = []
+    for step in range(3):
+        _, _, l, gs = grads(*p)
+        losses.append(l)
+        for i in range(4):
+            g = gs[i] + (0 if kind == "adamw" else wd * p[i])
+            if kind == "nesterov":
+                m[i] = mu * m[i] + g
+                p[i] = p[i] - lr * (g + mu * m[i])
+                continue
+            if kind == "adamw":
+                p[i] = p[i] - lr * wd * p[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            mhat, vhat = m[i] / (1 - b1 ** (step + 1)), v[i] / (1 - b2 ** (step + 1))
+            p[i] = p[i] - lr * mhat / (np.sqrt(vhat) + eps)
+    losses.append(forward(*p)[4])
+    return {"learning_rate": lr, "weight_decay": wd, "losses": [float(x) for x in losses], "params_after": flat(p).tolist()}
+
+
 out = {
     "batch": B, "inputs": D, "hidden": H, "classes": C,
     "x": x.ravel().tolist(), "labels": y.tolist(),
@@ -76,6 +104,8 @@ out = {
     "grads": flat(g).tolist(),
     "sgd": {"learning_rate": lr, "momentum": mu, "weight_decay": wd, "losses": [float(l) for l in losses],
             "params_after": flat(p).tolist()},
+    "optimizers": {"nesterov": optimizer_run("nesterov", 0.1, 0.01), "adam": optimizer_run("adam", 0.01, 0.01),
+                   "adamw": optimizer_run("adamw", 0.01, 0.1)},
 }
 with open("golden_mlp.json", "w") as f:
     json.dump(out, f, indent=1)
