@@ -34,6 +34,17 @@ public struct Checkpoint {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let name = String(format: "step-%08d.h5", step)
         let path = (dir as NSString).appendingPathComponent(name)
+        try writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: worldSize, jobSpecJSON: jobSpecJSON,
+                      layout: layout, params: params, optimizerState: optimizerState)
+        try AtomicFile.write(Data((name + "\n").utf8), to: (dir as NSString).appendingPathComponent("latest"))
+        let all = try checkpointFiles(runDir: runDir)
+        for old in all.dropLast(keep) { unlink(old) }
+        return path
+    }
+
+    /// Writes one checkpoint file atomically (tmp, fsync, rename, fsync the folder).
+    public static func writeFile(_ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, jobSpecJSON: String,
+                                 layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>) throws {
         try AtomicFile.publish(path) { tmp in
             let h5 = try HDF5File.create(tmp)
             try h5.setAttribute("format", format)
@@ -49,10 +60,6 @@ public struct Checkpoint {
             try h5.write("optimizer_state", optimizerState.baseAddress!, dtype: .float32, shape: [optimizerState.count])
             try h5.flush()
         }
-        try AtomicFile.write(Data((name + "\n").utf8), to: (dir as NSString).appendingPathComponent("latest"))
-        let all = try checkpointFiles(runDir: runDir)
-        for old in all.dropLast(keep) { unlink(old) }
-        return path
     }
 
     /// Checkpoint files in the run, oldest first.

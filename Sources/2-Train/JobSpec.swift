@@ -28,6 +28,10 @@ public struct JobSpec: Codable, Equatable {
     public var data: String
     public var layers: [LayerSpec]
     public var loss = "softmax_cross_entropy"
+    public var labelSmoothing = 0.0
+    /// Stop when the validation metric has not improved for `patience` epochs; the best
+    /// parameters are kept (RUN_DIR/checkpoints/best.h5) and become the emitted models.
+    public var earlyStopping: EarlyStopping?
     public var optimizer = OptimizerSpec()
     public var batchSize = 64
     public var epochs = 1
@@ -38,6 +42,11 @@ public struct JobSpec: Codable, Equatable {
     public var threads: Int?
     public var emit: [String] = ["fp32", "int8"]
     public var verifyChecksums = true
+
+    public struct EarlyStopping: Codable, Equatable {
+        public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
+        public var patience = 3
+    }
 
     public struct OptimizerSpec: Codable, Equatable {
         public var type = "sgd"
@@ -61,7 +70,7 @@ public struct JobSpec: Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, data, layers, loss, optimizer, batchSize = "batch_size", epochs, seed
+        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer, batchSize = "batch_size", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums"
     }
@@ -112,6 +121,7 @@ public struct JobSpec: Codable, Equatable {
             return layer
         }
         loss = try model.string("loss") ?? loss
+        labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
         try model.finish()
         if let o = try r.child("optimizer") {
             optimizer.type = try o.string("type") ?? optimizer.type
@@ -128,6 +138,13 @@ public struct JobSpec: Codable, Equatable {
             optimizer.gamma = try o.double("gamma") ?? optimizer.gamma
             optimizer.clipNorm = try o.double("clip_norm") ?? optimizer.clipNorm
             try o.finish()
+        }
+        if let e = try r.child("early_stopping") {
+            var es = EarlyStopping()
+            es.metric = try e.string("metric") ?? es.metric
+            es.patience = try e.int("patience") ?? es.patience
+            try e.finish()
+            earlyStopping = es
         }
         batchSize = try r.int("batch_size") ?? batchSize
         epochs = try r.int("epochs") ?? epochs
@@ -173,6 +190,11 @@ public struct JobSpec: Codable, Equatable {
         try check(["constant", "cosine", "linear", "step"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine, linear, step")
         try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
+        try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
+        if let es = earlyStopping {
+            try check(["val_accuracy", "val_loss"].contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of val_accuracy, val_loss")
+            try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
+        }
         for (i, e) in emit.enumerated() {
             try check(["fp32", "int8"].contains(e), "emit.\(i)", "'\(e)' is not one of fp32, int8")
         }

@@ -117,6 +117,10 @@ public final class Trainer {
         let net = Network<Float>(spec: model, maxBatch: max(B, evalBatch), gradientExtras: 2)
         let n = net.layout.count
         let opt = Optimizer(spec: spec.optimizer, count: n)
+        net.labelSmoothing = spec.labelSmoothing
+        // Early stopping: the best parameters so far, on every rank (they are identical).
+        let best = Arena<Float>(count: spec.earlyStopping == nil ? 0 : n)
+        var bestScore = -Double.infinity, badEpochs = 0, stoppedEarly = false
         net.initialize(seed: spec.seed)
         comm.broadcast(net.params.base, count: n)   // identical start, whatever the platform's libm
 
@@ -202,6 +206,22 @@ public final class Trainer {
             let eta = Double((totalSteps - step) * B * comm.size) / sps
             log(String(format: "epoch %d/%d  step %d  train_loss %.4f  val_loss %.4f  val_acc %.4f  %.0f samples/s  ETA %.0fs",
                        epoch + 1, spec.epochs, step, epochLoss / Double(max(epochSteps, 1)), lastVal.loss, lastVal.accuracy, sps, eta))
+            if let es = spec.earlyStopping {
+                // Every rank sees the same reduced metric, so all take the same branch.
+                let score = es.metric == "val_loss" ? -lastVal.loss : lastVal.accuracy
+                if score > bestScore {
+                    bestScore = score
+                    badEpochs = 0
+                    _ = best.buffer.update(fromContentsOf: net.params.buffer)
+                    writeBest(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, opt: opt)
+                } else {
+                    badEpochs += 1
+                    if badEpochs >= es.patience && step < totalSteps {
+                        log("early stopping: \(es.metric) has not improved for \(badEpochs) epochs; restoring the best parameters")
+                        stoppedEarly = true
+                    }
+                }
+            }
             if comm.rank == 0 {
                 let line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
                                               "val_loss": lastVal.loss, "val_accuracy": lastVal.accuracy, "samples_per_sec": sps,
@@ -209,6 +229,11 @@ public final class Trainer {
                                               "elapsed_sec": monotonicSeconds() - wallStart]
                 appendLine(metricsPath, line)
             }
+            if stoppedEarly { break }
+        }
+        if spec.earlyStopping != nil && bestScore > -Double.infinity {
+            _ = net.params.buffer.update(fromContentsOf: best.buffer)
+            lastVal = evaluate(net, val, batch: evalBatch)
         }
 
         // ---- the end: final checkpoint, test metrics, model files ----
@@ -308,6 +333,21 @@ public final class Trainer {
             comm.abort("checkpoint at step \(step): \(e.message)", code: e.exitCode)
         } catch {
             comm.abort("checkpoint at step \(step): \(error)", code: 4)
+        }
+    }
+
+    /// Rank 0 keeps the best checkpoint by the early-stopping metric as checkpoints/best.h5.
+    func writeBest(spec: JobSpec, step: Int, stepsPerEpoch: Int, net: Network<Float>, opt: Optimizer) {
+        guard comm.rank == 0 else { return }
+        do {
+            let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
+            try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, jobSpecJSON: spec.canonicalJSON,
+                                     layout: net.layout, params: UnsafeBufferPointer(net.params.buffer),
+                                     optimizerState: UnsafeBufferPointer(opt.state.buffer))
+        } catch let e as CortadoError {
+            comm.abort("best checkpoint at step \(step): \(e.message)", code: e.exitCode)
+        } catch {
+            comm.abort("best checkpoint at step \(step): \(error)", code: 4)
         }
     }
 

@@ -6,11 +6,13 @@ public enum SoftmaxCrossEntropy {
     /// - logits: (batch, classes); labels: (batch), values in 0..<classes.
     /// - dLogits: (batch, classes) or nil; receives (softmax − onehot) · `gradScale`
     ///   (1/batch for the mean loss).
+    /// - smoothing: label smoothing ε — the target is (1 − ε)·onehot + ε/classes.
     /// - Returns: the summed loss over the batch and the number of rows whose arg-max is the label.
     @inlinable
     public static func evaluate<T: Real>(logits: UnsafePointer<T>, labels: UnsafePointer<Int32>,
                                          batch: Int, classes: Int,
-                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T) -> (lossSum: Double, correct: Int) {
+                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T, smoothing: T = 0) -> (lossSum: Double, correct: Int) {
+        let offTarget = smoothing / T(classes), onTarget = 1 - smoothing + offTarget
         var lossSum = 0.0
         var correct = 0
         for r in 0..<batch {
@@ -20,13 +22,19 @@ public enum SoftmaxCrossEntropy {
             var sum: T = 0
             for c in 0..<classes { sum += T.exp(z[c] - maxV) }
             let y = Int(labels[r])
-            lossSum += Double(T.log(sum) - (z[y] - maxV))
+            if smoothing == 0 {
+                lossSum += Double(T.log(sum) - (z[y] - maxV))
+            } else {
+                // −Σ q_c log p_c with Σ q_c = 1: log Σ exp − Σ q_c (z_c − max)
+                var expected: T = 0
+                for c in 0..<classes { expected += (c == y ? onTarget : offTarget) * (z[c] - maxV) }
+                lossSum += Double(T.log(sum) - expected)
+            }
             if arg == y { correct += 1 }
             if let dLogits {
                 let d = dLogits + r * classes
                 let inv = 1 / sum
-                for c in 0..<classes { d[c] = T.exp(z[c] - maxV) * inv * gradScale }
-                d[y] -= gradScale
+                for c in 0..<classes { d[c] = (T.exp(z[c] - maxV) * inv - (c == y ? onTarget : offTarget)) * gradScale }
             }
         }
         return (lossSum, correct)

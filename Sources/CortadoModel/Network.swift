@@ -20,6 +20,8 @@ public final class Network<T: Real> {
     /// Gradients, same layout as `params`, plus `gradientExtras` trailing slots for values that
     /// travel in the same allreduce (the step's loss, a status word); `backward` accumulates.
     public let grads: Arena<T>
+    /// Label smoothing of the training loss (evaluation always reports plain cross-entropy).
+    public var labelSmoothing: Double = 0
     /// Seed of this step's dropout masks; the trainer sets it from (seed, rank, step).
     public var dropoutSeed: UInt64 = 0
     /// Replacements for dense layers' forward, by layer index (the int8 inference path):
@@ -168,7 +170,8 @@ public final class Network<T: Real> {
         // dLogits go into dActA; back-propagation then ping-pongs starting on dActB, so no
         // layer writes the buffer it reads.
         let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: spec.outputSize,
-                                             dLogits: train ? dActA.base : nil, gradScale: 1 / T(batch))
+                                             dLogits: train ? dActA.base : nil, gradScale: 1 / T(batch),
+                                             smoothing: train ? T(labelSmoothing) : 0)
         if train { backpropagate(input, batch: batch, dLogits: dActA.base, startOnA: false, dInput: nil) }
         return r
     }

@@ -127,14 +127,20 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(ok.shapes, [[8, 28, 28], [8, 14, 14], [1568], [10]])
     }
 
-    func testSoftmaxCrossEntropy() {
+    func testSoftmaxCrossEntropy() { checkLoss(smoothing: 0) }
+
+    func testSoftmaxCrossEntropyWithLabelSmoothing() { checkLoss(smoothing: 0.2) }
+
+    func checkLoss(smoothing: Double) {
         let batch = 4, classes = 5
         var z = inputs(batch, classes, seed: 11).map { $0 * 3 }
         let labels: [Int32] = [4, 0, 2, 2]
         var d = [Double](repeating: 0, count: batch * classes)
-        _ = SoftmaxCrossEntropy.evaluate(logits: z, labels: labels, batch: batch, classes: classes, dLogits: &d, gradScale: 1 / Double(batch))
+        _ = SoftmaxCrossEntropy.evaluate(logits: z, labels: labels, batch: batch, classes: classes, dLogits: &d,
+                                         gradScale: 1 / Double(batch), smoothing: smoothing)
         func f() -> Double {
-            SoftmaxCrossEntropy.evaluate(logits: z, labels: labels, batch: batch, classes: classes, dLogits: nil, gradScale: 1).lossSum / Double(batch)
+            SoftmaxCrossEntropy.evaluate(logits: z, labels: labels, batch: batch, classes: classes, dLogits: nil, gradScale: 1,
+                                         smoothing: smoothing).lossSum / Double(batch)
         }
         for i in 0..<z.count {
             let s = z[i]
