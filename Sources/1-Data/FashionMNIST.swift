@@ -15,6 +15,8 @@ public struct FashionMNISTPreparer {
     public var seed: UInt64 = 42
     /// Keep only the first `limit` training and test images (quick runs and tests).
     public var limit: Int?
+    /// Keep only these classes, relabelled 0..<k in this order (transfer-learning splits).
+    public var classes: [Int]?
 
     public init(out: String) { self.out = out }
 
@@ -37,8 +39,14 @@ public struct FashionMNISTPreparer {
                 throw CortadoError.data("\(py): label \(y.bytes[bad]) at index \(bad) is outside 0..<10")
             }
         }
-        let nTrainAll = min(trainX.dims[0], limit ?? .max)
-        let nTest = min(testX.dims[0], limit ?? .max)
+        let kept = classes ?? Array(0..<10)
+        guard !kept.isEmpty, kept.allSatisfy({ (0..<10).contains($0) }), Set(kept).count == kept.count else {
+            throw CortadoError.usage("--classes: \(kept) must be distinct class numbers in 0...9")
+        }
+        let relabel = Dictionary(uniqueKeysWithValues: kept.enumerated().map { (UInt8($1), Int64($0)) })
+        let trainPool = (0..<min(trainX.dims[0], limit ?? .max)).filter { relabel[trainY.bytes[$0]] != nil }
+        let testPool = (0..<min(testX.dims[0], limit ?? .max)).filter { relabel[testY.bytes[$0]] != nil }
+        let nTrainAll = trainPool.count
         guard validationRows >= 0, validationRows < nTrainAll else {
             throw CortadoError.usage("--validation \(validationRows) must be below the \(nTrainAll) training rows")
         }
@@ -49,7 +57,7 @@ public struct FashionMNISTPreparer {
 
         // Deterministic split: one permutation of the training rows from the seed; the first
         // `validationRows` of it are the validation set, the rest (in permuted order) training.
-        var order = Array(0..<nTrainAll)
+        var order = trainPool
         var rng = SeededRNG(seed: seed, stream: 0x5EED)
         order.withUnsafeMutableBufferPointer { rng.shuffle($0) }
         let valIdx = Array(order[0..<validationRows])
@@ -61,7 +69,7 @@ public struct FashionMNISTPreparer {
             var feats = [Float](repeating: 0, count: idx.count * d)
             var labels = [Int64](repeating: 0, count: idx.count)
             for (r, src) in idx.enumerated() {
-                labels[r] = Int64(y.bytes[src])
+                labels[r] = relabel[y.bytes[src]] ?? 0
                 for j in 0..<d {
                     let v = Float(x.bytes[src * d + j]) / 255
                     feats[r * d + j] = v
@@ -82,21 +90,22 @@ public struct FashionMNISTPreparer {
                                         rows: trainIdx[r], trackStats: true))
         }
         let valFile = try write("validation.h5", split: "validation", index: 0, x: trainX, y: trainY, rows: valIdx[...], trackStats: false)
-        let testFile = try write("test.h5", split: "test", index: 0, x: testX, y: testY, rows: Array(0..<nTest)[...], trackStats: false)
+        let testFile = try write("test.h5", split: "test", index: 0, x: testX, y: testY, rows: testPool[...], trackStats: false)
 
         let n = Double(nTrain * d)
         let mean = stats.sum / n
         var manifest = DatasetManifest(
             name: "fashion-mnist", task: "classification", featureShape: [1, 28, 28],
-            classes: Self.classes, splitSeed: seed,
+            classes: kept.map { Self.classes[$0] }, splitSeed: seed,
             transforms: ["pixels: uint8 / 255 -> float32 in [0, 1]", "flattened row-major to 784 features"],
             statistics: ["train_pixel_mean": mean, "train_pixel_std": (stats.sumSq / n - mean * mean).squareRoot()],
             splits: ["train": .init(rows: nTrain, files: trainFiles),
                      "validation": .init(rows: validationRows, files: [valFile]),
-                     "test": .init(rows: nTest, files: [testFile])],
+                     "test": .init(rows: testPool.count, files: [testFile])],
             source: [:], createdBy: "cortado prepare fashion-mnist")
         for f in files { manifest.source[(f as NSString).lastPathComponent] = try SHA256.hex(fileAt: f) }
         if let limit { manifest.transforms.append("limited to the first \(limit) training and test images") }
+        if let classes { manifest.transforms.append("classes \(classes) only, relabelled 0..<\(classes.count)") }
         try AtomicFile.write(try stableJSON(manifest), to: (out as NSString).appendingPathComponent("manifest.json"))
         return manifest
     }

@@ -32,6 +32,12 @@ public struct JobSpec: Codable, Equatable {
     /// Stop when the validation metric has not improved for `patience` epochs; the best
     /// parameters are kept (RUN_DIR/checkpoints/best.h5) and become the emitted models.
     public var earlyStopping: EarlyStopping?
+    /// Fine-tuning: start from an earlier model (.cmodel, fp32) or checkpoint (.h5); tensors
+    /// whose name and shape match are copied, except those of `initExclude` layers (a new head).
+    public var initFrom: String?
+    public var initExclude: [Int] = []
+    /// Layers whose parameters are not updated (a frozen body).
+    public var freeze: [Int] = []
     public var optimizer = OptimizerSpec()
     public var batchSize = 64
     public var epochs = 1
@@ -70,7 +76,8 @@ public struct JobSpec: Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer, batchSize = "batch_size", epochs, seed
+        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer
+        case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums"
     }
@@ -146,6 +153,15 @@ public struct JobSpec: Codable, Equatable {
             try e.finish()
             earlyStopping = es
         }
+        initFrom = try r.string("init_from")
+        func intList(_ key: String) throws -> [Int] {
+            try (try r.list(key) ?? []).enumerated().map { i, n in
+                guard case .scalar(let s) = n, let v = Int(s) else { throw CortadoError.usage("\(key).\(i): expected a layer index") }
+                return v
+            }
+        }
+        initExclude = try intList("init_exclude")
+        freeze = try intList("freeze")
         batchSize = try r.int("batch_size") ?? batchSize
         epochs = try r.int("epochs") ?? epochs
         if let s = try r.int("seed") {
@@ -191,6 +207,11 @@ public struct JobSpec: Codable, Equatable {
         try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
+        for (key, list) in [("freeze", freeze), ("init_exclude", initExclude)] {
+            if let bad = list.first(where: { $0 < 0 || $0 >= layers.count }) {
+                try check(false, key, "layer \(bad) does not exist (the model has \(layers.count) layers)")
+            }
+        }
         if let es = earlyStopping {
             try check(["val_accuracy", "val_loss"].contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of val_accuracy, val_loss")
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")

@@ -40,8 +40,14 @@ public final class Optimizer {
     }
 
     /// Applies one update to `params` from the averaged gradients `grads`; `step` is 0-based
-    /// (Adam's bias correction uses step + 1).
-    public func update(params w: UnsafeMutablePointer<Float>, grads g: UnsafePointer<Float>, lr: Float, step: Int) {
+    /// (Adam's bias correction uses step + 1). Only `ranges` of the arena are trained (frozen
+    /// layers' tensors are left out, so they are not even decayed); nil means all of it.
+    public func update(params w: UnsafeMutablePointer<Float>, grads g: UnsafePointer<Float>, lr: Float, step: Int,
+                       ranges: [Range<Int>]? = nil) {
+        for r in ranges ?? [0..<count] { update(w, g, lr: lr, step: step, r) }
+    }
+
+    private func update(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, step: Int, _ range: Range<Int>) {
         let wd = Float(spec.weightDecay), n = count
         switch spec.type {
         case "adam", "adamw":
@@ -50,7 +56,7 @@ public final class Optimizer {
             let c1 = Float(1 - pow(spec.beta1, t)), c2 = Float(1 - pow(spec.beta2, t))
             let m = state.base, s = state.base + n
             let decoupled = spec.type == "adamw"
-            for i in 0..<n {
+            for i in range {
                 let gi = decoupled ? g[i] : g[i] + wd * w[i]
                 if decoupled { w[i] -= lr * wd * w[i] }
                 m[i] = b1 * m[i] + (1 - b1) * gi
@@ -60,7 +66,7 @@ public final class Optimizer {
         default:
             let mu = Float(spec.momentum), v = state.base
             let nesterov = spec.nesterov
-            for i in 0..<n {
+            for i in range {
                 let gi = g[i] + wd * w[i]
                 let vi = mu * v[i] + gi
                 v[i] = vi

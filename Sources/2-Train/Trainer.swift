@@ -122,7 +122,16 @@ public final class Trainer {
         let best = Arena<Float>(count: spec.earlyStopping == nil ? 0 : n)
         var bestScore = -Double.infinity, badEpochs = 0, stoppedEarly = false
         net.initialize(seed: spec.seed)
+        if let source = spec.initFrom {
+            try comm.agree("initializing from \(source)") {
+                if comm.rank == 0 { log(try loadInitial(source, into: net, exclude: Set(spec.initExclude))) }
+            }
+        }
         comm.broadcast(net.params.base, count: n)   // identical start, whatever the platform's libm
+        // Trainable parts of the arena: everything but the frozen layers' tensors.
+        let frozen = Set(spec.freeze.map { "layers.\($0)." })
+        let trainable: [Range<Int>]? = spec.freeze.isEmpty ? nil : net.layout.tensors
+            .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
 
         var step = 0
         if options.resume {
@@ -190,7 +199,7 @@ public final class Trainer {
                     throw CortadoError(.numeric, "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
                 if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
-                opt.update(params: net.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step)
+                opt.update(params: net.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
                 epochLoss += loss
                 epochSteps += 1
                 step += 1
@@ -334,6 +343,29 @@ public final class Trainer {
         } catch {
             comm.abort("checkpoint at step \(step): \(error)", code: 4)
         }
+    }
+
+    /// Copies every tensor of an earlier model (.cmodel, fp32) or checkpoint (.h5) whose name
+    /// and shape match into `net`, except excluded layers; returns a one-line report.
+    func loadInitial(_ path: String, into net: Network<Float>, exclude: Set<Int>) throws -> String {
+        var source = [String: (shape: [Int], values: [Float])]()
+        if path.hasSuffix(".h5") {
+            let ck = try Checkpoint.read(path)
+            for t in ck.layout.tensors { source[t.name] = (t.shape, Array(ck.params[t.offset..<(t.offset + t.count)])) }
+        } else {
+            let file = try ModelFile.load(path)
+            guard file.header.precision == "fp32" else { throw CortadoError.model("\(path): fine-tune from an fp32 model, not \(file.header.precision)") }
+            for t in file.header.tensors where t.dtype == .float32 { source[t.name] = (t.shape, file.values(t, as: Float.self)) }
+        }
+        var loaded = [String](), fresh = [String]()
+        for t in net.layout.tensors {
+            let layer = Int(t.name.split(separator: ".")[1]) ?? -1
+            guard !exclude.contains(layer), let s = source[t.name], s.shape == t.shape else { fresh.append(t.name); continue }
+            for j in 0..<t.count { net.params.base[t.offset + j] = s.values[j] }
+            loaded.append(t.name)
+        }
+        guard !loaded.isEmpty else { throw CortadoError.model("\(path): no tensor matches the model by name and shape") }
+        return "initialized \(loaded.count) tensors from \(path); fresh: \(fresh.isEmpty ? "none" : fresh.joined(separator: ", "))"
     }
 
     /// Rank 0 keeps the best checkpoint by the early-stopping metric as checkpoints/best.h5.

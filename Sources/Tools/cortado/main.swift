@@ -37,6 +37,8 @@ struct FashionMNIST: ParsableCommand {
     var seed: UInt64 = 42
     @Option(help: "Use only the first N training and test images (smoke tests).")
     var limit: Int?
+    @Option(help: "Keep only these classes, e.g. 0,1,2,3,4 (relabelled in this order).")
+    var classes: String?
 
     func run() throws {
         var p = FashionMNISTPreparer(out: out)
@@ -45,6 +47,12 @@ struct FashionMNIST: ParsableCommand {
         p.validationRows = validation
         p.seed = seed
         p.limit = limit
+        if let classes {
+            p.classes = try classes.split(separator: ",").map {
+                guard let c = Int($0.trimmingCharacters(in: .whitespaces)) else { throw CortadoError.usage("--classes: '\($0)' is not a number") }
+                return c
+            }
+        }
         let t0 = monotonicSeconds()
         let m = try p.run(log: { print($0) })
         print(String(format: "prepared %@: %d train (%d shards), %d validation, %d test rows in %.1fs → %@/manifest.json",
