@@ -88,9 +88,9 @@ public final class HDF5File {
         defer { H5Sclose(space) }
         let plist = H5Pcreate(cortado_h5p_dataset_create())
         defer { H5Pclose(plist) }
-        if let chunkRows, let first = shape.first, first > 0 {
+        if let chunkRows, !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) {
             var chunk = dims
-            chunk[0] = hsize_t(min(chunkRows, first))
+            chunk[0] = hsize_t(min(chunkRows, shape[0]))
             H5Pset_chunk(plist, Int32(chunk.count), chunk)
             H5Pset_shuffle(plist)
             H5Pset_deflate(plist, UInt32(level))
@@ -111,9 +111,9 @@ public final class HDF5File {
         defer { H5Sclose(space) }
         let plist = H5Pcreate(cortado_h5p_dataset_create())
         defer { H5Pclose(plist) }
-        if let first = shape.first, first > 0 {
+        if !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) {   // HDF5 chunks cannot have a zero dimension
             var chunk = dims
-            chunk[0] = hsize_t(min(chunkRows, first))
+            chunk[0] = hsize_t(min(chunkRows, shape[0]))
             H5Pset_chunk(plist, Int32(chunk.count), chunk)
             H5Pset_shuffle(plist)
             H5Pset_deflate(plist, UInt32(level))

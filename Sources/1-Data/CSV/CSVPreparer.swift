@@ -263,7 +263,7 @@ public struct CSVPreparer {
     struct RowPass {
         var rows = 0
         var rowsPerFile: [Int] = []
-        var keep: [[Bool]] = []           // per file, per local row, in order
+        var keep: [BitFlags] = []         // per file, per local row, in order
         var keptHashes: [[UInt64]] = []   // per file, hashes of kept rows, in order
         var keptIndex: [[Int]] = []       // per file, local row index of each kept hash
         var localDuplicates = 0
@@ -308,20 +308,20 @@ public struct CSVPreparer {
     /// by a single process, which saves 16 bytes a row).
     func rowPass(files: [Input], parser: RowParser, shareHashes: Bool) throws -> RowPass {
         var p = RowPass()
-        var seen = Set<UInt64>()
+        var seen = HashSet64()
         let userIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.user } }
         let timeIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.time } }
         for f in files {
             let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
             var n = 0
-            p.keep.append([]); p.keptHashes.append([]); p.keptIndex.append([])
+            p.keep.append(BitFlags()); p.keptHashes.append([]); p.keptIndex.append([])
             while try t.next() {
                 guard t.fieldCount == parser.columns.count else {
                     throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(parser.columns.count)")
                 }
                 n += 1
                 let h = rowHash(t)
-                let fresh = !dedup || seen.insert(h).inserted
+                let fresh = !dedup || seen.insert(h)
                 p.keep[p.keep.count - 1].append(fresh)
                 if !fresh { p.localDuplicates += 1; continue }
                 if dedup && shareHashes { p.keptHashes[p.keptHashes.count - 1].append(h); p.keptIndex[p.keptIndex.count - 1].append(n - 1) }
@@ -339,7 +339,7 @@ public struct CSVPreparer {
 
     /// Drops rows whose hash appears earlier in the global order — an earlier file (any rank),
     /// or the same file on a lower rank — so the row kept is the 1-process first occurrence.
-    func crossRankDuplicates(_ p: RowPass, keep: inout [[Bool]], comm: Collective) throws -> Int {
+    func crossRankDuplicates(_ p: RowPass, keep: inout [BitFlags], comm: Collective) throws -> Int {
         guard comm.size > 1 else { return 0 }
         var blob = [UInt8]()
         for hashes in p.keptHashes {
@@ -439,7 +439,7 @@ public struct CSVPreparer {
     /// Visits every kept, non-dropped row of this rank with its split.
     /// Returns the rows dropped, by reason.
     @discardableResult
-    func forEachRow(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo],
+    func forEachRow(files: [Input], parser: RowParser, keep: [BitFlags], lastOut: [String: LastTwo],
                     _ body: (Int, ParsedRow, Int) throws -> Void) throws -> [String: Int] {
         var dropped = [String: Int]()
         for (fi, f) in files.enumerated() {
@@ -462,7 +462,7 @@ public struct CSVPreparer {
 
     /// Pass 2: training statistics, row counts per split, and each kept row spilled for the
     /// write pass (record: split, label, then every column — number or provisional id).
-    func statsPass(files: [Input], parser: RowParser, keep: [[Bool]], lastOut: [String: LastTwo], report: inout CleaningReport,
+    func statsPass(files: [Input], parser: RowParser, keep: [BitFlags], lastOut: [String: LastTwo], report: inout CleaningReport,
                    spill: SpillFile, provisional: inout [ProvisionalIds]) throws -> Partial {
         var p = Partial(columns: parser.columns.count)
         p.perFile = files.map { _ in [0, 0, 0] }

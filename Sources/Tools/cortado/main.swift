@@ -17,7 +17,7 @@ struct Cortado: ParsableCommand {
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn raw data into HDF5 shards plus manifest.json.",
-        subcommands: [FashionMNIST.self, CSV.self])
+        subcommands: [FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self])
 }
 
 struct FashionMNIST: ParsableCommand {
@@ -126,6 +126,26 @@ struct CSV: ParsableCommand {
         } catch let e as CortadoError where !isRoot {
             throw CortadoError(e.kind, "")   // rank 0 reports
         }
+    }
+}
+
+struct SyntheticRatingsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "synthetic-ratings",
+        abstract: "Write MovieLens-100k-shaped ratings (u.data-style TSV) with a planted low-rank structure.",
+        discussion: "Prepare it like the real u.data: cortado prepare csv FILE --no-header --delimiter tab --label c2 --leave-last-out c0,c3 …")
+    @Option(help: "Output TSV file.") var out: String
+    @Option var users = 943
+    @Option var items = 1682
+    @Option var ratings = 100_000
+    @Option(help: "Rank of the planted preference structure.") var rank = 8
+    @Option var seed: UInt64 = 42
+
+    func run() throws {
+        var g = SyntheticRatings()
+        g.users = users; g.items = items; g.ratings = ratings; g.rank = rank; g.seed = seed
+        let n = try g.write(to: out)
+        print("wrote \(out): \(n) ratings, \(users) users, \(items) items")
     }
 }
 
