@@ -173,7 +173,7 @@ public final class Trainer {
         var trainTime = 0.0, trainSamples = 0
         var lastCheckpoint: String?
         let metricsPath = (runDir as NSString).appendingPathComponent("metrics.jsonl")
-        var lastVal = (loss: Double.nan, accuracy: Double.nan)
+        var lastVal = Metrics()
 
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
@@ -236,7 +236,10 @@ public final class Trainer {
                                               "val_loss": lastVal.loss, "val_accuracy": lastVal.accuracy, "samples_per_sec": sps,
                                               "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
                                               "elapsed_sec": monotonicSeconds() - wallStart]
-                appendLine(metricsPath, line)
+                var full = line
+                if let t = lastVal.top5 { full["val_top5_accuracy"] = t }
+                if let a = lastVal.auc { full["val_auc"] = a }
+                appendLine(metricsPath, full)
             }
             if stoppedEarly { break }
         }
@@ -251,6 +254,8 @@ public final class Trainer {
         let testResult = evaluate(net, test, batch: evalBatch)
         var models = [String: String]()
         var testMetrics = ["fp32_accuracy": testResult.accuracy, "fp32_loss": testResult.loss]
+        if let t = testResult.top5 { testMetrics["fp32_top5_accuracy"] = t }
+        if let a = testResult.auc { testMetrics["fp32_auc"] = a }
         if comm.rank == 0 {
             do {
                 for e in spec.emit {
@@ -279,7 +284,7 @@ public final class Trainer {
         }
         let peak = Double(comm.allreduceMax(peakRSSBytes())) / 1048576
         let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
-                                   validation: ["loss": lastVal.loss, "accuracy": lastVal.accuracy], test: testMetrics,
+                                   validation: lastVal.asDictionary, test: testMetrics,
                                    samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9),
                                    flopsPerSample: model.trainingFLOPsPerSample, peakRSSMiBMax: peak,
                                    wallSeconds: monotonicSeconds() - wallStart)
@@ -384,18 +389,52 @@ public final class Trainer {
     }
 
     /// Loss and accuracy over a whole split: each rank scores its rows, the sums are reduced.
-    func evaluate(_ net: Network<Float>, _ data: LocalData, batch: Int) -> (loss: Double, accuracy: Double) {
-        var sums = [0.0, 0.0, Double(data.rows)]
+    /// Validation/test metrics over a whole split: loss, accuracy, top-5 accuracy (more than 5
+    /// classes) and ROC AUC (2 classes). Each rank scores its rows; sums are reduced, and for
+    /// AUC the (score, label) pairs are gathered so every rank computes the same value.
+    struct Metrics {
+        var loss = Double.nan, accuracy = Double.nan
+        var top5: Double?, auc: Double?
+        var asDictionary: [String: Double] {
+            var d = ["loss": loss, "accuracy": accuracy]
+            if let top5 { d["top5_accuracy"] = top5 }
+            if let auc { d["auc"] = auc }
+            return d
+        }
+    }
+
+    func evaluate(_ net: Network<Float>, _ data: LocalData, batch: Int) -> Metrics {
+        let classes = net.spec.outputSize
+        var sums = [0.0, 0.0, 0.0, Double(data.rows)]
+        var scores = [Float](), positives = [Bool]()
         var r0 = 0
         while r0 < data.rows {
             let nb = min(batch, data.rows - r0)
-            let r = net.step(data.features.baseAddress! + r0 * data.featureCount, labels: data.labels.baseAddress! + r0, batch: nb, train: false)
+            let labels = data.labels.baseAddress! + r0
+            let logits = net.forward(data.features.baseAddress! + r0 * data.featureCount, batch: nb)
+            let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: nb, classes: classes, dLogits: nil, gradScale: 1)
             sums[0] += r.lossSum
             sums[1] += Double(r.correct)
+            sums[2] += Double(topKCorrect(logits: logits, labels: labels, batch: nb, classes: classes, k: 5))
+            if classes == 2 {
+                for i in 0..<nb { scores.append(logits[2 * i + 1] - logits[2 * i]); positives.append(labels[i] == 1) }
+            }
             r0 += nb
         }
         comm.allreduceSum(&sums)
-        return (sums[0] / max(sums[2], 1), sums[1] / max(sums[2], 1))
+        let n = max(sums[3], 1)
+        var m = Metrics(loss: sums[0] / n, accuracy: sums[1] / n)
+        if classes > 5 { m.top5 = sums[2] / n }
+        if classes == 2 {
+            var allScores = [Float](), allPositives = [Bool]()
+            for part in comm.allgather(scores.withUnsafeBytes { Array($0) } + positives.map { $0 ? 1 : 0 }) {
+                let k = part.count / 5
+                allScores += (0..<k).map { i in part.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) } }
+                allPositives += part[(4 * k)...].map { $0 == 1 }
+            }
+            m.auc = rocAUC(scores: allScores, positives: allPositives)
+        }
+        return m
     }
 
     /// One step on global rows [rank·B, (rank+1)·B); rank 0 writes the averaged gradient.

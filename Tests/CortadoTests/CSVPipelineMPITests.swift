@@ -86,7 +86,9 @@ final class CSVPipelineMPITests: XCTestCase {
                                            "--run-dir", dir + "/run", "--json"])
         XCTAssertEqual(train.status, 0, train.output)
         let s = try Support.lastJSON(train)
-        XCTAssertGreaterThan((s["validation"] as! [String: Double])["accuracy"]!, 0.9)
+        let val = s["validation"] as! [String: Double]
+        XCTAssertGreaterThan(val["accuracy"]!, 0.9)
+        XCTAssertGreaterThan(val["auc"]!, 0.95, "binary task: ROC AUC reported")
         for p in ["fp32", "int8"] {
             let inf = try Support.run([Support.product("cortado-infer"), dir + "/run/model-\(p).cmodel", "--input", dir + "/holdout.csv", "--json"])
             XCTAssertEqual(inf.status, 0, inf.output)

@@ -46,6 +46,7 @@ final class MPITests: XCTestCase {
         XCTAssertEqual(s["steps"] as? Int, 3 * (1750 / 32))
         let val = s["validation"] as! [String: Double], test = s["test"] as! [String: Double]
         XCTAssertGreaterThan(val["accuracy"]!, 0.70, "3 epochs on 3 500 rows should reach 70 %")
+        XCTAssertGreaterThan(val["top5_accuracy"]!, val["accuracy"]!, "10 classes: top-5 accuracy reported")
         XCTAssertEqual(test["fp32_model_accuracy"]!, test["fp32_accuracy"]!, accuracy: 1e-9)
         XCTAssertEqual(test["int8_model_accuracy"]!, test["fp32_accuracy"]!, accuracy: 0.01)
 
