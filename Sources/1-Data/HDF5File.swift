@@ -286,18 +286,19 @@ public final class HDF5File {
     }
 
     public func intAttribute(_ name: String) throws -> Int64 {
-        let a = try openAttribute(name)
-        defer { H5Aclose(a) }
-        var v: Int64 = 0
-        guard H5Aread(a, cortado_h5t_native_int64(), &v) >= 0 else { throw CortadoError.data("\(path): attribute '\(name)' is not an integer") }
-        return v
+        try scalarAttribute(name, Int64(0), type: cortado_h5t_native_int64(), what: "an integer")
     }
 
     public func doubleAttribute(_ name: String) throws -> Double {
+        try scalarAttribute(name, 0.0, type: cortado_h5t_native_double(), what: "a number")
+    }
+
+    /// Reads a scalar attribute converted by HDF5 to the native `type`.
+    private func scalarAttribute<V: BitwiseCopyable>(_ name: String, _ initial: V, type: hid_t, what: String) throws -> V {
         let a = try openAttribute(name)
         defer { H5Aclose(a) }
-        var v: Double = 0
-        guard H5Aread(a, cortado_h5t_native_double(), &v) >= 0 else { throw CortadoError.data("\(path): attribute '\(name)' is not a number") }
+        var v = initial
+        guard H5Aread(a, type, &v) >= 0 else { throw CortadoError.data("\(path): attribute '\(name)' is not \(what)") }
         return v
     }
 

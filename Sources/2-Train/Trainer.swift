@@ -105,7 +105,7 @@ public final class Trainer {
         }
         let runDir = spec.runDir
         try comm.agree("preparing run folder \(runDir)") {
-            if comm.rank == 0 { try prepareRunDir(runDir) }
+            if comm.rank == 0 { try prepareRunDir(runDir, spec: spec) }
         }
         let (train, val, test) = try comm.agree("loading data") {
             (try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums),
@@ -319,7 +319,7 @@ public final class Trainer {
     }
 
     /// Creates the run folder and refuses to mix a new run into an old one.
-    func prepareRunDir(_ runDir: String) throws {
+    func prepareRunDir(_ runDir: String, spec: JobSpec) throws {
         try ensureWritableDirectory(Checkpoint.folder(runDir: runDir))
         let existing = try Checkpoint.checkpointFiles(runDir: runDir)
         if !existing.isEmpty && !options.resume {
@@ -330,7 +330,7 @@ public final class Trainer {
             unlink((Checkpoint.folder(runDir: runDir) as NSString).appendingPathComponent("latest"))
         }
         if !options.resume { unlink((runDir as NSString).appendingPathComponent("metrics.jsonl")) }
-        try AtomicFile.write(Data(try JobSpec.load(path: options.specPath, overrides: options.overrides).canonicalJSON.utf8),
+        try AtomicFile.write(Data(spec.canonicalJSON.utf8),
                              to: (runDir as NSString).appendingPathComponent("job.json"))
     }
 

@@ -5,8 +5,8 @@ A 5-4-3 MLP (dense(4), relu, dense(3), softmax cross-entropy) on a batch of 6 ro
 values encode their position, with parameters from a closed formula. Writes golden_mlp.json:
 inputs, labels, parameters (flat, in Cortado's arena order: layers.0.weight (4,5),
 layers.0.bias (4), layers.2.weight (3,4), layers.2.bias (3)), logits, mean loss, the flat
-gradient of the mean loss, and the losses of 3 SGD steps (momentum 0.9, weight decay 0.01,
-lr 0.1; PyTorch's formulation v = mu*v + g + wd*w; w -= lr*v).
+gradient of the mean loss, and for each optimizer (SGD with momentum 0.9, Nesterov, Adam, AdamW;
+PyTorch's formulations) the losses of 3 steps and the parameters after them.
 
 Run from this folder:  python3 make_golden.py
 """
@@ -55,20 +55,6 @@ params = [W1, b1, W2, b2]
 z1, logits, loss, g = grads(*params)
 assert np.abs(z1).min() > 1e-2, "pre-activation too close to the ReLU kink"
 
-lr, mu, wd = 0.1, 0.9, 0.01
-p = [t.copy() for t in params]
-v = [np.zeros_like(t) for t in params]
-losses = []
-for _ in range(3):
-    _, _, l, gs = grads(*p)
-    losses.append(l)
-    for i in range(4):
-        v[i] = mu * v[i] + gs[i] + wd * p[i]
-        p[i] = p[i] - lr * v[i]
-losses.append(forward(*p)[4])
-
-
-
 def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
     """3 steps of `kind` (PyTorch formulations) from the same start; losses before each step
     and after the last."""
@@ -81,9 +67,9 @@ def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
         losses.append(l)
         for i in range(4):
             g = gs[i] + (0 if kind == "adamw" else wd * p[i])
-            if kind == "nesterov":
+            if kind in ("sgd", "nesterov"):
                 m[i] = mu * m[i] + g
-                p[i] = p[i] - lr * (g + mu * m[i])
+                p[i] = p[i] - lr * ((g + mu * m[i]) if kind == "nesterov" else m[i])
                 continue
             if kind == "adamw":
                 p[i] = p[i] - lr * wd * p[i]
@@ -102,9 +88,7 @@ out = {
     "logits": logits.ravel().tolist(),
     "loss": float(loss),
     "grads": flat(g).tolist(),
-    "sgd": {"learning_rate": lr, "momentum": mu, "weight_decay": wd, "losses": [float(l) for l in losses],
-            "params_after": flat(p).tolist()},
-    "optimizers": {"nesterov": optimizer_run("nesterov", 0.1, 0.01), "adam": optimizer_run("adam", 0.01, 0.01),
+    "optimizers": {"sgd": optimizer_run("sgd", 0.1, 0.01), "nesterov": optimizer_run("nesterov", 0.1, 0.01), "adam": optimizer_run("adam", 0.01, 0.01),
                    "adamw": optimizer_run("adamw", 0.01, 0.1)},
 }
 with open("golden_mlp.json", "w") as f:
