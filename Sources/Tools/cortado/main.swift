@@ -5,7 +5,7 @@ import CortadoModel
 import CortadoMPI
 import Foundation
 
-/// `cortado`: the single-process tools (data preparation for now).
+/// `cortado`: the single-process tools: data preparation (also under mpirun), inspection, validation, benchmarks.
 struct Cortado: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cortado",
