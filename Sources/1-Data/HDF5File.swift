@@ -82,6 +82,22 @@ public final class HDF5File {
     /// are stored: readable by h5py/h5dump and partially readable by row range.
     public func write(_ name: String, _ data: UnsafeRawPointer, dtype: DType, shape: [Int],
                       chunkRows: Int? = nil, deflate level: Int = 4) throws {
+        let ds = try makeDataset(name, dtype: dtype, shape: shape, chunkRows: chunkRows, deflate: level)
+        defer { H5Dclose(ds) }
+        guard H5Dwrite(ds, dtype.native, cortado_h5s_all(), cortado_h5s_all(), cortado_h5p_default(), data) >= 0 else {
+            throw CortadoError.io("\(path): writing dataset '\(name)' failed (disk full?)")
+        }
+    }
+
+    /// Creates an empty dataset of `shape`, chunked by `chunkRows` along the first axis with
+    /// shuffle + deflate, to be filled by `writeRows` in pieces (bounded memory).
+    public func createDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int, deflate level: Int = 4) throws {
+        H5Dclose(try makeDataset(name, dtype: dtype, shape: shape, chunkRows: chunkRows, deflate: level))
+    }
+
+    /// Creates a dataset and returns its open id; chunked (+ shuffle, deflate) when `chunkRows`
+    /// is given and no dimension is zero (HDF5 chunks cannot have one), contiguous otherwise.
+    private func makeDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int?, deflate level: Int) throws -> hid_t {
         let dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), dims, nil)
         guard space >= 0 else { throw CortadoError.io("\(path): cannot create dataspace for '\(name)'") }
@@ -97,30 +113,7 @@ public final class HDF5File {
         }
         let ds = H5Dcreate2(id, name, dtype.native, space, cortado_h5p_default(), plist, cortado_h5p_default())
         guard ds >= 0 else { throw CortadoError.io("\(path): cannot create dataset '\(name)'") }
-        defer { H5Dclose(ds) }
-        guard H5Dwrite(ds, dtype.native, cortado_h5s_all(), cortado_h5s_all(), cortado_h5p_default(), data) >= 0 else {
-            throw CortadoError.io("\(path): writing dataset '\(name)' failed (disk full?)")
-        }
-    }
-
-    /// Creates an empty dataset of `shape`, chunked by `chunkRows` along the first axis with
-    /// shuffle + deflate, to be filled by `writeRows` in pieces (bounded memory).
-    public func createDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int, deflate level: Int = 4) throws {
-        let dims = shape.map { hsize_t($0) }
-        let space = H5Screate_simple(Int32(dims.count), dims, nil)
-        defer { H5Sclose(space) }
-        let plist = H5Pcreate(cortado_h5p_dataset_create())
-        defer { H5Pclose(plist) }
-        if !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) {   // HDF5 chunks cannot have a zero dimension
-            var chunk = dims
-            chunk[0] = hsize_t(min(chunkRows, shape[0]))
-            H5Pset_chunk(plist, Int32(chunk.count), chunk)
-            H5Pset_shuffle(plist)
-            H5Pset_deflate(plist, UInt32(level))
-        }
-        let ds = H5Dcreate2(id, name, dtype.native, space, cortado_h5p_default(), plist, cortado_h5p_default())
-        guard ds >= 0 else { throw CortadoError.io("\(path): cannot create dataset '\(name)'") }
-        H5Dclose(ds)
+        return ds
     }
 
     /// Writes rows [start, start+count) of an existing dataset from `data`.
