@@ -40,6 +40,10 @@ public struct SplitReader {
     public let files: [(path: String, rows: Int, sha256: String)]
     public var rows: Int { files.reduce(0) { $0 + $1.rows } }
     public var featureCount: Int { manifest.featureCount }
+    /// Regression data stores float `/targets` instead of integer `/labels`.
+    public var isRegression: Bool { manifest.task == "regression" }
+    /// Width of `/categorical` (id columns for embeddings), 0 when there is none.
+    public var idColumns: Int { manifest.categoricalColumns?.count ?? 0 }
 
     /// Opens a split and checks every file's presence, format, shapes and dtypes against the
     /// manifest (cheap: headers only) so a bad shard fails before step 0, naming the file.
@@ -64,12 +68,21 @@ public struct SplitReader {
         let v = try h5.intAttribute("format_version")
         guard v == ShardFormat.version else { throw CortadoError.data("\(path): shard format_version \(v), this build reads \(ShardFormat.version)") }
         try h5.expectType("features", .float32)
-        try h5.expectType("labels", .int64)
-        let fs = try h5.shape(of: "features"), ls = try h5.shape(of: "labels")
+        let fs = try h5.shape(of: "features")
         guard fs == [rows, featureCount] else {
             throw CortadoError.data("\(path): 'features' has shape \(fs), manifest expects [\(rows), \(featureCount)]")
         }
-        guard ls == [rows] else { throw CortadoError.data("\(path): 'labels' has shape \(ls), manifest expects [\(rows)]") }
+        let target = isRegression ? "targets" : "labels"
+        try h5.expectType(target, isRegression ? .float32 : .int64)
+        let ls = try h5.shape(of: target)
+        guard ls == [rows] else { throw CortadoError.data("\(path): '\(target)' has shape \(ls), manifest expects [\(rows)]") }
+        if idColumns > 0 {
+            try h5.expectType("categorical", .int64)
+            let cs = try h5.shape(of: "categorical")
+            guard cs == [rows, idColumns] else {
+                throw CortadoError.data("\(path): 'categorical' has shape \(cs), manifest expects [\(rows), \(idColumns)]")
+            }
+        }
     }
 
     /// Verifies the SHA-256 of every file overlapping `range` against the manifest.
@@ -85,11 +98,17 @@ public struct SplitReader {
         }
     }
 
-    /// Reads rows `range` of the split: features into `features` (range.count × featureCount)
-    /// and labels into `labels`; labels are checked against the class count.
-    public func read(_ range: Range<Int>, features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>) throws {
+    /// Reads rows `range` of the split: features into `features` (range.count × featureCount),
+    /// and what the data has of: integer labels (checked against the class count), float
+    /// targets (regression; checked finite), ids (range.count × idColumns; checked against
+    /// each id column's vocabulary).
+    public func read(_ range: Range<Int>, features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>?,
+                     targets: UnsafeMutablePointer<Float>? = nil, ids: UnsafeMutablePointer<Int32>? = nil) throws {
         guard range.lowerBound >= 0, range.upperBound <= rows else {
             throw CortadoError.data("\(manifestPath): rows \(range) out of range for split '\(splitName)' with \(rows) rows")
+        }
+        let idLimits = (manifest.categoricalColumns ?? []).map { name in
+            Int32((manifest.columns?.first { $0.name == name }?.vocabulary?.count ?? Int(Int32.max - 1)) + 1)
         }
         var base = 0, written = 0
         for f in files {
@@ -97,14 +116,29 @@ public struct SplitReader {
             let lo = max(range.lowerBound, base), hi = min(range.upperBound, base + f.rows)
             guard lo < hi else { continue }
             let h5 = try HDF5File.open(f.path)
-            try h5.readRows("features", start: lo - base, count: hi - lo, dtype: .float32,
-                            into: features + written * featureCount)
-            try h5.readRows("labels", start: lo - base, count: hi - lo, dtype: .int32, into: labels + written)
-            let classes = Int32(manifest.classes.count)
-            for i in written..<(written + hi - lo) where labels[i] < 0 || labels[i] >= classes {
-                throw CortadoError.data("\(f.path): label \(labels[i]) at row \(lo - base + i - written) is outside 0..<\(classes)")
+            let n = hi - lo, row0 = lo - base
+            try h5.readRows("features", start: row0, count: n, dtype: .float32, into: features + written * featureCount)
+            if let labels {
+                try h5.readRows("labels", start: row0, count: n, dtype: .int32, into: labels + written)
+                let classes = Int32(manifest.classes.count)
+                for i in written..<(written + n) where labels[i] < 0 || labels[i] >= classes {
+                    throw CortadoError.data("\(f.path): label \(labels[i]) at row \(row0 + i - written) is outside 0..<\(classes)")
+                }
             }
-            written += hi - lo
+            if let targets {
+                try h5.readRows("targets", start: row0, count: n, dtype: .float32, into: targets + written)
+                for i in written..<(written + n) where !targets[i].isFinite {
+                    throw CortadoError.data("\(f.path): target \(targets[i]) at row \(row0 + i - written) is not finite")
+                }
+            }
+            if let ids {
+                let k = idColumns
+                try h5.readRows("categorical", start: row0, count: n, dtype: .int32, into: ids + written * k)
+                for i in (written * k)..<((written + n) * k) where ids[i] < 0 || ids[i] >= idLimits[i % k] {
+                    throw CortadoError.data("\(f.path): categorical[\(row0 + i / k - written), \(i % k)] id \(ids[i]) is outside 0..<\(idLimits[i % k]) (column '\(manifest.categoricalColumns![i % k])')")
+                }
+            }
+            written += n
         }
     }
 }

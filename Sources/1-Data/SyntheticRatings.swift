@@ -9,7 +9,9 @@ import Foundation
 ///
 /// - a planted rank-`rank` preference: rating score = uᵤ·vᵢ + user bias + item bias + noise,
 ///   mapped to stars by fixed quantiles (≈ MovieLens' 6 / 11 / 27 / 34 / 22 % for 1…5 stars);
-/// - Zipf-like item popularity for which items a user rates, and per-user activity (every user
+/// - which items a user rates: Zipf-like popularity × exp(`affinity` · uᵤ·vᵢ), so users mostly
+///   rate what they like, as in MovieLens (with `affinity` 0 the choice would carry no
+///   personal signal and no recommender could beat popularity); per-user activity (every user
 ///   rates at least 20 items, as in MovieLens);
 /// - increasing timestamps per user.
 public struct SyntheticRatings {
@@ -17,6 +19,8 @@ public struct SyntheticRatings {
     public var items = 1682
     public var ratings = 100_000
     public var rank = 8
+    /// How strongly a user's taste steers which items they rate (0: popularity only).
+    public var affinity = 4.0
     public var seed: UInt64 = 42
 
     public init() {}
@@ -37,9 +41,6 @@ public struct SyntheticRatings {
         var popularity = [Double](repeating: 0, count: items)
         for (r, i) in itemRankOrder.enumerated() { popularity[i] = 1 / pow(Double(r + 1), 0.8) }
         let itemBias = (0..<items).map { 0.4 * log(popularity[$0] * Double(items)) / log(Double(items)) + rng.normal() * 0.2 }
-        var cumulative = [Double](repeating: 0, count: items)
-        var total = 0.0
-        for i in 0..<items { total += popularity[i]; cumulative[i] = total }
         // Ratings per user: 20 each plus the rest by a skewed activity weight.
         let activity = (0..<users).map { _ in exp(rng.normal()) }
         let activityTotal = activity.reduce(0, +)
@@ -55,7 +56,16 @@ public struct SyntheticRatings {
         let stars = [0.06, 0.17, 0.44, 0.78]   // cumulative quantiles of the score → 1…5 stars
         var lines = [(user: Int, item: Int, score: Double, time: Int)]()
         lines.reserveCapacity(ratings)
+        var cumulative = [Double](repeating: 0, count: items)
         for user in 0..<users {
+            // This user's choice distribution: popularity × taste.
+            var total = 0.0
+            for i in 0..<items {
+                var dot = 0.0
+                for f in 0..<rank { dot += u[user * rank + f] * v[i * rank + f] }
+                total += popularity[i] * exp(affinity * dot)
+                cumulative[i] = total
+            }
             var seen = Set<Int>()
             var time = 874_724_710 + rng.below(20_000_000)
             while seen.count < counts[user] {

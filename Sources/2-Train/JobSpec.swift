@@ -48,6 +48,34 @@ public struct JobSpec: Codable, Equatable {
     public var threads: Int?
     public var emit: [String] = ["fp32", "int8"]
     public var verifyChecksums = true
+    /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
+    public var recommender: RecommenderOptions?
+
+    /// The recommender's architecture as the spec gives it; table sizes come from the data.
+    ///
+    ///     model:
+    ///       type: recommender
+    ///       user_column: c0          # default: the data's first id column
+    ///       item_column: c1          # default: the second
+    ///       embedding_dim: 32
+    ///       dot: true                # ⟨user, item⟩ term
+    ///       bias: true               # global, user and item biases
+    ///       mlp: [{type: dense, units: 64}, {type: relu}, {type: dense, units: 1}]
+    ///       loss: mse                # mse (ratings) | bce (implicit, with sampled negatives)
+    ///       negatives: 4
+    ///       exchange: auto           # embedding gradients: auto | dense | sparse
+    public struct RecommenderOptions: Codable, Equatable {
+        public var userColumn: String?
+        public var itemColumn: String?
+        public var embeddingDim = 32
+        public var dot = true
+        public var bias = true
+        public var mlp: [LayerSpec] = []
+        public var loss = "mse"
+        public var negatives = 4
+        public var initStd = 0.05
+        public var exchange = "auto"
+    }
 
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
@@ -79,7 +107,7 @@ public struct JobSpec: Codable, Equatable {
         case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
-        case threads, emit, verifyChecksums = "verify_checksums"
+        case threads, emit, verifyChecksums = "verify_checksums", recommender
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -100,34 +128,31 @@ public struct JobSpec: Codable, Equatable {
         }
         data = try r.required("data", r.string)
         let model = try r.required("model", r.child)
-        let layerNodes = try model.required("layers", model.list)
-        layers = try layerNodes.enumerated().map { i, n in
-            let l = try ConfigReader(n, path: "model.layers.\(i)")
-            let type = try l.required("type", l.string)
-            let layer: LayerSpec
-            switch type {
-            case "dense": layer = .dense(units: try l.required("units", l.int))
-            case "relu": layer = .relu
-            case "gelu": layer = .gelu
-            case "sigmoid": layer = .sigmoid
-            case "tanh": layer = .tanh
-            case "dropout": layer = .dropout(rate: try l.required("rate", l.double))
-            case "layer_norm": layer = .layerNorm
-            case "flatten": layer = .flatten
-            case "conv2d":
-                layer = .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
-                                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
-            case "max_pool", "avg_pool":
-                let size = try l.required("size", l.int)
-                let stride = try l.int("stride") ?? size
-                layer = type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
-            default:
-                throw CortadoError.usage("model.layers.\(i).type: unknown layer '\(type)' (known: \(LayerSpec.typeNames.joined(separator: ", ")))")
+        let type = try model.string("type") ?? "feedforward"
+        switch type {
+        case "feedforward":
+            layers = try Self.parseLayers(try model.required("layers", model.list), path: "model.layers")
+        case "recommender":
+            layers = []
+            var o = RecommenderOptions()
+            o.userColumn = try model.string("user_column")
+            o.itemColumn = try model.string("item_column")
+            o.embeddingDim = try model.int("embedding_dim") ?? o.embeddingDim
+            o.dot = try model.bool("dot") ?? o.dot
+            o.bias = try model.bool("bias") ?? o.bias
+            o.mlp = try Self.parseLayers(try model.list("mlp") ?? [], path: "model.mlp")
+            o.loss = try model.string("loss") ?? o.loss
+            o.negatives = try model.int("negatives") ?? o.negatives
+            o.initStd = try model.double("init_std") ?? o.initStd
+            o.exchange = try model.string("exchange") ?? o.exchange
+            guard ["auto", "dense", "sparse"].contains(o.exchange) else {
+                throw CortadoError.usage("model.exchange: '\(o.exchange)' is not one of auto, dense, sparse")
             }
-            try l.finish()
-            return layer
+            recommender = o
+        default:
+            throw CortadoError.usage("model.type: '\(type)' is not one of feedforward, recommender")
         }
-        loss = try model.string("loss") ?? loss
+        if recommender == nil { loss = try model.string("loss") ?? loss }
         labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
         try model.finish()
         if let o = try r.child("optimizer") {
@@ -186,6 +211,36 @@ public struct JobSpec: Codable, Equatable {
         try validate()
     }
 
+    /// Parses a layer list (`model.layers`, a recommender's `model.mlp`), naming `path.N` in errors.
+    static func parseLayers(_ nodes: [ConfigNode], path: String) throws -> [LayerSpec] {
+        try nodes.enumerated().map { i, n in
+            let l = try ConfigReader(n, path: "\(path).\(i)")
+            let type = try l.required("type", l.string)
+            let layer: LayerSpec
+            switch type {
+            case "dense": layer = .dense(units: try l.required("units", l.int))
+            case "relu": layer = .relu
+            case "gelu": layer = .gelu
+            case "sigmoid": layer = .sigmoid
+            case "tanh": layer = .tanh
+            case "dropout": layer = .dropout(rate: try l.required("rate", l.double))
+            case "layer_norm": layer = .layerNorm
+            case "flatten": layer = .flatten
+            case "conv2d":
+                layer = .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
+                                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
+            case "max_pool", "avg_pool":
+                let size = try l.required("size", l.int)
+                let stride = try l.int("stride") ?? size
+                layer = type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
+            default:
+                throw CortadoError.usage("\(path).\(i).type: unknown layer '\(type)' (known: \(LayerSpec.typeNames.joined(separator: ", ")))")
+            }
+            try l.finish()
+            return layer
+        }
+    }
+
     /// Cross-field checks, each naming its key.
     public func validate() throws {
         func check(_ ok: Bool, _ key: String, _ why: String) throws {
@@ -213,7 +268,8 @@ public struct JobSpec: Codable, Equatable {
             }
         }
         if let es = earlyStopping {
-            try check(["val_accuracy", "val_loss"].contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of val_accuracy, val_loss")
+            let metrics = recommender == nil ? ["val_accuracy", "val_loss"] : ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]
+            try check(metrics.contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
         }
         for (i, e) in emit.enumerated() {

@@ -2,29 +2,44 @@ import CortadoCore
 import CortadoData
 import Foundation
 
-/// The rows of one split that this rank owns, held in memory: features (rows, d) and labels
-/// (rows). Loaded once before step 0; batches are gathered from it by index.
+/// The rows of one split that this rank owns, held in memory: features (rows, d), and labels
+/// (classification) or targets (regression), and the id columns (rows, k) when the data has
+/// them. Loaded once before step 0; batches are gathered from it by index.
 public final class LocalData {
     public let range: Range<Int>
     public let featureCount: Int
+    /// Width of `ids` (0 when the data has no id columns).
+    public let idColumns: Int
     /// (rows, featureCount), row-major.
     public let features: UnsafeMutableBufferPointer<Float>
-    /// (rows).
+    /// (rows); all zero for regression data.
     public let labels: UnsafeMutableBufferPointer<Int32>
+    /// (rows) for regression data, else empty.
+    public let targets: UnsafeMutableBufferPointer<Float>
+    /// (rows, idColumns), row-major.
+    public let ids: UnsafeMutableBufferPointer<Int32>
     public var rows: Int { range.count }
 
     public init(reader: SplitReader, range: Range<Int>, verifyChecksums: Bool) throws {
         self.range = range
         featureCount = reader.featureCount
-        features = .allocate(capacity: max(range.count * featureCount, 1))
-        labels = .allocate(capacity: max(range.count, 1))
+        idColumns = reader.idColumns
+        let n = range.count
+        features = .allocate(capacity: max(n * featureCount, 1))
+        labels = .allocate(capacity: max(n, 1))
+        labels.initialize(repeating: 0)
+        targets = .allocate(capacity: reader.isRegression ? max(n, 1) : 1)
+        ids = .allocate(capacity: max(n * idColumns, 1))
         if verifyChecksums { try reader.verifyChecksums(overlapping: range) }
-        try reader.read(range, features: features.baseAddress!, labels: labels.baseAddress!)
+        try reader.read(range, features: features.baseAddress!, labels: reader.isRegression ? nil : labels.baseAddress!,
+                        targets: reader.isRegression ? targets.baseAddress! : nil, ids: idColumns > 0 ? ids.baseAddress! : nil)
     }
 
     deinit {
         features.deallocate()
         labels.deallocate()
+        targets.deallocate()
+        ids.deallocate()
     }
 
     /// Copies rows `order[0..<count]` into the batch buffers x (count, d) and y (count).
@@ -38,5 +53,5 @@ public final class LocalData {
         }
     }
 
-    public var bytes: Int { range.count * (featureCount * 4 + 4) }
+    public var bytes: Int { range.count * (featureCount * 4 + 4 + idColumns * 4) }
 }

@@ -73,13 +73,19 @@ public final class Trainer {
              try SplitReader(manifestPath: spec.data, split: "test"))
         }
         let manifest = trainReader.manifest
+        let model = spec.modelSpec(inputShape: manifest.featureShape)
         try comm.agree("checking the task") {
-            guard manifest.task == "classification" else {
-                throw CortadoError.usage("\(spec.data): task '\(manifest.task)' is not supported by the trainer yet (classification only)")
+            if spec.recommender != nil {
+                guard !(manifest.categoricalColumns ?? []).isEmpty else {
+                    throw CortadoError.usage("\(spec.data): a recommender needs id columns (prepare them with encoding: ids)")
+                }
+            } else {
+                guard manifest.task == "classification" else {
+                    throw CortadoError.usage("\(spec.data): task '\(manifest.task)' needs model.type: recommender (feed-forward models train on classification data)")
+                }
+                try model.validate(classes: manifest.classes.count)
             }
         }
-        let model = spec.modelSpec(inputShape: manifest.featureShape)
-        try comm.agree("checking the model") { try model.validate(classes: manifest.classes.count) }
         try preflight(spec: spec, manifest: manifest)
 
         let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
@@ -113,24 +119,29 @@ public final class Trainer {
              try LocalData(reader: testReader, range: rowRange(total: testReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums))
         }
 
-        let evalBatch = 256
-        let net = Network<Float>(spec: model, maxBatch: max(B, evalBatch), gradientExtras: 2)
-        let n = net.layout.count
+        let task: TrainingTask = try comm.agree("building the model") {
+            if spec.recommender != nil {
+                return try RecommenderTask(comm: comm, job: spec, manifest: manifest, data: (train, val, test),
+                                           readers: [trainReader, valReader, testReader], log: log)
+            }
+            return ClassifierTask(comm: comm, spec: spec, model: model, classes: manifest.classes, data: (train, val, test),
+                                  testFiles: testReader.files.map(\.path))
+        }
+        let n = task.layout.count
         let opt = Optimizer(spec: spec.optimizer, count: n)
-        net.labelSmoothing = spec.labelSmoothing
         // Early stopping: the best parameters so far, on every rank (they are identical).
         let best = Arena<Float>(count: spec.earlyStopping == nil ? 0 : n)
         var bestScore = -Double.infinity, badEpochs = 0, stoppedEarly = false
-        net.initialize(seed: spec.seed)
+        task.initialize(seed: spec.seed)
         if let source = spec.initFrom {
             try comm.agree("initializing from \(source)") {
-                if comm.rank == 0 { log(try loadInitial(source, into: net, exclude: Set(spec.initExclude))) }
+                if comm.rank == 0 { log(try loadInitial(source, layout: task.layout, params: task.params, exclude: Set(spec.initExclude))) }
             }
         }
-        comm.broadcast(net.params.base, count: n)   // identical start, whatever the platform's libm
+        comm.broadcast(task.params.base, count: n)   // identical start, whatever the platform's libm
         // Trainable parts of the arena: everything but the frozen layers' tensors.
         let frozen = Set(spec.freeze.map { "layers.\($0)." })
-        let trainable: [Range<Int>]? = spec.freeze.isEmpty ? nil : net.layout.tensors
+        let trainable: [Range<Int>]? = spec.freeze.isEmpty ? nil : task.layout.tensors
             .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
 
         var step = 0
@@ -140,11 +151,11 @@ public final class Trainer {
                 guard let (path, ck) = try Checkpoint.newest(runDir: runDir, warn: { self.log("warning: \($0)") }) else {
                     throw CortadoError.usage("--resume: no checkpoint in \(Checkpoint.folder(runDir: runDir))")
                 }
-                guard ck.layout == net.layout else { throw CortadoError.model("\(path): parameter layout differs from the job's model") }
+                guard ck.layout == task.layout else { throw CortadoError.model("\(path): parameter layout differs from the job's model") }
                 if ck.worldSize != comm.size || ck.stepsPerEpoch != stepsPerEpoch {
                     log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: the data order after resume differs from an uninterrupted run")
                 }
-                _ = ck.params.withUnsafeBufferPointer { net.params.buffer.update(fromContentsOf: $0) }
+                _ = ck.params.withUnsafeBufferPointer { task.params.buffer.update(fromContentsOf: $0) }
                 guard ck.optimizerState.count == opt.state.count else {
                     throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(opt.state.count)")
                 }
@@ -153,27 +164,25 @@ public final class Trainer {
                 return ck.step
             }
             step = comm.allreduceMax(resumed)
-            comm.broadcast(net.params.base, count: n)
+            comm.broadcast(task.params.base, count: n)
             comm.broadcast(opt.state.base, count: opt.state.count)
         }
 
         let totalSteps = spec.epochs * stepsPerEpoch
         let arenaMiB = Double(n * 4 * 3) / 1048576
-        let dataMiB = Double(train.bytes + val.bytes + test.bytes) / 1048576
-        log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(model.layers.map(\.description).joined(separator: " ")) (\(n) parameters)")
+        let dataMiB = Double(task.dataBytes) / 1048576
+        log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
         log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB")
 
         // ---- the step loop: buffers below are the only ones it touches ----
-        let xBatch = UnsafeMutablePointer<Float>.allocate(capacity: B * model.inputSize)   // (B, d)
-        let yBatch = UnsafeMutablePointer<Int32>.allocate(capacity: B)                    // (B)
         let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)
-        defer { xBatch.deallocate(); yBatch.deallocate(); order.deallocate() }
-        let g = net.grads.base
+        defer { order.deallocate() }
+        let g = task.grads.base
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
         var lastCheckpoint: String?
         let metricsPath = (runDir as NSString).appendingPathComponent("metrics.jsonl")
-        var lastVal = Metrics()
+        var lastVal = [String: Double]()
 
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
@@ -184,45 +193,44 @@ public final class Trainer {
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
                 let pos = step % stepsPerEpoch
-                train.gather(order.baseAddress! + pos * B, count: B, x: xBatch, y: yBatch)
-                net.grads.zero()
-                // Dropout masks from (seed, step, rank): reproducible, and a resumed run draws
-                // the same masks as an uninterrupted one.
-                net.dropoutSeed = spec.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step * comm.size + comm.rank + 1)
-                let r = net.step(xBatch, labels: yBatch, batch: B, train: true)
-                g[n] = Float(r.lossSum)          // folded into the same allreduce
+                task.grads.zero()
+                let r = task.trainStep(order: order.baseAddress! + pos * B, batch: B, step: step)
+                g[n] = Float(r.lossSum)          // folded into the same exchange
                 g[n + 1] = Float(r.correct)
-                comm.allreduceSum(g, count: n + 2)
+                task.exchangeGradients()
                 for i in 0..<n { g[i] *= invSize }
                 let loss = Double(g[n]) / Double(B * comm.size)
                 if !loss.isFinite {
                     throw CortadoError(.numeric, "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
                 if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
-                opt.update(params: net.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
+                opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
                 epochLoss += loss
                 epochSteps += 1
                 step += 1
                 if spec.checkpointEvery > 0 && step % spec.checkpointEvery == 0 && step < totalSteps {
-                    lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, opt: opt)
+                    lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
                 }
             }
             let dt = monotonicSeconds() - t0
             trainTime += dt
             trainSamples += epochSteps * B * comm.size
-            lastVal = evaluate(net, val, batch: evalBatch)
+            lastVal = task.evaluate(.validation)
             let sps = Double(trainSamples) / max(trainTime, 1e-9)
             let eta = Double((totalSteps - step) * B * comm.size) / sps
-            log(String(format: "epoch %d/%d  step %d  train_loss %.4f  val_loss %.4f  val_acc %.4f  %.0f samples/s  ETA %.0fs",
-                       epoch + 1, spec.epochs, step, epochLoss / Double(max(epochSteps, 1)), lastVal.loss, lastVal.accuracy, sps, eta))
+            let shown = task.logMetrics.map { String(format: "val_%@ %.4f", $0, lastVal[$0] ?? .nan) }.joined(separator: "  ")
+            log(String(format: "epoch %d/%d  step %d  train_loss %.4f  %@  %.0f samples/s  ETA %.0fs",
+                       epoch + 1, spec.epochs, step, epochLoss / Double(max(epochSteps, 1)), shown, sps, eta))
             if let es = spec.earlyStopping {
                 // Every rank sees the same reduced metric, so all take the same branch.
-                let score = es.metric == "val_loss" ? -lastVal.loss : lastVal.accuracy
+                let key = String(es.metric.dropFirst(4))   // "val_…"
+                let value = lastVal[key] ?? .nan
+                let score = lowerIsBetter(key) ? -value : value
                 if score > bestScore {
                     bestScore = score
                     badEpochs = 0
-                    _ = best.buffer.update(fromContentsOf: net.params.buffer)
-                    writeBest(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, opt: opt)
+                    _ = best.buffer.update(fromContentsOf: task.params.buffer)
+                    writeBest(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
                 } else {
                     badEpochs += 1
                     if badEpochs >= es.patience && step < totalSteps {
@@ -232,50 +240,30 @@ public final class Trainer {
                 }
             }
             if comm.rank == 0 {
-                let line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
-                                              "val_loss": lastVal.loss, "val_accuracy": lastVal.accuracy, "samples_per_sec": sps,
-                                              "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
+                var line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
+                                              "samples_per_sec": sps, "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
                                               "elapsed_sec": monotonicSeconds() - wallStart]
-                var full = line
-                if let t = lastVal.top5 { full["val_top5_accuracy"] = t }
-                if let a = lastVal.auc { full["val_auc"] = a }
-                appendLine(metricsPath, full)
+                for (k, v) in lastVal { line["val_" + k] = v }
+                appendLine(metricsPath, line)
             }
             if stoppedEarly { break }
         }
         if spec.earlyStopping != nil && bestScore > -Double.infinity {
-            _ = net.params.buffer.update(fromContentsOf: best.buffer)
-            lastVal = evaluate(net, val, batch: evalBatch)
+            _ = task.params.buffer.update(fromContentsOf: best.buffer)
+            lastVal = task.evaluate(.validation)
         }
 
         // ---- the end: final checkpoint, test metrics, model files ----
-        lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, net: net, opt: opt)
-        if lastVal.loss.isNaN { lastVal = evaluate(net, val, batch: evalBatch) }
-        let testResult = evaluate(net, test, batch: evalBatch)
+        lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
+        if lastVal.isEmpty { lastVal = task.evaluate(.validation) }
+        var testMetrics = [String: Double]()
+        for (k, v) in task.evaluate(.test) { testMetrics["fp32_" + k] = v }
         var models = [String: String]()
-        var testMetrics = ["fp32_accuracy": testResult.accuracy, "fp32_loss": testResult.loss]
-        if let t = testResult.top5 { testMetrics["fp32_top5_accuracy"] = t }
-        if let a = testResult.auc { testMetrics["fp32_auc"] = a }
         if comm.rank == 0 {
             do {
-                for e in spec.emit {
-                    guard let precision = ModelExport.Precision(rawValue: e) else { continue }
-                    let path = (runDir as NSString).appendingPathComponent("model-\(e).cmodel")
-                    try ModelExport.write(path: path, precision: precision, model: model, classes: manifest.classes,
-                                          params: UnsafeBufferPointer(net.params.buffer),
-                                          metadata: modelMetadata(spec: spec, manifest: manifest, step: step))
-                    models[e] = path
-                    // Score the written file with the inference runtime: checks the file, and
-                    // gives the int8 figure cortado-infer must reproduce.
-                    let runtime = try InferenceModel(path: path)
-                    var correct = 0.0, rows = 0
-                    for f in testReader.files {
-                        let s = try score(model: runtime, inputPath: f.path, batch: evalBatch, csvOutput: nil)
-                        correct += (s.accuracy ?? 0) * Double(s.rows)
-                        rows += s.rows
-                    }
-                    testMetrics["\(e)_model_accuracy"] = correct / Double(max(rows, 1))
-                }
+                let emitted = try task.emitModels(emit: spec.emit, runDir: runDir, metadata: try modelMetadata(spec: spec, manifest: manifest, step: step))
+                models = emitted.models
+                testMetrics.merge(emitted.metrics) { $1 }
             } catch let e as CortadoError {
                 comm.abort("writing model files: \(e.message)", code: e.exitCode)
             } catch {
@@ -284,14 +272,15 @@ public final class Trainer {
         }
         let peak = Double(comm.allreduceMax(peakRSSBytes())) / 1048576
         let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
-                                   validation: lastVal.asDictionary, test: testMetrics,
+                                   validation: lastVal, test: testMetrics,
                                    samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9),
-                                   flopsPerSample: model.trainingFLOPsPerSample, peakRSSMiBMax: peak,
+                                   flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak,
                                    wallSeconds: monotonicSeconds() - wallStart)
-        log(String(format: "done: %d steps, test accuracy fp32 %.4f%@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",
-                   step, testResult.accuracy,
-                   testMetrics["int8_model_accuracy"].map { String(format: ", int8 model %.4f", $0) } ?? "",
-                   summary.samplesPerSecond, peak))
+        let shownTest = task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
+            + testMetrics.keys.filter { $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity") }.sorted()
+                .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }
+        log(String(format: "done: %d steps, test %@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",
+                   step, shownTest.joined(separator: ", "), summary.samplesPerSecond, peak))
         for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
         return summary
     }
@@ -336,12 +325,12 @@ public final class Trainer {
 
     /// Rank 0 writes a checkpoint; a failure here cannot be agreed (the others are already in
     /// the next step's allreduce), so it takes the abort path.
-    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, net: Network<Float>, opt: Optimizer) -> String? {
+    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer) -> String? {
         guard comm.rank == 0 else { return nil }
         do {
             return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
-                                        jobSpecJSON: spec.canonicalJSON, layout: net.layout,
-                                        params: UnsafeBufferPointer(net.params.buffer),
+                                        jobSpecJSON: spec.canonicalJSON, layout: task.layout,
+                                        params: UnsafeBufferPointer(task.params.buffer),
                                         optimizerState: UnsafeBufferPointer(opt.state.buffer), keep: spec.checkpointKeep)
         } catch let e as CortadoError {
             comm.abort("checkpoint at step \(step): \(e.message)", code: e.exitCode)
@@ -352,7 +341,7 @@ public final class Trainer {
 
     /// Copies every tensor of an earlier model (.cmodel, fp32) or checkpoint (.h5) whose name
     /// and shape match into `net`, except excluded layers; returns a one-line report.
-    func loadInitial(_ path: String, into net: Network<Float>, exclude: Set<Int>) throws -> String {
+    func loadInitial(_ path: String, layout: ParameterLayout, params: Arena<Float>, exclude: Set<Int>) throws -> String {
         var source = [String: (shape: [Int], values: [Float])]()
         if path.hasSuffix(".h5") {
             let ck = try Checkpoint.read(path)
@@ -363,10 +352,11 @@ public final class Trainer {
             for t in file.header.tensors where t.dtype == .float32 { source[t.name] = (t.shape, file.values(t, as: Float.self)) }
         }
         var loaded = [String](), fresh = [String]()
-        for t in net.layout.tensors {
-            let layer = Int(t.name.split(separator: ".")[1]) ?? -1
+        for t in layout.tensors {
+            let parts = t.name.split(separator: ".")
+            let layer = parts.count > 1 ? Int(parts[1]) ?? -1 : -1
             guard !exclude.contains(layer), let s = source[t.name], s.shape == t.shape else { fresh.append(t.name); continue }
-            for j in 0..<t.count { net.params.base[t.offset + j] = s.values[j] }
+            for j in 0..<t.count { params.base[t.offset + j] = s.values[j] }
             loaded.append(t.name)
         }
         guard !loaded.isEmpty else { throw CortadoError.model("\(path): no tensor matches the model by name and shape") }
@@ -374,67 +364,18 @@ public final class Trainer {
     }
 
     /// Rank 0 keeps the best checkpoint by the early-stopping metric as checkpoints/best.h5.
-    func writeBest(spec: JobSpec, step: Int, stepsPerEpoch: Int, net: Network<Float>, opt: Optimizer) {
+    func writeBest(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer) {
         guard comm.rank == 0 else { return }
         do {
             let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
             try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, jobSpecJSON: spec.canonicalJSON,
-                                     layout: net.layout, params: UnsafeBufferPointer(net.params.buffer),
+                                     layout: task.layout, params: UnsafeBufferPointer(task.params.buffer),
                                      optimizerState: UnsafeBufferPointer(opt.state.buffer))
         } catch let e as CortadoError {
             comm.abort("best checkpoint at step \(step): \(e.message)", code: e.exitCode)
         } catch {
             comm.abort("best checkpoint at step \(step): \(error)", code: 4)
         }
-    }
-
-    /// Loss and accuracy over a whole split: each rank scores its rows, the sums are reduced.
-    /// Validation/test metrics over a whole split: loss, accuracy, top-5 accuracy (more than 5
-    /// classes) and ROC AUC (2 classes). Each rank scores its rows; sums are reduced, and for
-    /// AUC the (score, label) pairs are gathered so every rank computes the same value.
-    struct Metrics {
-        var loss = Double.nan, accuracy = Double.nan
-        var top5: Double?, auc: Double?
-        var asDictionary: [String: Double] {
-            var d = ["loss": loss, "accuracy": accuracy]
-            if let top5 { d["top5_accuracy"] = top5 }
-            if let auc { d["auc"] = auc }
-            return d
-        }
-    }
-
-    func evaluate(_ net: Network<Float>, _ data: LocalData, batch: Int) -> Metrics {
-        let classes = net.spec.outputSize
-        var sums = [0.0, 0.0, 0.0, Double(data.rows)]
-        var scores = [Float](), positives = [Bool]()
-        var r0 = 0
-        while r0 < data.rows {
-            let nb = min(batch, data.rows - r0)
-            let labels = data.labels.baseAddress! + r0
-            let logits = net.forward(data.features.baseAddress! + r0 * data.featureCount, batch: nb)
-            let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: nb, classes: classes, dLogits: nil, gradScale: 1)
-            sums[0] += r.lossSum
-            sums[1] += Double(r.correct)
-            sums[2] += Double(topKCorrect(logits: logits, labels: labels, batch: nb, classes: classes, k: 5))
-            if classes == 2 {
-                for i in 0..<nb { scores.append(logits[2 * i + 1] - logits[2 * i]); positives.append(labels[i] == 1) }
-            }
-            r0 += nb
-        }
-        comm.allreduceSum(&sums)
-        let n = max(sums[3], 1)
-        var m = Metrics(loss: sums[0] / n, accuracy: sums[1] / n)
-        if classes > 5 { m.top5 = sums[2] / n }
-        if classes == 2 {
-            var allScores = [Float](), allPositives = [Bool]()
-            for part in comm.allgather(scores.withUnsafeBytes { Array($0) } + positives.map { $0 ? 1 : 0 }) {
-                let k = part.count / 5
-                allScores += (0..<k).map { i in part.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) } }
-                allPositives += part[(4 * k)...].map { $0 == 1 }
-            }
-            m.auc = rocAUC(scores: allScores, positives: allPositives)
-        }
-        return m
     }
 
     /// One step on global rows [rank·B, (rank+1)·B); rank 0 writes the averaged gradient.

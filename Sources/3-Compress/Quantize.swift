@@ -32,7 +32,21 @@ public enum ModelExport {
     /// int8 stores dense weights quantized per output channel with fp32 scales; biases stay fp32.
     public static func write(path: String, precision: Precision, model: ModelSpec, classes: [String],
                              params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
-        let layout = model.parameterLayout
+        try write(path: path, precision: precision, model: model, layout: model.parameterLayout, classes: classes,
+                  params: params, metadata: metadata, recommender: nil)
+    }
+
+    /// Writes a recommender: int8 quantizes every 2-D tensor per row — the tower's dense
+    /// weights per output channel, and the embedding tables per id (each user's and item's
+    /// vector gets its own scale), which is where a recommender's bytes are.
+    public static func write(path: String, precision: Precision, recommender: RecommenderSpec,
+                             params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
+        try write(path: path, precision: precision, model: recommender.tower, layout: recommender.parameterLayout, classes: [],
+                  params: params, metadata: metadata, recommender: recommender)
+    }
+
+    static func write(path: String, precision: Precision, model: ModelSpec, layout: ParameterLayout, classes: [String],
+                      params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?) throws {
         precondition(params.count == layout.count)
         var tensors = [ModelFile.TensorData]()
         for t in layout.tensors {
@@ -50,6 +64,6 @@ public enum ModelExport {
         var meta = metadata
         meta["parameters"] = String(layout.count)
         try ModelFile.write(path: path, precision: precision.rawValue, model: model, classes: classes,
-                            tensors: tensors, metadata: meta)
+                            tensors: tensors, metadata: meta, recommender: recommender)
     }
 }

@@ -40,3 +40,44 @@ public enum SoftmaxCrossEntropy {
         return (lossSum, correct)
     }
 }
+
+/// Binary cross-entropy on logits, fused with its gradient: ℓ = softplus(z) − y·z, computed as
+/// max(z, 0) − y·z + log(1 + e^−|z|) so it never overflows; dℓ/dz = σ(z) − y.
+public enum BinaryCrossEntropy {
+    /// - logits, targets: (batch), targets in [0, 1]; dLogits: (batch) or nil, scaled by `gradScale`.
+    /// - Returns: the summed loss and the rows whose sign of z matches y ≥ 0.5.
+    @inlinable
+    public static func evaluate<T: Real>(logits: UnsafePointer<T>, targets: UnsafePointer<T>, batch: Int,
+                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T) -> (lossSum: Double, correct: Int) {
+        var lossSum = 0.0, correct = 0
+        for r in 0..<batch {
+            let z = logits[r], y = targets[r]
+            let a = z < 0 ? -z : z
+            lossSum += Double((z > 0 ? z : 0) - y * z + T.log(1 + T.exp(-a)))
+            if (z > 0) == (y >= 0.5) { correct += 1 }
+            if let dLogits {
+                let s = z >= 0 ? 1 / (1 + T.exp(-z)) : T.exp(z) / (1 + T.exp(z))
+                dLogits[r] = (s - y) * gradScale
+            }
+        }
+        return (lossSum, correct)
+    }
+}
+
+/// Squared error, fused with its gradient: ℓ = (p − y)², dℓ/dp = 2(p − y). The mean over rows
+/// is the MSE; its square root over a split is the RMSE that recommenders report.
+public enum MeanSquaredError {
+    /// - predictions, targets: (batch); dPredictions: (batch) or nil, scaled by `gradScale`.
+    /// - Returns: the summed squared error (and 0 as "correct": regression has no accuracy).
+    @inlinable
+    public static func evaluate<T: Real>(predictions: UnsafePointer<T>, targets: UnsafePointer<T>, batch: Int,
+                                         dPredictions: UnsafeMutablePointer<T>?, gradScale: T) -> (lossSum: Double, correct: Int) {
+        var lossSum = 0.0
+        for r in 0..<batch {
+            let e = predictions[r] - targets[r]
+            lossSum += Double(e * e)
+            if let dPredictions { dPredictions[r] = 2 * e * gradScale }
+        }
+        return (lossSum, 0)
+    }
+}

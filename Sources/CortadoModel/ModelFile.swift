@@ -17,7 +17,9 @@ import Foundation
 /// `load` checks every size, offset and the checksum before anything touches the data.
 public struct ModelFile {
     public static let magic = Array("CRTDMODL".utf8)
-    public static let version: UInt32 = 1
+    /// 2 added the optional `recommender` header section; version-1 files still load.
+    public static let version: UInt32 = 2
+    public static let readableVersions: ClosedRange<UInt32> = 1...2
     static let alignment = 64
 
     /// Element types of stored tensors.
@@ -63,10 +65,13 @@ public struct ModelFile {
     public struct Header: Codable, Equatable {
         public var format: String = "cortado-model"
         public var precision: String          // "fp32" or "int8"
+        /// Classifiers: the network. Recommenders: the MLP tower on the concatenated embeddings.
         public var model: ModelSpec
         public var classes: [String]
         public var tensors: [Tensor]
         public var metadata: [String: String]
+        /// Present for recommenders (then `classes` is empty).
+        public var recommender: RecommenderSpec?
     }
 
     public let header: Header
@@ -78,7 +83,7 @@ public struct ModelFile {
     /// and each tensor's raw bytes, in table order.
     public static func write(path: String, precision: String, model: ModelSpec, classes: [String],
                              tensors: [TensorData],
-                             metadata: [String: String]) throws {
+                             metadata: [String: String], recommender: RecommenderSpec? = nil) throws {
         var table = [Tensor]()
         var offset = 0
         for t in tensors {
@@ -87,7 +92,8 @@ public struct ModelFile {
             table.append(Tensor(name: t.name, dtype: t.dtype, shape: t.shape, offset: offset, nbytes: n, quantization: t.quantization))
             offset = roundUp(offset + n)
         }
-        let header = Header(precision: precision, model: model, classes: classes, tensors: table, metadata: metadata)
+        let header = Header(precision: precision, model: model, classes: classes, tensors: table, metadata: metadata,
+                            recommender: recommender)
         let json = try stableJSON(header, pretty: false)
         var out = Data(magic)
         withUnsafeBytes(of: version.littleEndian) { out.append(contentsOf: $0) }
@@ -116,8 +122,8 @@ public struct ModelFile {
         guard bytes.count >= 16 + 32 else { throw CortadoError.model("\(path): \(bytes.count) bytes is too short for a model file \(hint)") }
         guard Array(bytes.prefix(8)) == magic else { throw CortadoError.model("\(path): bad magic, not a Cortado model \(hint)") }
         let version = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
-        guard version == Self.version else {
-            throw CortadoError.model("\(path): model format version \(version), this build reads version \(Self.version)")
+        guard readableVersions.contains(version) else {
+            throw CortadoError.model("\(path): model format version \(version), this build reads versions \(readableVersions.lowerBound)–\(readableVersions.upperBound)")
         }
         let headerLength = Int(bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
         guard 16 + headerLength <= bytes.count - 32 else {

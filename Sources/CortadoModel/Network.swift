@@ -48,12 +48,15 @@ public final class Network<T: Real> {
         case flatten(width: Int)
     }
 
-    public init(spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0) {
+    /// - params, grads: views into a larger model's arenas (see `Arena(viewOf:)`), or nil for
+    ///   arenas of its own (grads then has `gradientExtras` trailing slots).
+    public init(spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0, params: Arena<T>? = nil, grads: Arena<T>? = nil) {
         self.spec = spec
         self.layout = spec.parameterLayout
         self.maxBatch = maxBatch
-        params = Arena(count: layout.count)
-        grads = Arena(count: layout.count + gradientExtras)
+        self.params = params ?? Arena(count: layout.count)
+        self.grads = grads ?? Arena(count: layout.count + gradientExtras)
+        precondition(self.params.count == layout.count && self.grads.count >= layout.count, "network arenas do not match the layout")
         var steps = [Step]()
         var shape = spec.inputShape, offset = 0, maxCols = 1
         for l in spec.layers {

@@ -50,15 +50,26 @@ public final class Arena<T: Real> {
     public let buffer: UnsafeMutableBufferPointer<T>
     @inlinable public var count: Int { buffer.count }
     @inlinable public var base: UnsafeMutablePointer<T> { buffer.baseAddress! }
+    /// The arena this one is a view into (nil: this one owns its memory).
+    let owner: Arena<T>?
 
     public init(count: Int) {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<T>.stride, alignment: 64)
         let p = raw.bindMemory(to: T.self, capacity: max(count, 1))
         p.initialize(repeating: 0, count: max(count, 1))
         buffer = UnsafeMutableBufferPointer(start: p, count: count)
+        owner = nil
     }
 
-    deinit { UnsafeMutableRawPointer(buffer.baseAddress!).deallocate() }
+    /// A view of `count` slots of `parent` from `offset`: a model made of parts (a recommender's
+    /// MLP tower) keeps one arena while each part sees its own slice. Keeps `parent` alive.
+    public init(viewOf parent: Arena<T>, offset: Int, count: Int) {
+        precondition(offset >= 0 && offset + count <= parent.count, "arena view out of bounds")
+        buffer = UnsafeMutableBufferPointer(start: parent.base + offset, count: count)
+        owner = parent
+    }
+
+    deinit { if owner == nil { UnsafeMutableRawPointer(buffer.baseAddress!).deallocate() } }
 
     @inlinable public func zero() { buffer.update(repeating: 0) }
 

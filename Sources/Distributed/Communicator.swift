@@ -56,6 +56,26 @@ public final class Communicator: Collective {
         }
     }
 
+    /// Gathers `count` Floats from every rank into `recv` in rank order, without allocating
+    /// (the sparse gradient exchange calls it every step): first each rank's count into
+    /// `counts` (size), then the values at offsets `displacements` (size) into `recv`, which
+    /// must hold the sum of the counts. Returns the total.
+    @discardableResult
+    public func allgatherv(_ send: UnsafePointer<Float>, count: Int, recv: UnsafeMutablePointer<Float>,
+                           counts: UnsafeMutablePointer<Int32>, displacements: UnsafeMutablePointer<Int32>) -> Int {
+        precondition(count < Int(Int32.max), "allgatherv over 2^31 values")
+        var mine = Int32(count)
+        MPI_Allgather(&mine, 1, cortado_mpi_int32(), counts, 1, cortado_mpi_int32(), comm)
+        var total = 0
+        for r in 0..<size {
+            precondition(total + Int(counts[r]) < Int(Int32.max), "allgatherv over 2^31 values")
+            displacements[r] = Int32(total)
+            total += Int(counts[r])
+        }
+        MPI_Allgatherv(send, Int32(count), cortado_mpi_float(), recv, counts, displacements, cortado_mpi_float(), comm)
+        return total
+    }
+
     /// In-place sum across ranks of a few doubles (metrics).
     public func allreduceSum(_ values: inout [Double]) {
         values.withUnsafeMutableBufferPointer {

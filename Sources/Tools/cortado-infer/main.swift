@@ -1,27 +1,36 @@
 import ArgumentParser
 import CortadoCore
 import CortadoInfer
+import CortadoModel
 import Foundation
 
 /// `cortado-infer`: scores data with a model file written by cortado-train. Links no MPI.
 struct Infer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cortado-infer",
-        abstract: "Score an HDF5 features file with a .cmodel (fp32 or int8).",
+        abstract: "Score data with a .cmodel (fp32 or int8): classes for classifiers, top-K items for recommenders.",
         version: cortadoVersion)
 
     @Argument(help: "Model file (.cmodel).")
     var model: String
-    @Option(help: "HDF5 file with /features (rows, inputs) and optionally /labels.")
-    var input: String
-    @Option(help: "Write predictions (class and probabilities) as CSV here.")
+    @Option(help: "Classifier: HDF5 file with /features (and /labels), or a raw CSV. Recommender: HDF5 with /categorical (and /targets).")
+    var input: String?
+    @Option(help: "Write predictions as CSV here.")
     var output: String?
     @Option(help: "Rows per batch.")
     var batch = 1024
-    @Flag(help: "Print one JSON object instead of text.")
+    @Option(help: "Recommender: comma-separated user ids (as in the raw data) to recommend for.")
+    var users: String?
+    @Option(name: .customLong("top-k"), help: "Recommender: items per user.")
+    var topK = 10
+    @Option(help: "Recommender: data folder manifest whose interactions are excluded (default: the model's training data).")
+    var seen: String?
+    @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func run() throws {
+        if try ModelFile.load(model).header.recommender != nil { return try recommend() }
+        guard let input else { throw CortadoError.usage("--input: required for a classifier model") }
         let m = try InferenceModel(path: model)
         let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output)
         if json {
@@ -35,6 +44,37 @@ struct Infer: ParsableCommand {
             print(String(format: "scored %d rows in %.3fs (%.0f rows/s)", r.rows, r.seconds, r.rowsPerSecond))
             if let a = r.accuracy { print(String(format: "accuracy %.4f", a)) }
             if let o = output { print("predictions: \(o)") }
+        }
+    }
+
+    /// Top-K items per user, leaving out what each user already interacted with; or, with
+    /// --input, the scores (and RMSE) of an HDF5 file's (user, item) pairs.
+    func recommend() throws {
+        let m = try RecommenderModel(path: model, maxBatch: batch)
+        if let input {
+            let r = try scorePairs(model: m, inputPath: input, csvOutput: output)
+            let rmse = r.rmse.map { String(format: "%.4f", $0) }
+            if json {
+                var obj = ["model": model, "input": input, "rows": String(r.rows)]
+                obj["rmse"] = rmse
+                print(String(decoding: try stableJSON(obj, pretty: false), as: UTF8.self))
+            } else {
+                print("scored \(r.rows) (user, item) pairs" + (rmse.map { ", RMSE \($0)" } ?? ""))
+            }
+            return
+        }
+        guard let users else { throw CortadoError.usage("--users or --input: a recommender needs users to recommend for, or pairs to score") }
+        let manifest = seen ?? m.header.metadata["data"] ?? ""
+        let history = try m.interactions(manifestPath: manifest)
+        for name in users.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard let u = m.id(ofUser: name) else { throw CortadoError.usage("--users: '\(name)' is not a user the model knows") }
+            let top = m.topK(user: u, k: topK, exclude: history.items(of: Int(u)))
+            if json {
+                let obj = ["user": name, "items": top.map { m.itemName($0.item) }, "scores": top.map { String(format: "%.4f", $0.score) }] as [String: Any]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print("user \(name): " + top.map { "\(m.itemName($0.item)) (\(String(format: "%.3f", $0.score)))" }.joined(separator: ", "))
+            }
         }
     }
 }

@@ -139,11 +139,12 @@ struct SyntheticRatingsCommand: ParsableCommand {
     @Option var items = 1682
     @Option var ratings = 100_000
     @Option(help: "Rank of the planted preference structure.") var rank = 8
+    @Option(help: "How strongly taste steers which items a user rates (0: popularity only).") var affinity = 4.0
     @Option var seed: UInt64 = 42
 
     func run() throws {
         var g = SyntheticRatings()
-        g.users = users; g.items = items; g.ratings = ratings; g.rank = rank; g.seed = seed
+        g.users = users; g.items = items; g.ratings = ratings; g.rank = rank; g.affinity = affinity; g.seed = seed
         let n = try g.write(to: out)
         print("wrote \(out): \(n) ratings, \(users) users, \(items) items")
     }

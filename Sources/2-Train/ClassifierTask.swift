@@ -1,0 +1,119 @@
+import CortadoCompress
+import CortadoCore
+import CortadoData
+import CortadoInfer
+import CortadoModel
+import CortadoMPI
+import Foundation
+
+/// A feed-forward classifier (MLP, CNN) on features and integer labels: one dense allreduce
+/// of the gradient arena per step.
+final class ClassifierTask: TrainingTask {
+    let comm: Communicator
+    let net: Network<Float>
+    let model: ModelSpec
+    let classes: [String]
+    let train: LocalData, val: LocalData, test: LocalData
+    let testFiles: [String]
+    let seed: UInt64
+    let evalBatch = 256
+    /// Batch buffers: features (B, d) and labels (B).
+    let xBatch: UnsafeMutablePointer<Float>, yBatch: UnsafeMutablePointer<Int32>
+
+    init(comm: Communicator, spec: JobSpec, model: ModelSpec, classes: [String],
+         data: (train: LocalData, val: LocalData, test: LocalData), testFiles: [String]) {
+        self.comm = comm
+        self.model = model
+        self.classes = classes
+        (train, val, test) = data
+        self.testFiles = testFiles
+        seed = spec.seed
+        net = Network<Float>(spec: model, maxBatch: max(spec.batchSize, evalBatch), gradientExtras: 2)
+        net.labelSmoothing = spec.labelSmoothing
+        xBatch = .allocate(capacity: spec.batchSize * model.inputSize)
+        yBatch = .allocate(capacity: spec.batchSize)
+    }
+
+    deinit { xBatch.deallocate(); yBatch.deallocate() }
+
+    var layout: ParameterLayout { net.layout }
+    var params: Arena<Float> { net.params }
+    var grads: Arena<Float> { net.grads }
+    var summary: String { model.layers.map(\.description).joined(separator: " ") }
+    var trainRows: Int { train.rows }
+    var dataBytes: Int { train.bytes + val.bytes + test.bytes }
+    var logMetrics: [String] { ["loss", "accuracy"] }
+    var flopsPerExample: Double { model.trainingFLOPsPerSample }
+
+    func initialize(seed: UInt64) { net.initialize(seed: seed) }
+
+    func trainStep(order: UnsafePointer<Int32>, batch: Int, step: Int) -> (lossSum: Double, correct: Int) {
+        train.gather(order, count: batch, x: xBatch, y: yBatch)
+        // Dropout masks from (seed, step, rank): reproducible, and a resumed run draws the
+        // same masks as an uninterrupted one.
+        net.dropoutSeed = seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step * comm.size + comm.rank + 1)
+        return net.step(xBatch, labels: yBatch, batch: batch, train: true)
+    }
+
+    func exchangeGradients() { comm.allreduceSum(net.grads.base, count: net.layout.count + 2) }
+
+    /// Loss, accuracy, top-5 accuracy (more than 5 classes) and ROC AUC (2 classes). Sums
+    /// are reduced; for AUC the (score, label) pairs are gathered so every rank computes the
+    /// same value.
+    func evaluate(_ split: Split) -> [String: Double] {
+        let data = split == .validation ? val : test
+        let k = model.outputSize
+        var sums = [0.0, 0.0, 0.0, Double(data.rows)]
+        var scores = [Float](), positives = [Bool]()
+        var r0 = 0
+        while r0 < data.rows {
+            let nb = min(evalBatch, data.rows - r0)
+            let labels = data.labels.baseAddress! + r0
+            let logits = net.forward(data.features.baseAddress! + r0 * data.featureCount, batch: nb)
+            let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: nb, classes: k, dLogits: nil, gradScale: 1)
+            sums[0] += r.lossSum
+            sums[1] += Double(r.correct)
+            sums[2] += Double(topKCorrect(logits: logits, labels: labels, batch: nb, classes: k, k: 5))
+            if k == 2 {
+                for i in 0..<nb { scores.append(logits[2 * i + 1] - logits[2 * i]); positives.append(labels[i] == 1) }
+            }
+            r0 += nb
+        }
+        comm.allreduceSum(&sums)
+        let n = max(sums[3], 1)
+        var m = ["loss": sums[0] / n, "accuracy": sums[1] / n]
+        if k > 5 { m["top5_accuracy"] = sums[2] / n }
+        if k == 2 {
+            var allScores = [Float](), allPositives = [Bool]()
+            for part in comm.allgather(scores.withUnsafeBytes { Array($0) } + positives.map { $0 ? 1 : 0 }) {
+                let c = part.count / 5
+                allScores += (0..<c).map { i in part.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) } }
+                allPositives += part[(4 * c)...].map { $0 == 1 }
+            }
+            m["auc"] = rocAUC(scores: allScores, positives: allPositives)
+        }
+        return m
+    }
+
+    func emitModels(emit: [String], runDir: String, metadata: [String: String]) throws -> (models: [String: String], metrics: [String: Double]) {
+        var models = [String: String](), metrics = [String: Double]()
+        for e in emit {
+            guard let precision = ModelExport.Precision(rawValue: e) else { continue }
+            let path = (runDir as NSString).appendingPathComponent("model-\(e).cmodel")
+            try ModelExport.write(path: path, precision: precision, model: model, classes: classes,
+                                  params: UnsafeBufferPointer(net.params.buffer), metadata: metadata)
+            models[e] = path
+            // Score the written file with the inference runtime: checks the file, and gives
+            // the int8 figure cortado-infer must reproduce.
+            let runtime = try InferenceModel(path: path)
+            var correct = 0.0, rows = 0
+            for f in testFiles {
+                let s = try score(model: runtime, inputPath: f, batch: evalBatch, csvOutput: nil)
+                correct += (s.accuracy ?? 0) * Double(s.rows)
+                rows += s.rows
+            }
+            metrics["\(e)_model_accuracy"] = correct / Double(max(rows, 1))
+        }
+        return (models, metrics)
+    }
+}

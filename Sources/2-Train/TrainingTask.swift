@@ -1,0 +1,47 @@
+import CortadoCore
+import CortadoModel
+import Foundation
+
+/// What the SPMD loop in `Trainer` needs from a model family on one rank's data: the
+/// classifier (`ClassifierTask`: a feed-forward network on features and labels) and the
+/// recommender (`RecommenderTask`: embeddings on id pairs). The loop owns everything else —
+/// the optimizer, schedule, checkpoints, resume, early stopping, logging — so both families
+/// get the same guarantees.
+protocol TrainingTask: AnyObject {
+    var layout: ParameterLayout { get }
+    var params: Arena<Float> { get }
+    /// Same layout as `params` plus 2 trailing slots: the step's loss sum and correct count,
+    /// summed across ranks together with the gradients.
+    var grads: Arena<Float> { get }
+    /// The architecture in one line, for the start-up log.
+    var summary: String { get }
+    /// Training rows this rank owns.
+    var trainRows: Int { get }
+    /// Bytes of data this rank holds.
+    var dataBytes: Int { get }
+    /// Metrics the epoch line shows, in order (keys of `evaluate`'s result).
+    var logMetrics: [String] { get }
+    /// Training FLOPs per example, for the summary.
+    var flopsPerExample: Double { get }
+
+    /// Deterministic initial parameters from the seed (identical on every rank).
+    func initialize(seed: UInt64)
+    /// Forward and backward on this rank's training rows `order[0..<batch]` at `step`;
+    /// gradients (of the mean loss) accumulate into `grads`, which the caller zeroed.
+    /// Returns the batch's summed loss per example and its correct count.
+    func trainStep(order: UnsafePointer<Int32>, batch: Int, step: Int) -> (lossSum: Double, correct: Int)
+    /// Sums `grads` (parameters and the 2 trailing slots) across ranks, identically on all.
+    func exchangeGradients()
+    /// Metrics over a whole split (each rank scores its rows; the result is reduced, so
+    /// every rank returns the same values). Always has "loss".
+    func evaluate(_ split: Split) -> [String: Double]
+    /// Rank 0 at the end: writes the `emit` model files into `runDir` and scores each written
+    /// file with the inference runtime on the test split. Returns paths and metrics.
+    func emitModels(emit: [String], runDir: String, metadata: [String: String]) throws -> (models: [String: String], metrics: [String: Double])
+}
+
+/// The evaluation splits.
+enum Split: String { case validation, test }
+
+/// Whether a smaller value of a metric is better.
+func lowerIsBetter(_ metric: String) -> Bool { metric == "loss" || metric == "rmse" }

@@ -1,0 +1,193 @@
+import CortadoCore
+
+/// A recommender over (user id, item id) pairs, as written under `model:` with
+/// `type: recommender`: matrix factorization and neural collaborative filtering in one form.
+///
+///     score(u, i) = b + b_u + b_i            (bias: true)
+///                 + ⟨U[u], V[i]⟩             (dot: true — two-tower / MF / GMF term)
+///                 + MLP([U[u]; V[i]])        (mlp: layers on the concatenation, ending in 1 unit)
+///
+/// Explicit ratings train with `mse` on the score; implicit feedback with `bce` on the score as
+/// a logit, each positive paired with `negatives` items drawn uniformly (not checked against the
+/// user's history: a sampled negative is occasionally a positive, as in the NCF paper).
+/// Ids come from the data's `encoding: ids` columns: 0 is the unknown id, so tables have
+/// vocabulary + 1 rows.
+public struct RecommenderSpec: Codable, Equatable {
+    public var userColumn: String
+    public var itemColumn: String
+    public var users: Int
+    public var items: Int
+    public var dim: Int
+    public var dot = true
+    public var bias = true
+    public var mlp: [LayerSpec] = []
+    public var loss = "mse"
+    public var negatives = 4
+    public var initStd = 0.05
+
+    enum CodingKeys: String, CodingKey {
+        case userColumn = "user_column", itemColumn = "item_column", users, items, dim, dot, bias, mlp, loss, negatives
+        case initStd = "init_std"
+    }
+
+    public init(userColumn: String, itemColumn: String, users: Int, items: Int, dim: Int) {
+        self.userColumn = userColumn; self.itemColumn = itemColumn
+        self.users = users; self.items = items; self.dim = dim
+    }
+
+    /// The MLP tower as a feed-forward model on the concatenated embeddings (2·dim inputs).
+    public var tower: ModelSpec { ModelSpec(inputShape: [2 * dim], layers: mlp, loss: loss) }
+
+    /// Rows scored per positive in training: the positive and its sampled negatives.
+    public var rowsPerExample: Int { loss == "bce" ? 1 + negatives : 1 }
+
+    public func validate() throws {
+        func check(_ ok: Bool, _ key: String, _ why: String) throws { if !ok { throw CortadoError.usage("model.\(key): \(why)") } }
+        try check(users > 1 && items > 1, "user_column/item_column", "the id columns need vocabularies (got \(users - 1) users, \(items - 1) items)")
+        try check(dim > 0, "embedding_dim", "must be positive, got \(dim)")
+        try check(["mse", "bce"].contains(loss), "loss", "'\(loss)' is not one of mse (explicit ratings), bce (implicit feedback)")
+        try check(loss == "mse" || negatives >= 1, "negatives", "bce needs at least 1 sampled negative per positive")
+        try check(dot || !mlp.isEmpty, "dot", "with no mlp the model needs dot: true")
+        try check(initStd > 0, "init_std", "must be positive")
+        guard !mlp.isEmpty else { return }
+        var shape = tower.inputShape
+        for (i, l) in mlp.enumerated() {
+            switch l.outputShape(shape) {
+            case .success(let out): shape = out
+            case .failure(let p): throw CortadoError.usage("model.mlp.\(i) (\(l)): input shape \(shape): \(p.why)")
+            }
+        }
+        try check(shape == [1], "mlp.\(mlp.count - 1)", "the tower must end in 1 output (the score), got \(shape)")
+    }
+
+    /// Parameter table: the MLP tower ("mlp.layers.N.…") and the global bias first — the dense
+    /// part, allreduced — then each embedding table followed by its id bias: the sparse part,
+    /// whose rows a step touches only for the ids in its batch.
+    public var parameterLayout: ParameterLayout {
+        var tensors = tower.parameterLayout.tensors.map { TensorSpec(name: "mlp." + $0.name, shape: $0.shape, offset: $0.offset) }
+        var offset = tower.parameterLayout.count
+        func add(_ name: String, _ shape: [Int]) {
+            tensors.append(TensorSpec(name: name, shape: shape, offset: offset))
+            offset += shape.reduce(1, *)
+        }
+        add("global_bias", [1])
+        add("user_embedding", [users, dim]); add("user_bias", [users])
+        add("item_embedding", [items, dim]); add("item_bias", [items])
+        return ParameterLayout(tensors: tensors, count: offset)
+    }
+
+    /// Values before the first embedding table: the densely exchanged part of the arena.
+    public var denseCount: Int { tower.parameterLayout.count + 1 }
+
+    /// FLOPs per scored row, forward only (dot, biases, tower).
+    public var forwardFLOPs: Double {
+        let towerFLOPs = mlp.isEmpty ? 0 : tower.trainingFLOPsPerSample / 3
+        return Double(dot ? 2 * dim : 0) + 3 + towerFLOPs
+    }
+}
+
+/// The recommender's parameters, gradients and per-batch buffers: one parameter arena and one
+/// gradient arena (the tower is a `Network` on views of their first part), buffers sized once
+/// for `maxBatch` rows. `forward`/`backward` allocate nothing.
+public final class Recommender<T: Real> {
+    public let spec: RecommenderSpec
+    public let layout: ParameterLayout
+    public let maxBatch: Int
+    public let params: Arena<T>
+    /// Same layout as `params` plus `gradientExtras` trailing slots.
+    public let grads: Arena<T>
+    public let tower: Network<T>?
+    /// Offsets of the tables in the arenas.
+    public let globalBias: Int, userEmbedding: Int, userBias: Int, itemEmbedding: Int, itemBias: Int
+    /// (maxBatch, 2·dim): [U[u]; V[i]] per row, and its gradient.
+    @usableFromInline let concat: Arena<T>, dConcat: Arena<T>, dDot: Arena<T>
+    /// (maxBatch): scores, their gradient, the dot term.
+    @usableFromInline let scores: Arena<T>, dScores: Arena<T>, dotTerm: Arena<T>
+
+    public init(spec: RecommenderSpec, maxBatch: Int, gradientExtras: Int = 0) {
+        self.spec = spec
+        layout = spec.parameterLayout
+        self.maxBatch = maxBatch
+        params = Arena(count: layout.count)
+        grads = Arena(count: layout.count + gradientExtras)
+        let towerCount = spec.tower.parameterLayout.count
+        tower = spec.mlp.isEmpty ? nil : Network(spec: spec.tower, maxBatch: maxBatch,
+                                                 params: Arena(viewOf: params, offset: 0, count: towerCount),
+                                                 grads: Arena(viewOf: grads, offset: 0, count: towerCount))
+        let layout = self.layout
+        func offset(_ name: String) -> Int { layout.tensor(name)!.offset }
+        globalBias = offset("global_bias")
+        userEmbedding = offset("user_embedding"); userBias = offset("user_bias")
+        itemEmbedding = offset("item_embedding"); itemBias = offset("item_bias")
+        let width = 2 * spec.dim
+        concat = Arena(count: maxBatch * width); dConcat = Arena(count: maxBatch * width); dDot = Arena(count: maxBatch * width)
+        scores = Arena(count: maxBatch); dScores = Arena(count: maxBatch); dotTerm = Arena(count: maxBatch)
+    }
+
+    /// Tower weights He-normal (as `Network`), embeddings normal(0, init_std), biases 0, the
+    /// global bias `globalMean` (the training targets' mean for ratings) — from `seed` alone.
+    public func initialize(seed: UInt64, globalMean: T = 0) {
+        params.zero()
+        tower?.initialize(seed: seed)
+        var rng = SeededRNG(seed: seed, stream: 0xE3B)
+        for t in [userEmbedding..<(userEmbedding + spec.users * spec.dim), itemEmbedding..<(itemEmbedding + spec.items * spec.dim)] {
+            for j in t { params.base[j] = T(rng.normal() * spec.initStd) }
+        }
+        params.base[globalBias] = globalMean
+    }
+
+    /// Scores `batch` (user, item) pairs; returns (batch) scores (logits for bce), valid until
+    /// the next call.
+    @inlinable @discardableResult
+    public func forward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> UnsafeMutablePointer<T> {
+        precondition(batch <= maxBatch, "batch \(batch) exceeds maxBatch \(maxBatch)")
+        let p = params.base, d = spec.dim, width = 2 * d, x = concat.base, s = scores.base
+        embeddingForward(out: x, outStride: width, table: p + userEmbedding, ids: users, batch: batch, dim: d)
+        embeddingForward(out: x + d, outStride: width, table: p + itemEmbedding, ids: items, batch: batch, dim: d)
+        for r in 0..<batch { s[r] = p[globalBias] }
+        if spec.bias {
+            for r in 0..<batch { s[r] += p[userBias + Int(users[r])] + p[itemBias + Int(items[r])] }
+        }
+        if spec.dot {
+            dotForward(out: dotTerm.base, a: x, b: x + d, stride: width, batch: batch, dim: d)
+            for r in 0..<batch { s[r] += dotTerm.base[r] }
+        }
+        if let tower {
+            let o = tower.forward(x, batch: batch)
+            for r in 0..<batch { s[r] += o[r] }
+        }
+        return s
+    }
+
+    /// Back-propagates `dScores` (batch) through the last `forward`; accumulates into `grads`
+    /// (embedding rows only for the batch's ids).
+    @inlinable
+    public func backward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int, dScores ds: UnsafePointer<T>) {
+        let g = grads.base, d = spec.dim, width = 2 * d, x = concat.base, dx = dConcat.base
+        for r in 0..<batch { g[globalBias] += ds[r] }
+        if spec.bias {
+            for r in 0..<batch { g[userBias + Int(users[r])] += ds[r]; g[itemBias + Int(items[r])] += ds[r] }
+        }
+        if let tower { tower.backward(x, batch: batch, dLogits: ds, dInput: dx) } else { dConcat.buffer.update(repeating: 0) }
+        if spec.dot {
+            dotBackward(dA: dDot.base, dB: dDot.base + d, dOut: ds, a: x, b: x + d, stride: width, batch: batch, dim: d)
+            for j in 0..<(batch * width) { dx[j] += dDot.base[j] }
+        }
+        embeddingBackward(dTable: g + userEmbedding, dOut: dx, dOutStride: width, ids: users, batch: batch, dim: d)
+        embeddingBackward(dTable: g + itemEmbedding, dOut: dx + d, dOutStride: width, ids: items, batch: batch, dim: d)
+    }
+
+    /// Forward, loss and (when `train`) backward for one batch of scored rows with their
+    /// targets (ratings for mse, 1/0 for bce); gradients are of the mean loss over the rows.
+    @inlinable
+    public func step(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, targets: UnsafePointer<T>,
+                     batch: Int, train: Bool) -> (lossSum: Double, correct: Int) {
+        let s = forward(users: users, items: items, batch: batch)
+        let dS: UnsafeMutablePointer<T>? = train ? dScores.base : nil
+        let r = spec.loss == "bce"
+            ? BinaryCrossEntropy.evaluate(logits: s, targets: targets, batch: batch, dLogits: dS, gradScale: 1 / T(batch))
+            : MeanSquaredError.evaluate(predictions: s, targets: targets, batch: batch, dPredictions: dS, gradScale: 1 / T(batch))
+        if train { backward(users: users, items: items, batch: batch, dScores: dScores.base) }
+        return r
+    }
+}
