@@ -53,7 +53,7 @@ let package = Package(
                 path: "Sources/2-Train"),
 
         .executableTarget(name: "cortado",
-                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoTrain",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado"),
         .executableTarget(name: "cortado-train",

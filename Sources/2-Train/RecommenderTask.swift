@@ -96,7 +96,11 @@ final class RecommenderTask: TrainingTask {
                       SparseExchange.Table(rows: s.items, parts: [(rec.itemEmbedding, s.dim), (rec.itemBias, 1)])]
         let sparse = SparseExchange(comm: comm, tables: tables, denseCount: s.denseCount, arenaCount: layout.count, extras: 2,
                                     maxIds: [rows, rows])
-        let useSparse = o.exchange == "sparse" || (o.exchange == "auto" && sparse.sparseBound < sparse.denseCost)
+        // auto: sparse when the tables are big (≥ 1 MiB of gradient) and the worst-case
+        // gathered rows are well under the dense traffic. Below that an allreduce is as fast
+        // (measured: 0.15 ms dense vs 0.20 ms sparse per step for MovieLens-100k's tables on
+        // 2 ranks; the sparse path costs two more collective latencies).
+        let useSparse = o.exchange == "sparse" || (o.exchange == "auto" && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
         exchange = useSparse ? sparse : nil
         log("recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(o.exchange): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)")
     }

@@ -35,10 +35,14 @@ public struct TrainSummary: Codable {
     public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
     public var wallSeconds: Double
+    /// Mean milliseconds per step on rank 0: forward+backward, gradient exchange (including
+    /// waiting for the slowest rank), optimizer update.
+    public var stepMilliseconds: [String: Double] = [:]
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
         case samplesPerSecond = "samples_per_sec", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
+        case stepMilliseconds = "step_ms"
     }
 }
 
@@ -180,6 +184,7 @@ public final class Trainer {
         let g = task.grads.base
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
+        var split = (compute: 0.0, exchange: 0.0, update: 0.0, steps: 0)
         var lastCheckpoint: String?
         let metricsPath = (runDir as NSString).appendingPathComponent("metrics.jsonl")
         var lastVal = [String: Double]()
@@ -194,10 +199,13 @@ public final class Trainer {
             while step < totalSteps && step / stepsPerEpoch == epoch {
                 let pos = step % stepsPerEpoch
                 task.grads.zero()
+                let tStep = monotonicSeconds()
                 let r = task.trainStep(order: order.baseAddress! + pos * B, batch: B, step: step)
+                let tExchange = monotonicSeconds()
                 g[n] = Float(r.lossSum)          // folded into the same exchange
                 g[n + 1] = Float(r.correct)
                 task.exchangeGradients()
+                let tUpdate = monotonicSeconds()
                 for i in 0..<n { g[i] *= invSize }
                 let loss = Double(g[n]) / Double(B * comm.size)
                 if !loss.isFinite {
@@ -205,6 +213,8 @@ public final class Trainer {
                 }
                 if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
                 opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
+                split.compute += tExchange - tStep; split.exchange += tUpdate - tExchange; split.update += monotonicSeconds() - tUpdate
+                split.steps += 1
                 epochLoss += loss
                 epochSteps += 1
                 step += 1
@@ -275,7 +285,9 @@ public final class Trainer {
                                    validation: lastVal, test: testMetrics,
                                    samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9),
                                    flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak,
-                                   wallSeconds: monotonicSeconds() - wallStart)
+                                   wallSeconds: monotonicSeconds() - wallStart,
+                                   stepMilliseconds: ["compute": split.compute, "exchange": split.exchange, "update": split.update]
+                                       .mapValues { 1000 * $0 / Double(max(split.steps, 1)) })
         let shownTest = task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter { $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity") }.sorted()
                 .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }

@@ -21,6 +21,27 @@ public func measureSGEMM(m: Int, n: Int, k: Int, threads: Int, seconds: Double =
 }
 
 extension ModelSpec {
+    /// Forward FLOPs of one sample per layer (2·MACs for dense and conv, one per output value
+    /// for the others): the `cortado inspect` column.
+    public var forwardFLOPsPerLayer: [Double] {
+        zip(layers, zip([inputShape] + shapes.dropLast(), shapes)).map { l, io in
+            let (input, output) = io
+            switch l {
+            case .dense: return 2 * Double(input.reduce(1, *) * output.reduce(1, *))
+            case let .conv2d(_, k, _, _): return 2 * Double(output.reduce(1, *) * input[0] * k * k)
+            case let .maxPool(size, _), let .avgPool(size, _): return Double(output.reduce(1, *) * size * size)
+            case .flatten: return 0
+            default: return Double(output.reduce(1, *))
+            }
+        }
+    }
+
+    /// Parameters per layer (weights and biases).
+    public var parametersPerLayer: [Int] {
+        let layout = parameterLayout
+        return layers.indices.map { i in layout.tensors.filter { $0.name.hasPrefix("layers.\(i).") }.reduce(0) { $0 + $1.count } }
+    }
+
     /// FLOPs of one training sample in the GEMM-shaped layers (dense, conv): forward (2·MACs),
     /// weight gradients (2·MACs) and input gradients (2·MACs) except for the first layer, whose
     /// input needs none.

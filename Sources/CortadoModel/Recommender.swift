@@ -81,8 +81,7 @@ public struct RecommenderSpec: Codable, Equatable {
 
     /// FLOPs per scored row, forward only (dot, biases, tower).
     public var forwardFLOPs: Double {
-        let towerFLOPs = mlp.isEmpty ? 0 : tower.trainingFLOPsPerSample / 3
-        return Double(dot ? 2 * dim : 0) + 3 + towerFLOPs
+        Double(dot ? 2 * dim : 0) + 3 + (mlp.isEmpty ? 0 : tower.forwardFLOPsPerLayer.reduce(0, +))
     }
 }
 

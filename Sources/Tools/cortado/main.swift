@@ -3,6 +3,7 @@ import CortadoCore
 import CortadoData
 import CortadoModel
 import CortadoMPI
+import CortadoTrain
 import Foundation
 
 /// `cortado`: the single-process tools: data preparation (also under mpirun), inspection, validation, benchmarks.
@@ -151,10 +152,11 @@ struct SyntheticRatingsCommand: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a prepared data folder's manifest: splits, columns, statistics, cleaning report.")
-    @Argument(help: "Data folder (or its manifest.json).") var data: String
+    static let configuration = CommandConfiguration(abstract: "Describe a data folder (manifest: splits, columns, statistics, cleaning report) or a model (job spec or .cmodel: layers, shapes, parameters, FLOPs, frozen).")
+    @Argument(help: "Data folder (or its manifest.json), job spec (.yaml), or model file (.cmodel).") var data: String
 
     func run() throws {
+        if [".yaml", ".yml", ".cmodel"].contains(where: data.hasSuffix) { return print(try ModelTable.describe(path: data), terminator: "") }
         let path = data.hasSuffix(".json") ? data : (data as NSString).appendingPathComponent("manifest.json")
         print(try describeManifest(try DatasetManifest.load(path)), terminator: "")
     }
