@@ -1,4 +1,5 @@
 import CortadoCore
+import CortadoData
 import CortadoModel
 import Foundation
 
@@ -65,15 +66,9 @@ public struct JobSpec: Codable, Equatable {
     ///       negatives: 4
     ///       exchange: auto           # embedding gradients: auto | dense | sparse
     public struct RecommenderOptions: Codable, Equatable {
-        public var userColumn: String?
-        public var itemColumn: String?
-        public var embeddingDim = 32
-        public var dot = true
-        public var bias = true
-        public var mlp: [LayerSpec] = []
-        public var loss = "mse"
-        public var negatives = 4
-        public var initStd = 0.05
+        /// Table sizes are 0 and empty column names mean "the data's first / second id
+        /// column" until `recommenderSpec(manifest:)` resolves them against the data.
+        public var architecture = RecommenderSpec(userColumn: "", itemColumn: "", users: 0, items: 0, dim: 32)
         public var exchange = "auto"
     }
 
@@ -135,15 +130,17 @@ public struct JobSpec: Codable, Equatable {
         case "recommender":
             layers = []
             var o = RecommenderOptions()
-            o.userColumn = try model.string("user_column")
-            o.itemColumn = try model.string("item_column")
-            o.embeddingDim = try model.int("embedding_dim") ?? o.embeddingDim
-            o.dot = try model.bool("dot") ?? o.dot
-            o.bias = try model.bool("bias") ?? o.bias
-            o.mlp = try Self.parseLayers(try model.list("mlp") ?? [], path: "model.mlp")
-            o.loss = try model.string("loss") ?? o.loss
-            o.negatives = try model.int("negatives") ?? o.negatives
-            o.initStd = try model.double("init_std") ?? o.initStd
+            var a = o.architecture
+            a.userColumn = try model.string("user_column") ?? ""
+            a.itemColumn = try model.string("item_column") ?? ""
+            a.dim = try model.int("embedding_dim") ?? a.dim
+            a.dot = try model.bool("dot") ?? a.dot
+            a.bias = try model.bool("bias") ?? a.bias
+            a.mlp = try Self.parseLayers(try model.list("mlp") ?? [], path: "model.mlp")
+            a.loss = try model.string("loss") ?? a.loss
+            a.negatives = try model.int("negatives") ?? a.negatives
+            a.initStd = try model.double("init_std") ?? a.initStd
+            o.architecture = a
             o.exchange = try model.string("exchange") ?? o.exchange
             guard ["auto", "dense", "sparse"].contains(o.exchange) else {
                 throw CortadoError.usage("model.exchange: '\(o.exchange)' is not one of auto, dense, sparse")
@@ -209,6 +206,35 @@ public struct JobSpec: Codable, Equatable {
         verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
         try r.finish()
         try validate()
+    }
+
+    /// The recommender's architecture resolved against its data: id columns by name (or the
+    /// first two), table sizes from their vocabularies (+1 for the unknown id 0); validated.
+    public func recommenderSpec(manifest: DatasetManifest) throws -> RecommenderSpec {
+        guard var s = recommender?.architecture else { throw CortadoError.usage("model.type: not a recommender") }
+        let ids = manifest.categoricalColumns ?? []
+        func resolve(_ name: String, fallback: Int, key: String) throws -> String {
+            if !name.isEmpty {
+                guard ids.contains(name) else {
+                    throw CortadoError.usage("model.\(key): '\(name)' is not an id column of \(data) (id columns: \(ids.joined(separator: ", ")))")
+                }
+                return name
+            }
+            guard fallback < ids.count else {
+                throw CortadoError.usage("model.\(key): \(data) has \(ids.count) id columns (encoding: ids); a recommender needs a user and an item column")
+            }
+            return ids[fallback]
+        }
+        s.userColumn = try resolve(s.userColumn, fallback: 0, key: "user_column")
+        s.itemColumn = try resolve(s.itemColumn, fallback: 1, key: "item_column")
+        func rows(_ c: String) -> Int { (manifest.columns?.first { $0.name == c }?.vocabulary?.count ?? 0) + 1 }
+        s.users = rows(s.userColumn)
+        s.items = rows(s.itemColumn)
+        try s.validate()
+        if s.loss == "mse" && manifest.task != "regression" {
+            throw CortadoError.usage("model.loss: mse needs ratings (a regression label); \(data) is \(manifest.task) — use loss: bce")
+        }
+        return s
     }
 
     /// Parses a layer list (`model.layers`, a recommender's `model.mlp`), naming `path.N` in errors.

@@ -16,16 +16,7 @@ public enum ModelTable {
         }
         let job = try JobSpec.load(path: path)
         let manifest = try DatasetManifest.load(job.data)
-        if let o = job.recommender {
-            let ids = manifest.categoricalColumns ?? []
-            guard ids.count >= 2 else { throw CortadoError.usage("\(job.data): a recommender needs 2 id columns, the data has \(ids.count)") }
-            let user = o.userColumn ?? ids[0], item = o.itemColumn ?? ids[1]
-            func rows(_ c: String) -> Int { (manifest.columns?.first { $0.name == c }?.vocabulary?.count ?? 0) + 1 }
-            var s = RecommenderSpec(userColumn: user, itemColumn: item, users: rows(user), items: rows(item), dim: o.embeddingDim)
-            s.dot = o.dot; s.bias = o.bias; s.mlp = o.mlp; s.loss = o.loss; s.negatives = o.negatives
-            try s.validate()
-            return recommender(s, frozen: Set(job.freeze))
-        }
+        if job.recommender != nil { return recommender(try job.recommenderSpec(manifest: manifest), frozen: Set(job.freeze)) }
         let model = job.modelSpec(inputShape: manifest.featureShape)
         try model.validate(classes: manifest.classes.count)
         return feedForward(model, frozen: Set(job.freeze))

@@ -38,30 +38,10 @@ final class RecommenderTask: TrainingTask {
 
     init(comm: Communicator, job: JobSpec, manifest: DatasetManifest, data: (train: LocalData, val: LocalData, test: LocalData),
          readers: [SplitReader], log: (String) -> Void) throws {
-        guard let o = job.recommender else { preconditionFailure("not a recommender job") }
+        let s = try job.recommenderSpec(manifest: manifest)
         let idColumns = manifest.categoricalColumns ?? []
-        func column(_ name: String?, fallback: Int, key: String) throws -> Int {
-            if let name {
-                guard let i = idColumns.firstIndex(of: name) else {
-                    throw CortadoError.usage("model.\(key): '\(name)' is not an id column of \(job.data) (id columns: \(idColumns.joined(separator: ", ")))")
-                }
-                return i
-            }
-            guard fallback < idColumns.count else {
-                throw CortadoError.usage("model.\(key): \(job.data) has \(idColumns.count) id columns (encoding: ids); a recommender needs a user and an item column")
-            }
-            return fallback
-        }
-        userColumn = try column(o.userColumn, fallback: 0, key: "user_column")
-        itemColumn = try column(o.itemColumn, fallback: 1, key: "item_column")
-        func vocabulary(_ c: Int) -> Int { (manifest.columns?.first { $0.name == idColumns[c] }?.vocabulary?.count ?? 0) + 1 }
-        var s = RecommenderSpec(userColumn: idColumns[userColumn], itemColumn: idColumns[itemColumn],
-                                users: vocabulary(userColumn), items: vocabulary(itemColumn), dim: o.embeddingDim)
-        s.dot = o.dot; s.bias = o.bias; s.mlp = o.mlp; s.loss = o.loss; s.negatives = o.negatives; s.initStd = o.initStd
-        try s.validate()
-        if s.loss == "mse" && manifest.task != "regression" {
-            throw CortadoError.usage("model.loss: mse needs ratings (a regression label); \(job.data) is \(manifest.task) — use loss: bce")
-        }
+        userColumn = idColumns.firstIndex(of: s.userColumn)!
+        itemColumn = idColumns.firstIndex(of: s.itemColumn)!
         spec = s
         self.comm = comm
         (train, val, test) = data
@@ -100,9 +80,10 @@ final class RecommenderTask: TrainingTask {
         // gathered rows are well under the dense traffic. Below that an allreduce is as fast
         // (measured: 0.15 ms dense vs 0.20 ms sparse per step for MovieLens-100k's tables on
         // 2 ranks; the sparse path costs two more collective latencies).
-        let useSparse = o.exchange == "sparse" || (o.exchange == "auto" && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
+        let mode = job.recommender!.exchange
+        let useSparse = mode == "sparse" || (mode == "auto" && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
         exchange = useSparse ? sparse : nil
-        log("recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(o.exchange): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)")
+        log("recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(mode): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)")
     }
 
     deinit {
