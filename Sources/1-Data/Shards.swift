@@ -118,6 +118,10 @@ public struct SplitReader {
             let h5 = try HDF5File.open(f.path)
             let n = hi - lo, row0 = lo - base
             try h5.readRows("features", start: row0, count: n, dtype: .float32, into: features + written * featureCount)
+            let f0 = features + written * featureCount
+            for i in 0..<(n * featureCount) where !f0[i].isFinite {
+                throw CortadoError.data("\(f.path): feature \(i % featureCount) of row \(row0 + i / featureCount) is \(f0[i]) (features must be finite; re-run `cortado prepare`)")
+            }
             if let labels {
                 try h5.readRows("labels", start: row0, count: n, dtype: .int32, into: labels + written)
                 let classes = Int32(manifest.classes.count)

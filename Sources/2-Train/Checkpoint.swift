@@ -59,8 +59,13 @@ public struct Checkpoint {
             try h5.write("params", params.baseAddress!, dtype: .float32, shape: [params.count])
             try h5.write("optimizer_state", optimizerState.baseAddress!, dtype: .float32, shape: [optimizerState.count])
             try h5.flush()
+            testHookBeforeRename?(path)
         }
     }
+
+    /// Test hook (fault injection): runs when a checkpoint's temporary file is written but not
+    /// yet renamed into place — where a kill must leave the previous checkpoint in charge.
+    nonisolated(unsafe) static var testHookBeforeRename: ((String) -> Void)?
 
     /// Checkpoint files in the run, oldest first.
     public static func checkpointFiles(runDir: String) throws -> [String] {

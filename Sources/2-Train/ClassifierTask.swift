@@ -28,7 +28,7 @@ final class ClassifierTask: TrainingTask {
         (train, val, test) = data
         self.testFiles = testFiles
         seed = spec.seed
-        net = Network<Float>(spec: model, maxBatch: max(spec.batchSize, evalBatch), gradientExtras: 2)
+        net = Network<Float>(spec: model, maxBatch: max(spec.batchSize, evalBatch), gradientExtras: StatusSlot.count)
         net.labelSmoothing = spec.labelSmoothing
         xBatch = .allocate(capacity: spec.batchSize * model.inputSize)
         yBatch = .allocate(capacity: spec.batchSize)
@@ -55,7 +55,7 @@ final class ClassifierTask: TrainingTask {
         return net.step(xBatch, labels: yBatch, batch: batch, train: true)
     }
 
-    func exchangeGradients() { comm.allreduceSum(net.grads.base, count: net.layout.count + 2) }
+    func exchangeGradients() { comm.allreduceSum(net.grads.base, count: net.layout.count + StatusSlot.count) }
 
     /// Loss, accuracy, top-5 accuracy (more than 5 classes) and ROC AUC (2 classes). Sums
     /// are reduced; for AUC the (score, label) pairs are gathered so every rank computes the

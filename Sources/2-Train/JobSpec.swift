@@ -49,6 +49,12 @@ public struct JobSpec: Codable, Equatable {
     public var threads: Int?
     public var emit: [String] = ["fp32", "int8"]
     public var verifyChecksums = true
+    /// A rank with no progress for this many seconds (a stuck peer leaves the others waiting
+    /// in MPI forever) ends the job; 0 disables the watchdog.
+    public var watchdogSeconds = 600.0
+    /// A non-finite loss or gradient: `stop` (exit 7 naming the rank, keeping the last
+    /// checkpoint) or `skip` (no update for that step, on every rank).
+    public var nonFinite = "stop"
     /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
     public var recommender: RecommenderOptions?
 
@@ -103,6 +109,7 @@ public struct JobSpec: Codable, Equatable {
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
+        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite"
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -204,6 +211,8 @@ public struct JobSpec: Codable, Equatable {
             }
         }
         verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
+        watchdogSeconds = try r.double("watchdog_seconds") ?? watchdogSeconds
+        nonFinite = try r.string("non_finite") ?? nonFinite
         try r.finish()
         try validate()
     }
@@ -287,6 +296,8 @@ public struct JobSpec: Codable, Equatable {
         try check(["constant", "cosine", "linear", "step"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine, linear, step")
         try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
+        try check(watchdogSeconds >= 0, "watchdog_seconds", "must be 0 (off) or positive, got \(watchdogSeconds)")
+        try check(["stop", "skip"].contains(nonFinite), "non_finite", "'\(nonFinite)' is not one of stop, skip")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
         for (key, list) in [("freeze", freeze), ("init_exclude", initExclude)] {
             if let bad = list.first(where: { $0 < 0 || $0 >= layers.count }) {

@@ -48,7 +48,7 @@ final class RecommenderTask: TrainingTask {
         seed = job.seed
         testFiles = readers.first { $0.splitName == "test" }?.files.map(\.path) ?? []
         let rows = job.batchSize * s.rowsPerExample
-        rec = Recommender<Float>(spec: s, maxBatch: max(rows, 1024), gradientExtras: 2)
+        rec = Recommender<Float>(spec: s, maxBatch: max(rows, 1024), gradientExtras: StatusSlot.count)
         // Sized for the largest use: a training batch, or a chunk of items when ranking.
         users = .allocate(capacity: rec.maxBatch); items = .allocate(capacity: rec.maxBatch); targets = .allocate(capacity: rec.maxBatch)
         allScores = .allocate(capacity: s.items)
@@ -74,7 +74,7 @@ final class RecommenderTask: TrainingTask {
         let layout = s.parameterLayout
         let tables = [SparseExchange.Table(rows: s.users, parts: [(rec.userEmbedding, s.dim), (rec.userBias, 1)]),
                       SparseExchange.Table(rows: s.items, parts: [(rec.itemEmbedding, s.dim), (rec.itemBias, 1)])]
-        let sparse = SparseExchange(comm: comm, tables: tables, denseCount: s.denseCount, arenaCount: layout.count, extras: 2,
+        let sparse = SparseExchange(comm: comm, tables: tables, denseCount: s.denseCount, arenaCount: layout.count, extras: StatusSlot.count,
                                     maxIds: [rows, rows])
         // auto: sparse when the tables are big (≥ 1 MiB of gradient) and the worst-case
         // gathered rows are well under the dense traffic. Below that an allreduce is as fast
@@ -154,7 +154,7 @@ final class RecommenderTask: TrainingTask {
         if let exchange { exchange.exchange(rec.grads.base); return }
         let g = rec.grads.base, head = spec.denseCount
         comm.allreduceSum(g, count: head)
-        comm.allreduceSum(g + head, count: rec.layout.count + 2 - head)
+        comm.allreduceSum(g + head, count: rec.layout.count + StatusSlot.count - head)
     }
 
     func evaluate(_ split: Split) -> [String: Double] {

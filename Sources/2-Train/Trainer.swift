@@ -1,3 +1,4 @@
+import COpenBLAS
 import CortadoCompress
 import CortadoCore
 import CortadoData
@@ -188,6 +189,11 @@ public final class Trainer {
         var lastCheckpoint: String?
         let metricsPath = (runDir as NSString).appendingPathComponent("metrics.jsonl")
         var lastVal = [String: Double]()
+        var skipped = 0
+        let fault = FaultInjection.fromEnvironment(rank: comm.rank)
+        fault?.arm()
+        Preemption.install()
+        let watchdog = Watchdog(timeout: spec.watchdogSeconds, rankName: comm.name)
 
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
@@ -198,33 +204,67 @@ public final class Trainer {
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
                 let pos = step % stepsPerEpoch
+                watchdog.beat(step: step, .compute)
                 task.grads.zero()
                 let tStep = monotonicSeconds()
                 let r = task.trainStep(order: order.baseAddress! + pos * B, batch: B, step: step)
+                var localLoss = Float(r.lossSum)
+                var failure = fault?.apply(step: step, loss: &localLoss)
+                // A rank whose own loss or gradient is non-finite reports itself, so the
+                // message names the rank (one BLAS pass over the gradient: NaN propagates).
+                if failure == nil && spec.nonFinite == "stop" && !(localLoss.isFinite && cblas_sasum(Int32(n), g, 1).isFinite) {
+                    failure = CortadoError(.numeric, "non-finite \(localLoss.isFinite ? "gradient" : "loss") at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
+                }
+                // Status slots, folded into the same exchange as the gradients.
+                g[n + StatusSlot.loss] = localLoss
+                g[n + StatusSlot.correct] = Float(r.correct)
+                g[n + StatusSlot.stopRequests] = Preemption.requested ? 1 : 0
+                g[n + StatusSlot.failures] = failure == nil ? 0 : 1
                 let tExchange = monotonicSeconds()
-                g[n] = Float(r.lossSum)          // folded into the same exchange
-                g[n + 1] = Float(r.correct)
+                watchdog.beat(step: step, .exchange)
                 task.exchangeGradients()
                 let tUpdate = monotonicSeconds()
-                for i in 0..<n { g[i] *= invSize }
+                watchdog.beat(step: step, .compute)
+                if g[n + StatusSlot.failures] > 0 {
+                    // Every rank learned of the failure at this same step: agree on the lowest
+                    // failing rank's message and leave together; the last checkpoint stands.
+                    try comm.agree("step \(step)") { if let failure { throw failure } }
+                }
                 let loss = Double(g[n]) / Double(B * comm.size)
-                if !loss.isFinite {
+                if loss.isFinite {
+                    for i in 0..<n { g[i] *= invSize }
+                    if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
+                    opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
+                    epochLoss += loss
+                    epochSteps += 1
+                } else if spec.nonFinite == "skip" {
+                    skipped += 1
+                    log("warning: non-finite loss at step \(step): update skipped on every rank (\(skipped) so far)")
+                } else {
                     throw CortadoError(.numeric, "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
-                if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
-                opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
                 split.compute += tExchange - tStep; split.exchange += tUpdate - tExchange; split.update += monotonicSeconds() - tUpdate
                 split.steps += 1
-                epochLoss += loss
-                epochSteps += 1
                 step += 1
+                if g[n + StatusSlot.stopRequests] > 0 {
+                    // Preemption: every rank saw the request at this step boundary. Rank 0
+                    // writes the checkpoint; the barrier keeps every rank alive until it is on
+                    // disk (mpirun kills the rest as soon as one rank exits non-zero).
+                    watchdog.beat(step: step, .checkpoint)
+                    let path = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
+                    let who = comm.allgather(Preemption.requested ? Preemption.signalName : "").enumerated()
+                        .filter { !$0.element.isEmpty }.map { "\($0.element) on rank \($0.offset)" }   // also the barrier
+                    throw CortadoError(.preempted, "preempted (\(who.joined(separator: ", "))) at step \(step): checkpoint \(path ?? "written by rank 0"); exit 75 — run again with --resume")
+                }
                 if spec.checkpointEvery > 0 && step % spec.checkpointEvery == 0 && step < totalSteps {
+                    watchdog.beat(step: step, .checkpoint)
                     lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
                 }
             }
             let dt = monotonicSeconds() - t0
             trainTime += dt
             trainSamples += epochSteps * B * comm.size
+            watchdog.beat(step: step, .evaluation)
             lastVal = task.evaluate(.validation)
             let sps = Double(trainSamples) / max(trainTime, 1e-9)
             let eta = Double((totalSteps - step) * B * comm.size) / sps
@@ -264,6 +304,7 @@ public final class Trainer {
         }
 
         // ---- the end: final checkpoint, test metrics, model files ----
+        watchdog.beat(step: step, .finishing)
         lastCheckpoint = writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
         if lastVal.isEmpty { lastVal = task.evaluate(.validation) }
         var testMetrics = [String: Double]()

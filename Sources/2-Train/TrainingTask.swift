@@ -10,8 +10,8 @@ import Foundation
 protocol TrainingTask: AnyObject {
     var layout: ParameterLayout { get }
     var params: Arena<Float> { get }
-    /// Same layout as `params` plus 2 trailing slots: the step's loss sum and correct count,
-    /// summed across ranks together with the gradients.
+    /// Same layout as `params` plus `StatusSlot.count` trailing slots (loss, correct count,
+    /// stop requests, failures), summed across ranks together with the gradients.
     var grads: Arena<Float> { get }
     /// The architecture in one line, for the start-up log.
     var summary: String { get }
@@ -30,7 +30,7 @@ protocol TrainingTask: AnyObject {
     /// gradients (of the mean loss) accumulate into `grads`, which the caller zeroed.
     /// Returns the batch's summed loss per example and its correct count.
     func trainStep(order: UnsafePointer<Int32>, batch: Int, step: Int) -> (lossSum: Double, correct: Int)
-    /// Sums `grads` (parameters and the 2 trailing slots) across ranks, identically on all.
+    /// Sums `grads` (parameters and the status slots) across ranks, identically on all.
     func exchangeGradients()
     /// Metrics over a whole split (each rank scores its rows; the result is reduced, so
     /// every rank returns the same values). Always has "loss".

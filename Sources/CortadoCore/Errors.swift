@@ -13,6 +13,7 @@ public struct CortadoError: Error, CustomStringConvertible, Equatable {
         case model        // bad model / checkpoint file
         case distributed  // ranks disagree, or a peer failed
         case numeric      // NaN / Inf where a number was expected
+        case preempted    // stopped by a signal after writing a checkpoint: requeue and resume
     }
     public let kind: Kind
     public let message: String
@@ -24,15 +25,16 @@ public struct CortadoError: Error, CustomStringConvertible, Equatable {
 
     public var description: String { message }
 
-    /// Exit codes the job scripts can tell apart: 2 usage, 3 data, 4 I/O, 5 model, 6 distributed,
-    /// 7 numeric.
+    /// Exit codes the job scripts can tell apart: 2 bad input (command line, spec, data, model or
+    /// checkpoint file), 4 I/O, 6 distributed (ranks disagree, a peer failed or hung),
+    /// 7 numeric, 75 preempted (EX_TEMPFAIL: a checkpoint was written, requeue and `--resume`).
     public var exitCode: Int32 {
         switch kind {
-        case .usage, .data: return 2
+        case .usage, .data, .model: return 2
         case .io: return 4
-        case .model: return 5
         case .distributed: return 6
         case .numeric: return 7
+        case .preempted: return 75
         }
     }
 
