@@ -33,7 +33,7 @@ public final class HDF5File {
     /// Opens an existing file read-only.
     public static func open(_ path: String) throws -> HDF5File {
         _ = setup
-        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.io("\(path): no such file") }
+        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.data("\(path): no such file") }   // bad input (exit 2), not an I/O fault
         guard H5Fis_hdf5(path) > 0 else { throw CortadoError.data("\(path): not an HDF5 file") }
         let fid = H5Fopen(path, cortado_h5f_acc_rdonly(), cortado_h5p_default())
         guard fid >= 0 else { throw CortadoError.data("\(path): cannot open HDF5 file (truncated or corrupt?)") }

@@ -64,7 +64,7 @@ public struct DatasetManifest: Codable, Equatable {
     /// Loads and checks format and version; errors say which command writes a correct file.
     public static func load(_ path: String) throws -> DatasetManifest {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw CortadoError.io("\(path): no such manifest (run `cortado prepare` to make one)")
+            throw CortadoError.data("\(path): no such manifest (run `cortado prepare` to make one)")
         }
         let m: DatasetManifest
         do { m = try JSONDecoder().decode(DatasetManifest.self, from: data) } catch {

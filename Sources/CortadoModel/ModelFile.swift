@@ -116,6 +116,7 @@ public struct ModelFile {
     public static func load(_ path: String) throws -> ModelFile {
         let hint = "(is it a model written by cortado-train?)"
         let bytes: Data
+        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.model("\(path): no such model file") }
         do { bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw CortadoError.io("\(path): cannot read model file: \(error.localizedDescription)")
         }

@@ -142,4 +142,27 @@ final class ReliabilityMPITests: XCTestCase {
             XCTAssertEqual(try accuracy(second), try accuracy(whole), accuracy: 0.05, "\(from) → \(to)")
         }
     }
+
+    /// A second signal does not wait for a step boundary: a rank stuck in a step exits at once.
+    func testSecondSignalExitsAtOnce() throws {
+        let run = Support.scratch("twice") + "/run"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Support.product("cortado-train"))
+        p.arguments = args(run, ["--set", "watchdog_seconds=0"])
+        p.environment = ProcessInfo.processInfo.environment.merging(["CORTADO_FAULT": "hang@5:0"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        Thread.sleep(forTimeInterval: 3)            // well into the hang at step 5
+        XCTAssertTrue(p.isRunning)
+        kill(p.processIdentifier, SIGTERM)
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(p.isRunning, "the first signal only requests a stop at the next step boundary")
+        kill(p.processIdentifier, SIGTERM)
+        let t0 = monotonicSeconds()
+        while p.isRunning && monotonicSeconds() - t0 < 5 { Thread.sleep(forTimeInterval: 0.05) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 128 + SIGTERM)
+    }
 }
