@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "cortado", targets: ["cortado"]),
+        .executable(name: "cortado-fuzz", targets: ["cortado-fuzz"]),
         .executable(name: "cortado-train", targets: ["cortado-train"]),
         .executable(name: "cortado-infer", targets: ["cortado-infer"]),
     ],
@@ -56,6 +57,10 @@ let package = Package(
                           dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoTrain",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado"),
+        .executableTarget(name: "cortado-fuzz",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoTrain"],
+                          path: "Sources/Tools/cortado-fuzz",
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .executableTarget(name: "cortado-train",
                           dependencies: ["CortadoTrain", "CortadoCore", "CortadoMPI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -66,6 +66,11 @@ public struct DatasetManifest: Codable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CortadoError.data("\(path): no such manifest (run `cortado prepare` to make one)")
         }
+        return try parse(data, path: path)
+    }
+
+    /// Decodes and checks manifest bytes (`path` names them in errors); the fuzzer's entry.
+    public static func parse(_ data: Data, path: String) throws -> DatasetManifest {
         let m: DatasetManifest
         do { m = try JSONDecoder().decode(DatasetManifest.self, from: data) } catch {
             throw CortadoError.data("\(path): not a Cortado manifest: \(describe(error))")

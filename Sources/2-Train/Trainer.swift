@@ -157,16 +157,21 @@ public final class Trainer {
                     throw CortadoError.usage("--resume: no checkpoint in \(Checkpoint.folder(runDir: runDir))")
                 }
                 guard ck.layout == task.layout else { throw CortadoError.model("\(path): parameter layout differs from the job's model") }
+                // Another world size: keep the *epoch progress* (examples seen), not the step
+                // count, so the remaining epochs and the learning-rate schedule's position carry
+                // over; the data order and the global batch (batch_size × ranks) change.
+                var at = ck.step
                 if ck.worldSize != comm.size || ck.stepsPerEpoch != stepsPerEpoch {
-                    log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: the data order after resume differs from an uninterrupted run")
+                    at = Int((Double(ck.step) * Double(stepsPerEpoch) / Double(max(ck.stepsPerEpoch, 1))).rounded())
+                    log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: step \(ck.step) maps to step \(at) (same epoch progress); the data order and global batch differ from an uninterrupted run")
                 }
                 _ = ck.params.withUnsafeBufferPointer { task.params.buffer.update(fromContentsOf: $0) }
                 guard ck.optimizerState.count == opt.state.count else {
                     throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(opt.state.count)")
                 }
                 _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
-                log("resumed from \(path) at step \(ck.step)")
-                return ck.step
+                log("resumed from \(path) at step \(at)")
+                return at
             }
             step = comm.allreduceMax(resumed)
             comm.broadcast(task.params.base, count: n)

@@ -114,12 +114,18 @@ public struct ModelFile {
 
     /// Loads and validates a model file; any inconsistency is a one-line error naming the file.
     public static func load(_ path: String) throws -> ModelFile {
-        let hint = "(is it a model written by cortado-train?)"
         let bytes: Data
         guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.model("\(path): no such model file") }
         do { bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw CortadoError.io("\(path): cannot read model file: \(error.localizedDescription)")
         }
+        return try parse(bytes, path: path)
+    }
+
+    /// Validates a whole model file held in memory (`path` names it in errors); the fuzzer's
+    /// entry. Every size, offset and table entry is checked before a tensor is touched.
+    public static func parse(_ bytes: Data, path: String) throws -> ModelFile {
+        let hint = "(is it a model written by cortado-train?)"
         guard bytes.count >= 16 + 32 else { throw CortadoError.model("\(path): \(bytes.count) bytes is too short for a model file \(hint)") }
         guard Array(bytes.prefix(8)) == magic else { throw CortadoError.model("\(path): bad magic, not a Cortado model \(hint)") }
         let version = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }

@@ -1,0 +1,72 @@
+import CortadoCore
+import CortadoData
+import CortadoModel
+import CortadoTrain
+import Foundation
+
+/// Fuzz harnesses for the parsers that read files a user hands us: the model file, the data
+/// manifest, the job spec, the checkpoint. Built with libFuzzer by `cluster/fuzz.sh`
+/// (`-sanitize=fuzzer,address -D FUZZING`); the target is picked by CORTADO_FUZZ_TARGET. A
+/// harness may throw CortadoError (that is the point: a clear error) but must not crash,
+/// hang or trip AddressSanitizer.
+///
+/// Built normally (without FUZZING) it replays files: `cortado-fuzz TARGET FILE…` — how a
+/// crash the fuzzer found is reproduced and kept as a regression input.
+enum Harness {
+    static let target = ProcessInfo.processInfo.environment["CORTADO_FUZZ_TARGET"] ?? "model"
+
+    static func run(_ target: String, _ data: Data) {
+        switch target {
+        case "model":
+            // Append the checksum the file format requires, so the fuzzer reaches the header,
+            // table and offset checks instead of stopping at the checksum gate.
+            var h = SHA256()
+            h.update(data)
+            var bytes = data
+            bytes.append(contentsOf: h.finalize())
+            if let m = try? ModelFile.parse(bytes, path: "fuzz.cmodel") {
+                for t in m.header.tensors {
+                    switch t.dtype {
+                    case .float32: _ = m.values(t, as: Float.self)
+                    case .int8: _ = m.values(t, as: Int8.self)
+                    }
+                }
+            }
+        case "manifest":
+            _ = try? DatasetManifest.parse(data, path: "fuzz.json")
+        case "spec":
+            guard let text = String(data: data, encoding: .utf8) else { return }
+            if let tree = try? ConfigNode.parse(text, origin: "fuzz.yaml") { _ = try? JobSpec(tree: tree) }
+        case "checkpoint":
+            let path = NSTemporaryDirectory() + "cortado-fuzz-\(getpid()).h5"
+            FileManager.default.createFile(atPath: path, contents: data)
+            _ = try? Checkpoint.read(path)
+        default:
+            fatalError("CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint)")
+        }
+    }
+}
+
+#if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    Harness.run(Harness.target, Data(bytes: data, count: size))
+    return 0
+}
+#else
+@main
+struct Replay {
+    static func main() {
+        let args = CommandLine.arguments.dropFirst()
+        guard let target = args.first else {
+            print("usage: cortado-fuzz model|manifest|spec|checkpoint FILE…   (replays inputs; cluster/fuzz.sh builds the fuzzer)")
+            return
+        }
+        for file in args.dropFirst() {
+            guard let data = FileManager.default.contents(atPath: file) else { print("cannot read \(file)"); continue }
+            Harness.run(target, data)
+            print("ok \(file)")
+        }
+    }
+}
+#endif

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Fuzz the parsers of user-supplied files with libFuzzer + AddressSanitizer:
+#   model (.cmodel), manifest (manifest.json), spec (job YAML), checkpoint (HDF5).
+# Seeds are real files from the repository and a small training run; findings (crash-*,
+# leak-*, timeout-*) land in runs/fuzz/TARGET/ and the script fails if there are any.
+#
+# usage: cluster/fuzz.sh [RUNS=10000000] [MAX_SECONDS=1800] [TARGETS="model manifest spec checkpoint"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-10000000}
+MAX_SECONDS=${2:-1800}
+TARGETS=${3:-"model manifest spec checkpoint"}
+bash cluster/install-deps.sh >/dev/null
+swift build -c release --product cortado-fuzz --scratch-path .build/fuzz \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING 2>&1 | tail -1
+FUZZ=.build/fuzz/release/cortado-fuzz
+swift build -c release >/dev/null
+BIN=.build/release
+OUT=runs/fuzz
+mkdir -p $OUT/seed-run
+# Seeds: a real model, manifest, job specs and checkpoint.
+if [ ! -f $OUT/seed-run/data/manifest.json ]; then
+  $BIN/cortado prepare fashion-mnist --out $OUT/seed-run/data --limit 600 --validation 100 >/dev/null
+  $BIN/cortado-train jobs/fashion-mlp.yaml --run-dir $OUT/seed-run/run --overwrite --set data=$OUT/seed-run/data/manifest.json \
+    --set epochs=1 --set 'model.layers=[{type: dense, units: 8}, {type: relu}, {type: dense, units: 10}]' >/dev/null
+fi
+status=0
+for t in $TARGETS; do
+  mkdir -p $OUT/$t/corpus
+  case $t in
+    model) cp $OUT/seed-run/run/model-*.cmodel $OUT/$t/corpus/ ;;
+    manifest) cp $OUT/seed-run/data/manifest.json $OUT/$t/corpus/ ;;
+    spec) cp jobs/*.yaml $OUT/$t/corpus/ ;;
+    checkpoint) cp "$(ls $OUT/seed-run/run/checkpoints/step-*.h5 | tail -1)" $OUT/$t/corpus/ ;;
+  esac
+  # The model harness strips nothing: the fuzzer's input is the file minus its checksum.
+  if [ "$t" = model ]; then for f in $OUT/$t/corpus/*.cmodel; do head -c -32 "$f" > "$f.body" && mv "$f.body" "$f"; done; fi
+  echo "== fuzzing $t: up to $RUNS runs or $MAX_SECONDS s"
+  ( cd $OUT/$t && CORTADO_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=0 "$OLDPWD/$FUZZ" corpus \
+      -runs=$RUNS -max_total_time=$MAX_SECONDS -max_len=65536 -timeout=10 -print_final_stats=1 2> log.txt ) || status=1
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb|ERROR|Done" $OUT/$t/log.txt | sed "s/^/  $t: /" || true
+  ls $OUT/$t/crash-* $OUT/$t/timeout-* 2>/dev/null && status=1
+done
+exit $status
