@@ -11,8 +11,11 @@ RUNS=${1:-10000000}
 MAX_SECONDS=${2:-1800}
 TARGETS=${3:-"model manifest spec checkpoint"}
 bash cluster/install-deps.sh >/dev/null
+# libFuzzer instrumentation + AddressSanitizer. SwiftPM gives the executable its own main
+# symbol, so libFuzzer's main is never linked; ours calls LLVMFuzzerRunDriver.
 swift build -c release --product cortado-fuzz --scratch-path .build/fuzz \
-  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING 2>&1 | tail -1
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
+  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld 2>&1 | tail -1    # gold crashes on this link
 FUZZ=.build/fuzz/release/cortado-fuzz
 swift build -c release >/dev/null
 BIN=.build/release

@@ -19,10 +19,13 @@ enum StatusSlot {
 /// Preemption signals: the first SIGTERM, SIGUSR1 or SIGINT sets a flag that the step loop
 /// folds into the next exchange (so a signal that reaches one rank stops all of them at the
 /// same step boundary, after a checkpoint); a second one exits at once with 128 + signal.
-enum Preemption {
+public enum Preemption {
     private static let received = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
 
-    static func install() {
+    /// Installs the handlers (idempotent; cortado-train calls it first thing in main).
+    public static func install() {
+        guard !installed else { return }
+        installed = true
         received.initialize(repeating: 0, count: 2)
         for sig in [SIGTERM, SIGUSR1, SIGINT] {
             signal(sig) { s in
@@ -38,6 +41,7 @@ enum Preemption {
         }
     }
 
+    nonisolated(unsafe) private static var installed = false
     static var requested: Bool { received[0] > 0 }
     static var signalName: String {
         switch received[1] { case SIGTERM: return "SIGTERM"; case SIGUSR1: return "SIGUSR1"; case SIGINT: return "SIGINT"; default: return "a signal" }

@@ -6,7 +6,7 @@ import Foundation
 
 /// Fuzz harnesses for the parsers that read files a user hands us: the model file, the data
 /// manifest, the job spec, the checkpoint. Built with libFuzzer by `cluster/fuzz.sh`
-/// (`-sanitize=fuzzer,address -D FUZZING`); the target is picked by CORTADO_FUZZ_TARGET. A
+/// (AddressSanitizer, coverage, `-D FUZZING`); the target is picked by CORTADO_FUZZ_TARGET. A
 /// harness may throw CortadoError (that is the point: a clear error) but must not crash,
 /// hang or trip AddressSanitizer.
 ///
@@ -39,7 +39,7 @@ enum Harness {
             if let tree = try? ConfigNode.parse(text, origin: "fuzz.yaml") { _ = try? JobSpec(tree: tree) }
         case "checkpoint":
             let path = NSTemporaryDirectory() + "cortado-fuzz-\(getpid()).h5"
-            FileManager.default.createFile(atPath: path, contents: data)
+            _ = FileManager.default.createFile(atPath: path, contents: data)
             _ = try? Checkpoint.read(path)
         default:
             fatalError("CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint)")
@@ -48,15 +48,24 @@ enum Harness {
 }
 
 #if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    Harness.run(Harness.target, Data(bytes: data, count: size))
-    return 0
-}
-#else
+/// libFuzzer's driver (linked from libclang_rt.fuzzer_no_main, so SwiftPM's main stays ours).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+#endif
+
 @main
-struct Replay {
+struct FuzzMain {
     static func main() {
+        #if FUZZING
+        var argc = CommandLine.argc
+        var argv = Optional(CommandLine.unsafeArgv)
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+            Harness.run(Harness.target, size > 0 ? Data(bytes: data!, count: size) : Data())
+            return 0
+        })
+        #else
         let args = CommandLine.arguments.dropFirst()
         guard let target = args.first else {
             print("usage: cortado-fuzz model|manifest|spec|checkpoint FILE…   (replays inputs; cluster/fuzz.sh builds the fuzzer)")
@@ -67,6 +76,6 @@ struct Replay {
             Harness.run(target, data)
             print("ok \(file)")
         }
+        #endif
     }
 }
-#endif

@@ -25,6 +25,9 @@ struct TrainCommand: ParsableArguments {
 /// MPI comes up first so that argument errors can be reported once (by rank 0) and every rank
 /// exits through MPI_Finalize with the same code.
 func main() -> Int32 {
+    // Preemption signals are caught from the first instruction: a SIGUSR1 that a scheduler
+    // sends during start-up must become a checkpoint request, not SIGUSR1's default (exit).
+    Preemption.install()
     let comm = Communicator()
     defer { comm.finalize() }
     let cmd: TrainCommand

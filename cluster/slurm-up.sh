@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Starts a real Slurm (munge + slurmctld + slurmd from Debian's slurm-wlm) on this machine, as
+# one node with all its cores, for testing job scripts. Idempotent: a running cluster is left
+# alone. No systemd needed: the daemons are started here. State, logs and spool live under
+# $CORTADO_SLURM_DIR (default /tmp/cortado-slurm). Stop it with cluster/slurm-down.sh.
+#
+# usage: cluster/slurm-up.sh
+set -euo pipefail
+DIR=${CORTADO_SLURM_DIR:-/tmp/cortado-slurm}
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  echo "slurm-up: installing slurm-wlm" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+fi
+if scontrol ping 2>/dev/null | grep -q "is UP" && sinfo -h -o %t 2>/dev/null | grep -qE "idle|mix|alloc"; then
+  echo "slurm-up: already running" >&2; exit 0
+fi
+
+HOST=$(hostname -s)
+getent hosts "$HOST" >/dev/null || echo "127.0.1.1 $HOST" | $SUDO tee -a /etc/hosts >/dev/null
+$SUDO mkdir -p "$DIR"/{state,spool,log,tmp} /run/munge
+$SUDO chown munge:munge /run/munge
+[ -f /etc/munge/munge.key ] || $SUDO /usr/sbin/mungekey --create 2>/dev/null || $SUDO create-munge-key -f
+# Marker files record what this script started, so slurm-down.sh stops only those.
+if ! pgrep -x munged >/dev/null; then
+  if [ -n "$SUDO" ]; then sudo -u munge /usr/sbin/munged; else runuser -u munge -- /usr/sbin/munged; fi
+  $SUDO touch "$DIR/started-munged"
+fi
+
+NODE=$(slurmd -C | head -1)            # NodeName=… CPUs=… Boards=… RealMemory=…
+cat > /tmp/slurm.conf.$$ <<CONF
+# Written by cortado cluster/slurm-up.sh: one node, no cgroups, no accounting.
+ClusterName=cortado
+SlurmctldHost=${HOST}(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=cred_expire=10
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=pmix
+ReturnToService=2
+KillWait=5
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+TmpFS=$DIR/tmp
+${NODE} State=UNKNOWN
+PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
+CONF
+$SUDO mkdir -p /etc/slurm
+$SUDO mv /tmp/slurm.conf.$$ /etc/slurm/slurm.conf
+pgrep -x slurmctld >/dev/null || $SUDO slurmctld
+for _ in $(seq 50); do scontrol ping 2>/dev/null | grep -q "is UP" && break; sleep 0.2; done
+pgrep -x slurmd >/dev/null || $SUDO slurmd
+for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -qE "^idle" && break; sleep 0.2; done
+sinfo -h -o "%t" | grep -qE "^idle" || { echo "slurm-up: the node did not come up idle; see $DIR/log" >&2; exit 1; }
+echo "slurm-up: Slurm is up ($(sinfo -h -o '%D node, %c CPUs, partition %P'))" >&2
