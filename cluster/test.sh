@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # The test suite, from nothing: install dependencies, then build and run every test (unit,
-# gradient checks, numpy golden values, real mpirun -np 2/3 runs, h5py/h5dump interop) in
-# release mode, the build users run. .ci/run calls exactly this.
+# gradient checks, numpy golden values, real mpirun -np 2/3 runs, h5py/h5dump interop, job
+# scripts on a real Slurm that the tests start with cluster/slurm-up.sh) in release mode, the
+# build users run. .ci/run calls exactly this. Slurm is stopped again at the end if the tests
+# started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash cluster/install-deps.sh
 # mpirun as root (CI runs as root) needs Open MPI's consent.
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 swift build -c release --build-tests
+# Tear down at the end what the tests stand up (a Slurm or virtual cluster already running
+# before is left alone).
+cleanup=()
+scontrol ping 2>/dev/null | grep -q "is UP" || cleanup+=("bash cluster/slurm-down.sh")
+ip netns list 2>/dev/null | grep -q cortado-node || cleanup+=("bash cluster/vcluster-down.sh")
+trap 'for c in "${cleanup[@]}"; do $c >/dev/null 2>&1 || true; done' EXIT
 log=$(mktemp)
 set +e
 swift test -c release --skip-build --disable-swift-testing 2>&1 | tee "$log"
