@@ -1,5 +1,6 @@
 import CortadoCore
 import Foundation
+import Synchronization
 
 /// The per-step status slots that travel at the end of the gradient arena, summed by the same
 /// collective as the gradients, so every rank sees every other rank's status at the same step
@@ -68,7 +69,9 @@ final class Watchdog {
         }
     }
 
-    private let state = UnsafeMutablePointer<Double>.allocate(capacity: 3)   // last beat, step, phase
+    /// Last beat (Double bits), step, phase: written by the training thread, read by the
+    /// watchdog thread, hence atomics (relaxed: each value stands alone).
+    private let lastBeat = Atomic<UInt64>(0), beatStep = Atomic<Int>(0), beatPhase = Atomic<Int32>(0)
     let timeout: Double
     let rankName: String
 
@@ -76,8 +79,7 @@ final class Watchdog {
     init(timeout: Double, rankName: String) {
         self.timeout = timeout
         self.rankName = rankName
-        state.initialize(repeating: 0, count: 3)
-        state[0] = monotonicSeconds()
+        lastBeat.store(monotonicSeconds().bitPattern, ordering: .relaxed)
         guard timeout > 0 else { return }
         // A plain pthread: it only reads the beat and, at worst, prints and _exits.
         let context = Unmanaged.passRetained(self).toOpaque()
@@ -93,21 +95,23 @@ final class Watchdog {
     private func watch() {
         while true {
             usleep(UInt32(min(1, timeout / 4) * 1e6))
-            let idle = monotonicSeconds() - state[0]
-            if idle > timeout {
-                let phase = Phase(rawValue: Int32(state[2])) ?? .compute
-                printError("cortado-train: \(rankName): no progress for \(Int(idle)) s at step \(Int(state[1])) while \(phase.words); watchdog_seconds is \(Int(timeout)); exiting so the job ends")
+            let idle = monotonicSeconds() - Double(bitPattern: lastBeat.load(ordering: .relaxed))
+            let phase = Phase(rawValue: beatPhase.load(ordering: .relaxed)) ?? .compute
+            // Writing checkpoints and model files (rank 0; the others wait for it) is one long
+            // phase with no beats inside: it gets ten times the deadline.
+            if idle > timeout * (phase == .checkpoint || phase == .finishing ? 10 : 1) {
+                printError("cortado-train: \(rankName): no progress for \(Int(idle)) s at step \(beatStep.load(ordering: .relaxed)) while \(phase.words); watchdog_seconds is \(Int(timeout)); exiting so the job ends")
                 _exit(6)
             }
         }
     }
 
-    /// Records progress; cheap enough for every phase of every step (two stores and a clock read).
+    /// Records progress; cheap enough for every phase of every step (three stores and a clock read).
     @inline(__always)
     func beat(step: Int, _ phase: Phase) {
-        state[1] = Double(step)
-        state[2] = Double(phase.rawValue)
-        state[0] = monotonicSeconds()
+        beatStep.store(step, ordering: .relaxed)
+        beatPhase.store(phase.rawValue, ordering: .relaxed)
+        lastBeat.store(monotonicSeconds().bitPattern, ordering: .relaxed)
     }
 }
 

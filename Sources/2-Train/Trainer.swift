@@ -18,6 +18,8 @@ public struct TrainOptions {
     /// Test hook: run one step on global rows [rank·B, (rank+1)·B), write the averaged gradient
     /// arena to this HDF5 file, and stop.
     public var probeGradient: String?
+    /// Print what each rank would run with (host, cores, BLAS threads, shards, transport) and stop.
+    public var dryRun = false
 
     public init(specPath: String) { self.specPath = specPath }
 }
@@ -104,6 +106,10 @@ public final class Trainer {
         if let probe = options.probeGradient { return try probeGradient(spec: spec, model: model, reader: trainReader, out: probe) }
 
         let myRows = rowRange(total: trainReader.rows, rank: comm.rank, size: comm.size)
+        if options.dryRun {
+            describePlacement(threads: threads, cores: cores, rows: myRows, reader: trainReader)
+            return nil
+        }
         // Every rank must run the same number of steps per epoch, or the allreduces pair up
         // wrongly and the job hangs: all ranks use the smallest rank's count; each rank's
         // remainder rows (< B + 1) are left out of that epoch (a different set each epoch,
@@ -341,6 +347,36 @@ public final class Trainer {
                    step, shownTest.joined(separator: ", "), summary.samplesPerSecond, peak))
         for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
         return summary
+    }
+
+    /// `--dry-run`: every rank reports where it runs and what it will read; rank 0 prints the
+    /// table. For debugging a placement before spending an allocation on it.
+    func describePlacement(threads: Int, cores: Int, rows: Range<Int>, reader: SplitReader) {
+        // The kernel's view of this process's binding (what mpirun --bind-to / srun set).
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let allowed = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+            .map { $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces) } ?? "?"
+        var base = 0, shards = [String]()
+        for f in reader.files {
+            let lo = max(rows.lowerBound, base), hi = min(rows.upperBound, base + f.rows)
+            if lo < hi { shards.append("\((f.path as NSString).lastPathComponent)[\(lo - base)..<\(hi - base)]") }
+            base += f.rows
+        }
+        let mine = [comm.hostname, allowed == "0-\(cores - 1)" ? "all (\(allowed))" : allowed,
+                    String(threads), "\(rows.count) rows: " + shards.joined(separator: " ")].joined(separator: "\t")
+        let all = comm.allgather(mine).map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        let hosts = all.map { $0[0] }
+        let btl = ProcessInfo.processInfo.environment["OMPI_MCA_btl"].map { " (OMPI_MCA_btl=\($0))" } ?? ""
+        func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0) }
+        log(pad("rank", 6) + pad("host", 14) + pad("cores bound", 14) + pad("BLAS threads", 14) + pad("transport to rank 0", 24) + "data")
+        for (r, f) in all.enumerated() {
+            let transport = r == 0 ? "-" : (hosts[r] == hosts[0] ? "shared memory (vader)" : "tcp") + btl
+            log(pad(String(r), 6) + pad(f[0], 14) + pad(f[1], 14) + pad(f[2], 14) + pad(transport, 24) + f[3])
+        }
+        let perHost = Dictionary(grouping: hosts, by: { $0 }).mapValues(\.count)
+        for (h, n) in perHost.sorted(by: { $0.key < $1.key }) where n * threads > cores {
+            log("warning: \(h): \(n) ranks × \(threads) BLAS threads exceed its \(cores) cores")
+        }
     }
 
     /// What a model file records about its training; models trained on CSV data also carry

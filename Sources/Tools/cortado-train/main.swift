@@ -18,6 +18,8 @@ struct TrainCommand: ParsableArguments {
     var overwrite = false
     @Flag(help: "Print one JSON summary object as rank 0's last stdout line.")
     var json = false
+    @Flag(help: "Print what each rank sees (host, bound cores, BLAS threads, shards, transport) and exit.")
+    var dryRun = false
     @Option(help: .hidden)
     var probeGradient: String?
 }
@@ -46,6 +48,7 @@ func main() -> Int32 {
     options.overwrite = cmd.overwrite
     options.json = cmd.json
     options.probeGradient = cmd.probeGradient
+    options.dryRun = cmd.dryRun
     do {
         let summary = try Trainer(comm: comm, options: options).run()
         if cmd.json, comm.rank == 0, let summary, let data = try? stableJSON(summary, pretty: false) {
