@@ -69,10 +69,21 @@ public final class Trainer {
     public func run() throws -> TrainSummary? {
         let wallStart = monotonicSeconds()
         // ---- set-up: everything that can fail fails here, on all ranks together ----
-        let spec = try comm.agree("reading job spec") {
+        var spec = try comm.agree("reading job spec") {
             var s = try JobSpec.load(path: options.specPath, overrides: options.overrides)
             if let r = options.runDir { s.runDir = r }
             return s
+        }
+        // Resuming on another world size keeps the *global* batch (batch_size × ranks of the
+        // run that wrote the checkpoint), so the optimization continues as it would have; the
+        // per-rank batch is rescaled, rounded when it does not divide.
+        if options.resume {
+            let written = comm.allreduceMax(comm.rank == 0 ? Checkpoint.newestWorldSize(runDir: spec.runDir) ?? 0 : 0)
+            if written > 0 && written != comm.size {
+                let b = max(1, Int((Double(spec.batchSize * written) / Double(comm.size)).rounded()))
+                log("resuming a \(written)-rank run on \(comm.size) ranks: batch_size \(spec.batchSize) → \(b) per rank (global batch \(spec.batchSize * written) → \(b * comm.size))")
+                spec.batchSize = b
+            }
         }
         let (trainReader, valReader, testReader) = try comm.agree("opening data \(spec.data)") {
             (try SplitReader(manifestPath: spec.data, split: "train"),

@@ -123,8 +123,8 @@ final class ReliabilityMPITests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("resumed from \(previous)"), again.stdout)
     }
 
-    /// Resume on another world size (2 → 1, 1 → 2, 2 → 3): it works, warns that the data order
-    /// differs, and lands near the uninterrupted run's accuracy.
+    /// Resume on another world size (2 → 1, 1 → 2, 2 → 3): it works, keeps the global batch,
+    /// warns that the data order differs, and lands near the uninterrupted run's accuracy.
     func testResumeOnADifferentWorldSize() throws {
         let dir = Support.scratch("worldsize")
         func accuracy(_ r: Support.Result) throws -> Double { (try Support.lastJSON(r)["validation"] as! [String: Double])["accuracy"]! }
@@ -137,6 +137,7 @@ final class ReliabilityMPITests: XCTestCase {
             let (second, _) = try mpirun(to, args(run, ["--set", "epochs=4", "--resume"]))
             XCTAssertEqual(second.status, 0, second.output)
             XCTAssertTrue(second.stdout.contains("warning: checkpoint was written by \(from) ranks"), second.stdout)
+            XCTAssertTrue(second.stdout.contains("resuming a \(from)-rank run on \(to) ranks: batch_size 32 → "), second.stdout)
             // 500 validation rows and 4 short epochs: a loose bound here; the README reports
             // the full Fashion-MNIST figures.
             XCTAssertEqual(try accuracy(second), try accuracy(whole), accuracy: 0.05, "\(from) → \(to)")
