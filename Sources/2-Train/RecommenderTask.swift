@@ -216,21 +216,9 @@ final class RecommenderTask: TrainingTask {
             let runtime = try RecommenderModel(path: path)
             var sq = 0.0, rows = 0
             for f in testFiles {
-                let h5 = try HDF5File.open(f)
-                let ids = try h5.readInt64s("categorical"), k = test.idColumns
-                let n = ids.count / max(k, 1)
-                let t = spec.loss == "mse" ? try h5.readFloats("targets") : [Float](repeating: 1, count: n)
-                let u = (0..<n).map { Int32(ids[$0 * k + userColumn]) }, it = (0..<n).map { Int32(ids[$0 * k + itemColumn]) }
-                u.withUnsafeBufferPointer { up in it.withUnsafeBufferPointer { ip in
-                    var at = 0
-                    while at < n {
-                        let b = min(runtime.model.maxBatch, n - at)
-                        let s = runtime.model.forward(users: up.baseAddress! + at, items: ip.baseAddress! + at, batch: b)
-                        for i in 0..<b { let d = Double(s[i] - t[at + i]); sq += d * d }
-                        at += b
-                    }
-                } }
-                rows += n
+                let r = try scorePairs(model: runtime, inputPath: f, csvOutput: nil)
+                sq += (r.rmse ?? 0) * (r.rmse ?? 0) * Double(r.rows)
+                rows += r.rows
             }
             if spec.loss == "mse" { metrics["\(e)_model_rmse"] = (sq / Double(max(rows, 1))).squareRoot() }
         }

@@ -83,6 +83,16 @@ final class BadInputTests: XCTestCase {
         for (args, fragments) in cases { assertOneLine(try Support.run([train] + args, timeout: 60), fragments) }
     }
 
+    /// A checkpoint the fuzzer made from a real one: libhdf5 asks for a 2^64-byte allocation
+    /// while parsing it; the read must end in a clear error, not a crash.
+    func testFuzzFoundCheckpointIsAnError() throws {
+        let dir = Support.scratch("fuzz-ckpt")
+        try Support.fixture("fuzz-checkpoint-hdf5-alloc.h5").write(to: URL(fileURLWithPath: dir + "/step-00000001.h5"))
+        XCTAssertThrowsError(try Checkpoint.read(dir + "/step-00000001.h5")) {
+            XCTAssertTrue("\($0)".contains("step-00000001.h5"), "\($0)")
+        }
+    }
+
     /// Corrupt checkpoints: resume skips them with a warning; with none left it is an error.
     /// Bad model files given to cortado-infer: one line, exit 2.
     func testBadCheckpointsAndModels() throws {
