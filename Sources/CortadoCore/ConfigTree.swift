@@ -19,12 +19,40 @@ public indirect enum ConfigNode: Equatable {
 
     /// Parses YAML text; `origin` (a file name or "--set") goes into error messages.
     public static func parse(_ text: String, origin: String) throws -> ConfigNode {
+        try checkNesting(text, origin: origin)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
             throw CortadoError.usage("\(origin): invalid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let node else { return .map([]) }
         return try convert(node, origin: origin)
+    }
+
+    /// The YAML parser (and `convert`) recurse once per nesting level, so a file of thousands of
+    /// `{` overflows the stack (found by fuzzing). Job specs nest a few levels; refuse more than
+    /// `maxDepth` open brackets, or indentation deeper than `maxIndent` columns, up front.
+    static let maxDepth = 64, maxIndent = 256
+
+    static func checkNesting(_ text: String, origin: String) throws {
+        var depth = 0, line = 1, column = 0, indent = true, quote: UInt8? = nil, comment = false
+        for b in text.utf8 {
+            if b == UInt8(ascii: "\n") { line += 1; column = 0; indent = true; comment = false; continue }
+            column += 1
+            // "- - - x" nests sequences without brackets: dashes count as indentation too.
+            if indent && b != UInt8(ascii: " ") && b != UInt8(ascii: "-") { indent = false }
+            if indent && column > maxIndent { throw CortadoError.usage("\(origin):\(line): indented more than \(maxIndent) columns") }
+            if comment { continue }
+            if let q = quote { if b == q { quote = nil }; continue }
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "'"): quote = b
+            case UInt8(ascii: "#"): comment = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                if depth > maxDepth { throw CortadoError.usage("\(origin):\(line):\(column): nested more than \(maxDepth) levels deep") }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth = max(0, depth - 1)
+            default: break
+            }
+        }
     }
 
     private static func convert(_ node: Node, origin: String) throws -> ConfigNode {

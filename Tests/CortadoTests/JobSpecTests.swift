@@ -100,3 +100,17 @@ final class InspectTableTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("7890 parameters (7850 trainable)"), r.stdout)
     }
 }
+
+/// Inputs the fuzzer found: deeply nested YAML overflowed the parser's stack.
+final class FuzzRegressionTests: XCTestCase {
+    func testDeeplyNestedYAMLIsAnErrorNotACrash() throws {
+        let found = String(decoding: try Support.fixture("fuzz-spec-deep-nesting.yaml"), as: UTF8.self)
+        XCTAssertThrowsError(try ConfigNode.parse(found, origin: "found.yaml")) { XCTAssertTrue("\($0)".contains("nested more than 64 levels"), "\($0)") }
+        let dashes = String(repeating: "- ", count: 5000) + "x\n"
+        XCTAssertThrowsError(try ConfigNode.parse(dashes, origin: "dashes.yaml")) { XCTAssertTrue("\($0)".contains("indented more than"), "\($0)") }
+        let brackets = "a: " + String(repeating: "[", count: 100_000) + "\n"
+        XCTAssertThrowsError(try ConfigNode.parse(brackets, origin: "b.yaml"))
+        // Ordinary nesting still parses.
+        XCTAssertNoThrow(try ConfigNode.parse("a: {b: [1, {c: [2, 3]}], d: '[[[[['}\n# {{{{\n", origin: "ok.yaml"))
+    }
+}
