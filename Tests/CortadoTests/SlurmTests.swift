@@ -61,6 +61,25 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/runs/cortado-train-\(id)/model-int8.cmodel"))
     }
 
+    /// Parallel CSV preparation as a batch job (2 ranks from the allocation) writes the same
+    /// shards as one process.
+    func testParallelPrepareJob() throws {
+        let dir = Support.scratch("slurm-prepare")
+        let gen = try Support.run([Support.product("cortado"), "prepare", "synthetic-ratings", "--out", dir + "/u.data", "--users", "300", "--items", "400", "--ratings", "12000"])
+        XCTAssertEqual(gen.status, 0, gen.output)
+        let args = [dir + "/u.data", "--no-header", "--delimiter", "tab", "--label", "c2", "--task", "regression",
+                    "--leave-last-out", "c0,c3", "--schema", Support.repoRoot + "/jobs/ratings-schema.yaml", "--shards", "2"]
+        let id = try sbatch(dir, [], "prepare.sbatch", ["csv"] + args + ["--out", dir + "/slurm"])
+        XCTAssertEqual(try wait(id), ["COMPLETED"], log(dir, "cortado-prepare-\(id).out"))
+        let one = try Support.run([Support.product("cortado"), "prepare", "csv"] + args + ["--out", dir + "/one"])
+        XCTAssertEqual(one.status, 0, one.output)
+        for f in ["train-000.h5", "train-001.h5", "validation.h5", "test.h5"] {
+            let a = try HDF5File.open("\(dir)/slurm/\(f)"), b = try HDF5File.open("\(dir)/one/\(f)")
+            XCTAssertEqual(try a.readInt64s("categorical"), try b.readInt64s("categorical"), f)
+            XCTAssertEqual(try a.readFloats("targets"), try b.readFloats("targets"), f)
+        }
+    }
+
     func testArraySweepRunsEveryTaskAndTheSummaryPicksTheBest() throws {
         let dir = Support.scratch("slurm-sweep")
         let id = try sbatch(dir, ["--array=0-2"], "sweep.sbatch",
@@ -123,7 +142,7 @@ final class SlurmTests: XCTestCase {
 /// Job scripts that need no scheduler to check: syntax, and the PBS script's arguments.
 final class JobScriptTests: XCTestCase {
     func testScriptsParseAndPBSArgumentHandling() throws {
-        for s in ["train.sbatch", "sweep.sbatch", "train.pbs"] {
+        for s in ["train.sbatch", "sweep.sbatch", "prepare.sbatch", "train.pbs"] {
             let r = try Support.run(["bash", "-n", Support.repoRoot + "/jobs/" + s])
             XCTAssertEqual(r.status, 0, "\(s): \(r.output)")
         }
