@@ -9,6 +9,7 @@ set -euo pipefail
 N=${1:-2}
 SLOTS=${2:-1}
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+command -v ip >/dev/null || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iproute2 >/dev/null; }
 BR=cortado-br0
 HOSTFILE=$(cd "$(dirname "$0")/.." && pwd)/hostfiles/vcluster
 $SUDO ip link show $BR >/dev/null 2>&1 || { $SUDO ip link add $BR type bridge; $SUDO ip link set $BR up; }
