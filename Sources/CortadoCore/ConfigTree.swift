@@ -29,13 +29,17 @@ public indirect enum ConfigNode: Equatable {
     }
 
     /// The YAML parser (and `convert`) recurse once per nesting level, so a file of thousands of
-    /// `{` overflows the stack (found by fuzzing). Job specs nest a few levels; refuse more than
-    /// `maxDepth` open brackets, or indentation deeper than `maxIndent` columns, up front.
+    /// `{` overflows the stack, and so do anchors and aliases that expand into each other (both
+    /// found by fuzzing; the second is YAML's "billion laughs"). Job specs nest a few levels and
+    /// need no aliases: refuse more than `maxDepth` open brackets, indentation deeper than
+    /// `maxIndent` columns, and any anchor (`&a`) or alias (`*a`), before parsing.
     static let maxDepth = 64, maxIndent = 256
 
     static func checkNesting(_ text: String, origin: String) throws {
         var depth = 0, line = 1, column = 0, indent = true, quote: UInt8? = nil, comment = false
+        var previous = UInt8(ascii: "\n")
         for b in text.utf8 {
+            defer { previous = b }
             if b == UInt8(ascii: "\n") { line += 1; column = 0; indent = true; comment = false; continue }
             column += 1
             // "- - - x" nests sequences without brackets: dashes count as indentation too.
@@ -50,6 +54,11 @@ public indirect enum ConfigNode: Equatable {
                 depth += 1
                 if depth > maxDepth { throw CortadoError.usage("\(origin):\(line):\(column): nested more than \(maxDepth) levels deep") }
             case UInt8(ascii: "}"), UInt8(ascii: "]"): depth = max(0, depth - 1)
+            case UInt8(ascii: "&"), UInt8(ascii: "*"):
+                // At the start of a node (not inside a plain scalar like `a*b`).
+                if " \t\n[{,:-?".utf8.contains(previous) {
+                    throw CortadoError.usage("\(origin):\(line):\(column): YAML anchors and aliases are not supported in job specs")
+                }
             default: break
             }
         }

@@ -110,7 +110,11 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertThrowsError(try ConfigNode.parse(dashes, origin: "dashes.yaml")) { XCTAssertTrue("\($0)".contains("indented more than"), "\($0)") }
         let brackets = "a: " + String(repeating: "[", count: 100_000) + "\n"
         XCTAssertThrowsError(try ConfigNode.parse(brackets, origin: "b.yaml"))
-        // Ordinary nesting still parses.
-        XCTAssertNoThrow(try ConfigNode.parse("a: {b: [1, {c: [2, 3]}], d: '[[[[['}\n# {{{{\n", origin: "ok.yaml"))
+        // Anchors and aliases ("billion laughs"): the second input the fuzzer found.
+        let aliases = String(decoding: try Support.fixture("fuzz-spec-aliases.yaml"), as: UTF8.self)
+        XCTAssertThrowsError(try ConfigNode.parse(aliases, origin: "aliases.yaml")) { XCTAssertTrue("\($0)".contains("anchors and aliases"), "\($0)") }
+        XCTAssertThrowsError(try ConfigNode.parse("a: &x [1]\nb: *x\n", origin: "a.yaml"))
+        // Ordinary nesting still parses, and * or & inside values.
+        XCTAssertNoThrow(try ConfigNode.parse("a: {b: [1, {c: [2, 3]}], d: '[[[[['}\n# {{{{ *x &y\ne: a*b&c\n", origin: "ok.yaml"))
     }
 }
