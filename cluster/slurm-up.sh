@@ -25,7 +25,9 @@ $SUDO chown munge:munge /run/munge
 [ -f /etc/munge/munge.key ] || $SUDO /usr/sbin/mungekey --create 2>/dev/null || $SUDO create-munge-key -f
 # Marker files record what this script started, so slurm-down.sh stops only those.
 if ! pgrep -x munged >/dev/null; then
-  if [ -n "$SUDO" ]; then sudo -u munge /usr/sbin/munged; else runuser -u munge -- /usr/sbin/munged; fi
+  # Daemons get no inherited stdio: a caller reading this script's output would otherwise
+  # wait forever for the pipe they hold open.
+  if [ -n "$SUDO" ]; then sudo -u munge /usr/sbin/munged </dev/null >/dev/null 2>&1; else runuser -u munge -- /usr/sbin/munged </dev/null >/dev/null 2>&1; fi
   $SUDO touch "$DIR/started-munged"
 fi
 
@@ -59,9 +61,9 @@ PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
 CONF
 $SUDO mkdir -p /etc/slurm
 $SUDO mv /tmp/slurm.conf.$$ /etc/slurm/slurm.conf
-pgrep -x slurmctld >/dev/null || $SUDO slurmctld
+pgrep -x slurmctld >/dev/null || $SUDO slurmctld </dev/null >/dev/null 2>&1
 for _ in $(seq 50); do scontrol ping 2>/dev/null | grep -q "is UP" && break; sleep 0.2; done
-pgrep -x slurmd >/dev/null || $SUDO slurmd
+pgrep -x slurmd >/dev/null || $SUDO slurmd </dev/null >/dev/null 2>&1
 for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -qE "^idle" && break; sleep 0.2; done
 sinfo -h -o "%t" | grep -qE "^idle" || { echo "slurm-up: the node did not come up idle; see $DIR/log" >&2; exit 1; }
 echo "slurm-up: Slurm is up ($(sinfo -h -o '%D node, %c CPUs, partition %P'))" >&2
