@@ -16,6 +16,10 @@ cleanup=()
 scontrol ping 2>/dev/null | grep -q "is UP" || cleanup+=("bash cluster/slurm-down.sh")
 ip netns list 2>/dev/null | grep -q cortado-node || cleanup+=("bash cluster/vcluster-down.sh")
 trap 'for c in "${cleanup[@]}"; do $c >/dev/null 2>&1 || true; done' EXIT
+# Stand them up here, not from inside the test process: daemons started under XCTest's
+# Process left its waitUntilExit hanging (Foundation on Linux missed the child's exit).
+bash cluster/slurm-up.sh
+bash cluster/vcluster-up.sh 2
 log=$(mktemp)
 set +e
 swift test -c release --skip-build --disable-swift-testing 2>&1 | tee "$log"
