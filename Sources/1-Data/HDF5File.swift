@@ -40,6 +40,14 @@ public final class HDF5File {
         return HDF5File(path: path, id: fid)
     }
 
+    /// Opens an in-memory file image read-only; `name` stands for the file in errors.
+    public static func open(image: Data, name: String) throws -> HDF5File {
+        _ = setup
+        let fid = image.withUnsafeBytes { cortado_h5_open_image($0.baseAddress, $0.count) }
+        guard fid >= 0 else { throw CortadoError.data("\(name): cannot open HDF5 image (truncated or corrupt?)") }
+        return HDF5File(path: name, id: fid)
+    }
+
     /// Opens an existing file for reading and writing (ranks taking turns to fill a shard).
     public static func openForWriting(_ path: String) throws -> HDF5File {
         _ = setup
@@ -277,6 +285,9 @@ public final class HDF5File {
         let end = buf.firstIndex(of: 0) ?? size
         return String(decoding: buf[0..<end], as: UTF8.self)
     }
+
+    /// Whether the root group has attribute `name` (attributes added in later format revisions).
+    public func hasAttribute(_ name: String) -> Bool { H5Aexists(id, name) > 0 }
 
     public func intAttribute(_ name: String) throws -> Int64 {
         try scalarAttribute(name, Int64(0), type: cortado_h5t_native_int64(), what: "an integer")

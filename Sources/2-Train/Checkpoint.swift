@@ -5,7 +5,7 @@ import Foundation
 
 /// A training checkpoint (HDF5, version 1): datasets `params` and `optimizer_state` (flat arenas in
 /// `layout` order; the state is SGD's velocity, or Adam's first then second moments); attributes `format`, `format_version`, `step`, `steps_per_epoch`,
-/// `world_size`, `job_spec` (canonical JSON), `layout` (JSON), `cortado_version`, and
+/// `world_size`, `data_partitions` (absent in older files: the world size), `job_spec` (canonical JSON), `layout` (JSON), `cortado_version`, and
 /// `payload_sha256` over both arenas' bytes so a torn or corrupted file is caught on resume.
 ///
 /// Files are `RUN_DIR/checkpoints/step-NNNNNNNN.h5`, written atomically by rank 0; `latest`
@@ -17,6 +17,8 @@ public struct Checkpoint {
     public var step: Int
     public var stepsPerEpoch: Int
     public var worldSize: Int
+    /// The data partitions that fixed the run's sample order (see `JobSpec.dataPartitions`).
+    public var dataPartitions: Int
     public var jobSpecJSON: String
     public var layout: ParameterLayout
     public var params: [Float]
@@ -27,14 +29,14 @@ public struct Checkpoint {
     /// Writes the checkpoint for `step` from the live arenas, updates `latest`, and deletes all
     /// but the newest `keep`. Returns the file's path.
     @discardableResult
-    public static func write(runDir: String, step: Int, stepsPerEpoch: Int, worldSize: Int, jobSpecJSON: String,
+    public static func write(runDir: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
                              layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>,
                              keep: Int) throws -> String {
         let dir = folder(runDir: runDir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let name = String(format: "step-%08d.h5", step)
         let path = (dir as NSString).appendingPathComponent(name)
-        try writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: worldSize, jobSpecJSON: jobSpecJSON,
+        try writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: worldSize, dataPartitions: dataPartitions, jobSpecJSON: jobSpecJSON,
                       layout: layout, params: params, optimizerState: optimizerState)
         try AtomicFile.write(Data((name + "\n").utf8), to: (dir as NSString).appendingPathComponent("latest"))
         let all = try checkpointFiles(runDir: runDir)
@@ -43,7 +45,7 @@ public struct Checkpoint {
     }
 
     /// Writes one checkpoint file atomically (tmp, fsync, rename, fsync the folder).
-    public static func writeFile(_ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, jobSpecJSON: String,
+    public static func writeFile(_ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
                                  layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>) throws {
         try AtomicFile.publish(path) { tmp in
             let h5 = try HDF5File.create(tmp)
@@ -52,6 +54,7 @@ public struct Checkpoint {
             try h5.setAttribute("step", Int64(step))
             try h5.setAttribute("steps_per_epoch", Int64(stepsPerEpoch))
             try h5.setAttribute("world_size", Int64(worldSize))
+            try h5.setAttribute("data_partitions", Int64(dataPartitions))
             try h5.setAttribute("job_spec", jobSpecJSON)
             try h5.setAttribute("layout", String(decoding: try stableJSON(layout, pretty: false), as: UTF8.self))
             try h5.setAttribute("cortado_version", cortadoVersion)
@@ -76,7 +79,15 @@ public struct Checkpoint {
 
     /// Reads and verifies one checkpoint file.
     public static func read(_ path: String) throws -> Checkpoint {
-        let h5 = try HDF5File.open(path)
+        try read(HDF5File.open(path), path: path)
+    }
+
+    /// Reads and verifies a checkpoint held in memory (the fuzz harness's entry point).
+    public static func parse(_ bytes: Data, path: String) throws -> Checkpoint {
+        try read(HDF5File.open(image: bytes, name: path), path: path)
+    }
+
+    static func read(_ h5: HDF5File, path: String) throws -> Checkpoint {
         let f = try h5.stringAttribute("format")
         guard f == format else { throw CortadoError.model("\(path): format '\(f)', expected '\(format)'") }
         let v = try h5.intAttribute("format_version")
@@ -92,17 +103,20 @@ public struct Checkpoint {
         let want = try h5.stringAttribute("payload_sha256")
         let got = params.withUnsafeBufferPointer { p in optimizerState.withUnsafeBufferPointer { payloadHash(p, $0) } }
         guard want == got else { throw CortadoError.model("\(path): payload checksum mismatch (corrupted checkpoint)") }
+        let worldSize = Int(try h5.intAttribute("world_size"))
+        let partitions = h5.hasAttribute("data_partitions") ? Int(try h5.intAttribute("data_partitions")) : worldSize
+        guard worldSize > 0, partitions > 0 else { throw CortadoError.model("\(path): world_size \(worldSize), data_partitions \(partitions) must be positive") }
         return Checkpoint(step: Int(try h5.intAttribute("step")), stepsPerEpoch: Int(try h5.intAttribute("steps_per_epoch")),
-                          worldSize: Int(try h5.intAttribute("world_size")), jobSpecJSON: try h5.stringAttribute("job_spec"),
+                          worldSize: worldSize, dataPartitions: partitions, jobSpecJSON: try h5.stringAttribute("job_spec"),
                           layout: layout, params: params, optimizerState: optimizerState)
     }
 
     /// The newest readable checkpoint: the one `latest` names, else the newest file that
     /// verifies; corrupt ones are skipped with a warning through `warn`.
-    /// The world size of the checkpoint `newest` would pick (attributes only), or nil.
-    public static func newestWorldSize(runDir: String) -> Int? {
+    /// The world size and data partitions of the checkpoint `newest` would pick, or nil.
+    public static func newestWorldSize(runDir: String) -> (worldSize: Int, dataPartitions: Int)? {
         guard let (_, ck) = try? newest(runDir: runDir, warn: { _ in }) else { return nil }
-        return ck.worldSize
+        return (ck.worldSize, ck.dataPartitions)
     }
 
     public static func newest(runDir: String, warn: (String) -> Void) throws -> (path: String, checkpoint: Checkpoint)? {

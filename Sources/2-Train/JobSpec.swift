@@ -13,6 +13,7 @@ import Foundation
 ///     optimizer: {type: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0,
 ///                 schedule: cosine, warmup_steps: 0}
 ///     batch_size: 64          # per rank
+///     data_partitions: 6      # optional: fixed data order for any world size dividing 6
 ///     epochs: 10
 ///     seed: 42
 ///     checkpoint: {every_steps: 500, keep: 3}
@@ -41,6 +42,12 @@ public struct JobSpec: Codable, Equatable {
     public var freeze: [Int] = []
     public var optimizer = OptimizerSpec()
     public var batchSize = 64
+    /// The training rows are split into this many fixed partitions, each with its own shuffle;
+    /// a rank processes `data_partitions / ranks` of them and every global batch takes
+    /// `batch_size × ranks / data_partitions` rows from each. The global batches are then the
+    /// same on every world size that divides it, so a resume on another world size continues
+    /// the uninterrupted run's data order (only the summation order changes). Default: ranks.
+    public var dataPartitions: Int?
     public var epochs = 1
     public var seed: UInt64 = 42
     public var checkpointEvery = 0     // steps; 0 = only at the end
@@ -106,7 +113,7 @@ public struct JobSpec: Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer
-        case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", epochs, seed
+        case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
         case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite"
@@ -192,6 +199,7 @@ public struct JobSpec: Codable, Equatable {
         initExclude = try intList("init_exclude")
         freeze = try intList("freeze")
         batchSize = try r.int("batch_size") ?? batchSize
+        dataPartitions = try r.int("data_partitions")
         epochs = try r.int("epochs") ?? epochs
         if let s = try r.int("seed") {
             guard s >= 0 else { throw CortadoError.usage("seed: must be non-negative, got \(s)") }
@@ -282,6 +290,7 @@ public struct JobSpec: Codable, Equatable {
             if !ok { throw CortadoError.usage("\(key): \(why)") }
         }
         try check(batchSize > 0, "batch_size", "must be positive, got \(batchSize)")
+        try check(dataPartitions.map { $0 > 0 } ?? true, "data_partitions", "must be positive")
         try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
         try check(checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
         try check(checkpointKeep >= 1, "checkpoint.keep", "must be at least 1, got \(checkpointKeep)")

@@ -75,16 +75,31 @@ public final class Trainer {
             return s
         }
         // Resuming on another world size keeps the *global* batch (batch_size × ranks of the
-        // run that wrote the checkpoint), so the optimization continues as it would have; the
-        // per-rank batch is rescaled, rounded when it does not divide.
+        // run that wrote the checkpoint), so the optimization continues as it would have. When
+        // the new world size divides the run's data partitions the global batches are the very
+        // same rows (only the summation order changes); otherwise the partitions become the new
+        // ranks and the per-rank batch is rounded when it does not divide.
+        var partitions = spec.dataPartitions ?? comm.size
         if options.resume {
-            let written = comm.allreduceMax(comm.rank == 0 ? Checkpoint.newestWorldSize(runDir: spec.runDir) ?? 0 : 0)
-            if written > 0 && written != comm.size {
-                let b = max(1, Int((Double(spec.batchSize * written) / Double(comm.size)).rounded()))
-                log("resuming a \(written)-rank run on \(comm.size) ranks: batch_size \(spec.batchSize) → \(b) per rank (global batch \(spec.batchSize * written) → \(b * comm.size))")
-                spec.batchSize = b
+            let ck = comm.rank == 0 ? Checkpoint.newestWorldSize(runDir: spec.runDir) : nil
+            let written = comm.allreduceMax(ck?.worldSize ?? 0), ckPartitions = comm.allreduceMax(ck?.dataPartitions ?? 0)
+            if written > 0 {
+                let global = spec.batchSize * written
+                partitions = ckPartitions % comm.size == 0 ? ckPartitions : comm.size
+                if written != comm.size {
+                    let b = max(1, Int((Double(global) / Double(comm.size)).rounded()))
+                    log("resuming a \(written)-rank run on \(comm.size) ranks: batch_size \(spec.batchSize) → \(b) per rank (global batch \(global) → \(b * comm.size)); " +
+                        (partitions == ckPartitions ? "same data order (\(partitions) data partitions)" : "\(ckPartitions) data partitions do not divide among \(comm.size) ranks: new data order"))
+                    spec.batchSize = b
+                }
             }
         }
+        try comm.agree("partitioning data") {
+            guard partitions % comm.size == 0, (spec.batchSize * comm.size) % partitions == 0 else {
+                throw CortadoError.usage("data_partitions: \(partitions) must be a multiple of the \(comm.size) ranks and divide the global batch \(spec.batchSize * comm.size)")
+            }
+        }
+        spec.dataPartitions = partitions
         let (trainReader, valReader, testReader) = try comm.agree("opening data \(spec.data)") {
             (try SplitReader(manifestPath: spec.data, split: "train"),
              try SplitReader(manifestPath: spec.data, split: "validation"),
@@ -116,17 +131,20 @@ public final class Trainer {
         let B = spec.batchSize
         if let probe = options.probeGradient { return try probeGradient(spec: spec, model: model, reader: trainReader, out: probe) }
 
-        let myRows = rowRange(total: trainReader.rows, rank: comm.rank, size: comm.size)
+        // This rank's partitions are contiguous, so its rows are one range of the split.
+        let perRank = partitions / comm.size, partBatch = B / perRank
+        let parts = (0..<perRank).map { rowRange(total: trainReader.rows, rank: comm.rank * perRank + $0, size: partitions) }
+        let myRows = parts.first!.lowerBound..<parts.last!.upperBound
         if options.dryRun {
             describePlacement(threads: threads, cores: cores, rows: myRows, reader: trainReader)
             return nil
         }
-        // Every rank must run the same number of steps per epoch, or the allreduces pair up
-        // wrongly and the job hangs: all ranks use the smallest rank's count; each rank's
-        // remainder rows (< B + 1) are left out of that epoch (a different set each epoch,
-        // since the order is reshuffled).
-        let stepsPerEpoch = comm.allreduceMin(myRows.count / B)
-        try comm.agree("partitioning data") {
+        // Every partition yields the same number of steps per epoch, or the allreduces pair up
+        // wrongly and the job hangs: all use the smallest partition's count; each partition's
+        // remainder rows (< its batch + 1) are left out of that epoch (a different set each
+        // epoch, since the order is reshuffled).
+        let stepsPerEpoch = comm.allreduceMin(parts.map { $0.count / partBatch }.min()!)
+        try comm.agree("checking the batch") {
             if stepsPerEpoch == 0 {
                 throw CortadoError.usage("batch_size \(B) is larger than a rank's share of the \(trainReader.rows) training rows (\(trainReader.rows / comm.size)); use fewer ranks or a smaller batch")
             }
@@ -178,7 +196,7 @@ public final class Trainer {
                 // count, so the remaining epochs and the learning-rate schedule's position carry
                 // over; the data order and the global batch (batch_size × ranks) change.
                 var at = ck.step
-                if ck.worldSize != comm.size || ck.stepsPerEpoch != stepsPerEpoch {
+                if ck.dataPartitions != partitions || ck.stepsPerEpoch != stepsPerEpoch {
                     at = Int((Double(ck.step) * Double(stepsPerEpoch) / Double(max(ck.stepsPerEpoch, 1))).rounded())
                     log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: step \(ck.step) maps to step \(at) (same epoch progress); the data order and global batch differ from an uninterrupted run")
                 }
@@ -203,7 +221,8 @@ public final class Trainer {
 
         // ---- the step loop: buffers below are the only ones it touches ----
         let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)
-        defer { order.deallocate() }
+        let shuffled = UnsafeMutableBufferPointer<Int32>.allocate(capacity: parts.map(\.count).max()!)
+        defer { order.deallocate(); shuffled.deallocate() }
         let g = task.grads.base
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
@@ -219,9 +238,17 @@ public final class Trainer {
 
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
-            for i in 0..<train.rows { order[i] = Int32(i) }
-            var rng = SeededRNG(seed: spec.seed, stream: 0x0_0DE7 &+ UInt64(epoch) << 20 &+ UInt64(comm.rank))
-            rng.shuffle(order)
+            // Each partition is shuffled by its own stream (seed, epoch, partition); step s
+            // takes rows s·b..<(s+1)·b of each of this rank's partitions, in partition order.
+            for (j, part) in parts.enumerated() {
+                let rows = UnsafeMutableBufferPointer(rebasing: shuffled[0..<part.count])
+                for i in 0..<part.count { rows[i] = Int32(part.lowerBound - myRows.lowerBound + i) }
+                var rng = SeededRNG(seed: spec.seed, stream: 0x0_0DE7 &+ UInt64(epoch) << 20 &+ UInt64(comm.rank * perRank + j))
+                rng.shuffle(rows)
+                for s in 0..<stepsPerEpoch {
+                    (order.baseAddress! + s * B + j * partBatch).update(from: rows.baseAddress! + s * partBatch, count: partBatch)
+                }
+            }
             var epochLoss = 0.0, epochSteps = 0
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
@@ -434,7 +461,7 @@ public final class Trainer {
         guard comm.rank == 0 else { return nil }
         do {
             return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
-                                        jobSpecJSON: spec.canonicalJSON, layout: task.layout,
+                                        dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
                                         params: UnsafeBufferPointer(task.params.buffer),
                                         optimizerState: UnsafeBufferPointer(opt.state.buffer), keep: spec.checkpointKeep)
         } catch let e as CortadoError {
@@ -473,8 +500,8 @@ public final class Trainer {
         guard comm.rank == 0 else { return }
         do {
             let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
-            try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, jobSpecJSON: spec.canonicalJSON,
-                                     layout: task.layout, params: UnsafeBufferPointer(task.params.buffer),
+            try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
+                                     jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: UnsafeBufferPointer(task.params.buffer),
                                      optimizerState: UnsafeBufferPointer(opt.state.buffer))
         } catch let e as CortadoError {
             comm.abort("best checkpoint at step \(step): \(e.message)", code: e.exitCode)

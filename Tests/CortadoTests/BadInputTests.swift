@@ -91,6 +91,10 @@ final class BadInputTests: XCTestCase {
         XCTAssertThrowsError(try Checkpoint.read(dir + "/step-00000001.h5")) {
             XCTAssertTrue("\($0)".contains("step-00000001.h5"), "\($0)")
         }
+        // The fuzz harness's in-memory path (HDF5 core driver) rejects it the same way.
+        XCTAssertThrowsError(try Checkpoint.parse(try Support.fixture("fuzz-checkpoint-hdf5-alloc.h5"), path: "image.h5")) {
+            XCTAssertTrue("\($0)".contains("image.h5"), "\($0)")
+        }
     }
 
     /// Corrupt checkpoints: resume skips them with a warning; with none left it is an error.
@@ -102,6 +106,11 @@ final class BadInputTests: XCTestCase {
                  "--set", "model.layers=[{type: dense, units: 10}]", "--set", "emit=[fp32]"]
         XCTAssertEqual(try Support.run([train] + a).status, 0)
         let ck = try Checkpoint.checkpointFiles(runDir: dir + "/run").last!
+        // The in-memory reader (used by the fuzzer) reads what the file reader reads.
+        let onDisk = try Checkpoint.read(ck), inMemory = try Checkpoint.parse(try Data(contentsOf: URL(fileURLWithPath: ck)), path: ck)
+        XCTAssertEqual(onDisk.params, inMemory.params)
+        XCTAssertEqual(onDisk.optimizerState, inMemory.optimizerState)
+        XCTAssertEqual(onDisk.step, inMemory.step)
         // Flip a byte inside the parameters: HDF5 still opens it, the payload checksum does not match.
         try h5py("f = h5py.File('\(ck)', 'a'); p = f['params']; p[3] = p[3] + 1")
         XCTAssertThrowsError(try Checkpoint.read(ck)) { XCTAssertTrue("\($0)".contains("payload checksum mismatch"), "\($0)") }

@@ -101,11 +101,17 @@ final class InspectTableTests: XCTestCase {
     }
 }
 
-/// Inputs the fuzzer found: deeply nested YAML overflowed the parser's stack.
+/// Inputs the fuzzer found: deeply nested YAML overflowed the parser's stack (also when a
+/// stray `"` inside a plain scalar made the old check think the brackets after it were quoted).
 final class FuzzRegressionTests: XCTestCase {
     func testDeeplyNestedYAMLIsAnErrorNotACrash() throws {
         let found = String(decoding: try Support.fixture("fuzz-spec-deep-nesting.yaml"), as: UTF8.self)
-        XCTAssertThrowsError(try ConfigNode.parse(found, origin: "found.yaml")) { XCTAssertTrue("\($0)".contains("nested more than 64 levels"), "\($0)") }
+        XCTAssertThrowsError(try ConfigNode.parse(found, origin: "found.yaml")) { XCTAssertTrue("\($0)".contains("more than 1024 '[' or '{'"), "\($0)") }
+        let quoted = String(decoding: try Support.fixture("fuzz-spec-quote-nesting.yaml"), as: UTF8.self)
+        XCTAssertThrowsError(try ConfigNode.parse(quoted, origin: "q.yaml")) { XCTAssertTrue("\($0)".contains("q.yaml:"), "\($0)") }
+        // At the limit the parser still has stack to spare: 1 000 levels parse.
+        let deep = "a: " + String(repeating: "[", count: 1000) + "1" + String(repeating: "]", count: 1000) + "\n"
+        XCTAssertNoThrow(try ConfigNode.parse(deep, origin: "deep.yaml"))
         let dashes = String(repeating: "- ", count: 5000) + "x\n"
         XCTAssertThrowsError(try ConfigNode.parse(dashes, origin: "dashes.yaml")) { XCTAssertTrue("\($0)".contains("indented more than"), "\($0)") }
         let brackets = "a: " + String(repeating: "[", count: 100_000) + "\n"

@@ -17,3 +17,16 @@ static inline unsigned cortado_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline unsigned cortado_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned cortado_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
 static inline void cortado_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/// Opens an in-memory HDF5 file image read-only (core driver, no backing store): the fuzzer
+/// feeds checkpoints this way instead of through a temporary file. HDF5 copies the buffer.
+/// The name given to H5Fopen must not exist on disk (the core driver refuses "file already
+/// exists"), so it is a path under /dev/null, which can never exist.
+static inline hid_t cortado_h5_open_image(const void *buf, size_t len) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) return -1;
+    if (H5Pset_fapl_core(fapl, 65536, 0) < 0 || H5Pset_file_image(fapl, (void *)buf, len) < 0) { H5Pclose(fapl); return -1; }
+    hid_t f = H5Fopen("/dev/null/cortado-file-image", H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    return f;
+}
