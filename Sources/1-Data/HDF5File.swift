@@ -176,7 +176,32 @@ public final class HDF5File {
         let rank = Int(H5Sget_simple_extent_ndims(space))
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(space, &dims, nil)
-        return rank == 0 ? [] : dims.map { Int($0) }
+        guard rank >= 0, let out = rank == 0 ? [] : Optional(dims.compactMap { Int(exactly: $0) }), out.count == dims.count || rank == 0 else {
+            throw CortadoError.data("\(path): dataset '\(name)' has an unreadable shape (corrupt file?)")
+        }
+        return out
+    }
+
+    /// The element count of `name` before anything is allocated for it: the dimensions'
+    /// product must not overflow, must fit in memory, and must agree with the bytes the file
+    /// stores for it (exactly when contiguous; within deflate's ~1000:1 ratio when chunked) —
+    /// a corrupt header must not turn into a huge allocation (a fuzzer finding).
+    public func elementCount(of name: String, elementSize: Int) throws -> Int {
+        let dims = try shape(of: name)
+        guard let n = checkedProduct(dims), let bytes = checkedProduct([n, elementSize]),
+              UInt64(bytes) <= ProcessInfo.processInfo.physicalMemory else {
+            throw CortadoError.data("\(path): dataset '\(name)' declares shape \(dims), larger than this machine's memory (corrupt file?)")
+        }
+        let ds = try openDataset(name)
+        defer { H5Dclose(ds) }
+        let stored = Int(clamping: H5Dget_storage_size(ds))
+        let plist = H5Dget_create_plist(ds)
+        defer { H5Pclose(plist) }
+        let contiguous = H5Pget_layout(plist) == H5D_CONTIGUOUS
+        guard contiguous ? stored == bytes : bytes <= 2048 * stored + (1 << 20) else {
+            throw CortadoError.data("\(path): dataset '\(name)' declares \(bytes) bytes but the file stores \(stored) for it (truncated or corrupt?)")
+        }
+        return n
     }
 
     /// Checks that `name` holds elements of `dtype` (class and size), so a wrong file fails with
@@ -208,7 +233,7 @@ public final class HDF5File {
     /// Reads a whole dataset as Float (1-D view of any shape).
     public func readFloats(_ name: String) throws -> [Float] {
         try expectType(name, .float32)
-        let n = try shape(of: name).reduce(1, *)
+        let n = try elementCount(of: name, elementSize: 4)
         var out = [Float](repeating: 0, count: n)
         try out.withUnsafeMutableBytes { try readAll(name, dtype: .float32, into: $0.baseAddress!) }
         return out
@@ -217,7 +242,7 @@ public final class HDF5File {
     /// Reads a whole dataset as Int64.
     public func readInt64s(_ name: String) throws -> [Int64] {
         try expectType(name, .int64)
-        let n = try shape(of: name).reduce(1, *)
+        let n = try elementCount(of: name, elementSize: 8)
         var out = [Int64](repeating: 0, count: n)
         try out.withUnsafeMutableBytes { try readAll(name, dtype: .int64, into: $0.baseAddress!) }
         return out

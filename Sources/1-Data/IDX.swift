@@ -28,10 +28,9 @@ public struct IDXArray {
             let o = 4 + 4 * d
             dims.append(Int(raw[o]) << 24 | Int(raw[o + 1]) << 16 | Int(raw[o + 2]) << 8 | Int(raw[o + 3]))
         }
-        let expected = dims.reduce(1, *)
         let actual = raw.count - headerSize
-        guard actual == expected else {
-            throw CortadoError.data("\(path): IDX header says \(dims.map(String.init).joined(separator: "x")) = \(expected) bytes of data, file has \(actual)")
+        guard let expected = checkedProduct(dims), actual == expected else {
+            throw CortadoError.data("\(path): IDX header says \(dims.map(String.init).joined(separator: "x")) = \(checkedProduct(dims).map(String.init) ?? "too many") bytes of data, file has \(actual)")
         }
         return IDXArray(dims: dims, bytes: Array(raw[headerSize...]))
     }

@@ -93,7 +93,7 @@ public struct Checkpoint {
         let v = try h5.intAttribute("format_version")
         guard v == version else { throw CortadoError.model("\(path): checkpoint format_version \(v), this build reads \(version)") }
         let layoutJSON = try h5.stringAttribute("layout")
-        guard let layout = try? JSONDecoder().decode(ParameterLayout.self, from: Data(layoutJSON.utf8)) else {
+        guard let layout = try? JSONDecoder().decode(ParameterLayout.self, from: Data(layoutJSON.utf8)), layout.isValid else {
             throw CortadoError.model("\(path): attribute 'layout' is not a parameter layout")
         }
         let params = try h5.readFloats("params"), optimizerState = try h5.readFloats("optimizer_state")

@@ -67,3 +67,16 @@ public func describe(_ error: Error) -> String {
         return "\(error)"
     }
 }
+
+/// The product of sizes read from a file (dimensions, counts), or nil when it overflows `Int`
+/// or a factor is negative: a corrupt header must become an error, not a trap.
+public func checkedProduct<S: Sequence>(_ factors: S) -> Int? where S.Element == Int {
+    var p = 1
+    for f in factors {
+        guard f >= 0 else { return nil }
+        let (r, overflow) = p.multipliedReportingOverflow(by: f)
+        if overflow { return nil }
+        p = r
+    }
+    return p
+}

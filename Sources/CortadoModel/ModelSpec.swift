@@ -194,6 +194,12 @@ public struct TensorSpec: Codable, Equatable {
     public var shape: [Int]
     public var offset: Int
     public var count: Int { shape.reduce(1, *) }
+
+    public init(name: String, shape: [Int], offset: Int) {
+        self.name = name
+        self.shape = shape
+        self.offset = offset
+    }
 }
 
 /// The table of named views shared by the parameter, gradient and moment arenas.
@@ -201,5 +207,19 @@ public struct ParameterLayout: Codable, Equatable {
     public var tensors: [TensorSpec]
     public var count: Int
 
+    public init(tensors: [TensorSpec], count: Int) {
+        self.tensors = tensors
+        self.count = count
+    }
+
     public func tensor(_ name: String) -> TensorSpec? { tensors.first { $0.name == name } }
+
+    /// Whether every tensor's shape has a sane product and its view lies inside the arena —
+    /// checked on layouts read from files before any view is taken.
+    public var isValid: Bool {
+        count >= 0 && tensors.allSatisfy { t in
+            guard let n = checkedProduct(t.shape), t.offset >= 0 else { return false }
+            return t.offset <= count && n <= count - t.offset
+        }
+    }
 }

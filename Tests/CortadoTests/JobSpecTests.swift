@@ -1,6 +1,7 @@
 import CortadoCore
 import CortadoModel
 import CortadoTrain
+import CortadoData
 import XCTest
 
 final class JobSpecTests: XCTestCase {
@@ -122,5 +123,20 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertThrowsError(try ConfigNode.parse("a: &x [1]\nb: *x\n", origin: "a.yaml"))
         // Ordinary nesting still parses, and * or & inside values.
         XCTAssertNoThrow(try ConfigNode.parse("a: {b: [1, {c: [2, 3]}], d: '[[[[['}\n# {{{{ *x &y\ne: a*b&c\n", origin: "ok.yaml"))
+    }
+
+    /// A checkpoint whose `params` dataset declares ~2^58 elements: reading it must be an
+    /// error naming the dataset, before anything is allocated.
+    func testHugeDeclaredDatasetIsAnErrorNotAnAllocation() throws {
+        XCTAssertThrowsError(try Checkpoint.parse(try Support.fixture("fuzz-checkpoint-huge-shape.h5"), path: "huge.h5")) {
+            XCTAssertTrue("\($0)".contains("huge.h5") && "\($0)".contains("dataset '"), "\($0)")
+        }
+    }
+
+    /// An IDX header whose dimensions multiply past Int.max is an error, not a trap.
+    func testIDXDimensionOverflowIsAnError() throws {
+        let path = Support.scratch("idx-overflow") + "/images.idx3-ubyte"
+        try Data([0, 0, 8, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2]).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try IDXArray.read(path, expectedRank: 3)) { XCTAssertTrue("\($0)".contains("images.idx3-ubyte"), "\($0)") }
     }
 }

@@ -68,6 +68,24 @@ struct FuzzMain {
         let args = CommandLine.arguments.dropFirst()
         guard let target = args.first else {
             print("usage: cortado-fuzz model|manifest|spec|checkpoint FILE…   (replays inputs; cluster/fuzz.sh builds the fuzzer)")
+            print("       cortado-fuzz seed-checkpoint FILE                       (writes a small valid checkpoint as a seed)")
+            return
+        }
+        if target == "seed-checkpoint", let path = args.dropFirst().first {
+            // A 2×3 + 3 layout: every part of the format, in ~3 KB, so the fuzzer's inputs stay
+            // small and fast (a real checkpoint is mostly float payload it cannot mutate usefully).
+            let layout = ParameterLayout(tensors: [TensorSpec(name: "layers.0.weight", shape: [2, 3], offset: 0),
+                                                   TensorSpec(name: "layers.0.bias", shape: [3], offset: 6)], count: 9)
+            let params = (0..<9).map { Float($0) / 8 }, state = [Float](repeating: 0.5, count: 9)
+            do {
+                try params.withUnsafeBufferPointer { p in
+                    try state.withUnsafeBufferPointer { s in
+                        try Checkpoint.writeFile(path, step: 3, stepsPerEpoch: 2, worldSize: 2, dataPartitions: 2,
+                                                 jobSpecJSON: #"{"batch_size":4}"#, layout: layout, params: p, optimizerState: s)
+                    }
+                }
+                print("wrote \(path)")
+            } catch { print("\(error)"); exit(1) }
             return
         }
         for file in args.dropFirst() {
