@@ -13,13 +13,16 @@ swift build -c release --build-tests
 # Tear down at the end what the tests stand up (a Slurm or virtual cluster already running
 # before is left alone).
 cleanup=()
-scontrol ping 2>/dev/null | grep -q "is UP" || cleanup+=("bash cluster/slurm-down.sh")
+{ scontrol ping 2>/dev/null | grep -q "is UP" && [ -d /tmp/cortado-slurm-vc ]; } || cleanup+=("bash cluster/slurm-down.sh")
 ip netns list 2>/dev/null | grep -q cortado-node || cleanup+=("bash cluster/vcluster-down.sh")
-trap 'for c in "${cleanup[@]}"; do $c >/dev/null 2>&1 || true; done' EXIT
+teardown() { for c in "${cleanup[@]}"; do $c >/dev/null 2>&1 || true; done; cleanup=(); }
+trap teardown EXIT
 # Stand them up here, not from inside the test process: daemons started under XCTest's
 # Process left its waitUntilExit hanging (Foundation on Linux missed the child's exit).
 bash cluster/slurm-up.sh
 bash cluster/vcluster-up.sh 2
+bash cluster/slurm-up.sh 2      # the multi-node Slurm, on the virtual cluster's hosts
+started=${#cleanup[@]}
 log=$(mktemp)
 set +e
 swift test -c release --skip-build --disable-swift-testing 2>&1 | tee "$log"
@@ -30,4 +33,9 @@ passed=$(grep -cE "^Test Case .* passed" "$log" || true)
 failed=$(grep -cE "^Test Case .* failed" "$log" || true)
 rm -f "$log"
 echo "tests: $passed passed, $failed failed"
+# Teardown test: what the tests stood up is gone afterwards — no daemon, namespace or link.
+if [ "$started" -gt 0 ]; then
+  teardown
+  if left=$(bash cluster/check-clean.sh); then echo "teardown: nothing left running"; else echo "teardown FAILED: $left"; status=1; fi
+fi
 exit "$status"

@@ -99,26 +99,24 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("optimizer.learning_rate=0.02") && r.stdout.contains("optimizer.learning_rate=0.1"), r.stdout)
     }
 
-    /// Preemption as Slurm does it for `--signal=B:USR1@…` (USR1 to the batch shell only, here
-    /// sent with `scancel --batch --signal=USR1` once training runs, so the test does not
-    /// depend on when Slurm's timer fires): the script forwards it, the ranks checkpoint and
-    /// exit 75, the script requeues the job, and the rerun resumes — the final parameters equal
-    /// an uninterrupted run's bit for bit.
-    func testPreemptionRequeuesAndTheRerunIsBitIdentical() throws {
+    /// Preemption by a real time limit: `--time=1 --signal=B:USR1@55` makes Slurm send USR1 to
+    /// the batch shell 5–35 s into each run (its timer ticks every 30 s); the script forwards
+    /// it, the ranks checkpoint and exit 75, the script requeues the job, and each rerun resumes
+    /// — until ~45 s of training is done. The final parameters equal an uninterrupted run's bit
+    /// for bit.
+    func testTimeLimitPreemptionRequeuesAndTheRerunIsBitIdentical() throws {
         let dir = Support.scratch("slurm-preempt")
-        let args = [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Self.fullData)", "--set", "emit=[]", "--set", "epochs=6",
+        let args = [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Self.fullData)", "--set", "emit=[]", "--set", "epochs=60",
                     "--set", "checkpoint.every_steps=0", "--set", "optimizer.schedule=constant"]
-        let id = try sbatch(dir, [], "train.sbatch", args)
-        let t0 = monotonicSeconds()
-        while !log(dir, "cortado-train-\(id).out").contains("epoch 1/") && monotonicSeconds() - t0 < 120 { Thread.sleep(forTimeInterval: 0.5) }
-        XCTAssertEqual(try Support.run(["scancel", "--batch", "--signal=USR1", id]).status, 0)
-        let states = try wait(id, timeout: 400)
+        let id = try sbatch(dir, ["--time=1", "--signal=B:USR1@55"], "train.sbatch", args)
+        let states = try wait(id, timeout: 900)
         let text = log(dir, "cortado-train-\(id).out")
         XCTAssertEqual(states, ["COMPLETED"], text)
         XCTAssertTrue(text.contains("USR1 received, forwarding to the ranks"), text)
         XCTAssertTrue(text.contains("preempted (SIGUSR1 on rank 0, SIGUSR1 on rank 1)"), text)
         XCTAssertTrue(text.contains("cortado-train exited 75") && text.contains("requeueing job \(id)"), text)
-        XCTAssertTrue(text.contains("restart 1:") && text.contains("resumed from"), text)
+        XCTAssertTrue(text.contains("restart 1 ") && text.contains("resumed from"), text)
+        XCTAssertFalse(text.contains("DUE TO TIME LIMIT"), "a run outlived its time limit: \(text)")
 
         let whole = try Support.mpirun(2, args + ["--run-dir", dir + "/whole", "--set", "threads=1", "--json"], timeout: 300)
         XCTAssertEqual(whole.status, 0, whole.output)
@@ -163,3 +161,63 @@ final class JobScriptTests: XCTestCase {
         XCTAssertTrue(nofile.stderr.contains("jobs/nope.yaml: no such file"), nofile.stderr)
     }
 }
+
+/// The multi-node Slurm of `cluster/slurm-up.sh 2`: one slurmd in each namespace host of the
+/// virtual cluster, slurmctld in a head namespace, so a job spans two "hosts" over TCP and
+/// cutting a host's link is a real node failure.
+final class SlurmMultiNodeTests: XCTestCase {
+    static let up: Support.Result? = try? Support.run(["bash", Support.repoRoot + "/cluster/slurm-up.sh", "2"], timeout: 300)
+
+    override func setUpWithError() throws {
+        let up = try XCTUnwrap(Self.up)
+        XCTAssertEqual(up.status, 0, "cluster/slurm-up.sh 2: \(up.output)")
+        try XCTSkipIf(up.status != 0, "no multi-node Slurm")
+    }
+
+    func vc(_ args: [String], timeout: Int = 60) throws -> Support.Result {
+        try Support.run([Support.repoRoot + "/cluster/slurm-vc.sh"] + args, timeout: timeout)
+    }
+
+    func nodeStates() throws -> String { try vc(["sinfo", "-h", "-N", "-o", "%N:%t"]).stdout.split(separator: "\n").joined(separator: " ") }
+
+    /// `sbatch -N 1-2 -n 2` runs on node1 and node2; node2's link is cut after the first epoch.
+    /// Open MPI (keepalive set by the script) ends the job within 60 s naming the lost daemon,
+    /// the script requeues it, Slurm marks node2 down, and the rerun resumes from the last
+    /// checkpoint on node1 alone and finishes.
+    func testLinkCutEndsTheJobAndTheRequeuedJobFinishesOnTheRemainingHost() throws {
+        let dir = Support.scratch("slurm-vc-linkcut")
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let r = try vc(["sbatch", "--parsable", "-N", "1-2", "-n", "2", "--chdir=\(dir)", "--export=ALL,CORTADO_BIN=\(Support.productsDir)",
+                        Support.repoRoot + "/jobs/train.sbatch", Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(SlurmTests.fullData)",
+                        "--set", "epochs=6", "--set", "emit=[]", "--set", "checkpoint.every_steps=100"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let logPath = "\(dir)/logs/cortado-train-\(id).out"
+        func text() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        var t0 = monotonicSeconds()
+        while !text().contains("epoch 1/") && monotonicSeconds() - t0 < 180 { Thread.sleep(forTimeInterval: 0.2) }
+        XCTAssertTrue(text().contains("restart 0 on node[1-2] (2 ranks)"), text())
+        t0 = monotonicSeconds()
+        XCTAssertEqual(try Support.run(["ip", "link", "set", "veth-c2", "down"]).status, 0)
+        defer {
+            _ = try? Support.run(["ip", "link", "set", "veth-c2", "up"])
+            // node2 answers again and returns to service (ReturnToService=2) for later tests.
+            let t = monotonicSeconds()
+            while (try? nodeStates()).map({ !$0.contains("node2:idle") }) ?? true && monotonicSeconds() - t < 120 { Thread.sleep(forTimeInterval: 1) }
+        }
+        while !text().contains("cortado-train exited") && monotonicSeconds() - t0 < 120 { Thread.sleep(forTimeInterval: 0.2) }
+        let ended = monotonicSeconds() - t0
+        print("link cut → job ended after \(String(format: "%.1f", ended)) s")
+        XCTAssertLessThan(ended, 60, text())
+        XCTAssertTrue(text().contains("lost communication with a remote daemon"), text())
+        while try vc(["squeue", "-h", "-j", id]).stdout.contains(id) && monotonicSeconds() - t0 < 400 { Thread.sleep(forTimeInterval: 1) }
+        let job = try vc(["scontrol", "show", "job", id]).stdout
+        let log = text()
+        XCTAssertTrue(job.contains("JobState=COMPLETED") && job.contains("Restarts=1") && job.contains("NodeList=node1\n"), job + log)
+        XCTAssertTrue(log.contains("failed (a lost host or rank?): requeueing job \(id)"), log)
+        XCTAssertTrue(log.contains("restart 1 on node1 (2 ranks)") && log.contains("resumed from"), log)
+        let summary = try JSONSerialization.jsonObject(with: Data(log.split(separator: "\n").last { $0.hasPrefix("{") }!.utf8)) as! [String: Any]
+        XCTAssertGreaterThan((summary["test"] as! [String: Double])["fp32_accuracy"]!, 0.85, log)
+    }
+}
+
