@@ -9,23 +9,35 @@ import Foundation
 public final class HDF5File {
     public let path: String
     private let id: hid_t
+    private var closed = false
 
     private init(path: String, id: hid_t) {
         self.path = path
         self.id = id
     }
 
-    deinit { H5Fclose(id) }
+    deinit { if !closed { H5Fclose(id) } }
+
+    /// Closes the file now (before its bytes are read back, e.g. to checksum them).
+    public func close() throws {
+        guard !closed else { return }
+        closed = true
+        guard H5Fclose(id) >= 0 else { throw CortadoError.io("\(path): close failed") }
+    }
 
     private static let setup: Void = {
         H5open()
         cortado_h5_silence_errors()
     }()
 
-    /// Creates (truncates) a file for writing.
-    public static func create(_ path: String) throws -> HDF5File {
+    /// Creates (truncates) a file for writing; `userblock` bytes at its start are left to the
+    /// caller (HDF5 skips them; h5py and h5dump read such files as usual).
+    public static func create(_ path: String, userblock: Int = 0) throws -> HDF5File {
         _ = setup
-        let fid = H5Fcreate(path, cortado_h5f_acc_trunc(), cortado_h5p_default(), cortado_h5p_default())
+        let fcpl = H5Pcreate(cortado_h5p_file_create())
+        defer { H5Pclose(fcpl) }
+        if userblock > 0 { H5Pset_userblock(fcpl, hsize_t(userblock)) }
+        let fid = H5Fcreate(path, cortado_h5f_acc_trunc(), fcpl, cortado_h5p_default())
         guard fid >= 0 else { throw CortadoError.io("\(path): cannot create HDF5 file (does the folder exist and is it writable?)") }
         return HDF5File(path: path, id: fid)
     }

@@ -3,16 +3,23 @@ import CortadoData
 import CortadoModel
 import Foundation
 
-/// A training checkpoint (HDF5, version 1): datasets `params` and `optimizer_state` (flat arenas in
+/// A training checkpoint (HDF5, version 2): datasets `params` and `optimizer_state` (flat arenas in
 /// `layout` order; the state is SGD's velocity, or Adam's first then second moments); attributes `format`, `format_version`, `step`, `steps_per_epoch`,
 /// `world_size`, `data_partitions` (absent in older files: the world size), `job_spec` (canonical JSON), `layout` (JSON), `cortado_version`, and
 /// `payload_sha256` over both arenas' bytes so a torn or corrupted file is caught on resume.
+///
+/// Version 2 puts a SHA-256 of the whole HDF5 file in a 512-byte user block at its start
+/// (`CORTADO-CHECKPOINT-SHA256 <hex>`), checked before libhdf5 parses a byte: libhdf5 1.10
+/// has memory-safety bugs on malformed files (fuzzing hit a use-after-free inside H5Aexists),
+/// so a damaged checkpoint must never reach it. HDF5 tools skip the user block.
 ///
 /// Files are `RUN_DIR/checkpoints/step-NNNNNNNN.h5`, written atomically by rank 0; `latest`
 /// (a text file naming the newest) is written last, after the file it names is complete.
 public struct Checkpoint {
     public static let format = "cortado-checkpoint"
-    public static let version: Int64 = 1
+    public static let version: Int64 = 2
+    static let userblock = 512
+    static let stampMagic = "CORTADO-CHECKPOINT-SHA256 "
 
     public var step: Int
     public var stepsPerEpoch: Int
@@ -48,7 +55,7 @@ public struct Checkpoint {
     public static func writeFile(_ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
                                  layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>) throws {
         try AtomicFile.publish(path) { tmp in
-            let h5 = try HDF5File.create(tmp)
+            let h5 = try HDF5File.create(tmp, userblock: userblock)
             try h5.setAttribute("format", format)
             try h5.setAttribute("format_version", version)
             try h5.setAttribute("step", Int64(step))
@@ -61,7 +68,8 @@ public struct Checkpoint {
             try h5.setAttribute("payload_sha256", payloadHash(params, optimizerState))
             try h5.write("params", params.baseAddress!, dtype: .float32, shape: [params.count])
             try h5.write("optimizer_state", optimizerState.baseAddress!, dtype: .float32, shape: [optimizerState.count])
-            try h5.flush()
+            try h5.close()
+            try stamp(tmp)
             testHookBeforeRename?(path)
         }
     }
@@ -77,14 +85,59 @@ public struct Checkpoint {
         return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map { (dir as NSString).appendingPathComponent($0) }
     }
 
-    /// Reads and verifies one checkpoint file.
+    /// Writes the SHA-256 of everything after the user block into the user block. Public for
+    /// tests that edit a checkpoint on purpose and must get past the file checksum.
+    public static func stamp(_ path: String) throws {
+        guard let f = FileHandle(forUpdatingAtPath: path) else { throw CortadoError.io("\(path): cannot open to stamp the checksum") }
+        defer { try? f.close() }
+        let hex = try fileDigest(f, path: path)
+        var block = Data((stampMagic + hex + "\n").utf8)
+        block.append(Data(count: userblock - block.count))
+        try f.seek(toOffset: 0)
+        try f.write(contentsOf: block)
+    }
+
+    /// SHA-256 (hex) of the file's bytes after the user block, read in 1 MiB pieces.
+    static func fileDigest(_ f: FileHandle, path: String) throws -> String {
+        var h = SHA256()
+        try f.seek(toOffset: UInt64(userblock))
+        while let chunk = try f.read(upToCount: 1 << 20), !chunk.isEmpty { h.update(chunk) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The checksum in the user block, or an error naming the file.
+    static func stampedDigest(_ head: Data, path: String) throws -> String {
+        let n = stampMagic.utf8.count + 64
+        guard head.count >= userblock, head.prefix(stampMagic.utf8.count).elementsEqual(stampMagic.utf8),
+              let hex = String(data: head.subdata(in: head.startIndex + stampMagic.utf8.count ..< head.startIndex + n), encoding: .ascii),
+              hex.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw CortadoError.model("\(path): not a cortado checkpoint (no checksum block; version 1 checkpoints are not read by this build)")
+        }
+        return hex
+    }
+
+    /// Reads and verifies one checkpoint file: the whole-file checksum first, then the contents.
     public static func read(_ path: String) throws -> Checkpoint {
-        try read(HDF5File.open(path), path: path)
+        guard let f = FileHandle(forReadingAtPath: path) else { throw CortadoError.data("\(path): no such file or not readable") }
+        defer { try? f.close() }
+        let want = try stampedDigest(try f.read(upToCount: userblock) ?? Data(), path: path)
+        guard try fileDigest(f, path: path) == want else { throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)") }
+        return try read(HDF5File.open(path), path: path)
     }
 
     /// Reads and verifies a checkpoint held in memory (the fuzz harness's entry point).
-    public static func parse(_ bytes: Data, path: String) throws -> Checkpoint {
-        try read(HDF5File.open(image: bytes, name: path), path: path)
+    /// `verifyChecksum: false` hands the bytes to libhdf5 unchecked — only for fuzzing what
+    /// lies behind the checksum.
+    public static func parse(_ bytes: Data, path: String, verifyChecksum: Bool = true) throws -> Checkpoint {
+        if verifyChecksum {
+            let want = try stampedDigest(bytes.prefix(userblock), path: path)
+            var h = SHA256()
+            h.update(bytes.dropFirst(userblock))
+            guard h.finalize().map({ String(format: "%02x", $0) }).joined() == want else {
+                throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)")
+            }
+        }
+        return try read(HDF5File.open(image: bytes, name: path), path: path)
     }
 
     static func read(_ h5: HDF5File, path: String) throws -> Checkpoint {

@@ -113,8 +113,13 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(onDisk.step, inMemory.step)
         // Flip a byte inside the parameters: HDF5 still opens it, the payload checksum does not match.
         try h5py("f = h5py.File('\(ck)', 'a'); p = f['params']; p[3] = p[3] + 1")
+        // The whole-file checksum catches the edit before libhdf5 parses anything …
+        XCTAssertThrowsError(try Checkpoint.read(ck)) { XCTAssertTrue("\($0)".contains("checksum mismatch (torn or corrupted checkpoint)"), "\($0)") }
+        // … and behind it (re-stamped, as a deliberate edit would be) the payload checksum does.
+        try Checkpoint.stamp(ck)
         XCTAssertThrowsError(try Checkpoint.read(ck)) { XCTAssertTrue("\($0)".contains("payload checksum mismatch"), "\($0)") }
         try h5py("f = h5py.File('\(ck)', 'a'); f.attrs['format_version'] = 99")
+        try Checkpoint.stamp(ck)
         XCTAssertThrowsError(try Checkpoint.read(ck)) { XCTAssertTrue("\($0)".contains("format_version 99"), "\($0)") }
         let r = try Support.run([train] + a + ["--resume"])
         assertOneLine(r, ["--resume: no checkpoint"])

@@ -12,6 +12,7 @@ static inline hid_t cortado_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t cortado_h5t_native_int8(void) { return H5T_NATIVE_INT8; }
 static inline hid_t cortado_h5t_c_s1(void) { return H5T_C_S1; }
 static inline hid_t cortado_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
+static inline hid_t cortado_h5p_file_create(void) { return H5P_FILE_CREATE; }
 static inline unsigned cortado_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline unsigned cortado_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline unsigned cortado_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }

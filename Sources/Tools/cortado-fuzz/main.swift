@@ -38,10 +38,21 @@ enum Harness {
             guard let text = String(data: data, encoding: .utf8) else { return }
             if let tree = try? ConfigNode.parse(text, origin: "fuzz.yaml") { _ = try? JobSpec(tree: tree) }
         case "checkpoint":
-            // In memory (HDF5's core driver): the same parser as a file on disk, ~no syscalls.
+            // The reader as a file meets it: the whole-file checksum gate, then libhdf5 and
+            // the checks behind it. In memory (HDF5's core driver), ~no syscalls.
             _ = try? Checkpoint.parse(data, path: "fuzz.h5")
+        case "checkpoint-body":
+            // Past the gate: every input gets a valid checksum, so libhdf5 parses mutated
+            // files. This reaches libhdf5 1.10's own bugs (a use-after-free in H5Aexists on
+            // a malformed object header), which the gate keeps from real checkpoints.
+            var stamped = data.prefix(512)
+            var h = SHA256()
+            h.update(data.dropFirst(512))
+            let block = Data(("CORTADO-CHECKPOINT-SHA256 " + h.finalize().map { String(format: "%02x", $0) }.joined() + "\n").utf8)
+            if stamped.count >= block.count { stamped.replaceSubrange(stamped.startIndex..<(stamped.startIndex + block.count), with: block) }
+            _ = try? Checkpoint.parse(stamped + data.dropFirst(512), path: "fuzz.h5")
         default:
-            fatalError("CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint)")
+            fatalError("CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body)")
         }
     }
 }
