@@ -41,8 +41,9 @@ let package = Package(
         // Layers, losses, the parameter/gradient arenas and the model file format.
         .target(name: "CortadoModel", dependencies: ["CortadoCore", "COpenBLAS"],
                 path: "Sources/CortadoModel"),
-        // Step 3: quantization (and later pruning, distillation).
-        .target(name: "CortadoCompress", dependencies: ["CortadoCore", "CortadoModel"],
+        // Step 3: compression recipes — magnitude pruning, int8/fp16/bf16 storage, CSR — and
+        // the report that measures each variant with the inference runtime.
+        .target(name: "CortadoCompress", dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoInfer"],
                 path: "Sources/3-Compress"),
         // Step 4: the inference runtime (no MPI).
         .target(name: "CortadoInfer", dependencies: ["CortadoCore", "CortadoModel", "CortadoData"],
@@ -54,7 +55,7 @@ let package = Package(
                 path: "Sources/2-Train"),
 
         .executableTarget(name: "cortado",
-                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoTrain",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoTrain", "CortadoCompress",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado"),
         .executableTarget(name: "cortado-fuzz",

@@ -32,12 +32,16 @@ public final class HDF5File {
 
     /// Creates (truncates) a file for writing; `userblock` bytes at its start are left to the
     /// caller (HDF5 skips them; h5py and h5dump read such files as usual).
-    public static func create(_ path: String, userblock: Int = 0) throws -> HDF5File {
+    /// `checksummedMetadata` writes the newest format (superblock v3, v2 object headers), whose
+    /// metadata checksums libhdf5 verifies before parsing it.
+    public static func create(_ path: String, userblock: Int = 0, checksummedMetadata: Bool = false) throws -> HDF5File {
         _ = setup
         let fcpl = H5Pcreate(cortado_h5p_file_create())
         defer { H5Pclose(fcpl) }
         if userblock > 0 { H5Pset_userblock(fcpl, hsize_t(userblock)) }
-        let fid = H5Fcreate(path, cortado_h5f_acc_trunc(), fcpl, cortado_h5p_default())
+        let fapl = checksummedMetadata ? cortado_h5_fapl_latest() : cortado_h5p_default()
+        defer { if checksummedMetadata { H5Pclose(fapl) } }
+        let fid = H5Fcreate(path, cortado_h5f_acc_trunc(), fcpl, fapl)
         guard fid >= 0 else { throw CortadoError.io("\(path): cannot create HDF5 file (does the folder exist and is it writable?)") }
         return HDF5File(path: path, id: fid)
     }

@@ -55,7 +55,7 @@ public struct Checkpoint {
     public static func writeFile(_ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
                                  layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>) throws {
         try AtomicFile.publish(path) { tmp in
-            let h5 = try HDF5File.create(tmp, userblock: userblock)
+            let h5 = try HDF5File.create(tmp, userblock: userblock, checksummedMetadata: true)
             try h5.setAttribute("format", format)
             try h5.setAttribute("format_version", version)
             try h5.setAttribute("step", Int64(step))
@@ -105,8 +105,15 @@ public struct Checkpoint {
         return h.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The checksum in the user block, or an error naming the file.
+    /// The checksum in the user block, or an error naming the file. Also requires the HDF5
+    /// superblock right after it to be version 2 or later (checksummed metadata): the outer
+    /// checksum stops accidents, libhdf5's metadata checksums stop a file crafted to pass it.
     static func stampedDigest(_ head: Data, path: String) throws -> String {
+        let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
+        guard head.count >= userblock + 9, head.dropFirst(userblock).prefix(8).elementsEqual(signature),
+              head[head.startIndex + userblock + 8] >= 2 else {
+            throw CortadoError.model("\(path): not a cortado checkpoint (no HDF5 superblock v2+ after the checksum block)")
+        }
         let n = stampMagic.utf8.count + 64
         guard head.count >= userblock, head.prefix(stampMagic.utf8.count).elementsEqual(stampMagic.utf8),
               let hex = String(data: head.subdata(in: head.startIndex + stampMagic.utf8.count ..< head.startIndex + n), encoding: .ascii),
@@ -120,7 +127,7 @@ public struct Checkpoint {
     public static func read(_ path: String) throws -> Checkpoint {
         guard let f = FileHandle(forReadingAtPath: path) else { throw CortadoError.data("\(path): no such file or not readable") }
         defer { try? f.close() }
-        let want = try stampedDigest(try f.read(upToCount: userblock) ?? Data(), path: path)
+        let want = try stampedDigest(try f.read(upToCount: userblock + 9) ?? Data(), path: path)
         guard try fileDigest(f, path: path) == want else { throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)") }
         return try read(HDF5File.open(path), path: path)
     }
@@ -130,7 +137,7 @@ public struct Checkpoint {
     /// lies behind the checksum.
     public static func parse(_ bytes: Data, path: String, verifyChecksum: Bool = true) throws -> Checkpoint {
         if verifyChecksum {
-            let want = try stampedDigest(bytes.prefix(userblock), path: path)
+            let want = try stampedDigest(bytes.prefix(userblock + 9), path: path)
             var h = SHA256()
             h.update(bytes.dropFirst(userblock))
             guard h.finalize().map({ String(format: "%02x", $0) }).joined() == want else {

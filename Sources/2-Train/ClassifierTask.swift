@@ -98,9 +98,9 @@ final class ClassifierTask: TrainingTask {
     func emitModels(emit: [String], runDir: String, metadata: [String: String]) throws -> (models: [String: String], metrics: [String: Double]) {
         var models = [String: String](), metrics = [String: Double]()
         for e in emit {
-            guard let precision = ModelExport.Precision(rawValue: e) else { continue }
-            let path = (runDir as NSString).appendingPathComponent("model-\(e).cmodel")
-            try ModelExport.write(path: path, precision: precision, model: model, classes: classes,
+            let recipe = try Recipe(e)   // validated with the spec
+            let path = (runDir as NSString).appendingPathComponent(recipe.fileName)
+            try ModelExport.write(path: path, recipe: recipe, model: model, classes: classes,
                                   params: UnsafeBufferPointer(net.params.buffer), metadata: metadata)
             models[e] = path
             // Score the written file with the inference runtime: checks the file, and gives

@@ -1,5 +1,6 @@
 import CortadoCore
 import CortadoData
+import CortadoCompress
 import CortadoModel
 import Foundation
 
@@ -19,7 +20,8 @@ import Foundation
 ///     checkpoint: {every_steps: 500, keep: 3}
 ///     run_dir: runs/fashion-mlp
 ///     threads: 1              # BLAS threads per rank; default cores / ranks on the host
-///     emit: [fp32, int8]      # model files rank 0 writes at the end
+///     emit: [fp32, int8]      # model files rank 0 writes at the end, by compression recipe
+///                             # (fp16, bf16, prune0.9+int8, … see `Recipe`)
 ///     verify_checksums: true  # SHA-256 of each shard a rank reads, before step 0
 ///
 /// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
@@ -319,7 +321,7 @@ public struct JobSpec: Codable, Equatable {
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
         }
         for (i, e) in emit.enumerated() {
-            try check(["fp32", "int8"].contains(e), "emit.\(i)", "'\(e)' is not one of fp32, int8")
+            do { _ = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message) }
         }
     }
 

@@ -24,46 +24,92 @@ public func quantizePerRow(_ w: UnsafeBufferPointer<Float>, rows: Int, cols: Int
     return (q, scales)
 }
 
-/// Writes the model files cortado-infer loads, from a trained parameter arena.
+/// Writes the model files cortado-infer loads, from a trained parameter arena, by a `Recipe`.
 public enum ModelExport {
-    public enum Precision: String, CaseIterable { case fp32, int8 }
-
-    /// Writes `params` (laid out by `model.parameterLayout`) as a `.cmodel` file at `precision`.
-    /// int8 stores dense weights quantized per output channel with fp32 scales; biases stay fp32.
-    public static func write(path: String, precision: Precision, model: ModelSpec, classes: [String],
+    /// Writes `params` (laid out by `model.parameterLayout`) as a `.cmodel` file by `recipe`:
+    /// one-shot magnitude pruning of a copy when the recipe prunes, then each weight stored at
+    /// the recipe's precision — int8 per output channel with fp32 scales, fp16/bf16, or fp32 —
+    /// and as CSR when at least half of it is zero (values + int32 row pointers + uint16
+    /// column indices: 3 bytes per int8 non-zero). Biases stay fp32 (few, and sensitive).
+    public static func write(path: String, recipe: Recipe, model: ModelSpec, classes: [String],
                              params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
-        try write(path: path, precision: precision, model: model, layout: model.parameterLayout, classes: classes,
+        try write(path: path, recipe: recipe, model: model, layout: model.parameterLayout, classes: classes,
                   params: params, metadata: metadata, recommender: nil)
     }
 
     /// Writes a recommender: int8 quantizes every 2-D tensor per row — the tower's dense
     /// weights per output channel, and the embedding tables per id (each user's and item's
     /// vector gets its own scale), which is where a recommender's bytes are.
-    public static func write(path: String, precision: Precision, recommender: RecommenderSpec,
+    public static func write(path: String, recipe: Recipe, recommender: RecommenderSpec,
                              params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
-        try write(path: path, precision: precision, model: recommender.tower, layout: recommender.parameterLayout, classes: [],
+        try write(path: path, recipe: recipe, model: recommender.tower, layout: recommender.parameterLayout, classes: [],
                   params: params, metadata: metadata, recommender: recommender)
     }
 
-    static func write(path: String, precision: Precision, model: ModelSpec, layout: ParameterLayout, classes: [String],
+    static func write(path: String, recipe: Recipe, model: ModelSpec, layout: ParameterLayout, classes: [String],
                       params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?) throws {
         precondition(params.count == layout.count)
+        var weights = Array(params)
+        var meta = metadata
+        if let s = recipe.sparsity {
+            let pruner = Pruner(layout: layout, scope: recipe.scope)
+            weights.withUnsafeMutableBufferPointer { pruner.prune($0.baseAddress!, to: s) }
+        }
         var tensors = [ModelFile.TensorData]()
+        var nonZeros = 0
         for t in layout.tensors {
-            let slice = UnsafeBufferPointer(rebasing: params[t.offset..<(t.offset + t.count)])
-            if precision == .int8, t.shape.count == 2 {
-                let (q, scales) = quantizePerRow(slice, rows: t.shape[0], cols: t.shape[1])
-                let scaleName = t.name + "_scale"
-                let quant = ModelFile.Quantization(scheme: "symmetric_per_channel", axis: 0, scales: scaleName)
-                tensors.append(.init(name: t.name, dtype: .int8, shape: t.shape, quantization: quant, bytes: q.withUnsafeBytes { Data($0) }))
-                tensors.append(.init(name: scaleName, dtype: .float32, shape: [t.shape[0]], quantization: nil, bytes: scales.withUnsafeBytes { Data($0) }))
-            } else {
-                tensors.append(.init(name: t.name, dtype: .float32, shape: t.shape, quantization: nil, bytes: Data(buffer: slice)))
+            let slice = Array(weights[t.offset..<(t.offset + t.count)])
+            let nz = slice.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+            nonZeros += nz
+            tensors += encode(t, slice, recipe: recipe, sparse: t.shape.count == 2 && nz > 0 && nz * 2 <= t.count)
+        }
+        meta["parameters"] = String(layout.count)
+        meta["non_zeros"] = String(nonZeros)
+        meta["recipe"] = recipe.description
+        try ModelFile.write(path: path, precision: recipe.description, model: model, classes: classes,
+                            tensors: tensors, metadata: meta, recommender: recommender)
+    }
+
+    /// One tensor's stored form: dense or CSR, at the recipe's precision (int8 only for 2-D).
+    static func encode(_ t: TensorSpec, _ w: [Float], recipe: Recipe, sparse: Bool) -> [ModelFile.TensorData] {
+        let precision: Recipe.Precision = t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count != 2) ? .fp32 : recipe.precision
+        var out = [ModelFile.TensorData]()
+        var quant: ModelFile.Quantization?
+        var q = [Int8]()
+        if precision == .int8 {
+            let (qq, scales) = w.withUnsafeBufferPointer { quantizePerRow($0, rows: t.shape[0], cols: t.shape[1]) }
+            q = qq
+            quant = ModelFile.Quantization(scheme: "symmetric_per_channel", axis: 0, scales: t.name + "_scale")
+            out.append(.init(name: t.name + "_scale", dtype: .float32, shape: [t.shape[0]], bytes: scales.withUnsafeBytes { Data($0) }))
+        }
+        // The values in stored order (all, or the non-zeros row by row) at `precision`.
+        func values(_ idx: [Int]) -> (ModelFile.DType, Data) {
+            switch precision {
+            case .int8: return (.int8, idx.map { q[$0] }.withUnsafeBytes { Data($0) })
+            case .fp16: return (.float16, idx.map { Float16(w[$0]).bitPattern }.withUnsafeBytes { Data($0) })
+            case .bf16: return (.bfloat16, idx.map { bfloat16Bits(w[$0]) }.withUnsafeBytes { Data($0) })
+            case .fp32: return (.float32, idx.map { w[$0] }.withUnsafeBytes { Data($0) })
             }
         }
-        var meta = metadata
-        meta["parameters"] = String(layout.count)
-        try ModelFile.write(path: path, precision: precision.rawValue, model: model, classes: classes,
-                            tensors: tensors, metadata: meta, recommender: recommender)
+        if sparse {
+            let rows = t.shape[0], cols = t.shape[1]
+            var idx = [Int](), indptr = [Int32](repeating: 0, count: rows + 1)
+            for r in 0..<rows {
+                for c in 0..<cols where w[r * cols + c] != 0 { idx.append(r * cols + c) }
+                indptr[r + 1] = Int32(idx.count)
+            }
+            let (dtype, data) = values(idx)
+            out.append(.init(name: t.name + ".values", dtype: dtype, shape: [idx.count], quantization: quant, bytes: data))
+            out.append(.init(name: t.name + ".indptr", dtype: .int32, shape: [rows + 1], bytes: indptr.withUnsafeBytes { Data($0) }))
+            if cols <= Int(UInt16.max) + 1 {
+                out.append(.init(name: t.name + ".indices", dtype: .uint16, shape: [idx.count], bytes: idx.map { UInt16($0 % cols) }.withUnsafeBytes { Data($0) }))
+            } else {
+                out.append(.init(name: t.name + ".indices", dtype: .int32, shape: [idx.count], bytes: idx.map { Int32($0 % cols) }.withUnsafeBytes { Data($0) }))
+            }
+        } else {
+            let (dtype, data) = values(Array(0..<w.count))
+            out.append(.init(name: t.name, dtype: dtype, shape: t.shape, quantization: quant, bytes: data))
+        }
+        return out
     }
 }

@@ -30,32 +30,23 @@ public final class InferenceModel {
         do { try spec.validate(classes: spec.outputSize) } catch let e as CortadoError {
             throw CortadoError.model("\(path): bad architecture: \(e.message)")
         }
-        func need(_ name: String, _ shape: [Int], _ dtype: ModelFile.DType) throws -> ModelFile.Tensor {
-            guard let t = file.tensor(name) else { throw CortadoError.model("\(path): missing tensor '\(name)'") }
-            guard t.shape == shape, t.dtype == dtype else {
-                throw CortadoError.model("\(path): tensor '\(name)' is \(t.dtype.rawValue)\(t.shape), expected \(dtype.rawValue)\(shape)")
-            }
-            return t
-        }
+        // Each weight however it was stored (fp32/fp16/bf16/int8, dense or CSR); int8 dense
+        // weights keep the integer path, everything else is fp32 in the network's arena.
         let layout = spec.parameterLayout
         var params = [Float](repeating: 0, count: layout.count)
         var int8 = [Int: (weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)]()
-        for t in layout.tensors {
-            guard let stored = file.tensor(t.name) else { throw CortadoError.model("\(path): missing tensor '\(t.name)'") }
-            if stored.dtype == .int8 {
-                let q = try need(t.name, t.shape, .int8)
-                guard t.shape.count == 2, let scaleName = q.quantization?.scales else {
-                    throw CortadoError.model("\(path): int8 tensor '\(t.name)' is not a quantized dense weight")
-                }
+        do {
+            for t in layout.tensors {
                 let layer = Int(t.name.split(separator: ".")[1]) ?? -1
-                let bias = file.values(try need("layers.\(layer).bias", [t.shape[0]], .float32), as: Float.self)
-                int8[layer] = (file.values(q, as: Int8.self), file.values(try need(scaleName, [t.shape[0]], .float32), as: Float.self),
-                               bias, t.shape[1], t.shape[0])
-            } else {
-                let values = file.values(try need(t.name, t.shape, .float32), as: Float.self)
-                params.replaceSubrange(t.offset..<(t.offset + t.count), with: values)
+                if spec.layers.indices.contains(layer), case .dense = spec.layers[layer], t.name.hasSuffix(".weight"),
+                   let q = try file.int8Rows(t.name, shape: t.shape) {
+                    let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
+                    int8[layer] = (q.q, q.scales, bias, t.shape[1], t.shape[0])
+                } else {
+                    params.replaceSubrange(t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
+                }
             }
-        }
+        } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
         self.params = params
         int8Layers = int8
     }

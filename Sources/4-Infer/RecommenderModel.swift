@@ -26,22 +26,12 @@ public final class RecommenderModel {
         header = file.header
         self.spec = spec
         model = Recommender<Float>(spec: spec, maxBatch: maxBatch)
-        for t in spec.parameterLayout.tensors {
-            guard let stored = file.tensor(t.name), stored.shape == t.shape else {
-                throw CortadoError.model("\(path): missing tensor '\(t.name)' \(t.shape) or it has another shape")
+        let dst = model.params.base
+        do {
+            for t in spec.parameterLayout.tensors {
+                try file.floats(t.name, shape: t.shape).withUnsafeBufferPointer { (dst + t.offset).update(from: $0.baseAddress!, count: t.count) }
             }
-            let dst = model.params.base + t.offset
-            switch stored.dtype {
-            case .float32:
-                file.values(stored, as: Float.self).withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: t.count) }
-            case .int8:
-                guard t.shape.count == 2, let q = stored.quantization, let st = file.tensor(q.scales) else {
-                    throw CortadoError.model("\(path): int8 tensor '\(t.name)' has no per-row scales")
-                }
-                let v = file.values(stored, as: Int8.self), s = file.values(st, as: Float.self), cols = t.shape[1]
-                for i in 0..<t.count { dst[i] = Float(v[i]) * s[i / cols] }
-            }
-        }
+        } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
         var names: (users: [String]?, items: [String]?) = (nil, nil)
         if let text = file.header.metadata["preprocessing"],
            let pre = try? JSONDecoder().decode(Preprocessing.self, from: Data(text.utf8)) {

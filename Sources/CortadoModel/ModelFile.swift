@@ -1,7 +1,7 @@
 import CortadoCore
 import Foundation
 
-/// The `.cmodel` file that cortado-train emits and cortado-infer loads, version 1.
+/// The `.cmodel` file that cortado-train emits and cortado-infer loads, version 2.
 ///
 /// Layout (little-endian):
 ///
@@ -17,15 +17,23 @@ import Foundation
 /// `load` checks every size, offset and the checksum before anything touches the data.
 public struct ModelFile {
     public static let magic = Array("CRTDMODL".utf8)
-    /// 2 added the optional `recommender` header section; version-1 files still load.
+    /// 2 added the optional `recommender` header section, 16-bit floats and sparse (CSR)
+    /// weights stored as `NAME.values` / `NAME.indptr` / `NAME.indices`; version-1 files load.
     public static let version: UInt32 = 2
     public static let readableVersions: ClosedRange<UInt32> = 1...2
     static let alignment = 64
 
-    /// Element types of stored tensors.
+    /// Element types of stored tensors: values (float32, float16, bfloat16, int8) and the
+    /// index arrays of sparse (CSR) weights (int32 row pointers, uint16/int32 column indices).
     public enum DType: String, Codable {
-        case float32, int8
-        public var size: Int { self == .float32 ? 4 : 1 }
+        case float32, float16, bfloat16, int8, int32, uint16
+        public var size: Int {
+            switch self {
+            case .float32, .int32: 4
+            case .float16, .bfloat16, .uint16: 2
+            case .int8: 1
+            }
+        }
     }
 
     /// One entry of the tensor table. Quantized tensors name the tensor holding their scales.
@@ -36,7 +44,8 @@ public struct ModelFile {
         public var offset: Int    // bytes from the start of the data section
         public var nbytes: Int
         public var quantization: Quantization?
-        public var count: Int { shape.reduce(1, *) }
+        /// Elements, or -1 when the shape's product overflows (a corrupt table).
+        public var count: Int { checkedProduct(shape) ?? -1 }
     }
 
     /// Symmetric quantization: real = scale[channel] · q, one scale per index along `axis`.
@@ -148,15 +157,17 @@ public struct ModelFile {
         let dataStart = roundUp(16 + headerLength)
         let dataLength = bytes.count - 32 - dataStart
         for t in header.tensors {
-            guard t.shape.allSatisfy({ $0 > 0 }), t.nbytes == t.count * t.dtype.size else {
+            guard t.shape.allSatisfy({ $0 > 0 }), t.count >= 0, t.nbytes == checkedProduct([t.count, t.dtype.size]) else {
                 throw CortadoError.model("\(path): tensor '\(t.name)' has shape \(t.shape) but \(t.nbytes) bytes of \(t.dtype.rawValue)")
             }
             guard t.offset >= 0, t.offset % alignment == 0, t.offset + t.nbytes <= dataLength else {
                 throw CortadoError.model("\(path): tensor '\(t.name)' at offset \(t.offset) (+\(t.nbytes)) lies outside the \(dataLength)-byte data section")
             }
             if let q = t.quantization {
+                // A CSR weight's values carry one scale per row of the dense weight.
+                let csrRows = t.name.hasSuffix(".values") ? header.tensors.first { $0.name == t.name.dropLast(7) + ".indptr" }.map { $0.count - 1 } : nil
                 guard let s = header.tensors.first(where: { $0.name == q.scales }), s.dtype == .float32,
-                      q.axis >= 0, q.axis < t.shape.count, s.count == t.shape[q.axis] else {
+                      q.axis >= 0, q.axis < t.shape.count, s.count == csrRows ?? t.shape[q.axis] else {
                     throw CortadoError.model("\(path): tensor '\(t.name)' names scales '\(q.scales)' that are missing or of the wrong size")
                 }
             }
@@ -165,6 +176,9 @@ public struct ModelFile {
     }
 
     public func tensor(_ name: String) -> Tensor? { header.tensors.first { $0.name == name } }
+
+    /// Byte offset of the tensor data section in the file (tests that damage a tensor).
+    public static func dataOffset(_ f: ModelFile) -> Int { f.dataStart }
 
     /// Copies a tensor's values out (the file stays mapped; layers copy into aligned buffers).
     public func values<E>(_ t: Tensor, as: E.Type) -> [E] {

@@ -137,6 +137,15 @@ final class FuzzRegressionTests: XCTestCase {
         }
     }
 
+    /// The fuzzer forged the user-block checksum (it learns the compared digest) and reached a
+    /// libhdf5 1.10.8 out-of-bounds read in H5Aexists through an old-format object header: the
+    /// reader now requires the checksummed superblock (v2+) before libhdf5 sees the file.
+    func testForgedChecksumWithUncheckedHDF5MetadataIsRefused() throws {
+        XCTAssertThrowsError(try Checkpoint.parse(try Support.fixture("fuzz-checkpoint-forged-checksum.h5"), path: "forged.h5")) {
+            XCTAssertTrue("\($0)".contains("forged.h5: not a cortado checkpoint (no HDF5 superblock v2+"), "\($0)")
+        }
+    }
+
     /// An IDX header whose dimensions multiply past Int.max is an error, not a trap.
     func testIDXDimensionOverflowIsAnError() throws {
         let path = Support.scratch("idx-overflow") + "/images.idx3-ubyte"

@@ -17,16 +17,16 @@ final class ModelFileTests: XCTestCase {
         return net.params.array
     }
 
-    func write(_ path: String, _ precision: ModelExport.Precision, _ p: [Float]) throws {
+    func write(_ path: String, _ recipe: String, _ p: [Float]) throws {
         try p.withUnsafeBufferPointer {
-            try ModelExport.write(path: path, precision: precision, model: spec, classes: ["a", "b", "c", "d"], params: $0, metadata: ["k": "v"])
+            try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d"], params: $0, metadata: ["k": "v"])
         }
     }
 
     func testRoundTripFP32IsExact() throws {
         let dir = Support.scratch("modelfile")
         let p = params()
-        try write(dir + "/m.cmodel", .fp32, p)
+        try write(dir + "/m.cmodel", "fp32", p)
         let f = try ModelFile.load(dir + "/m.cmodel")
         XCTAssertEqual(f.header.model, spec)
         XCTAssertEqual(f.header.precision, "fp32")
@@ -60,8 +60,8 @@ final class ModelFileTests: XCTestCase {
 
         let dir = Support.scratch("int8")
         let p = params()
-        try write(dir + "/f.cmodel", .fp32, p)
-        try write(dir + "/q.cmodel", .int8, p)
+        try write(dir + "/f.cmodel", "fp32", p)
+        try write(dir + "/q.cmodel", "int8", p)
         let f = try InferenceModel(path: dir + "/f.cmodel"), qm = try InferenceModel(path: dir + "/q.cmodel")
         XCTAssertEqual(qm.header.precision, "int8")
         let x = (0..<(64 * 50)).map { Float(($0 * 37) % 101) / 101 }
@@ -77,7 +77,7 @@ final class ModelFileTests: XCTestCase {
 
     func testCorruptedFilesAreRejectedWithAClearError() throws {
         let dir = Support.scratch("corrupt")
-        try write(dir + "/m.cmodel", .int8, params())
+        try write(dir + "/m.cmodel", "int8", params())
         let good = try Data(contentsOf: URL(fileURLWithPath: dir + "/m.cmodel"))
         func expectError(_ data: Data, _ fragment: String, line: UInt = #line) throws {
             try data.write(to: URL(fileURLWithPath: dir + "/bad.cmodel"))

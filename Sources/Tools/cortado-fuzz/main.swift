@@ -29,6 +29,14 @@ enum Harness {
                     switch t.dtype {
                     case .float32: _ = m.values(t, as: Float.self)
                     case .int8: _ = m.values(t, as: Int8.self)
+                    case .int32: _ = m.values(t, as: Int32.self)
+                    case .float16, .bfloat16, .uint16: _ = m.values(t, as: UInt16.self)
+                    }
+                    // The readers behind the table: dequantize, densify CSR (checked indices).
+                    if t.name.hasSuffix(".values"), let ip = m.tensor(String(t.name.dropLast(7)) + ".indptr"), ip.shape.count == 1, ip.shape[0] > 1 {
+                        _ = try? m.floats(String(t.name.dropLast(7)), shape: [ip.shape[0] - 1, 64])
+                    } else if t.shape.count == 2 {
+                        _ = try? m.floats(t.name, shape: t.shape)
                     }
                 }
             }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CortadoCompress
 import CortadoCore
 import CortadoData
 import CortadoModel
@@ -12,7 +13,7 @@ struct Cortado: ParsableCommand {
         commandName: "cortado",
         abstract: "Cortado's single-process tools: prepare data for cortado-train.",
         version: cortadoVersion,
-        subcommands: [Prepare.self, Inspect.self, Validate.self, Bench.self])
+        subcommands: [Prepare.self, Inspect.self, Validate.self, Compress.self, Bench.self])
 }
 
 struct Prepare: ParsableCommand {
@@ -148,6 +149,38 @@ struct SyntheticRatingsCommand: ParsableCommand {
         g.users = users; g.items = items; g.ratings = ratings; g.rank = rank; g.affinity = affinity; g.seed = seed
         let n = try g.write(to: out)
         print("wrote \(out): \(n) ratings, \(users) users, \(items) items")
+    }
+}
+
+struct Compress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compress a trained fp32 model by recipes and compare the variants.",
+        discussion: """
+        Recipes: fp32, fp16, bf16, int8, and prune<sparsity>[/layer]+<precision>, e.g. prune0.9+int8
+        (global magnitude pruning of dense/conv weights, stored as CSR when at least half zero).
+        Prints: variant, file size, parameters, non-zeros, test accuracy, batch-1 latency (p50),
+        batch-1024 throughput, measured by the inference runtime on the manifest's test split.
+        """)
+
+    @Argument(help: "An fp32 model file (cortado-train's model-fp32.cmodel).")
+    var model: String
+    @Option(name: .customLong("recipe"), help: "A recipe (repeat for several; default: fp32, fp16, int8, prune0.5+int8, prune0.9+int8).")
+    var recipes: [String] = []
+    @Option(help: "The data set's manifest.json (its test split is scored).")
+    var data: String
+    @Option(help: "Folder for the compressed files.")
+    var out: String
+    @Option(help: "BLAS threads.")
+    var threads = 1
+    @Option(help: "Also write the table as JSON here.")
+    var json: String?
+
+    func run() throws {
+        setBLASThreads(threads)
+        let list = try (recipes.isEmpty ? ["fp32", "fp16", "int8", "prune0.5+int8", "prune0.9+int8"] : recipes).map(Recipe.init)
+        let rows = try CompressionReport.run(source: model, recipes: list, data: data, outDir: out, log: { print($0) })
+        print(CompressionReport.table(rows), terminator: "")
+        if let json { try AtomicFile.write(try stableJSON(rows, pretty: true), to: json) }
     }
 }
 

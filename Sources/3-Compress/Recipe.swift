@@ -1,0 +1,54 @@
+import CortadoCore
+import Foundation
+
+/// A compression recipe: optional magnitude pruning, then a storage precision — written as
+/// `fp32`, `fp16`, `bf16`, `int8`, or `prune0.9+int8` / `prune0.9/layer+fp16` (sparsity 0.9,
+/// global by default or per layer). The same strings work in `cortado compress --recipe` and
+/// in a job spec's `emit:` list, and name the files (`model-prune0.9+int8.cmodel`).
+public struct Recipe: Equatable, CustomStringConvertible {
+    public enum Precision: String, CaseIterable { case fp32, fp16, bf16, int8 }
+    public enum Scope: String { case global, layer }
+
+    public var precision: Precision
+    /// Fraction of the prunable weights (dense and conv weights, not biases or embeddings)
+    /// set to zero, or nil for no pruning.
+    public var sparsity: Double?
+    public var scope: Scope = .global
+
+    public init(precision: Precision, sparsity: Double? = nil, scope: Scope = .global) {
+        self.precision = precision
+        self.sparsity = sparsity
+        self.scope = scope
+    }
+
+    public init(_ text: String) throws {
+        var precision: Precision?, sparsity: Double?, scope = Scope.global
+        guard !text.isEmpty else { throw CortadoError.usage("recipe: empty (fp32, fp16, bf16, int8, prune<sparsity>[/layer]+<precision>)") }
+        for part in text.split(separator: "+").map(String.init) {
+            if let p = Precision(rawValue: part), precision == nil {
+                precision = p
+            } else if part.hasPrefix("prune"), sparsity == nil {
+                let body = part.dropFirst(5).split(separator: "/", maxSplits: 1).map(String.init)
+                guard let s = body.first.flatMap(Double.init), s > 0, s < 1 else {
+                    throw CortadoError.usage("recipe '\(text)': '\(part)' needs a sparsity in (0, 1), e.g. prune0.9")
+                }
+                sparsity = s
+                if body.count == 2 {
+                    guard let sc = Scope(rawValue: body[1]) else { throw CortadoError.usage("recipe '\(text)': scope '\(body[1])' is not global or layer") }
+                    scope = sc
+                }
+            } else {
+                throw CortadoError.usage("recipe '\(text)': '\(part)' is not one of fp32, fp16, bf16, int8, prune<sparsity>[/layer]")
+            }
+        }
+        self.init(precision: precision ?? .fp32, sparsity: sparsity, scope: scope)
+    }
+
+    public var description: String {
+        guard let s = sparsity else { return precision.rawValue }
+        return "prune\(s)" + (scope == .layer ? "/layer" : "") + "+" + precision.rawValue
+    }
+
+    /// The file-name form (no `/`).
+    public var fileName: String { "model-" + description.replacingOccurrences(of: "/", with: "-") + ".cmodel" }
+}
