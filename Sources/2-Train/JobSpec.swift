@@ -87,6 +87,21 @@ public struct JobSpec: Codable, Equatable {
         public var exchange = "auto"
     }
 
+    /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
+    /// `sparsity` at `endStep` (Zhu & Gupta's cubic schedule; 0 = two thirds of the run), the
+    /// mask recomputed every `everySteps` and applied after every optimizer step.
+    public struct Pruning: Codable, Equatable {
+        public var sparsity = 0.9
+        public var scope = "global"   // global | layer
+        public var startStep = 0
+        public var endStep = 0
+        public var everySteps = 50
+        enum CodingKeys: String, CodingKey {
+            case sparsity, scope, startStep = "start_step", endStep = "end_step", everySteps = "every_steps"
+        }
+    }
+    public var pruning: Pruning?
+
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
         public var patience = 3
@@ -114,7 +129,7 @@ public struct JobSpec: Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer
+        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer, pruning
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
@@ -183,6 +198,16 @@ public struct JobSpec: Codable, Equatable {
             optimizer.gamma = try o.double("gamma") ?? optimizer.gamma
             optimizer.clipNorm = try o.double("clip_norm") ?? optimizer.clipNorm
             try o.finish()
+        }
+        if let c = try r.child("pruning") {
+            var p = Pruning()
+            p.sparsity = try c.double("sparsity") ?? p.sparsity
+            p.scope = try c.string("scope") ?? p.scope
+            p.startStep = try c.int("start_step") ?? p.startStep
+            p.endStep = try c.int("end_step") ?? p.endStep
+            p.everySteps = try c.int("every_steps") ?? p.everySteps
+            try c.finish()
+            pruning = p
         }
         if let e = try r.child("early_stopping") {
             var es = EarlyStopping()
@@ -314,6 +339,12 @@ public struct JobSpec: Codable, Equatable {
             if let bad = list.first(where: { $0 < 0 || $0 >= layers.count }) {
                 try check(false, key, "layer \(bad) does not exist (the model has \(layers.count) layers)")
             }
+        }
+        if let p = pruning {
+            try check(p.sparsity > 0 && p.sparsity < 1, "pruning.sparsity", "must be in (0, 1), got \(p.sparsity)")
+            try check(["global", "layer"].contains(p.scope), "pruning.scope", "'\(p.scope)' is not one of global, layer")
+            try check(p.startStep >= 0 && p.endStep >= 0 && (p.endStep == 0 || p.endStep > p.startStep), "pruning.start_step/end_step", "need 0 ≤ start < end (end 0: two thirds of the run)")
+            try check(p.everySteps >= 1, "pruning.every_steps", "must be at least 1")
         }
         if let es = earlyStopping {
             let metrics = recommender == nil ? ["val_accuracy", "val_loss"] : ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]

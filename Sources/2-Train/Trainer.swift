@@ -214,6 +214,17 @@ public final class Trainer {
         }
 
         let totalSteps = spec.epochs * stepsPerEpoch
+        // Gradual pruning: the mask and its scratch are allocated here, once. Every rank holds
+        // the same parameters after each update, so every rank derives the same mask. On
+        // resume the mask is rebuilt from the parameters (the pruned ones are exactly zero).
+        let pruning = spec.pruning.map { p in
+            (pruner: Pruner(layout: task.layout, scope: Recipe.Scope(rawValue: p.scope) ?? .global), start: p.startStep,
+             end: p.endStep > 0 ? p.endStep : max(p.startStep + 1, totalSteps * 2 / 3), every: p.everySteps, final: p.sparsity)
+        }
+        if let pr = pruning, step > pr.start {
+            let last = min(pr.start + (step - pr.start) / pr.every * pr.every, pr.end)
+            pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: last, start: pr.start, end: pr.end, final: pr.final))
+        }
         let arenaMiB = Double(n * 4 * 3) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
@@ -284,6 +295,13 @@ public final class Trainer {
                     for i in 0..<n { g[i] *= invSize }
                     if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
                     opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
+                    if let pr = pruning {
+                        if step >= pr.start && step <= pr.end && (step - pr.start) % pr.every == 0 {
+                            pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: step, start: pr.start, end: pr.end, final: pr.final))
+                        } else {
+                            pr.pruner.apply(task.params.base)
+                        }
+                    }
                     epochLoss += loss
                     epochSteps += 1
                 } else if spec.nonFinite == "skip" {
@@ -346,6 +364,10 @@ public final class Trainer {
                 appendLine(metricsPath, line)
             }
             if stoppedEarly { break }
+        }
+        if let pr = pruning {
+            let zeros = pr.pruner.zeros(task.params.base)
+            log(String(format: "pruning: %d of %d prunable weights are zero (%.1f%%)", zeros, pr.pruner.prunableCount, 100 * Double(zeros) / Double(max(pr.pruner.prunableCount, 1))))
         }
         if spec.earlyStopping != nil && bestScore > -Double.infinity {
             _ = task.params.buffer.update(fromContentsOf: best.buffer)

@@ -67,7 +67,10 @@ final class JobSpecTests: XCTestCase {
         expectError(base, ["optimizer.momentum=1.5"], contains: "optimizer.momentum")
         expectError(base, ["model.layers.1.type=conv"], contains: "model.layers.1.type: unknown layer 'conv'")
         expectError(base, ["model.layers.5.units=3"], contains: "--set model.layers.5.units")
-        expectError(base, ["emit=[fp16]"], contains: "emit.0")
+        expectError(base, ["emit=[int4]"], contains: "emit.0: recipe 'int4'")
+        expectError(base, ["pruning={sparsity: 1.2}"], contains: "pruning.sparsity: must be in (0, 1)")
+        expectError(base, ["pruning={sparsity: 0.5, scope: block}"], contains: "pruning.scope")
+        expectError(base, ["pruning={sparsity: 0.5, start_step: 100, end_step: 50}"], contains: "pruning.start_step/end_step")
         expectError("model: {layers: []}", contains: "data: required")
     }
 
