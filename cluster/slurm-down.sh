@@ -30,6 +30,9 @@ if [ -d "$VC" ]; then
   $SUDO ip link del veth-head 2>/dev/null
   $SUDO rm -rf "$VC" /etc/netns/cortado-head
 fi
-[ -f /tmp/cortado-munge/started-munged ] && $SUDO pkill -x munged
+if [ -f /tmp/cortado-munge/started-munged ]; then
+  $SUDO pkill -x munged
+  for _ in $(seq 50); do pgrep -x munged >/dev/null || break; sleep 0.1; done
+fi
 $SUDO rm -rf /tmp/cortado-munge
 echo "slurm-down: stopped" >&2

@@ -47,19 +47,7 @@ cat > /tmp/slurm.conf.$$ <<CONF
 # Written by cortado cluster/slurm-up.sh: one node, no cgroups, no accounting.
 ClusterName=cortado
 SlurmctldHost=${HOST}(127.0.0.1)
-SlurmUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=cred_expire=10
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
-KillWait=5
+$(grep -v "^#" "$ROOT/cluster/slurm-common.conf")
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid

@@ -40,19 +40,7 @@ CPUS=$(nproc); MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / N )
 # Written by cortado cluster/slurm-vcluster-up.sh: $N nodes in network namespaces.
 ClusterName=cortado-vc
 SlurmctldHost=head(10.77.0.10)
-SlurmUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=cred_expire=10
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
-KillWait=5
+$(grep -v "^#" "$ROOT/cluster/slurm-common.conf")
 # A node that stops answering is DOWN after ~SlurmdTimeout, and its jobs are requeued.
 SlurmdTimeout=10
 MessageTimeout=5
