@@ -5,13 +5,14 @@ set -uo pipefail
 DIR=${CORTADO_SLURM_DIR:-/tmp/cortado-slurm}
 VC=/tmp/cortado-slurm-vc
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-# stop PIDFILE…: TERM each daemon, then wait (≤ 5 s) until all are gone.
+# stop PIDFILE…: TERM each daemon, wait (≤ 5 s) until all are gone, then KILL what is left.
 stop() {
   local pids=()
   for f in "$@"; do [ -f "$f" ] && pids+=("$(cat "$f")"); done
   [ ${#pids[@]} -eq 0 ] && return
   $SUDO kill "${pids[@]}" 2>/dev/null
   for _ in $(seq 50); do $SUDO kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
+  $SUDO kill -9 "${pids[@]}" 2>/dev/null   # one stuck (e.g. retrying a dead munge) goes anyway
 }
 # The one-node Slurm.
 if [ -d "$DIR" ]; then
