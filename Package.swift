@@ -45,8 +45,10 @@ let package = Package(
         // the report that measures each variant with the inference runtime.
         .target(name: "CortadoCompress", dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoInfer"],
                 path: "Sources/3-Compress"),
+        // The int8 GEMM kernels (portable, AVX2, AVX-512 VNNI; picked at run time).
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Step 4: the inference runtime (no MPI).
-        .target(name: "CortadoInfer", dependencies: ["CortadoCore", "CortadoModel", "CortadoData"],
+        .target(name: "CortadoInfer", dependencies: ["CortadoCore", "CortadoModel", "CortadoData", "CKernels"],
                 path: "Sources/4-Infer"),
         // Step 2: job spec, MPI communicator, trainer, checkpoints.
         .target(name: "CortadoTrain",
@@ -73,7 +75,7 @@ let package = Package(
 
         .testTarget(name: "CortadoTests",
                     dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                                   "CortadoInfer", "CortadoTrain", "CortadoMPI"],
+                                   "CortadoInfer", "CortadoTrain", "CortadoMPI", "CKernels"],
                     path: "Tests/CortadoTests",
                     resources: [.copy("Fixtures")]),
     ]

@@ -1,3 +1,4 @@
+import CKernels
 import CortadoCore
 import CortadoModel
 import Foundation
@@ -18,7 +19,12 @@ public final class InferenceModel {
     /// Int8 dense layers by layer index: weight (out, in), per-channel scales, fp32 bias.
     private let int8Layers: [Int: (weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)]
     private var net: Network<Float>?
-    private var rowQ = [Int8]()   // one quantized input row
+    /// int8 scratch, sized with the network: quantized activations (batch × in), their row
+    /// scales, and the int32 products (batch × out).
+    private var qa = [Int8](), rowScales = [Float](), acc = [Int32]()
+    /// The int8 GEMM path: the best this CPU runs unless set (tests compare the paths).
+    public var int8Path = Int(cortado_int8_best_path())
+    public static var int8PathName: String { ["portable", "AVX2", "AVX-512 VNNI"][Int(cortado_int8_best_path())] }
 
     /// Loads and validates the file, then checks that every tensor the architecture needs is
     /// there with the right dtype and shape.
@@ -63,25 +69,31 @@ public final class InferenceModel {
                     self.int8Dense(out: out, input: x, weight: q.weight, scales: q.scales, bias: q.bias, batch: rows, inDim: q.inDim, outDim: q.outDim)
                 }
             }
-            rowQ = [Int8](repeating: 0, count: max(spec.inputSize, spec.widths.max() ?? 0))
+            let width = max(spec.inputSize, spec.widths.max() ?? 0), b = max(batch, 1)
+            qa = [Int8](repeating: 0, count: b * width)
+            rowScales = [Float](repeating: 0, count: b)
+            acc = [Int32](repeating: 0, count: b * width)
             net = n
         }
         let logits = net!.forward(input, batch: batch)
         softmax(logits, batch: batch, classes: classes, out: probabilities)
     }
 
-    /// out (batch, outDim) = dequant(quant(input) · weightᵀ) + bias, int32 accumulation.
+    /// out (batch, outDim) = dequant(quant(input) · weightᵀ) + bias: every row quantized with
+    /// its own scale, one int8 GEMM (int32 accumulation, the C kernel), then each product
+    /// rescaled by row scale × channel scale and the fp32 bias added.
     private func int8Dense(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: [Int8], scales: [Float],
                            bias: [Float], batch: Int, inDim: Int, outDim: Int) {
-        weight.withUnsafeBufferPointer { w in
-            rowQ.withUnsafeMutableBufferPointer { q in
-                for r in 0..<batch {
-                    let x = input + r * inDim
-                    let sx = quantizeRow(x, count: inDim, into: q.baseAddress!)
-                    let y = out + r * outDim
-                    for o in 0..<outDim {
-                        let acc = dotInt8(q.baseAddress!, w.baseAddress! + o * inDim, count: inDim)
-                        y[o] = Float(acc) * (sx * scales[o]) + bias[o]
+        qa.withUnsafeMutableBufferPointer { q in
+            rowScales.withUnsafeMutableBufferPointer { rs in
+                acc.withUnsafeMutableBufferPointer { c in
+                    for r in 0..<batch { rs[r] = quantizeRow(input + r * inDim, count: inDim, into: q.baseAddress! + r * inDim) }
+                    weight.withUnsafeBufferPointer { w in
+                        cortado_int8_gemm(q.baseAddress!, w.baseAddress!, c.baseAddress!, Int32(batch), Int32(outDim), Int32(inDim), Int32(int8Path))
+                    }
+                    for r in 0..<batch {
+                        let y = out + r * outDim, cr = c.baseAddress! + r * outDim
+                        for o in 0..<outDim { y[o] = Float(cr[o]) * (rs[r] * scales[o]) + bias[o] }
                     }
                 }
             }
@@ -98,14 +110,6 @@ func quantizeRow(_ x: UnsafePointer<Float>, count: Int, into q: UnsafeMutablePoi
     let inv = 1 / scale
     for i in 0..<count { q[i] = Int8((x[i] * inv).rounded()) }
     return scale
-}
-
-/// Σ a[i]·b[i] over int8 with int32 accumulation (the loop vectorizes).
-@inline(__always)
-func dotInt8(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, count: Int) -> Int32 {
-    var acc: Int32 = 0
-    for i in 0..<count { acc &+= Int32(a[i]) &* Int32(b[i]) }
-    return acc
 }
 
 /// Row-wise softmax of logits (batch, classes) into out.

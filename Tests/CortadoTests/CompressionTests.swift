@@ -1,3 +1,4 @@
+import CKernels
 import CortadoCompress
 import CortadoCore
 import CortadoInfer
@@ -21,6 +22,27 @@ final class CompressionTests: XCTestCase {
     func write(_ path: String, _ recipe: String, _ p: [Float]) throws {
         try p.withUnsafeBufferPointer {
             try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d", "e"], params: $0, metadata: [:])
+        }
+    }
+
+    /// The int8 GEMM's paths (portable C, AVX2, AVX-512 VNNI where the CPU has it) give the
+    /// same int32 results as a Swift reference, on shapes with tails in every dimension and
+    /// values at ±127.
+    func testInt8KernelPathsAgreeWithAReference() throws {
+        var rng = SeededRNG(seed: 3, stream: 1)
+        let best = Int(cortado_int8_best_path())
+        print("int8 kernel: best path on this CPU \(InferenceModel.int8PathName)")
+        for (m, n, k) in [(1, 1, 1), (7, 13, 100), (3, 256, 784), (5, 6, 64), (2, 9, 33)] {
+            let a = (0..<(m * k)).map { _ in Int8(Int(rng.below(255)) - 127) }
+            var w = (0..<(n * k)).map { _ in Int8(Int(rng.below(255)) - 127) }
+            w[0] = 127; if w.count > 1 { w[1] = -127 }
+            var want = [Int32](repeating: 0, count: m * n)
+            for i in 0..<m { for j in 0..<n { want[i * n + j] = (0..<k).reduce(Int32(0)) { $0 + Int32(a[i * k + $1]) * Int32(w[j * k + $1]) } } }
+            for path in 0...best {
+                var c = [Int32](repeating: -1, count: m * n)
+                cortado_int8_gemm(a, w, &c, Int32(m), Int32(n), Int32(k), Int32(path))
+                XCTAssertEqual(c, want, "path \(path), \(m)×\(n)×\(k)")
+            }
         }
     }
 

@@ -1,0 +1,119 @@
+// int8 × int8 → int32 GEMM with the weight matrix row-major (n, k), as the model file stores
+// it. x86 has no signed×signed 8-bit multiply-add, only unsigned×signed (vpmaddubsw,
+// vpdpbusd), so each path multiplies |a| by w carrying a's sign (vpsignb): |a|·(sign(a)·w) =
+// a·w exactly, and with |values| ≤ 127 a pair sum stays below the 16-bit saturation of
+// vpmaddubsw. Each activation row is tested against 4 weight rows at once, so its loads are
+// shared. Functions carry target attributes, so the file builds without -mavx flags and the
+// path is picked at run time.
+#include "cortado_kernels.h"
+#include <immintrin.h>
+
+static void gemm_portable(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            int32_t acc = 0;
+            for (int p = 0; p < k; p++) acc += (int32_t)a[i * k + p] * (int32_t)w[j * k + p];
+            c[i * n + j] = acc;
+        }
+}
+
+static inline int32_t dot_tail(const int8_t *a, const int8_t *w, int from, int k) {
+    int32_t acc = 0;
+    for (int p = from; p < k; p++) acc += (int32_t)a[p] * (int32_t)w[p];
+    return acc;
+}
+
+__attribute__((target("avx2")))
+static inline int32_t hsum256(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/// 32 products of a·w summed pairwise into 8 int32 lanes.
+__attribute__((target("avx2")))
+static inline __m256i madd32(__m256i ua, __m256i sa, __m256i vw, __m256i ones) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ua, _mm256_sign_epi8(vw, sa)), ones);
+}
+
+__attribute__((target("avx2")))
+static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int kv = k / 32 * 32;
+    for (int i = 0; i < m; i++) {
+        const int8_t *ar = a + (long)i * k;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const int8_t *w0 = w + (long)j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+            for (int p = 0; p < kv; p += 32) {
+                __m256i va = _mm256_loadu_si256((const __m256i *)(ar + p));
+                __m256i ua = _mm256_abs_epi8(va);
+                s0 = _mm256_add_epi32(s0, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w0 + p)), ones));
+                s1 = _mm256_add_epi32(s1, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w1 + p)), ones));
+                s2 = _mm256_add_epi32(s2, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w2 + p)), ones));
+                s3 = _mm256_add_epi32(s3, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w3 + p)), ones));
+            }
+            c[(long)i * n + j] = hsum256(s0) + dot_tail(ar, w0, kv, k);
+            c[(long)i * n + j + 1] = hsum256(s1) + dot_tail(ar, w1, kv, k);
+            c[(long)i * n + j + 2] = hsum256(s2) + dot_tail(ar, w2, kv, k);
+            c[(long)i * n + j + 3] = hsum256(s3) + dot_tail(ar, w3, kv, k);
+        }
+        for (; j < n; j++) {
+            const int8_t *wr = w + (long)j * k;
+            __m256i s = _mm256_setzero_si256();
+            for (int p = 0; p < kv; p += 32) {
+                __m256i va = _mm256_loadu_si256((const __m256i *)(ar + p));
+                s = _mm256_add_epi32(s, madd32(_mm256_abs_epi8(va), va, _mm256_loadu_si256((const __m256i *)(wr + p)), ones));
+            }
+            c[(long)i * n + j] = hsum256(s) + dot_tail(ar, wr, kv, k);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void gemm_vnni(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) {
+    const int kv = k / 64 * 64;
+    for (int i = 0; i < m; i++) {
+        const int8_t *ar = a + (long)i * k;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const int8_t *w0 = w + (long)j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+            for (int p = 0; p < kv; p += 64) {
+                __m512i va = _mm512_loadu_si512(ar + p);
+                __m512i ua = _mm512_abs_epi8(va);
+                __mmask64 neg = _mm512_movepi8_mask(va);   // sign bits of a
+                #define SIGNED_W(ptr) _mm512_mask_sub_epi8(_mm512_loadu_si512(ptr), neg, _mm512_setzero_si512(), _mm512_loadu_si512(ptr))
+                s0 = _mm512_dpbusd_epi32(s0, ua, SIGNED_W(w0 + p));
+                s1 = _mm512_dpbusd_epi32(s1, ua, SIGNED_W(w1 + p));
+                s2 = _mm512_dpbusd_epi32(s2, ua, SIGNED_W(w2 + p));
+                s3 = _mm512_dpbusd_epi32(s3, ua, SIGNED_W(w3 + p));
+                #undef SIGNED_W
+            }
+            c[(long)i * n + j] = _mm512_reduce_add_epi32(s0) + dot_tail(ar, w0, kv, k);
+            c[(long)i * n + j + 1] = _mm512_reduce_add_epi32(s1) + dot_tail(ar, w1, kv, k);
+            c[(long)i * n + j + 2] = _mm512_reduce_add_epi32(s2) + dot_tail(ar, w2, kv, k);
+            c[(long)i * n + j + 3] = _mm512_reduce_add_epi32(s3) + dot_tail(ar, w3, kv, k);
+        }
+        for (; j < n; j++) c[(long)i * n + j] = dot_tail(ar, w + (long)j * k, 0, k);
+    }
+}
+
+int cortado_int8_best_path(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return CORTADO_INT8_AVX512VNNI;
+    if (__builtin_cpu_supports("avx2")) return CORTADO_INT8_AVX2;
+    return CORTADO_INT8_PORTABLE;
+}
+
+void cortado_int8_gemm(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path) {
+    int best = cortado_int8_best_path();
+    if (path > best) path = best;
+    switch (path) {
+    case CORTADO_INT8_AVX512VNNI: gemm_vnni(a, w, c, m, n, k); break;
+    case CORTADO_INT8_AVX2: gemm_avx2(a, w, c, m, n, k); break;
+    default: gemm_portable(a, w, c, m, n, k);
+    }
+}
