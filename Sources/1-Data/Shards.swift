@@ -154,3 +154,26 @@ public func rowRange(total: Int, rank: Int, size: Int) -> Range<Int> {
     let lo = rank * base + min(rank, extra)
     return lo..<(lo + base + (rank < extra ? 1 : 0))
 }
+
+/// The (user, item) id pairs of every row of a split, read from `/categorical` alone (no
+/// features), each checked against the tables' sizes — the recommender's interaction history
+/// for training-time ranking and for cortado-infer's "not seen yet" filter. `column`s index
+/// the split's id columns.
+public func idPairs(_ reader: SplitReader, userColumn: Int, itemColumn: Int, users: Int, items: Int) throws -> [(user: Int32, item: Int32)] {
+    var pairs = [(user: Int32, item: Int32)]()
+    let k = reader.idColumns
+    for f in reader.files {
+        let ids = try HDF5File.open(f.path).readInt64s("categorical")
+        guard k > max(userColumn, itemColumn), ids.count == f.rows * k else {
+            throw CortadoError.data("\(f.path): 'categorical' holds \(ids.count) ids, expected \(f.rows) rows × \(k) columns")
+        }
+        for row in 0..<f.rows {
+            let u = ids[row * k + userColumn], i = ids[row * k + itemColumn]
+            guard u >= 0, u < users, i >= 0, i < items else {
+                throw CortadoError.data("\(f.path): row \(row) has ids (\(u), \(i)) outside the model's \(users)×\(items) tables (another data folder?)")
+            }
+            pairs.append((Int32(u), Int32(i)))
+        }
+    }
+    return pairs
+}

@@ -60,13 +60,9 @@ final class RecommenderTask: TrainingTask {
         var pairs = [(user: Int32, item: Int32)]()
         var counts = [Float](repeating: 0, count: s.items)
         for r in readers {
-            let all = try LocalData(reader: r, range: 0..<r.rows, verifyChecksums: false)
-            let k = all.idColumns
-            for i in 0..<all.rows {
-                let u = all.ids[i * k + userColumn], it = all.ids[i * k + itemColumn]
-                pairs.append((u, it))
-                if r.splitName == "train" { counts[Int(it)] += 1 }
-            }
+            let split = try idPairs(r, userColumn: userColumn, itemColumn: itemColumn, users: s.users, items: s.items)
+            if r.splitName == "train" { for p in split { counts[Int(p.item)] += 1 } }
+            pairs += split
         }
         history = Interactions(users: s.users, pairs: pairs)
         popularity = counts

@@ -101,17 +101,7 @@ extension RecommenderModel {
             throw CortadoError.usage("\(manifestPath): has no id columns '\(spec.userColumn)' and '\(spec.itemColumn)' (model \(path))")
         }
         for split in manifest.splits.keys.sorted() {
-            let r = try SplitReader(manifestPath: manifestPath, split: split)
-            for f in r.files {
-                let ids = try HDF5File.open(f.path).readInt64s("categorical")
-                for row in 0..<(ids.count / columns.count) {
-                    let u = ids[row * columns.count + uc], i = ids[row * columns.count + ic]
-                    guard u >= 0, u < spec.users, i >= 0, i < spec.items else {
-                        throw CortadoError.data("\(f.path): row \(row) has ids (\(u), \(i)) outside the model's \(spec.users)×\(spec.items) tables (another data folder?)")
-                    }
-                    pairs.append((Int32(u), Int32(i)))
-                }
-            }
+            pairs += try idPairs(SplitReader(manifestPath: manifestPath, split: split), userColumn: uc, itemColumn: ic, users: spec.users, items: spec.items)
         }
         return Interactions(users: spec.users, pairs: pairs)
     }
