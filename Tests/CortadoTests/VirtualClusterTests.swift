@@ -27,8 +27,14 @@ final class VirtualClusterTests: XCTestCase {
         return (r, monotonicSeconds() - t0)
     }
 
+    /// The job's processes still in a host's namespace (ranks, orted, mpirun) — not the
+    /// multi-node Slurm's slurmd, which lives there by design.
     func namespacePIDs(_ host: String) throws -> String {
-        try Support.run(["ip", "netns", "pids", "cortado-" + host]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let pids = try Support.run(["ip", "netns", "pids", "cortado-" + host]).stdout.split(separator: "\n").map(String.init)
+        return pids.filter { pid in
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            return !comm.isEmpty && !comm.hasPrefix("slurm")
+        }.joined(separator: " ")
     }
 
     func testTwoHostsOverTCPGiveTheOneHostParametersBitForBit() throws {
