@@ -68,30 +68,12 @@ public enum CompressionReport {
         return rows
     }
 
-    /// Median batch-1 latency over 300 calls and batch-1024 rows/s over ≥ 0.3 s, on real rows.
+    /// Median batch-1 latency and batch-1024 rows/s, on the test split's first rows
+    /// (`cortado-infer --bench` measures more batch sizes the same way).
     public static func speed(_ model: InferenceModel, test: String) throws -> (p50Ms: Double, rowsPerSecond: Double) {
-        let h5 = try HDF5File.open(test)
-        let d = model.spec.inputSize
-        let available = try h5.shape(of: "features")[0]
-        let b = min(1024, available)
-        var x = [Float](repeating: 0, count: b * d)
-        try x.withUnsafeMutableBufferPointer { try h5.readRows("features", start: 0, count: b, dtype: .float32, into: $0.baseAddress!) }
-        var p = [Float](repeating: 0, count: b * model.classes)
-        var times = [Double]()
-        x.withUnsafeBufferPointer { xb in p.withUnsafeMutableBufferPointer { pb in
-            for i in 0..<320 {
-                let t0 = monotonicSeconds()
-                model.predict(xb.baseAddress! + (i % b) * d, batch: 1, probabilities: pb.baseAddress!)
-                if i >= 20 { times.append(monotonicSeconds() - t0) }   // 20 warm-up calls
-            }
-        } }
-        times.sort()
-        var done = 0
-        let t0 = monotonicSeconds()
-        x.withUnsafeBufferPointer { xb in p.withUnsafeMutableBufferPointer { pb in
-            repeat { model.predict(xb.baseAddress!, batch: b, probabilities: pb.baseAddress!); done += b } while monotonicSeconds() - t0 < 0.3
-        } }
-        return (times[times.count / 2] * 1000, Double(done) / (monotonicSeconds() - t0))
+        let r = InferenceBench.run(model: model, x: try InferenceBench.rows(model: model, input: test, rows: 1024),
+                                   batches: [1024], threads: 1, calls: 500)
+        return (r.latencyMs["p50"] ?? 0, r.throughput[0].rowsPerSecond)
     }
 
     /// The table `cortado compress` prints.

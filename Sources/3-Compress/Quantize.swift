@@ -70,14 +70,16 @@ public enum ModelExport {
                             tensors: tensors, metadata: meta, recommender: recommender)
     }
 
-    /// One tensor's stored form: dense or CSR, at the recipe's precision (int8 only for 2-D).
+    /// One tensor's stored form: dense or CSR (2-D only), at the recipe's precision (int8 for
+    /// weights of 2 or more dimensions).
     static func encode(_ t: TensorSpec, _ w: [Float], recipe: Recipe, sparse: Bool) -> [ModelFile.TensorData] {
-        let precision: Recipe.Precision = t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count != 2) ? .fp32 : recipe.precision
+        let precision: Recipe.Precision = t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count < 2) ? .fp32 : recipe.precision
         var out = [ModelFile.TensorData]()
         var quant: ModelFile.Quantization?
         var q = [Int8]()
         if precision == .int8 {
-            let (qq, scales) = w.withUnsafeBufferPointer { quantizePerRow($0, rows: t.shape[0], cols: t.shape[1]) }
+            // Conv weights (f, c, k, k) quantize per filter, like dense rows per output.
+            let (qq, scales) = w.withUnsafeBufferPointer { quantizePerRow($0, rows: t.shape[0], cols: t.count / t.shape[0]) }
             q = qq
             quant = ModelFile.Quantization(scheme: "symmetric_per_channel", axis: 0, scales: t.name + "_scale")
             out.append(.init(name: t.name + "_scale", dtype: .float32, shape: [t.shape[0]], bytes: scales.withUnsafeBytes { Data($0) }))

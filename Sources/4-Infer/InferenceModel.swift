@@ -4,10 +4,9 @@ import CortadoModel
 import Foundation
 
 /// A loaded `.cmodel`, ready to score batches. It runs the training network's own layer code
-/// (`Network<Float>`) on the file's parameters; in an int8 model each quantized dense layer is
-/// swapped for the integer path: each input row is quantized symmetrically on the fly (dynamic
-/// per-row scale), multiplied with the int8 weights accumulating in int32, and rescaled with
-/// the row scale × the channel scale before the fp32 bias is added. Other layers stay fp32.
+/// (`Network<Float>`, built for inference) on the file's parameters; in an int8 model each
+/// quantized dense or conv layer is swapped for the integer path (see `Int8Layer`). Other
+/// layers stay fp32.
 public final class InferenceModel {
     public let path: String
     public let header: ModelFile.Header
@@ -16,12 +15,10 @@ public final class InferenceModel {
 
     /// fp32 parameters in the network's arena layout (zeros where a layer runs int8).
     private let params: [Float]
-    /// Int8 dense layers by layer index: weight (out, in), per-channel scales, fp32 bias.
-    private let int8Layers: [Int: (weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)]
+    /// Int8 layers by layer index.
+    private let int8Layers: [Int: Int8Layer]
     private var net: Network<Float>?
-    /// int8 scratch, sized with the network: quantized activations (batch × in), their row
-    /// scales, and the int32 products (batch × out).
-    private var qa = [Int8](), rowScales = [Float](), acc = [Int32]()
+    private var scratch = Int8Scratch()
     /// The int8 GEMM path: the best this CPU runs unless set (tests compare the paths).
     public var int8Path = Int(cortado_int8_best_path())
     public static var int8PathName: String { ["portable", "AVX2", "AVX-512 VNNI"][Int(cortado_int8_best_path())] }
@@ -36,18 +33,24 @@ public final class InferenceModel {
         do { try spec.validate(classes: spec.outputSize) } catch let e as CortadoError {
             throw CortadoError.model("\(path): bad architecture: \(e.message)")
         }
-        // Each weight however it was stored (fp32/fp16/bf16/int8, dense or CSR); int8 dense
-        // weights keep the integer path, everything else is fp32 in the network's arena.
+        // Each weight however it was stored (fp32/fp16/bf16/int8, dense or CSR); int8 dense and
+        // conv weights keep the integer path, everything else is fp32 in the network's arena.
         let layout = spec.parameterLayout
+        let inputShapes = [spec.inputShape] + spec.shapes.dropLast()
         var params = [Float](repeating: 0, count: layout.count)
-        var int8 = [Int: (weight: [Int8], scales: [Float], bias: [Float], inDim: Int, outDim: Int)]()
+        var int8 = [Int: Int8Layer]()
         do {
             for t in layout.tensors {
                 let layer = Int(t.name.split(separator: ".")[1]) ?? -1
-                if spec.layers.indices.contains(layer), case .dense = spec.layers[layer], t.name.hasSuffix(".weight"),
-                   let q = try file.int8Rows(t.name, shape: t.shape) {
+                let reluAfter = spec.layers.indices.contains(layer + 1) && spec.layers[layer + 1] == .relu
+                if spec.layers.indices.contains(layer), t.name.hasSuffix(".weight"), let q = try file.int8Rows(t.name, shape: t.shape) {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
-                    int8[layer] = (q.q, q.scales, bias, t.shape[1], t.shape[0])
+                    var conv: ConvShape?
+                    if case let .conv2d(f, k, s, p) = spec.layers[layer] {
+                        let x = inputShapes[layer]
+                        conv = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
+                    }
+                    int8[layer] = Int8Layer(weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv)
                 } else {
                     params.replaceSubrange(t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
                 }
@@ -61,55 +64,24 @@ public final class InferenceModel {
     /// (batch, classes) into `probabilities`. The network is rebuilt only when a larger batch
     /// than before arrives.
     public func predict(_ input: UnsafePointer<Float>, batch: Int, probabilities: UnsafeMutablePointer<Float>) {
+        softmax(logits(input, batch: batch), batch: batch, classes: classes, out: probabilities)
+    }
+
+    /// The logits (batch, classes) of `batch` rows, valid until the next call.
+    public func logits(_ input: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
         if net == nil || net!.maxBatch < batch {
-            let n = Network<Float>(spec: spec, maxBatch: max(batch, 1))
+            let n = Network<Float>(spec: spec, maxBatch: max(batch, 1), training: false)
             n.params.load(params)
-            for (layer, q) in int8Layers {
-                n.denseOverrides[layer] = { [unowned self] x, rows, out in
-                    self.int8Dense(out: out, input: x, weight: q.weight, scales: q.scales, bias: q.bias, batch: rows, inDim: q.inDim, outDim: q.outDim)
+            for (index, layer) in int8Layers {
+                n.layerOverrides[index] = { [unowned self] x, rows, out in
+                    layer.forward(x, batch: rows, out: out, scratch: &self.scratch, path: self.int8Path)
                 }
             }
-            let width = max(spec.inputSize, spec.widths.max() ?? 0), b = max(batch, 1)
-            qa = [Int8](repeating: 0, count: b * width)
-            rowScales = [Float](repeating: 0, count: b)
-            acc = [Int32](repeating: 0, count: b * width)
+            scratch.reserve(for: int8Layers.values, batch: max(batch, 1))
             net = n
         }
-        let logits = net!.forward(input, batch: batch)
-        softmax(logits, batch: batch, classes: classes, out: probabilities)
+        return UnsafePointer(net!.forward(input, batch: batch))
     }
-
-    /// out (batch, outDim) = dequant(quant(input) · weightᵀ) + bias: every row quantized with
-    /// its own scale, one int8 GEMM (int32 accumulation, the C kernel), then each product
-    /// rescaled by row scale × channel scale and the fp32 bias added.
-    private func int8Dense(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: [Int8], scales: [Float],
-                           bias: [Float], batch: Int, inDim: Int, outDim: Int) {
-        qa.withUnsafeMutableBufferPointer { q in
-            rowScales.withUnsafeMutableBufferPointer { rs in
-                acc.withUnsafeMutableBufferPointer { c in
-                    for r in 0..<batch { rs[r] = quantizeRow(input + r * inDim, count: inDim, into: q.baseAddress! + r * inDim) }
-                    weight.withUnsafeBufferPointer { w in
-                        cortado_int8_gemm(q.baseAddress!, w.baseAddress!, c.baseAddress!, Int32(batch), Int32(outDim), Int32(inDim), Int32(int8Path))
-                    }
-                    for r in 0..<batch {
-                        let y = out + r * outDim, cr = c.baseAddress! + r * outDim
-                        for o in 0..<outDim { y[o] = Float(cr[o]) * (rs[r] * scales[o]) + bias[o] }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Symmetric quantization of one activation row: returns its scale (max|x| / 127).
-@inline(__always)
-func quantizeRow(_ x: UnsafePointer<Float>, count: Int, into q: UnsafeMutablePointer<Int8>) -> Float {
-    var m: Float = 0
-    for i in 0..<count { m = max(m, abs(x[i])) }
-    let scale: Float = m > 0 ? m / 127 : 1
-    let inv = 1 / scale
-    for i in 0..<count { q[i] = Int8((x[i] * inv).rounded()) }
-    return scale
 }
 
 /// Row-wise softmax of logits (batch, classes) into out.

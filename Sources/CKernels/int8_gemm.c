@@ -37,11 +37,63 @@ static inline __m256i madd32(__m256i ua, __m256i sa, __m256i vw, __m256i ones) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(ua, _mm256_sign_epi8(vw, sa)), ones);
 }
 
+/// The 4 sums of s0..s3 (8 lanes each) as one 128-bit vector [Σs0, Σs1, Σs2, Σs3].
+__attribute__((target("avx2")))
+static inline __m128i hsum4(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+
+/// Two activation rows against four weight rows per pass (8 accumulators): each weight load
+/// serves two rows, each activation load four, which halves the weight traffic from L2 that
+/// bounds the one-row loop. Rows and columns left over take the narrower loops.
 __attribute__((target("avx2")))
 static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) {
     const __m256i ones = _mm256_set1_epi16(1);
     const int kv = k / 32 * 32;
-    for (int i = 0; i < m; i++) {
+    int i = 0;
+    for (; i + 2 <= m; i += 2) {
+        const int8_t *a0 = a + (long)i * k, *a1 = a0 + k;
+        int32_t *c0 = c + (long)i * n, *c1 = c0 + n;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const int8_t *w0 = w + (long)j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+            __m256i s00 = _mm256_setzero_si256(), s01 = s00, s02 = s00, s03 = s00;
+            __m256i s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+            for (int p = 0; p < kv; p += 32) {
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + p)), u0 = _mm256_abs_epi8(v0);
+                __m256i v1 = _mm256_loadu_si256((const __m256i *)(a1 + p)), u1 = _mm256_abs_epi8(v1);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(w0 + p));
+                s00 = _mm256_add_epi32(s00, madd32(u0, v0, x, ones)); s10 = _mm256_add_epi32(s10, madd32(u1, v1, x, ones));
+                x = _mm256_loadu_si256((const __m256i *)(w1 + p));
+                s01 = _mm256_add_epi32(s01, madd32(u0, v0, x, ones)); s11 = _mm256_add_epi32(s11, madd32(u1, v1, x, ones));
+                x = _mm256_loadu_si256((const __m256i *)(w2 + p));
+                s02 = _mm256_add_epi32(s02, madd32(u0, v0, x, ones)); s12 = _mm256_add_epi32(s12, madd32(u1, v1, x, ones));
+                x = _mm256_loadu_si256((const __m256i *)(w3 + p));
+                s03 = _mm256_add_epi32(s03, madd32(u0, v0, x, ones)); s13 = _mm256_add_epi32(s13, madd32(u1, v1, x, ones));
+            }
+            __m128i r0 = hsum4(s00, s01, s02, s03), r1 = hsum4(s10, s11, s12, s13);
+            if (kv < k) {
+                r0 = _mm_add_epi32(r0, _mm_setr_epi32(dot_tail(a0, w0, kv, k), dot_tail(a0, w1, kv, k), dot_tail(a0, w2, kv, k), dot_tail(a0, w3, kv, k)));
+                r1 = _mm_add_epi32(r1, _mm_setr_epi32(dot_tail(a1, w0, kv, k), dot_tail(a1, w1, kv, k), dot_tail(a1, w2, kv, k), dot_tail(a1, w3, kv, k)));
+            }
+            _mm_storeu_si128((__m128i *)(c0 + j), r0);
+            _mm_storeu_si128((__m128i *)(c1 + j), r1);
+        }
+        for (; j < n; j++) {
+            const int8_t *wr = w + (long)j * k;
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+            for (int p = 0; p < kv; p += 32) {
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + p)), v1 = _mm256_loadu_si256((const __m256i *)(a1 + p));
+                __m256i x = _mm256_loadu_si256((const __m256i *)(wr + p));
+                s0 = _mm256_add_epi32(s0, madd32(_mm256_abs_epi8(v0), v0, x, ones));
+                s1 = _mm256_add_epi32(s1, madd32(_mm256_abs_epi8(v1), v1, x, ones));
+            }
+            c0[j] = hsum256(s0) + dot_tail(a0, wr, kv, k);
+            c1[j] = hsum256(s1) + dot_tail(a1, wr, kv, k);
+        }
+    }
+    for (; i < m; i++) {
         const int8_t *ar = a + (long)i * k;
         int j = 0;
         for (; j + 4 <= n; j += 4) {
@@ -55,10 +107,9 @@ static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n
                 s2 = _mm256_add_epi32(s2, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w2 + p)), ones));
                 s3 = _mm256_add_epi32(s3, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w3 + p)), ones));
             }
-            c[(long)i * n + j] = hsum256(s0) + dot_tail(ar, w0, kv, k);
-            c[(long)i * n + j + 1] = hsum256(s1) + dot_tail(ar, w1, kv, k);
-            c[(long)i * n + j + 2] = hsum256(s2) + dot_tail(ar, w2, kv, k);
-            c[(long)i * n + j + 3] = hsum256(s3) + dot_tail(ar, w3, kv, k);
+            __m128i r = hsum4(s0, s1, s2, s3);
+            if (kv < k) r = _mm_add_epi32(r, _mm_setr_epi32(dot_tail(ar, w0, kv, k), dot_tail(ar, w1, kv, k), dot_tail(ar, w2, kv, k), dot_tail(ar, w3, kv, k)));
+            _mm_storeu_si128((__m128i *)(c + (long)i * n + j), r);
         }
         for (; j < n; j++) {
             const int8_t *wr = w + (long)j * k;

@@ -39,6 +39,27 @@ public func im2col<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, cols: UnsafeM
     }
 }
 
+/// rows (positions, patch) ← one sample's input: im2col transposed, so each output position's
+/// receptive field is contiguous (the int8 path quantizes and multiplies it row by row).
+@inlinable
+public func im2row<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, rows: UnsafeMutablePointer<T>) {
+    for oy in 0..<g.oh {
+        for ox in 0..<g.ow {
+            var out = rows + (oy * g.ow + ox) * g.patch
+            for ci in 0..<g.c {
+                for ki in 0..<g.k {
+                    let iy = oy * g.s - g.p + ki
+                    for kj in 0..<g.k {
+                        let ix = ox * g.s - g.p + kj
+                        out.pointee = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? x[(ci * g.h + iy) * g.w + ix] : 0
+                        out += 1
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// dx (c, h, w) += scatter of dCols (patch, positions): im2col's adjoint.
 @inlinable
 public func col2im<T: Real>(_ dCols: UnsafePointer<T>, _ g: ConvShape, dx: UnsafeMutablePointer<T>) {
@@ -62,12 +83,14 @@ public func col2im<T: Real>(_ dCols: UnsafePointer<T>, _ g: ConvShape, dx: Unsaf
 }
 
 /// Conv forward: out[n] (f, positions) = weight (f, patch) · cols[n] + bias. Keeps every
-/// sample's column matrix in `cols` (batch, patch, positions) for backward.
+/// sample's column matrix in `cols` (batch, patch, positions) for backward, or, when not
+/// `keepColumns` (inference), reuses one sample's worth.
 @inlinable
 public func conv2dForward<T: Real>(out: UnsafeMutablePointer<T>, cols: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
-                                   weight: UnsafePointer<T>, bias: UnsafePointer<T>, batch: Int, _ g: ConvShape) {
+                                   weight: UnsafePointer<T>, bias: UnsafePointer<T>, batch: Int, _ g: ConvShape,
+                                   keepColumns: Bool = true) {
     for n in 0..<batch {
-        let cn = cols + n * g.patch * g.positions, yn = out + n * g.outCount
+        let cn = cols + (keepColumns ? n * g.patch * g.positions : 0), yn = out + n * g.outCount
         im2col(input + n * g.inCount, g, cols: cn)
         for fi in 0..<g.f {
             let row = yn + fi * g.positions

@@ -9,7 +9,7 @@ extension ModelFile {
     /// The weight `name` of logical `shape` as dense fp32 (dequantized, densified).
     public func floats(_ name: String, shape: [Int]) throws -> [Float] {
         if let int8 = try int8Rows(name, shape: shape) {
-            let cols = shape.count == 2 ? shape[1] : 1
+            let cols = shape.reduce(1, *) / max(shape.first ?? 1, 1)
             return int8.q.enumerated().map { Float($0.element) * int8.scales[$0.offset / cols] }
         }
         if let t = tensor(name) {
@@ -23,12 +23,12 @@ extension ModelFile {
         return dense
     }
 
-    /// The int8 weight `name` (rows, cols) with its per-row scales, densified if stored sparse;
-    /// nil when it is not stored as int8.
+    /// The int8 weight `name` (rows, cols…) with its per-row scales (per output channel or
+    /// filter), densified if stored sparse; nil when it is not stored as int8.
     public func int8Rows(_ name: String, shape: [Int]) throws -> (q: [Int8], scales: [Float])? {
         let stored = tensor(name) ?? tensor(name + ".values")
         guard let stored, stored.dtype == .int8 else { return nil }
-        guard shape.count == 2, let qz = stored.quantization, let st = tensor(qz.scales), st.dtype == .float32, st.shape == [shape[0]] else {
+        guard shape.count >= 2, let qz = stored.quantization, let st = tensor(qz.scales), st.dtype == .float32, st.shape == [shape[0]] else {
             throw CortadoError.model("\(name): int8 tensor '\(stored.name)' has no per-row scales for shape \(shape)")
         }
         let scales = values(st, as: Float.self)
@@ -37,7 +37,7 @@ extension ModelFile {
             return (values(stored, as: Int8.self), scales)
         }
         let (v, positions) = try csr(name, shape: shape)
-        var dense = [Int8](repeating: 0, count: shape[0] * shape[1])
+        var dense = [Int8](repeating: 0, count: shape.reduce(1, *))
         let q = values(v, as: Int8.self)
         for (k, p) in positions.enumerated() { dense[p] = q[k] }
         return (dense, scales)

@@ -24,9 +24,12 @@ public final class Network<T: Real> {
     public var labelSmoothing: Double = 0
     /// Seed of this step's dropout masks; the trainer sets it from (seed, rank, step).
     public var dropoutSeed: UInt64 = 0
-    /// Replacements for dense layers' forward, by layer index (the int8 inference path):
-    /// (input (batch, in), batch, output (batch, out)).
-    public var denseOverrides: [Int: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void] = [:]
+    /// Replacements for dense and conv layers' forward, by layer index (the int8 inference
+    /// path): (input (batch, in), batch, output (batch, out)).
+    public var layerOverrides: [Int: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void] = [:]
+    /// False for inference: conv layers keep one sample's column matrix instead of the whole
+    /// batch's (at batch 1024 the CNN's would take 230 MB), and backward is not available.
+    public let training: Bool
 
     @usableFromInline let steps: [Step]
     /// Activations per layer, each (maxBatch, widths[i]).
@@ -50,8 +53,10 @@ public final class Network<T: Real> {
 
     /// - params, grads: views into a larger model's arenas (see `Arena(viewOf:)`), or nil for
     ///   arenas of its own (grads then has `gradientExtras` trailing slots).
-    public init(spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0, params: Arena<T>? = nil, grads: Arena<T>? = nil) {
+    public init(spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0, params: Arena<T>? = nil, grads: Arena<T>? = nil,
+                training: Bool = true) {
         self.spec = spec
+        self.training = training
         self.layout = spec.parameterLayout
         self.maxBatch = maxBatch
         self.params = params ?? Arena(count: layout.count)
@@ -75,7 +80,7 @@ public final class Network<T: Real> {
                 offset += 2 * width
             case let .conv2d(f, k, s, p):
                 let g = ConvShape(c: shape[0], h: shape[1], w: shape[2], f: f, k: k, s: s, p: p)
-                steps.append(.conv(g, w: offset, b: offset + f * g.patch, cols: Arena(count: maxBatch * g.patch * g.positions)))
+                steps.append(.conv(g, w: offset, b: offset + f * g.patch, cols: Arena(count: (training ? maxBatch : 1) * g.patch * g.positions)))
                 offset += f * g.patch + f
                 maxCols = max(maxCols, g.patch * g.positions)
             case let .maxPool(size, stride):
@@ -125,7 +130,7 @@ public final class Network<T: Real> {
             let out = acts[i].base
             switch s {
             case let .dense(inDim, outDim, w, b):
-                if let custom = denseOverrides[i] { custom(x, batch, out) } else {
+                if let custom = layerOverrides[i] { custom(x, batch, out) } else {
                     denseForward(out: out, input: x, weight: p + w, bias: p + b, batch: batch, inDim: inDim, outDim: outDim)
                 }
             case let .relu(width): reluForward(out: out, input: x, count: batch * width)
@@ -142,7 +147,9 @@ public final class Network<T: Real> {
             case let .layerNorm(d, w, b, stats):
                 layerNormForward(out: out, stats: stats.base, input: x, gamma: p + w, beta: p + b, batch: batch, d: d)
             case let .conv(g, w, b, cols):
-                conv2dForward(out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g)
+                if let custom = layerOverrides[i] { custom(x, batch, out) } else {
+                    conv2dForward(out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g, keepColumns: training)
+                }
             case let .maxPool(g, argmax):
                 maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
             case let .avgPool(g):
@@ -182,6 +189,7 @@ public final class Network<T: Real> {
     @inlinable
     func backpropagate(_ input: UnsafePointer<T>, batch: Int, dLogits: UnsafePointer<T>, startOnA: Bool,
                        dInput: UnsafeMutablePointer<T>?) {
+        precondition(training, "backward on a network built for inference")
         let p = params.base, g = grads.base
         var dOut = dLogits
         var useA = startOnA

@@ -32,7 +32,7 @@ final class CompressionTests: XCTestCase {
         var rng = SeededRNG(seed: 3, stream: 1)
         let best = Int(cortado_int8_best_path())
         print("int8 kernel: best path on this CPU \(InferenceModel.int8PathName)")
-        for (m, n, k) in [(1, 1, 1), (7, 13, 100), (3, 256, 784), (5, 6, 64), (2, 9, 33)] {
+        for (m, n, k) in [(1, 1, 1), (7, 13, 100), (3, 256, 784), (5, 6, 64), (2, 9, 33), (6, 16, 96), (4, 12, 800)] {
             let a = (0..<(m * k)).map { _ in Int8(Int(rng.below(255)) - 127) }
             var w = (0..<(n * k)).map { _ in Int8(Int(rng.below(255)) - 127) }
             w[0] = 127; if w.count > 1 { w[1] = -127 }
@@ -44,6 +44,86 @@ final class CompressionTests: XCTestCase {
                 XCTAssertEqual(c, want, "path \(path), \(m)×\(n)×\(k)")
             }
         }
+    }
+
+    /// The float ends of the int8 path against Swift references: per-row dynamic quantization
+    /// (round half to even, ±127, zeroed padding), a fixed scale clipping, the epilogue with
+    /// per-column and per-row bias and ReLU, and im2row in bytes with padding and stride.
+    func testInt8EpiloguesAndIm2rowMatchAReference() throws {
+        var rng = SeededRNG(seed: 5, stream: 2)
+        let m = 5, k = 37, ld = 64
+        var x = (0..<(m * k)).map { _ in Float(rng.normal() * 3) }
+        for j in 0..<k { x[2 * k + j] = 0 }            // an all-zero row gets scale 1
+        var q = [Int8](repeating: 99, count: m * ld), scales = [Float](repeating: 0, count: m)
+        cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales)
+        for i in 0..<m {
+            let mx = x[(i * k)..<((i + 1) * k)].map(abs).max()!
+            let scale: Float = mx > 0 ? mx / 127 : 1
+            XCTAssertEqual(scales[i], scale, "row \(i)")
+            for j in 0..<ld {
+                let want: Int8 = j < k ? Int8(max(-127, min(127, (x[i * k + j] * (1 / scale)).rounded(.toNearestOrEven)))) : 0
+                XCTAssertEqual(q[i * ld + j], want, "row \(i) col \(j)")
+            }
+        }
+        cortado_quantize_rows_fixed(x, Int32(k), Int32(m), Int32(k), 0.01, &q, Int32(ld), &scales)
+        XCTAssertEqual(Set(q.indices.filter { $0 % ld < k }.map { abs(Int(q[$0])) }).max(), 127, "a small fixed scale clips at ±127")
+        XCTAssertEqual(scales, [Float](repeating: 0.01, count: m))
+
+        let n = 11
+        let c = (0..<(m * n)).map { _ in Int32(rng.below(20001)) - 10000 }
+        let rs = (0..<m).map { _ in Float(rng.uniform()) * 0.01 }, cs = (0..<n).map { _ in Float(rng.uniform()) * 0.01 }
+        let rb = (0..<m).map { _ in Float(rng.normal()) }, cb = (0..<n).map { _ in Float(rng.normal()) }
+        for (perRow, relu) in [(false, false), (false, true), (true, true)] {
+            var out = [Float](repeating: .nan, count: m * n)
+            cortado_dequantize_rows(c, Int32(m), Int32(n), rs, cs, perRow ? rb : nil, perRow ? nil : cb, relu ? 1 : 0, &out)
+            for i in 0..<m { for j in 0..<n {
+                var y = Float(c[i * n + j]) * (rs[i] * cs[j]) + (perRow ? rb[i] : cb[j])
+                if relu { y = max(y, 0) }
+                XCTAssertEqual(out[i * n + j], y, "(\(i), \(j)) per-row bias \(perRow) relu \(relu)")
+            } }
+        }
+
+        for g in [ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0)] {
+            let image = (0..<g.inCount).map { _ in Int8(Int(rng.below(255)) - 127) }
+            var floats = [Float](repeating: 0, count: g.positions * g.patch)
+            image.map(Float.init).withUnsafeBufferPointer { im2row($0.baseAddress!, g, rows: &floats) }
+            let ldr = (g.patch + 31) / 32 * 32
+            var rows = [Int8](repeating: 99, count: g.positions * ldr)
+            cortado_im2row_int8(image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), &rows, Int32(ldr))
+            for pos in 0..<g.positions { for j in 0..<ldr {
+                XCTAssertEqual(rows[pos * ldr + j], j < g.patch ? Int8(floats[pos * g.patch + j]) : 0, "position \(pos) column \(j)")
+            } }
+        }
+    }
+
+    /// An int8 CNN (conv weights per filter, the conv GEMM in int8) scores close to its fp32
+    /// self, and its file is about a quarter of the fp32 one.
+    func testInt8ConvolutionTracksFP32() throws {
+        let cnn = ModelSpec(inputShape: [1, 12, 12], layers: [.conv2d(filters: 8, kernel: 3, stride: 1, padding: 1), .relu,
+                                                              .maxPool(size: 2, stride: 2), .conv2d(filters: 16, kernel: 3, stride: 1, padding: 1),
+                                                              .relu, .flatten, .dense(units: 4)])
+        let net = Network<Float>(spec: cnn, maxBatch: 1)
+        net.initialize(seed: 4)
+        let dir = Support.scratch("int8-conv")
+        var sizes = [String: Int](), outputs = [String: [Float]]()
+        var rng = SeededRNG(seed: 8)
+        let rows = 16, x = (0..<(rows * 144)).map { _ in Float(rng.normal()) }
+        for recipe in ["fp32", "int8"] {
+            let path = dir + "/\(recipe).cmodel"
+            try net.params.array.withUnsafeBufferPointer {
+                try ModelExport.write(path: path, recipe: try Recipe(recipe), model: cnn, classes: ["a", "b", "c", "d"], params: $0, metadata: [:])
+            }
+            XCTAssertEqual(try ModelFile.load(path).tensor("layers.3.weight")?.dtype, recipe == "int8" ? .int8 : .float32)
+            sizes[recipe] = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            let m = try InferenceModel(path: path)
+            var p = [Float](repeating: 0, count: rows * 4)
+            m.predict(x, batch: rows, probabilities: &p)
+            outputs[recipe] = p
+        }
+        let diff = zip(outputs["fp32"]!, outputs["int8"]!).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(diff, 0.05, "int8 probabilities within 0.05 of fp32")
+        XCTAssertGreaterThan(diff, 0, "the int8 path ran")
+        XCTAssertLessThan(Double(sizes["int8"]!) / Double(sizes["fp32"]!), 0.4)
     }
 
     func testRecipesParseAndRejectNonsense() throws {

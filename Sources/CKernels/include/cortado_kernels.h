@@ -12,3 +12,22 @@ int cortado_int8_best_path(void);
 /// a and w hold values in [-127, 127] (symmetric quantization never makes -128), which keeps
 /// the u8×s8 instructions below from saturating. `path` above the CPU's best is lowered.
 void cortado_int8_gemm(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path);
+
+/// Dynamic quantization: each of m rows (row stride ldx) of k floats gets its own symmetric
+/// scale max|x|/127 (1 for an all-zero row), written to scales[i]; q holds the rounded values
+/// (half to even, clamped to ±127) with row stride ldq ≥ k, the padding zeroed so a GEMM can
+/// run over ldq columns.
+void cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales);
+
+/// Static quantization: one calibrated scale for every row (values beyond ±127·scale clip).
+void cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales);
+
+/// out (m, n) = c · row_scales[i] · col_scales[j] + bias (then max(0, ·) when relu) for the
+/// (m, n) int32 products c; the bias is per column (col_bias, dense layers) or per row
+/// (row_bias, conv filters); the other pointer is NULL.
+void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_scales, const float *col_scales,
+                             const float *row_bias, const float *col_bias, int relu, float *out);
+
+/// One int8 sample (c, h, w) → its receptive fields as rows (positions, c·k·k), row stride
+/// ldr ≥ c·k·k with the padding zeroed: im2col transposed, in bytes.
+void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr);

@@ -27,9 +27,18 @@ struct Infer: ParsableCommand {
     var seen: String?
     @Flag(help: "Print JSON instead of text.")
     var json = false
+    @Flag(help: "Benchmark instead of scoring: batch-1 latency p50/p90/p99 and rows/s per batch size (rows from --input, or random).")
+    var bench = false
+    @Option(help: "--bench: batch sizes, comma-separated.")
+    var batches = "1,4,16,64,256,1024,4096"
+    @Option(help: "BLAS threads (default 1; OPENBLAS_NUM_THREADS is ignored so runs compare).")
+    var threads = 1
 
     func run() throws {
+        guard threads > 0 else { throw CortadoError.usage("--threads must be positive, got \(threads)") }
+        setBLASThreads(threads)
         if try ModelFile.load(model).header.recommender != nil { return try recommend() }
+        if bench { return try runBench() }
         guard let input else { throw CortadoError.usage("--input: required for a classifier model") }
         let m = try InferenceModel(path: model)
         let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output)
@@ -45,6 +54,21 @@ struct Infer: ParsableCommand {
             if let a = r.accuracy { print(String(format: "accuracy %.4f", a)) }
             if let o = output { print("predictions: \(o)") }
         }
+    }
+
+    /// `--bench`: the numbers a user compares serving runtimes by, on this model and machine.
+    func runBench() throws {
+        let sizes = try batches.split(separator: ",").map { part -> Int in
+            guard let b = Int(part.trimmingCharacters(in: .whitespaces)), b > 0, b <= 1 << 16 else {
+                throw CortadoError.usage("--batches: '\(part)' is not a batch size in 1...65536")
+            }
+            return b
+        }
+        guard !sizes.isEmpty else { throw CortadoError.usage("--batches: give at least one batch size") }
+        let m = try InferenceModel(path: model)
+        let x = try InferenceBench.rows(model: m, input: input, rows: max(sizes.max()!, 1024))
+        let r = InferenceBench.run(model: m, x: x, batches: sizes, threads: threads)
+        print(json ? String(decoding: try stableJSON(r, pretty: false), as: UTF8.self) : InferenceBench.text(r), terminator: json ? "\n" : "")
     }
 
     /// Top-K items per user, leaving out what each user already interacted with; or, with

@@ -1,0 +1,144 @@
+// The float ends of the int8 path: quantizing activation rows before the int8 GEMM and turning
+// its int32 products back into floats (scales, bias, optional ReLU) after it. In Swift these
+// two loops took longer than the GEMM itself (perf: roundf calls and bounds checks per value);
+// here they are vectorized. Both paths round half to even (cvtps / nearbyintf) and multiply
+// and add separately (no FMA), so the AVX2 and portable results are identical.
+#include "cortado_kernels.h"
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+static int use_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) cached = cortado_int8_best_path() >= CORTADO_INT8_AVX2;
+    return cached;
+}
+
+__attribute__((target("avx2")))
+static float absmax_avx2(const float *x, int k) {
+    const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= k; p += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + p), mask));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    float r = _mm_cvtss_f32(h);
+    for (; p < k; p++) r = fmaxf(r, fabsf(x[p]));
+    return r;
+}
+
+static float absmax_portable(const float *x, int k) {
+    float r = 0;
+    for (int p = 0; p < k; p++) r = fmaxf(r, fabsf(x[p]));
+    return r;
+}
+
+static inline int8_t q1(float v, float inv) {
+    float r = nearbyintf(v * inv);
+    return (int8_t)(r > 127 ? 127 : (r < -127 ? -127 : r));
+}
+
+/// One row: q[p] = clamp(round(x[p]·inv), ±127), the padding up to ldq zeroed.
+__attribute__((target("avx2")))
+static void quantize_row_avx2(const float *x, int k, float inv, int8_t *q, int ldq) {
+    const __m256 vi = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int p = 0;
+    for (; p + 32 <= k; p += 32) {
+        __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + p), vi));
+        __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + p + 8), vi));
+        __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + p + 16), vi));
+        __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + p + 24), vi));
+        a = _mm256_min_epi32(_mm256_max_epi32(a, lo), hi); b = _mm256_min_epi32(_mm256_max_epi32(b, lo), hi);
+        c = _mm256_min_epi32(_mm256_max_epi32(c, lo), hi); d = _mm256_min_epi32(_mm256_max_epi32(d, lo), hi);
+        // packs work within 128-bit lanes; the permute puts the 32 bytes back in order.
+        __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+        _mm256_storeu_si256((__m256i *)(q + p), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm));
+    }
+    for (; p < k; p++) q[p] = q1(x[p], inv);
+    if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
+}
+
+static void quantize_row_portable(const float *x, int k, float inv, int8_t *q, int ldq) {
+    for (int p = 0; p < k; p++) q[p] = q1(x[p], inv);
+    if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
+}
+
+void cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales) {
+    int v = use_avx2();
+    for (int i = 0; i < m; i++) {
+        const float *xr = x + (long)i * ldx;
+        float mx = v ? absmax_avx2(xr, k) : absmax_portable(xr, k);
+        float scale = mx > 0 ? mx / 127.0f : 1.0f;
+        scales[i] = scale;
+        if (v) quantize_row_avx2(xr, k, 1.0f / scale, q + (long)i * ldq, ldq);
+        else quantize_row_portable(xr, k, 1.0f / scale, q + (long)i * ldq, ldq);
+    }
+}
+
+void cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales) {
+    int v = use_avx2();
+    for (int i = 0; i < m; i++) {
+        scales[i] = scale;
+        if (v) quantize_row_avx2(x + (long)i * ldx, k, 1.0f / scale, q + (long)i * ldq, ldq);
+        else quantize_row_portable(x + (long)i * ldx, k, 1.0f / scale, q + (long)i * ldq, ldq);
+    }
+}
+
+__attribute__((target("avx2")))
+static void dequantize_row_avx2(const int32_t *c, int n, float rs, const float *cs, float rb, const float *cb, int relu, float *out) {
+    const __m256 vr = _mm256_set1_ps(rs), vb = _mm256_set1_ps(rb), zero = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 s = _mm256_mul_ps(vr, _mm256_loadu_ps(cs + j));
+        __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(c + j))), s);
+        y = _mm256_add_ps(y, cb ? _mm256_loadu_ps(cb + j) : vb);
+        _mm256_storeu_ps(out + j, relu ? _mm256_max_ps(y, zero) : y);
+    }
+    for (; j < n; j++) {
+        float y = (float)c[j] * (rs * cs[j]) + (cb ? cb[j] : rb);
+        out[j] = relu && !(y > 0) ? 0 : y;
+    }
+}
+
+void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_scales, const float *col_scales,
+                             const float *row_bias, const float *col_bias, int relu, float *out) {
+    int v = use_avx2();
+    for (int i = 0; i < m; i++) {
+        const int32_t *cr = c + (long)i * n;
+        float rs = row_scales[i], rb = row_bias ? row_bias[i] : 0;
+        float *o = out + (long)i * n;
+        if (v) dequantize_row_avx2(cr, n, rs, col_scales, rb, col_bias, relu, o);
+        else for (int j = 0; j < n; j++) {
+            float y = (float)cr[j] * (rs * col_scales[j]) + (col_bias ? col_bias[j] : rb);
+            o[j] = relu && !(y > 0) ? 0 : y;
+        }
+    }
+}
+
+void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr) {
+    const int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, patch = c * k * k;
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int8_t *out = rows + (long)(oy * ow + ox) * ldr;
+            for (int ci = 0; ci < c; ci++)
+                for (int ki = 0; ki < k; ki++) {
+                    const int iy = oy * s - p + ki;
+                    if (iy < 0 || iy >= h) { memset(out, 0, (size_t)k); out += k; continue; }
+                    const int8_t *src = x + ((long)ci * h + iy) * w;
+                    const int x0 = ox * s - p;
+                    if (x0 >= 0 && x0 + k <= w) {   // interior: no bounds per byte
+                        for (int kj = 0; kj < k; kj++) out[kj] = src[x0 + kj];
+                        out += k;
+                        continue;
+                    }
+                    for (int kj = 0; kj < k; kj++) {
+                        const int ix = x0 + kj;
+                        *out++ = ix >= 0 && ix < w ? src[ix] : 0;
+                    }
+                }
+            if (ldr > patch) memset(rows + (long)(oy * ow + ox) * ldr + patch, 0, (size_t)(ldr - patch));
+        }
+}
