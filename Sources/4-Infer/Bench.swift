@@ -14,12 +14,14 @@ public struct BenchResult: Codable {
     public var precision: String
     public var threads: Int
     public var int8Kernel: String
+    /// Layers that ran on the sparse kernel.
+    public var sparseLayers: [Int]
     public var latencyMs: [String: Double]   // p50, p90, p99 at batch 1
     public var throughput: [Throughput]
 
     enum CodingKeys: String, CodingKey {
         case model, precision, threads, throughput
-        case int8Kernel = "int8_kernel", latencyMs = "batch1_latency_ms"
+        case int8Kernel = "int8_kernel", sparseLayers = "sparse_layers", latencyMs = "batch1_latency_ms"
     }
 }
 
@@ -84,13 +86,14 @@ public enum InferenceBench {
         times.sort()
         func pct(_ q: Double) -> Double { times[min(times.count - 1, Int(q * Double(times.count)))] * 1000 }
         return BenchResult(model: model.path, precision: model.header.precision, threads: threads,
-                           int8Kernel: InferenceModel.int8PathName,
+                           int8Kernel: InferenceModel.int8PathName, sparseLayers: model.sparseLayerIndices,
                            latencyMs: ["p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)], throughput: throughput)
     }
 
     /// The human-readable form.
     public static func text(_ r: BenchResult) -> String {
-        var s = "model \(r.model) (\(r.precision)), \(r.threads) thread(s), int8 kernel \(r.int8Kernel)\n"
+        var s = "model \(r.model) (\(r.precision)), \(r.threads) thread(s), int8 kernel \(r.int8Kernel)"
+            + (r.sparseLayers.isEmpty ? "" : ", sparse layers \(r.sparseLayers.map(String.init).joined(separator: ","))") + "\n"
         s += String(format: "batch 1 latency: p50 %.4f ms  p90 %.4f ms  p99 %.4f ms\n",
                     r.latencyMs["p50"] ?? 0, r.latencyMs["p90"] ?? 0, r.latencyMs["p99"] ?? 0)
         s += "batch      rows/s\n"

@@ -17,17 +17,26 @@ public final class InferenceModel {
     private let params: [Float]
     /// Int8 layers by layer index.
     private let int8Layers: [Int: Int8Layer]
+    /// Pruned dense layers that run sparse, by layer index, and their transposed-batch scratch.
+    private let sparseLayers: [Int: SparseLayer]
+    private var sparseScratch = [Float]()
+    private let sparsePolicy: SparsePolicy
     private var net: Network<Float>?
     private var scratch = Int8Scratch()
     /// The int8 GEMM path: the best this CPU runs unless set (tests compare the paths).
     public var int8Path = Int(cortado_int8_best_path())
     public static var int8PathName: String { ["portable", "AVX2", "AVX-512 VNNI"][Int(cortado_int8_best_path())] }
 
+    /// When a CSR-stored layer runs sparse: below `SparseLayer.maxDensity` (auto), always,
+    /// or never (densified, as the benchmarks compare).
+    public enum SparsePolicy: String { case auto, always, never }
+
     /// Loads and validates the file, then checks that every tensor the architecture needs is
     /// there with the right dtype and shape.
-    public init(path: String) throws {
+    public init(path: String, sparse: SparsePolicy = .auto) throws {
         let file = try ModelFile.load(path)
         self.path = path
+        sparsePolicy = sparse
         header = file.header
         let spec = file.header.model
         do { try spec.validate(classes: spec.outputSize) } catch let e as CortadoError {
@@ -38,11 +47,20 @@ public final class InferenceModel {
         let layout = spec.parameterLayout
         let inputShapes = [spec.inputShape] + spec.shapes.dropLast()
         var params = [Float](repeating: 0, count: layout.count)
-        var int8 = [Int: Int8Layer]()
+        var int8 = [Int: Int8Layer](), sparseLayers = [Int: SparseLayer]()
         do {
             for t in layout.tensors {
                 let layer = Int(t.name.split(separator: ".")[1]) ?? -1
                 let reluAfter = spec.layers.indices.contains(layer + 1) && spec.layers[layer + 1] == .relu
+                if spec.layers.indices.contains(layer), case .dense = spec.layers[layer], t.name.hasSuffix(".weight"), sparse != .never,
+                   let csr = try file.sparseRows(t.name, shape: t.shape),
+                   sparse == .always || Double(csr.values.count) < SparseLayer.maxDensity * Double(t.count) {
+                    let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
+                    sparseLayers[layer] = SparseLayer(indptr: csr.indptr, indices: csr.indices, values: csr.values, bias: bias,
+                                                      inDim: t.shape[1], outDim: t.shape[0], relu: reluAfter)
+                    // Batches below SparseLayer.minBatch still take the dense path (below).
+                    if sparse == .always { continue }
+                }
                 if spec.layers.indices.contains(layer), t.name.hasSuffix(".weight"), let q = try file.int8Rows(t.name, shape: t.shape) {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
                     var conv: ConvShape?
@@ -58,7 +76,11 @@ public final class InferenceModel {
         } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
         self.params = params
         int8Layers = int8
+        self.sparseLayers = sparseLayers
     }
+
+    /// Layer indices that run sparse (for reports and tests).
+    public var sparseLayerIndices: [Int] { sparseLayers.keys.sorted() }
 
     /// Scores `batch` rows of `input` (batch, inputSize) and writes class probabilities
     /// (batch, classes) into `probabilities`. The network is rebuilt only when a larger batch
@@ -78,6 +100,23 @@ public final class InferenceModel {
                 }
             }
             scratch.reserve(for: int8Layers.values, batch: max(batch, 1))
+            for (index, layer) in sparseLayers {
+                // Sparse from SparseLayer.minBatch rows on (or always when told); below, the
+                // dense int8 or fp32 path, which wins there (the crossover table).
+                let dense = n.layerOverrides[index], always = sparsePolicy == .always
+                let w = n.params.base + n.layout.tensors.first { $0.name == "layers.\(index).weight" }!.offset
+                n.layerOverrides[index] = { [unowned self] x, rows, out in
+                    if always || rows >= SparseLayer.minBatch {
+                        self.sparseScratch.withUnsafeMutableBufferPointer {
+                            layer.forward(x, batch: rows, out: out, scratch: $0.baseAddress!, path: self.int8Path)
+                        }
+                    } else if let dense { dense(x, rows, out) } else {
+                        denseForward(out: out, input: x, weight: w, bias: w + layer.inDim * layer.outDim, batch: rows,
+                                     inDim: layer.inDim, outDim: layer.outDim)
+                    }
+                }
+            }
+            sparseScratch = [Float](repeating: 0, count: 32 * (sparseLayers.values.map { $0.inDim + $0.outDim }.max() ?? 0))
             net = n
         }
         return UnsafePointer(net!.forward(input, batch: batch))

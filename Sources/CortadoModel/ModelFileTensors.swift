@@ -43,6 +43,21 @@ extension ModelFile {
         return (dense, scales)
     }
 
+    /// A weight stored as CSR, as fp32 values (dequantized when int8) with its row pointers
+    /// and column indices, validated; nil when it is stored dense.
+    public func sparseRows(_ name: String, shape: [Int]) throws -> (indptr: [Int32], indices: [Int32], values: [Float])? {
+        guard let stored = tensor(name + ".values"), tensor(name) == nil else { return nil }
+        let (v, positions) = try csr(name, shape: shape)
+        let cols = shape[1]
+        let indptr = values(tensor(name + ".indptr")!, as: Int32.self)
+        let indices = positions.map { Int32($0 % cols) }
+        if stored.dtype == .int8 {
+            guard let q = try int8Rows(name, shape: shape) else { return nil }
+            return (indptr, indices, positions.map { Float(q.q[$0]) * q.scales[$0 / cols] })
+        }
+        return (indptr, indices, try decodeFloats(v))
+    }
+
     /// Non-zero count of a stored weight (sparse: its values; dense: counted).
     public func nonZeros(_ name: String, shape: [Int]) throws -> Int {
         if let v = tensor(name + ".values") { return v.count }

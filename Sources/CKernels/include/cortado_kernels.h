@@ -31,3 +31,10 @@ void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_sc
 /// One int8 sample (c, h, w) → its receptive fields as rows (positions, c·k·k), row stride
 /// ldr ≥ c·k·k with the padding zeroed: im2col transposed, in bytes.
 void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr);
+
+/// y (m, n) = x (m, k) · Wᵀ + bias (then max(0, ·) when relu) for a CSR weight W (n rows;
+/// indptr [n + 1], column indices and values [nnz]). scratch holds 32·(k + n) floats. The
+/// paths differ only in float summation order (FMA, partial sums), so results agree to
+/// rounding, not bit for bit. `path` as for the int8 GEMM (AVX2 or above: vector code).
+void cortado_csr_spmm(const int32_t *indptr, const int32_t *indices, const float *values, int n, int k,
+                      const float *x, int m, const float *bias, int relu, float *y, float *scratch, int path);

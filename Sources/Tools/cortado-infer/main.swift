@@ -31,6 +31,8 @@ struct Infer: ParsableCommand {
     var bench = false
     @Option(help: "--bench: batch sizes, comma-separated.")
     var batches = "1,4,16,64,256,1024,4096"
+    @Option(help: "Pruned (CSR) layers: auto (sparse kernel below the measured density crossover), always, never.")
+    var sparse = "auto"
     @Option(help: "BLAS threads (default 1; OPENBLAS_NUM_THREADS is ignored so runs compare).")
     var threads = 1
 
@@ -38,9 +40,12 @@ struct Infer: ParsableCommand {
         guard threads > 0 else { throw CortadoError.usage("--threads must be positive, got \(threads)") }
         setBLASThreads(threads)
         if try ModelFile.load(model).header.recommender != nil { return try recommend() }
-        if bench { return try runBench() }
+        guard let policy = InferenceModel.SparsePolicy(rawValue: sparse) else {
+            throw CortadoError.usage("--sparse: '\(sparse)' is not auto, always or never")
+        }
+        if bench { return try runBench(policy) }
         guard let input else { throw CortadoError.usage("--input: required for a classifier model") }
-        let m = try InferenceModel(path: model)
+        let m = try InferenceModel(path: model, sparse: policy)
         let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output)
         if json {
             var obj: [String: String] = ["model": model, "input": input, "precision": m.header.precision,
@@ -57,7 +62,7 @@ struct Infer: ParsableCommand {
     }
 
     /// `--bench`: the numbers a user compares serving runtimes by, on this model and machine.
-    func runBench() throws {
+    func runBench(_ policy: InferenceModel.SparsePolicy) throws {
         let sizes = try batches.split(separator: ",").map { part -> Int in
             guard let b = Int(part.trimmingCharacters(in: .whitespaces)), b > 0, b <= 1 << 16 else {
                 throw CortadoError.usage("--batches: '\(part)' is not a batch size in 1...65536")
@@ -65,7 +70,7 @@ struct Infer: ParsableCommand {
             return b
         }
         guard !sizes.isEmpty else { throw CortadoError.usage("--batches: give at least one batch size") }
-        let m = try InferenceModel(path: model)
+        let m = try InferenceModel(path: model, sparse: policy)
         let x = try InferenceBench.rows(model: m, input: input, rows: max(sizes.max()!, 1024))
         let r = InferenceBench.run(model: m, x: x, batches: sizes, threads: threads)
         print(json ? String(decoding: try stableJSON(r, pretty: false), as: UTF8.self) : InferenceBench.text(r), terminator: json ? "\n" : "")
