@@ -25,8 +25,13 @@ public final class InferenceModel {
 
     /// Loads and validates the file, then checks that every tensor the architecture needs is
     /// there with the right dtype and shape.
-    public init(path: String) throws {
-        let file = try ModelFile.load(path)
+    public convenience init(path: String) throws {
+        try self.init(file: try ModelFile.load(path), path: path)
+    }
+
+    /// A runtime for a file already loaded (and validated) by `ModelFile.load`, for callers that
+    /// check its header first (a distillation teacher must be a classifier); `path` names it.
+    public init(file: ModelFile, path: String) throws {
         self.path = path
         header = file.header
         let spec = file.header.model
@@ -69,6 +74,13 @@ public final class InferenceModel {
 
     /// The logits (batch, classes) of `batch` rows, valid until the next call.
     public func logits(_ input: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
+        reserve(batch: batch)
+        return UnsafePointer(net!.forward(input, batch: batch))
+    }
+
+    /// Sizes the network (its activations hold the logits) and the int8 scratch for batches of
+    /// up to `batch` rows now, so that later calls allocate nothing (a trainer's step loop).
+    public func reserve(batch: Int) {
         if net == nil || net!.maxBatch < batch {
             let n = Network<Float>(spec: spec, maxBatch: max(batch, 1), training: false)
             n.params.load(params)
@@ -80,7 +92,6 @@ public final class InferenceModel {
             scratch.reserve(for: int8Layers.values, batch: max(batch, 1))
             net = n
         }
-        return UnsafePointer(net!.forward(input, batch: batch))
     }
 }
 
