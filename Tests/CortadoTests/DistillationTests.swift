@@ -266,7 +266,7 @@ final class DistillationMPITests: XCTestCase {
     func testTwoRanksDistillAndTheModelNamesTheTeacher() throws {
         let teacher = Self.teacherRun + "/model-fp32.cmodel"
         let dir = Support.scratch("distill-np2")
-        let r = try Support.mpirun(2, args(dir + "/run", teacher: teacher, ["--set", "epochs=2", "--set", "teacher.alpha=0.5"]))
+        let r = try Support.mpirun(2, args(dir + "/run", teacher: teacher, ["--set", "epochs=2", "--set", "teacher.temperature=4", "--set", "teacher.alpha=0.5"]))
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stdout.contains("teacher: \(teacher) (fp32, dense(32) relu dense(10), 25450 parameters, sha256 "), r.stdout)
         XCTAssertTrue(r.stdout.contains("temperature 4.0, alpha 0.5"), r.stdout)
