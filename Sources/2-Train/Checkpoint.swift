@@ -173,12 +173,6 @@ public struct Checkpoint {
 
     /// The newest readable checkpoint: the one `latest` names, else the newest file that
     /// verifies; corrupt ones are skipped with a warning through `warn`.
-    /// The world size and data partitions of the checkpoint `newest` would pick, or nil.
-    public static func newestWorldSize(runDir: String) -> (worldSize: Int, dataPartitions: Int)? {
-        guard let (_, ck) = try? newest(runDir: runDir, warn: { _ in }) else { return nil }
-        return (ck.worldSize, ck.dataPartitions)
-    }
-
     public static func newest(runDir: String, warn: (String) -> Void) throws -> (path: String, checkpoint: Checkpoint)? {
         var candidates = try checkpointFiles(runDir: runDir).reversed().map { $0 }
         let latestPath = (folder(runDir: runDir) as NSString).appendingPathComponent("latest")

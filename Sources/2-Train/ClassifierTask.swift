@@ -7,7 +7,8 @@ import CortadoMPI
 import Foundation
 
 /// A feed-forward classifier (MLP, CNN) on features and integer labels: one dense allreduce
-/// of the gradient arena per step.
+/// of the gradient arena per step. With a distillation teacher, each step also runs the
+/// teacher on the same batch rows and trains on `DistillationLoss`.
 final class ClassifierTask: TrainingTask {
     let comm: Communicator
     let net: Network<Float>
@@ -19,9 +20,13 @@ final class ClassifierTask: TrainingTask {
     let evalBatch = 256
     /// Batch buffers: features (B, d) and labels (B).
     let xBatch: UnsafeMutablePointer<Float>, yBatch: UnsafeMutablePointer<Int32>
+    /// The distillation teacher; its logits for the batch, (B, classes), land in its network's
+    /// last activation buffer, sized for the batch here, before step 0.
+    let teacher: DistillationTeacher?
+    private(set) var hardLossSum: Double?
 
     init(comm: Communicator, spec: JobSpec, model: ModelSpec, classes: [String],
-         data: (train: LocalData, val: LocalData, test: LocalData), testFiles: [String]) {
+         data: (train: LocalData, val: LocalData, test: LocalData), testFiles: [String], teacher: DistillationTeacher? = nil) {
         self.comm = comm
         self.model = model
         self.classes = classes
@@ -32,6 +37,8 @@ final class ClassifierTask: TrainingTask {
         net.labelSmoothing = spec.labelSmoothing
         xBatch = .allocate(capacity: spec.batchSize * model.inputSize)
         yBatch = .allocate(capacity: spec.batchSize)
+        self.teacher = teacher
+        teacher?.runtime.reserve(batch: spec.batchSize)   // the step loop then allocates nothing
     }
 
     deinit { xBatch.deallocate(); yBatch.deallocate() }
@@ -52,7 +59,12 @@ final class ClassifierTask: TrainingTask {
         // Dropout masks from (seed, step, rank): reproducible, and a resumed run draws the
         // same masks as an uninterrupted one.
         net.dropoutSeed = seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step * comm.size + comm.rank + 1)
-        return net.step(xBatch, labels: yBatch, batch: batch, train: true)
+        guard let teacher else { return net.step(xBatch, labels: yBatch, batch: batch, train: true) }
+        let teacherLogits = teacher.runtime.logits(xBatch, batch: batch)
+        let r = net.distillationStep(xBatch, labels: yBatch, teacherLogits: teacherLogits, batch: batch,
+                                     temperature: Float(teacher.spec.temperature), alpha: Float(teacher.spec.alpha))
+        hardLossSum = r.hardLossSum
+        return (r.lossSum, r.correct)
     }
 
     func exchangeGradients() { comm.allreduceSum(net.grads.base, count: net.layout.count + StatusSlot.count) }

@@ -23,6 +23,10 @@ import Foundation
 ///     emit: [fp32, int8]      # model files rank 0 writes at the end, by compression recipe
 ///                             # (fp16, bf16, prune0.9+int8, … see `Recipe`)
 ///     verify_checksums: true  # SHA-256 of each shard a rank reads, before step 0
+///     teacher:                # optional: knowledge distillation (see `Teacher`)
+///       model: runs/fashion-mlp/model-fp32.cmodel
+///       temperature: 4.0
+///       alpha: 0.7
 ///
 /// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
 public struct JobSpec: Codable, Equatable {
@@ -102,6 +106,28 @@ public struct JobSpec: Codable, Equatable {
     }
     public var pruning: Pruning?
 
+    /// Knowledge distillation: train on a teacher model's softened outputs as well as the labels
+    /// (Hinton et al. 2015; the loss is `DistillationLoss`):
+    ///
+    ///     ℓ = (1 − alpha)·CE(softmax(z), y) + alpha·T²·KL(softmax(t/T) ‖ softmax(z/T))
+    ///
+    /// `model` is any classifier `.cmodel` (fp32, fp16, bf16 or int8 storage), its path
+    /// relative to the working directory like `data`. Every rank runs the teacher on its own
+    /// batch rows with the inference runtime, so distillation adds no communication.
+    public struct Teacher: Codable, Equatable {
+        public var model: String
+        public var temperature = 4.0
+        public var alpha = 0.7
+        /// SHA-256 of the teacher file, filled in by the trainer before step 0 (not a spec key).
+        /// Being part of the resolved spec, it makes the ranks agree on the teacher's bytes,
+        /// goes into job.json, checkpoints and model metadata, and lets a resume refuse a
+        /// different teacher.
+        public var sha256: String?
+
+        public init(model: String) { self.model = model }
+    }
+    public var teacher: Teacher?
+
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
         public var patience = 3
@@ -133,7 +159,7 @@ public struct JobSpec: Codable, Equatable {
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
-        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite"
+        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -215,6 +241,13 @@ public struct JobSpec: Codable, Equatable {
             es.patience = try e.int("patience") ?? es.patience
             try e.finish()
             earlyStopping = es
+        }
+        if let t = try r.child("teacher") {
+            var teacher = Teacher(model: try t.required("model", t.string))
+            teacher.temperature = try t.double("temperature") ?? teacher.temperature
+            teacher.alpha = try t.double("alpha") ?? teacher.alpha
+            try t.finish()
+            self.teacher = teacher
         }
         initFrom = try r.string("init_from")
         func intList(_ key: String) throws -> [Int] {
@@ -350,6 +383,12 @@ public struct JobSpec: Codable, Equatable {
             let metrics = recommender == nil ? ["val_accuracy", "val_loss"] : ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]
             try check(metrics.contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
+        }
+        if let t = teacher {
+            try check(recommender == nil, "teacher", "distillation trains classifiers (soft targets over classes), not model.type recommender")
+            try check(!t.model.isEmpty, "teacher.model", "empty path (give a classifier .cmodel)")
+            try check(t.temperature > 0, "teacher.temperature", "must be positive, got \(t.temperature)")
+            try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
         }
         for (i, e) in emit.enumerated() {
             do { _ = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message) }

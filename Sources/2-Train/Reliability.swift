@@ -14,7 +14,9 @@ enum StatusSlot {
     static let stopRequests = 2
     /// Ranks whose step failed (error, non-finite loss or gradient).
     static let failures = 3
-    static let count = 4
+    /// Summed hard-label cross-entropy (the loss itself unless distilling), for the log.
+    static let hardLoss = 4
+    static let count = 5
 }
 
 /// Preemption signals: the first SIGTERM, SIGUSR1 or SIGINT sets a flag that the step loop

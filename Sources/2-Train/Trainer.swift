@@ -80,8 +80,12 @@ public final class Trainer {
         // same rows (only the summation order changes); otherwise the partitions become the new
         // ranks and the per-rank batch is rounded when it does not divide.
         var partitions = spec.dataPartitions ?? comm.size
+        // Rank 0: the checkpoint a resume will start from, and the job spec that wrote it.
+        var resumeFrom: (path: String, jobSpecJSON: String)?
         if options.resume {
-            let ck = comm.rank == 0 ? Checkpoint.newestWorldSize(runDir: spec.runDir) : nil
+            let newest = comm.rank == 0 ? try? Checkpoint.newest(runDir: spec.runDir, warn: { _ in }) : nil
+            let ck = newest?.checkpoint
+            resumeFrom = newest.map { ($0.path, $0.checkpoint.jobSpecJSON) }
             let written = comm.allreduceMax(ck?.worldSize ?? 0), ckPartitions = comm.allreduceMax(ck?.dataPartitions ?? 0)
             if written > 0 {
                 let global = spec.batchSize * written
@@ -119,7 +123,17 @@ public final class Trainer {
                 try model.validate(classes: manifest.classes.count)
             }
         }
+        // The teacher is checked (and its bytes hashed into the spec) on every rank before the
+        // pre-flight comparison, so ranks that would read different teacher files disagree.
+        let teacher = try spec.teacher.map { t in
+            try comm.agree("checking the teacher") { try DistillationTeacher.load(t, manifest: manifest, data: spec.data) }
+        }
+        if let teacher { spec.teacher = teacher.spec }
         try preflight(spec: spec, manifest: manifest)
+        // Before the run folder's job.json is rewritten: a resume keeps the run's teacher.
+        try comm.agree("checking the teacher against the checkpoint") {
+            if let (path, json) = resumeFrom { try DistillationTeacher.checkResume(checkpoint: path, jobSpecJSON: json, teacher: spec.teacher) }
+        }
 
         let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
         let threads = spec.threads ?? max(1, cores / max(comm.localSize, 1))
@@ -165,7 +179,7 @@ public final class Trainer {
                                            readers: [trainReader, valReader, testReader], log: log)
             }
             return ClassifierTask(comm: comm, spec: spec, model: model, classes: manifest.classes, data: (train, val, test),
-                                  testFiles: testReader.files.map(\.path))
+                                  testFiles: testReader.files.map(\.path), teacher: teacher)
         }
         let n = task.layout.count
         let opt = Optimizer(spec: spec.optimizer, count: n)
@@ -228,6 +242,7 @@ public final class Trainer {
         let arenaMiB = Double(n * 4 * 3) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
+        if let teacher { log(teacher.summary) }
         log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB")
 
         // ---- the step loop: buffers below are the only ones it touches ----
@@ -260,7 +275,7 @@ public final class Trainer {
                     (order.baseAddress! + s * B + j * partBatch).update(from: rows.baseAddress! + s * partBatch, count: partBatch)
                 }
             }
-            var epochLoss = 0.0, epochSteps = 0
+            var epochLoss = 0.0, epochHardLoss = 0.0, epochSteps = 0
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
                 let pos = step % stepsPerEpoch
@@ -280,6 +295,7 @@ public final class Trainer {
                 g[n + StatusSlot.correct] = Float(r.correct)
                 g[n + StatusSlot.stopRequests] = Preemption.requested ? 1 : 0
                 g[n + StatusSlot.failures] = failure == nil ? 0 : 1
+                g[n + StatusSlot.hardLoss] = Float(task.hardLossSum ?? r.lossSum)
                 let tExchange = monotonicSeconds()
                 watchdog.beat(step: step, .exchange)
                 task.exchangeGradients()
@@ -303,6 +319,7 @@ public final class Trainer {
                         }
                     }
                     epochLoss += loss
+                    epochHardLoss += Double(g[n + StatusSlot.hardLoss]) / Double(B * comm.size)
                     epochSteps += 1
                 } else if spec.nonFinite == "skip" {
                     skipped += 1
@@ -336,8 +353,12 @@ public final class Trainer {
             let sps = Double(trainSamples) / max(trainTime, 1e-9)
             let eta = Double((totalSteps - step) * B * comm.size) / sps
             let shown = task.logMetrics.map { String(format: "val_%@ %.4f", $0, lastVal[$0] ?? .nan) }.joined(separator: "  ")
-            log(String(format: "epoch %d/%d  step %d  train_loss %.4f  %@  %.0f samples/s  ETA %.0fs",
-                       epoch + 1, spec.epochs, step, epochLoss / Double(max(epochSteps, 1)), shown, sps, eta))
+            // Distilling, train_loss is the total and train_ce its hard-label part alone (the
+            // figure a run without a teacher reports as train_loss).
+            let trainCE = epochHardLoss / Double(max(epochSteps, 1))
+            let ce = spec.teacher == nil ? "" : String(format: "  train_ce %.4f", trainCE)
+            log(String(format: "epoch %d/%d  step %d  train_loss %.4f%@  %@  %.0f samples/s  ETA %.0fs",
+                       epoch + 1, spec.epochs, step, epochLoss / Double(max(epochSteps, 1)), ce, shown, sps, eta))
             if let es = spec.earlyStopping {
                 // Every rank sees the same reduced metric, so all take the same branch.
                 let key = String(es.metric.dropFirst(4))   // "val_…"
@@ -360,6 +381,7 @@ public final class Trainer {
                 var line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
                                               "samples_per_sec": sps, "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
                                               "elapsed_sec": monotonicSeconds() - wallStart]
+                if spec.teacher != nil { line["train_ce"] = trainCE }
                 for (k, v) in lastVal { line["val_" + k] = v }
                 appendLine(metricsPath, line)
             }
@@ -444,6 +466,10 @@ public final class Trainer {
     func modelMetadata(spec: JobSpec, manifest: DatasetManifest, step: Int) throws -> [String: String] {
         var meta = ["job_spec": spec.canonicalJSON, "step": String(step), "world_size": String(comm.size),
                     "data": spec.data, "cortado_version": cortadoVersion]
+        if let t = spec.teacher {
+            // The teacher by path and content (SHA-256), with the loss's temperature and alpha.
+            meta["distilled_from"] = String(decoding: try stableJSON(t, pretty: false), as: UTF8.self)
+        }
         if let columns = manifest.columns, let csv = manifest.csv {
             meta["preprocessing"] = String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
         }

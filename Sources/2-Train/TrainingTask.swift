@@ -30,6 +30,9 @@ protocol TrainingTask: AnyObject {
     /// gradients (of the mean loss) accumulate into `grads`, which the caller zeroed.
     /// Returns the batch's summed loss per example and its correct count.
     func trainStep(order: UnsafePointer<Int32>, batch: Int, step: Int) -> (lossSum: Double, correct: Int)
+    /// The last `trainStep`'s summed hard-label cross-entropy when the training loss is
+    /// something else (distillation adds a soft term); nil when the loss is just that.
+    var hardLossSum: Double? { get }
     /// Sums `grads` (parameters and the status slots) across ranks, identically on all.
     func exchangeGradients()
     /// Metrics over a whole split (each rank scores its rows; the result is reduced, so
@@ -38,6 +41,10 @@ protocol TrainingTask: AnyObject {
     /// Rank 0 at the end: writes the `emit` model files into `runDir` and scores each written
     /// file with the inference runtime on the test split. Returns paths and metrics.
     func emitModels(emit: [String], runDir: String, metadata: [String: String]) throws -> (models: [String: String], metrics: [String: Double])
+}
+
+extension TrainingTask {
+    var hardLossSum: Double? { nil }
 }
 
 /// The evaluation splits.

@@ -33,8 +33,13 @@ public final class InferenceModel {
 
     /// Loads and validates the file, then checks that every tensor the architecture needs is
     /// there with the right dtype and shape.
-    public init(path: String, sparse: SparsePolicy = .auto) throws {
-        let file = try ModelFile.load(path)
+    public convenience init(path: String, sparse: SparsePolicy = .auto) throws {
+        try self.init(file: try ModelFile.load(path), path: path, sparse: sparse)
+    }
+
+    /// A runtime for a file already loaded (and validated) by `ModelFile.load`, for callers that
+    /// check its header first (a distillation teacher must be a classifier); `path` names it.
+    public init(file: ModelFile, path: String, sparse: SparsePolicy = .auto) throws {
         self.path = path
         sparsePolicy = sparse
         header = file.header
@@ -91,6 +96,13 @@ public final class InferenceModel {
 
     /// The logits (batch, classes) of `batch` rows, valid until the next call.
     public func logits(_ input: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
+        reserve(batch: batch)
+        return UnsafePointer(net!.forward(input, batch: batch))
+    }
+
+    /// Sizes the network (its activations hold the logits) and the int8 scratch for batches of
+    /// up to `batch` rows now, so that later calls allocate nothing (a trainer's step loop).
+    public func reserve(batch: Int) {
         if net == nil || net!.maxBatch < batch {
             let n = Network<Float>(spec: spec, maxBatch: max(batch, 1), training: false)
             n.params.load(params)
@@ -119,7 +131,6 @@ public final class InferenceModel {
             sparseScratch = [Float](repeating: 0, count: 32 * (sparseLayers.values.map { $0.inDim + $0.outDim }.max() ?? 0))
             net = n
         }
-        return UnsafePointer(net!.forward(input, batch: batch))
     }
 }
 

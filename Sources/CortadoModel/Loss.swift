@@ -41,6 +41,61 @@ public enum SoftmaxCrossEntropy {
     }
 }
 
+/// Knowledge distillation (Hinton, Vinyals & Dean 2015): the student learns the labels and a
+/// teacher's softened class probabilities together. Per row, with student logits z, teacher
+/// logits t, temperature T and weight α:
+///
+///     ℓ = (1 − α)·CE(softmax(z), y) + α·T²·KL(softmax(t/T) ‖ softmax(z/T))
+///     ∂ℓ/∂z = (1 − α)(softmax(z) − onehot(y)) + α·T·(softmax(z/T) − softmax(t/T))
+///
+/// The T² keeps the soft term's gradient on the same scale as the hard one's whatever T is
+/// (its gradient carries 1/T from the softened softmax, times T²): that is what lets α mean
+/// "share of the gradient", as in PyTorch's and Keras's distillation recipes. With α = 0 this
+/// is `SoftmaxCrossEntropy` exactly (the soft term is not computed).
+public enum DistillationLoss {
+    /// - logits, teacherLogits: (batch, classes); labels: (batch), values in 0..<classes.
+    /// - temperature: T > 0; alpha: α in [0, 1], the weight of the soft term.
+    /// - dLogits: (batch, classes) or nil; receives ∂ℓ/∂z · `gradScale` (1/batch for the mean).
+    /// - smoothing: label smoothing of the hard term (see `SoftmaxCrossEntropy`).
+    /// - Returns: the summed total loss, the summed hard-label cross-entropy alone (comparable
+    ///   with a run without a teacher), and the rows whose arg-max is the label.
+    @inlinable
+    public static func evaluate<T: Real>(logits: UnsafePointer<T>, teacherLogits: UnsafePointer<T>, labels: UnsafePointer<Int32>,
+                                         batch: Int, classes: Int, temperature: T, alpha: T,
+                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T,
+                                         smoothing: T = 0) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
+        // The hard term writes (1 − α)(p − onehot)·scale; the soft term adds to it.
+        let hard = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes,
+                                                dLogits: dLogits, gradScale: (1 - alpha) * gradScale, smoothing: smoothing)
+        guard alpha > 0 else { return (hard.lossSum, hard.lossSum, hard.correct) }
+        let invT = 1 / temperature, softScale = alpha * temperature * gradScale
+        var klSum = 0.0
+        for r in 0..<batch {
+            let z = logits + r * classes, t = teacherLogits + r * classes
+            var zMax = z[0], tMax = t[0]
+            for c in 1..<classes {
+                if z[c] > zMax { zMax = z[c] }
+                if t[c] > tMax { tMax = t[c] }
+            }
+            var zSum: T = 0, tSum: T = 0
+            for c in 0..<classes { zSum += T.exp((z[c] - zMax) * invT); tSum += T.exp((t[c] - tMax) * invT) }
+            let zLogSum = T.log(zSum), tLogSum = T.log(tSum)
+            // KL(q ‖ p) = Σ q_c (log q_c − log p_c), both logs from the shifted logits, so an
+            // underflowing q_c contributes 0 rather than 0 · (−∞).
+            var kl: T = 0
+            for c in 0..<classes {
+                let logQ = (t[c] - tMax) * invT - tLogSum, logP = (z[c] - zMax) * invT - zLogSum
+                let q = T.exp(logQ)
+                kl += q * (logQ - logP)
+                if let dLogits { dLogits[r * classes + c] += softScale * (T.exp(logP) - q) }
+            }
+            klSum += Double(kl)
+        }
+        let a = Double(alpha), t2 = Double(temperature) * Double(temperature)
+        return ((1 - a) * hard.lossSum + a * t2 * klSum, hard.lossSum, hard.correct)
+    }
+}
+
 /// Binary cross-entropy on logits, fused with its gradient: ℓ = softplus(z) − y·z, computed as
 /// max(z, 0) − y·z + log(1 + e^−|z|) so it never overflows; dℓ/dz = σ(z) − y.
 public enum BinaryCrossEntropy {

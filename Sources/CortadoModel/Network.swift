@@ -186,6 +186,20 @@ public final class Network<T: Real> {
         return r
     }
 
+    /// `step` in training mode with a teacher's soft targets: forward, `DistillationLoss`
+    /// against `teacherLogits` (batch, outputSize), backward. Gradients are of the mean loss.
+    /// Returns the summed total loss, the summed hard-label cross-entropy and the correct count.
+    @inlinable
+    public func distillationStep(_ input: UnsafePointer<T>, labels: UnsafePointer<Int32>, teacherLogits: UnsafePointer<T>, batch: Int,
+                                 temperature: T, alpha: T) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
+        let logits = forward(input, batch: batch, training: true)
+        let r = DistillationLoss.evaluate(logits: logits, teacherLogits: teacherLogits, labels: labels, batch: batch, classes: spec.outputSize,
+                                          temperature: temperature, alpha: alpha, dLogits: dActA.base, gradScale: 1 / T(batch),
+                                          smoothing: T(labelSmoothing))
+        backpropagate(input, batch: batch, dLogits: dActA.base, startOnA: false, dInput: nil)
+        return r
+    }
+
     @inlinable
     func backpropagate(_ input: UnsafePointer<T>, batch: Int, dLogits: UnsafePointer<T>, startOnA: Bool,
                        dInput: UnsafeMutablePointer<T>?) {

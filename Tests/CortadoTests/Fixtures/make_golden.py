@@ -8,6 +8,12 @@ layers.0.bias (4), layers.2.weight (3,4), layers.2.bias (3)), logits, mean loss,
 gradient of the mean loss, and for each optimizer (SGD with momentum 0.9, Nesterov, Adam, AdamW;
 PyTorch's formulations) the losses of 3 steps and the parameters after them.
 
+`distillation` (DistillationTests.swift): the same MLP as a student of position-coded teacher
+logits, temperature 3, alpha 0.6 — Hinton et al.'s loss as PyTorch users write it,
+(1 - a) * cross_entropy(z, y) + a * T**2 * kl_div(log_softmax(z / T), softmax(t / T), "batchmean")
+— its mean loss, the hard cross-entropy alone, and the flat gradient (checked here against
+central differences, so the T factor is not taken on trust).
+
 Run from this folder:  python3 make_golden.py
 """
 import json
@@ -38,13 +44,17 @@ def grads(W1, b1, W2, b2):
     dz2 = p.copy()
     dz2[np.arange(B), y] -= 1
     dz2 /= B
+    return (z1, z2, loss, backward(x, z1, a1, W2, dz2))
+
+
+def backward(x, z1, a1, W2, dz2):
     dW2 = dz2.T @ a1
     db2 = dz2.sum(0)
     da1 = dz2 @ W2
     dz1 = da1 * (z1 > 0)
     dW1 = dz1.T @ x
     db1 = dz1.sum(0)
-    return z1, z2, loss, [dW1, db1, dW2, db2]
+    return [dW1, db1, dW2, db2]
 
 
 def flat(ts):
@@ -81,6 +91,35 @@ def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
     return {"learning_rate": lr, "weight_decay": wd, "losses": [float(x) for x in losses], "params_after": flat(p).tolist()}
 
 
+T, A = 3.0, 0.6
+t_logits = 2.0 * np.sin(0.7 * (np.arange(B * C) + 1)).reshape(B, C)
+
+
+def log_softmax(v):
+    m = v.max(axis=1, keepdims=True)
+    return v - m - np.log(np.exp(v - m).sum(axis=1, keepdims=True))
+
+
+def distill(W1, b1, W2, b2):
+    z1, a1, z2, p, hard = forward(W1, b1, W2, b2)
+    lq, lp = log_softmax(t_logits / T), log_softmax(z2 / T)
+    kl = (np.exp(lq) * (lq - lp)).sum(axis=1).mean()
+    loss = (1 - A) * hard + A * T * T * kl
+    onehot = np.eye(C)[y]
+    dz2 = ((1 - A) * (p - onehot) + A * T * (np.exp(lp) - np.exp(lq))) / B
+    return loss, hard, backward(x, z1, a1, W2, dz2)
+
+
+d_loss, d_hard, d_grads = distill(*params)
+for i, t in enumerate(params):   # the analytic gradient against central differences
+    for j in range(t.size):
+        ps = [u.copy() for u in params]
+        ps[i].flat[j] += 1e-6
+        plus = distill(*ps)[0]
+        ps[i].flat[j] -= 2e-6
+        numeric = (plus - distill(*ps)[0]) / 2e-6
+        assert abs(numeric - d_grads[i].flat[j]) < 1e-8, (i, j, numeric, d_grads[i].flat[j])
+
 out = {
     "batch": B, "inputs": D, "hidden": H, "classes": C,
     "x": x.ravel().tolist(), "labels": y.tolist(),
@@ -90,7 +129,9 @@ out = {
     "grads": flat(g).tolist(),
     "optimizers": {"sgd": optimizer_run("sgd", 0.1, 0.01), "nesterov": optimizer_run("nesterov", 0.1, 0.01), "adam": optimizer_run("adam", 0.01, 0.01),
                    "adamw": optimizer_run("adamw", 0.01, 0.1)},
+    "distillation": {"temperature": T, "alpha": A, "teacher_logits": t_logits.ravel().tolist(),
+                     "loss": float(d_loss), "hard_loss": float(d_hard), "grads": flat(d_grads).tolist()},
 }
 with open("golden_mlp.json", "w") as f:
     json.dump(out, f, indent=1)
-print("wrote golden_mlp.json: loss %.6f" % loss)
+print("wrote golden_mlp.json: loss %.6f, distillation loss %.6f" % (loss, d_loss))

@@ -1,0 +1,360 @@
+import CortadoCompress
+import CortadoCore
+import CortadoData
+import CortadoInfer
+import CortadoModel
+import CortadoTrain
+import Foundation
+import XCTest
+
+/// Knowledge distillation: the loss (gradient checks in Double, its limits, numpy golden
+/// values), the `teacher:` job-spec block, and the inference runtime's logits.
+final class DistillationTests: XCTestCase {
+    let eps = 1e-6, tol = 1e-6
+
+    /// (batch, classes) values in ±[0.05, 1.05) · scale, from a seed.
+    func values(_ n: Int, seed: UInt64, scale: Double) -> [Double] {
+        var rng = SeededRNG(seed: seed)
+        return (0..<n).map { _ in
+            let v = rng.uniform() * 2 - 1
+            return scale * (v < 0 ? v - 0.05 : v + 0.05)
+        }
+    }
+
+    func evaluate(_ z: [Double], _ t: [Double], _ labels: [Int32], classes: Int, temperature: Double, alpha: Double,
+                  smoothing: Double = 0, dLogits: UnsafeMutablePointer<Double>? = nil, gradScale: Double = 1) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
+        DistillationLoss.evaluate(logits: z, teacherLogits: t, labels: labels, batch: labels.count, classes: classes,
+                                  temperature: temperature, alpha: alpha, dLogits: dLogits, gradScale: gradScale, smoothing: smoothing)
+    }
+
+    /// Central differences of the mean loss against the analytic ∂ℓ/∂z, for a range of
+    /// temperatures and weights (the T factor of the soft gradient is what this pins down).
+    func testGradientMatchesFiniteDifferences() {
+        let batch = 4, classes = 5
+        let labels: [Int32] = [4, 0, 2, 2]
+        let t = values(batch * classes, seed: 5, scale: 4)
+        for (temperature, alpha, smoothing) in [(1.0, 0.5, 0.0), (4, 0.7, 0), (2, 1, 0), (0.5, 0.3, 0), (10, 0.9, 0), (3, 0, 0), (4, 0.5, 0.1)] {
+            var z = values(batch * classes, seed: 11, scale: 3)
+            var d = [Double](repeating: 0, count: batch * classes)
+            _ = evaluate(z, t, labels, classes: classes, temperature: temperature, alpha: alpha, smoothing: smoothing, dLogits: &d, gradScale: 1 / Double(batch))
+            func f() -> Double {
+                evaluate(z, t, labels, classes: classes, temperature: temperature, alpha: alpha, smoothing: smoothing).lossSum / Double(batch)
+            }
+            for i in 0..<z.count {
+                let s = z[i]
+                z[i] = s + eps; let plus = f()
+                z[i] = s - eps; let minus = f()
+                z[i] = s
+                let numeric = (plus - minus) / (2 * eps)
+                XCTAssertLessThanOrEqual(abs(d[i] - numeric), tol * max(1, abs(d[i]), abs(numeric)),
+                                         "T \(temperature), alpha \(alpha), smoothing \(smoothing): dLogits[\(i)] analytic \(d[i]), numeric \(numeric)")
+            }
+            // Both parts of the gradient are differences of distributions: rows sum to zero.
+            for r in 0..<batch { XCTAssertEqual(d[(r * classes)..<((r + 1) * classes)].reduce(0, +), 0, accuracy: 1e-12) }
+        }
+    }
+
+    /// α = 0 is softmax cross-entropy, bit for bit: loss, gradient and correct count.
+    func testAlphaZeroIsCrossEntropyExactly() {
+        let batch = 4, classes = 5
+        let labels: [Int32] = [1, 3, 0, 4]
+        let z = values(batch * classes, seed: 2, scale: 3), t = values(batch * classes, seed: 3, scale: 5)
+        var d = [Double](repeating: 0, count: batch * classes), dCE = d
+        let r = evaluate(z, t, labels, classes: classes, temperature: 4, alpha: 0, dLogits: &d, gradScale: 0.25)
+        let ce = SoftmaxCrossEntropy.evaluate(logits: z, labels: labels, batch: batch, classes: classes, dLogits: &dCE, gradScale: 0.25)
+        XCTAssertEqual(r.lossSum, ce.lossSum)
+        XCTAssertEqual(r.hardLossSum, ce.lossSum)
+        XCTAssertEqual(r.correct, ce.correct)
+        XCTAssertEqual(d, dCE)
+    }
+
+    /// α = 1 learns from the teacher alone: the labels change the reported hard loss but
+    /// neither the loss nor the gradient; a student that equals its teacher has zero loss and
+    /// gradient; the gradient is T·(softmax(z/T) − softmax(t/T)) per row.
+    func testAlphaOneIgnoresLabelsAndMatchesTheTeacher() {
+        let batch = 3, classes = 4, temperature = 2.5
+        let z = values(batch * classes, seed: 8, scale: 3), t = values(batch * classes, seed: 9, scale: 3)
+        var d1 = [Double](repeating: 0, count: batch * classes), d2 = d1
+        let a = evaluate(z, t, [0, 1, 2], classes: classes, temperature: temperature, alpha: 1, dLogits: &d1)
+        let b = evaluate(z, t, [3, 3, 1], classes: classes, temperature: temperature, alpha: 1, dLogits: &d2)
+        XCTAssertEqual(a.lossSum, b.lossSum)
+        XCTAssertNotEqual(a.hardLossSum, b.hardLossSum)
+        XCTAssertEqual(d1, d2)
+        func softmax(_ v: ArraySlice<Double>) -> [Double] {
+            let m = v.max()!, e = v.map { exp(($0 - m) / temperature) }, s = e.reduce(0, +)
+            return e.map { $0 / s }
+        }
+        for r in 0..<batch {
+            let row = (r * classes)..<((r + 1) * classes)
+            let want = zip(softmax(z[row]), softmax(t[row])).map { temperature * ($0 - $1) }
+            assertClose(Array(d1[row]), want, rel: 1e-12, abs: 1e-15, "row \(r)")
+        }
+        var d = [Double](repeating: 1, count: batch * classes)
+        let same = evaluate(z, z, [0, 1, 2], classes: classes, temperature: temperature, alpha: 1, dLogits: &d)
+        XCTAssertEqual(same.lossSum, 0, accuracy: 1e-14)
+        XCTAssertEqual(d.map(abs).max()!, 0, accuracy: 1e-15)
+    }
+
+    /// Extreme logits (a confident teacher at a low temperature) stay finite.
+    func testConfidentTeacherStaysFinite() {
+        var d = [Float](repeating: 0, count: 3)
+        let r = DistillationLoss.evaluate(logits: [Float(0), 1, 2], teacherLogits: [Float(200), -200, 0], labels: [Int32(0)], batch: 1, classes: 3,
+                                          temperature: Float(0.1), alpha: Float(0.9), dLogits: &d, gradScale: 1)
+        XCTAssertTrue(r.lossSum.isFinite && d.allSatisfy(\.isFinite), "\(r) \(d)")
+    }
+
+    // MARK: golden values
+
+    struct Golden: Decodable {
+        var batch: Int, inputs: Int, hidden: Int, classes: Int
+        var x: [Double], labels: [Int32], params: [Double]
+        var distillation: Distillation
+        struct Distillation: Decodable {
+            var temperature: Double, alpha: Double, teacher_logits: [Double], loss: Double, hard_loss: Double, grads: [Double]
+        }
+    }
+
+    /// The golden MLP (Fixtures/make_golden.py) as a student: mean loss, hard loss and every
+    /// parameter gradient of one `Network.distillationStep` against numpy.
+    func run<T: Real>(_ type: T.Type, _ g: Golden) -> (loss: Double, hard: Double, grads: [Double]) {
+        let spec = ModelSpec(inputShape: [g.inputs], layers: [.dense(units: g.hidden), .relu, .dense(units: g.classes)])
+        let net = Network<T>(spec: spec, maxBatch: g.batch)
+        net.params.load(g.params.map { T($0) })
+        net.grads.zero()
+        let x = g.x.map { T($0) }, t = g.distillation.teacher_logits.map { T($0) }
+        let r = x.withUnsafeBufferPointer { xp in
+            t.withUnsafeBufferPointer { tp in
+                net.distillationStep(xp.baseAddress!, labels: g.labels, teacherLogits: tp.baseAddress!, batch: g.batch,
+                                     temperature: T(g.distillation.temperature), alpha: T(g.distillation.alpha))
+            }
+        }
+        return (r.lossSum / Double(g.batch), r.hardLossSum / Double(g.batch), net.grads.array.map { Double($0) })
+    }
+
+    func testGoldenMatchesNumpy() throws {
+        let g = try JSONDecoder().decode(Golden.self, from: try Support.fixture("golden_mlp.json"))
+        let d = run(Double.self, g)
+        XCTAssertEqual(d.loss, g.distillation.loss, accuracy: 1e-12)
+        XCTAssertEqual(d.hard, g.distillation.hard_loss, accuracy: 1e-12)
+        assertClose(d.grads, g.distillation.grads, rel: 1e-10, abs: 1e-14, "Double grads")
+        let f = run(Float.self, g)
+        XCTAssertEqual(f.loss, g.distillation.loss, accuracy: 1e-5)
+        assertClose(f.grads, g.distillation.grads, rel: 1e-4, abs: 1e-6, "Float grads")
+        // The fixture can tell distillation from plain cross-entropy.
+        XCTAssertGreaterThan(abs(g.distillation.loss - g.distillation.hard_loss), 0.1)
+    }
+
+    // MARK: job spec
+
+    let base = """
+    data: d/manifest.json
+    model: {layers: [{type: dense, units: 16}, {type: relu}, {type: dense, units: 10}]}
+    teacher:
+      model: runs/t/model-fp32.cmodel
+      temperature: 3
+      alpha: 0.6
+    """
+
+    func spec(_ text: String, _ overrides: [String] = []) throws -> JobSpec {
+        var tree = try ConfigNode.parse(text, origin: "job.yaml")
+        for o in overrides { try tree.set(o) }
+        return try JobSpec(tree: tree)
+    }
+
+    func expectError(_ text: String, _ overrides: [String] = [], contains fragment: String, line: UInt = #line) {
+        XCTAssertThrowsError(try spec(text, overrides), line: line) {
+            XCTAssertTrue("\($0)".contains(fragment), "'\($0)' lacks '\(fragment)'", line: line)
+        }
+    }
+
+    func testTeacherSpecOverridesAndDefaults() throws {
+        let s = try spec(base)
+        XCTAssertEqual(s.teacher?.model, "runs/t/model-fp32.cmodel")
+        XCTAssertEqual(s.teacher?.temperature, 3)
+        XCTAssertEqual(s.teacher?.alpha, 0.6)
+        XCTAssertNil(s.teacher?.sha256, "the trainer fills it in")
+        let o = try spec(base, ["teacher.alpha=0.5", "teacher.temperature=2", "teacher.model=other.cmodel"])
+        XCTAssertEqual(o.teacher, { var t = JobSpec.Teacher(model: "other.cmodel"); t.temperature = 2; t.alpha = 0.5; return t }())
+        let plain = "data: d/manifest.json\nmodel: {layers: [{type: dense, units: 10}]}\n"
+        let added = try spec(plain, ["teacher={model: t.cmodel}"])
+        XCTAssertEqual(added.teacher?.temperature, 4, "default temperature")
+        XCTAssertEqual(added.teacher?.alpha, 0.7, "default alpha")
+        XCTAssertNil(try spec(plain).teacher)
+        XCTAssertFalse(try spec(plain).canonicalJSON.contains("teacher"), "specs without a teacher hash as before")
+        XCTAssertTrue(o.canonicalJSON.contains("\"teacher\":{\"alpha\":0.5,\"model\":\"other.cmodel\",\"temperature\":2}"), o.canonicalJSON)
+    }
+
+    func testTeacherSpecErrorsNameTheField() {
+        expectError(base, ["teacher.temperature=0"], contains: "teacher.temperature: must be positive, got 0")
+        expectError(base, ["teacher.temperature=-2"], contains: "teacher.temperature: must be positive")
+        expectError(base, ["teacher.alpha=1.5"], contains: "teacher.alpha: must be in [0, 1]")
+        expectError(base, ["teacher.alpha=-0.1"], contains: "teacher.alpha: must be in [0, 1]")
+        expectError(base, ["teacher.temp=2"], contains: "teacher.temp: unknown key")
+        expectError(base, ["teacher.alpha=lots"], contains: "teacher.alpha: expected a number, got 'lots'")
+        expectError(base, ["teacher.sha256=abc"], contains: "teacher.sha256: unknown key")
+        expectError("data: d/manifest.json\nmodel: {layers: [{type: dense, units: 10}]}\n", ["teacher.alpha=0.5"], contains: "teacher.model: required")
+        expectError("data: d/manifest.json\nmodel: {type: recommender}\n", ["teacher.model=t.cmodel"], contains: "teacher: distillation trains classifiers")
+    }
+
+    /// The shipped pair: the distilled student and its baseline differ only in the teacher (and
+    /// run folder), and the student has at most a quarter of the teacher's parameters.
+    func testShippedJobSpecsDifferOnlyInTheTeacher() throws {
+        let distilled = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp-distilled.yaml")
+        let small = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp-small.yaml")
+        let teacher = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp.yaml")
+        XCTAssertEqual(distilled.teacher?.model, teacher.runDir + "/model-fp32.cmodel")
+        var same = distilled
+        same.teacher = nil
+        same.runDir = small.runDir
+        XCTAssertEqual(same, small)
+        let count = { (s: JobSpec) in s.modelSpec(inputShape: [1, 28, 28]).parameterLayout.count }
+        XCTAssertEqual(count(teacher), 235_146)
+        XCTAssertLessThanOrEqual(4 * count(distilled), count(teacher))
+    }
+
+    // MARK: inference runtime
+
+    /// `logits` is `predict` before the softmax, for fp32 and int8 files.
+    func testInferenceLogitsAreThePredictionsBeforeSoftmax() throws {
+        let dir = Support.scratch("distill-logits")
+        let spec = ModelSpec(inputShape: [6], layers: [.dense(units: 5), .relu, .dense(units: 3)])
+        let params = (0..<spec.parameterLayout.count).map { Float(sin(Double($0) + 1)) * 0.5 }
+        let x = (0..<(4 * 6)).map { Float($0 + 1) / 24 - 0.5 }
+        for recipe in ["fp32", "int8"] {
+            let path = dir + "/m-\(recipe).cmodel"
+            try params.withUnsafeBufferPointer {
+                try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c"], params: $0, metadata: [:])
+            }
+            let m = try InferenceModel(path: path)
+            let z = Array(UnsafeBufferPointer(start: m.logits(x, batch: 4), count: 12))
+            var p = [Float](repeating: 0, count: 12)
+            m.predict(x, batch: 4, probabilities: &p)
+            for r in 0..<4 {
+                let row = z[(3 * r)..<(3 * r + 3)], e = row.map { exp($0 - row.max()!) }
+                assertClose(e.map { $0 / e.reduce(0, +) }, Array(p[(3 * r)..<(3 * r + 3)]), rel: 1e-6, abs: 1e-7, "\(recipe) row \(r)")
+            }
+            XCTAssertGreaterThan(z.map(abs).max()!, 0.1, "\(recipe): logits, not probabilities")
+        }
+    }
+}
+
+/// `cortado-train` with `teacher:` under `mpirun -np 2`, each run under a timeout: a student
+/// distilled from a small teacher trained here, bit-exact resume, bad teachers failing before
+/// step 0 with the field named.
+final class DistillationMPITests: XCTestCase {
+    var data: String { Support.smallData }
+
+    /// A 784-32-10 teacher, trained once per test process (2 epochs on the small data).
+    static let teacherRun: String = {
+        let dir = NSTemporaryDirectory() + "cortado-tests-\(getpid())/distill-teacher"
+        let r = try? Support.mpirun(2, [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", dir, "--set", "data=\(Support.smallData)",
+                                        "--set", "threads=1", "--set", "epochs=2", "--set", "batch_size=32", "--set", "optimizer.warmup_steps=0",
+                                        "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]"])
+        precondition(r?.status == 0, "training the teacher failed: \(r?.output ?? "no output")")
+        return dir
+    }()
+
+    /// A 784-16-10 student of `teacher` (a model file) on the distilled job spec, or without
+    /// a teacher (nil) on its baseline spec.
+    func args(_ runDir: String, teacher: String?, _ extra: [String] = []) -> [String] {
+        [Support.repoRoot + (teacher == nil ? "/jobs/fashion-mlp-small.yaml" : "/jobs/fashion-mlp-distilled.yaml"), "--run-dir", runDir, "--json",
+         "--set", "data=\(data)", "--set", "threads=1", "--set", "batch_size=32", "--set", "optimizer.warmup_steps=0",
+         "--set", "model.layers=[{type: dense, units: 16}, {type: relu}, {type: dense, units: 10}]"]
+            + (teacher.map { ["--set", "teacher.model=\($0)"] } ?? []) + extra
+    }
+
+    func testTwoRanksDistillAndTheModelNamesTheTeacher() throws {
+        let teacher = Self.teacherRun + "/model-fp32.cmodel"
+        let dir = Support.scratch("distill-np2")
+        let r = try Support.mpirun(2, args(dir + "/run", teacher: teacher, ["--set", "epochs=2", "--set", "teacher.temperature=4", "--set", "teacher.alpha=0.5"]))
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("teacher: \(teacher) (fp32, dense(32) relu dense(10), 25450 parameters, sha256 "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("temperature 4.0, alpha 0.5"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("train_ce "), r.stdout)
+        let s = try Support.lastJSON(r)
+        XCTAssertEqual(s["steps"] as? Int, 2 * (1750 / 32))
+        XCTAssertGreaterThan((s["validation"] as! [String: Double])["accuracy"]!, 0.65)
+
+        let lines = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let last = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as! [String: Double]
+        XCTAssertGreaterThan(last["train_ce"]!, 0)
+        XCTAssertNotEqual(last["train_ce"]!, last["train_loss"]!, "the total includes the soft term")
+
+        let sha = try SHA256.hex(fileAt: teacher)
+        for precision in ["fp32", "int8"] {
+            let meta = try ModelFile.load(dir + "/run/model-\(precision).cmodel").header.metadata
+            let from = try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(meta["distilled_from"], precision).utf8)) as! [String: Any]
+            XCTAssertEqual(from["model"] as? String, teacher)
+            XCTAssertEqual(from["sha256"] as? String, sha)
+            XCTAssertEqual(from["temperature"] as? Double, 4)
+            XCTAssertEqual(from["alpha"] as? Double, 0.5)
+        }
+        let job = try String(contentsOfFile: dir + "/run/job.json", encoding: .utf8)
+        XCTAssertTrue(job.contains(sha), "job.json records the teacher's hash: \(job)")
+    }
+
+    /// 2N steps ≡ N + resume + N with an int8 teacher, bit for bit; resuming with another
+    /// teacher file (or none) is refused before step 0, naming the field.
+    func testResumeWithATeacherIsBitExactAndRefusesAnother() throws {
+        let int8 = Self.teacherRun + "/model-int8.cmodel", fp32 = Self.teacherRun + "/model-fp32.cmodel"
+        let dir = Support.scratch("distill-resume")
+        func run(_ runDir: String, _ teacher: String?, _ extra: [String]) throws -> Support.Result {
+            try Support.mpirun(2, args(dir + "/" + runDir, teacher: teacher, ["--set", "optimizer.schedule=constant", "--set", "emit=[fp32]"] + extra))
+        }
+        let full = try run("full", int8, ["--set", "epochs=2"])
+        XCTAssertEqual(full.status, 0, full.output)
+        XCTAssertTrue(full.stdout.contains("teacher: \(int8) (int8,"), full.stdout)
+        let first = try run("split", int8, ["--set", "epochs=1"])
+        XCTAssertEqual(first.status, 0, first.output)
+        let other = try run("split", fp32, ["--set", "epochs=2", "--resume"])
+        XCTAssertEqual(other.status, 2, other.output)
+        XCTAssertTrue(other.stderr.contains("teacher.model: \(fp32) (sha256 ") && other.stderr.contains("is not the teacher"), other.stderr)
+        XCTAssertFalse(other.stdout.contains("epoch 2/2"), other.stdout)
+        let none = try run("split", nil, ["--set", "epochs=2", "--resume"])
+        XCTAssertEqual(none.status, 2, none.output)
+        XCTAssertTrue(none.stderr.contains("the job has no teacher"), none.stderr)
+        let second = try run("split", int8, ["--set", "epochs=2", "--resume"])
+        XCTAssertEqual(second.status, 0, second.output)
+        XCTAssertTrue(second.stdout.contains("resumed from \(dir)/split/checkpoints/step-00000054.h5 at step 54"), second.stdout)
+        let a = try HDF5File.open(dir + "/full/checkpoints/step-00000108.h5")
+        let b = try HDF5File.open(dir + "/split/checkpoints/step-00000108.h5")
+        XCTAssertEqual(try a.readFloats("params"), try b.readFloats("params"))
+        XCTAssertEqual(try a.readFloats("optimizer_state"), try b.readFloats("optimizer_state"))
+    }
+
+    /// Teachers that cannot work fail on every rank before step 0 with one line naming the
+    /// field and the file: missing, wrong class count, wrong input size, a recommender, and a
+    /// non-positive temperature.
+    func testBadTeachersFailBeforeStepZeroNamingTheField() throws {
+        let dir = Support.scratch("distill-bad")
+        func write(_ name: String, _ spec: ModelSpec, classes: [String]) throws -> String {
+            let path = dir + "/" + name
+            let params = [Float](repeating: 0.01, count: spec.parameterLayout.count)
+            try params.withUnsafeBufferPointer {
+                try ModelExport.write(path: path, recipe: try Recipe("fp32"), model: spec, classes: classes, params: $0, metadata: [:])
+            }
+            return path
+        }
+        let fiveClasses = try write("five.cmodel", ModelSpec(inputShape: [784], layers: [.dense(units: 5)]), classes: ["a", "b", "c", "d", "e"])
+        let smallInput = try write("small-input.cmodel", ModelSpec(inputShape: [100], layers: [.dense(units: 10)]), classes: [])
+        let recommender = dir + "/recsys.cmodel"
+        let rs = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 3, items: 4, dim: 2)
+        try [Float](repeating: 0.1, count: rs.parameterLayout.count).withUnsafeBufferPointer {
+            try ModelExport.write(path: recommender, recipe: try Recipe("fp32"), recommender: rs, params: $0, metadata: [:])
+        }
+        let cases: [(teacher: String, extra: [String], expect: String)] = [
+            (dir + "/missing.cmodel", [], "teacher.model: \(dir)/missing.cmodel: no such model file"),
+            (fiveClasses, [], "teacher.model: \(fiveClasses): predicts 5 classes but the data \(data) has 10"),
+            (smallInput, [], "teacher.model: \(smallInput): takes 100 inputs"),
+            (recommender, [], "teacher.model: \(recommender): is a recommender model"),
+            (Self.teacherRun + "/model-fp32.cmodel", ["--set", "teacher.temperature=0"], "teacher.temperature: must be positive, got 0"),
+        ]
+        for (i, c) in cases.enumerated() {
+            let r = try Support.mpirun(2, args(dir + "/run\(i)", teacher: c.teacher, c.extra), timeout: 60)
+            XCTAssertEqual(r.status, 2, "\(c.expect): \(r.output)")
+            XCTAssertTrue(r.stderr.contains(c.expect), "expected '\(c.expect)' in: \(r.stderr)")
+            XCTAssertFalse(r.stdout.contains("epoch 1/"), "failed before step 0: \(r.stdout)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run\(i)/checkpoints"), "no run folder for a failed set-up")
+        }
+    }
+}
