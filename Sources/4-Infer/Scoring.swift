@@ -107,6 +107,39 @@ struct CSVRows: RowSource {
     }
 }
 
+/// IDX images (n, h, w) as features byte / 255 — the transform `cortado prepare` applies to
+/// IDX data — with labels from an IDX1 file of the same length when given.
+struct IDXRows: RowSource {
+    let images: IDXArray
+    let labels: IDXArray?
+    let d: Int
+    var at = 0
+    var hasLabels: Bool { labels != nil }
+
+    init(path: String, labels labelsPath: String?, model: InferenceModel) throws {
+        images = try IDXArray.read(path, expectedRank: 3)
+        d = images.dims[1] * images.dims[2]
+        guard d == model.spec.inputSize else {
+            throw CortadoError.data("\(path): images are \(images.dims[1])x\(images.dims[2]) = \(d) features, model \(model.path) expects \(model.spec.inputSize)")
+        }
+        labels = try labelsPath.map { try IDXArray.read($0, expectedRank: 1) }
+        if let labels, labels.dims[0] != images.dims[0] {
+            throw CortadoError.data("\(labelsPath!): \(labels.dims[0]) labels for \(images.dims[0]) images in \(path)")
+        }
+    }
+
+    mutating func next(features: UnsafeMutablePointer<Float>, labels y: UnsafeMutablePointer<Int32>, capacity: Int) throws -> Int {
+        let n = min(capacity, images.dims[0] - at)
+        guard n > 0 else { return 0 }
+        images.bytes.withUnsafeBufferPointer { b in
+            for i in 0..<(n * d) { features[i] = Float(b[at * d + i]) / 255 }
+        }
+        if let labels { for i in 0..<n { y[i] = Int32(labels.bytes[at + i]) } }
+        at += n
+        return n
+    }
+}
+
 /// What a model trained on tabular data carries from its manifest to read raw rows.
 public struct Preprocessing: Codable {
     public var columns: [ColumnInfo]
@@ -118,28 +151,30 @@ public struct Preprocessing: Codable {
     }
 }
 
-/// Scores a file in batches: HDF5 (`/features`, optional `/labels`) or raw CSV/TSV (columns by
-/// name, transformed as in training). Accuracy when labels are present; optionally a CSV of
-/// predictions (written to a temporary name and renamed when complete).
-public func score(model: InferenceModel, inputPath: String, batch: Int, csvOutput: String?) throws -> ScoreResult {
+/// Scores a file in batches: HDF5 (`/features`, optional `/labels`), raw CSV/TSV (columns by
+/// name, transformed as in training) or IDX images (bytes / 255, as `cortado prepare` turns
+/// them into features; labels from an IDX1 file when given). Accuracy when labels are
+/// present; optionally the predictions as CSV, JSON lines or HDF5 (`PredictionWriter`).
+public func score(model: InferenceModel, inputPath: String, batch: Int, csvOutput: String?, labelsPath: String? = nil) throws -> ScoreResult {
     guard batch > 0 else { throw CortadoError.usage("--batch must be positive, got \(batch)") }
     let lower = inputPath.lowercased()
-    var source: RowSource = lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") || lower.hasSuffix(".txt")
-        ? try CSVRows(path: inputPath, model: model) : try HDF5Rows(path: inputPath, model: model)
+    var source: RowSource
+    if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") || lower.hasSuffix(".txt") {
+        source = try CSVRows(path: inputPath, model: model)
+    } else if lower.contains("ubyte") || lower.hasSuffix(".idx") || lower.hasSuffix(".idx.gz") {
+        source = try IDXRows(path: inputPath, labels: labelsPath, model: model)
+    } else {
+        source = try HDF5Rows(path: inputPath, model: model)
+    }
+    if labelsPath != nil, !(source is IDXRows) { throw CortadoError.usage("--labels: only for IDX input (HDF5 and CSV inputs carry their labels)") }
     let d = model.spec.inputSize, k = model.classes
     let hasLabels = source.hasLabels
     var x = [Float](repeating: 0, count: batch * d)
     var y = [Int32](repeating: 0, count: batch)
     var p = [Float](repeating: 0, count: batch * k)
-    var csv: FileHandle?
-    if let csvOutput {
-        guard FileManager.default.createFile(atPath: csvOutput + ".tmp", contents: nil), let fh = FileHandle(forWritingAtPath: csvOutput + ".tmp") else {
-            throw CortadoError.io("\(csvOutput): cannot create")
-        }
-        csv = fh
-        let names = model.header.classes.count == k ? model.header.classes : (0..<k).map { "class\($0)" }
-        fh.write(("row,predicted," + (hasLabels ? "label," : "") + names.map { "p_" + csvField($0) }.joined(separator: ",") + "\n").data(using: .utf8)!)
-    }
+    let names = model.header.classes.count == k ? model.header.classes : (0..<k).map { "class\($0)" }
+    let writer = try csvOutput.map { try PredictionWriter(path: $0, classNames: names, hasLabels: hasLabels) }
+    var arg = [Int](repeating: 0, count: batch)
     var correct = 0, rows = 0
     var lossSum = 0.0
     let t0 = monotonicSeconds()
@@ -151,34 +186,24 @@ public func score(model: InferenceModel, inputPath: String, batch: Int, csvOutpu
         x.withUnsafeBufferPointer { xb in p.withUnsafeMutableBufferPointer { pb in
             model.predict(xb.baseAddress!, batch: n, probabilities: pb.baseAddress!)
         } }
-        var lines = ""
         for i in 0..<n {
-            var arg = 0
-            for c in 1..<k where p[i * k + c] > p[i * k + arg] { arg = c }
+            arg[i] = 0
+            for c in 1..<k where p[i * k + c] > p[i * k + arg[i]] { arg[i] = c }
             if hasLabels {
                 let label = Int(y[i])
                 guard label >= 0, label < k else { throw CortadoError.data("\(inputPath): label \(label) at row \(rows + i) is outside 0..<\(k)") }
-                if arg == label { correct += 1 }
+                if arg[i] == label { correct += 1 }
                 lossSum -= Double(log(max(p[i * k + label], 1e-30)))
             }
-            if csv != nil {
-                lines += "\(rows + i),\(arg)," + (hasLabels ? "\(y[i])," : "") + (0..<k).map { String(format: "%.6g", p[i * k + $0]) }.joined(separator: ",") + "\n"
-            }
         }
-        csv?.write(lines.data(using: .utf8)!)
+        try y.withUnsafeBufferPointer { yb in try p.withUnsafeBufferPointer { pb in
+            try writer?.append(first: rows, n: n, predicted: arg, labels: yb.baseAddress!, probabilities: pb.baseAddress!)
+        } }
         rows += n
     }
     let secs = monotonicSeconds() - t0
-    if let csv, let csvOutput {
-        try csv.synchronize()
-        try csv.close()
-        guard rename(csvOutput + ".tmp", csvOutput) == 0 else { throw CortadoError.io("\(csvOutput): rename failed") }
-    }
+    try writer?.finish()
     return ScoreResult(rows: rows, accuracy: hasLabels && rows > 0 ? Double(correct) / Double(rows) : nil,
                        meanLoss: hasLabels && rows > 0 ? lossSum / Double(rows) : nil,
                        seconds: secs, rowsPerSecond: Double(rows) / max(secs, 1e-9))
-}
-
-private func csvField(_ s: String) -> String {
-    s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
 }

@@ -13,10 +13,12 @@ struct Infer: ParsableCommand {
 
     @Argument(help: "Model file (.cmodel).")
     var model: String
-    @Option(help: "Classifier: HDF5 file with /features (and /labels), or a raw CSV. Recommender: HDF5 with /categorical (and /targets).")
+    @Option(help: "Classifier: HDF5 file with /features (and /labels), a raw CSV, or IDX images (*-ubyte[.gz]). Recommender: HDF5 with /categorical (and /targets).")
     var input: String?
-    @Option(help: "Write predictions as CSV here.")
+    @Option(help: "Write predictions here: .csv, .jsonl (JSON lines) or .h5 (HDF5), by extension.")
     var output: String?
+    @Option(help: "IDX input: the IDX1 labels file, for accuracy.")
+    var labels: String?
     @Option(help: "Rows per batch.")
     var batch = 1024
     @Option(help: "Recommender: comma-separated user ids (as in the raw data) to recommend for.")
@@ -46,7 +48,7 @@ struct Infer: ParsableCommand {
         if bench { return try runBench(policy) }
         guard let input else { throw CortadoError.usage("--input: required for a classifier model") }
         let m = try InferenceModel(path: model, sparse: policy)
-        let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output)
+        let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output, labelsPath: labels)
         if json {
             var obj: [String: String] = ["model": model, "input": input, "precision": m.header.precision,
                                          "rows": String(r.rows), "rows_per_sec": String(format: "%.1f", r.rowsPerSecond)]
