@@ -104,7 +104,9 @@ final class ONNXExportTests: XCTestCase {
         return (path, reference)
     }
 
-    func check(_ spec: ModelSpec, recipes: [String], name: String) throws {
+    /// Writes `spec` by each recipe, exports and checks it; returns the scratch folder.
+    @discardableResult
+    func check(_ spec: ModelSpec, recipes: [String], name: String) throws -> String {
         let dir = Support.scratch("onnx-" + name)
         let (data, x) = try writeFeatures(dir, inputSize: spec.inputSize)
         let params = parameters(spec, seed: 5)
@@ -115,14 +117,19 @@ final class ONNXExportTests: XCTestCase {
             let d = try exportAndCheck(model, data: data, expected: expected)
             print("ONNX export \(name) \(recipe): max abs diff \(d) over \(Self.rows) rows")
         }
+        return dir
     }
 
     func testMLPWithEveryElementwiseLayerMatchesOnnxRuntime() throws {
-        let spec = ModelSpec(inputShape: [64], layers: [
+        // Image-shaped input, as Fashion-MNIST's (1, 28, 28): an MLP needs no Reshape or Flatten.
+        let spec = ModelSpec(inputShape: [1, 8, 8], layers: [
             .dense(units: 48), .layerNorm, .gelu, .dropout(rate: 0.3), .dense(units: 32), .tanh, .flatten,
             .dense(units: 24), .sigmoid, .dense(units: 16), .relu, .dense(units: 5),
         ])
-        try check(spec, recipes: ["fp32", "fp16", "int8"], name: "mlp")
+        let dir = try check(spec, recipes: ["fp32", "fp16", "int8"], name: "mlp")
+        let graph = try ONNXExport.read(dir + "/model-fp32.cmodel.onnx").graph
+        XCTAssertEqual(graph.node.map(\.opType).filter { ["Reshape", "Flatten"].contains($0) }, [])
+        XCTAssertEqual(graph.node.count, 5 + 1 + 9 + 3 + 1)   // Gemm ×5, LayerNormalization, GELU's 9, Tanh/Sigmoid/Relu, Softmax
     }
 
     func testCNNMatchesOnnxRuntime() throws {
@@ -134,8 +141,9 @@ final class ONNXExportTests: XCTestCase {
             .dense(units: 16), .relu, .dense(units: 4),
         ])
         try check(spec, recipes: ["fp32", "int8"], name: "cnn")
-        // Logits that are still (classes, 1, 1): flattened before the softmax.
-        let last = ModelSpec(inputShape: [1, 5, 5], layers: [.conv2d(filters: 3, kernel: 5, stride: 1, padding: 0)])
+        // A layer norm on the flat image, then a convolution whose (classes, 1, 1) output is the
+        // logits: reshaped before the convolution, flattened before the softmax.
+        let last = ModelSpec(inputShape: [1, 5, 5], layers: [.layerNorm, .conv2d(filters: 3, kernel: 5, stride: 1, padding: 0)])
         try check(last, recipes: ["fp32"], name: "cnn-spatial-logits")
     }
 

@@ -8,8 +8,8 @@ import SwiftProtobuf
 /// The graph computes what cortado-infer computes:
 ///
 ///     input (batch, inputSize) float32      the model's encoded feature rows (HDF5 /features)
-///       [Reshape → (batch, C, H, W)]        when the model's input shape is (C, H, W)
-///       layers, one to a few nodes each     see the table below
+///       layers, one to a few nodes each     see the table below; a Reshape to (batch, C, H, W)
+///                                           before the first conv2d/pool
 ///     probabilities (batch, classes)        Softmax(axis 1) of the logits
 ///
 /// | cortado layer | ONNX |
@@ -17,7 +17,7 @@ import SwiftProtobuf
 /// | dense (weight (out, in)) | [Flatten(1) when the input is (C, H, W)], Gemm(transB = 1) |
 /// | conv2d (weight (f, c, k, k), NCHW) | Conv(kernel k, stride s, symmetric pads p) |
 /// | max_pool, avg_pool (no padding, floor) | MaxPool, AveragePool |
-/// | flatten | Flatten(axis 1) |
+/// | flatten | Flatten(axis 1) (nothing when already flat) |
 /// | relu, sigmoid, tanh | Relu, Sigmoid, Tanh |
 /// | gelu (tanh form) | 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))) from Mul/Add/Tanh (ONNX's Gelu needs opset 20) |
 /// | layer_norm (over all of a sample's features, ε = 1e-5) | LayerNormalization(axis 1, ε = 1e-5), scale and bias shaped like the sample |
@@ -61,6 +61,17 @@ public enum ONNXExport {
                        initializers: model.graph.initializer.count, parameters: file.header.model.parameterLayout.count)
     }
 
+    /// Reads an ONNX file back (tests, `cortado inspect`-style tools).
+    public static func read(_ path: String) throws -> Onnx_ModelProto {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw CortadoError.io("\(path): cannot read: \(error.localizedDescription)")
+        }
+        do { return try Onnx_ModelProto(serializedBytes: data) } catch {
+            throw CortadoError.model("\(path): not an ONNX model: \(error)")
+        }
+    }
+
     /// The ONNX model of a loaded classifier file (`path` names it in errors and metadata).
     public static func build(_ file: ModelFile, path: String) throws -> Onnx_ModelProto {
         let header = file.header
@@ -91,7 +102,7 @@ public enum ONNXExport {
         m.docString = """
             Exported by `cortado export onnx` from \((path as NSString).lastPathComponent) (\(header.precision)). \
             Input 'input' (batch, \(spec.inputSize)) float32: feature rows as in the data's HDF5 /features\
-            \(spec.inputShape.count > 1 ? ", reshaped to \(spec.inputShape) per sample" : ""). \
+            \(spec.inputShape.count > 1 ? " (each sample \(spec.inputShape) row-major)" : ""). \
             Output 'probabilities' (batch, \(spec.outputSize)): softmax class probabilities, as cortado-infer.\
             \(header.precision.contains("int8") ? " Weights are the int8 file's, dequantized to fp32." : "")
             """
@@ -115,8 +126,9 @@ public enum ONNXExport {
         return m
     }
 
-    /// Appends the nodes of every layer, then the softmax, tracking each value's per-sample
-    /// shape (cortado's: (features) or (C, H, W)).
+    /// Appends the nodes of every layer, then the softmax. Values stay (batch, features) until a
+    /// convolution or pooling needs (batch, C, H, W) (one Reshape) and go back with Flatten
+    /// before a dense layer, so an MLP on image-shaped data has no reshapes at all.
     static func addLayers(_ spec: ModelSpec, file: ModelFile, to g: inout ONNXGraphBuilder) throws {
         let layout = spec.parameterLayout
         func weights(_ i: Int) throws -> (w: [Float], wShape: [Int], b: [Float]) {
@@ -127,16 +139,26 @@ public enum ONNXExport {
         }
 
         var x = "input"
-        var shape = spec.inputShape   // per sample
-        if shape.count > 1 {
-            let target = g.initializer("input.shape", int64s: [-1] + shape.map(Int64.init))
-            x = g.node("Reshape", [x, target], "input.reshaped")
-        }
+        var shape = spec.inputShape   // cortado's per-sample shape: (features) or (C, H, W)
+        var flat = true               // whether x is (batch, features) rather than (batch, C, H, W)
         for (i, layer) in spec.layers.enumerated() {
             let out = "layers.\(i).\(layer.typeName)"
+            // Convolutions and pools need (batch, C, H, W); dense layers take (batch, features).
+            let spatial: Bool
+            switch layer {
+            case .conv2d, .maxPool, .avgPool: spatial = true
+            default: spatial = false
+            }
+            if spatial && flat {
+                let target = g.initializer("layers.\(i).input_shape", int64s: [-1] + shape.map(Int64.init))
+                x = g.node("Reshape", [x, target], "layers.\(i).reshape")
+                flat = false
+            } else if case .dense = layer, !flat {
+                x = g.node("Flatten", [x], "layers.\(i).flatten", [ONNXAttribute.int("axis", 1)])
+                flat = true
+            }
             switch layer {
             case .dense:
-                if shape.count > 1 { x = g.node("Flatten", [x], "layers.\(i).flatten", [ONNXAttribute.int("axis", 1)]) }
                 let p = try weights(i)
                 let w = g.initializer("layers.\(i).weight", dims: p.wShape, p.w)
                 let b = g.initializer("layers.\(i).bias", dims: [p.b.count], p.b)
@@ -145,11 +167,12 @@ public enum ONNXExport {
             case .sigmoid: x = g.node("Sigmoid", [x], out)
             case .tanh: x = g.node("Tanh", [x], out)
             case .gelu: x = addGELU(x, out, to: &g)
-            case .dropout: continue
+            case .dropout: break
             case .layerNorm:
-                let p = try weights(i)
-                let scale = g.initializer("layers.\(i).weight", dims: shape, p.w)
-                let bias = g.initializer("layers.\(i).bias", dims: shape, p.b)
+                // Over all of a sample's values, flat or (C, H, W): scale and bias shaped alike.
+                let p = try weights(i), dims = flat ? [p.w.count] : shape
+                let scale = g.initializer("layers.\(i).weight", dims: dims, p.w)
+                let bias = g.initializer("layers.\(i).bias", dims: dims, p.b)
                 x = g.node("LayerNormalization", [x, scale, bias], out,
                            [ONNXAttribute.int("axis", 1), ONNXAttribute.float("epsilon", 1e-5)])
             case let .conv2d(_, k, s, pad):
@@ -162,11 +185,12 @@ public enum ONNXExport {
                 let op = layer.typeName == "max_pool" ? "MaxPool" : "AveragePool"
                 x = g.node(op, [x], out, [ONNXAttribute.ints("kernel_shape", [size, size]), ONNXAttribute.ints("strides", [stride, stride])])
             case .flatten:
-                x = g.node("Flatten", [x], out, [ONNXAttribute.int("axis", 1)])
+                if !flat { x = g.node("Flatten", [x], out, [ONNXAttribute.int("axis", 1)]) }
+                flat = true
             }
             if case .success(let next) = layer.outputShape(shape) { shape = next }
         }
-        if shape.count > 1 { x = g.node("Flatten", [x], "logits.flatten", [ONNXAttribute.int("axis", 1)]) }
+        if !flat { x = g.node("Flatten", [x], "logits.flatten", [ONNXAttribute.int("axis", 1)]) }
         g.node("Softmax", [x], "probabilities", [ONNXAttribute.int("axis", 1)])
     }
 
