@@ -19,6 +19,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // ONNX export: the message code is generated once and committed
+        // (Sources/5-Reuse/ONNX/Generated, cluster/gen-onnx-proto.sh); no build plugin.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C libraries (Debian packages; see cluster/install-deps.sh).
@@ -55,9 +58,16 @@ let package = Package(
                 dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
                                "CortadoInfer", "CortadoMPI", "COpenBLAS"],
                 path: "Sources/2-Train"),
+        // Step 5 (reuse elsewhere): `.cmodel` classifiers → ONNX (fp32), for ONNX Runtime and
+        // other runtimes. Only the `cortado` tool links it; cortado-infer does not.
+        .target(name: "CortadoONNX",
+                dependencies: ["CortadoCore", "CortadoModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                path: "Sources/5-Reuse/ONNX",
+                exclude: ["onnx.proto"]),
 
         .executableTarget(name: "cortado",
                           dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoTrain", "CortadoCompress",
+                                         "CortadoONNX",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/cortado"),
         .executableTarget(name: "cortado-fuzz",
@@ -75,7 +85,7 @@ let package = Package(
 
         .testTarget(name: "CortadoTests",
                     dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                                   "CortadoInfer", "CortadoTrain", "CortadoMPI", "CKernels"],
+                                   "CortadoInfer", "CortadoTrain", "CortadoMPI", "CKernels", "CortadoONNX"],
                     path: "Tests/CortadoTests",
                     resources: [.copy("Fixtures")]),
     ]

@@ -4,6 +4,7 @@ import CortadoCore
 import CortadoData
 import CortadoModel
 import CortadoMPI
+import CortadoONNX
 import CortadoTrain
 import Foundation
 
@@ -13,7 +14,7 @@ struct Cortado: ParsableCommand {
         commandName: "cortado",
         abstract: "Cortado's single-process tools: prepare data for cortado-train.",
         version: cortadoVersion,
-        subcommands: [Prepare.self, Inspect.self, Validate.self, Compress.self, Bench.self])
+        subcommands: [Prepare.self, Inspect.self, Validate.self, Compress.self, Export.self, Bench.self])
 }
 
 struct Prepare: ParsableCommand {
@@ -181,6 +182,30 @@ struct Compress: ParsableCommand {
         let rows = try CompressionReport.run(source: model, recipes: list, data: data, outDir: out, log: { print($0) })
         print(CompressionReport.table(rows), terminator: "")
         if let json { try AtomicFile.write(try stableJSON(rows, pretty: true), to: json) }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export a trained model to another runtime's format.",
+        subcommands: [ExportONNX.self])
+}
+
+struct ExportONNX: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "onnx",
+        abstract: "Write a classifier .cmodel as an fp32 ONNX model (opset 17) for ONNX Runtime.",
+        discussion: """
+        Input 'input' (batch, features) float32, output 'probabilities' (batch, classes), as
+        cortado-infer. Any storage exports (int8 weights are dequantized); recommenders do not.
+        Check it with: /opt/cortado-venv/bin/python cluster/onnx-check.py OUT.onnx DATA.h5 PREDICTIONS.csv
+        """)
+    @Argument(help: "A classifier model file (.cmodel).") var model: String
+    @Option(name: .shortAndLong, help: "The ONNX file to write.") var output: String
+
+    func run() throws {
+        let s = try ONNXExport.export(model: model, to: output)
+        print("wrote \(s.path): \(s.bytes) bytes, opset \(s.opset), \(s.nodes) nodes, \(s.parameters) parameters")
     }
 }
 
