@@ -38,8 +38,8 @@ struct Int8Layer {
         scratch.withBuffers { q, image, scales, acc in
             weight.withUnsafeBufferPointer { w in self.scales.withUnsafeBufferPointer { cs in bias.withUnsafeBufferPointer { b in
                 guard let g = conv else {
-                    cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
-                    cortado_int8_gemm(q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path))
+                    let nonneg = cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
+                    cortado_int8_gemm_ex(q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
                     cortado_dequantize_rows(acc, Int32(batch), Int32(outDim), scales, cs.baseAddress!, nil, b.baseAddress!, relu ? 1 : 0, out)
                     return
                 }
@@ -49,7 +49,7 @@ struct Int8Layer {
                 // positions) layout of the next layer, biased per filter.
                 let positions = Int32(g.positions), inCount = Int32(g.inCount)
                 for n in 0..<batch {
-                    cortado_quantize_rows(x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
+                    _ = cortado_quantize_rows(x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
                     for i in 1..<g.positions { scales[i] = scales[0] }
                     cortado_im2row_int8(image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), q, Int32(kp))
                     cortado_int8_gemm(w.baseAddress!, q, acc, Int32(outDim), positions, Int32(kp), Int32(path))

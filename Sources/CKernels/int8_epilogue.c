@@ -14,24 +14,29 @@ static int use_avx2(void) {
     return cached;
 }
 
+/// max |x| and min x of a row (the scale, and whether the row quantizes to no negatives).
 __attribute__((target("avx2")))
-static float absmax_avx2(const float *x, int k) {
+static void range_avx2(const float *x, int k, float *absmax, float *minimum) {
     const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 m = _mm256_setzero_ps();
+    __m256 m = _mm256_setzero_ps(), lo = _mm256_set1_ps(INFINITY);
     int p = 0;
-    for (; p + 8 <= k; p += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + p), mask));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-    float r = _mm_cvtss_f32(h);
-    for (; p < k; p++) r = fmaxf(r, fabsf(x[p]));
-    return r;
+    for (; p + 8 <= k; p += 8) {
+        __m256 v = _mm256_loadu_ps(x + p);
+        m = _mm256_max_ps(m, _mm256_and_ps(v, mask));
+        lo = _mm256_min_ps(lo, v);
+    }
+    float mb[8], lb[8];
+    _mm256_storeu_ps(mb, m); _mm256_storeu_ps(lb, lo);
+    float r = 0, l = INFINITY;
+    for (int i = 0; i < 8; i++) { r = fmaxf(r, mb[i]); l = fminf(l, lb[i]); }
+    for (; p < k; p++) { r = fmaxf(r, fabsf(x[p])); l = fminf(l, x[p]); }
+    *absmax = r; *minimum = l;
 }
 
-static float absmax_portable(const float *x, int k) {
-    float r = 0;
-    for (int p = 0; p < k; p++) r = fmaxf(r, fabsf(x[p]));
-    return r;
+static void range_portable(const float *x, int k, float *absmax, float *minimum) {
+    float r = 0, l = INFINITY;
+    for (int p = 0; p < k; p++) { r = fmaxf(r, fabsf(x[p])); l = fminf(l, x[p]); }
+    *absmax = r; *minimum = l;
 }
 
 static inline int8_t q1(float v, float inv) {
@@ -66,25 +71,36 @@ static void quantize_row_portable(const float *x, int k, float inv, int8_t *q, i
     if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
 }
 
-void cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales) {
-    int v = use_avx2();
+// A row has no negative quantized value when its minimum times 1/scale is ≥ −0.5: that rounds
+// (half to even) to zero, and the multiply is monotonic, so no other value goes lower.
+int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales) {
+    int v = use_avx2(), nonneg = 1;
     for (int i = 0; i < m; i++) {
         const float *xr = x + (long)i * ldx;
-        float mx = v ? absmax_avx2(xr, k) : absmax_portable(xr, k);
-        float scale = mx > 0 ? mx / 127.0f : 1.0f;
+        float mx, mn;
+        if (v) range_avx2(xr, k, &mx, &mn); else range_portable(xr, k, &mx, &mn);
+        float scale = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / scale;
         scales[i] = scale;
-        if (v) quantize_row_avx2(xr, k, 1.0f / scale, q + (long)i * ldq, ldq);
-        else quantize_row_portable(xr, k, 1.0f / scale, q + (long)i * ldq, ldq);
+        nonneg &= mn * inv >= -0.5f;
+        if (v) quantize_row_avx2(xr, k, inv, q + (long)i * ldq, ldq);
+        else quantize_row_portable(xr, k, inv, q + (long)i * ldq, ldq);
     }
+    return nonneg;
 }
 
-void cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales) {
-    int v = use_avx2();
+int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales) {
+    int v = use_avx2(), nonneg = 1;
+    const float inv = 1.0f / scale;
     for (int i = 0; i < m; i++) {
+        const float *xr = x + (long)i * ldx;
+        float mx, mn;
+        if (v) range_avx2(xr, k, &mx, &mn); else range_portable(xr, k, &mx, &mn);
+        nonneg &= mn * inv >= -0.5f;
         scales[i] = scale;
-        if (v) quantize_row_avx2(x + (long)i * ldx, k, 1.0f / scale, q + (long)i * ldq, ldq);
-        else quantize_row_portable(x + (long)i * ldx, k, 1.0f / scale, q + (long)i * ldq, ldq);
+        if (v) quantize_row_avx2(xr, k, inv, q + (long)i * ldq, ldq);
+        else quantize_row_portable(xr, k, inv, q + (long)i * ldq, ldq);
     }
+    return nonneg;
 }
 
 __attribute__((target("avx2")))

@@ -31,10 +31,12 @@ static inline int32_t hsum256(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/// 32 products of a·w summed pairwise into 8 int32 lanes.
-__attribute__((target("avx2")))
-static inline __m256i madd32(__m256i ua, __m256i sa, __m256i vw, __m256i ones) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ua, _mm256_sign_epi8(vw, sa)), ones);
+/// 32 products of a·w summed pairwise into 8 int32 lanes. When every a is known to be ≥ 0
+/// (ReLU outputs, pixel intensities) a already is the unsigned operand and the sign step is
+/// skipped: 3 instructions per 32 products instead of 4.
+__attribute__((target("avx2"), always_inline))
+static inline __m256i madd32(__m256i ua, __m256i sa, __m256i vw, __m256i ones, const int nonneg) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ua, nonneg ? vw : _mm256_sign_epi8(vw, sa)), ones);
 }
 
 /// The 4 sums of s0..s3 (8 lanes each) as one 128-bit vector [Σs0, Σs1, Σs2, Σs3].
@@ -47,8 +49,8 @@ static inline __m128i hsum4(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
 /// Two activation rows against four weight rows per pass (8 accumulators): each weight load
 /// serves two rows, each activation load four, which halves the weight traffic from L2 that
 /// bounds the one-row loop. Rows and columns left over take the narrower loops.
-__attribute__((target("avx2")))
-static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) {
+__attribute__((target("avx2"), always_inline))
+static inline void gemm_avx2_body(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, const int nonneg) {
     const __m256i ones = _mm256_set1_epi16(1);
     const int kv = k / 32 * 32;
     int i = 0;
@@ -61,16 +63,16 @@ static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n
             __m256i s00 = _mm256_setzero_si256(), s01 = s00, s02 = s00, s03 = s00;
             __m256i s10 = s00, s11 = s00, s12 = s00, s13 = s00;
             for (int p = 0; p < kv; p += 32) {
-                __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + p)), u0 = _mm256_abs_epi8(v0);
-                __m256i v1 = _mm256_loadu_si256((const __m256i *)(a1 + p)), u1 = _mm256_abs_epi8(v1);
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + p)), u0 = nonneg ? v0 : _mm256_abs_epi8(v0);
+                __m256i v1 = _mm256_loadu_si256((const __m256i *)(a1 + p)), u1 = nonneg ? v1 : _mm256_abs_epi8(v1);
                 __m256i x = _mm256_loadu_si256((const __m256i *)(w0 + p));
-                s00 = _mm256_add_epi32(s00, madd32(u0, v0, x, ones)); s10 = _mm256_add_epi32(s10, madd32(u1, v1, x, ones));
+                s00 = _mm256_add_epi32(s00, madd32(u0, v0, x, ones, nonneg)); s10 = _mm256_add_epi32(s10, madd32(u1, v1, x, ones, nonneg));
                 x = _mm256_loadu_si256((const __m256i *)(w1 + p));
-                s01 = _mm256_add_epi32(s01, madd32(u0, v0, x, ones)); s11 = _mm256_add_epi32(s11, madd32(u1, v1, x, ones));
+                s01 = _mm256_add_epi32(s01, madd32(u0, v0, x, ones, nonneg)); s11 = _mm256_add_epi32(s11, madd32(u1, v1, x, ones, nonneg));
                 x = _mm256_loadu_si256((const __m256i *)(w2 + p));
-                s02 = _mm256_add_epi32(s02, madd32(u0, v0, x, ones)); s12 = _mm256_add_epi32(s12, madd32(u1, v1, x, ones));
+                s02 = _mm256_add_epi32(s02, madd32(u0, v0, x, ones, nonneg)); s12 = _mm256_add_epi32(s12, madd32(u1, v1, x, ones, nonneg));
                 x = _mm256_loadu_si256((const __m256i *)(w3 + p));
-                s03 = _mm256_add_epi32(s03, madd32(u0, v0, x, ones)); s13 = _mm256_add_epi32(s13, madd32(u1, v1, x, ones));
+                s03 = _mm256_add_epi32(s03, madd32(u0, v0, x, ones, nonneg)); s13 = _mm256_add_epi32(s13, madd32(u1, v1, x, ones, nonneg));
             }
             __m128i r0 = hsum4(s00, s01, s02, s03), r1 = hsum4(s10, s11, s12, s13);
             if (kv < k) {
@@ -86,8 +88,8 @@ static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n
             for (int p = 0; p < kv; p += 32) {
                 __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + p)), v1 = _mm256_loadu_si256((const __m256i *)(a1 + p));
                 __m256i x = _mm256_loadu_si256((const __m256i *)(wr + p));
-                s0 = _mm256_add_epi32(s0, madd32(_mm256_abs_epi8(v0), v0, x, ones));
-                s1 = _mm256_add_epi32(s1, madd32(_mm256_abs_epi8(v1), v1, x, ones));
+                s0 = _mm256_add_epi32(s0, madd32(nonneg ? v0 : _mm256_abs_epi8(v0), v0, x, ones, nonneg));
+                s1 = _mm256_add_epi32(s1, madd32(nonneg ? v1 : _mm256_abs_epi8(v1), v1, x, ones, nonneg));
             }
             c0[j] = hsum256(s0) + dot_tail(a0, wr, kv, k);
             c1[j] = hsum256(s1) + dot_tail(a1, wr, kv, k);
@@ -101,11 +103,11 @@ static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n
             __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
             for (int p = 0; p < kv; p += 32) {
                 __m256i va = _mm256_loadu_si256((const __m256i *)(ar + p));
-                __m256i ua = _mm256_abs_epi8(va);
-                s0 = _mm256_add_epi32(s0, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w0 + p)), ones));
-                s1 = _mm256_add_epi32(s1, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w1 + p)), ones));
-                s2 = _mm256_add_epi32(s2, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w2 + p)), ones));
-                s3 = _mm256_add_epi32(s3, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w3 + p)), ones));
+                __m256i ua = nonneg ? va : _mm256_abs_epi8(va);
+                s0 = _mm256_add_epi32(s0, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w0 + p)), ones, nonneg));
+                s1 = _mm256_add_epi32(s1, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w1 + p)), ones, nonneg));
+                s2 = _mm256_add_epi32(s2, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w2 + p)), ones, nonneg));
+                s3 = _mm256_add_epi32(s3, madd32(ua, va, _mm256_loadu_si256((const __m256i *)(w3 + p)), ones, nonneg));
             }
             __m128i r = hsum4(s0, s1, s2, s3);
             if (kv < k) r = _mm_add_epi32(r, _mm_setr_epi32(dot_tail(ar, w0, kv, k), dot_tail(ar, w1, kv, k), dot_tail(ar, w2, kv, k), dot_tail(ar, w3, kv, k)));
@@ -116,12 +118,17 @@ static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n
             __m256i s = _mm256_setzero_si256();
             for (int p = 0; p < kv; p += 32) {
                 __m256i va = _mm256_loadu_si256((const __m256i *)(ar + p));
-                s = _mm256_add_epi32(s, madd32(_mm256_abs_epi8(va), va, _mm256_loadu_si256((const __m256i *)(wr + p)), ones));
+                s = _mm256_add_epi32(s, madd32(nonneg ? va : _mm256_abs_epi8(va), va, _mm256_loadu_si256((const __m256i *)(wr + p)), ones, nonneg));
             }
             c[(long)i * n + j] = hsum256(s) + dot_tail(ar, wr, kv, k);
         }
     }
 }
+
+__attribute__((target("avx2")))
+static void gemm_avx2(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) { gemm_avx2_body(a, w, c, m, n, k, 0); }
+__attribute__((target("avx2")))
+static void gemm_avx2_nonneg(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) { gemm_avx2_body(a, w, c, m, n, k, 1); }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void gemm_vnni(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k) {
@@ -160,11 +167,15 @@ int cortado_int8_best_path(void) {
 }
 
 void cortado_int8_gemm(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path) {
+    cortado_int8_gemm_ex(a, w, c, m, n, k, path, 0);
+}
+
+void cortado_int8_gemm_ex(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path, int a_nonneg) {
     int best = cortado_int8_best_path();
     if (path > best) path = best;
     switch (path) {
     case CORTADO_INT8_AVX512VNNI: gemm_vnni(a, w, c, m, n, k); break;
-    case CORTADO_INT8_AVX2: gemm_avx2(a, w, c, m, n, k); break;
+    case CORTADO_INT8_AVX2: if (a_nonneg) gemm_avx2_nonneg(a, w, c, m, n, k); else gemm_avx2(a, w, c, m, n, k); break;
     default: gemm_portable(a, w, c, m, n, k);
     }
 }

@@ -43,6 +43,15 @@ final class CompressionTests: XCTestCase {
                 cortado_int8_gemm(a, w, &c, Int32(m), Int32(n), Int32(k), Int32(path))
                 XCTAssertEqual(c, want, "path \(path), \(m)×\(n)×\(k)")
             }
+            // Non-negative activations (after ReLU) take the sign-free variant.
+            let u = a.map { $0 == Int8.min ? 0 : abs($0) }
+            var wantU = [Int32](repeating: 0, count: m * n)
+            for i in 0..<m { for j in 0..<n { wantU[i * n + j] = (0..<k).reduce(Int32(0)) { $0 + Int32(u[i * k + $1]) * Int32(w[j * k + $1]) } } }
+            for path in 0...best {
+                var c = [Int32](repeating: -1, count: m * n)
+                cortado_int8_gemm_ex(u, w, &c, Int32(m), Int32(n), Int32(k), Int32(path), 1)
+                XCTAssertEqual(c, wantU, "non-negative, path \(path), \(m)×\(n)×\(k)")
+            }
         }
     }
 
@@ -55,7 +64,7 @@ final class CompressionTests: XCTestCase {
         var x = (0..<(m * k)).map { _ in Float(rng.normal() * 3) }
         for j in 0..<k { x[2 * k + j] = 0 }            // an all-zero row gets scale 1
         var q = [Int8](repeating: 99, count: m * ld), scales = [Float](repeating: 0, count: m)
-        cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales)
+        XCTAssertEqual(cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 0, "negative values")
         for i in 0..<m {
             let mx = x[(i * k)..<((i + 1) * k)].map(abs).max()!
             let scale: Float = mx > 0 ? mx / 127 : 1
@@ -65,7 +74,9 @@ final class CompressionTests: XCTestCase {
                 XCTAssertEqual(q[i * ld + j], want, "row \(i) col \(j)")
             }
         }
-        cortado_quantize_rows_fixed(x, Int32(k), Int32(m), Int32(k), 0.01, &q, Int32(ld), &scales)
+        let positive = x.map { max($0, -0.001) }   // tiny negatives round to 0: still non-negative
+        XCTAssertEqual(cortado_quantize_rows(positive, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 1)
+        XCTAssertEqual(cortado_quantize_rows_fixed(x, Int32(k), Int32(m), Int32(k), 0.01, &q, Int32(ld), &scales), 0)
         XCTAssertEqual(Set(q.indices.filter { $0 % ld < k }.map { abs(Int(q[$0])) }).max(), 127, "a small fixed scale clips at ±127")
         XCTAssertEqual(scales, [Float](repeating: 0.01, count: m))
 

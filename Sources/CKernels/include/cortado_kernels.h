@@ -13,14 +13,19 @@ int cortado_int8_best_path(void);
 /// the u8×s8 instructions below from saturating. `path` above the CPU's best is lowered.
 void cortado_int8_gemm(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path);
 
+/// The same, told whether every value of a is ≥ 0 (a_nonneg, as cortado_quantize_rows
+/// reports): the AVX2 path then skips its sign step. Results are identical either way.
+void cortado_int8_gemm_ex(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path, int a_nonneg);
+
 /// Dynamic quantization: each of m rows (row stride ldx) of k floats gets its own symmetric
 /// scale max|x|/127 (1 for an all-zero row), written to scales[i]; q holds the rounded values
 /// (half to even, clamped to ±127) with row stride ldq ≥ k, the padding zeroed so a GEMM can
 /// run over ldq columns.
-void cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales);
+/// Returns 1 when no quantized value is negative (for cortado_int8_gemm_ex), else 0.
+int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales);
 
 /// Static quantization: one calibrated scale for every row (values beyond ±127·scale clip).
-void cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales);
+int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales);
 
 /// out (m, n) = c · row_scales[i] · col_scales[j] + bias (then max(0, ·) when relu) for the
 /// (m, n) int32 products c; the bias is per column (col_bias, dense layers) or per row
