@@ -112,8 +112,10 @@ final class ClassifierTask: TrainingTask {
         for e in emit {
             let recipe = try Recipe(e)   // validated with the spec
             let path = (runDir as NSString).appendingPathComponent(recipe.fileName)
+            // Static int8 calibrates on this rank's first training rows (rank 0 emits).
             try ModelExport.write(path: path, recipe: recipe, model: model, classes: classes,
-                                  params: UnsafeBufferPointer(net.params.buffer), metadata: metadata)
+                                  params: UnsafeBufferPointer(net.params.buffer), metadata: metadata,
+                                  calibration: (UnsafePointer(train.features.baseAddress!), min(train.rows, 2048)))
             models[e] = path
             // Score the written file with the inference runtime: checks the file, and gives
             // the int8 figure cortado-infer must reproduce.

@@ -39,6 +39,15 @@ public enum CompressionReport {
         guard test.featureCount == spec.inputSize else {
             throw CortadoError.usage("\(data): \(test.featureCount) features per row, the model takes \(spec.inputSize)")
         }
+        // Calibration rows for static int8: the first 2 048 training rows (a spread of every
+        // class after the preparation's shuffle).
+        var calibration = [Float]()
+        if recipes.contains(where: { $0.calibrationPercentile != nil }) {
+            let train = try SplitReader(manifestPath: data, split: "train")
+            let n = min(2048, train.rows)
+            calibration = [Float](repeating: 0, count: n * spec.inputSize)
+            try calibration.withUnsafeMutableBufferPointer { try train.read(0..<n, features: $0.baseAddress!, labels: nil, targets: nil, ids: nil) }
+        }
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
         var meta = file.header.metadata
         meta["compressed_from"] = source
@@ -46,7 +55,11 @@ public enum CompressionReport {
         for recipe in recipes {
             let path = (outDir as NSString).appendingPathComponent(recipe.fileName)
             try params.withUnsafeBufferPointer {
-                try ModelExport.write(path: path, recipe: recipe, model: spec, classes: file.header.classes, params: $0, metadata: meta)
+                let params = $0
+                try calibration.withUnsafeBufferPointer { c in
+                    try ModelExport.write(path: path, recipe: recipe, model: spec, classes: file.header.classes, params: params, metadata: meta,
+                                          calibration: (c.baseAddress ?? UnsafePointer(bitPattern: 8)!, c.count / spec.inputSize))
+                }
             }
             let model = try InferenceModel(path: path)
             var correct = 0.0, n = 0

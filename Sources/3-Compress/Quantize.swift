@@ -31,10 +31,13 @@ public enum ModelExport {
     /// the recipe's precision — int8 per output channel with fp32 scales, fp16/bf16, or fp32 —
     /// and as CSR when at least half of it is zero (values + int32 row pointers + uint16
     /// column indices: 3 bytes per int8 non-zero). Biases stay fp32 (few, and sensitive).
+    /// A static int8 recipe (`int8-static`) also needs `calibration`: training rows (rows,
+    /// inputSize) its activation scales are measured on (`Calibration`).
     public static func write(path: String, recipe: Recipe, model: ModelSpec, classes: [String],
-                             params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
+                             params: UnsafeBufferPointer<Float>, metadata: [String: String],
+                             calibration: (rows: UnsafePointer<Float>, count: Int)? = nil) throws {
         try write(path: path, recipe: recipe, model: model, layout: model.parameterLayout, classes: classes,
-                  params: params, metadata: metadata, recommender: nil)
+                  params: params, metadata: metadata, recommender: nil, calibration: calibration)
     }
 
     /// Writes a recommender: int8 quantizes every 2-D tensor per row — the tower's dense
@@ -47,7 +50,8 @@ public enum ModelExport {
     }
 
     static func write(path: String, recipe: Recipe, model: ModelSpec, layout: ParameterLayout, classes: [String],
-                      params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?) throws {
+                      params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?,
+                      calibration: (rows: UnsafePointer<Float>, count: Int)? = nil) throws {
         precondition(params.count == layout.count)
         var weights = Array(params)
         var meta = metadata
@@ -62,6 +66,20 @@ public enum ModelExport {
             let nz = slice.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
             nonZeros += nz
             tensors += encode(t, slice, recipe: recipe, sparse: t.shape.count == 2 && nz > 0 && nz * 2 <= t.count)
+        }
+        if let percentile = recipe.calibrationPercentile {
+            guard recommender == nil else { throw CortadoError.usage("recipe \(recipe): static int8 is for classifiers (recommenders use int8)") }
+            guard let calibration, calibration.count > 0 else {
+                throw CortadoError.usage("recipe \(recipe): static int8 needs calibration rows (training data) to measure activation scales")
+            }
+            let scales = weights.withUnsafeBufferPointer {
+                Calibration.inputScales(model: model, params: $0, input: calibration.rows, rows: calibration.count, percentile: percentile)
+            }
+            for (layer, scale) in scales.sorted(by: { $0.key < $1.key }) {
+                tensors.append(.init(name: "layers.\(layer).input_scale", dtype: .float32, shape: [1], bytes: withUnsafeBytes(of: scale) { Data($0) }))
+            }
+            meta["activation_scales"] = (percentile >= 100 ? "static min/max" : "static p\(String(format: "%g", percentile)) of |x|")
+                + " on \(calibration.count) training rows"
         }
         meta["parameters"] = String(layout.count)
         meta["non_zeros"] = String(nonZeros)

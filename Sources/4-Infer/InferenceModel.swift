@@ -73,7 +73,14 @@ public final class InferenceModel {
                         let x = inputShapes[layer]
                         conv = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
                     }
-                    int8[layer] = Int8Layer(weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv)
+                    // A calibrated (static) input scale when the file has one, else dynamic.
+                    let inputScale = try file.tensor("layers.\(layer).input_scale").map { t -> Float in
+                        guard t.dtype == .float32, t.shape == [1], let v = file.values(t, as: Float.self).first, v > 0, v.isFinite else {
+                            throw CortadoError.model("tensor 'layers.\(layer).input_scale' must be one positive float32")
+                        }
+                        return v
+                    }
+                    int8[layer] = Int8Layer(weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv, inputScale: inputScale)
                 } else {
                     params.replaceSubrange(t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
                 }

@@ -17,8 +17,11 @@ struct Int8Layer {
     /// The geometry when the layer is a convolution; its GEMM then runs per sample over the
     /// output positions' receptive fields (im2row).
     let conv: ConvShape?
+    /// A calibrated input scale (static quantization), or nil for a scale per row at run time.
+    let inputScale: Float?
 
-    init(weight: [Int8], scales: [Float], bias: [Float], relu: Bool, conv: ConvShape?) {
+    init(weight: [Int8], scales: [Float], bias: [Float], relu: Bool, conv: ConvShape?, inputScale: Float? = nil) {
+        self.inputScale = inputScale
         outDim = scales.count
         inDim = weight.count / max(outDim, 1)
         kp = (inDim + 31) / 32 * 32
@@ -38,7 +41,8 @@ struct Int8Layer {
         scratch.withBuffers { q, image, scales, acc in
             weight.withUnsafeBufferPointer { w in self.scales.withUnsafeBufferPointer { cs in bias.withUnsafeBufferPointer { b in
                 guard let g = conv else {
-                    let nonneg = cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
+                    let nonneg = inputScale.map { cortado_quantize_rows_fixed(x, Int32(inDim), Int32(batch), Int32(inDim), $0, q, Int32(kp), scales) }
+                        ?? cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
                     cortado_int8_gemm_ex(q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
                     cortado_dequantize_rows(acc, Int32(batch), Int32(outDim), scales, cs.baseAddress!, nil, b.baseAddress!, relu ? 1 : 0, out)
                     return
@@ -49,7 +53,9 @@ struct Int8Layer {
                 // positions) layout of the next layer, biased per filter.
                 let positions = Int32(g.positions), inCount = Int32(g.inCount)
                 for n in 0..<batch {
-                    _ = cortado_quantize_rows(x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
+                    if let s = inputScale { _ = cortado_quantize_rows_fixed(x + n * g.inCount, inCount, 1, inCount, s, image, inCount, scales) } else {
+                        _ = cortado_quantize_rows(x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
+                    }
                     for i in 1..<g.positions { scales[i] = scales[0] }
                     cortado_im2row_int8(image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), q, Int32(kp))
                     cortado_int8_gemm(w.baseAddress!, q, acc, Int32(outDim), positions, Int32(kp), Int32(path))

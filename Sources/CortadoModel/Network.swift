@@ -162,6 +162,10 @@ public final class Network<T: Real> {
         return acts[steps.count - 1].base
     }
 
+    /// Layer `i`'s output of the last `forward`, (batch, widths[i]) — what layer i + 1 read
+    /// (static int8 calibration measures these).
+    public func activation(_ i: Int) -> UnsafePointer<T> { UnsafePointer(acts[i].base) }
+
     /// Back-propagates `dLogits` (batch, outputSize) through the layers of the last `forward`
     /// on the same `input`. Accumulates parameter gradients into `grads`; writes the input's
     /// gradient into `dInput` (batch, inputSize) when given (gradient checks use it).

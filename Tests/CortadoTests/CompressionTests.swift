@@ -175,12 +175,60 @@ final class CompressionTests: XCTestCase {
         }
     }
 
+    /// Static int8: the file carries one calibrated input scale per int8 layer (min/max =
+    /// largest |x| / 127 on the calibration rows; a percentile gives a smaller one), inference
+    /// uses it and stays close to fp32, a recipe without calibration rows is refused, and a
+    /// damaged scale is rejected at load.
+    func testStaticInt8CalibratesInputScales() throws {
+        let dir = Support.scratch("int8-static")
+        var rng = SeededRNG(seed: 21)
+        let rows = 64, x = (0..<(rows * 784)).map { _ in Float(rng.uniform()) }
+        let p = params()
+        var probs = [String: [Float]](), inputScales = [String: Float]()
+        for recipe in ["fp32", "int8-static", "int8-static99.9"] {
+            let path = dir + "/\(recipe).cmodel"
+            try p.withUnsafeBufferPointer { pb in try x.withUnsafeBufferPointer { xb in
+                try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d", "e"],
+                                      params: pb, metadata: [:], calibration: (xb.baseAddress!, rows))
+            } }
+            let file = try ModelFile.load(path)
+            if recipe != "fp32" {
+                let t0 = try XCTUnwrap(file.tensor("layers.0.input_scale")), t2 = try XCTUnwrap(file.tensor("layers.2.input_scale"))
+                XCTAssertEqual(file.values(t2, as: Float.self).count, 1)
+                inputScales[recipe] = file.values(t0, as: Float.self)[0]
+                XCTAssertTrue(file.header.metadata["activation_scales"]?.contains("on 64 training rows") ?? false)
+            }
+            var out = [Float](repeating: 0, count: rows * 5)
+            try InferenceModel(path: path).predict(x, batch: rows, probabilities: &out)
+            probs[recipe] = out
+        }
+        XCTAssertEqual(inputScales["int8-static"]!, x.map(abs).max()! / 127, "min/max: the largest input / 127")
+        XCTAssertLessThan(inputScales["int8-static99.9"]!, inputScales["int8-static"]!)
+        for recipe in ["int8-static", "int8-static99.9"] {
+            XCTAssertLessThan(zip(probs["fp32"]!, probs[recipe]!).map { abs($0 - $1) }.max()!, 0.05, recipe)
+        }
+        XCTAssertThrowsError(try write(dir + "/none.cmodel", "int8-static", p)) {
+            XCTAssertTrue(($0 as? CortadoError)?.message.contains("needs calibration rows") ?? false, "\($0)")
+        }
+        // A negative scale written into the file is refused when the model loads.
+        let path = dir + "/int8-static.cmodel"
+        let file = try ModelFile.load(path)
+        let t = try XCTUnwrap(file.tensor("layers.0.input_scale"))
+        try damageModelFile(file, at: ModelFile.dataOffset(file) + t.offset, with: withUnsafeBytes(of: Float(-1)) { Data($0) }, to: dir + "/bad.cmodel")
+        XCTAssertThrowsError(try InferenceModel(path: dir + "/bad.cmodel")) {
+            XCTAssertTrue(($0 as? CortadoError)?.message.contains("input_scale") ?? false, "\($0)")
+        }
+    }
+
     func testRecipesParseAndRejectNonsense() throws {
         XCTAssertEqual(try Recipe("prune0.9+int8"), Recipe(precision: .int8, sparsity: 0.9))
         XCTAssertEqual(try Recipe("prune0.75/layer+bf16"), Recipe(precision: .bf16, sparsity: 0.75, scope: .layer))
         XCTAssertEqual(try Recipe("fp16").description, "fp16")
         XCTAssertEqual(try Recipe("prune0.5/layer+int8").fileName, "model-prune0.5-layer+int8.cmodel")
-        for bad in ["int4", "prune1.5+int8", "prune0.9/block", "int8+fp16", ""] {
+        XCTAssertEqual(try Recipe("int8-static").calibrationPercentile, 100)
+        XCTAssertEqual(try Recipe("prune0.9+int8-static99.99").description, "prune0.9+int8-static99.99")
+        XCTAssertEqual(try Recipe("int8-static99.9").precision, .int8)
+        for bad in ["int4", "prune1.5+int8", "prune0.9/block", "int8+fp16", "", "int8-static120", "int8-staticx", "int8+int8-static"] {
             XCTAssertThrowsError(try Recipe(bad), bad)
         }
     }
@@ -268,13 +316,7 @@ final class CompressionTests: XCTestCase {
         try write(path, "prune0.9+fp32", params())
         let f = try ModelFile.load(path)
         let ix = f.tensor("layers.0.weight.indices")!
-        var bytes = Data(f.bytes.prefix(f.bytes.count - 32))
-        let at = bytes.count - (f.bytes.count - 32 - (ModelFile.dataOffset(f) + ix.offset))
-        bytes[at] = 0xFF; bytes[at + 1] = 0xFF   // column 65535 ≥ 784
-        var h = SHA256()
-        h.update(bytes)
-        bytes.append(contentsOf: h.finalize())
-        try bytes.write(to: URL(fileURLWithPath: path))
+        try damageModelFile(f, at: ModelFile.dataOffset(f) + ix.offset, with: Data([0xFF, 0xFF]), to: path)   // column 65535 ≥ 784
         XCTAssertThrowsError(try InferenceModel(path: path)) {
             XCTAssertTrue("\($0)".contains("m.cmodel: sparse tensor 'layers.0.weight': row pointers or column indices out of range"), "\($0)")
         }
@@ -322,4 +364,17 @@ final class PruningMPITests: XCTestCase {
         XCTAssertEqual(sparse, dense, accuracy: 0.02, "\(test)")
         XCTAssertNotNil(try ModelFile.load(dir + "/whole/model-prune0.9+int8.cmodel").tensor("layers.0.weight.indptr"))
     }
+
+}
+
+/// Writes `file` to `path` with `bytes` at byte `at` and its checksum made valid again, so
+/// only the loader's own checks can catch the damage.
+func damageModelFile(_ file: ModelFile, at: Int, with bytes: Data, to path: String) throws {
+    var body = Data(file.bytes.prefix(file.bytes.count - 32))
+    let start = body.startIndex + at
+    body.replaceSubrange(start..<(start + bytes.count), with: bytes)
+    var h = SHA256()
+    h.update(body)
+    body.append(contentsOf: h.finalize())
+    try body.write(to: URL(fileURLWithPath: path))
 }
