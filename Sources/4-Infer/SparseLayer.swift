@@ -8,7 +8,7 @@ struct SparseLayer {
     /// Sparse wins below this fraction of non-zeros. Measured on the 784-256-128-10 MLP's
     /// layers (AMD EPYC, AVX2, 1 thread) against the dense int8 GEMM, the faster dense path;
     /// see the README's compression section for the table.
-    static let maxDensity = 0.25
+    static let maxDensity = 0.2
     /// Batches smaller than this stay dense: one sample at a time the sparse kernel gathers
     /// its inputs, and the dense int8 GEMM was faster at every sparsity measured.
     static let minBatch = 16
