@@ -155,18 +155,6 @@ final class DistillationTests: XCTestCase {
       alpha: 0.6
     """
 
-    func spec(_ text: String, _ overrides: [String] = []) throws -> JobSpec {
-        var tree = try ConfigNode.parse(text, origin: "job.yaml")
-        for o in overrides { try tree.set(o) }
-        return try JobSpec(tree: tree)
-    }
-
-    func expectError(_ text: String, _ overrides: [String] = [], contains fragment: String, line: UInt = #line) {
-        XCTAssertThrowsError(try spec(text, overrides), line: line) {
-            XCTAssertTrue("\($0)".contains(fragment), "'\($0)' lacks '\(fragment)'", line: line)
-        }
-    }
-
     func testTeacherSpecOverridesAndDefaults() throws {
         let s = try spec(base)
         XCTAssertEqual(s.teacher?.model, "runs/t/model-fp32.cmodel")

@@ -17,18 +17,6 @@ final class JobSpecTests: XCTestCase {
     epochs: 2
     """
 
-    func spec(_ text: String, _ overrides: [String] = []) throws -> JobSpec {
-        var tree = try ConfigNode.parse(text, origin: "job.yaml")
-        for o in overrides { try tree.set(o) }
-        return try JobSpec(tree: tree)
-    }
-
-    func expectError(_ text: String, _ overrides: [String] = [], contains fragment: String, line: UInt = #line) {
-        XCTAssertThrowsError(try spec(text, overrides), line: line) {
-            XCTAssertTrue("\($0)".contains(fragment), "'\($0)' lacks '\(fragment)'", line: line)
-        }
-    }
-
     func testParsesTheShippedJobSpec() throws {
         let s = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp.yaml")
         XCTAssertEqual(s.layers, [.dense(units: 256), .relu, .dense(units: 128), .relu, .dense(units: 10)])

@@ -1,4 +1,5 @@
 import CortadoCore
+import CortadoTrain
 import Foundation
 import XCTest
 
@@ -117,6 +118,22 @@ func assertClose<T: BinaryFloatingPoint>(_ a: [T], _ b: [T], rel: Double, abs fl
         if Swift.abs(x - y) > max(rel * max(Swift.abs(x), Swift.abs(y)), floor) {
             XCTFail("\(what)[\(i)]: \(x) vs \(y)", file: file, line: line)
             return
+        }
+    }
+}
+
+/// Job specs from YAML text in tests: parsed with `--set`-style overrides, or expected to fail
+/// with an error containing `fragment`.
+extension XCTestCase {
+    func spec(_ text: String, _ overrides: [String] = []) throws -> JobSpec {
+        var tree = try ConfigNode.parse(text, origin: "job.yaml")
+        for o in overrides { try tree.set(o) }
+        return try JobSpec(tree: tree)
+    }
+
+    func expectError(_ text: String, _ overrides: [String] = [], contains fragment: String, line: UInt = #line) {
+        XCTAssertThrowsError(try spec(text, overrides), line: line) {
+            XCTAssertTrue("\($0)".contains(fragment), "'\($0)' lacks '\(fragment)'", line: line)
         }
     }
 }
