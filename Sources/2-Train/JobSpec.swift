@@ -391,7 +391,10 @@ public struct JobSpec: Codable, Equatable {
             try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
         }
         for (i, e) in emit.enumerated() {
-            do { _ = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message) }
+            let recipe: Recipe
+            do { recipe = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message); continue }
+            try check(recommender == nil || recipe.calibrationPercentile == nil, "emit.\(i)",
+                      "'\(e)': static int8 calibrates classifier activations; a recommender emits int8")
         }
     }
 

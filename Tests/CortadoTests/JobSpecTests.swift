@@ -56,6 +56,8 @@ final class JobSpecTests: XCTestCase {
         expectError(base, ["model.layers.1.type=conv"], contains: "model.layers.1.type: unknown layer 'conv'")
         expectError(base, ["model.layers.5.units=3"], contains: "--set model.layers.5.units")
         expectError(base, ["emit=[int4]"], contains: "emit.0: recipe 'int4'")
+        XCTAssertEqual(try spec(base, ["emit=[fp32, int8-static99.99]"]).emit, ["fp32", "int8-static99.99"])
+        expectError("data: d/manifest.json\nmodel: {type: recommender}\n", ["emit=[int8-static]"], contains: "emit.0: 'int8-static': static int8")
         expectError(base, ["pruning={sparsity: 1.2}"], contains: "pruning.sparsity: must be in (0, 1)")
         expectError(base, ["pruning={sparsity: 0.5, scope: block}"], contains: "pruning.scope")
         expectError(base, ["pruning={sparsity: 0.5, start_step: 100, end_step: 50}"], contains: "pruning.start_step/end_step")
