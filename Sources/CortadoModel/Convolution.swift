@@ -19,6 +19,10 @@ public struct ConvShape {
 }
 
 /// cols (patch, positions) ← one sample's input (c, h, w); zero outside the padded border.
+/// Each (channel, kernel offset) row is filled per output line: the output columns whose input
+/// column falls inside the image ([lo, hi), computed once per kernel column) are copied — one
+/// contiguous block at stride 1 — and only the border is zeroed, instead of a bounds test per
+/// element (that test made im2col a third of the CNN's inference time).
 @inlinable
 public func im2col<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, cols: UnsafeMutablePointer<T>) {
     var row = 0
@@ -26,12 +30,25 @@ public func im2col<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, cols: UnsafeM
         for ki in 0..<g.k {
             for kj in 0..<g.k {
                 let out = cols + row * g.positions
+                // ix = ox·s − p + kj ∈ [0, w)  ⇔  ox ∈ [lo, hi).
+                let lo = min(g.ow, g.p > kj ? (g.p - kj + g.s - 1) / g.s : 0)
+                let last = g.w - 1 + g.p - kj
+                let hi = max(lo, last < 0 ? 0 : min(g.ow, last / g.s + 1))
                 for oy in 0..<g.oh {
                     let iy = oy * g.s - g.p + ki
-                    for ox in 0..<g.ow {
-                        let ix = ox * g.s - g.p + kj
-                        out[oy * g.ow + ox] = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? x[(ci * g.h + iy) * g.w + ix] : 0
+                    let o = out + oy * g.ow
+                    guard iy >= 0 && iy < g.h else {
+                        o.update(repeating: 0, count: g.ow)
+                        continue
                     }
+                    let src = x + (ci * g.h + iy) * g.w
+                    if lo > 0 { o.update(repeating: 0, count: lo) }
+                    if g.s == 1 {
+                        if hi > lo { (o + lo).update(from: src + (lo - g.p + kj), count: hi - lo) }
+                    } else {
+                        for ox in lo..<hi { o[ox] = src[ox * g.s - g.p + kj] }
+                    }
+                    if hi < g.ow { (o + hi).update(repeating: 0, count: g.ow - hi) }
                 }
                 row += 1
             }

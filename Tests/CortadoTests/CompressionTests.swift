@@ -94,10 +94,17 @@ final class CompressionTests: XCTestCase {
             } }
         }
 
-        for g in [ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0)] {
+        for g in [ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0),
+                  ConvShape(c: 1, h: 4, w: 3, f: 1, k: 5, s: 2, p: 2), ConvShape(c: 2, h: 6, w: 5, f: 1, k: 2, s: 3, p: 1)] {
             let image = (0..<g.inCount).map { _ in Int8(Int(rng.below(255)) - 127) }
             var floats = [Float](repeating: 0, count: g.positions * g.patch)
             image.map(Float.init).withUnsafeBufferPointer { im2row($0.baseAddress!, g, rows: &floats) }
+            // im2col (the training path, copies by line segment) is im2row (per element) transposed.
+            var cols = [Float](repeating: .nan, count: g.positions * g.patch)
+            image.map(Float.init).withUnsafeBufferPointer { im2col($0.baseAddress!, g, cols: &cols) }
+            for pos in 0..<g.positions { for j in 0..<g.patch {
+                XCTAssertEqual(cols[j * g.positions + pos], floats[pos * g.patch + j], "im2col \(g) row \(j) position \(pos)")
+            } }
             let ldr = (g.patch + 31) / 32 * 32
             var rows = [Int8](repeating: 99, count: g.positions * ldr)
             cortado_im2row_int8(image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), &rows, Int32(ldr))
