@@ -202,20 +202,24 @@ final class DistillationTests: XCTestCase {
         expectError("data: d/manifest.json\nmodel: {type: recommender}\n", ["teacher.model=t.cmodel"], contains: "teacher: distillation trains classifiers")
     }
 
-    /// The shipped pair: the distilled student and its baseline differ only in the teacher (and
-    /// run folder), and the student has at most a quarter of the teacher's parameters.
+    /// The shipped pairs: each distilled student and its baseline differ only in the teacher
+    /// (and run folder), and each student has at most a quarter of its teacher's parameters.
     func testShippedJobSpecsDifferOnlyInTheTeacher() throws {
-        let distilled = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp-distilled.yaml")
-        let small = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp-small.yaml")
-        let teacher = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp.yaml")
-        XCTAssertEqual(distilled.teacher?.model, teacher.runDir + "/model-fp32.cmodel")
-        var same = distilled
-        same.teacher = nil
-        same.runDir = small.runDir
-        XCTAssertEqual(same, small)
         let count = { (s: JobSpec) in s.modelSpec(inputShape: [1, 28, 28]).parameterLayout.count }
-        XCTAssertEqual(count(teacher), 235_146)
-        XCTAssertLessThanOrEqual(4 * count(distilled), count(teacher))
+        for (distilledJob, baselineJob, teacherJob, teacherParams) in [("fashion-mlp-distilled", "fashion-mlp-small", "fashion-mlp", 235_146),
+                                                                        ("fashion-cnn-distilled", "fashion-mlp-128", "fashion-cnn", 421_642)] {
+            let distilled = try JobSpec.load(path: Support.repoRoot + "/jobs/\(distilledJob).yaml")
+            let baseline = try JobSpec.load(path: Support.repoRoot + "/jobs/\(baselineJob).yaml")
+            let teacher = try JobSpec.load(path: Support.repoRoot + "/jobs/\(teacherJob).yaml")
+            XCTAssertEqual(distilled.teacher?.model, teacher.runDir + "/model-fp32.cmodel", distilledJob)
+            var same = distilled
+            same.teacher = nil
+            same.runDir = baseline.runDir
+            XCTAssertEqual(same, baseline, "\(distilledJob) without its teacher is \(baselineJob)")
+            XCTAssertNotEqual(distilled.runDir, baseline.runDir)
+            XCTAssertEqual(count(teacher), teacherParams, teacherJob)
+            XCTAssertLessThanOrEqual(4 * count(distilled), count(teacher), "\(distilledJob): at most a quarter of the teacher")
+        }
     }
 
     // MARK: inference runtime
