@@ -7,8 +7,9 @@ import CortadoMPI
 import Foundation
 
 /// A feed-forward classifier (MLP, CNN) on features and integer labels: one dense allreduce
-/// of the gradient arena per step. With a distillation teacher, each step also runs the
-/// teacher on the same batch rows and trains on `DistillationLoss`.
+/// of the gradient arena per step. With a distillation teacher, each step also takes the
+/// teacher's logits for the same batch rows (cached before step 0, or computed per batch) and
+/// trains on `DistillationLoss`.
 final class ClassifierTask: TrainingTask {
     let comm: Communicator
     let net: Network<Float>
@@ -20,8 +21,8 @@ final class ClassifierTask: TrainingTask {
     let evalBatch = 256
     /// Batch buffers: features (B, d) and labels (B).
     let xBatch: UnsafeMutablePointer<Float>, yBatch: UnsafeMutablePointer<Int32>
-    /// The distillation teacher; its logits for the batch, (B, classes), land in its network's
-    /// last activation buffer, sized for the batch here, before step 0.
+    /// The distillation teacher; its logits for the batch, (B, classes), come from buffers it
+    /// sizes (and, cached, fills for every training row) here, before step 0.
     let teacher: DistillationTeacher?
     private(set) var hardLossSum: Double?
 
@@ -38,7 +39,7 @@ final class ClassifierTask: TrainingTask {
         xBatch = .allocate(capacity: spec.batchSize * model.inputSize)
         yBatch = .allocate(capacity: spec.batchSize)
         self.teacher = teacher
-        teacher?.runtime.reserve(batch: spec.batchSize)   // the step loop then allocates nothing
+        teacher?.prepare(train: train, batch: spec.batchSize)   // the step loop then allocates nothing
     }
 
     deinit { xBatch.deallocate(); yBatch.deallocate() }
@@ -60,7 +61,7 @@ final class ClassifierTask: TrainingTask {
         // same masks as an uninterrupted one.
         net.dropoutSeed = seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step * comm.size + comm.rank + 1)
         guard let teacher else { return net.step(xBatch, labels: yBatch, batch: batch, train: true) }
-        let teacherLogits = teacher.runtime.logits(xBatch, batch: batch)
+        let teacherLogits = teacher.logits(rows: order, x: xBatch, batch: batch)
         let r = net.distillationStep(xBatch, labels: yBatch, teacherLogits: teacherLogits, batch: batch,
                                      temperature: Float(teacher.spec.temperature), alpha: Float(teacher.spec.alpha))
         hardLossSum = r.hardLossSum

@@ -5,17 +5,43 @@ import CortadoModel
 import Foundation
 
 /// A distillation teacher (`teacher:` in the job spec), loaded on every rank before step 0 and
-/// run by the inference runtime on that rank's own batch rows.
+/// run by the inference runtime on that rank's own training rows: once for all of them before
+/// step 0 (`TeacherLogits`, the default), or on every batch (`teacher.cache: false`).
 final class DistillationTeacher {
     /// The spec's teacher with its file's SHA-256 filled in.
     let spec: JobSpec.Teacher
     let runtime: InferenceModel
     let precision: String
+    /// The teacher's logits for every training row of this rank, once `prepare` has run with
+    /// caching on; nil runs the teacher per batch.
+    private(set) var cache: TeacherLogits?
+    /// A batch of cached logits, (batch, classes), gathered by row index each step.
+    private var batchLogits = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
 
     init(spec: JobSpec.Teacher, runtime: InferenceModel, precision: String) {
         self.spec = spec
         self.runtime = runtime
         self.precision = precision
+    }
+
+    deinit { batchLogits.deallocate() }
+
+    /// Before step 0: sizes everything the step loop's `logits` touches for batches of `batch`
+    /// rows of `train`, and, unless `teacher.cache: false`, runs the teacher on all of them.
+    func prepare(train: LocalData, batch: Int) {
+        runtime.reserve(batch: batch)
+        guard spec.cache ?? true else { return }
+        cache = TeacherLogits(runtime, features: train.features.baseAddress!, rows: train.rows, batch: batch)
+        batchLogits = .allocate(capacity: batch * runtime.classes)
+    }
+
+    /// The teacher's logits (batch, classes) for this rank's training rows `rows[0..<batch]`,
+    /// whose features the caller has gathered into `x` (batch, inputs): copied from the cache,
+    /// or computed now. Valid until the next call; allocates nothing after `prepare`.
+    func logits(rows: UnsafePointer<Int32>, x: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
+        guard let cache else { return runtime.logits(x, batch: batch) }
+        cache.gather(rows, count: batch, into: batchLogits.baseAddress!)
+        return UnsafePointer(batchLogits.baseAddress!)
     }
 
     /// Loads `teacher.model` and checks it against the student's data: a readable, valid
@@ -55,7 +81,8 @@ final class DistillationTeacher {
     /// The start-up log line.
     var summary: String {
         let layers = runtime.spec.layers.map(\.description).joined(separator: " ")
-        return "teacher: \(spec.model) (\(precision), \(layers), \(runtime.spec.parameterLayout.count) parameters, sha256 \(spec.sha256?.prefix(16) ?? "?")…), temperature \(spec.temperature), alpha \(spec.alpha)"
+        let cached = cache.map { String(format: "logits of %d rows cached in %.1f s", $0.rows, $0.seconds) } ?? "run per batch (teacher.cache: false)"
+        return "teacher: \(spec.model) (\(precision), \(layers), \(runtime.spec.parameterLayout.count) parameters, sha256 \(spec.sha256?.prefix(16) ?? "?")…), temperature \(spec.temperature), alpha \(spec.alpha); \(cached)"
     }
 
     /// On resume: the checkpoint's run must have had the same teacher (by content), or none if
@@ -74,6 +101,59 @@ final class DistillationTeacher {
             guard beforeHash == t.sha256 else {
                 throw CortadoError.usage("teacher.model: \(t.model) (sha256 \(t.sha256?.prefix(16) ?? "?")…) is not the teacher \(path) was distilled from: \(beforeModel) (sha256 \(beforeHash?.prefix(16) ?? "?")…)")
             }
+        }
+    }
+}
+
+/// A teacher's logits for every training row a rank owns, (rows, classes) row-major, computed
+/// once before step 0. The inputs are not augmented, so a row's teacher logits are the same in
+/// every epoch; the step loop copies a batch's rows out by the same local row index it gathers
+/// features with, instead of running the teacher again (which cost as much as the student's
+/// step, or far more for a CNN teacher).
+///
+/// Every row is computed in a call of exactly `batch` rows, the per-batch path's batch size
+/// (the last chunk is the window of the final `batch` rows, recomputing a few), so a pruned
+/// layer takes the same sparse or dense path (`SparseLayer.minBatch`). The cached logits then
+/// equal the per-batch ones bit for bit for int8 teachers (activations quantized per row,
+/// integer GEMM) and sparse layers; fp32 dense layers run OpenBLAS sgemm, whose rounding
+/// depends on a row's position in the batch, so there the two agree to a few float ulps
+/// (within 1e-5 of max(1, the row's largest |logit|); measured ≤ 1e-6 on the Fashion-MNIST
+/// teachers). Neither is more exact than the other; the cache gives each row one value for
+/// the whole run, and a resume recomputes the same values, so resume stays bit-exact.
+/// DistillationTests checks both bounds.
+public final class TeacherLogits {
+    public let rows: Int, classes: Int
+    /// (rows, classes), row-major; row r is local training row r.
+    public let logits: UnsafeMutableBufferPointer<Float>
+    /// Seconds the teacher took to fill the cache.
+    public let seconds: Double
+
+    /// Runs `runtime` on `features` (rows, inputs), row-major, in calls of `batch` rows.
+    public init(_ runtime: InferenceModel, features: UnsafePointer<Float>, rows: Int, batch: Int) {
+        let start = monotonicSeconds()
+        let k = runtime.classes, d = runtime.spec.inputSize, b = max(1, min(batch, rows))
+        self.rows = rows
+        classes = k
+        logits = .allocate(capacity: max(rows * k, 1))
+        var r0 = 0
+        while r0 < rows {
+            let lo = min(r0, rows - b)   // the last chunk: the final b rows
+            let z = runtime.logits(features + lo * d, batch: b)
+            (logits.baseAddress! + lo * k).update(from: z, count: b * k)
+            r0 = lo + b
+        }
+        seconds = monotonicSeconds() - start
+    }
+
+    deinit { logits.deallocate() }
+
+    public var bytes: Int { rows * classes * MemoryLayout<Float>.stride }
+
+    /// Copies rows `order[0..<count]` into out (count, classes).
+    @inline(__always)
+    public func gather(_ order: UnsafePointer<Int32>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for i in 0..<count {
+            (out + i * classes).update(from: logits.baseAddress! + Int(order[i]) * classes, count: classes)
         }
     }
 }

@@ -27,6 +27,7 @@ import Foundation
 ///       model: runs/fashion-mlp/model-fp32.cmodel
 ///       temperature: 4.0
 ///       alpha: 0.7
+///       cache: false          # run the teacher every batch (default: once, before step 0)
 ///
 /// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
 public struct JobSpec: Codable, Equatable {
@@ -113,11 +114,17 @@ public struct JobSpec: Codable, Equatable {
     ///
     /// `model` is any classifier `.cmodel` (fp32, fp16, bf16 or int8 storage), its path
     /// relative to the working directory like `data`. Every rank runs the teacher on its own
-    /// batch rows with the inference runtime, so distillation adds no communication.
+    /// training rows with the inference runtime, so distillation adds no communication.
     public struct Teacher: Codable, Equatable {
         public var model: String
         public var temperature = 4.0
         public var alpha = 0.7
+        /// Whether each rank computes the teacher's logits for all its training rows once,
+        /// before step 0 (rows × classes floats), instead of on every batch; nil is the default,
+        /// true. The soft targets agree with the per-batch teacher's bit for bit (int8 teachers)
+        /// or to float rounding (fp32; see `TeacherLogits`); false saves that memory (many
+        /// classes) at the cost of a teacher forward pass per step.
+        public var cache: Bool?
         /// SHA-256 of the teacher file, filled in by the trainer before step 0 (not a spec key).
         /// Being part of the resolved spec, it makes the ranks agree on the teacher's bytes,
         /// goes into job.json, checkpoints and model metadata, and lets a resume refuse a
@@ -246,6 +253,7 @@ public struct JobSpec: Codable, Equatable {
             var teacher = Teacher(model: try t.required("model", t.string))
             teacher.temperature = try t.double("temperature") ?? teacher.temperature
             teacher.alpha = try t.double("alpha") ?? teacher.alpha
+            teacher.cache = try t.bool("cache")
             try t.finish()
             self.teacher = teacher
         }

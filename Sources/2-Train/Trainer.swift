@@ -241,9 +241,10 @@ public final class Trainer {
         }
         let arenaMiB = Double(n * 4 * 3) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
+        let teacherMiB = teacher?.cache.map { String(format: ", teacher logits %.1f MiB", Double($0.bytes) / 1048576) } ?? ""
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
         if let teacher { log(teacher.summary) }
-        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB")
+        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(teacherMiB)")
 
         // ---- the step loop: buffers below are the only ones it touches ----
         let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)
@@ -467,7 +468,10 @@ public final class Trainer {
         var meta = ["job_spec": spec.canonicalJSON, "step": String(step), "world_size": String(comm.size),
                     "data": spec.data, "cortado_version": cortadoVersion]
         if let t = spec.teacher {
-            // The teacher by path and content (SHA-256), with the loss's temperature and alpha.
+            // The teacher by path and content (SHA-256), with the loss's temperature and alpha
+            // (not whether it was cached: the same soft targets, up to float rounding).
+            var t = t
+            t.cache = nil
             meta["distilled_from"] = String(decoding: try stableJSON(t, pretty: false), as: UTF8.self)
         }
         if let columns = manifest.columns, let csv = manifest.csv {
