@@ -190,8 +190,9 @@ for r in rows:
           f"{num(r['speedup_vs_1_rank'], '.2f'):>9} {num(r['vs_pytorch'], '.2f'):>8} {r['gflops_per_rank']:>10.1f} "
           f"{pct(r['fraction_of_sgemm_peak']):>7} {pct(s['compute']):>7} {pct(s['data']):>5} {pct(s['allreduce']):>6} "
           f"{pct(s['update']):>6} {r['peak_rss_mib']:>8.0f} {r['val_accuracy']:>7.4f}")
-print("pytorch: DDP overlaps its allreduce with backward, so its 'compute' includes the allreduce; "
-      "cortado's split is the share of the epoch's time (the rest: status checks, bookkeeping).")
+if any(r["system"] == "pytorch" for r in rows):
+    print("pytorch: DDP overlaps its allreduce with backward, so its 'compute' includes the allreduce; "
+          "cortado's split is the share of the epoch's time (the rest: status checks, bookkeeping).")
 print("issue-8 targets:")
 for t in targets:
     state = "skipped" if t["met"] is None else ("met" if t["met"] else "NOT met")
