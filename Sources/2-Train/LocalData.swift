@@ -42,15 +42,20 @@ public final class LocalData {
         ids.deallocate()
     }
 
+    /// Seconds spent in `gather` so far (batch assembly): the trainer's "data" share of a step.
+    public private(set) var gatherSeconds = 0.0
+
     /// Copies rows `order[0..<count]` into the batch buffers x (count, d) and y (count).
     @inline(__always)
     public func gather(_ order: UnsafePointer<Int32>, count: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>) {
+        let t0 = monotonicSeconds()
         let d = featureCount
         for i in 0..<count {
             let r = Int(order[i])
             (x + i * d).update(from: features.baseAddress! + r * d, count: d)
             y[i] = labels[r]
         }
+        gatherSeconds += monotonicSeconds() - t0
     }
 
     public var bytes: Int { range.count * (featureCount * 4 + 4 + idColumns * 4) }

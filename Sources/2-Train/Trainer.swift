@@ -34,17 +34,21 @@ public struct TrainSummary: Codable {
     public var validation: [String: Double]
     public var test: [String: Double]
     public var samplesPerSecond: Double
+    /// Samples per second over the epochs after this run's first (start-up effects such as
+    /// first-touch page faults excluded); nil when the run had a single epoch.
+    public var steadySamplesPerSecond: Double?
     /// Training FLOPs per sample (forward + backward), for FLOP-rate reports.
     public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
     public var wallSeconds: Double
-    /// Mean milliseconds per step on rank 0: forward+backward, gradient exchange (including
-    /// waiting for the slowest rank), optimizer update.
+    /// Mean milliseconds per step on rank 0: batch assembly ("data"), forward+backward
+    /// ("compute", without data), gradient exchange ("exchange": the allreduce including the
+    /// wait for the slowest rank), optimizer update ("update").
     public var stepMilliseconds: [String: Double] = [:]
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
-        case samplesPerSecond = "samples_per_sec", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
+        case samplesPerSecond = "samples_per_sec", steadySamplesPerSecond = "samples_per_sec_steady", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
         case stepMilliseconds = "step_ms"
     }
 }
@@ -253,7 +257,10 @@ public final class Trainer {
         let g = task.grads.base
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
-        var split = (compute: 0.0, exchange: 0.0, update: 0.0, steps: 0)
+        // Epochs after this run's first: the steady-state rate.
+        var laterTime = 0.0, laterSamples = 0, epochsRun = 0
+        // Step-time split, rank 0's clocks: compute includes data until the epoch's end.
+        var split = (compute: 0.0, data: 0.0, exchange: 0.0, update: 0.0, steps: 0)
         var lastCheckpoint: String?
         let metricsPath = (runDir as NSString).appendingPathComponent("metrics.jsonl")
         var lastVal = [String: Double]()
@@ -277,6 +284,7 @@ public final class Trainer {
                 }
             }
             var epochLoss = 0.0, epochHardLoss = 0.0, epochSteps = 0
+            let splitBefore = split, gatheredBefore = train.gatherSeconds
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
                 let pos = step % stepsPerEpoch
@@ -349,6 +357,12 @@ public final class Trainer {
             let dt = monotonicSeconds() - t0
             trainTime += dt
             trainSamples += epochSteps * B * comm.size
+            if epochsRun > 0 { laterTime += dt; laterSamples += epochSteps * B * comm.size }
+            epochsRun += 1
+            // Batch assembly ran inside the compute window (the task's trainStep gathers).
+            let gathered = train.gatherSeconds - gatheredBefore
+            split.data += gathered
+            split.compute -= gathered
             watchdog.beat(step: step, .evaluation)
             lastVal = task.evaluate(.validation)
             let sps = Double(trainSamples) / max(trainTime, 1e-9)
@@ -381,7 +395,10 @@ public final class Trainer {
             if comm.rank == 0 {
                 var line: [String: Double] = ["epoch": Double(epoch + 1), "step": Double(step), "train_loss": epochLoss / Double(max(epochSteps, 1)),
                                               "samples_per_sec": sps, "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
-                                              "elapsed_sec": monotonicSeconds() - wallStart]
+                                              "elapsed_sec": monotonicSeconds() - wallStart,
+                                              "epoch_sec": dt, "epoch_samples_per_sec": Double(epochSteps * B * comm.size) / max(dt, 1e-9),
+                                              "compute_s": split.compute - splitBefore.compute, "data_s": split.data - splitBefore.data,
+                                              "allreduce_s": split.exchange - splitBefore.exchange, "update_s": split.update - splitBefore.update]
                 if spec.teacher != nil { line["train_ce"] = trainCE }
                 for (k, v) in lastVal { line["val_" + k] = v }
                 appendLine(metricsPath, line)
@@ -419,9 +436,10 @@ public final class Trainer {
         let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
                                    validation: lastVal, test: testMetrics,
                                    samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9),
+                                   steadySamplesPerSecond: laterSamples > 0 ? Double(laterSamples) / max(laterTime, 1e-9) : nil,
                                    flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak,
                                    wallSeconds: monotonicSeconds() - wallStart,
-                                   stepMilliseconds: ["compute": split.compute, "exchange": split.exchange, "update": split.update]
+                                   stepMilliseconds: ["compute": split.compute, "data": split.data, "exchange": split.exchange, "update": split.update]
                                        .mapValues { 1000 * $0 / Double(max(split.steps, 1)) })
         let shownTest = task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter { $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity") }.sorted()

@@ -55,6 +55,13 @@ final class MPITests: XCTestCase {
         let last = try JSONSerialization.jsonObject(with: Data(lines[2].utf8)) as! [String: Double]
         XCTAssertEqual(last["epoch"], 3)
         XCTAssertGreaterThan(last["samples_per_sec"]!, 0)
+        // The epoch's step-time split: every part measured, together within the epoch's time.
+        let parts = ["compute_s", "data_s", "allreduce_s", "update_s"].map { last[$0] ?? -1 }
+        for (key, v) in zip(["compute_s", "data_s", "allreduce_s", "update_s"], parts) { XCTAssertGreaterThan(v, 0, key) }
+        XCTAssertLessThanOrEqual(parts.reduce(0, +), last["epoch_sec"]!)
+        XCTAssertGreaterThan(last["epoch_samples_per_sec"]!, 0)
+        XCTAssertEqual((s["step_ms"] as! [String: Double]).keys.sorted(), ["compute", "data", "exchange", "update"])
+        XCTAssertGreaterThan(s["samples_per_sec_steady"] as! Double, 0, "3 epochs: a steady-state rate")
         let ckpts = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/checkpoints").sorted()
         XCTAssertEqual(ckpts, ["latest", "step-00000140.h5", "step-00000160.h5", "step-00000162.h5"], "keep: 3")
 

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Training throughput against PyTorch DDP (issue 8's benchmark; not a test). In one run, on the
+# same data (the prepared Fashion-MNIST shards):
+#   - single-thread sgemm of this machine's OpenBLAS (1024^3, and 256x2048x2048: the wide MLP's
+#     hidden layers): the ceiling a step's FLOP rate is compared against;
+#   - cortado-train, MLP 784-256-128-10, SGD-momentum, 1 BLAS thread per rank, batch 64 and 256
+#     per rank, 1 and 2 ranks (mpirun --bind-to core): steady-state samples/s (epochs after the
+#     first), the step-time split (compute, data, allreduce incl. waiting for the slower rank,
+#     update) from metrics.jsonl, peak RSS per rank;
+#   - the same model, batch and threads with PyTorch DDP (gloo, CPU, 1 thread per process,
+#     each process bound to one core, data read with h5py): Benchmarks/torch_ddp_bench.py, run
+#     in /opt/cortado-torch-venv (cluster/install-torch.sh makes it; skipped with a message when
+#     torch cannot be installed);
+#   - a wide MLP 784-2048-2048-2048-10 at batch 256 on 1 rank, cortado and PyTorch, on a
+#     15 000-row subset of the same images (3 epochs; whole epochs would take minutes):
+#     training FLOP/s per rank as a fraction of the sgemm peak (the best of three sgemm
+#     measurements: at the start, just before and just after the wide runs).
+# Prints a table and the issue-8 targets; writes JSON (default runs/bench/train-vs-pytorch.json).
+#
+# usage: Benchmarks/train-vs-pytorch.sh [EPOCHS] [OUT.json]
+#   EPOCHS (default 3) per MLP configuration. About 7 minutes on a 2-core VM after the build,
+#   most of it PyTorch's start-up (import, spawn, gloo) and the wide MLP.
+#   CORTADO_TORCH_VENV=DIR uses another venv; CORTADO_SKIP_TORCH=1 skips PyTorch altogether.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EPOCHS=${1:-3}
+OUT=${2:-runs/bench/train-vs-pytorch.json}
+TORCH_VENV=${CORTADO_TORCH_VENV:-/opt/cortado-torch-venv}
+RUNS=runs/bench/train-vs-pytorch
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+bash cluster/install-deps.sh
+swift build -c release >/dev/null
+BIN=.build/release
+DATA=data/fashion-mnist/manifest.json
+[ -f $DATA ] || $BIN/cortado prepare fashion-mnist --out data/fashion-mnist --shards 2 >/dev/null
+mkdir -p "$(dirname "$OUT")" "$RUNS"
+WIDE_DATA=$RUNS/fashion-wide/manifest.json
+[ -f $WIDE_DATA ] || $BIN/cortado prepare fashion-mnist --out "$RUNS/fashion-wide" --shards 1 --limit 16000 \
+  --validation 1000 >/dev/null
+
+TORCH=""
+if [ "${CORTADO_SKIP_TORCH:-0}" = 1 ]; then
+  echo "train-vs-pytorch: CORTADO_SKIP_TORCH=1: PyTorch skipped" >&2
+elif CORTADO_TORCH_VENV=$TORCH_VENV bash cluster/install-torch.sh; then
+  TORCH="$TORCH_VENV/bin/python"
+else
+  echo "train-vs-pytorch: no usable torch in $TORCH_VENV: PyTorch part skipped, Cortado only" >&2
+fi
+
+say() { echo "train-vs-pytorch $(date +%T): $*" >&2; }
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+sgemm() { $BIN/cortado bench sgemm --size 1024 --threads 1 --seconds 2 --json; }
+peaks=("$(sgemm)")
+peak_wide=$($BIN/cortado bench sgemm --m 256 --n 2048 --k 2048 --threads 1 --seconds 2 --json)
+
+WIDE='[{type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 10}]'
+cortado() {   # cortado RANKS BATCH EPOCHS NAME [--set …]: the summary line, with the run folder
+  local np=$1 batch=$2 epochs=$3 name=$4; shift 4
+  local line t0=$SECONDS
+  say "$name"
+  line=$(mpirun -np "$np" --hostfile hostfiles/localhost --bind-to core $BIN/cortado-train jobs/fashion-mlp.yaml \
+    --json --overwrite --run-dir "$RUNS/$name" --set batch_size="$batch" --set epochs="$epochs" \
+    --set threads=1 --set checkpoint.every_steps=0 --set emit=[] "$@" | tail -n 1)
+  echo "{\"system\": \"cortado\", \"name\": \"$name\", \"ranks\": $np, \"batch_per_rank\": $batch, \"wall_sec\": $((SECONDS - t0)), \"summary\": $line}"
+}
+pytorch() {   # pytorch PROCS BATCH EPOCHS NAME [args…]
+  local np=$1 batch=$2 epochs=$3 name=$4; shift 4
+  local line t0=$SECONDS
+  say "$name"
+  if line=$(timeout 600 "$TORCH" Benchmarks/torch_ddp_bench.py --procs "$np" --batch "$batch" \
+            --epochs "$epochs" "$@" 2>"$RUNS/$name.stderr" | tail -n 1) && [ -n "$line" ]; then
+    echo "{\"system\": \"pytorch\", \"name\": \"$name\", \"ranks\": $np, \"batch_per_rank\": $batch, \"wall_sec\": $((SECONDS - t0)), \"summary\": $line}"
+  else
+    echo "train-vs-pytorch: PyTorch run $name failed (see $RUNS/$name.stderr)" >&2
+  fi
+}
+
+results=()
+for batch in 64 256; do
+  for np in 1 2; do
+    results+=("$(cortado $np $batch "$EPOCHS" cortado-np$np-b$batch)")
+    if [ -n "$TORCH" ]; then
+      r=$(pytorch $np $batch "$EPOCHS" pytorch-np$np-b$batch --data $DATA) && [ -n "$r" ] && results+=("$r")
+    fi
+  done
+done
+peaks+=("$(sgemm)")
+results+=("$(cortado 1 256 3 cortado-wide --set data=$WIDE_DATA --set "model.layers=$WIDE" --set optimizer.learning_rate=0.01)")
+if [ -n "$TORCH" ]; then
+  r=$(pytorch 1 256 3 pytorch-wide --data $WIDE_DATA --hidden 2048,2048,2048 --lr 0.01) && [ -n "$r" ] && results+=("$r")
+fi
+peaks+=("$(sgemm)")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+peak=$(printf '%s\n' "${peaks[@]}" | python3 -c 'import json, sys; p = [json.loads(l) for l in sys.stdin]; b = max(p, key=lambda x: x["gflops"]); b["all_gflops"] = [x["gflops"] for x in p]; print(json.dumps(b))')
+say "done"
+
+versions=$(
+  echo "{\"cortado\": \"$($BIN/cortado --version 2>/dev/null || echo unknown)\","
+  echo " \"swift\": \"$(swift --version 2>&1 | sed -n 's/.*Swift version \([^ ]*\).*/\1/p' | head -n 1)\","
+  echo " \"open_mpi\": \"$(mpirun --version 2>/dev/null | head -n 1 | awk '{print $NF}')\","
+  echo " \"openblas\": \"$(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)\","
+  if [ -n "$TORCH" ]; then
+    echo " \"torch\": \"$($TORCH -c 'import torch; print(torch.__version__)')\","
+    echo " \"torch_python\": \"$($TORCH -c 'import platform; print(platform.python_version())')\","
+  fi
+  echo " \"kernel\": \"$(uname -r)\"}"
+)
+
+python3 - "$OUT" "$peak" "$peak_wide" "$versions" "$load_before" "$load_after" "$RUNS" "${results[@]}" <<'PY'
+import datetime, json, os, sys
+out, peak, peak_wide, versions, load_before, load_after, runs_dir = sys.argv[1:8]
+peak, peak_wide, versions = json.loads(peak), json.loads(peak_wide), json.loads(versions)
+runs = [json.loads(r) for r in sys.argv[8:]]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+
+def cortado_row(r):
+    s = r["summary"]
+    # Steady state: epochs after the first, from metrics.jsonl (the step-time split too).
+    epochs = [json.loads(l) for l in open(os.path.join(runs_dir, r["name"], "metrics.jsonl"))]
+    later = epochs[1:] or epochs
+    t = sum(e["epoch_sec"] for e in later)
+    part = {k: sum(e[k + "_s"] for e in later) / t for k in ("compute", "data", "allreduce", "update")}
+    return {"samples_per_sec": s.get("samples_per_sec_steady") or s["samples_per_sec"], "split": part,
+            "peak_rss_mib": s["peak_rss_mib_max"], "val_accuracy": s["validation"]["accuracy"],
+            "flops_per_sample": s["train_flops_per_sample"], "epochs": len(epochs)}
+
+def pytorch_row(r):
+    s = r["summary"]
+    total = sum(s["step_ms"].values())
+    part = {"compute": s["step_ms"]["compute"] / total, "data": s["step_ms"]["data"] / total,
+            "allreduce": None, "update": s["step_ms"]["update"] / total}
+    return {"samples_per_sec": s["samples_per_sec_steady"], "split": part, "peak_rss_mib": max(s["peak_rss_mib"]),
+            "val_accuracy": s["val_accuracy"], "epochs": s["epochs"], "steps_per_epoch": s["steps_per_epoch"]}
+
+rows = []
+for r in runs:
+    row = {"system": r["system"], "name": r["name"], "ranks": r["ranks"], "batch_per_rank": r["batch_per_rank"],
+           "model": "784-2048-2048-2048-10" if "wide" in r["name"] else "784-256-128-10",
+           "data": "fashion-mnist, first 15 000 training images" if "wide" in r["name"] else "fashion-mnist",
+           "wall_sec": r["wall_sec"]}
+    row.update(cortado_row(r) if r["system"] == "cortado" else pytorch_row(r))
+    rows.append(row)
+wide_flops = next((r["flops_per_sample"] for r in rows if r["system"] == "cortado" and "wide" in r["name"]), None)
+mlp_flops = next((r["flops_per_sample"] for r in rows if r["system"] == "cortado" and "wide" not in r["name"]), None)
+for row in rows:
+    f = wide_flops if "wide" in row["name"] else mlp_flops
+    row["gflops_per_rank"] = row["samples_per_sec"] / row["ranks"] * f / 1e9
+    row["fraction_of_sgemm_peak"] = row["gflops_per_rank"] / peak["gflops"]
+
+def find(system, ranks, batch, wide=False):
+    return next((r for r in rows if r["system"] == system and r["ranks"] == ranks and r["batch_per_rank"] == batch
+                 and ("wide" in r["name"]) == wide), None)
+for row in rows:
+    base = find(row["system"], 1, row["batch_per_rank"], "wide" in row["name"])
+    row["speedup_vs_1_rank"] = row["samples_per_sec"] / base["samples_per_sec"] if base else None
+    other = find("pytorch", row["ranks"], row["batch_per_rank"], "wide" in row["name"]) if row["system"] == "cortado" else None
+    row["vs_pytorch"] = row["samples_per_sec"] / other["samples_per_sec"] if other else None
+    row["rss_vs_pytorch"] = row["peak_rss_mib"] / other["peak_rss_mib"] if other else None
+
+def target(name, value, ok, goal):
+    return {"target": name, "goal": goal, "measured": value, "met": None if value is None else ok(value)}
+c = lambda n, b, w=False: find("cortado", n, b, w)
+p = lambda n, b: find("pytorch", n, b)
+g = lambda row, k: row[k] if row else None
+targets = [
+    target("2 ranks / 1 rank, batch 64", g(c(2, 64), "speedup_vs_1_rank"), lambda v: v >= 1.85, ">= 1.85"),
+    target("cortado / pytorch DDP, 2 ranks, batch 64", g(c(2, 64), "vs_pytorch"), lambda v: v >= 2.5, ">= 2.5"),
+    target("cortado / pytorch DDP, 1 rank, batch 256", g(c(1, 256), "vs_pytorch"), lambda v: v >= 1.5, ">= 1.5"),
+    target("cortado / pytorch DDP, 2 ranks, batch 256", g(c(2, 256), "vs_pytorch"), lambda v: v >= 1.5, ">= 1.5"),
+    target("wide MLP FLOP/s / sgemm peak (1 rank)", g(c(1, 256, True), "fraction_of_sgemm_peak"), lambda v: v >= 0.85, ">= 0.85"),
+    target("allreduce share of step time, 2 ranks, batch 256", g(c(2, 256), "split") and c(2, 256)["split"]["allreduce"],
+           lambda v: v <= 0.05, "<= 0.05"),
+    target("peak RSS / pytorch's, 2 ranks, batch 64", g(c(2, 64), "rss_vs_pytorch"), lambda v: v <= 0.25, "<= 0.25"),
+    target("peak RSS / pytorch's, 2 ranks, batch 256", g(c(2, 256), "rss_vs_pytorch"), lambda v: v <= 0.25, "<= 0.25"),
+]
+
+today = str(datetime.date.today())
+print(f"{today}  {cpu}, {os.cpu_count()} cores  load {load_before} -> {load_after}")
+print(f"sgemm 1 thread: {peak['gflops']} GFLOP/s (1024^3; best of {', '.join(map(str, peak['all_gflops']))}), "
+      f"{peak_wide['gflops']} GFLOP/s (256x2048x2048)")
+print(f"versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"
+num = lambda v, f: "-" if v is None else format(v, f)
+print(f"{'system':<8} {'model':<22} {'ranks':>5} {'batch':>5} {'samples/s':>10} {'vs 1 rank':>9} {'vs torch':>8} "
+      f"{'GFLOP/s/rk':>10} {'of peak':>7} {'compute':>7} {'data':>5} {'allred':>6} {'update':>6} {'RSS MiB':>8} {'val acc':>7}")
+for r in rows:
+    s = r["split"]
+    print(f"{r['system']:<8} {r['model']:<22} {r['ranks']:>5} {r['batch_per_rank']:>5} {r['samples_per_sec']:>10.0f} "
+          f"{num(r['speedup_vs_1_rank'], '.2f'):>9} {num(r['vs_pytorch'], '.2f'):>8} {r['gflops_per_rank']:>10.1f} "
+          f"{pct(r['fraction_of_sgemm_peak']):>7} {pct(s['compute']):>7} {pct(s['data']):>5} {pct(s['allreduce']):>6} "
+          f"{pct(s['update']):>6} {r['peak_rss_mib']:>8.0f} {r['val_accuracy']:>7.4f}")
+if any(r["system"] == "pytorch" for r in rows):
+    print("pytorch: DDP overlaps its allreduce with backward, so its 'compute' includes the allreduce; "
+          "cortado's split is the share of the epoch's time (the rest: status checks, bookkeeping).")
+print("issue-8 targets:")
+for t in targets:
+    state = "skipped" if t["met"] is None else ("met" if t["met"] else "NOT met")
+    print(f"  {t['target']:<52} {t['goal']:>8}  measured {num(t['measured'], '.3f'):>7}  {state}")
+json.dump({"date": today, "machine": {"cpu": cpu, "cores": os.cpu_count(), "load_before": load_before, "load_after": load_after},
+           "versions": versions, "sgemm_peak_1thread": peak, "sgemm_wide_shape": peak_wide,
+           "pytorch": any(r["system"] == "pytorch" for r in rows), "results": rows, "targets": targets},
+          open(out, "w"), indent=1)
+print("wrote " + out)
+PY
