@@ -50,6 +50,7 @@ final class ClassifierTask: TrainingTask {
     var summary: String { model.layers.map(\.description).joined(separator: " ") }
     var trainRows: Int { train.rows }
     var dataBytes: Int { train.bytes + val.bytes + test.bytes }
+    var activationBytes: Int { net.bufferBytes }
     var logMetrics: [String] { ["loss", "accuracy"] }
     var flopsPerExample: Double { model.trainingFLOPsPerSample }
 

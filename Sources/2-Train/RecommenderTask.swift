@@ -95,6 +95,7 @@ final class RecommenderTask: TrainingTask {
     }
     var trainRows: Int { train.rows }
     var dataBytes: Int { train.bytes + val.bytes + test.bytes + history.items.count * 4 }
+    var activationBytes: Int { 0 }   // its tower's and tables' batch buffers are not counted yet
     var logMetrics: [String] { spec.loss == "mse" ? ["rmse", "hr@10", "ndcg@10"] : ["loss", "hr@10", "ndcg@10"] }
     var flopsPerExample: Double { 3 * spec.forwardFLOPs * Double(spec.rowsPerExample) }
 

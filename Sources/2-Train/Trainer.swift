@@ -245,10 +245,11 @@ public final class Trainer {
         }
         let arenaMiB = Double(n * 4 * 3) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
+        let activationMiB = task.activationBytes > 0 ? String(format: ", activations %.1f MiB", Double(task.activationBytes) / 1048576) : ""
         let teacherMiB = teacher?.cache.map { String(format: ", teacher logits %.1f MiB", Double($0.bytes) / 1048576) } ?? ""
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
         if let teacher { log(teacher.summary) }
-        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(teacherMiB)")
+        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB)")
 
         // ---- the step loop: buffers below are the only ones it touches ----
         let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)

@@ -19,6 +19,8 @@ protocol TrainingTask: AnyObject {
     var trainRows: Int { get }
     /// Bytes of data this rank holds.
     var dataBytes: Int { get }
+    /// Bytes of activation buffers and saved layer state (0 where not counted).
+    var activationBytes: Int { get }
     /// Metrics the epoch line shows, in order (keys of `evaluate`'s result).
     var logMetrics: [String] { get }
     /// Training FLOPs per example, for the summary.

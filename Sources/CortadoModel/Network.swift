@@ -162,6 +162,23 @@ public final class Network<T: Real> {
         return acts[steps.count - 1].base
     }
 
+    /// Bytes of the buffers sized for `maxBatch`: activations, the two activation-gradient
+    /// buffers, and each layer's saved state (conv columns, pool indices, dropout masks, norm
+    /// statistics) — the "activations" of the trainer's start-up memory breakdown.
+    public var bufferBytes: Int {
+        var elements = acts.reduce(0) { $0 + $1.count } + dActA.count + dActB.count + dCols.count, indices = 0
+        for s in steps {
+            switch s {
+            case let .dropout(_, _, mask): elements += mask.count
+            case let .layerNorm(_, _, _, stats): elements += stats.count
+            case let .conv(_, _, _, cols): elements += cols.count
+            case let .maxPool(_, argmax): indices += argmax.buffer.count
+            default: break
+            }
+        }
+        return elements * MemoryLayout<T>.stride + indices * MemoryLayout<Int32>.stride
+    }
+
     /// Layer `i`'s output of the last `forward`, (batch, widths[i]) — what layer i + 1 read
     /// (static int8 calibration measures these).
     public func activation(_ i: Int) -> UnsafePointer<T> { UnsafePointer(acts[i].base) }
