@@ -56,7 +56,7 @@ let package = Package(
         // Step 2: job spec, MPI communicator, trainer, checkpoints.
         .target(name: "CortadoTrain",
                 dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                               "CortadoInfer", "CortadoMPI", "COpenBLAS"],
+                               "CortadoInfer", "CortadoMPI", "COpenBLAS", "CKernels"],
                 path: "Sources/2-Train"),
         // Step 5 (reuse elsewhere): `.cmodel` classifiers → ONNX (fp32), for ONNX Runtime and
         // other runtimes. Only the `cortado` tool links it; cortado-infer does not.

@@ -1,3 +1,4 @@
+import CKernels
 import CortadoModel
 import Foundation
 
@@ -39,39 +40,29 @@ public final class Optimizer {
         }
     }
 
-    /// Applies one update to `params` from the averaged gradients `grads`; `step` is 0-based
-    /// (Adam's bias correction uses step + 1). Only `ranges` of the arena are trained (frozen
-    /// layers' tensors are left out, so they are not even decayed); nil means all of it.
+    /// Applies one update to `params` from the summed gradients `grads` times `gradScale` (the
+    /// averaging factor 1/ranks, applied in the same pass: scaling in place first would be one
+    /// more read-modify-write pass over the whole gradient arena); `step` is 0-based (Adam's
+    /// bias correction uses step + 1). Only `ranges` of the arena are trained (frozen layers'
+    /// tensors are left out, so they are not even decayed); nil means all of it. `grads` is
+    /// only read. One vectorized C pass per range (CKernels' optimizer.c), bit-identical to
+    /// the formulas above computed on `grads[i] * gradScale`.
     public func update(params w: UnsafeMutablePointer<Float>, grads g: UnsafePointer<Float>, lr: Float, step: Int,
-                       ranges: [Range<Int>]? = nil) {
-        for r in ranges ?? [0..<count] { update(w, g, lr: lr, step: step, r) }
+                       ranges: [Range<Int>]? = nil, gradScale: Float = 1) {
+        for r in ranges ?? [0..<count] { update(w, g, lr: lr, step: step, r, gradScale: gradScale) }
     }
 
-    private func update(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, step: Int, _ range: Range<Int>) {
-        let wd = Float(spec.weightDecay), n = count
+    private func update(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, step: Int, _ range: Range<Int>,
+                        gradScale: Float) {
+        let wd = Float(spec.weightDecay), n = count, i = range.lowerBound, len = range.count
         switch spec.type {
         case "adam", "adamw":
-            let b1 = Float(spec.beta1), b2 = Float(spec.beta2), eps = Float(spec.eps)
             let t = Double(step + 1)
             let c1 = Float(1 - pow(spec.beta1, t)), c2 = Float(1 - pow(spec.beta2, t))
-            let m = state.base, s = state.base + n
-            let decoupled = spec.type == "adamw"
-            for i in range {
-                let gi = decoupled ? g[i] : g[i] + wd * w[i]
-                if decoupled { w[i] -= lr * wd * w[i] }
-                m[i] = b1 * m[i] + (1 - b1) * gi
-                s[i] = b2 * s[i] + (1 - b2) * gi * gi
-                w[i] -= lr * (m[i] / c1) / ((s[i] / c2).squareRoot() + eps)
-            }
+            cortado_adam_update(w + i, g + i, state.base + i, state.base + n + i, len, lr, Float(spec.beta1), Float(spec.beta2),
+                                Float(spec.eps), wd, c1, c2, gradScale, spec.type == "adamw" ? 1 : 0)
         default:
-            let mu = Float(spec.momentum), v = state.base
-            let nesterov = spec.nesterov
-            for i in range {
-                let gi = g[i] + wd * w[i]
-                let vi = mu * v[i] + gi
-                v[i] = vi
-                w[i] -= lr * (nesterov ? gi + mu * vi : vi)
-            }
+            cortado_sgd_update(w + i, g + i, state.base + i, len, lr, Float(spec.momentum), wd, gradScale, spec.nesterov ? 1 : 0)
         }
     }
 }

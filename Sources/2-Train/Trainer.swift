@@ -318,9 +318,14 @@ public final class Trainer {
                 }
                 let loss = Double(g[n]) / Double(B * comm.size)
                 if loss.isFinite {
-                    for i in 0..<n { g[i] *= invSize }
-                    if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
-                    opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
+                    // Averaging (× 1/ranks) rides in the optimizer's pass; clipping needs it done first.
+                    let clip = spec.optimizer.clipNorm > 0
+                    if clip {
+                        for i in 0..<n { g[i] *= invSize }
+                        _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm)
+                    }
+                    opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step,
+                               ranges: trainable, gradScale: clip ? 1 : invSize)
                     if let pr = pruning {
                         if step >= pr.start && step <= pr.end && (step - pr.start) % pr.every == 0 {
                             pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: step, start: pr.start, end: pr.end, final: pr.final))

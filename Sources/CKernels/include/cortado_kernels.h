@@ -1,4 +1,5 @@
-// Cortado's hand-written kernels: the int8 GEMM of the inference runtime.
+// Cortado's hand-written kernels: the int8 GEMM of the inference runtime, the sparse layers'
+// CSR product, and the trainer's fused optimizer update.
 #pragma once
 #include <stdint.h>
 
@@ -43,3 +44,18 @@ void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int
 /// rounding, not bit for bit. `path` as for the int8 GEMM (AVX2 or above: vector code).
 void cortado_csr_spmm(const int32_t *indptr, const int32_t *indices, const float *values, int n, int k,
                       const float *x, int m, const float *bias, int relu, float *y, float *scratch, int path);
+
+/// One SGD step over n parameters (PyTorch's formula, weight decay λ = wd, momentum μ = mu):
+///     g' = g·gscale + λw;  v ← μv + g';  w ← w − lr·(nesterov ? g' + μv : v)
+/// gscale is the gradient's averaging factor (1/ranks), applied in the same pass. w, g and v
+/// must not overlap. Bit-identical to scaling g first and then running the scalar formula.
+void cortado_sgd_update(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale,
+                        int nesterov);
+
+/// One Adam (decoupled = 0) or AdamW (decoupled = 1) step over n parameters, with the bias
+/// corrections c1 = 1 − β₁ᵗ and c2 = 1 − β₂ᵗ precomputed by the caller:
+///     g' = g·gscale (+ λw for Adam);  AdamW first: w ← w − (lr·λ)·w;
+///     m ← β₁m + (1−β₁)g';  s ← β₂s + (1−β₂)g'²;  w ← w − lr·(m/c1)/(√(s/c2) + ε)
+/// w, g, m and s must not overlap.
+void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
+                         float wd, float c1, float c2, float gscale, int decoupled);
