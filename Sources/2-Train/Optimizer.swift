@@ -15,6 +15,8 @@ public final class Optimizer {
     public let count: Int
     /// Optimizer state, (stateMultiple × count): what checkpoints save as `optimizer_state`.
     public let state: Arena<Float>
+    /// The CKernels path the update runs (the CPU's best; tests also force the portable one).
+    public var kernelPath = Int(cortado_int8_best_path())
 
     public init(spec: JobSpec.OptimizerSpec, count: Int) {
         self.spec = spec
@@ -60,9 +62,10 @@ public final class Optimizer {
             let t = Double(step + 1)
             let c1 = Float(1 - pow(spec.beta1, t)), c2 = Float(1 - pow(spec.beta2, t))
             cortado_adam_update(w + i, g + i, state.base + i, state.base + n + i, len, lr, Float(spec.beta1), Float(spec.beta2),
-                                Float(spec.eps), wd, c1, c2, gradScale, spec.type == "adamw" ? 1 : 0)
+                                Float(spec.eps), wd, c1, c2, gradScale, spec.type == "adamw" ? 1 : 0, Int32(kernelPath))
         default:
-            cortado_sgd_update(w + i, g + i, state.base + i, len, lr, Float(spec.momentum), wd, gradScale, spec.nesterov ? 1 : 0)
+            cortado_sgd_update(w + i, g + i, state.base + i, len, lr, Float(spec.momentum), wd, gradScale, spec.nesterov ? 1 : 0,
+                               Int32(kernelPath))
         }
     }
 }

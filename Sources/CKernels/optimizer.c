@@ -12,6 +12,9 @@
 
 #pragma STDC FP_CONTRACT OFF
 
+/// Whether `path` asks for AVX2 (or above) and this CPU has it.
+static int use_avx2(int path) { return path >= CORTADO_INT8_AVX2 && cortado_int8_best_path() >= CORTADO_INT8_AVX2; }
+
 __attribute__((always_inline))
 static inline void sgd_body(float *restrict w, const float *restrict g, float *restrict v, long n,
                             float lr, float mu, float wd, float gscale, const int nesterov) {
@@ -23,10 +26,23 @@ static inline void sgd_body(float *restrict w, const float *restrict g, float *r
     }
 }
 
-void cortado_sgd_update(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale,
-                        int nesterov) {
+static void sgd_portable(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale,
+                         int nesterov) {
     if (nesterov) sgd_body(w, g, v, n, lr, mu, wd, gscale, 1);
     else sgd_body(w, g, v, n, lr, mu, wd, gscale, 0);
+}
+
+// "avx2" alone, not "avx2,fma": the formulas must not contract into FMA.
+__attribute__((target("avx2")))
+static void sgd_avx2(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale, int nesterov) {
+    if (nesterov) sgd_body(w, g, v, n, lr, mu, wd, gscale, 1);
+    else sgd_body(w, g, v, n, lr, mu, wd, gscale, 0);
+}
+
+void cortado_sgd_update(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale,
+                        int nesterov, int path) {
+    if (use_avx2(path)) sgd_avx2(w, g, v, n, lr, mu, wd, gscale, nesterov);
+    else sgd_portable(w, g, v, n, lr, mu, wd, gscale, nesterov);
 }
 
 __attribute__((always_inline))
@@ -47,8 +63,21 @@ static inline void adam_body(float *restrict w, const float *restrict g, float *
     }
 }
 
-void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
-                         float wd, float c1, float c2, float gscale, int decoupled) {
+static void adam_portable(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
+                          float wd, float c1, float c2, float gscale, int decoupled) {
     if (decoupled) adam_body(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, 1);
     else adam_body(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, 0);
+}
+
+__attribute__((target("avx2")))
+static void adam_avx2(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
+                      float wd, float c1, float c2, float gscale, int decoupled) {
+    if (decoupled) adam_body(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, 1);
+    else adam_body(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, 0);
+}
+
+void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
+                         float wd, float c1, float c2, float gscale, int decoupled, int path) {
+    if (use_avx2(path)) adam_avx2(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
+    else adam_portable(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
 }

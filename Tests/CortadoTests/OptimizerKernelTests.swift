@@ -55,23 +55,26 @@ final class OptimizerKernelTests: XCTestCase {
         let n = 1003   // not a multiple of any vector width: the kernels' tails run too
         var rng = SeededRNG(seed: 7, stream: 1)
         for (name, spec) in variants() {
-            for gradScale: Float in [1, 0.5, 1.0 / 3] {
-                for ranges in [nil, [0..<1, 5..<517, 600..<1003]] as [[Range<Int>]?] {
-                    let opt = Optimizer(spec: spec, count: n)
-                    var w = (0..<n).map { _ in Float(rng.normal()) }
-                    var state = [Float](repeating: 0, count: opt.state.count)
-                    let params = Arena<Float>(count: n)
-                    params.load(w)
-                    for step in 0..<4 {
-                        // Sums over ranks: some large, some tiny, some exactly zero.
-                        var g = (0..<n).map { i in i % 97 == 0 ? 0 : Float(rng.normal() * (i % 3 == 0 ? 1e3 : 1e-3)) }
-                        let lr = Float(0.01 * Double(step + 1))
-                        g.withUnsafeBufferPointer { opt.update(params: params.base, grads: $0.baseAddress!, lr: lr, step: step, ranges: ranges, gradScale: gradScale) }
-                        for i in 0..<n { g[i] *= gradScale }
-                        for r in ranges ?? [0..<n] { referenceUpdate(spec, w: &w, g: g, state: &state, lr: lr, step: step, range: r) }
-                        let what = "\(name), scale \(gradScale), ranges \(ranges.map { "\($0)" } ?? "all"), step \(step)"
-                        XCTAssertEqual(params.array.map(\.bitPattern), w.map(\.bitPattern), "\(what): parameters")
-                        XCTAssertEqual(opt.state.array.map(\.bitPattern), state.map(\.bitPattern), "\(what): optimizer state")
+            for path in [0, Optimizer(spec: spec, count: 1).kernelPath] {   // portable, and the CPU's best
+                for gradScale: Float in [1, 0.5, 1.0 / 3] {
+                    for ranges in [nil, [0..<1, 5..<517, 600..<1003]] as [[Range<Int>]?] {
+                        let opt = Optimizer(spec: spec, count: n)
+                        opt.kernelPath = path
+                        var w = (0..<n).map { _ in Float(rng.normal()) }
+                        var state = [Float](repeating: 0, count: opt.state.count)
+                        let params = Arena<Float>(count: n)
+                        params.load(w)
+                        for step in 0..<4 {
+                            // Sums over ranks: some large, some tiny, some exactly zero.
+                            var g = (0..<n).map { i in i % 97 == 0 ? 0 : Float(rng.normal() * (i % 3 == 0 ? 1e3 : 1e-3)) }
+                            let lr = Float(0.01 * Double(step + 1))
+                            g.withUnsafeBufferPointer { opt.update(params: params.base, grads: $0.baseAddress!, lr: lr, step: step, ranges: ranges, gradScale: gradScale) }
+                            for i in 0..<n { g[i] *= gradScale }
+                            for r in ranges ?? [0..<n] { referenceUpdate(spec, w: &w, g: g, state: &state, lr: lr, step: step, range: r) }
+                            let what = "\(name), path \(path), scale \(gradScale), ranges \(ranges.map { "\($0)" } ?? "all"), step \(step)"
+                            XCTAssertEqual(params.array.map(\.bitPattern), w.map(\.bitPattern), "\(what): parameters")
+                            XCTAssertEqual(opt.state.array.map(\.bitPattern), state.map(\.bitPattern), "\(what): optimizer state")
+                        }
                     }
                 }
             }

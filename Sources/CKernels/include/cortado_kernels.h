@@ -49,13 +49,15 @@ void cortado_csr_spmm(const int32_t *indptr, const int32_t *indices, const float
 ///     g' = g·gscale + λw;  v ← μv + g';  w ← w − lr·(nesterov ? g' + μv : v)
 /// gscale is the gradient's averaging factor (1/ranks), applied in the same pass. w, g and v
 /// must not overlap. Bit-identical to scaling g first and then running the scalar formula.
+/// `path`: CORTADO_INT8_PORTABLE or, on a CPU that has it, CORTADO_INT8_AVX2 or above (the
+/// same paths as the int8 GEMM; every path gives the same bits).
 void cortado_sgd_update(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale,
-                        int nesterov);
+                        int nesterov, int path);
 
 /// One Adam (decoupled = 0) or AdamW (decoupled = 1) step over n parameters, with the bias
 /// corrections c1 = 1 − β₁ᵗ and c2 = 1 − β₂ᵗ precomputed by the caller:
 ///     g' = g·gscale (+ λw for Adam);  AdamW first: w ← w − (lr·λ)·w;
 ///     m ← β₁m + (1−β₁)g';  s ← β₂s + (1−β₂)g'²;  w ← w − lr·(m/c1)/(√(s/c2) + ε)
-/// w, g, m and s must not overlap.
+/// w, g, m and s must not overlap; `path` as for cortado_sgd_update.
 void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
-                         float wd, float c1, float c2, float gscale, int decoupled);
+                         float wd, float c1, float c2, float gscale, int decoupled, int path);
