@@ -25,6 +25,10 @@ final class ClassifierTask: TrainingTask {
     /// sizes (and, cached, fills for every training row) here, before step 0.
     let teacher: DistillationTeacher?
     private(set) var hardLossSum: Double?
+    /// Sums the gradient arena across ranks, overlapped with backward unless
+    /// `distributed.overlap: off` (see `GradientExchange`); ZeRO-1 runs take the trainer's
+    /// reduce-scatter instead and never call it.
+    let exchange: GradientExchange
 
     init(comm: Communicator, spec: JobSpec, model: ModelSpec, classes: [String],
          data: (train: LocalData, val: LocalData, test: LocalData), testFiles: [String], teacher: DistillationTeacher? = nil) {
@@ -40,6 +44,13 @@ final class ClassifierTask: TrainingTask {
         yBatch = .allocate(capacity: spec.batchSize)
         self.teacher = teacher
         teacher?.prepare(train: train, batch: spec.batchSize)   // the step loop then allocates nothing
+        let d = spec.distributed
+        let mode = d.zero || comm.size == 1 ? "off" : d.overlap
+        let bucketValues = d.bucketKiB * 1024 / MemoryLayout<Float>.stride
+        net.gradientBlock = bucketValues   // in every mode, so every mode computes the same bits
+        exchange = GradientExchange(comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
+                                    bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == "stop")
+        if mode != "off" { net.gradientsReady = { [exchange] in exchange.ready(from: $0) } }
     }
 
     deinit { xBatch.deallocate(); yBatch.deallocate() }
@@ -69,7 +80,14 @@ final class ClassifierTask: TrainingTask {
         return (r.lossSum, r.correct)
     }
 
-    func exchangeGradients() { comm.allreduceSum(net.grads.base, count: net.layout.count + StatusSlot.count) }
+    func exchangeGradients() { exchange.complete() }
+    func localGradientsFinite() -> Bool { exchange.localGradientsFinite() }
+    var backwardCommSeconds: Double { exchange.backwardCommSeconds }
+    var exchangeDescription: String {
+        guard exchange.mode != "off" else { return "" }
+        let kib = exchange.buckets.map { String($0.count * 4 / 1024) }.joined(separator: ", ")
+        return "gradient exchange: \(exchange.buckets.count) buckets (\(kib) KiB, in backward's order), overlapped with backward (\(exchange.mode == "test" ? "MPI_Testall between layers" : "communication thread"))"
+    }
 
     /// Loss, accuracy, top-5 accuracy (more than 5 classes) and ROC AUC (2 classes). Sums
     /// are reduced; for AUC the (score, label) pairs are gathered so every rank computes the

@@ -28,6 +28,10 @@ import Foundation
 ///       temperature: 4.0
 ///       alpha: 0.7
 ///       cache: false          # run the teacher every batch (default: once, before step 0)
+///     distributed:            # how the gradients of feed-forward models are summed
+///       overlap: test         # off | test | thread (see `Distributed`)
+///       bucket_kib: 256
+///       zero: false           # ZeRO-1: optimizer state sharded across ranks
 ///
 /// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
 public struct JobSpec: Codable, Equatable {
@@ -71,6 +75,23 @@ public struct JobSpec: Codable, Equatable {
     public var nonFinite = "stop"
     /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
     public var recommender: RecommenderOptions?
+
+    /// The dense gradient exchange of feed-forward models (the recommender has its own).
+    public struct Distributed: Codable, Equatable {
+        /// `off`: one blocking allreduce of the whole arena after backward. `test`: buckets of
+        /// about `bucket_kib`, each started (MPI_Iallreduce) as soon as backward has finished
+        /// it, progressed by MPI_Testall between layers (Open MPI here has no background
+        /// progress). `thread`: the same buckets, each a blocking allreduce on a communication
+        /// thread. The sums are the same in every mode (per bucket instead of per arena).
+        public var overlap = "test"
+        public var bucketKiB = 256
+        /// ZeRO-1: each rank keeps the optimizer state of its 1/ranks slice of the arena; the
+        /// gradients are reduce-scattered, each rank updates its slice of the parameters and
+        /// the slices are allgathered (the same arithmetic; no overlap).
+        public var zero = false
+        enum CodingKeys: String, CodingKey { case overlap, bucketKiB = "bucket_kib", zero }
+    }
+    public var distributed = Distributed()
 
     /// The recommender's architecture as the spec gives it; table sizes come from the data.
     ///
@@ -166,7 +187,7 @@ public struct JobSpec: Codable, Equatable {
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
-        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher
+        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -256,6 +277,12 @@ public struct JobSpec: Codable, Equatable {
             teacher.cache = try t.bool("cache")
             try t.finish()
             self.teacher = teacher
+        }
+        if let d = try r.child("distributed") {
+            distributed.overlap = try d.string("overlap") ?? distributed.overlap
+            distributed.bucketKiB = try d.int("bucket_kib") ?? distributed.bucketKiB
+            distributed.zero = try d.bool("zero") ?? distributed.zero
+            try d.finish()
         }
         initFrom = try r.string("init_from")
         func intList(_ key: String) throws -> [Int] {
@@ -398,6 +425,9 @@ public struct JobSpec: Codable, Equatable {
             try check(t.temperature > 0, "teacher.temperature", "must be positive, got \(t.temperature)")
             try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
         }
+        try check(["off", "test", "thread"].contains(distributed.overlap), "distributed.overlap", "'\(distributed.overlap)' is not one of off, test, thread")
+        try check(distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
+        try check(!distributed.zero || recommender == nil, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a recommender exchanges sparse rows")
         for (i, e) in emit.enumerated() {
             let recipe: Recipe
             do { recipe = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message); continue }

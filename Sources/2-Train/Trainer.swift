@@ -60,6 +60,8 @@ public final class Trainer {
     let comm: Communicator
     let options: TrainOptions
     var log: (String) -> Void
+    /// ZeRO-1's sharding of the optimizer state (distributed.zero), set before step 0.
+    var zero: ZeroSharding?
 
     public init(comm: Communicator, options: TrainOptions) {
         self.comm = comm
@@ -186,7 +188,11 @@ public final class Trainer {
                                   testFiles: testReader.files.map(\.path), teacher: teacher)
         }
         let n = task.layout.count
-        let opt = Optimizer(spec: spec.optimizer, count: n)
+        // ZeRO-1: this rank keeps optimizer state for its slice of the arena only.
+        zero = try comm.agree("sharding the optimizer state") { try spec.distributed.zero ? ZeroSharding(comm: comm, count: n) : nil }
+        let zero = zero
+        let opt = Optimizer(spec: spec.optimizer, count: zero?.mine.count ?? n)
+        let stateMultiple = Optimizer.stateMultiple(spec.optimizer.type)
         // Early stopping: the best parameters so far, on every rank (they are identical).
         let best = Arena<Float>(count: spec.earlyStopping == nil ? 0 : n)
         var bestScore = -Double.infinity, badEpochs = 0, stoppedEarly = false
@@ -203,6 +209,8 @@ public final class Trainer {
             .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
 
         var step = 0
+        // Rank 0, resuming with ZeRO-1: the checkpoint's whole optimizer state, until scattered.
+        var fullState = [Float]()
         if options.resume {
             let resumed = try comm.agree("resuming from \(Checkpoint.folder(runDir: runDir))") { () -> Int in
                 guard comm.rank == 0 else { return 0 }
@@ -219,16 +227,25 @@ public final class Trainer {
                     log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: step \(ck.step) maps to step \(at) (same epoch progress); the data order and global batch differ from an uninterrupted run")
                 }
                 _ = ck.params.withUnsafeBufferPointer { task.params.buffer.update(fromContentsOf: $0) }
-                guard ck.optimizerState.count == opt.state.count else {
-                    throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(opt.state.count)")
+                guard ck.optimizerState.count == stateMultiple * n else {
+                    throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(stateMultiple * n)")
                 }
-                _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
+                if zero == nil {
+                    _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
+                } else {
+                    fullState = ck.optimizerState
+                }
                 log("resumed from \(path) at step \(at)")
                 return at
             }
             step = comm.allreduceMax(resumed)
             comm.broadcast(task.params.base, count: n)
-            comm.broadcast(opt.state.base, count: opt.state.count)
+            if let zero {
+                fullState.withUnsafeMutableBufferPointer { zero.scatterState(comm.rank == 0 ? $0.baseAddress : nil, into: opt.state, multiple: stateMultiple) }
+                fullState = []
+            } else {
+                comm.broadcast(opt.state.base, count: opt.state.count)
+            }
         }
 
         let totalSteps = spec.epochs * stepsPerEpoch
@@ -243,11 +260,13 @@ public final class Trainer {
             let last = min(pr.start + (step - pr.start) / pr.every * pr.every, pr.end)
             pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: last, start: pr.start, end: pr.end, final: pr.final))
         }
-        let arenaMiB = Double(n * 4 * 3) / 1048576
+        // Parameters, gradients and this rank's optimizer state (a 1/ranks slice with ZeRO-1).
+        let arenaMiB = Double(4 * (2 * n + opt.state.count)) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
         let activationMiB = task.activationBytes > 0 ? String(format: ", activations %.1f MiB", Double(task.activationBytes) / 1048576) : ""
         let teacherMiB = teacher?.cache.map { String(format: ", teacher logits %.1f MiB", Double($0.bytes) / 1048576) } ?? ""
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
+        log(exchangeSummary(spec: spec, task: task, stateMultiple: stateMultiple))
         if let teacher { log(teacher.summary) }
         log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB)")
 
@@ -256,6 +275,7 @@ public final class Trainer {
         let shuffled = UnsafeMutableBufferPointer<Int32>.allocate(capacity: parts.map(\.count).max()!)
         defer { order.deallocate(); shuffled.deallocate() }
         let g = task.grads.base
+        let zeroTrainable = zero?.local(trainable)
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
         // Epochs after this run's first: the steady-state rate.
@@ -285,7 +305,7 @@ public final class Trainer {
                 }
             }
             var epochLoss = 0.0, epochHardLoss = 0.0, epochSteps = 0
-            let splitBefore = split, gatheredBefore = train.gatherSeconds
+            let splitBefore = split, gatheredBefore = train.gatherSeconds, commBefore = task.backwardCommSeconds
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
                 let pos = step % stepsPerEpoch
@@ -297,7 +317,7 @@ public final class Trainer {
                 var failure = fault?.apply(step: step, loss: &localLoss)
                 // A rank whose own loss or gradient is non-finite reports itself, so the
                 // message names the rank (one BLAS pass over the gradient: NaN propagates).
-                if failure == nil && spec.nonFinite == "stop" && !(localLoss.isFinite && cblas_sasum(Int32(n), g, 1).isFinite) {
+                if failure == nil && spec.nonFinite == "stop" && !(localLoss.isFinite && task.localGradientsFinite()) {
                     failure = CortadoError(.numeric, "non-finite \(localLoss.isFinite ? "gradient" : "loss") at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
                 // Status slots, folded into the same exchange as the gradients.
@@ -308,7 +328,7 @@ public final class Trainer {
                 g[n + StatusSlot.hardLoss] = Float(task.hardLossSum ?? r.lossSum)
                 let tExchange = monotonicSeconds()
                 watchdog.beat(step: step, .exchange)
-                task.exchangeGradients()
+                if let zero { zero.exchange(g, extras: StatusSlot.count) } else { task.exchangeGradients() }
                 let tUpdate = monotonicSeconds()
                 watchdog.beat(step: step, .compute)
                 if g[n + StatusSlot.failures] > 0 {
@@ -318,9 +338,18 @@ public final class Trainer {
                 }
                 let loss = Double(g[n]) / Double(B * comm.size)
                 if loss.isFinite {
-                    for i in 0..<n { g[i] *= invSize }
-                    if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
-                    opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step, ranges: trainable)
+                    let lr = opt.learningRate(step: step, total: totalSteps)
+                    if let zero {
+                        for i in zero.mine { g[i] *= invSize }
+                        if spec.optimizer.clipNorm > 0 { _ = zero.clip(g, maxNorm: spec.optimizer.clipNorm) }
+                        let lo = zero.mine.lowerBound
+                        opt.update(params: task.params.base + lo, grads: g + lo, lr: lr, step: step, ranges: zeroTrainable)
+                        zero.allgather(task.params.base)
+                    } else {
+                        for i in 0..<n { g[i] *= invSize }
+                        if spec.optimizer.clipNorm > 0 { _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm) }
+                        opt.update(params: task.params.base, grads: g, lr: lr, step: step, ranges: trainable)
+                    }
                     if let pr = pruning {
                         if step >= pr.start && step <= pr.end && (step - pr.start) % pr.every == 0 {
                             pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: step, start: pr.start, end: pr.end, final: pr.final))
@@ -364,6 +393,10 @@ public final class Trainer {
             let gathered = train.gatherSeconds - gatheredBefore
             split.data += gathered
             split.compute -= gathered
+            // MPI calls made during backward (the overlapped exchange) count as exchange.
+            let overlapped = task.backwardCommSeconds - commBefore
+            split.exchange += overlapped
+            split.compute -= overlapped
             watchdog.beat(step: step, .evaluation)
             lastVal = task.evaluate(.validation)
             let sps = Double(trainSamples) / max(trainTime, 1e-9)
@@ -384,7 +417,7 @@ public final class Trainer {
                     bestScore = score
                     badEpochs = 0
                     _ = best.buffer.update(fromContentsOf: task.params.buffer)
-                    writeBest(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
+                    writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt, best: true)
                 } else {
                     badEpochs += 1
                     if badEpochs >= es.patience && step < totalSteps {
@@ -449,6 +482,14 @@ public final class Trainer {
                    step, shownTest.joined(separator: ", "), summary.samplesPerSecond, peak))
         for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
         return summary
+    }
+
+    /// The start-up line on how gradients are summed, with ZeRO-1's memory saving per rank.
+    func exchangeSummary(spec: JobSpec, task: TrainingTask, stateMultiple: Int) -> String {
+        guard let zero else { return task.exchangeDescription.isEmpty ? "gradient exchange: one allreduce per step" : task.exchangeDescription }
+        let full = Double(4 * stateMultiple * zero.count) / 1048576, mine = Double(4 * stateMultiple * zero.mine.count) / 1048576
+        return String(format: "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",
+                      mine, full, full - mine)
     }
 
     /// `--dry-run`: every rank reports where it runs and what it will read; rank 0 prints the
@@ -526,19 +567,31 @@ public final class Trainer {
                              to: (runDir as NSString).appendingPathComponent("job.json"))
     }
 
-    /// Rank 0 writes a checkpoint; a failure here cannot be agreed (the others are already in
-    /// the next step's allreduce), so it takes the abort path.
-    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer) -> String? {
+    /// Rank 0 writes a checkpoint (`best`: checkpoints/best.h5, the best by the early-stopping
+    /// metric, outside the rotation); a failure here cannot be agreed (the others are already
+    /// in the next step's allreduce), so it takes the abort path. Collective under ZeRO-1:
+    /// every rank calls it, and rank 0 gathers the sharded optimizer state for the file.
+    @discardableResult
+    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer, best: Bool = false) -> String? {
+        let gathered = zero?.gatherState(opt.state, multiple: Optimizer.stateMultiple(spec.optimizer.type))
+        defer { gathered?.deallocate() }
         guard comm.rank == 0 else { return nil }
+        let state = UnsafeBufferPointer(gathered ?? opt.state.buffer), params = UnsafeBufferPointer(task.params.buffer)
+        let what = best ? "best checkpoint" : "checkpoint"
         do {
+            if best {
+                let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
+                try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
+                                         jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: params, optimizerState: state)
+                return path
+            }
             return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
                                         dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
-                                        params: UnsafeBufferPointer(task.params.buffer),
-                                        optimizerState: UnsafeBufferPointer(opt.state.buffer), keep: spec.checkpointKeep)
+                                        params: params, optimizerState: state, keep: spec.checkpointKeep)
         } catch let e as CortadoError {
-            comm.abort("checkpoint at step \(step): \(e.message)", code: e.exitCode)
+            comm.abort("\(what) at step \(step): \(e.message)", code: e.exitCode)
         } catch {
-            comm.abort("checkpoint at step \(step): \(error)", code: 4)
+            comm.abort("\(what) at step \(step): \(error)", code: 4)
         }
     }
 
@@ -564,21 +617,6 @@ public final class Trainer {
         }
         guard !loaded.isEmpty else { throw CortadoError.model("\(path): no tensor matches the model by name and shape") }
         return "initialized \(loaded.count) tensors from \(path); fresh: \(fresh.isEmpty ? "none" : fresh.joined(separator: ", "))"
-    }
-
-    /// Rank 0 keeps the best checkpoint by the early-stopping metric as checkpoints/best.h5.
-    func writeBest(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer) {
-        guard comm.rank == 0 else { return }
-        do {
-            let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
-            try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
-                                     jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: UnsafeBufferPointer(task.params.buffer),
-                                     optimizerState: UnsafeBufferPointer(opt.state.buffer))
-        } catch let e as CortadoError {
-            comm.abort("best checkpoint at step \(step): \(e.message)", code: e.exitCode)
-        } catch {
-            comm.abort("best checkpoint at step \(step): \(error)", code: 4)
-        }
     }
 
     /// One step on global rows [rank·B, (rank+1)·B); rank 0 writes the averaged gradient.

@@ -1,3 +1,4 @@
+import COpenBLAS
 import CortadoCore
 import CortadoModel
 import Foundation
@@ -35,6 +36,13 @@ protocol TrainingTask: AnyObject {
     /// The last `trainStep`'s summed hard-label cross-entropy when the training loss is
     /// something else (distillation adds a soft term); nil when the loss is just that.
     var hardLossSum: Double? { get }
+    /// Whether this rank's own gradients of the last `trainStep` are all finite (before the
+    /// exchange mixes them with the other ranks').
+    func localGradientsFinite() -> Bool
+    /// Seconds of the exchange spent inside `trainStep` so far (buckets sent during backward).
+    var backwardCommSeconds: Double { get }
+    /// How the gradients travel, for the start-up log ("" when there is nothing to say).
+    var exchangeDescription: String { get }
     /// Sums `grads` (parameters and the status slots) across ranks, identically on all.
     func exchangeGradients()
     /// Metrics over a whole split (each rank scores its rows; the result is reduced, so
@@ -47,6 +55,10 @@ protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     var hardLossSum: Double? { nil }
+    var backwardCommSeconds: Double { 0 }
+    var exchangeDescription: String { "" }
+    /// One BLAS pass over the arena: a NaN or Inf anywhere makes the sum non-finite.
+    func localGradientsFinite() -> Bool { cblas_sasum(Int32(layout.count), grads.base, 1).isFinite }
 }
 
 /// The evaluation splits.
