@@ -6,7 +6,8 @@
 #   - cortado-train, MLP 784-256-128-10, SGD-momentum, 1 BLAS thread per rank, batch 64 and 256
 #     per rank, 1 and 2 ranks (mpirun --bind-to core): steady-state samples/s (epochs after the
 #     first), the step-time split (compute, data, allreduce incl. waiting for the slower rank,
-#     update) from metrics.jsonl, peak RSS per rank;
+#     update) from metrics.jsonl, peak RSS per rank; on 2 ranks also each gradient exchange
+#     mode (distributed.overlap off / test (the default) / thread, and ZeRO-1);
 #   - the same model, batch and threads with PyTorch DDP (gloo, CPU, 1 thread per process,
 #     each process bound to one core, data read with h5py): Benchmarks/torch_ddp_bench.py, run
 #     in /opt/cortado-torch-venv (cluster/install-torch.sh makes it; skipped with a message when
@@ -86,6 +87,13 @@ for batch in 64 256; do
   done
 done
 peaks+=("$(sgemm)")
+# The gradient exchange's modes on 2 ranks (the runs above use the default, overlap: test):
+# one blocking allreduce, a communication thread, and ZeRO-1.
+for batch in 64 256; do
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-off --set distributed.overlap=off)")
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-thread --set distributed.overlap=thread)")
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-zero --set distributed.zero=true)")
+done
 results+=("$(cortado 1 256 3 cortado-wide --set data=$WIDE_DATA --set "model.layers=$WIDE" --set optimizer.learning_rate=0.01)")
 if [ -n "$TORCH" ]; then
   r=$(pytorch 1 256 3 pytorch-wide --data $WIDE_DATA --hidden 2048,2048,2048 --lr 0.01) && [ -n "$r" ] && results+=("$r")
@@ -138,7 +146,8 @@ for r in runs:
     row = {"system": r["system"], "name": r["name"], "ranks": r["ranks"], "batch_per_rank": r["batch_per_rank"],
            "model": "784-2048-2048-2048-10" if "wide" in r["name"] else "784-256-128-10",
            "data": "fashion-mnist, first 15 000 training images" if "wide" in r["name"] else "fashion-mnist",
-           "wall_sec": r["wall_sec"]}
+           "wall_sec": r["wall_sec"],
+           "exchange": next((v for v in ("overlap-off", "overlap-thread", "zero") if r["name"].endswith(v)), "overlap-test")}
     row.update(cortado_row(r) if r["system"] == "cortado" else pytorch_row(r))
     rows.append(row)
 wide_flops = next((r["flops_per_sample"] for r in rows if r["system"] == "cortado" and "wide" in r["name"]), None)
@@ -150,7 +159,7 @@ for row in rows:
 
 def find(system, ranks, batch, wide=False):
     return next((r for r in rows if r["system"] == system and r["ranks"] == ranks and r["batch_per_rank"] == batch
-                 and ("wide" in r["name"]) == wide), None)
+                 and ("wide" in r["name"]) == wide and r["exchange"] == "overlap-test"), None)
 for row in rows:
     base = find(row["system"], 1, row["batch_per_rank"], "wide" in row["name"])
     row["speedup_vs_1_rank"] = row["samples_per_sec"] / base["samples_per_sec"] if base else None
@@ -182,11 +191,11 @@ print(f"sgemm 1 thread: {peak['gflops']} GFLOP/s (1024^3; best of {', '.join(map
 print(f"versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"
 num = lambda v, f: "-" if v is None else format(v, f)
-print(f"{'system':<8} {'model':<22} {'ranks':>5} {'batch':>5} {'samples/s':>10} {'vs 1 rank':>9} {'vs torch':>8} "
+print(f"{'system':<8} {'model':<22} {'exchange':<14} {'ranks':>5} {'batch':>5} {'samples/s':>10} {'vs 1 rank':>9} {'vs torch':>8} "
       f"{'GFLOP/s/rk':>10} {'of peak':>7} {'compute':>7} {'data':>5} {'allred':>6} {'update':>6} {'RSS MiB':>8} {'val acc':>7}")
 for r in rows:
     s = r["split"]
-    print(f"{r['system']:<8} {r['model']:<22} {r['ranks']:>5} {r['batch_per_rank']:>5} {r['samples_per_sec']:>10.0f} "
+    print(f"{r['system']:<8} {r['model']:<22} {r['exchange'] if r['system'] == 'cortado' else 'ddp':<14} {r['ranks']:>5} {r['batch_per_rank']:>5} {r['samples_per_sec']:>10.0f} "
           f"{num(r['speedup_vs_1_rank'], '.2f'):>9} {num(r['vs_pytorch'], '.2f'):>8} {r['gflops_per_rank']:>10.1f} "
           f"{pct(r['fraction_of_sgemm_peak']):>7} {pct(s['compute']):>7} {pct(s['data']):>5} {pct(s['allreduce']):>6} "
           f"{pct(s['update']):>6} {r['peak_rss_mib']:>8.0f} {r['val_accuracy']:>7.4f}")
