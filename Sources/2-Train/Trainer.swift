@@ -141,11 +141,19 @@ public final class Trainer {
             if let (path, json) = resumeFrom { try DistillationTeacher.checkResume(checkpoint: path, jobSpecJSON: json, teacher: spec.teacher) }
         }
 
+        // Default BLAS threads: this host's cores shared among its ranks, and never more than
+        // the cores the rank is bound to (mpirun --bind-to core, srun --cpu-bind): threads
+        // beyond those only take turns on them.
         let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
-        let threads = spec.threads ?? max(1, cores / max(comm.localSize, 1))
+        let bound = Placement.allowedCores.count
+        let threads = spec.threads ?? max(1, min(cores / max(comm.localSize, 1), bound > 0 ? bound : cores))
         setBLASThreads(threads)
         if comm.localSize * threads > cores {
             log("warning: \(comm.localSize) ranks × \(threads) BLAS threads exceed the \(cores) cores of this host")
+        }
+        let crowded = comm.allreduceMax(bound > 0 && threads > bound ? threads * 1000 + bound : 0)
+        if crowded > 0 {
+            log("warning: a rank is bound to \(crowded % 1000) core(s) but runs \(crowded / 1000) BLAS threads; they share those cores (set threads: \(crowded % 1000), or launch with mpirun --bind-to none)")
         }
 
         let B = spec.batchSize
@@ -495,10 +503,7 @@ public final class Trainer {
     /// `--dry-run`: every rank reports where it runs and what it will read; rank 0 prints the
     /// table. For debugging a placement before spending an allocation on it.
     func describePlacement(threads: Int, cores: Int, rows: Range<Int>, reader: SplitReader) {
-        // The kernel's view of this process's binding (what mpirun --bind-to / srun set).
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let allowed = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
-            .map { $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces) } ?? "?"
+        let allowed = Placement.allowedList ?? "?"
         var base = 0, shards = [String]()
         for f in reader.files {
             let lo = max(rows.lowerBound, base), hi = min(rows.upperBound, base + f.rows)
@@ -642,6 +647,25 @@ public final class Trainer {
             try h5.setAttribute("world_size", Int64(comm.size))
         }
         return nil
+    }
+}
+
+/// The kernel's view of this process's binding (what mpirun --bind-to, srun --cpu-bind or
+/// taskset set): /proc/self/status's Cpus_allowed_list, e.g. "0-1,4".
+enum Placement {
+    static var allowedList: String? {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+            .map { $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces) }
+    }
+
+    /// The cores this process may run on (empty when the list cannot be read).
+    static var allowedCores: [Int] {
+        (allowedList ?? "").split(separator: ",").flatMap { part -> [Int] in
+            let ends = part.split(separator: "-").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard let lo = ends.first, let hi = ends.last, lo <= hi else { return [] }
+            return Array(lo...hi)
+        }
     }
 }
 

@@ -78,4 +78,22 @@ final class ExchangeMPITests: XCTestCase {
         XCTAssertEqual(resumed.params, full.params)
         XCTAssertEqual(resumed.state, full.state)
     }
+
+    /// Placement: ranks bound to one core each default to 1 BLAS thread; asking for more is
+    /// warned about, naming the binding.
+    func testBLASThreadsFollowTheBinding() throws {
+        func dryRun(_ extra: [String]) throws -> Support.Result {
+            try Support.run(["mpirun", "-np", "2", "--bind-to", "core", Support.product("cortado-train"),
+                             Support.repoRoot + "/jobs/fashion-mlp.yaml", "--dry-run", "--set", "data=\(data)"] + extra)
+        }
+        let plain = try dryRun([])
+        XCTAssertEqual(plain.status, 0, plain.output)
+        let rows = plain.stdout.split(separator: "\n").filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
+        XCTAssertEqual(rows.count, 2, plain.stdout)
+        for row in rows { XCTAssertEqual(row.split(separator: " ", omittingEmptySubsequences: true)[3], "1", "BLAS threads of a rank bound to one core: \(row)") }
+        XCTAssertFalse(plain.stdout.contains("warning: a rank is bound"), plain.stdout)
+        let crowded = try dryRun(["--set", "threads=2"])
+        XCTAssertEqual(crowded.status, 0, crowded.output)
+        XCTAssertTrue(crowded.stdout.contains("warning: a rank is bound to 1 core(s) but runs 2 BLAS threads"), crowded.stdout)
+    }
 }
