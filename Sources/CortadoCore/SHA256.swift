@@ -90,8 +90,11 @@ public struct SHA256 {
     public static func hex(_ data: Data) -> String {
         var h = SHA256()
         h.update(data)
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.hexDigest()
     }
+
+    /// `finalize()` as lowercase hex.
+    public mutating func hexDigest() -> String { finalize().map { String(format: "%02x", $0) }.joined() }
 
     /// Hex digest of a file, read in 4 MiB pieces so large shards need no large buffer.
     public static func hex(fileAt path: String) throws -> String {
@@ -103,6 +106,6 @@ public struct SHA256 {
             if chunk.isEmpty { break }
             h.update(chunk)
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.hexDigest()
     }
 }
