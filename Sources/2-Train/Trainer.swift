@@ -41,7 +41,8 @@ public struct TrainSummary: Codable {
     public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
     public var wallSeconds: Double
-    /// Mean milliseconds per step on rank 0: batch assembly ("data"), forward+backward
+    /// Mean milliseconds per step on rank 0: batch assembly, or with `loader.prefetch` the wait
+    /// for the loader thread's batch ("data"), forward+backward
     /// ("compute", without data), gradient exchange ("exchange": the allreduce including the
     /// wait for the slowest rank), optimizer update ("update").
     public var stepMilliseconds: [String: Double] = [:]
