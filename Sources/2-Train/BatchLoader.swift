@@ -101,7 +101,7 @@ final class BatchLoader {
         let slot = step & 1
         if prefetch {
             cond.lock()
-            released = step   // the slot of step - 2 is free again
+            released = step   // step - 1 is done: its slot may take step + 1
             cond.broadcast()
             while ready <= step && failure == nil { cond.wait() }
             let failed = failure
