@@ -32,6 +32,9 @@ import Foundation
 ///       overlap: test         # off | test | thread (see `Distributed`)
 ///       bucket_kib: 256
 ///       zero: false           # ZeRO-1: optimizer state sharded across ranks
+///     loader:                 # optional: how training batches are assembled (see `Loader`)
+///       prefetch: true        # next batch on a loader thread (default)
+///       chunk_rows: 0         # 0: the rank's whole share in memory; N: chunks of N rows
 ///
 /// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
 public struct JobSpec: Codable, Equatable {
@@ -156,6 +159,20 @@ public struct JobSpec: Codable, Equatable {
     }
     public var teacher: Teacher?
 
+    /// How training batches reach the step (`BatchLoader`). `prefetch` assembles the next
+    /// batch on a loader thread while the current step computes (the same rows in the same
+    /// order as without it, bit for bit). `chunkRows` > 0 keeps only two chunks of that many
+    /// rows of the rank's share in memory, read ahead from the shards (for shares larger than
+    /// memory); the data order is then chunk-wise (`ChunkedRows`), so it is part of the run
+    /// like the seed. Validation and test rows stay in memory either way.
+    public struct Loader: Codable, Equatable {
+        public var prefetch = true
+        public var chunkRows = 0
+        enum CodingKeys: String, CodingKey { case prefetch, chunkRows = "chunk_rows" }
+    }
+    /// nil when the spec has no `loader:` section (the defaults; keeps older specs' hashes).
+    public var loader: Loader?
+
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
         public var patience = 3
@@ -187,7 +204,7 @@ public struct JobSpec: Codable, Equatable {
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
-        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed
+        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -283,6 +300,13 @@ public struct JobSpec: Codable, Equatable {
             distributed.bucketKiB = try d.int("bucket_kib") ?? distributed.bucketKiB
             distributed.zero = try d.bool("zero") ?? distributed.zero
             try d.finish()
+        }
+        if let l = try r.child("loader") {
+            var loader = Loader()
+            loader.prefetch = try l.bool("prefetch") ?? loader.prefetch
+            loader.chunkRows = try l.int("chunk_rows") ?? loader.chunkRows
+            try l.finish()
+            self.loader = loader
         }
         initFrom = try r.string("init_from")
         func intList(_ key: String) throws -> [Int] {
@@ -428,6 +452,12 @@ public struct JobSpec: Codable, Equatable {
         try check(["off", "test", "thread"].contains(distributed.overlap), "distributed.overlap", "'\(distributed.overlap)' is not one of off, test, thread")
         try check(distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
         try check(!distributed.zero || recommender == nil, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a recommender exchanges sparse rows")
+        if let l = loader, l.chunkRows != 0 {
+            try check(l.chunkRows > 0, "loader.chunk_rows", "must be 0 (whole share in memory) or positive, got \(l.chunkRows)")
+            try check(recommender == nil, "loader.chunk_rows", "the recommender keeps its rows in memory (set 0)")
+            try check(teacher == nil || teacher?.cache == false, "loader.chunk_rows",
+                      "a cached teacher holds logits for every training row; set teacher.cache: false with chunked loading")
+        }
         for (i, e) in emit.enumerated() {
             let recipe: Recipe
             do { recipe = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message); continue }

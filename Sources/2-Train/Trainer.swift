@@ -41,7 +41,8 @@ public struct TrainSummary: Codable {
     public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
     public var wallSeconds: Double
-    /// Mean milliseconds per step on rank 0: batch assembly ("data"), forward+backward
+    /// Mean milliseconds per step on rank 0: batch assembly, or with `loader.prefetch` the wait
+    /// for the loader thread's batch ("data"), forward+backward
     /// ("compute", without data), gradient exchange ("exchange": the allreduce including the
     /// wait for the slowest rank), optimizer update ("update").
     public var stepMilliseconds: [String: Double] = [:]
@@ -177,24 +178,50 @@ public final class Trainer {
                 throw CortadoError.usage("batch_size \(B) is larger than a rank's share of the \(trainReader.rows) training rows (\(trainReader.rows / comm.size)); use fewer ranks or a smaller batch")
             }
         }
+        let chunkRows = spec.loader?.chunkRows ?? 0
+        try comm.agree("checking loader.chunk_rows") {
+            guard chunkRows > 0 else { return }
+            guard perRank == 1 else {
+                throw CortadoError.usage("loader.chunk_rows: chunked loading shuffles one partition per rank; data_partitions \(partitions) on \(comm.size) ranks gives rank \(comm.rank) \(perRank) (set loader.chunk_rows: 0)")
+            }
+            let smallest = ChunkedRows.minChunk(rows: myRows.count, chunkRows: chunkRows)
+            guard smallest >= B else {
+                throw CortadoError.usage("loader.chunk_rows: \(chunkRows) splits rank \(comm.rank)'s \(myRows.count) rows into chunks of \(smallest) rows, fewer than batch_size \(B) (use at least 2 × batch_size)")
+            }
+        }
         let runDir = spec.runDir
         try comm.agree("preparing run folder \(runDir)") {
             if comm.rank == 0 { try prepareRunDir(runDir, spec: spec) }
         }
-        let (train, val, test) = try comm.agree("loading data") {
-            (try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums),
-             try LocalData(reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums),
+        // What the process holds before any data: MPI, BLAS, the Swift runtime and libraries.
+        let runtimeBytes = comm.allreduceMax(currentRSSBytes())
+        // The training rows go to the task, which frees them after the step loop: no other
+        // reference may outlive the task's construction (`train = nil` below).
+        var train = try comm.agree("loading training rows") {
+            chunkRows > 0 ? nil : try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums)
+        }
+        let (val, test) = try comm.agree("loading validation and test rows") {
+            (try LocalData(reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums),
              try LocalData(reader: testReader, range: rowRange(total: testReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums))
         }
 
+        HDF5File.releaseFreeMemory()   // read buffers, checksum chunks: not held into training
+        let plan = EpochPlan(seed: spec.seed, parts: parts, firstPartition: comm.rank * perRank, batch: B, stepsPerEpoch: stepsPerEpoch)
         let task: TrainingTask = try comm.agree("building the model") {
-            if spec.recommender != nil {
+            if spec.recommender != nil, let train {
                 return try RecommenderTask(comm: comm, job: spec, manifest: manifest, data: (train, val, test),
-                                           readers: [trainReader, valReader, testReader], log: log)
+                                           readers: [trainReader, valReader, testReader], plan: plan, log: log)
             }
+            if chunkRows > 0 && spec.verifyChecksums { try trainReader.verifyChecksums(overlapping: myRows) }
+            let source: BatchSource = train.map { InMemoryRows(data: $0, plan: plan) } ??
+                ChunkedRows(reader: trainReader, rows: myRows, chunkRows: chunkRows, batch: B, stepsPerEpoch: stepsPerEpoch,
+                            epochs: spec.epochs, seed: spec.seed, partition: comm.rank)
+            let loader = BatchLoader(source: source, batch: B, featureCount: trainReader.featureCount, prefetch: spec.loader?.prefetch ?? true)
             return ClassifierTask(comm: comm, spec: spec, model: model, classes: manifest.classes, data: (train, val, test),
+                                  trainReader: trainReader, trainRange: myRows, loader: loader,
                                   testFiles: testReader.files.map(\.path), teacher: teacher)
         }
+        train = nil
         let n = task.layout.count
         // ZeRO-1: this rank keeps optimizer state for its slice of the arena only.
         zero = try comm.agree("sharding the optimizer state") { try spec.distributed.zero ? ZeroSharding(comm: comm, count: n) : nil }
@@ -276,12 +303,12 @@ public final class Trainer {
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
         log(exchangeSummary(spec: spec, task: task, stateMultiple: stateMultiple))
         if let teacher { log(teacher.summary) }
-        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB)")
+        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; training rows: \(task.dataSummary)")
+        // The runtime is what the process held before loading data (MPI, BLAS, libraries);
+        // peak RSS is compared with the other items, which are ours.
+        log("memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB); runtime (MPI, BLAS, libraries) \(String(format: "%.1f", Double(runtimeBytes) / 1048576)) MiB")
 
         // ---- the step loop: buffers below are the only ones it touches ----
-        let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)
-        let shuffled = UnsafeMutableBufferPointer<Int32>.allocate(capacity: parts.map(\.count).max()!)
-        defer { order.deallocate(); shuffled.deallocate() }
         let g = task.grads.base
         let zeroTrainable = zero?.local(trainable)
         let invSize = 1 / Float(comm.size)
@@ -299,28 +326,17 @@ public final class Trainer {
         Preemption.install()
         let watchdog = Watchdog(timeout: spec.watchdogSeconds, rankName: comm.name)
 
+        try comm.agree("starting the loader") { try task.beginTraining(at: step, end: totalSteps) }
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
-            // Each partition is shuffled by its own stream (seed, epoch, partition); step s
-            // takes rows s·b..<(s+1)·b of each of this rank's partitions, in partition order.
-            for (j, part) in parts.enumerated() {
-                let rows = UnsafeMutableBufferPointer(rebasing: shuffled[0..<part.count])
-                for i in 0..<part.count { rows[i] = Int32(part.lowerBound - myRows.lowerBound + i) }
-                var rng = SeededRNG(seed: spec.seed, stream: 0x0_0DE7 &+ UInt64(epoch) << 20 &+ UInt64(comm.rank * perRank + j))
-                rng.shuffle(rows)
-                for s in 0..<stepsPerEpoch {
-                    (order.baseAddress! + s * B + j * partBatch).update(from: rows.baseAddress! + s * partBatch, count: partBatch)
-                }
-            }
             var epochLoss = 0.0, epochHardLoss = 0.0, epochSteps = 0
-            let splitBefore = split, gatheredBefore = train.gatherSeconds, commBefore = task.backwardCommSeconds
+            let splitBefore = split, gatheredBefore = task.dataSeconds, commBefore = task.backwardCommSeconds
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
-                let pos = step % stepsPerEpoch
                 watchdog.beat(step: step, .compute)
                 task.grads.zero()
                 let tStep = monotonicSeconds()
-                let r = task.trainStep(order: order.baseAddress! + pos * B, batch: B, step: step)
+                let r = task.trainStep(step: step)
                 var localLoss = Float(r.lossSum)
                 var failure = fault?.apply(step: step, loss: &localLoss)
                 // A rank whose own loss or gradient is non-finite reports itself, so the
@@ -397,8 +413,8 @@ public final class Trainer {
             trainSamples += epochSteps * B * comm.size
             if epochsRun > 0 { laterTime += dt; laterSamples += epochSteps * B * comm.size }
             epochsRun += 1
-            // Batch assembly ran inside the compute window (the task's trainStep gathers).
-            let gathered = train.gatherSeconds - gatheredBefore
+            // Batch assembly (or the wait for the loader) ran inside the compute window.
+            let gathered = task.dataSeconds - gatheredBefore
             split.data += gathered
             split.compute -= gathered
             // MPI calls made during backward (the overlapped exchange) count as exchange.
@@ -447,6 +463,8 @@ public final class Trainer {
             }
             if stoppedEarly { break }
         }
+        task.endTraining()   // training rows freed: the end phase (model files, scoring) needs room
+        HDF5File.releaseFreeMemory()
         if let pr = pruning {
             let zeros = pr.pruner.zeros(task.params.base)
             log(String(format: "pruning: %d of %d prunable weights are zero (%.1f%%)", zeros, pr.pruner.prunableCount, 100 * Double(zeros) / Double(max(pr.pruner.prunableCount, 1))))
@@ -584,15 +602,18 @@ public final class Trainer {
         let state = UnsafeBufferPointer(gathered ?? opt.state.buffer), params = UnsafeBufferPointer(task.params.buffer)
         let what = best ? "best checkpoint" : "checkpoint"
         do {
-            if best {
-                let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
-                try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
-                                         jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: params, optimizerState: state)
-                return path
+            // Under the process-wide HDF5 lock: a chunked loader thread may be reading shards.
+            return try HDF5File.serialized {
+                if best {
+                    let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
+                    try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
+                                             jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: params, optimizerState: state)
+                    return path
+                }
+                return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
+                                            dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
+                                            params: params, optimizerState: state, keep: spec.checkpointKeep)
             }
-            return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
-                                        dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
-                                        params: params, optimizerState: state, keep: spec.checkpointKeep)
         } catch let e as CortadoError {
             comm.abort("\(what) at step \(step): \(e.message)", code: e.exitCode)
         } catch {

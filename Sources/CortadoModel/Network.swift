@@ -45,9 +45,11 @@ public final class Network<T: Real> {
     @usableFromInline let steps: [Step]
     /// Activations per layer, each (maxBatch, widths[i]).
     @usableFromInline let acts: [Arena<T>]
-    /// Two ping-pong buffers for activation gradients, each (maxBatch, max width).
+    /// Two ping-pong buffers for activation gradients, each (maxBatch, max width); empty when
+    /// not `training`.
     @usableFromInline let dActA: Arena<T>, dActB: Arena<T>
-    /// Scratch for conv backward: one sample's column-matrix gradient (max patch × positions).
+    /// Scratch for conv backward: one sample's column-matrix gradient (max patch × positions);
+    /// empty when not `training`.
     @usableFromInline let dCols: Arena<T>
 
     /// A layer with its resolved sizes, parameter offsets and saved-state buffers.
@@ -107,9 +109,11 @@ public final class Network<T: Real> {
         self.steps = steps
         acts = spec.widths.map { Arena(count: maxBatch * $0) }
         let maxWidth = max(spec.widths.max() ?? 0, spec.inputSize)
-        dActA = Arena(count: maxBatch * maxWidth)
-        dActB = Arena(count: maxBatch * maxWidth)
-        dCols = Arena(count: maxCols)
+        // Backward's buffers: an inference network has no backward, so it keeps none (for the
+        // CNN at batch 256 they were 51 MB of cortado-train's end-phase scoring peak).
+        dActA = Arena(count: training ? maxBatch * maxWidth : 0)
+        dActB = Arena(count: training ? maxBatch * maxWidth : 0)
+        dCols = Arena(count: training ? maxCols : 0)
     }
 
     /// Weights of dense and conv layers He-normal (std √(2/fan_in)), layer-norm scales 1, all
