@@ -6,7 +6,8 @@
 #   - cortado-train, MLP 784-256-128-10, SGD-momentum, 1 BLAS thread per rank, batch 64 and 256
 #     per rank, 1 and 2 ranks (mpirun --bind-to core): steady-state samples/s (epochs after the
 #     first), the step-time split (compute, data, allreduce incl. waiting for the slower rank,
-#     update) from metrics.jsonl, peak RSS per rank;
+#     update) from metrics.jsonl, peak RSS per rank; on 2 ranks also each gradient exchange
+#     mode (distributed.overlap off / test (the default) / thread, and ZeRO-1);
 #   - the same model, batch and threads with PyTorch DDP (gloo, CPU, 1 thread per process,
 #     each process bound to one core, data read with h5py): Benchmarks/torch_ddp_bench.py, run
 #     in /opt/cortado-torch-venv (cluster/install-torch.sh makes it; skipped with a message when
@@ -53,6 +54,14 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 sgemm() { $BIN/cortado bench sgemm --size 1024 --threads 1 --seconds 2 --json; }
 peaks=("$(sgemm)")
 peak_wide=$($BIN/cortado bench sgemm --m 256 --n 2048 --k 2048 --threads 1 --seconds 2 --json)
+# The machine's own 2-process ceiling: two single-thread sgemm processes at once, one per core
+# (as mpirun --bind-to core places 2 ranks). Their summed rate over one alone bounds what any
+# 2-rank run can gain from the second core here (shared caches, memory, the host's scheduling).
+pair_dir=$(mktemp -d)
+for c in 0 1; do taskset -c $c $BIN/cortado bench sgemm --size 1024 --threads 1 --seconds 2 --json >"$pair_dir/$c" & done
+wait
+sgemm_pair=$(cat "$pair_dir/0" "$pair_dir/1" | python3 -c 'import json, sys; print(json.dumps([json.loads(l)["gflops"] for l in sys.stdin]))')
+rm -rf "$pair_dir"
 
 WIDE='[{type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 10}]'
 cortado() {   # cortado RANKS BATCH EPOCHS NAME [--set …]: the summary line, with the run folder
@@ -86,6 +95,13 @@ for batch in 64 256; do
   done
 done
 peaks+=("$(sgemm)")
+# The gradient exchange's modes on 2 ranks (the runs above use the default, overlap: test):
+# one blocking allreduce, a communication thread, and ZeRO-1.
+for batch in 64 256; do
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-off --set distributed.overlap=off)")
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-thread --set distributed.overlap=thread)")
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-zero --set distributed.zero=true)")
+done
 results+=("$(cortado 1 256 3 cortado-wide --set data=$WIDE_DATA --set "model.layers=$WIDE" --set optimizer.learning_rate=0.01)")
 if [ -n "$TORCH" ]; then
   r=$(pytorch 1 256 3 pytorch-wide --data $WIDE_DATA --hidden 2048,2048,2048 --lr 0.01) && [ -n "$r" ] && results+=("$r")
@@ -107,11 +123,12 @@ versions=$(
   echo " \"kernel\": \"$(uname -r)\"}"
 )
 
-python3 - "$OUT" "$peak" "$peak_wide" "$versions" "$load_before" "$load_after" "$RUNS" "${results[@]}" <<'PY'
+python3 - "$OUT" "$peak" "$peak_wide" "$versions" "$load_before" "$load_after" "$RUNS" "$sgemm_pair" "${results[@]}" <<'PY'
 import datetime, json, os, sys
-out, peak, peak_wide, versions, load_before, load_after, runs_dir = sys.argv[1:8]
-peak, peak_wide, versions = json.loads(peak), json.loads(peak_wide), json.loads(versions)
-runs = [json.loads(r) for r in sys.argv[8:]]
+out, peak, peak_wide, versions, load_before, load_after, runs_dir, pair = sys.argv[1:9]
+peak, peak_wide, versions, pair = json.loads(peak), json.loads(peak_wide), json.loads(versions), json.loads(pair)
+runs = [json.loads(r) for r in sys.argv[9:]]
+pair_ceiling = sum(pair) / peak["gflops"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 
 def cortado_row(r):
@@ -138,7 +155,8 @@ for r in runs:
     row = {"system": r["system"], "name": r["name"], "ranks": r["ranks"], "batch_per_rank": r["batch_per_rank"],
            "model": "784-2048-2048-2048-10" if "wide" in r["name"] else "784-256-128-10",
            "data": "fashion-mnist, first 15 000 training images" if "wide" in r["name"] else "fashion-mnist",
-           "wall_sec": r["wall_sec"]}
+           "wall_sec": r["wall_sec"],
+           "exchange": next((v for v in ("overlap-off", "overlap-thread", "zero") if r["name"].endswith(v)), "overlap-test")}
     row.update(cortado_row(r) if r["system"] == "cortado" else pytorch_row(r))
     rows.append(row)
 wide_flops = next((r["flops_per_sample"] for r in rows if r["system"] == "cortado" and "wide" in r["name"]), None)
@@ -150,7 +168,7 @@ for row in rows:
 
 def find(system, ranks, batch, wide=False):
     return next((r for r in rows if r["system"] == system and r["ranks"] == ranks and r["batch_per_rank"] == batch
-                 and ("wide" in r["name"]) == wide), None)
+                 and ("wide" in r["name"]) == wide and r["exchange"] == "overlap-test"), None)
 for row in rows:
     base = find(row["system"], 1, row["batch_per_rank"], "wide" in row["name"])
     row["speedup_vs_1_rank"] = row["samples_per_sec"] / base["samples_per_sec"] if base else None
@@ -165,6 +183,8 @@ p = lambda n, b: find("pytorch", n, b)
 g = lambda row, k: row[k] if row else None
 targets = [
     target("2 ranks / 1 rank, batch 64", g(c(2, 64), "speedup_vs_1_rank"), lambda v: v >= 1.85, ">= 1.85"),
+    target("  the same / the 2-process sgemm ceiling", g(c(2, 64), "speedup_vs_1_rank") and c(2, 64)["speedup_vs_1_rank"] / pair_ceiling,
+           lambda v: None, "(context)"),
     target("cortado / pytorch DDP, 2 ranks, batch 64", g(c(2, 64), "vs_pytorch"), lambda v: v >= 2.5, ">= 2.5"),
     target("cortado / pytorch DDP, 1 rank, batch 256", g(c(1, 256), "vs_pytorch"), lambda v: v >= 1.5, ">= 1.5"),
     target("cortado / pytorch DDP, 2 ranks, batch 256", g(c(2, 256), "vs_pytorch"), lambda v: v >= 1.5, ">= 1.5"),
@@ -178,15 +198,16 @@ targets = [
 today = str(datetime.date.today())
 print(f"{today}  {cpu}, {os.cpu_count()} cores  load {load_before} -> {load_after}")
 print(f"sgemm 1 thread: {peak['gflops']} GFLOP/s (1024^3; best of {', '.join(map(str, peak['all_gflops']))}), "
-      f"{peak_wide['gflops']} GFLOP/s (256x2048x2048)")
+      f"{peak_wide['gflops']} GFLOP/s (256x2048x2048); two at once, one per core: {' + '.join(map(str, pair))} GFLOP/s "
+      f"= {pair_ceiling:.2f}x one (this machine's 2-process ceiling)")
 print(f"versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"
 num = lambda v, f: "-" if v is None else format(v, f)
-print(f"{'system':<8} {'model':<22} {'ranks':>5} {'batch':>5} {'samples/s':>10} {'vs 1 rank':>9} {'vs torch':>8} "
+print(f"{'system':<8} {'model':<22} {'exchange':<14} {'ranks':>5} {'batch':>5} {'samples/s':>10} {'vs 1 rank':>9} {'vs torch':>8} "
       f"{'GFLOP/s/rk':>10} {'of peak':>7} {'compute':>7} {'data':>5} {'allred':>6} {'update':>6} {'RSS MiB':>8} {'val acc':>7}")
 for r in rows:
     s = r["split"]
-    print(f"{r['system']:<8} {r['model']:<22} {r['ranks']:>5} {r['batch_per_rank']:>5} {r['samples_per_sec']:>10.0f} "
+    print(f"{r['system']:<8} {r['model']:<22} {r['exchange'] if r['system'] == 'cortado' else 'ddp':<14} {r['ranks']:>5} {r['batch_per_rank']:>5} {r['samples_per_sec']:>10.0f} "
           f"{num(r['speedup_vs_1_rank'], '.2f'):>9} {num(r['vs_pytorch'], '.2f'):>8} {r['gflops_per_rank']:>10.1f} "
           f"{pct(r['fraction_of_sgemm_peak']):>7} {pct(s['compute']):>7} {pct(s['data']):>5} {pct(s['allreduce']):>6} "
           f"{pct(s['update']):>6} {r['peak_rss_mib']:>8.0f} {r['val_accuracy']:>7.4f}")
@@ -195,10 +216,10 @@ if any(r["system"] == "pytorch" for r in rows):
           "cortado's split is the share of the epoch's time (the rest: status checks, bookkeeping).")
 print("issue-8 targets:")
 for t in targets:
-    state = "skipped" if t["met"] is None else ("met" if t["met"] else "NOT met")
+    state = "" if t["goal"] == "(context)" else "skipped" if t["met"] is None else ("met" if t["met"] else "NOT met")
     print(f"  {t['target']:<52} {t['goal']:>8}  measured {num(t['measured'], '.3f'):>7}  {state}")
 json.dump({"date": today, "machine": {"cpu": cpu, "cores": os.cpu_count(), "load_before": load_before, "load_after": load_after},
-           "versions": versions, "sgemm_peak_1thread": peak, "sgemm_wide_shape": peak_wide,
+           "versions": versions, "sgemm_peak_1thread": peak, "sgemm_wide_shape": peak_wide, "sgemm_two_processes": pair, "two_process_ceiling": pair_ceiling,
            "pytorch": any(r["system"] == "pytorch" for r in rows), "results": rows, "targets": targets},
           open(out, "w"), indent=1)
 print("wrote " + out)

@@ -30,6 +30,22 @@ public final class HDF5File {
         cortado_h5_silence_errors()
     }()
 
+    /// The process-wide HDF5 lock. A thread that uses HDF5 while another may (cortado-train's
+    /// loader thread reading shards while rank 0's main thread writes a checkpoint) runs its
+    /// calls inside `serialized`: libhdf5 is not guaranteed to be built thread-safe.
+    private static let lock = NSLock()
+
+    /// Runs `body` holding the process-wide HDF5 lock.
+    public static func serialized<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Returns freed memory to the operating system (HDF5's free lists, then the C heap's free
+    /// pages), so transient read buffers do not stay in the resident set after loading.
+    public static func releaseFreeMemory() { cortado_release_free_memory() }
+
     /// Creates (truncates) a file for writing; `userblock` bytes at its start are left to the
     /// caller (HDF5 skips them; h5py and h5dump read such files as usual).
     /// `checksummedMetadata` writes the newest format (superblock v3, v2 object headers), whose

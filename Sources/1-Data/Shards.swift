@@ -85,6 +85,19 @@ public struct SplitReader {
         }
     }
 
+    /// Where a read of rows from `row` should stop: at the containing shard's next HDF5 chunk
+    /// boundary (a read across one decompresses both chunks for a few rows), its end, or `limit`.
+    public func pieceEnd(from row: Int, limit: Int) -> Int {
+        var base = 0
+        for f in files {
+            if row < base + f.rows {
+                return min(limit, base + f.rows, base + ((row - base) / ShardFormat.chunkRows + 1) * ShardFormat.chunkRows)
+            }
+            base += f.rows
+        }
+        return limit
+    }
+
     /// Verifies the SHA-256 of every file overlapping `range` against the manifest.
     public func verifyChecksums(overlapping range: Range<Int>) throws {
         var base = 0

@@ -90,19 +90,31 @@ public struct Checkpoint {
     public static func stamp(_ path: String) throws {
         guard let f = FileHandle(forUpdatingAtPath: path) else { throw CortadoError.io("\(path): cannot open to stamp the checksum") }
         defer { try? f.close() }
-        let hex = try fileDigest(f, path: path)
-        var block = Data((stampMagic + hex + "\n").utf8)
-        block.append(Data(count: userblock - block.count))
+        let block = stampBlock(hex: try fileDigest(f))   // reads to the end: then seek back
         try f.seek(toOffset: 0)
         try f.write(contentsOf: block)
     }
 
+    /// `bytes` (a whole checkpoint file) with its user block replaced by the checksum of the
+    /// rest: what `stamp` does to a file, in memory (the fuzz harness mutates files past the gate).
+    public static func stamped(_ bytes: Data) -> Data {
+        guard bytes.count >= userblock else { return bytes }
+        return stampBlock(hex: SHA256.hex(bytes.dropFirst(userblock))) + bytes.dropFirst(userblock)
+    }
+
+    /// The user block: magic, hex digest, newline, zero padding to `userblock` bytes.
+    static func stampBlock(hex: String) -> Data {
+        var block = Data((stampMagic + hex + "\n").utf8)
+        block.append(Data(count: userblock - block.count))
+        return block
+    }
+
     /// SHA-256 (hex) of the file's bytes after the user block, read in 1 MiB pieces.
-    static func fileDigest(_ f: FileHandle, path: String) throws -> String {
+    static func fileDigest(_ f: FileHandle) throws -> String {
         var h = SHA256()
         try f.seek(toOffset: UInt64(userblock))
         while let chunk = try f.read(upToCount: 1 << 20), !chunk.isEmpty { h.update(chunk) }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.hexDigest()
     }
 
     /// The checksum in the user block, or an error naming the file. Also requires the HDF5
@@ -128,7 +140,7 @@ public struct Checkpoint {
         guard let f = FileHandle(forReadingAtPath: path) else { throw CortadoError.data("\(path): no such file or not readable") }
         defer { try? f.close() }
         let want = try stampedDigest(try f.read(upToCount: userblock + 9) ?? Data(), path: path)
-        guard try fileDigest(f, path: path) == want else { throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)") }
+        guard try fileDigest(f) == want else { throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)") }
         return try read(HDF5File.open(path), path: path)
     }
 
@@ -138,9 +150,7 @@ public struct Checkpoint {
     public static func parse(_ bytes: Data, path: String, verifyChecksum: Bool = true) throws -> Checkpoint {
         if verifyChecksum {
             let want = try stampedDigest(bytes.prefix(userblock + 9), path: path)
-            var h = SHA256()
-            h.update(bytes.dropFirst(userblock))
-            guard h.finalize().map({ String(format: "%02x", $0) }).joined() == want else {
+            guard SHA256.hex(bytes.dropFirst(userblock)) == want else {
                 throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)")
             }
         }
@@ -191,6 +201,6 @@ public struct Checkpoint {
         var h = SHA256()
         h.update(UnsafeRawBufferPointer(a))
         h.update(UnsafeRawBufferPointer(b))
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.hexDigest()
     }
 }

@@ -28,9 +28,10 @@ final class DistillationTeacher {
 
     /// Before step 0: sizes everything the step loop's `logits` touches for batches of `batch`
     /// rows of `train`, and, unless `teacher.cache: false`, runs the teacher on all of them.
-    func prepare(train: LocalData, batch: Int) {
+    /// `train` is nil when the loader reads the rows in chunks (the spec then has `cache: false`).
+    func prepare(train: LocalData?, batch: Int) {
         runtime.reserve(batch: batch)
-        guard spec.cache ?? true else { return }
+        guard spec.cache ?? true, let train else { return }
         cache = TeacherLogits(runtime, features: train.features.baseAddress!, rows: train.rows, batch: batch)
         batchLogits = .allocate(capacity: batch * runtime.classes)
     }

@@ -28,6 +28,13 @@ import Foundation
 ///       temperature: 4.0
 ///       alpha: 0.7
 ///       cache: false          # run the teacher every batch (default: once, before step 0)
+///     distributed:            # how the gradients of feed-forward models are summed
+///       overlap: test         # off | test | thread (see `Distributed`)
+///       bucket_kib: 256
+///       zero: false           # ZeRO-1: optimizer state sharded across ranks
+///     loader:                 # optional: how training batches are assembled (see `Loader`)
+///       prefetch: true        # next batch on a loader thread (default)
+///       chunk_rows: 0         # 0: the rank's whole share in memory; N: chunks of N rows
 ///
 /// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
 public struct JobSpec: Codable, Equatable {
@@ -71,6 +78,23 @@ public struct JobSpec: Codable, Equatable {
     public var nonFinite = "stop"
     /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
     public var recommender: RecommenderOptions?
+
+    /// The dense gradient exchange of feed-forward models (the recommender has its own).
+    public struct Distributed: Codable, Equatable {
+        /// `off`: one blocking allreduce of the whole arena after backward. `test`: buckets of
+        /// about `bucket_kib`, each started (MPI_Iallreduce) as soon as backward has finished
+        /// it, progressed by MPI_Testall between layers (Open MPI here has no background
+        /// progress). `thread`: the same buckets, each a blocking allreduce on a communication
+        /// thread. The sums are the same in every mode (per bucket instead of per arena).
+        public var overlap = "test"
+        public var bucketKiB = 256
+        /// ZeRO-1: each rank keeps the optimizer state of its 1/ranks slice of the arena; the
+        /// gradients are reduce-scattered, each rank updates its slice of the parameters and
+        /// the slices are allgathered (the same arithmetic; no overlap).
+        public var zero = false
+        enum CodingKeys: String, CodingKey { case overlap, bucketKiB = "bucket_kib", zero }
+    }
+    public var distributed = Distributed()
 
     /// The recommender's architecture as the spec gives it; table sizes come from the data.
     ///
@@ -135,6 +159,20 @@ public struct JobSpec: Codable, Equatable {
     }
     public var teacher: Teacher?
 
+    /// How training batches reach the step (`BatchLoader`). `prefetch` assembles the next
+    /// batch on a loader thread while the current step computes (the same rows in the same
+    /// order as without it, bit for bit). `chunkRows` > 0 keeps only two chunks of that many
+    /// rows of the rank's share in memory, read ahead from the shards (for shares larger than
+    /// memory); the data order is then chunk-wise (`ChunkedRows`), so it is part of the run
+    /// like the seed. Validation and test rows stay in memory either way.
+    public struct Loader: Codable, Equatable {
+        public var prefetch = true
+        public var chunkRows = 0
+        enum CodingKeys: String, CodingKey { case prefetch, chunkRows = "chunk_rows" }
+    }
+    /// nil when the spec has no `loader:` section (the defaults; keeps older specs' hashes).
+    public var loader: Loader?
+
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
         public var patience = 3
@@ -166,7 +204,7 @@ public struct JobSpec: Codable, Equatable {
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
-        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher
+        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -256,6 +294,19 @@ public struct JobSpec: Codable, Equatable {
             teacher.cache = try t.bool("cache")
             try t.finish()
             self.teacher = teacher
+        }
+        if let d = try r.child("distributed") {
+            distributed.overlap = try d.string("overlap") ?? distributed.overlap
+            distributed.bucketKiB = try d.int("bucket_kib") ?? distributed.bucketKiB
+            distributed.zero = try d.bool("zero") ?? distributed.zero
+            try d.finish()
+        }
+        if let l = try r.child("loader") {
+            var loader = Loader()
+            loader.prefetch = try l.bool("prefetch") ?? loader.prefetch
+            loader.chunkRows = try l.int("chunk_rows") ?? loader.chunkRows
+            try l.finish()
+            self.loader = loader
         }
         initFrom = try r.string("init_from")
         func intList(_ key: String) throws -> [Int] {
@@ -397,6 +448,15 @@ public struct JobSpec: Codable, Equatable {
             try check(!t.model.isEmpty, "teacher.model", "empty path (give a classifier .cmodel)")
             try check(t.temperature > 0, "teacher.temperature", "must be positive, got \(t.temperature)")
             try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
+        }
+        try check(["off", "test", "thread"].contains(distributed.overlap), "distributed.overlap", "'\(distributed.overlap)' is not one of off, test, thread")
+        try check(distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
+        try check(!distributed.zero || recommender == nil, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a recommender exchanges sparse rows")
+        if let l = loader, l.chunkRows != 0 {
+            try check(l.chunkRows > 0, "loader.chunk_rows", "must be 0 (whole share in memory) or positive, got \(l.chunkRows)")
+            try check(recommender == nil, "loader.chunk_rows", "the recommender keeps its rows in memory (set 0)")
+            try check(teacher == nil || teacher?.cache == false, "loader.chunk_rows",
+                      "a cached teacher holds logits for every training row; set teacher.cache: false with chunked loading")
         }
         for (i, e) in emit.enumerated() {
             let recipe: Recipe

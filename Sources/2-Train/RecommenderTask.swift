@@ -35,9 +35,14 @@ final class RecommenderTask: TrainingTask {
     let users: UnsafeMutablePointer<Int32>, items: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Float>
     /// Ranking scratch: scores of every item, and the flags of the user's other items.
     let allScores: UnsafeMutablePointer<Float>, excluded: UnsafeMutablePointer<UInt8>
+    /// Which rows each step takes: the epoch's order (stepsPerEpoch, B) of local row indices,
+    /// filled when a step of another epoch comes; scratch for the shuffle.
+    let plan: EpochPlan
+    let order: UnsafeMutableBufferPointer<Int32>, orderScratch: UnsafeMutableBufferPointer<Int32>
+    private var orderEpoch = -1
 
     init(comm: Communicator, job: JobSpec, manifest: DatasetManifest, data: (train: LocalData, val: LocalData, test: LocalData),
-         readers: [SplitReader], log: (String) -> Void) throws {
+         readers: [SplitReader], plan: EpochPlan, log: (String) -> Void) throws {
         let s = try job.recommenderSpec(manifest: manifest)
         let idColumns = manifest.categoricalColumns ?? []
         userColumn = idColumns.firstIndex(of: s.userColumn)!
@@ -46,6 +51,9 @@ final class RecommenderTask: TrainingTask {
         self.comm = comm
         (train, val, test) = data
         seed = job.seed
+        self.plan = plan
+        order = .allocate(capacity: plan.orderCount)
+        orderScratch = .allocate(capacity: plan.scratchCount)
         testFiles = readers.first { $0.splitName == "test" }?.files.map(\.path) ?? []
         let rows = job.batchSize * s.rowsPerExample
         rec = Recommender<Float>(spec: s, maxBatch: max(rows, 1024), gradientExtras: StatusSlot.count)
@@ -85,6 +93,7 @@ final class RecommenderTask: TrainingTask {
     deinit {
         users.deallocate(); items.deallocate(); targets.deallocate()
         allScores.deallocate(); excluded.deallocate()
+        order.deallocate(); orderScratch.deallocate()
     }
 
     var layout: ParameterLayout { rec.layout }
@@ -133,9 +142,14 @@ final class RecommenderTask: TrainingTask {
         return n
     }
 
-    func trainStep(order: UnsafePointer<Int32>, batch: Int, step: Int) -> (lossSum: Double, correct: Int) {
+    func trainStep(step: Int) -> (lossSum: Double, correct: Int) {
+        let epoch = step / plan.stepsPerEpoch
+        if epoch != orderEpoch {
+            plan.fill(order: order.baseAddress!, scratch: orderScratch.baseAddress!, epoch: epoch)
+            orderEpoch = epoch
+        }
         var rng = SeededRNG(seed: seed, stream: 0x4E6 &+ UInt64(step) << 20 &+ UInt64(comm.rank))
-        let n = fill(train, order: order, batch: batch, rng: &rng)
+        let n = fill(train, order: order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch, batch: plan.batch, rng: &rng)
         if let exchange {
             exchange.idSources[0] = (UnsafePointer(users), n)
             exchange.idSources[1] = (UnsafePointer(items), n)

@@ -41,7 +41,8 @@ public struct TrainSummary: Codable {
     public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
     public var wallSeconds: Double
-    /// Mean milliseconds per step on rank 0: batch assembly ("data"), forward+backward
+    /// Mean milliseconds per step on rank 0: batch assembly, or with `loader.prefetch` the wait
+    /// for the loader thread's batch ("data"), forward+backward
     /// ("compute", without data), gradient exchange ("exchange": the allreduce including the
     /// wait for the slowest rank), optimizer update ("update").
     public var stepMilliseconds: [String: Double] = [:]
@@ -60,6 +61,8 @@ public final class Trainer {
     let comm: Communicator
     let options: TrainOptions
     var log: (String) -> Void
+    /// ZeRO-1's sharding of the optimizer state (distributed.zero), set before step 0.
+    var zero: ZeroSharding?
 
     public init(comm: Communicator, options: TrainOptions) {
         self.comm = comm
@@ -139,11 +142,19 @@ public final class Trainer {
             if let (path, json) = resumeFrom { try DistillationTeacher.checkResume(checkpoint: path, jobSpecJSON: json, teacher: spec.teacher) }
         }
 
+        // Default BLAS threads: this host's cores shared among its ranks, and never more than
+        // the cores the rank is bound to (mpirun --bind-to core, srun --cpu-bind): threads
+        // beyond those only take turns on them.
         let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
-        let threads = spec.threads ?? max(1, cores / max(comm.localSize, 1))
+        let bound = Placement.allowedCores.count
+        let threads = spec.threads ?? max(1, min(cores / max(comm.localSize, 1), bound > 0 ? bound : cores))
         setBLASThreads(threads)
         if comm.localSize * threads > cores {
             log("warning: \(comm.localSize) ranks × \(threads) BLAS threads exceed the \(cores) cores of this host")
+        }
+        let crowded = comm.allreduceMax(bound > 0 && threads > bound ? threads * 1000 + bound : 0)
+        if crowded > 0 {
+            log("warning: a rank is bound to \(crowded % 1000) core(s) but runs \(crowded / 1000) BLAS threads; they share those cores (set threads: \(crowded % 1000), or launch with mpirun --bind-to none)")
         }
 
         let B = spec.batchSize
@@ -167,26 +178,56 @@ public final class Trainer {
                 throw CortadoError.usage("batch_size \(B) is larger than a rank's share of the \(trainReader.rows) training rows (\(trainReader.rows / comm.size)); use fewer ranks or a smaller batch")
             }
         }
+        let chunkRows = spec.loader?.chunkRows ?? 0
+        try comm.agree("checking loader.chunk_rows") {
+            guard chunkRows > 0 else { return }
+            guard perRank == 1 else {
+                throw CortadoError.usage("loader.chunk_rows: chunked loading shuffles one partition per rank; data_partitions \(partitions) on \(comm.size) ranks gives rank \(comm.rank) \(perRank) (set loader.chunk_rows: 0)")
+            }
+            let smallest = ChunkedRows.minChunk(rows: myRows.count, chunkRows: chunkRows)
+            guard smallest >= B else {
+                throw CortadoError.usage("loader.chunk_rows: \(chunkRows) splits rank \(comm.rank)'s \(myRows.count) rows into chunks of \(smallest) rows, fewer than batch_size \(B) (use at least 2 × batch_size)")
+            }
+        }
         let runDir = spec.runDir
         try comm.agree("preparing run folder \(runDir)") {
             if comm.rank == 0 { try prepareRunDir(runDir, spec: spec) }
         }
-        let (train, val, test) = try comm.agree("loading data") {
-            (try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums),
-             try LocalData(reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums),
+        // What the process holds before any data: MPI, BLAS, the Swift runtime and libraries.
+        let runtimeBytes = comm.allreduceMax(currentRSSBytes())
+        // The training rows go to the task, which frees them after the step loop: no other
+        // reference may outlive the task's construction (`train = nil` below).
+        var train = try comm.agree("loading training rows") {
+            chunkRows > 0 ? nil : try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums)
+        }
+        let (val, test) = try comm.agree("loading validation and test rows") {
+            (try LocalData(reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums),
              try LocalData(reader: testReader, range: rowRange(total: testReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums))
         }
 
+        HDF5File.releaseFreeMemory()   // read buffers, checksum chunks: not held into training
+        let plan = EpochPlan(seed: spec.seed, parts: parts, firstPartition: comm.rank * perRank, batch: B, stepsPerEpoch: stepsPerEpoch)
         let task: TrainingTask = try comm.agree("building the model") {
-            if spec.recommender != nil {
+            if spec.recommender != nil, let train {
                 return try RecommenderTask(comm: comm, job: spec, manifest: manifest, data: (train, val, test),
-                                           readers: [trainReader, valReader, testReader], log: log)
+                                           readers: [trainReader, valReader, testReader], plan: plan, log: log)
             }
+            if chunkRows > 0 && spec.verifyChecksums { try trainReader.verifyChecksums(overlapping: myRows) }
+            let source: BatchSource = train.map { InMemoryRows(data: $0, plan: plan) } ??
+                ChunkedRows(reader: trainReader, rows: myRows, chunkRows: chunkRows, batch: B, stepsPerEpoch: stepsPerEpoch,
+                            epochs: spec.epochs, seed: spec.seed, partition: comm.rank)
+            let loader = BatchLoader(source: source, batch: B, featureCount: trainReader.featureCount, prefetch: spec.loader?.prefetch ?? true)
             return ClassifierTask(comm: comm, spec: spec, model: model, classes: manifest.classes, data: (train, val, test),
+                                  trainReader: trainReader, trainRange: myRows, loader: loader,
                                   testFiles: testReader.files.map(\.path), teacher: teacher)
         }
+        train = nil
         let n = task.layout.count
-        let opt = Optimizer(spec: spec.optimizer, count: n)
+        // ZeRO-1: this rank keeps optimizer state for its slice of the arena only.
+        zero = try comm.agree("sharding the optimizer state") { try spec.distributed.zero ? ZeroSharding(comm: comm, count: n) : nil }
+        let zero = zero
+        let opt = Optimizer(spec: spec.optimizer, count: zero?.mine.count ?? n)
+        let stateMultiple = Optimizer.stateMultiple(spec.optimizer.type)
         // Early stopping: the best parameters so far, on every rank (they are identical).
         let best = Arena<Float>(count: spec.earlyStopping == nil ? 0 : n)
         var bestScore = -Double.infinity, badEpochs = 0, stoppedEarly = false
@@ -203,6 +244,8 @@ public final class Trainer {
             .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
 
         var step = 0
+        // Rank 0, resuming with ZeRO-1: the checkpoint's whole optimizer state, until scattered.
+        var fullState = [Float]()
         if options.resume {
             let resumed = try comm.agree("resuming from \(Checkpoint.folder(runDir: runDir))") { () -> Int in
                 guard comm.rank == 0 else { return 0 }
@@ -219,16 +262,25 @@ public final class Trainer {
                     log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: step \(ck.step) maps to step \(at) (same epoch progress); the data order and global batch differ from an uninterrupted run")
                 }
                 _ = ck.params.withUnsafeBufferPointer { task.params.buffer.update(fromContentsOf: $0) }
-                guard ck.optimizerState.count == opt.state.count else {
-                    throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(opt.state.count)")
+                guard ck.optimizerState.count == stateMultiple * n else {
+                    throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(stateMultiple * n)")
                 }
-                _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
+                if zero == nil {
+                    _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
+                } else {
+                    fullState = ck.optimizerState
+                }
                 log("resumed from \(path) at step \(at)")
                 return at
             }
             step = comm.allreduceMax(resumed)
             comm.broadcast(task.params.base, count: n)
-            comm.broadcast(opt.state.base, count: opt.state.count)
+            if let zero {
+                fullState.withUnsafeMutableBufferPointer { zero.scatterState(comm.rank == 0 ? $0.baseAddress : nil, into: opt.state, multiple: stateMultiple) }
+                fullState = []
+            } else {
+                comm.broadcast(opt.state.base, count: opt.state.count)
+            }
         }
 
         let totalSteps = spec.epochs * stepsPerEpoch
@@ -243,19 +295,22 @@ public final class Trainer {
             let last = min(pr.start + (step - pr.start) / pr.every * pr.every, pr.end)
             pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: last, start: pr.start, end: pr.end, final: pr.final))
         }
-        let arenaMiB = Double(n * 4 * 3) / 1048576
+        // Parameters, gradients and this rank's optimizer state (a 1/ranks slice with ZeRO-1).
+        let arenaMiB = Double(4 * (2 * n + opt.state.count)) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
         let activationMiB = task.activationBytes > 0 ? String(format: ", activations %.1f MiB", Double(task.activationBytes) / 1048576) : ""
         let teacherMiB = teacher?.cache.map { String(format: ", teacher logits %.1f MiB", Double($0.bytes) / 1048576) } ?? ""
         log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
+        log(exchangeSummary(spec: spec, task: task, stateMultiple: stateMultiple))
         if let teacher { log(teacher.summary) }
-        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB)")
+        log("data: \(trainReader.rows) training rows (\(myRows.count) on rank 0), \(stepsPerEpoch) steps/epoch of \(B)×\(comm.size), \(totalSteps) steps; training rows: \(task.dataSummary)")
+        // The runtime is what the process held before loading data (MPI, BLAS, libraries);
+        // peak RSS is compared with the other items, which are ours.
+        log("memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB); runtime (MPI, BLAS, libraries) \(String(format: "%.1f", Double(runtimeBytes) / 1048576)) MiB")
 
         // ---- the step loop: buffers below are the only ones it touches ----
-        let order = UnsafeMutableBufferPointer<Int32>.allocate(capacity: train.rows)
-        let shuffled = UnsafeMutableBufferPointer<Int32>.allocate(capacity: parts.map(\.count).max()!)
-        defer { order.deallocate(); shuffled.deallocate() }
         let g = task.grads.base
+        let zeroTrainable = zero?.local(trainable)
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
         // Epochs after this run's first: the steady-state rate.
@@ -271,33 +326,22 @@ public final class Trainer {
         Preemption.install()
         let watchdog = Watchdog(timeout: spec.watchdogSeconds, rankName: comm.name)
 
+        try comm.agree("starting the loader") { try task.beginTraining(at: step, end: totalSteps) }
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
-            // Each partition is shuffled by its own stream (seed, epoch, partition); step s
-            // takes rows s·b..<(s+1)·b of each of this rank's partitions, in partition order.
-            for (j, part) in parts.enumerated() {
-                let rows = UnsafeMutableBufferPointer(rebasing: shuffled[0..<part.count])
-                for i in 0..<part.count { rows[i] = Int32(part.lowerBound - myRows.lowerBound + i) }
-                var rng = SeededRNG(seed: spec.seed, stream: 0x0_0DE7 &+ UInt64(epoch) << 20 &+ UInt64(comm.rank * perRank + j))
-                rng.shuffle(rows)
-                for s in 0..<stepsPerEpoch {
-                    (order.baseAddress! + s * B + j * partBatch).update(from: rows.baseAddress! + s * partBatch, count: partBatch)
-                }
-            }
             var epochLoss = 0.0, epochHardLoss = 0.0, epochSteps = 0
-            let splitBefore = split, gatheredBefore = train.gatherSeconds
+            let splitBefore = split, gatheredBefore = task.dataSeconds, commBefore = task.backwardCommSeconds
             let t0 = monotonicSeconds()
             while step < totalSteps && step / stepsPerEpoch == epoch {
-                let pos = step % stepsPerEpoch
                 watchdog.beat(step: step, .compute)
                 task.grads.zero()
                 let tStep = monotonicSeconds()
-                let r = task.trainStep(order: order.baseAddress! + pos * B, batch: B, step: step)
+                let r = task.trainStep(step: step)
                 var localLoss = Float(r.lossSum)
                 var failure = fault?.apply(step: step, loss: &localLoss)
                 // A rank whose own loss or gradient is non-finite reports itself, so the
                 // message names the rank (one BLAS pass over the gradient: NaN propagates).
-                if failure == nil && spec.nonFinite == "stop" && !(localLoss.isFinite && cblas_sasum(Int32(n), g, 1).isFinite) {
+                if failure == nil && spec.nonFinite == "stop" && !(localLoss.isFinite && task.localGradientsFinite()) {
                     failure = CortadoError(.numeric, "non-finite \(localLoss.isFinite ? "gradient" : "loss") at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
                 // Status slots, folded into the same exchange as the gradients.
@@ -308,7 +352,7 @@ public final class Trainer {
                 g[n + StatusSlot.hardLoss] = Float(task.hardLossSum ?? r.lossSum)
                 let tExchange = monotonicSeconds()
                 watchdog.beat(step: step, .exchange)
-                task.exchangeGradients()
+                if let zero { zero.exchange(g, extras: StatusSlot.count) } else { task.exchangeGradients() }
                 let tUpdate = monotonicSeconds()
                 watchdog.beat(step: step, .compute)
                 if g[n + StatusSlot.failures] > 0 {
@@ -318,14 +362,25 @@ public final class Trainer {
                 }
                 let loss = Double(g[n]) / Double(B * comm.size)
                 if loss.isFinite {
+                    let lr = opt.learningRate(step: step, total: totalSteps)
                     // Averaging (× 1/ranks) rides in the optimizer's pass; clipping needs it done first.
                     let clip = spec.optimizer.clipNorm > 0
-                    if clip {
-                        for i in 0..<n { g[i] *= invSize }
-                        _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm)
+                    if let zero {
+                        if clip {
+                            for i in zero.mine { g[i] *= invSize }
+                            _ = zero.clip(g, maxNorm: spec.optimizer.clipNorm)
+                        }
+                        let lo = zero.mine.lowerBound
+                        opt.update(params: task.params.base + lo, grads: g + lo, lr: lr, step: step, ranges: zeroTrainable,
+                                   gradScale: clip ? 1 : invSize)
+                        zero.allgather(task.params.base)
+                    } else {
+                        if clip {
+                            for i in 0..<n { g[i] *= invSize }
+                            _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm)
+                        }
+                        opt.update(params: task.params.base, grads: g, lr: lr, step: step, ranges: trainable, gradScale: clip ? 1 : invSize)
                     }
-                    opt.update(params: task.params.base, grads: g, lr: opt.learningRate(step: step, total: totalSteps), step: step,
-                               ranges: trainable, gradScale: clip ? 1 : invSize)
                     if let pr = pruning {
                         if step >= pr.start && step <= pr.end && (step - pr.start) % pr.every == 0 {
                             pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: step, start: pr.start, end: pr.end, final: pr.final))
@@ -365,10 +420,14 @@ public final class Trainer {
             trainSamples += epochSteps * B * comm.size
             if epochsRun > 0 { laterTime += dt; laterSamples += epochSteps * B * comm.size }
             epochsRun += 1
-            // Batch assembly ran inside the compute window (the task's trainStep gathers).
-            let gathered = train.gatherSeconds - gatheredBefore
+            // Batch assembly (or the wait for the loader) ran inside the compute window.
+            let gathered = task.dataSeconds - gatheredBefore
             split.data += gathered
             split.compute -= gathered
+            // MPI calls made during backward (the overlapped exchange) count as exchange.
+            let overlapped = task.backwardCommSeconds - commBefore
+            split.exchange += overlapped
+            split.compute -= overlapped
             watchdog.beat(step: step, .evaluation)
             lastVal = task.evaluate(.validation)
             let sps = Double(trainSamples) / max(trainTime, 1e-9)
@@ -389,7 +448,7 @@ public final class Trainer {
                     bestScore = score
                     badEpochs = 0
                     _ = best.buffer.update(fromContentsOf: task.params.buffer)
-                    writeBest(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
+                    writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt, best: true)
                 } else {
                     badEpochs += 1
                     if badEpochs >= es.patience && step < totalSteps {
@@ -411,6 +470,8 @@ public final class Trainer {
             }
             if stoppedEarly { break }
         }
+        task.endTraining()   // training rows freed: the end phase (model files, scoring) needs room
+        HDF5File.releaseFreeMemory()
         if let pr = pruning {
             let zeros = pr.pruner.zeros(task.params.base)
             log(String(format: "pruning: %d of %d prunable weights are zero (%.1f%%)", zeros, pr.pruner.prunableCount, 100 * Double(zeros) / Double(max(pr.pruner.prunableCount, 1))))
@@ -456,13 +517,18 @@ public final class Trainer {
         return summary
     }
 
+    /// The start-up line on how gradients are summed, with ZeRO-1's memory saving per rank.
+    func exchangeSummary(spec: JobSpec, task: TrainingTask, stateMultiple: Int) -> String {
+        guard let zero else { return task.exchangeDescription.isEmpty ? "gradient exchange: one allreduce per step" : task.exchangeDescription }
+        let full = Double(4 * stateMultiple * zero.count) / 1048576, mine = Double(4 * stateMultiple * zero.mine.count) / 1048576
+        return String(format: "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",
+                      mine, full, full - mine)
+    }
+
     /// `--dry-run`: every rank reports where it runs and what it will read; rank 0 prints the
     /// table. For debugging a placement before spending an allocation on it.
     func describePlacement(threads: Int, cores: Int, rows: Range<Int>, reader: SplitReader) {
-        // The kernel's view of this process's binding (what mpirun --bind-to / srun set).
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let allowed = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
-            .map { $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces) } ?? "?"
+        let allowed = Placement.allowedList ?? "?"
         var base = 0, shards = [String]()
         for f in reader.files {
             let lo = max(rows.lowerBound, base), hi = min(rows.upperBound, base + f.rows)
@@ -531,19 +597,34 @@ public final class Trainer {
                              to: (runDir as NSString).appendingPathComponent("job.json"))
     }
 
-    /// Rank 0 writes a checkpoint; a failure here cannot be agreed (the others are already in
-    /// the next step's allreduce), so it takes the abort path.
-    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer) -> String? {
+    /// Rank 0 writes a checkpoint (`best`: checkpoints/best.h5, the best by the early-stopping
+    /// metric, outside the rotation); a failure here cannot be agreed (the others are already
+    /// in the next step's allreduce), so it takes the abort path. Collective under ZeRO-1:
+    /// every rank calls it, and rank 0 gathers the sharded optimizer state for the file.
+    @discardableResult
+    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer, best: Bool = false) -> String? {
+        let gathered = zero?.gatherState(opt.state, multiple: Optimizer.stateMultiple(spec.optimizer.type))
+        defer { gathered?.deallocate() }
         guard comm.rank == 0 else { return nil }
+        let state = UnsafeBufferPointer(gathered ?? opt.state.buffer), params = UnsafeBufferPointer(task.params.buffer)
+        let what = best ? "best checkpoint" : "checkpoint"
         do {
-            return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
-                                        dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
-                                        params: UnsafeBufferPointer(task.params.buffer),
-                                        optimizerState: UnsafeBufferPointer(opt.state.buffer), keep: spec.checkpointKeep)
+            // Under the process-wide HDF5 lock: a chunked loader thread may be reading shards.
+            return try HDF5File.serialized {
+                if best {
+                    let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
+                    try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
+                                             jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: params, optimizerState: state)
+                    return path
+                }
+                return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
+                                            dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
+                                            params: params, optimizerState: state, keep: spec.checkpointKeep)
+            }
         } catch let e as CortadoError {
-            comm.abort("checkpoint at step \(step): \(e.message)", code: e.exitCode)
+            comm.abort("\(what) at step \(step): \(e.message)", code: e.exitCode)
         } catch {
-            comm.abort("checkpoint at step \(step): \(error)", code: 4)
+            comm.abort("\(what) at step \(step): \(error)", code: 4)
         }
     }
 
@@ -571,21 +652,6 @@ public final class Trainer {
         return "initialized \(loaded.count) tensors from \(path); fresh: \(fresh.isEmpty ? "none" : fresh.joined(separator: ", "))"
     }
 
-    /// Rank 0 keeps the best checkpoint by the early-stopping metric as checkpoints/best.h5.
-    func writeBest(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer) {
-        guard comm.rank == 0 else { return }
-        do {
-            let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
-            try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
-                                     jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: UnsafeBufferPointer(task.params.buffer),
-                                     optimizerState: UnsafeBufferPointer(opt.state.buffer))
-        } catch let e as CortadoError {
-            comm.abort("best checkpoint at step \(step): \(e.message)", code: e.exitCode)
-        } catch {
-            comm.abort("best checkpoint at step \(step): \(error)", code: 4)
-        }
-    }
-
     /// One step on global rows [rank·B, (rank+1)·B); rank 0 writes the averaged gradient.
     func probeGradient(spec: JobSpec, model: ModelSpec, reader: SplitReader, out: String) throws -> TrainSummary? {
         let B = spec.batchSize
@@ -609,6 +675,25 @@ public final class Trainer {
             try h5.setAttribute("world_size", Int64(comm.size))
         }
         return nil
+    }
+}
+
+/// The kernel's view of this process's binding (what mpirun --bind-to, srun --cpu-bind or
+/// taskset set): /proc/self/status's Cpus_allowed_list, e.g. "0-1,4".
+enum Placement {
+    static var allowedList: String? {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+            .map { $0.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces) }
+    }
+
+    /// The cores this process may run on (empty when the list cannot be read).
+    static var allowedCores: [Int] {
+        (allowedList ?? "").split(separator: ",").flatMap { part -> [Int] in
+            let ends = part.split(separator: "-").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard let lo = ends.first, let hi = ends.last, lo <= hi else { return [] }
+            return Array(lo...hi)
+        }
     }
 }
 

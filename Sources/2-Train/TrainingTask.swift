@@ -1,3 +1,4 @@
+import COpenBLAS
 import CortadoCore
 import CortadoModel
 import Foundation
@@ -28,13 +29,29 @@ protocol TrainingTask: AnyObject {
 
     /// Deterministic initial parameters from the seed (identical on every rank).
     func initialize(seed: UInt64)
-    /// Forward and backward on this rank's training rows `order[0..<batch]` at `step`;
-    /// gradients (of the mean loss) accumulate into `grads`, which the caller zeroed.
-    /// Returns the batch's summed loss per example and its correct count.
-    func trainStep(order: UnsafePointer<Int32>, batch: Int, step: Int) -> (lossSum: Double, correct: Int)
+    /// What the rank holds of its training rows, for the start-up log.
+    var dataSummary: String { get }
+    /// Seconds the step loop spent on batch assembly so far (waiting for it, when prefetched).
+    var dataSeconds: Double { get }
+    /// Before the step loop: its first step and the step it ends before (starts a loader).
+    func beginTraining(at step: Int, end: Int) throws
+    /// After the step loop: nothing runs beside the main thread any more.
+    func endTraining()
+    /// Forward and backward on this rank's batch of `step` (the task knows which rows each
+    /// step takes; steps come in order); gradients (of the mean loss) accumulate into
+    /// `grads`, which the caller zeroed. Returns the batch's summed loss per example and its
+    /// correct count.
+    func trainStep(step: Int) -> (lossSum: Double, correct: Int)
     /// The last `trainStep`'s summed hard-label cross-entropy when the training loss is
     /// something else (distillation adds a soft term); nil when the loss is just that.
     var hardLossSum: Double? { get }
+    /// Whether this rank's own gradients of the last `trainStep` are all finite (before the
+    /// exchange mixes them with the other ranks').
+    func localGradientsFinite() -> Bool
+    /// Seconds of the exchange spent inside `trainStep` so far (buckets sent during backward).
+    var backwardCommSeconds: Double { get }
+    /// How the gradients travel, for the start-up log ("" when there is nothing to say).
+    var exchangeDescription: String { get }
     /// Sums `grads` (parameters and the status slots) across ranks, identically on all.
     func exchangeGradients()
     /// Metrics over a whole split (each rank scores its rows; the result is reduced, so
@@ -47,6 +64,14 @@ protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     var hardLossSum: Double? { nil }
+    var backwardCommSeconds: Double { 0 }
+    var exchangeDescription: String { "" }
+    /// One BLAS pass over the arena: a NaN or Inf anywhere makes the sum non-finite.
+    func localGradientsFinite() -> Bool { cblas_sasum(Int32(layout.count), grads.base, 1).isFinite }
+    var dataSummary: String { "whole share in memory" }
+    var dataSeconds: Double { 0 }
+    func beginTraining(at step: Int, end: Int) throws {}
+    func endTraining() {}
 }
 
 /// The evaluation splits.

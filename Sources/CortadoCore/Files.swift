@@ -55,9 +55,15 @@ public func ensureWritableDirectory(_ dir: String) throws {
 }
 
 /// Peak resident set size of this process in bytes (VmHWM), or 0 where /proc is absent.
-public func peakRSSBytes() -> Int {
+public func peakRSSBytes() -> Int { procStatusBytes("VmHWM:") }
+
+/// Resident set size of this process now, in bytes (VmRSS), or 0 where /proc is absent.
+public func currentRSSBytes() -> Int { procStatusBytes("VmRSS:") }
+
+/// A "kB" field of /proc/self/status, in bytes.
+private func procStatusBytes(_ field: String) -> Int {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    for line in s.split(separator: "\n") where line.hasPrefix(field) {
         let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
         return kb * 1024
     }

@@ -90,19 +90,31 @@ public struct SHA256 {
     public static func hex(_ data: Data) -> String {
         var h = SHA256()
         h.update(data)
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.hexDigest()
     }
+
+    /// `finalize()` as lowercase hex.
+    public mutating func hexDigest() -> String { finalize().map { String(format: "%02x", $0) }.joined() }
 
     /// Hex digest of a file, read in 4 MiB pieces so large shards need no large buffer.
     public static func hex(fileAt path: String) throws -> String {
-        guard let fh = FileHandle(forReadingAtPath: path) else { throw CortadoError.io("\(path): cannot open for reading") }
-        defer { try? fh.close() }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw CortadoError.io("\(path): cannot open for reading") }
+        defer { close(fd) }
+        // One 256 KiB buffer, read into with read(2): hashing a shard must not leave megabytes
+        // of Foundation read buffers in the trainer's resident set.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 64)
+        defer { buffer.deallocate() }
         var h = SHA256()
         while true {
-            let chunk = fh.readData(ofLength: 4 << 20)
-            if chunk.isEmpty { break }
-            h.update(chunk)
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            guard n >= 0 else {
+                if errno == EINTR { continue }
+                throw CortadoError.io("\(path): read failed (errno \(errno))")
+            }
+            if n == 0 { break }
+            h.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.hexDigest()
     }
 }

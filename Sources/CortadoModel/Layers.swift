@@ -23,16 +23,36 @@ public func denseBackward<T: Real>(dInput: UnsafeMutablePointer<T>?, dWeight: Un
                                    dBias: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>,
                                    input: UnsafePointer<T>, weight: UnsafePointer<T>,
                                    batch: Int, inDim: Int, outDim: Int) {
-    T.gemm(transA: true, transB: false, m: outDim, n: inDim, k: batch, alpha: 1,
-           a: dOut, lda: outDim, b: input, ldb: inDim, beta: 1, c: dWeight, ldc: inDim)
+    denseWeightBackward(dWeight: dWeight, dOut: dOut, input: input, batch: batch, inDim: inDim, outDim: outDim, rows: 0..<outDim)
+    denseBiasBackward(dBias: dBias, dOut: dOut, batch: batch, outDim: outDim)
+    if let dInput { denseInputBackward(dInput: dInput, dOut: dOut, weight: weight, batch: batch, inDim: inDim, outDim: outDim) }
+}
+
+/// Rows `rows` of the dense weight gradient: dWeight[rows] += dOut[:, rows]ᵀ · input. Whole
+/// rows are independent, so the bucketed exchange can compute them in blocks and send each
+/// block while the next is computed.
+@inlinable
+public func denseWeightBackward<T: Real>(dWeight: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, input: UnsafePointer<T>,
+                                         batch: Int, inDim: Int, outDim: Int, rows: Range<Int>) {
+    T.gemm(transA: true, transB: false, m: rows.count, n: inDim, k: batch, alpha: 1,
+           a: dOut + rows.lowerBound, lda: outDim, b: input, ldb: inDim, beta: 1, c: dWeight + rows.lowerBound * inDim, ldc: inDim)
+}
+
+/// dBias += Σ_rows dOut.
+@inlinable
+public func denseBiasBackward<T: Real>(dBias: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, batch: Int, outDim: Int) {
     for r in 0..<batch {
         let row = dOut + r * outDim
         for o in 0..<outDim { dBias[o] += row[o] }
     }
-    if let dInput {
-        T.gemm(transA: false, transB: false, m: batch, n: inDim, k: outDim, alpha: 1,
-               a: dOut, lda: outDim, b: weight, ldb: inDim, beta: 0, c: dInput, ldc: inDim)
-    }
+}
+
+/// dInput = dOut · weight (overwrites).
+@inlinable
+public func denseInputBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, weight: UnsafePointer<T>,
+                                        batch: Int, inDim: Int, outDim: Int) {
+    T.gemm(transA: false, transB: false, m: batch, n: inDim, k: outDim, alpha: 1,
+           a: dOut, lda: outDim, b: weight, ldb: inDim, beta: 0, c: dInput, ldc: inDim)
 }
 
 /// ReLU forward: out = max(input, 0), elementwise over `count` values.

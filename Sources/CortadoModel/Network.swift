@@ -30,13 +30,26 @@ public final class Network<T: Real> {
     /// False for inference: conv layers keep one sample's column matrix instead of the whole
     /// batch's (at batch 1024 the CNN's would take 230 MB), and backward is not available.
     public let training: Bool
+    /// Called during backward with an arena offset whenever every gradient at or above it is
+    /// final for this step (layers finish last to first, so the offsets only fall): the
+    /// bucketed exchange starts a bucket's allreduce as soon as it is complete, overlapping the
+    /// rest of backward. nil (the default) costs nothing.
+    public var gradientsReady: ((Int) -> Void)?
+    /// Dense weight gradients of more than this many values are computed in row blocks of
+    /// about this size, last rows first, each reported when done, so that even the first
+    /// layer's (which finishes last) overlaps its own exchange. OpenBLAS rounds a block's GEMM
+    /// differently from the whole one's in the last bits, so the trainer sets this whatever the
+    /// overlap mode: every mode then computes the very same gradients. 0: whole tensors.
+    public var gradientBlock = 0
 
     @usableFromInline let steps: [Step]
     /// Activations per layer, each (maxBatch, widths[i]).
     @usableFromInline let acts: [Arena<T>]
-    /// Two ping-pong buffers for activation gradients, each (maxBatch, max width).
+    /// Two ping-pong buffers for activation gradients, each (maxBatch, max width); empty when
+    /// not `training`.
     @usableFromInline let dActA: Arena<T>, dActB: Arena<T>
-    /// Scratch for conv backward: one sample's column-matrix gradient (max patch × positions).
+    /// Scratch for conv backward: one sample's column-matrix gradient (max patch × positions);
+    /// empty when not `training`.
     @usableFromInline let dCols: Arena<T>
 
     /// A layer with its resolved sizes, parameter offsets and saved-state buffers.
@@ -96,9 +109,11 @@ public final class Network<T: Real> {
         self.steps = steps
         acts = spec.widths.map { Arena(count: maxBatch * $0) }
         let maxWidth = max(spec.widths.max() ?? 0, spec.inputSize)
-        dActA = Arena(count: maxBatch * maxWidth)
-        dActB = Arena(count: maxBatch * maxWidth)
-        dCols = Arena(count: maxCols)
+        // Backward's buffers: an inference network has no backward, so it keeps none (for the
+        // CNN at batch 256 they were 51 MB of cortado-train's end-phase scoring peak).
+        dActA = Arena(count: training ? maxBatch * maxWidth : 0)
+        dActB = Arena(count: training ? maxBatch * maxWidth : 0)
+        dCols = Arena(count: training ? maxCols : 0)
     }
 
     /// Weights of dense and conv layers He-normal (std √(2/fan_in)), layer-norm scales 1, all
@@ -235,14 +250,20 @@ public final class Network<T: Real> {
             let dIn: UnsafeMutablePointer<T>? = i == 0 ? dInput : (useA ? dActA.base : dActB.base)
             switch steps[i] {
             case let .dense(inDim, outDim, w, b):
-                denseBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dOut: dOut, input: x,
-                              weight: p + w, batch: batch, inDim: inDim, outDim: outDim)
+                if gradientsReady != nil || gradientBlock > 0 {
+                    reportingDenseBackward(dInput: dIn, w: w, b: b, dOut: dOut, input: x, batch: batch, inDim: inDim, outDim: outDim)
+                } else {
+                    denseBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dOut: dOut, input: x,
+                                  weight: p + w, batch: batch, inDim: inDim, outDim: outDim)
+                }
             case let .layerNorm(d, w, b, stats):
                 layerNormBackward(dInput: dIn, dGamma: g + w, dBeta: g + b, dOut: dOut, input: x, stats: stats.base,
                                   gamma: p + w, batch: batch, d: d)
+                gradientsReady?(w)
             case let .conv(shape, w, b, cols):
                 conv2dBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dCols: dCols.base, dOut: dOut, cols: cols.base,
                                weight: p + w, batch: batch, shape)
+                gradientsReady?(w)
             default:
                 // Layers without parameters: nothing to do when no input gradient is wanted.
                 guard let dIn else { break }

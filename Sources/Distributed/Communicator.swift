@@ -11,12 +11,14 @@ public final class Communicator: Collective {
     public let rank: Int
     public let size: Int
     public let hostname: String
-    private var comm: MPI_Comm?
+    fileprivate var comm: MPI_Comm?
 
     /// Initializes MPI once per process. Safe to call without mpirun (a world of one rank).
     public init() {
+        // SERIALIZED: the gradient exchange's communication thread (distributed.overlap:
+        // thread) makes MPI calls, never at the same time as the main thread.
         var provided: Int32 = 0
-        MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+        MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided)
         var dup: MPI_Comm?
         MPI_Comm_dup(cortado_mpi_comm_world(), &dup)
         comm = dup
@@ -55,6 +57,79 @@ public final class Communicator: Collective {
             off += n
         }
     }
+
+    /// Sum-reduces `buf` (the rank counts `counts`, in rank order, summing to the buffer's
+    /// length) and leaves this rank's block of the sum at the start of `buf` (MPI's in-place
+    /// reduce-scatter): the ZeRO-1 gradient exchange.
+    public func reduceScatterSum(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>) {
+        MPI_Reduce_scatter(cortado_mpi_in_place(), buf, counts, cortado_mpi_float(), cortado_mpi_sum(), comm)
+    }
+
+    /// In place: every rank's block `buf[displacements[r] ..< + counts[r]]` goes to every rank
+    /// (ZeRO-1: each rank updated its slice of the parameters; all need all of them).
+    public func allgatherInPlace(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>) {
+        MPI_Allgatherv(cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(), comm)
+    }
+
+    /// Root collects every rank's block into `buf` at `displacements` (root's own block is
+    /// already in place); other ranks send `buf[0..<counts[rank]]`.
+    public func gather(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>, root: Int = 0) {
+        if rank == root {
+            MPI_Gatherv(cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(), Int32(root), comm)
+        } else {
+            MPI_Gatherv(buf, counts[rank], cortado_mpi_float(), nil, nil, nil, cortado_mpi_float(), Int32(root), comm)
+        }
+    }
+
+    /// The reverse of `gather`: root's `buf` at `displacements` goes out in blocks; every other
+    /// rank receives its block at `buf[0..<counts[rank]]`.
+    public func scatter(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>, root: Int = 0) {
+        if rank == root {
+            MPI_Scatterv(buf, counts, displacements, cortado_mpi_float(), cortado_mpi_in_place(), 0, cortado_mpi_float(), Int32(root), comm)
+        } else {
+            MPI_Scatterv(nil, nil, nil, cortado_mpi_float(), buf, counts[rank], cortado_mpi_float(), Int32(root), comm)
+        }
+    }
+
+    /// Non-blocking in-place sums in flight, at most `capacity` at once: the bucketed gradient
+    /// exchange starts one per bucket as backward finishes it. Open MPI here makes no progress
+    /// in the background, so the owner calls `progress()` between layers and `waitAll()` at
+    /// the end. The request array is allocated once; buffers must not move until `waitAll`.
+    public final class Pending {
+        let comm: Communicator
+        let requests: UnsafeMutableBufferPointer<MPI_Request?>
+        public private(set) var count = 0
+
+        init(comm: Communicator, capacity: Int) {
+            self.comm = comm
+            requests = .allocate(capacity: max(capacity, 1))
+            requests.initialize(repeating: cortado_mpi_request_null())
+        }
+        deinit { requests.deallocate() }
+
+        /// Starts the sum of `buf[0..<count]` across ranks (count < 2^31).
+        public func startSum(_ buf: UnsafeMutablePointer<Float>, count n: Int) {
+            precondition(count < requests.count && n < Int(Int32.max), "too many or too large non-blocking sums")
+            MPI_Iallreduce(cortado_mpi_in_place(), buf, Int32(n), cortado_mpi_float(), cortado_mpi_sum(), comm.comm, &requests[count])
+            count += 1
+        }
+
+        /// Lets MPI advance the sums in flight; returns whether all have completed.
+        @discardableResult
+        public func progress() -> Bool {
+            var done: Int32 = 0
+            MPI_Testall(Int32(count), requests.baseAddress, &done, cortado_mpi_statuses_ignore())
+            return done != 0
+        }
+
+        /// Blocks until every sum started has completed; the set is then empty.
+        public func waitAll() {
+            MPI_Waitall(Int32(count), requests.baseAddress, cortado_mpi_statuses_ignore())
+            count = 0
+        }
+    }
+
+    public func pending(capacity: Int) -> Pending { Pending(comm: self, capacity: capacity) }
 
     /// Gathers `count` Floats from every rank into `recv` in rank order, without allocating
     /// (the sparse gradient exchange calls it every step): first each rank's count into

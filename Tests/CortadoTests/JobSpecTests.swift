@@ -42,6 +42,21 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(t.layers, [.dense(units: 10)])
     }
 
+    /// `loader:`: defaults (absent: nil, so older specs keep their hash), values, and errors
+    /// that name the key.
+    func testLoaderSection() throws {
+        XCTAssertNil(try spec(base).loader)
+        let l = try spec(base, ["loader.chunk_rows=4096"]).loader
+        XCTAssertEqual(l?.prefetch, true)
+        XCTAssertEqual(l?.chunkRows, 4096)
+        XCTAssertEqual(try spec(base, ["loader.prefetch=false"]).loader?.prefetch, false)
+        expectError(base, ["loader.prefetch_depth=2"], contains: "loader.prefetch_depth: unknown key")
+        expectError(base, ["loader.chunk_rows=-1"], contains: "loader.chunk_rows: must be 0")
+        expectError(base, ["loader.prefetch=maybe"], contains: "loader.prefetch")
+        expectError(base + "\nteacher: {model: t.cmodel}", ["loader.chunk_rows=256"], contains: "teacher.cache: false")
+        XCTAssertNoThrow(try spec(base + "\nteacher: {model: t.cmodel, cache: false}", ["loader.chunk_rows=256"]))
+    }
+
     func testUnknownKeysAndWrongTypesNameTheKey() {
         expectError(base + "\nepoch: 3", contains: "epoch: unknown key")
         expectError(base + "\ncheckpoint: {every: 3}", contains: "checkpoint.every: unknown key")

@@ -16,6 +16,7 @@ final class MemoryTests: XCTestCase {
         let acts = 5 * (256 + 64 + 64 + 64 + 3), grads = 2 * 5 * 256, cols = 5 * g.patch * g.positions, dCols = g.patch * g.positions
         XCTAssertEqual(cnn.bufferBytes, 4 * (acts + grads + cols + dCols + 5 * 64) + 4 * 5 * 64, "conv columns, dropout mask, pool indices")
         let inference = Network<Float>(spec: cnn.spec, maxBatch: 5, training: false)
-        XCTAssertEqual(cnn.bufferBytes - inference.bufferBytes, 4 * 4 * g.patch * g.positions, "inference keeps one sample's columns")
+        XCTAssertEqual(cnn.bufferBytes - inference.bufferBytes, 4 * (4 * g.patch * g.positions + grads + dCols),
+                       "inference keeps one sample's columns and no backward buffers")
     }
 }

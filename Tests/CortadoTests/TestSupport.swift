@@ -98,6 +98,15 @@ enum Support {
         return dir + "/manifest.json"
     }()
 
+    /// cortado-train arguments for a small, fast run on `smallData`: a 784-32-10 MLP, batch 32,
+    /// 1 BLAS thread, 2 epochs at a constant learning rate (split and resumed runs then see the
+    /// same schedule), JSON summary; `extra` overrides.
+    static func smallMLP(_ runDir: String, _ extra: [String] = []) -> [String] {
+        [repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json", "--set", "data=\(smallData)", "--set", "threads=1",
+         "--set", "epochs=2", "--set", "batch_size=32", "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
+         "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant"] + extra
+    }
+
     /// The last line of stdout parsed as a JSON object (cortado-train --json).
     static func lastJSON(_ r: Result) throws -> [String: Any] {
         guard let line = r.stdout.split(separator: "\n").last,

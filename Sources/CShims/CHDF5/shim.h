@@ -1,6 +1,7 @@
 // HDF5's type ids and flags are macros (some over globals valid only after H5open) that
 // Swift cannot import; these inline functions return them as typed values.
 #include <hdf5.h>
+#include <malloc.h>
 
 static inline hid_t cortado_h5p_default(void) { return H5P_DEFAULT; }
 static inline hid_t cortado_h5s_all(void) { return H5S_ALL; }
@@ -18,6 +19,11 @@ static inline unsigned cortado_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline unsigned cortado_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned cortado_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
 static inline void cortado_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/// Hands freed memory back to the operating system: HDF5's free lists (chunk buffers of the
+/// reads just done), then glibc's free heap pages (malloc keeps what a 4 MB read buffer or a
+/// decompressed chunk left). glibc's malloc_trim is not visible to Swift's Glibc module.
+static inline void cortado_release_free_memory(void) { H5garbage_collect(); malloc_trim(0); }
 
 /// Opens an in-memory HDF5 file image read-only (core driver, no backing store): the fuzzer
 /// feeds checkpoints this way instead of through a temporary file. HDF5 copies the buffer.

@@ -12,3 +12,5 @@ static inline MPI_Op cortado_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op cortado_mpi_max(void) { return MPI_MAX; }
 static inline MPI_Op cortado_mpi_min(void) { return MPI_MIN; }
 static inline void *cortado_mpi_in_place(void) { return MPI_IN_PLACE; }
+static inline MPI_Status *cortado_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Request cortado_mpi_request_null(void) { return MPI_REQUEST_NULL; }

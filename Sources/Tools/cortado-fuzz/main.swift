@@ -53,12 +53,7 @@ enum Harness {
             // Past the gate: every input gets a valid checksum, so libhdf5 parses mutated
             // files. This reaches libhdf5 1.10's own bugs (a use-after-free in H5Aexists on
             // a malformed object header), which the gate keeps from real checkpoints.
-            var stamped = data.prefix(512)
-            var h = SHA256()
-            h.update(data.dropFirst(512))
-            let block = Data(("CORTADO-CHECKPOINT-SHA256 " + h.finalize().map { String(format: "%02x", $0) }.joined() + "\n").utf8)
-            if stamped.count >= block.count { stamped.replaceSubrange(stamped.startIndex..<(stamped.startIndex + block.count), with: block) }
-            _ = try? Checkpoint.parse(stamped + data.dropFirst(512), path: "fuzz.h5")
+            _ = try? Checkpoint.parse(Checkpoint.stamped(data), path: "fuzz.h5")
         default:
             fatalError("CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body)")
         }

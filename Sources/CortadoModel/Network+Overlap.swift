@@ -1,0 +1,49 @@
+/// Backward that reports finished gradients as it goes (see `Network.gradientsReady`), for
+/// the bucketed, overlapped gradient exchange.
+extension Network {
+    /// The offsets `gradientsReady` reports during one backward, in the order it reports them:
+    /// what the exchange cuts its buckets at.
+    public var gradientReadyPoints: [Int] {
+        var points = [Int]()
+        for step in steps.reversed() {
+            switch step {
+            case let .dense(inDim, outDim, w, _):
+                let rows = denseBlockRows(inDim: inDim, outDim: outDim)
+                for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) { points.append(w + r0 * inDim) }
+            case let .layerNorm(_, w, _, _): points.append(w)
+            case let .conv(_, w, _, _): points.append(w)
+            default: break
+            }
+        }
+        return points
+    }
+
+    /// Rows per block of a dense weight gradient: equal blocks of at most about
+    /// `gradientBlock` values (all rows when blocking is off or the tensor is smaller).
+    @usableFromInline
+    func denseBlockRows(inDim: Int, outDim: Int) -> Int {
+        guard gradientBlock > 0, inDim * outDim > gradientBlock else { return outDim }
+        let blocks = (inDim * outDim + gradientBlock - 1) / gradientBlock
+        return (outDim + blocks - 1) / blocks
+    }
+
+    /// `denseBackward` in the order that frees gradients soonest: the bias, then the weight
+    /// gradient in row blocks from the last rows up (arena offsets falling), reporting after
+    /// each; the input gradient last, so its GEMM overlaps the exchange of this layer's blocks.
+    /// Each block is the same GEMM over fewer rows, so every value is computed as before.
+    @usableFromInline
+    func reportingDenseBackward(dInput: UnsafeMutablePointer<T>?, w: Int, b: Int, dOut: UnsafePointer<T>, input: UnsafePointer<T>,
+                                batch: Int, inDim: Int, outDim: Int) {
+        let g = grads.base
+        denseBiasBackward(dBias: g + b, dOut: dOut, batch: batch, outDim: outDim)
+        let rows = denseBlockRows(inDim: inDim, outDim: outDim)
+        for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) {
+            denseWeightBackward(dWeight: g + w, dOut: dOut, input: input, batch: batch, inDim: inDim, outDim: outDim,
+                                rows: r0..<min(r0 + rows, outDim))
+            gradientsReady?(w + r0 * inDim)
+        }
+        if let dInput {
+            denseInputBackward(dInput: dInput, dOut: dOut, weight: params.base + w, batch: batch, inDim: inDim, outDim: outDim)
+        }
+    }
+}
