@@ -36,6 +36,14 @@ final class OptimizerKernelTests: XCTestCase {
         }
     }
 
+    /// Fails naming the first value whose bits differ (kernel vs scalar reference).
+    func assertBitIdentical(_ kernel: [Float], _ reference: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(kernel.count, reference.count, what, file: file, line: line)
+        if let i = kernel.indices.first(where: { $0 < reference.count && kernel[$0].bitPattern != reference[$0].bitPattern }) {
+            XCTFail("\(what): value \(i): kernel \(kernel[i]), scalar \(reference[i])", file: file, line: line)
+        }
+    }
+
     func variants() -> [(String, JobSpec.OptimizerSpec)] {
         var sgd = JobSpec.OptimizerSpec()
         sgd.weightDecay = 1e-2
@@ -72,8 +80,8 @@ final class OptimizerKernelTests: XCTestCase {
                             for i in 0..<n { g[i] *= gradScale }
                             for r in ranges ?? [0..<n] { referenceUpdate(spec, w: &w, g: g, state: &state, lr: lr, step: step, range: r) }
                             let what = "\(name), path \(path), scale \(gradScale), ranges \(ranges.map { "\($0)" } ?? "all"), step \(step)"
-                            XCTAssertEqual(params.array.map(\.bitPattern), w.map(\.bitPattern), "\(what): parameters")
-                            XCTAssertEqual(opt.state.array.map(\.bitPattern), state.map(\.bitPattern), "\(what): optimizer state")
+                            assertBitIdentical(params.array, w, "\(what): parameters")
+                            assertBitIdentical(opt.state.array, state, "\(what): optimizer state")
                         }
                     }
                 }
