@@ -7,7 +7,7 @@
 #     per rank, 1 and 2 ranks (mpirun --bind-to core): steady-state samples/s (epochs after the
 #     first), the step-time split (compute, data, allreduce incl. waiting for the slower rank,
 #     update) from metrics.jsonl, peak RSS per rank; on 2 ranks also each gradient exchange
-#     mode (distributed.overlap off / test (the default) / thread, and ZeRO-1);
+#     mode (distributed.overlap off (the default) / test / thread, and ZeRO-1);
 #   - the same model, batch and threads with PyTorch DDP (gloo, CPU, 1 thread per process,
 #     each process bound to one core, data read with h5py): Benchmarks/torch_ddp_bench.py, run
 #     in /opt/cortado-torch-venv (cluster/install-torch.sh makes it; skipped with a message when
@@ -95,10 +95,10 @@ for batch in 64 256; do
   done
 done
 peaks+=("$(sgemm)")
-# The gradient exchange's modes on 2 ranks (the runs above use the default, overlap: test):
-# one blocking allreduce, a communication thread, and ZeRO-1.
+# The gradient exchange's modes on 2 ranks (the runs above use the default, overlap: off):
+# buckets overlapped with backward (polled; on a communication thread), and ZeRO-1.
 for batch in 64 256; do
-  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-off --set distributed.overlap=off)")
+  results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-test --set distributed.overlap=test)")
   results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-overlap-thread --set distributed.overlap=thread)")
   results+=("$(cortado 2 $batch "$EPOCHS" cortado-np2-b$batch-zero --set distributed.zero=true)")
 done
@@ -156,7 +156,7 @@ for r in runs:
            "model": "784-2048-2048-2048-10" if "wide" in r["name"] else "784-256-128-10",
            "data": "fashion-mnist, first 15 000 training images" if "wide" in r["name"] else "fashion-mnist",
            "wall_sec": r["wall_sec"],
-           "exchange": next((v for v in ("overlap-off", "overlap-thread", "zero") if r["name"].endswith(v)), "overlap-test")}
+           "exchange": next((v for v in ("overlap-test", "overlap-thread", "zero") if r["name"].endswith(v)), "overlap-off")}
     row.update(cortado_row(r) if r["system"] == "cortado" else pytorch_row(r))
     rows.append(row)
 wide_flops = next((r["flops_per_sample"] for r in rows if r["system"] == "cortado" and "wide" in r["name"]), None)
@@ -168,7 +168,7 @@ for row in rows:
 
 def find(system, ranks, batch, wide=False):
     return next((r for r in rows if r["system"] == system and r["ranks"] == ranks and r["batch_per_rank"] == batch
-                 and ("wide" in r["name"]) == wide and r["exchange"] == "overlap-test"), None)
+                 and ("wide" in r["name"]) == wide and r["exchange"] == "overlap-off"), None)
 for row in rows:
     base = find(row["system"], 1, row["batch_per_rank"], "wide" in row["name"])
     row["speedup_vs_1_rank"] = row["samples_per_sec"] / base["samples_per_sec"] if base else None

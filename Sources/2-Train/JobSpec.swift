@@ -29,7 +29,7 @@ import Foundation
 ///       alpha: 0.7
 ///       cache: false          # run the teacher every batch (default: once, before step 0)
 ///     distributed:            # how the gradients of feed-forward models are summed
-///       overlap: test         # off | test | thread (see `Distributed`)
+///       overlap: off          # off | test | thread (see `Distributed`)
 ///       bucket_kib: 256
 ///       zero: false           # ZeRO-1: optimizer state sharded across ranks
 ///     loader:                 # optional: how training batches are assembled (see `Loader`)
@@ -86,7 +86,11 @@ public struct JobSpec: Codable, Equatable {
         /// it, progressed by MPI_Testall between layers (Open MPI here has no background
         /// progress). `thread`: the same buckets, each a blocking allreduce on a communication
         /// thread. The sums are the same in every mode (per bucket instead of per arena).
-        public var overlap = "test"
+        /// Default `off`: on the 2-core VM this was measured on (Benchmarks/train-vs-pytorch.sh),
+        /// both overlapped modes made steps slower. There is no idle core to progress MPI on,
+        /// libnbc's non-blocking allreduce is slower than the blocking one, and the exchange
+        /// time was mostly the wait for the other rank, which no overlap removes.
+        public var overlap = "off"
         public var bucketKiB = 256
         /// ZeRO-1: each rank keeps the optimizer state of its 1/ranks slice of the arena; the
         /// gradients are reduce-scattered, each rank updates its slice of the parameters and

@@ -40,6 +40,9 @@ public struct TrainSummary: Codable {
     /// Training FLOPs per sample (forward + backward), for FLOP-rate reports.
     public var flopsPerSample: Double
     public var peakRSSMiBMax: Double
+    /// Each rank's peak RSS, in rank order (rank 0 also holds the end phase and, with ZeRO-1,
+    /// gathers the whole optimizer state for each checkpoint).
+    public var peakRSSMiB: [Double] = []
     public var wallSeconds: Double
     /// Mean milliseconds per step on rank 0: batch assembly, or with `loader.prefetch` the wait
     /// for the loader thread's batch ("data"), forward+backward
@@ -49,7 +52,7 @@ public struct TrainSummary: Codable {
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
-        case samplesPerSecond = "samples_per_sec", steadySamplesPerSecond = "samples_per_sec_steady", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", wallSeconds = "wall_sec"
+        case samplesPerSecond = "samples_per_sec", steadySamplesPerSecond = "samples_per_sec_steady", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", peakRSSMiB = "peak_rss_mib", wallSeconds = "wall_sec"
         case stepMilliseconds = "step_ms"
     }
 }
@@ -499,12 +502,13 @@ public final class Trainer {
                 comm.abort("writing model files: \(error)", code: 4)
             }
         }
-        let peak = Double(comm.allreduceMax(peakRSSBytes())) / 1048576
+        let peaks = comm.allgather(String(peakRSSBytes())).map { (Double($0) ?? 0) / 1048576 }
+        let peak = peaks.max() ?? 0
         let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
                                    validation: lastVal, test: testMetrics,
                                    samplesPerSecond: Double(trainSamples) / max(trainTime, 1e-9),
                                    steadySamplesPerSecond: laterSamples > 0 ? Double(laterSamples) / max(laterTime, 1e-9) : nil,
-                                   flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak,
+                                   flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
                                    wallSeconds: monotonicSeconds() - wallStart,
                                    stepMilliseconds: ["compute": split.compute, "data": split.data, "exchange": split.exchange, "update": split.update]
                                        .mapValues { 1000 * $0 / Double(max(split.steps, 1)) })

@@ -42,9 +42,7 @@ final class ZeroSharding {
     /// Sums the gradients: this rank's slice of the sum ends up at `g[mine]` (the rest of the
     /// arena is left stale), and the `extras` status slots after the arena are summed whole.
     func exchange(_ g: UnsafeMutablePointer<Float>, extras: Int) {
-        comm.reduceScatterSum(g, counts: counts.baseAddress!)
-        // MPI leaves the block at the buffer's start; the optimizer wants it at its offset.
-        if mine.lowerBound > 0 { memmove(g + mine.lowerBound, g, mine.count * MemoryLayout<Float>.stride) }
+        comm.reduceScatterSum(g, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
         comm.allreduceSum(g + count, count: extras)
     }
 
