@@ -35,6 +35,14 @@ public enum CompressionReport {
         do {
             for t in spec.parameterLayout.tensors { params += try file.floats(t.name, shape: t.shape) }
         } catch let e as CortadoError { throw CortadoError.model("\(source): \(e.message)") }
+        return try run(model: spec, classes: file.header.classes, params: params, metadata: file.header.metadata, source: source,
+                       recipes: recipes, data: data, outDir: outDir, log: log)
+    }
+
+    /// The same from parameters in memory (a checkpoint's): `metadata` goes into every file,
+    /// with `compressed_from: source`.
+    public static func run(model spec: ModelSpec, classes: [String], params: [Float], metadata: [String: String], source: String,
+                           recipes: [Recipe], data: String, outDir: String, log: (String) -> Void) throws -> [CompressionRow] {
         let test = try SplitReader(manifestPath: data, split: "test")
         guard test.featureCount == spec.inputSize else {
             throw CortadoError.usage("\(data): \(test.featureCount) features per row, the model takes \(spec.inputSize)")
@@ -49,7 +57,7 @@ public enum CompressionReport {
             try calibration.withUnsafeMutableBufferPointer { try train.read(0..<n, features: $0.baseAddress!, labels: nil, targets: nil, ids: nil) }
         }
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-        var meta = file.header.metadata
+        var meta = metadata
         meta["compressed_from"] = source
         var rows = [CompressionRow]()
         for recipe in recipes {
@@ -57,7 +65,7 @@ public enum CompressionReport {
             try params.withUnsafeBufferPointer {
                 let params = $0
                 try calibration.withUnsafeBufferPointer { c in
-                    try ModelExport.write(path: path, recipe: recipe, model: spec, classes: file.header.classes, params: params, metadata: meta,
+                    try ModelExport.write(path: path, recipe: recipe, model: spec, classes: classes, params: params, metadata: meta,
                                           calibration: (c.baseAddress ?? UnsafePointer(bitPattern: 8)!, c.count / spec.inputSize))
                 }
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CortadoCompress
 import CortadoCore
 import CortadoData
+import CortadoInfer
 import CortadoModel
 import CortadoMPI
 import CortadoONNX
@@ -163,7 +164,7 @@ struct Compress: ParsableCommand {
         batch-1024 throughput, measured by the inference runtime on the manifest's test split.
         """)
 
-    @Argument(help: "An fp32 model file (cortado-train's model-fp32.cmodel).")
+    @Argument(help: "An fp32 model file (cortado-train's model-fp32.cmodel) or a training checkpoint (.h5).")
     var model: String
     @Option(name: .customLong("recipe"), help: "A recipe (repeat for several; default: fp32, fp16, int8, prune0.5+int8, prune0.9+int8).")
     var recipes: [String] = []
@@ -179,9 +180,36 @@ struct Compress: ParsableCommand {
     func run() throws {
         setBLASThreads(threads)
         let list = try (recipes.isEmpty ? ["fp32", "fp16", "int8", "prune0.5+int8", "prune0.9+int8"] : recipes).map(Recipe.init)
-        let rows = try CompressionReport.run(source: model, recipes: list, data: data, outDir: out, log: { print($0) })
+        let rows = model.hasSuffix(".h5")
+            ? try compressCheckpoint(list)
+            : try CompressionReport.run(source: model, recipes: list, data: data, outDir: out, log: { print($0) })
         print(CompressionReport.table(rows), terminator: "")
         if let json { try AtomicFile.write(try stableJSON(rows, pretty: true), to: json) }
+    }
+}
+
+extension Compress {
+    /// A checkpoint (verified as `--resume` would) holds the parameters and the job spec; the
+    /// architecture comes from that spec and the input shape and classes from `--data`'s
+    /// manifest, which must be the data set it was trained on (the layout is checked).
+    func compressCheckpoint(_ recipes: [Recipe]) throws -> [CompressionRow] {
+        let ck = try Checkpoint.read(model)
+        let job: JobSpec
+        do { job = try JSONDecoder().decode(JobSpec.self, from: Data(ck.jobSpecJSON.utf8)) } catch {
+            throw CortadoError.model("\(model): the checkpoint's job spec does not decode: \(error)")
+        }
+        guard job.recommender == nil else { throw CortadoError.usage("\(model): compress takes classifiers (recommenders: use emit: in the job spec)") }
+        let manifest = try SplitReader(manifestPath: data, split: "test").manifest
+        let spec = job.modelSpec(inputShape: manifest.featureShape)
+        guard spec.parameterLayout == ck.layout else {
+            throw CortadoError.model("\(model): its parameter layout does not match the model its job spec describes on \(data)'s \(manifest.featureShape) features")
+        }
+        var meta = ["job_spec": ck.jobSpecJSON, "step": String(ck.step), "world_size": String(ck.worldSize), "data": data, "cortado_version": cortadoVersion]
+        if let columns = manifest.columns, let csv = manifest.csv {
+            meta["preprocessing"] = String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
+        }
+        return try CompressionReport.run(model: spec, classes: manifest.classes, params: ck.params, metadata: meta, source: model,
+                                         recipes: recipes, data: data, outDir: out, log: { print($0) })
     }
 }
 
