@@ -73,12 +73,19 @@ public final class Optimizer {
 /// Scales `grads` (count) so their global L2 norm is at most `maxNorm`; returns the norm
 /// before clipping. Called after the allreduce, so every rank computes the same factor.
 public func clipGlobalNorm(_ grads: UnsafeMutablePointer<Float>, count: Int, maxNorm: Double) -> Double {
+    clipGlobalNorm(grads, range: 0..<count, maxNorm: maxNorm)
+}
+
+/// The same over `grads[range]`, one rank's part of a vector spread over ranks (ZeRO-1):
+/// `sumOverRanks` turns this part's sum of squares into the whole vector's.
+public func clipGlobalNorm(_ grads: UnsafeMutablePointer<Float>, range: Range<Int>, maxNorm: Double,
+                           sumOverRanks: (Double) -> Double = { $0 }) -> Double {
     var sq = 0.0
-    for i in 0..<count { sq += Double(grads[i]) * Double(grads[i]) }
-    let norm = sq.squareRoot()
+    for i in range { sq += Double(grads[i]) * Double(grads[i]) }
+    let norm = sumOverRanks(sq).squareRoot()
     if maxNorm > 0 && norm > maxNorm {
         let f = Float(maxNorm / norm)
-        for i in 0..<count { grads[i] *= f }
+        for i in range { grads[i] *= f }
     }
     return norm
 }

@@ -313,7 +313,9 @@ public final class Trainer {
 
         // ---- the step loop: buffers below are the only ones it touches ----
         let g = task.grads.base
-        let zeroTrainable = zero?.local(trainable)
+        // The part of the arena this rank updates, and its trainable ranges relative to it.
+        let slice = zero?.mine ?? 0..<n
+        let sliceTrainable = zero?.local(trainable) ?? trainable
         let invSize = 1 / Float(comm.size)
         var trainTime = 0.0, trainSamples = 0
         // Epochs after this run's first: the steady-state rate.
@@ -367,23 +369,15 @@ public final class Trainer {
                 if loss.isFinite {
                     let lr = opt.learningRate(step: step, total: totalSteps)
                     // Averaging (× 1/ranks) rides in the optimizer's pass; clipping needs it done first.
+                    // This rank updates `slice` (all of it, or its ZeRO-1 slice, then shared).
                     let clip = spec.optimizer.clipNorm > 0
-                    if let zero {
-                        if clip {
-                            for i in zero.mine { g[i] *= invSize }
-                            _ = zero.clip(g, maxNorm: spec.optimizer.clipNorm)
-                        }
-                        let lo = zero.mine.lowerBound
-                        opt.update(params: task.params.base + lo, grads: g + lo, lr: lr, step: step, ranges: zeroTrainable,
-                                   gradScale: clip ? 1 : invSize)
-                        zero.allgather(task.params.base)
-                    } else {
-                        if clip {
-                            for i in 0..<n { g[i] *= invSize }
-                            _ = clipGlobalNorm(g, count: n, maxNorm: spec.optimizer.clipNorm)
-                        }
-                        opt.update(params: task.params.base, grads: g, lr: lr, step: step, ranges: trainable, gradScale: clip ? 1 : invSize)
+                    if clip {
+                        for i in slice { g[i] *= invSize }
+                        _ = clipGlobalNorm(g, range: slice, maxNorm: spec.optimizer.clipNorm, sumOverRanks: zero?.sumOverRanks ?? { $0 })
                     }
+                    opt.update(params: task.params.base + slice.lowerBound, grads: g + slice.lowerBound, lr: lr, step: step,
+                               ranges: sliceTrainable, gradScale: clip ? 1 : invSize)
+                    zero?.allgather(task.params.base)
                     if let pr = pruning {
                         if step >= pr.start && step <= pr.end && (step - pr.start) % pr.every == 0 {
                             pr.pruner.prune(task.params.base, to: Pruner.scheduled(step: step, start: pr.start, end: pr.end, final: pr.final))
@@ -568,9 +562,7 @@ public final class Trainer {
             t.cache = nil
             meta["distilled_from"] = String(decoding: try stableJSON(t, pretty: false), as: UTF8.self)
         }
-        if let columns = manifest.columns, let csv = manifest.csv {
-            meta["preprocessing"] = String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
-        }
+        meta["preprocessing"] = try Preprocessing.metadata(of: manifest)
         return meta
     }
 

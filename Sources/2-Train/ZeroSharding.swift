@@ -51,19 +51,12 @@ final class ZeroSharding {
         comm.allgatherInPlace(params, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
     }
 
-    /// Scales this rank's slice of `g` so the global L2 norm is at most `maxNorm` (each rank
-    /// sums its slice's squares; one small allreduce); returns the norm before clipping.
-    func clip(_ g: UnsafeMutablePointer<Float>, maxNorm: Double) -> Double {
-        var sq = 0.0
-        for i in mine { sq += Double(g[i]) * Double(g[i]) }
-        norm[0] = sq
+    /// A slice's sum (of squares, for the global gradient norm) summed over the ranks: one
+    /// small allreduce into a stored buffer, so the step allocates nothing.
+    func sumOverRanks(_ value: Double) -> Double {
+        norm[0] = value
         comm.allreduceSum(&norm)
-        let total = norm[0].squareRoot()
-        if maxNorm > 0 && total > maxNorm {
-            let f = Float(maxNorm / total)
-            for i in mine { g[i] *= f }
-        }
-        return total
+        return norm[0]
     }
 
     /// Trainable ranges of the arena, as ranges of this rank's slice (0-based in it).

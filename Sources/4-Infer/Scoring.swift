@@ -149,6 +149,13 @@ public struct Preprocessing: Codable {
         self.columns = columns
         self.csv = csv
     }
+
+    /// The `preprocessing` metadata value a model file of data prepared from CSV carries
+    /// (its columns' transforms and dialect, as JSON); nil for data without them (IDX).
+    public static func metadata(of manifest: DatasetManifest) throws -> String? {
+        guard let columns = manifest.columns, let csv = manifest.csv else { return nil }
+        return String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
+    }
 }
 
 /// Scores a file in batches: HDF5 (`/features`, optional `/labels`), raw CSV/TSV (columns by

@@ -205,9 +205,7 @@ extension Compress {
             throw CortadoError.model("\(model): its parameter layout does not match the model its job spec describes on \(data)'s \(manifest.featureShape) features")
         }
         var meta = ["job_spec": ck.jobSpecJSON, "step": String(ck.step), "world_size": String(ck.worldSize), "data": data, "cortado_version": cortadoVersion]
-        if let columns = manifest.columns, let csv = manifest.csv {
-            meta["preprocessing"] = String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
-        }
+        meta["preprocessing"] = try Preprocessing.metadata(of: manifest)
         return try CompressionReport.run(model: spec, classes: manifest.classes, params: ck.params, metadata: meta, source: model,
                                          recipes: recipes, data: data, outDir: out, log: { print($0) })
     }
