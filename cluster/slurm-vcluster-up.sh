@@ -14,7 +14,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=/tmp/cortado-slurm-vc
 CONF=/etc/slurm-vcluster/slurm.conf
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-bash "$ROOT/cluster/vcluster-up.sh" "$N" 2>/dev/null
+# Any failing command is named (CI once saw this script exit 1 with no message: the reason was
+# vcluster-up.sh's error, which went to /dev/null here).
+trap 'echo "slurm-vcluster-up: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
+bash "$ROOT/cluster/vcluster-up.sh" "$N"
 vc() { "$ROOT/cluster/slurm-vc.sh" "$@"; }
 if vc sinfo -h -o %D 2>/dev/null | grep -qx "$N" && ! vc sinfo -h -o %t 2>/dev/null | grep -qvE "idle|mix|alloc"; then
   echo "slurm-up: the $N-node Slurm is already running" >&2; exit 0

@@ -33,12 +33,24 @@ done
 { echo "# Written by cluster/vcluster-up.sh: the virtual cluster's hosts (network namespaces)."; cat "$HOSTFILE.tmp"; } > "$HOSTFILE"
 rm -f "$HOSTFILE.tmp"
 # Check: every host reaches every other over the bridge (a TCP connect; ping may be absent).
+# The listener sets SO_REUSEADDR: a rerun within a minute (test.sh starts the cluster, then
+# slurm-up.sh 2 runs this again) otherwise found port 7777 in TIME_WAIT, could not bind, and
+# the connect was refused. The connect is retried until the listener is up (python's start
+# takes longer than any fixed sleep on a busy machine).
 for i in $(seq 1 "$N"); do for j in $(seq 1 "$N"); do
   [ "$i" = "$j" ] && continue
-  $SUDO ip netns exec cortado-node$j timeout 5 python3 -c "import socket; s=socket.socket(); s.bind(('10.77.0.$((10 + j))', 7777)); s.listen(1); s.accept()" &
-  sleep 0.3
-  $SUDO ip netns exec cortado-node$i timeout 3 python3 -c "import socket; socket.create_connection(('10.77.0.$((10 + j))', 7777), 2)" \
-    || { echo "vcluster-up: node$i cannot reach node$j" >&2; exit 1; }
-  wait
+  addr=10.77.0.$((10 + j))
+  $SUDO ip netns exec cortado-node$j timeout 10 python3 -c "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('$addr', 7777)); s.listen(1); s.accept()" &
+  listener=$!
+  reached=""
+  for _ in $(seq 40); do
+    if $SUDO ip netns exec cortado-node$i timeout 3 python3 -c "import socket; socket.create_connection(('$addr', 7777), 2)" 2>/dev/null; then
+      reached=1; break
+    fi
+    sleep 0.2
+  done
+  [ -n "$reached" ] || kill "$listener" 2>/dev/null || true
+  wait "$listener" 2>/dev/null || true
+  [ -n "$reached" ] || { echo "vcluster-up: node$i cannot reach node$j ($addr:7777, 8 s of tries)" >&2; exit 1; }
 done; done
 echo "vcluster-up: $N hosts (node1..node$N, 10.77.0.11–$((10 + N))), hostfile $HOSTFILE" >&2
