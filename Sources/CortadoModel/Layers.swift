@@ -41,10 +41,7 @@ public func denseWeightBackward<T: Real>(dWeight: UnsafeMutablePointer<T>, dOut:
 /// dBias += Σ_rows dOut.
 @inlinable
 public func denseBiasBackward<T: Real>(dBias: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, batch: Int, outDim: Int) {
-    for r in 0..<batch {
-        let row = dOut + r * outDim
-        for o in 0..<outDim { dBias[o] += row[o] }
-    }
+    for r in 0..<batch { T.axpy(n: outDim, alpha: 1, x: dOut + r * outDim, y: dBias) }
 }
 
 /// dInput = dOut · weight (overwrites).

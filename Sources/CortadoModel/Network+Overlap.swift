@@ -31,7 +31,9 @@ extension Network {
     /// gradient in row blocks from the last rows up (arena offsets falling), reporting after
     /// each; the input gradient last, so its GEMM overlaps the exchange of this layer's blocks.
     /// Each block is the same GEMM over fewer rows, so every value is computed as before.
-    @usableFromInline
+    /// Inlined into `backpropagate`, so it runs specialized for Float: as a method of its
+    /// own the compiler left it generic (perf showed it calling through type metadata).
+    @usableFromInline @inline(__always)
     func reportingDenseBackward(dInput: UnsafeMutablePointer<T>?, w: Int, b: Int, dOut: UnsafePointer<T>, input: UnsafePointer<T>,
                                 batch: Int, inDim: Int, outDim: Int) {
         let g = grads.base
