@@ -61,7 +61,7 @@ final class ClassifierTask: TrainingTask {
         let d = spec.distributed
         let mode = d.zero || comm.size == 1 ? "off" : d.overlap
         let bucketValues = d.bucketKiB * 1024 / MemoryLayout<Float>.stride
-        net.gradientBlock = bucketValues   // in every mode, so every mode computes the same bits
+        net.gradientBlockRows = d.blockRows   // in every mode, so every mode computes the same bits
         exchange = GradientExchange(comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
                                     bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == "stop")
         if mode != "off" { net.gradientsReady = { [exchange] in exchange.ready(from: $0) } }

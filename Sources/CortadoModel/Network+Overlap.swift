@@ -8,7 +8,7 @@ extension Network {
         for step in steps.reversed() {
             switch step {
             case let .dense(inDim, outDim, w, _):
-                let rows = denseBlockRows(inDim: inDim, outDim: outDim)
+                let rows = denseBlockRows(outDim: outDim)
                 for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) { points.append(w + r0 * inDim) }
             case let .layerNorm(_, w, _, _): points.append(w)
             case let .conv(_, w, _, _): points.append(w)
@@ -18,13 +18,11 @@ extension Network {
         return points
     }
 
-    /// Rows per block of a dense weight gradient: equal blocks of at most about
-    /// `gradientBlock` values (all rows when blocking is off or the tensor is smaller).
+    /// Rows per block of a dense weight gradient (all rows when blocking is off or the
+    /// tensor has no more rows than a block).
     @usableFromInline
-    func denseBlockRows(inDim: Int, outDim: Int) -> Int {
-        guard gradientBlock > 0, inDim * outDim > gradientBlock else { return outDim }
-        let blocks = (inDim * outDim + gradientBlock - 1) / gradientBlock
-        return (outDim + blocks - 1) / blocks
+    func denseBlockRows(outDim: Int) -> Int {
+        gradientBlockRows > 0 && outDim > gradientBlockRows ? gradientBlockRows : outDim
     }
 
     /// `denseBackward` in the order that frees gradients soonest: the bias, then the weight
@@ -38,7 +36,7 @@ extension Network {
                                 batch: Int, inDim: Int, outDim: Int) {
         let g = grads.base
         denseBiasBackward(dBias: g + b, dOut: dOut, batch: batch, outDim: outDim)
-        let rows = denseBlockRows(inDim: inDim, outDim: outDim)
+        let rows = denseBlockRows(outDim: outDim)
         for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) {
             denseWeightBackward(dWeight: g + w, dOut: dOut, input: input, batch: batch, inDim: inDim, outDim: outDim,
                                 rows: r0..<min(r0 + rows, outDim))

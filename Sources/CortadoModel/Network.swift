@@ -35,12 +35,13 @@ public final class Network<T: Real> {
     /// bucketed exchange starts a bucket's allreduce as soon as it is complete, overlapping the
     /// rest of backward. nil (the default) costs nothing.
     public var gradientsReady: ((Int) -> Void)?
-    /// Dense weight gradients of more than this many values are computed in row blocks of
-    /// about this size, last rows first, each reported when done, so that even the first
+    /// Dense weight gradients with more rows (output units) than this are computed in blocks
+    /// of this many rows, last rows first, each reported when done, so that even the first
     /// layer's (which finishes last) overlaps its own exchange. OpenBLAS rounds a block's GEMM
-    /// differently from the whole one's in the last bits, so the trainer sets this whatever the
-    /// overlap mode: every mode then computes the very same gradients. 0: whole tensors.
-    public var gradientBlock = 0
+    /// differently from the whole one's in the last bits (for the rows near each block edge),
+    /// so the trainer sets this whatever the overlap mode: every mode then computes the very
+    /// same gradients. 0: whole tensors.
+    public var gradientBlockRows = 0
 
     @usableFromInline let steps: [Step]
     /// Activations per layer, each (maxBatch, widths[i]).
@@ -250,7 +251,7 @@ public final class Network<T: Real> {
             let dIn: UnsafeMutablePointer<T>? = i == 0 ? dInput : (useA ? dActA.base : dActB.base)
             switch steps[i] {
             case let .dense(inDim, outDim, w, b):
-                if gradientsReady != nil || gradientBlock > 0 {
+                if gradientsReady != nil || gradientBlockRows > 0 {
                     reportingDenseBackward(dInput: dIn, w: w, b: b, dOut: dOut, input: x, batch: batch, inDim: inDim, outDim: outDim)
                 } else {
                     denseBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dOut: dOut, input: x,

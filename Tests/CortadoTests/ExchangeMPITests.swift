@@ -8,16 +8,16 @@ import XCTest
 final class ExchangeMPITests: XCTestCase {
     var data: String { Support.smallData }
 
-    /// 784-64-32-10 with Adam (two moment arenas, so ZeRO-1 gathers and scatters both) and
-    /// 16 KiB buckets: the first layer's weight gradient (196 KiB) is computed in 13 row
-    /// blocks of 5 rows, and the arena travels in 7 buckets of at least 16 KiB.
+    /// 784-64-32-10 with Adam (two moment arenas, so ZeRO-1 gathers and scatters both),
+    /// 16 KiB buckets and 5-row blocks: the first layer's weight gradient (196 KiB) is
+    /// computed in 13 row blocks, and the arena travels in 7 buckets of at least 16 KiB.
     func args(_ runDir: String, _ extra: [String]) -> [String] {
         [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
          "--set", "data=\(data)", "--set", "threads=1", "--set", "emit=[]", "--set", "epochs=1",
          "--set", "model.layers=[{type: dense, units: 64}, {type: relu}, {type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
          "--set", "optimizer.type=adam", "--set", "optimizer.learning_rate=0.002", "--set", "optimizer.weight_decay=0.0001",
          "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant",
-         "--set", "batch_size=32", "--set", "distributed.bucket_kib=16"] + extra
+         "--set", "batch_size=32", "--set", "distributed.bucket_kib=16", "--set", "distributed.block_rows=5"] + extra
     }
 
     /// Runs and returns the final checkpoint's parameters and optimizer state.

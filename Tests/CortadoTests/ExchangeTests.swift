@@ -6,11 +6,11 @@ import XCTest
 /// What the overlapped exchange relies on, without MPI: backward reports gradients only once
 /// they are final, in falling offsets, and the buckets cover the arena in that order.
 final class ExchangeTests: XCTestCase {
-    func mlp(block: Int) -> Network<Double> {
+    func mlp(blockRows: Int) -> Network<Double> {
         let spec = ModelSpec(inputShape: [20], layers: [.dense(units: 12), .relu, .dense(units: 8), .layerNorm, .relu, .dense(units: 3)])
         let net = Network<Double>(spec: spec, maxBatch: 6)
         net.initialize(seed: 5)
-        net.gradientBlock = block
+        net.gradientBlockRows = blockRows
         return net
     }
 
@@ -28,9 +28,9 @@ final class ExchangeTests: XCTestCase {
     /// offsets come in `gradientReadyPoints` order, falling, down to 0; row blocks give the
     /// same gradients as whole-tensor backward.
     func testBackwardReportsFinalGradientsInFallingOffsets() {
-        let plain = mlp(block: 0)
+        let plain = mlp(blockRows: 0)
         step(plain)
-        let net = mlp(block: 50)   // the 12×20 weight in 5 blocks of 3 rows (60 values)
+        let net = mlp(blockRows: 3)   // the 12×20 weight in 4 blocks of 3 rows, the 8×12 in 3
         var reported = [Int](), snapshots = [[Double]]()
         net.gradientsReady = { offset in
             reported.append(offset)

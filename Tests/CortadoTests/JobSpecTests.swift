@@ -57,6 +57,25 @@ final class JobSpecTests: XCTestCase {
         XCTAssertNoThrow(try spec(base + "\nteacher: {model: t.cmodel, cache: false}", ["loader.chunk_rows=256"]))
     }
 
+    /// `distributed:`: defaults, values, errors naming the key; a checkpoint's spec written
+    /// before `block_rows` existed still decodes (its default), as `cortado compress` needs.
+    func testDistributedSection() throws {
+        let d = try spec(base).distributed
+        XCTAssertEqual([d.overlap, String(d.bucketKiB), String(d.blockRows), String(d.zero)], ["off", "256", "512", "false"])
+        let e = try spec(base, ["distributed.block_rows=64", "distributed.overlap=test"]).distributed
+        XCTAssertEqual(e.blockRows, 64)
+        XCTAssertEqual(e.overlap, "test")
+        expectError(base, ["distributed.block_rows=-1"], contains: "distributed.block_rows: must be 0")
+        expectError(base, ["distributed.overlap=async"], contains: "distributed.overlap")
+        var json = try JSONSerialization.jsonObject(with: Data(try spec(base).canonicalJSON.utf8)) as! [String: Any]
+        json["distributed"] = ["overlap": "thread", "bucket_kib": 64, "zero": true]
+        let old = try JSONDecoder().decode(JobSpec.self, from: try JSONSerialization.data(withJSONObject: json))
+        XCTAssertEqual(old.distributed.blockRows, 512)
+        XCTAssertEqual(old.distributed.bucketKiB, 64)
+        XCTAssertEqual(old.distributed.overlap, "thread")
+        XCTAssertTrue(old.distributed.zero)
+    }
+
     func testUnknownKeysAndWrongTypesNameTheKey() {
         expectError(base + "\nepoch: 3", contains: "epoch: unknown key")
         expectError(base + "\ncheckpoint: {every: 3}", contains: "checkpoint.every: unknown key")
