@@ -49,11 +49,15 @@ public struct TrainSummary: Codable {
     /// ("compute", without data), gradient exchange ("exchange": the allreduce including the
     /// wait for the slowest rank), optimizer update ("update").
     public var stepMilliseconds: [String: Double] = [:]
+    /// The same split for every rank, in rank order ("compute", "data", "exchange", "update"):
+    /// a straggler shows as the rank with the most compute and the least exchange, since the
+    /// others' exchange time is mostly waiting for it.
+    public var stepMillisecondsByRank: [String: [Double]] = [:]
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
         case samplesPerSecond = "samples_per_sec", steadySamplesPerSecond = "samples_per_sec_steady", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", peakRSSMiB = "peak_rss_mib", wallSeconds = "wall_sec"
-        case stepMilliseconds = "step_ms"
+        case stepMilliseconds = "step_ms", stepMillisecondsByRank = "step_ms_by_rank"
     }
 }
 
@@ -496,6 +500,10 @@ public final class Trainer {
                 comm.abort("writing model files: \(error)", code: 4)
             }
         }
+        let byRank = stepSplitByRank(split.compute, split.data, split.exchange, split.update, steps: split.steps)
+        if comm.size > 1, let compute = byRank["compute"], let exchange = byRank["exchange"] {
+            log(straggler(compute: compute, exchange: exchange))
+        }
         let peaks = comm.allgather(String(peakRSSBytes())).map { (Double($0) ?? 0) / 1048576 }
         let peak = peaks.max() ?? 0
         let summary = TrainSummary(runDir: runDir, worldSize: comm.size, steps: step, checkpoint: lastCheckpoint, models: models,
@@ -505,7 +513,8 @@ public final class Trainer {
                                    flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
                                    wallSeconds: monotonicSeconds() - wallStart,
                                    stepMilliseconds: ["compute": split.compute, "data": split.data, "exchange": split.exchange, "update": split.update]
-                                       .mapValues { 1000 * $0 / Double(max(split.steps, 1)) })
+                                       .mapValues { 1000 * $0 / Double(max(split.steps, 1)) },
+                                   stepMillisecondsByRank: byRank)
         let shownTest = task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter { $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity") }.sorted()
                 .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }
@@ -513,6 +522,25 @@ public final class Trainer {
                    step, shownTest.joined(separator: ", "), summary.samplesPerSecond, peak))
         for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
         return summary
+    }
+
+    /// Every rank's mean step split in milliseconds (collective): each rank's own clocks.
+    func stepSplitByRank(_ compute: Double, _ data: Double, _ exchange: Double, _ update: Double, steps: Int) -> [String: [Double]] {
+        let keys = ["compute", "data", "exchange", "update"], size = comm.size
+        var values = [Double](repeating: 0, count: keys.count * size)
+        for (k, v) in [compute, data, exchange, update].enumerated() { values[k * size + comm.rank] = 1000 * v / Double(max(steps, 1)) }
+        comm.allreduceSum(&values)
+        return Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Array(values[$0 * size ..< ($0 + 1) * size])) })
+    }
+
+    /// The end-of-run line on balance: each rank's compute and exchange per step. A rank that
+    /// computes longer than the others makes them wait in the exchange, whatever the network.
+    func straggler(compute: [Double], exchange: [Double]) -> String {
+        let list = { (v: [Double]) in v.map { String(format: "%.3f", $0) }.joined(separator: " ") }
+        let slowest = compute.indices.max { compute[$0] < compute[$1] }!
+        let mean = compute.reduce(0, +) / Double(compute.count)
+        return String(format: "ms/step by rank: compute %@, exchange %@ (slowest: rank %d, %+.1f %% over the mean compute; the others wait for it in the exchange)",
+                      list(compute), list(exchange), slowest, 100 * (compute[slowest] / max(mean, 1e-12) - 1))
     }
 
     /// The start-up line on how gradients are summed, with ZeRO-1's memory saving per rank.

@@ -60,7 +60,17 @@ final class MPITests: XCTestCase {
         for (key, v) in zip(["compute_s", "data_s", "allreduce_s", "update_s"], parts) { XCTAssertGreaterThan(v, 0, key) }
         XCTAssertLessThanOrEqual(parts.reduce(0, +), last["epoch_sec"]!)
         XCTAssertGreaterThan(last["epoch_samples_per_sec"]!, 0)
-        XCTAssertEqual((s["step_ms"] as! [String: Double]).keys.sorted(), ["compute", "data", "exchange", "update"])
+        let stepMs = s["step_ms"] as! [String: Double]
+        XCTAssertEqual(stepMs.keys.sorted(), ["compute", "data", "exchange", "update"])
+        // Every rank's own split: rank 0's entries are the figures above; each rank computed.
+        let byRank = s["step_ms_by_rank"] as! [String: [Double]]
+        XCTAssertEqual(byRank.keys.sorted(), ["compute", "data", "exchange", "update"])
+        for (key, values) in byRank {
+            XCTAssertEqual(values.count, 2, key)
+            XCTAssertEqual(values[0], stepMs[key]!, accuracy: 1e-9 * max(1, stepMs[key]!), key)
+        }
+        XCTAssertTrue(byRank["compute"]!.allSatisfy { $0 > 0 }, "\(byRank)")
+        XCTAssertTrue(r.output.contains("ms/step by rank: compute "), r.output)
         XCTAssertGreaterThan(s["samples_per_sec_steady"] as! Double, 0, "3 epochs: a steady-state rate")
         let ckpts = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/checkpoints").sorted()
         XCTAssertEqual(ckpts, ["latest", "step-00000140.h5", "step-00000160.h5", "step-00000162.h5"], "keep: 3")
