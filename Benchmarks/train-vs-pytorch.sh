@@ -69,7 +69,8 @@ sgemm_pair=$(cat "$pair_dir/0" "$pair_dir/1" | python3 -c 'import json, sys; pri
 rm -rf "$pair_dir"
 # The MLP's arena: 784*256+256 + 256*128+128 + 128*10+10 parameters, plus 5 status slots.
 mpicc -O2 Benchmarks/allreduce_ceiling.c -o "$RUNS/allreduce_ceiling"
-allreduce=$(mpirun -np 2 --hostfile hostfiles/localhost --bind-to core "$RUNS/allreduce_ceiling" 235151)
+allreduce_ceiling() { mpirun -np 2 --hostfile hostfiles/localhost --bind-to core "$RUNS/allreduce_ceiling" 235151; }
+allreduce=("$(allreduce_ceiling)")
 
 WIDE='[{type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 10}]'
 cortado() {   # cortado RANKS BATCH EPOCHS NAME [--set …]: the summary line, with the run folder
@@ -120,6 +121,9 @@ if [ -n "$TORCH" ]; then
   r=$(pytorch 1 256 3 pytorch-wide --data $WIDE_DATA --hidden 2048,2048,2048 --lr 0.01) && [ -n "$r" ] && results+=("$r")
 fi
 peaks+=("$(sgemm)")
+allreduce+=("$(allreduce_ceiling)")
+# A ceiling is the machine at its best: the faster of the two measurements (start, end).
+allreduce=$(printf '%s\n' "${allreduce[@]}" | python3 -c 'import json, sys; a = [json.loads(l) for l in sys.stdin]; b = min(a, key=lambda x: x["best_ms"]); b["all_best_ms"] = [x["best_ms"] for x in a]; print(json.dumps(b))')
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 peak=$(printf '%s\n' "${peaks[@]}" | python3 -c 'import json, sys; p = [json.loads(l) for l in sys.stdin]; b = max(p, key=lambda x: x["gflops"]); b["all_gflops"] = [x["gflops"] for x in p]; print(json.dumps(b))')
 say "done"
@@ -153,7 +157,8 @@ def cortado_row(r):
     part = {k: sum(e[k + "_s"] for e in later) / t for k in ("compute", "data", "allreduce", "update")}
     return {"samples_per_sec": s.get("samples_per_sec_steady") or s["samples_per_sec"], "split": part,
             "peak_rss_mib": s["peak_rss_mib_max"], "val_accuracy": s["validation"]["accuracy"],
-            "flops_per_sample": s["train_flops_per_sample"], "epochs": len(epochs)}
+            "flops_per_sample": s["train_flops_per_sample"], "epochs": len(epochs),
+            "step_ms_by_rank": s.get("step_ms_by_rank")}
 
 def pytorch_row(r):
     s = r["summary"]
@@ -191,7 +196,7 @@ for row in rows:
 
 # Step times (ms per step of one rank) and what a wait-free exchange would allow.
 step_ms = lambda row: None if row is None else 1e3 * row["batch_per_rank"] * row["ranks"] / row["samples_per_sec"]
-ar_ms = allreduce["median_ms"]
+ar_ms = allreduce["best_ms"]
 
 def target(name, value, ok, goal):
     return {"target": name, "goal": goal, "measured": value, "met": None if value is None else ok(value)}
@@ -222,7 +227,7 @@ print(f"sgemm 1 thread: {peak['gflops']} GFLOP/s (1024^3; best of {', '.join(map
       f"{peak_wide['gflops']} GFLOP/s (256x2048x2048); two at once, one per core: {' + '.join(map(str, pair))} GFLOP/s "
       f"= {pair_ceiling:.2f}x one (this machine's 2-process ceiling)")
 print(f"allreduce ceiling: {allreduce['bytes'] / 1e3:.0f} kB on {allreduce['ranks']} bound ranks in lockstep: "
-      f"{ar_ms:.3f} ms (median; best {allreduce['best_ms']:.3f})")
+      f"{ar_ms:.3f} ms (best of {', '.join(f'{x:.3f}' for x in allreduce['all_best_ms'])}; median {allreduce['median_ms']:.3f})")
 print(f"versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"
 num = lambda v, f: "-" if v is None else format(v, f)
@@ -237,6 +242,11 @@ for r in rows:
 if any(r["system"] == "pytorch" for r in rows):
     print("pytorch: DDP overlaps its allreduce with backward, so its 'compute' includes the allreduce; "
           "cortado's split is the share of the epoch's time (the rest: status checks, bookkeeping).")
+for row in (c(2, 64), c(2, 256)):
+    by = row and row.get("step_ms_by_rank")
+    if by:
+        print(f"2 ranks, batch {row['batch_per_rank']}, ms/step by rank: compute {' '.join(f'{x:.3f}' for x in by['compute'])}, "
+              f"exchange {' '.join(f'{x:.3f}' for x in by['exchange'])} (allreduce ceiling {ar_ms:.3f}; the rest is waiting for the slower rank)")
 print("issue-8 targets:")
 for t in targets:
     state = "" if t["goal"] == "(context)" else "skipped" if t["met"] is None else ("met" if t["met"] else "NOT met")

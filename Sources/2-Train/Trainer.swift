@@ -534,12 +534,13 @@ public final class Trainer {
     }
 
     /// The end-of-run line on balance: each rank's compute and exchange per step. A rank that
-    /// computes longer than the others makes them wait in the exchange, whatever the network.
+    /// computes longer than the others makes them wait in the exchange, whatever the network
+    /// (a straggling node shows here as the rank with the most compute and the least exchange).
     func straggler(compute: [Double], exchange: [Double]) -> String {
         let list = { (v: [Double]) in v.map { String(format: "%.3f", $0) }.joined(separator: " ") }
         let slowest = compute.indices.max { compute[$0] < compute[$1] }!
         let mean = compute.reduce(0, +) / Double(compute.count)
-        return String(format: "ms/step by rank: compute %@, exchange %@ (slowest: rank %d, %+.1f %% over the mean compute; the others wait for it in the exchange)",
+        return String(format: "ms/step by rank: compute %@, exchange %@ (rank %d computes longest, %+.1f %% over the mean; beyond the transfer, a rank's exchange is waiting for the slower one)",
                       list(compute), list(exchange), slowest, 100 * (compute[slowest] / max(mean, 1e-12) - 1))
     }
 
