@@ -70,7 +70,9 @@ rm -rf "$pair_dir"
 # The MLP's arena: 784*256+256 + 256*128+128 + 128*10+10 parameters, plus 5 status slots.
 mpicc -O2 Benchmarks/allreduce_ceiling.c -o "$RUNS/allreduce_ceiling"
 allreduce_ceiling() { mpirun -np 2 --hostfile hostfiles/localhost --bind-to core "$RUNS/allreduce_ceiling" 235151; }
-allreduce=("$(allreduce_ceiling)")
+# Three launches now and three at the end: a launch's pair of processes runs either at about
+# 0.11 ms or at 0.3-0.4 ms for the whole launch here (bimodal, whatever the buffer's alignment).
+allreduce=("$(allreduce_ceiling)" "$(allreduce_ceiling)" "$(allreduce_ceiling)")
 
 WIDE='[{type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 2048}, {type: relu}, {type: dense, units: 10}]'
 cortado() {   # cortado RANKS BATCH EPOCHS NAME [--set …]: the summary line, with the run folder
@@ -121,8 +123,8 @@ if [ -n "$TORCH" ]; then
   r=$(pytorch 1 256 3 pytorch-wide --data $WIDE_DATA --hidden 2048,2048,2048 --lr 0.01) && [ -n "$r" ] && results+=("$r")
 fi
 peaks+=("$(sgemm)")
-allreduce+=("$(allreduce_ceiling)")
-# A ceiling is the machine at its best: the faster of the two measurements (start, end).
+allreduce+=("$(allreduce_ceiling)" "$(allreduce_ceiling)" "$(allreduce_ceiling)")
+# A ceiling is the machine at its best: the fastest launch.
 allreduce=$(printf '%s\n' "${allreduce[@]}" | python3 -c 'import json, sys; a = [json.loads(l) for l in sys.stdin]; b = min(a, key=lambda x: x["best_ms"]); b["all_best_ms"] = [x["best_ms"] for x in a]; print(json.dumps(b))')
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 peak=$(printf '%s\n' "${peaks[@]}" | python3 -c 'import json, sys; p = [json.loads(l) for l in sys.stdin]; b = max(p, key=lambda x: x["gflops"]); b["all_gflops"] = [x["gflops"] for x in p]; print(json.dumps(b))')
