@@ -491,7 +491,9 @@ public final class Trainer {
         var models = [String: String]()
         if comm.rank == 0 {
             do {
-                let emitted = try task.emitModels(emit: spec.emit, runDir: runDir, metadata: try modelMetadata(spec: spec, manifest: manifest, step: step))
+                let metadata = try Self.modelMetadata(spec: spec, specJSON: spec.canonicalJSON, manifest: manifest, data: spec.data,
+                                                      step: step, worldSize: comm.size)
+                let emitted = try task.emitModels(emit: spec.emit, runDir: runDir, metadata: metadata)
                 models = emitted.models
                 testMetrics.merge(emitted.metrics) { $1 }
             } catch let e as CortadoError {
@@ -512,9 +514,7 @@ public final class Trainer {
                                    steadySamplesPerSecond: laterSamples > 0 ? Double(laterSamples) / max(laterTime, 1e-9) : nil,
                                    flopsPerSample: task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
                                    wallSeconds: monotonicSeconds() - wallStart,
-                                   stepMilliseconds: ["compute": split.compute, "data": split.data, "exchange": split.exchange, "update": split.update]
-                                       .mapValues { 1000 * $0 / Double(max(split.steps, 1)) },
-                                   stepMillisecondsByRank: byRank)
+                                   stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank)
         let shownTest = task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter { $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity") }.sorted()
                 .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }
@@ -580,10 +580,12 @@ public final class Trainer {
     }
 
     /// What a model file records about its training; models trained on CSV data also carry
-    /// the manifest's column transforms, so cortado-infer can read raw rows.
-    func modelMetadata(spec: JobSpec, manifest: DatasetManifest, step: Int) throws -> [String: String] {
-        var meta = ["job_spec": spec.canonicalJSON, "step": String(step), "world_size": String(comm.size),
-                    "data": spec.data, "cortado_version": cortadoVersion]
+    /// the manifest's column transforms, so cortado-infer can read raw rows. `specJSON` is the
+    /// spec as stored (a checkpoint's, verbatim, for `cortado compress`); `data` the manifest's path.
+    public static func modelMetadata(spec: JobSpec, specJSON: String, manifest: DatasetManifest, data: String, step: Int,
+                                     worldSize: Int) throws -> [String: String] {
+        var meta = ["job_spec": specJSON, "step": String(step), "world_size": String(worldSize),
+                    "data": data, "cortado_version": cortadoVersion]
         if let t = spec.teacher {
             // The teacher by path and content (SHA-256), with the loss's temperature and alpha
             // (not whether it was cached: the same soft targets, up to float rounding).

@@ -96,7 +96,7 @@ public struct SHA256 {
     /// `finalize()` as lowercase hex.
     public mutating func hexDigest() -> String { finalize().map { String(format: "%02x", $0) }.joined() }
 
-    /// Hex digest of a file, read in 4 MiB pieces so large shards need no large buffer.
+    /// Hex digest of a file, read in 256 KiB pieces so large shards need no large buffer.
     public static func hex(fileAt path: String) throws -> String {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw CortadoError.io("\(path): cannot open for reading") }

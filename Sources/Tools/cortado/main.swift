@@ -2,7 +2,6 @@ import ArgumentParser
 import CortadoCompress
 import CortadoCore
 import CortadoData
-import CortadoInfer
 import CortadoModel
 import CortadoMPI
 import CortadoONNX
@@ -204,8 +203,8 @@ extension Compress {
         guard spec.parameterLayout == ck.layout else {
             throw CortadoError.model("\(model): its parameter layout does not match the model its job spec describes on \(data)'s \(manifest.featureShape) features")
         }
-        var meta = ["job_spec": ck.jobSpecJSON, "step": String(ck.step), "world_size": String(ck.worldSize), "data": data, "cortado_version": cortadoVersion]
-        meta["preprocessing"] = try Preprocessing.metadata(of: manifest)
+        let meta = try Trainer.modelMetadata(spec: job, specJSON: ck.jobSpecJSON, manifest: manifest, data: data, step: ck.step,
+                                             worldSize: ck.worldSize)
         return try CompressionReport.run(model: spec, classes: manifest.classes, params: ck.params, metadata: meta, source: model,
                                          recipes: recipes, data: data, outDir: out, log: { print($0) })
     }
