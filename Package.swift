@@ -1,10 +1,10 @@
 // swift-tools-version:5.9
 // Cortado: data-parallel deep-learning training for CPU clusters.
 //
-// The targets follow the pipeline: CortadoData (step 1, preparation), CortadoModel (layers, the
-// flat arenas, the model file), CortadoTrain (step 2, MPI data-parallel training), CortadoCompress
-// (step 3), CortadoInfer (step 4, links neither MPI nor the trainer). C libraries sit behind their
-// own system targets with small shim headers for the macros Swift cannot import.
+// The targets follow the pipeline, in tiers whose dependencies only point down (docs/architecture.md):
+// core → {data, model, MPI} → job → {train, compress, infer, ONNX} → pipeline → executables.
+// C libraries sit behind their own system targets with small shim headers for the macros Swift
+// cannot import. cortado-infer links neither MPI nor the trainer.
 import PackageDescription
 
 let package = Package(
@@ -19,73 +19,89 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
-        // ONNX export: the message code is generated once and committed
-        // (Sources/5-Reuse/ONNX/Generated, cluster/gen-onnx-proto.sh); no build plugin.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
-        // C libraries (Debian packages; see cluster/install-deps.sh).
-        .systemLibrary(name: "CMPI", path: "Sources/CShims/CMPI", pkgConfig: "ompi-c"),
-        .systemLibrary(name: "CHDF5", path: "Sources/CShims/CHDF5", pkgConfig: "hdf5-serial"),
-        .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS", pkgConfig: "openblas"),
-        .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib", pkgConfig: "zlib"),
-
-        // Shared foundations: errors, checksums, JSON helpers, deterministic RNG.
+        // Tier 0: C libraries (Debian packages; see cluster/install-deps.sh), the C kernels and
+        // the shared foundations. A folder is a target and has its name; the tiers below are
+        // the pipeline's order, and cluster/check-graph.py fails CI on an edge that points up.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5-serial"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+        // The int8 GEMM and optimizer kernels (portable, AVX2, AVX-512 VNNI; picked at run time).
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // Errors, checksums, config reading, deterministic RNG.
         .target(name: "CortadoCore", dependencies: [.product(name: "Yams", package: "Yams")],
                 path: "Sources/CortadoCore"),
-        // The MPI communicator: the only code that calls MPI (trainer, parallel prepare).
-        .target(name: "CortadoMPI", dependencies: ["CortadoCore", "CMPI"], path: "Sources/Distributed"),
+
+        // Tier 1: data, model, MPI.
         // Step 1: raw data → HDF5 shards + manifest.
         .target(name: "CortadoData", dependencies: ["CortadoCore", "CHDF5", "CZlib"],
-                path: "Sources/1-Data",
+                path: "Sources/CortadoData",
                 // The CSV hot loops touch class state per byte; Swift's run-time exclusivity
                 // checks on those accesses cost more than the parsing (measured with perf).
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
-        // Layers, losses, the parameter/gradient arenas and the model file format.
+        // Layers, losses, the parameter/gradient arenas, magnitude pruning, the model file.
         .target(name: "CortadoModel", dependencies: ["CortadoCore", "COpenBLAS"],
                 path: "Sources/CortadoModel"),
-        // Step 3: compression recipes — magnitude pruning, int8/fp16/bf16 storage, CSR — and
-        // the report that measures each variant with the inference runtime.
-        .target(name: "CortadoCompress", dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoInfer"],
-                path: "Sources/3-Compress"),
-        // The int8 GEMM kernels (portable, AVX2, AVX-512 VNNI; picked at run time).
-        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        // Step 4: the inference runtime (no MPI).
-        .target(name: "CortadoInfer", dependencies: ["CortadoCore", "CortadoModel", "CortadoData", "CKernels"],
-                path: "Sources/4-Infer"),
-        // Step 2: job spec, MPI communicator, trainer, checkpoints.
+        // The MPI communicator: the only code that calls MPI (trainer, parallel prepare).
+        .target(name: "CortadoMPI", dependencies: ["CortadoCore", "CMPI"], path: "Sources/CortadoMPI"),
+
+        // Tier 2: what a run is and what it leaves behind — job spec, emit recipes, checkpoint
+        // format, model metadata, the architecture table — so tools read them without the trainer.
+        .target(name: "CortadoJob", dependencies: ["CortadoCore", "CortadoData", "CortadoModel"],
+                path: "Sources/CortadoJob"),
+
+        // Tier 3: the steps.
+        // Step 2: the SPMD trainer, optimizers, gradient exchange.
         .target(name: "CortadoTrain",
-                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                               "CortadoInfer", "CortadoMPI", "COpenBLAS", "CKernels"],
-                path: "Sources/2-Train"),
-        // Step 5 (reuse elsewhere): `.cmodel` classifiers → ONNX (fp32), for ONNX Runtime and
-        // other runtimes. Only the `cortado` tool links it; cortado-infer does not.
+                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoMPI",
+                               "COpenBLAS", "CKernels"],
+                path: "Sources/CortadoTrain"),
+        // Step 3: compression recipes — int8/fp16/bf16 storage, CSR, calibration.
+        .target(name: "CortadoCompress", dependencies: ["CortadoCore", "CortadoModel", "CortadoJob"],
+                path: "Sources/CortadoCompress"),
+        // Step 4: the inference runtime (no MPI, no trainer).
+        .target(name: "CortadoInfer", dependencies: ["CortadoCore", "CortadoModel", "CortadoData", "CKernels"],
+                path: "Sources/CortadoInfer"),
+        // `.cmodel` classifiers → ONNX (fp32). The message code is generated once and committed
+        // (Sources/CortadoONNX/Generated, cluster/gen-onnx-proto.sh); no build plugin.
         .target(name: "CortadoONNX",
                 dependencies: ["CortadoCore", "CortadoModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-                path: "Sources/5-Reuse/ONNX",
+                path: "Sources/CortadoONNX",
                 exclude: ["onnx.proto"]),
 
+        // Tier 4: commands that need several steps — emit-and-score at the end of training, the
+        // distillation teacher, the compression report.
+        .target(name: "CortadoPipeline",
+                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoTrain",
+                               "CortadoCompress", "CortadoInfer"],
+                path: "Sources/CortadoPipeline"),
+
+        // Tier 5: the executables.
         .executableTarget(name: "cortado",
-                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoTrain", "CortadoCompress",
-                                         "CortadoONNX",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoJob",
+                                         "CortadoCompress", "CortadoPipeline", "CortadoONNX",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Tools/cortado"),
+                          path: "Sources/cortado"),
         .executableTarget(name: "cortado-fuzz",
-                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoTrain"],
-                          path: "Sources/Tools/cortado-fuzz",
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob"],
+                          path: "Sources/cortado-fuzz",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .executableTarget(name: "cortado-train",
-                          dependencies: ["CortadoTrain", "CortadoCore", "CortadoMPI",
+                          dependencies: ["CortadoTrain", "CortadoPipeline", "CortadoCore", "CortadoMPI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Tools/cortado-train"),
+                          path: "Sources/cortado-train"),
         .executableTarget(name: "cortado-infer",
-                          dependencies: ["CortadoInfer", "CortadoCore",
+                          dependencies: ["CortadoInfer", "CortadoCore", "CortadoModel",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Tools/cortado-infer"),
+                          path: "Sources/cortado-infer"),
 
         .testTarget(name: "CortadoTests",
-                    dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoCompress",
-                                   "CortadoInfer", "CortadoTrain", "CortadoMPI", "CKernels", "CortadoONNX"],
+                    dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoCompress",
+                                   "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI", "CKernels",
+                                   "CortadoONNX"],
                     path: "Tests/CortadoTests",
                     resources: [.copy("Fixtures")]),
     ]

@@ -5,7 +5,7 @@ data, the same per-rank batch and thread count as cortado-train, measured the sa
 Each process (torch.multiprocessing, spawn) binds itself to one core (as mpirun --bind-to core
 does with <= 2 ranks), runs torch with 1 intra-op and 1 inter-op thread, reads its contiguous
 share of the training, validation and test rows from the prepared HDF5 shards with h5py (the
-split cortado-train uses: rowRange in Sources/1-Data/Shards.swift), and trains with SGD-momentum
+split cortado-train uses: rowRange in Sources/CortadoData/Shards.swift), and trains with SGD-momentum
 under DistributedDataParallel. Each step: index_select the batch (data), forward + backward with
 DDP's bucketed allreduce overlapped in backward (compute), optimizer step (update).
 

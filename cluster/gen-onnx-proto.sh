@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/5-Reuse/ONNX/Generated/onnx.pb.swift from Sources/5-Reuse/ONNX/onnx.proto.
+# Regenerates Sources/CortadoONNX/Generated/onnx.pb.swift from Sources/CortadoONNX/onnx.proto.
 # The generated file is committed, so a normal build needs neither protoc nor SwiftPM's
 # protobuf build plugin (whose first build takes ~10 minutes); run this only to change versions.
 #
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT_PROTOBUF_VERSION=1.39.0
-DIR=Sources/5-Reuse/ONNX
+DIR=Sources/CortadoONNX
 WORK=${TMPDIR:-/tmp}/cortado-protoc-gen-swift-$SWIFT_PROTOBUF_VERSION
 
 if [ "${1:-}" = "--proto-from-venv" ]; then

@@ -1,4 +1,6 @@
 import CortadoCore
+import CortadoJob
+import CortadoPipeline
 import CortadoData
 import CortadoTrain
 import Foundation

@@ -1,6 +1,8 @@
 import CKernels
 import CortadoCompress
 import CortadoCore
+import CortadoJob
+import CortadoPipeline
 import CortadoInfer
 import CortadoModel
 import CortadoTrain

@@ -1,3 +1,4 @@
+import CortadoJob
 import CortadoModel
 import CortadoTrain
 import XCTest

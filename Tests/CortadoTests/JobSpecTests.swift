@@ -1,4 +1,6 @@
 import CortadoCore
+import CortadoJob
+import CortadoPipeline
 import CortadoModel
 import CortadoTrain
 import CortadoData

@@ -1,5 +1,7 @@
 import CortadoCompress
 import CortadoCore
+import CortadoJob
+import CortadoPipeline
 import CortadoData
 import CortadoInfer
 import CortadoModel

@@ -1,0 +1,133 @@
+import CortadoCore
+import Foundation
+
+/// `manifest.json`: what a prepared data folder holds, written last by `cortado prepare`.
+///
+/// Everything that trains or scores on the data reads this first: the schema (feature shape,
+/// classes), the transforms applied, the split seed, and each file's rows and SHA-256, so a
+/// trainer can reject a shard that does not match before step 0.
+public struct DatasetManifest: Codable, Equatable {
+    public static let currentVersion = 1
+    public static let formatName = "cortado-dataset"
+
+    public var format: String = DatasetManifest.formatName
+    public var formatVersion: Int = DatasetManifest.currentVersion
+    public var name: String
+    public var task: String                  // "classification"
+    public var featureShape: [Int]           // per row, e.g. [1, 28, 28]; stored flattened
+    public var classes: [String]
+    public var splitSeed: UInt64
+    public var transforms: [String]
+    public var statistics: [String: Double]
+    public var splits: [String: Split]       // "train", "validation", "test"
+    public var source: [String: String]      // source file → its SHA-256
+    public var createdBy: String
+    /// Tabular data (`cortado prepare csv`): every column with its schema, statistics and
+    /// output position; the CSV dialect; the cleaning report; the integer columns in
+    /// `/categorical`.
+    public var columns: [ColumnInfo]?
+    public var csv: CSVDialect?
+    public var cleaning: CleaningReport?
+    public var categoricalColumns: [String]?
+
+    public struct Split: Codable, Equatable {
+        public var rows: Int
+        public var files: [ShardFile]
+        public init(rows: Int, files: [ShardFile]) { self.rows = rows; self.files = files }
+    }
+
+    public struct ShardFile: Codable, Equatable {
+        public var path: String   // relative to the manifest's folder
+        public var rows: Int
+        public var sha256: String
+        public init(path: String, rows: Int, sha256: String) { self.path = path; self.rows = rows; self.sha256 = sha256 }
+    }
+
+    public init(name: String, task: String, featureShape: [Int], classes: [String], splitSeed: UInt64, transforms: [String],
+                statistics: [String: Double], splits: [String: Split], source: [String: String], createdBy: String) {
+        self.name = name; self.task = task; self.featureShape = featureShape; self.classes = classes
+        self.splitSeed = splitSeed; self.transforms = transforms; self.statistics = statistics
+        self.splits = splits; self.source = source; self.createdBy = createdBy
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, formatVersion = "format_version", name, task, featureShape = "feature_shape", classes
+        case splitSeed = "split_seed", transforms, statistics, splits, source, createdBy = "created_by"
+        case columns, csv, cleaning, categoricalColumns = "categorical_columns"
+    }
+
+    public var featureCount: Int { featureShape.reduce(1, *) }
+
+    /// The label column, for tabular data.
+    public var labelColumn: ColumnInfo? { columns?.first { $0.role == "label" } }
+
+    /// Loads and checks format and version; errors say which command writes a correct file.
+    public static func load(_ path: String) throws -> DatasetManifest {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CortadoError.data("\(path): no such manifest (run `cortado prepare` to make one)")
+        }
+        return try parse(data, path: path)
+    }
+
+    /// Decodes and checks manifest bytes (`path` names them in errors); the fuzzer's entry.
+    public static func parse(_ data: Data, path: String) throws -> DatasetManifest {
+        let m: DatasetManifest
+        do { m = try JSONDecoder().decode(DatasetManifest.self, from: data) } catch {
+            throw CortadoError.data("\(path): not a Cortado manifest: \(describe(error))")
+        }
+        guard m.format == formatName else { throw CortadoError.data("\(path): format is '\(m.format)', expected '\(formatName)'") }
+        guard m.formatVersion == currentVersion else {
+            throw CortadoError.data("\(path): manifest format_version \(m.formatVersion) is not supported (this build reads \(currentVersion)); re-run `cortado prepare`")
+        }
+        return m
+    }
+
+    public func split(_ name: String, manifestPath: String) throws -> Split {
+        guard let s = splits[name] else {
+            throw CortadoError.data("\(manifestPath): no '\(name)' split (have: \(splits.keys.sorted().joined(separator: ", ")))")
+        }
+        return s
+    }
+}
+
+
+/// What cleaning did, in numbers (`cortado inspect` prints it).
+public struct CleaningReport: Codable, Equatable {
+    public var rowsRead = 0
+    public var rowsWritten: [String: Int] = [:]
+    public var dropped: [String: Int] = [:]      // reason → rows
+    public var duplicates = 0
+    public var imputed: [String: Int] = [:]      // column → values imputed (all splits)
+
+    enum CodingKeys: String, CodingKey {
+        case rowsRead = "rows_read", rowsWritten = "rows_written", dropped, duplicates, imputed
+    }
+
+    public init() {}
+
+    public mutating func merge(_ o: CleaningReport) {
+        rowsRead += o.rowsRead
+        duplicates += o.duplicates
+        for (k, v) in o.rowsWritten { rowsWritten[k, default: 0] += v }
+        for (k, v) in o.dropped { dropped[k, default: 0] += v }
+        for (k, v) in o.imputed { imputed[k, default: 0] += v }
+    }
+}
+
+/// What a model trained on tabular data carries from its manifest to read raw rows.
+public struct Preprocessing: Codable {
+    public var columns: [ColumnInfo]
+    public var csv: CSVDialect
+
+    public init(columns: [ColumnInfo], csv: CSVDialect) {
+        self.columns = columns
+        self.csv = csv
+    }
+
+    /// The `preprocessing` metadata value a model file of data prepared from CSV carries
+    /// (its columns' transforms and dialect, as JSON); nil for data without them (IDX).
+    public static func metadata(of manifest: DatasetManifest) throws -> String? {
+        guard let columns = manifest.columns, let csv = manifest.csv else { return nil }
+        return String(decoding: try stableJSON(Preprocessing(columns: columns, csv: csv), pretty: false), as: UTF8.self)
+    }
+}

@@ -1,0 +1,504 @@
+import CortadoCore
+import CortadoData
+import CortadoModel
+import Foundation
+
+/// A training job, read from YAML (see jobs/fashion-mlp.yaml and the README):
+///
+///     version: 1
+///     data: data/fashion-mnist/manifest.json   # relative to the working directory
+///     model:
+///       layers: [{type: dense, units: 256}, {type: relu}, ...]
+///       loss: softmax_cross_entropy
+///     optimizer: {type: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0,
+///                 schedule: cosine, warmup_steps: 0}
+///     batch_size: 64          # per rank
+///     data_partitions: 6      # optional: fixed data order for any world size dividing 6
+///     epochs: 10
+///     seed: 42
+///     checkpoint: {every_steps: 500, keep: 3}
+///     run_dir: runs/fashion-mlp
+///     threads: 1              # BLAS threads per rank; default cores / ranks on the host
+///     emit: [fp32, int8]      # model files rank 0 writes at the end, by compression recipe
+///                             # (fp16, bf16, prune0.9+int8, … see `Recipe`)
+///     verify_checksums: true  # SHA-256 of each shard a rank reads, before step 0
+///     teacher:                # optional: knowledge distillation (see `Teacher`)
+///       model: runs/fashion-mlp/model-fp32.cmodel
+///       temperature: 4.0
+///       alpha: 0.7
+///       cache: false          # run the teacher every batch (default: once, before step 0)
+///     distributed:            # how the gradients of feed-forward models are summed
+///       overlap: off          # off | test | thread (see `Distributed`)
+///       bucket_kib: 256
+///       block_rows: 512       # dense weight gradients in blocks of this many rows (0: whole)
+///       zero: false           # ZeRO-1: optimizer state sharded across ranks
+///     loader:                 # optional: how training batches are assembled (see `Loader`)
+///       prefetch: true        # next batch on a loader thread (default)
+///       chunk_rows: 0         # 0: the rank's whole share in memory; N: chunks of N rows
+///
+/// Unknown keys and wrong types are errors naming the key; `--set key.path=value` overrides.
+public struct JobSpec: Codable, Equatable {
+    public static let currentVersion = 1
+
+    public var version = JobSpec.currentVersion
+    public var data: String
+    public var layers: [LayerSpec]
+    public var loss = "softmax_cross_entropy"
+    public var labelSmoothing = 0.0
+    /// Stop when the validation metric has not improved for `patience` epochs; the best
+    /// parameters are kept (RUN_DIR/checkpoints/best.h5) and become the emitted models.
+    public var earlyStopping: EarlyStopping?
+    /// Fine-tuning: start from an earlier model (.cmodel, fp32) or checkpoint (.h5); tensors
+    /// whose name and shape match are copied, except those of `initExclude` layers (a new head).
+    public var initFrom: String?
+    public var initExclude: [Int] = []
+    /// Layers whose parameters are not updated (a frozen body).
+    public var freeze: [Int] = []
+    public var optimizer = OptimizerSpec()
+    public var batchSize = 64
+    /// The training rows are split into this many fixed partitions, each with its own shuffle;
+    /// a rank processes `data_partitions / ranks` of them and every global batch takes
+    /// `batch_size × ranks / data_partitions` rows from each. The global batches are then the
+    /// same on every world size that divides it, so a resume on another world size continues
+    /// the uninterrupted run's data order (only the summation order changes). Default: ranks.
+    public var dataPartitions: Int?
+    public var epochs = 1
+    public var seed: UInt64 = 42
+    public var checkpointEvery = 0     // steps; 0 = only at the end
+    public var checkpointKeep = 3
+    public var runDir = "runs/job"
+    public var threads: Int?
+    public var emit: [String] = ["fp32", "int8"]
+    public var verifyChecksums = true
+    /// A rank with no progress for this many seconds (a stuck peer leaves the others waiting
+    /// in MPI forever) ends the job; 0 disables the watchdog.
+    public var watchdogSeconds = 600.0
+    /// A non-finite loss or gradient: `stop` (exit 7 naming the rank, keeping the last
+    /// checkpoint) or `skip` (no update for that step, on every rank).
+    public var nonFinite = "stop"
+    /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
+    public var recommender: RecommenderOptions?
+
+    /// The dense gradient exchange of feed-forward models (the recommender has its own).
+    public struct Distributed: Codable, Equatable {
+        /// `off`: one blocking allreduce of the whole arena after backward. `test`: buckets of
+        /// about `bucket_kib`, each started (MPI_Iallreduce) as soon as backward has finished
+        /// it, progressed by MPI_Testall between layers (Open MPI here has no background
+        /// progress). `thread`: the same buckets, each a blocking allreduce on a communication
+        /// thread. The sums are the same in every mode (per bucket instead of per arena).
+        /// Default `off`: on the 2-core VM this was measured on (Benchmarks/train-vs-pytorch.sh),
+        /// both overlapped modes made steps slower. There is no idle core to progress MPI on,
+        /// libnbc's non-blocking allreduce is slower than the blocking one, and the exchange
+        /// time was mostly the wait for the other rank, which no overlap removes.
+        public var overlap = "off"
+        public var bucketKiB = 256
+        /// Dense weight gradients with more output rows than this are computed in blocks of
+        /// this many rows, so a layer's first blocks can leave while the rest are computed
+        /// (0: whole tensors). Used in every mode, so that every mode computes the same bits.
+        /// Not smaller by default because a GEMM over fewer rows runs slower: for the wide
+        /// MLP's 2048×2048 gradient at batch 256, 32 / 128 / 256 / 2048-row blocks ran at
+        /// 71 / 83 / 87 / 88 GFLOP/s here, and 64 blocks of 32 rows cost the wide MLP 7 % of
+        /// its step. With 512 the MLP's layers are not blocked at all.
+        public var blockRows = 512
+        /// ZeRO-1: each rank keeps the optimizer state of its 1/ranks slice of the arena; the
+        /// gradients are reduce-scattered, each rank updates its slice of the parameters and
+        /// the slices are allgathered (the same arithmetic; no overlap).
+        public var zero = false
+        enum CodingKeys: String, CodingKey { case overlap, bucketKiB = "bucket_kib", blockRows = "block_rows", zero }
+
+        public init() {}
+        /// Keys a checkpoint's spec lacks (written by a build that predates them) take their
+        /// defaults, so `cortado compress` still reads older checkpoints.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            overlap = try c.decodeIfPresent(String.self, forKey: .overlap) ?? overlap
+            bucketKiB = try c.decodeIfPresent(Int.self, forKey: .bucketKiB) ?? bucketKiB
+            blockRows = try c.decodeIfPresent(Int.self, forKey: .blockRows) ?? blockRows
+            zero = try c.decodeIfPresent(Bool.self, forKey: .zero) ?? zero
+        }
+    }
+    public var distributed = Distributed()
+
+    /// The recommender's architecture as the spec gives it; table sizes come from the data.
+    ///
+    ///     model:
+    ///       type: recommender
+    ///       user_column: c0          # default: the data's first id column
+    ///       item_column: c1          # default: the second
+    ///       embedding_dim: 32
+    ///       dot: true                # ⟨user, item⟩ term
+    ///       bias: true               # global, user and item biases
+    ///       mlp: [{type: dense, units: 64}, {type: relu}, {type: dense, units: 1}]
+    ///       loss: mse                # mse (ratings) | bce (implicit, with sampled negatives)
+    ///       negatives: 4
+    ///       exchange: auto           # embedding gradients: auto | dense | sparse
+    public struct RecommenderOptions: Codable, Equatable {
+        /// Table sizes are 0 and empty column names mean "the data's first / second id
+        /// column" until `recommenderSpec(manifest:)` resolves them against the data.
+        public var architecture = RecommenderSpec(userColumn: "", itemColumn: "", users: 0, items: 0, dim: 32)
+        public var exchange = "auto"
+    }
+
+    /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
+    /// `sparsity` at `endStep` (Zhu & Gupta's cubic schedule; 0 = two thirds of the run), the
+    /// mask recomputed every `everySteps` and applied after every optimizer step.
+    public struct Pruning: Codable, Equatable {
+        public var sparsity = 0.9
+        public var scope = "global"   // global | layer
+        public var startStep = 0
+        public var endStep = 0
+        public var everySteps = 50
+        enum CodingKeys: String, CodingKey {
+            case sparsity, scope, startStep = "start_step", endStep = "end_step", everySteps = "every_steps"
+        }
+    }
+    public var pruning: Pruning?
+
+    /// Knowledge distillation: train on a teacher model's softened outputs as well as the labels
+    /// (Hinton et al. 2015; the loss is `DistillationLoss`):
+    ///
+    ///     ℓ = (1 − alpha)·CE(softmax(z), y) + alpha·T²·KL(softmax(t/T) ‖ softmax(z/T))
+    ///
+    /// `model` is any classifier `.cmodel` (fp32, fp16, bf16 or int8 storage), its path
+    /// relative to the working directory like `data`. Every rank runs the teacher on its own
+    /// training rows with the inference runtime, so distillation adds no communication.
+    public struct Teacher: Codable, Equatable {
+        public var model: String
+        public var temperature = 4.0
+        public var alpha = 0.7
+        /// Whether each rank computes the teacher's logits for all its training rows once,
+        /// before step 0 (rows × classes floats), instead of on every batch; nil is the default,
+        /// true. The soft targets agree with the per-batch teacher's bit for bit (int8 teachers)
+        /// or to float rounding (fp32; see `TeacherLogits`); false saves that memory (many
+        /// classes) at the cost of a teacher forward pass per step.
+        public var cache: Bool?
+        /// SHA-256 of the teacher file, filled in by the trainer before step 0 (not a spec key).
+        /// Being part of the resolved spec, it makes the ranks agree on the teacher's bytes,
+        /// goes into job.json, checkpoints and model metadata, and lets a resume refuse a
+        /// different teacher.
+        public var sha256: String?
+
+        public init(model: String) { self.model = model }
+    }
+    public var teacher: Teacher?
+
+    /// How training batches reach the step (`BatchLoader`). `prefetch` assembles the next
+    /// batch on a loader thread while the current step computes (the same rows in the same
+    /// order as without it, bit for bit). `chunkRows` > 0 keeps only two chunks of that many
+    /// rows of the rank's share in memory, read ahead from the shards (for shares larger than
+    /// memory); the data order is then chunk-wise (`ChunkedRows`), so it is part of the run
+    /// like the seed. Validation and test rows stay in memory either way.
+    public struct Loader: Codable, Equatable {
+        public var prefetch = true
+        public var chunkRows = 0
+        enum CodingKeys: String, CodingKey { case prefetch, chunkRows = "chunk_rows" }
+    }
+    /// nil when the spec has no `loader:` section (the defaults; keeps older specs' hashes).
+    public var loader: Loader?
+
+    public struct EarlyStopping: Codable, Equatable {
+        public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
+        public var patience = 3
+    }
+
+    public struct OptimizerSpec: Codable, Equatable {
+        public var type = "sgd"
+        public var learningRate = 0.05
+        public var momentum = 0.9
+        public var weightDecay = 0.0
+        public var schedule = "constant"   // constant | cosine | linear | step
+        public var warmupSteps = 0
+        public var nesterov = false
+        public var beta1 = 0.9, beta2 = 0.999, eps = 1e-8
+        public var decaySteps = 1000        // step schedule: multiply by gamma every decay_steps
+        public var gamma = 0.1
+        public var clipNorm = 0.0           // clip the global gradient norm (0 = off)
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case type, learningRate = "learning_rate", momentum, weightDecay = "weight_decay", schedule, warmupSteps = "warmup_steps"
+            case nesterov, beta1, beta2, eps, decaySteps = "decay_steps", gamma, clipNorm = "clip_norm"
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer, pruning
+        case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
+        case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
+        case threads, emit, verifyChecksums = "verify_checksums", recommender
+        case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
+    }
+
+    /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
+    public static func load(path: String, overrides: [String] = []) throws -> JobSpec {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CortadoError.usage("\(path): cannot read job spec")
+        }
+        var tree = try ConfigNode.parse(text, origin: path)
+        for o in overrides { try tree.set(o) }
+        return try JobSpec(tree: tree)
+    }
+
+    public init(tree: ConfigNode) throws {
+        let r = try ConfigReader(tree, path: "")
+        version = try r.int("version") ?? JobSpec.currentVersion
+        guard version == JobSpec.currentVersion else {
+            throw CortadoError.usage("version: job spec version \(version) is not supported (this build reads \(JobSpec.currentVersion))")
+        }
+        data = try r.required("data", r.string)
+        let model = try r.required("model", r.child)
+        let type = try model.string("type") ?? "feedforward"
+        switch type {
+        case "feedforward":
+            layers = try Self.parseLayers(try model.required("layers", model.list), path: "model.layers")
+        case "recommender":
+            layers = []
+            var o = RecommenderOptions()
+            var a = o.architecture
+            a.userColumn = try model.string("user_column") ?? ""
+            a.itemColumn = try model.string("item_column") ?? ""
+            a.dim = try model.int("embedding_dim") ?? a.dim
+            a.dot = try model.bool("dot") ?? a.dot
+            a.bias = try model.bool("bias") ?? a.bias
+            a.mlp = try Self.parseLayers(try model.list("mlp") ?? [], path: "model.mlp")
+            a.loss = try model.string("loss") ?? a.loss
+            a.negatives = try model.int("negatives") ?? a.negatives
+            a.initStd = try model.double("init_std") ?? a.initStd
+            o.architecture = a
+            o.exchange = try model.string("exchange") ?? o.exchange
+            guard ["auto", "dense", "sparse"].contains(o.exchange) else {
+                throw CortadoError.usage("model.exchange: '\(o.exchange)' is not one of auto, dense, sparse")
+            }
+            recommender = o
+        default:
+            throw CortadoError.usage("model.type: '\(type)' is not one of feedforward, recommender")
+        }
+        if recommender == nil { loss = try model.string("loss") ?? loss }
+        labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
+        try model.finish()
+        if let o = try r.child("optimizer") {
+            optimizer.type = try o.string("type") ?? optimizer.type
+            optimizer.learningRate = try o.double("learning_rate") ?? optimizer.learningRate
+            optimizer.momentum = try o.double("momentum") ?? optimizer.momentum
+            optimizer.weightDecay = try o.double("weight_decay") ?? optimizer.weightDecay
+            optimizer.schedule = try o.string("schedule") ?? optimizer.schedule
+            optimizer.warmupSteps = try o.int("warmup_steps") ?? optimizer.warmupSteps
+            optimizer.nesterov = try o.bool("nesterov") ?? optimizer.nesterov
+            optimizer.beta1 = try o.double("beta1") ?? optimizer.beta1
+            optimizer.beta2 = try o.double("beta2") ?? optimizer.beta2
+            optimizer.eps = try o.double("eps") ?? optimizer.eps
+            optimizer.decaySteps = try o.int("decay_steps") ?? optimizer.decaySteps
+            optimizer.gamma = try o.double("gamma") ?? optimizer.gamma
+            optimizer.clipNorm = try o.double("clip_norm") ?? optimizer.clipNorm
+            try o.finish()
+        }
+        if let c = try r.child("pruning") {
+            var p = Pruning()
+            p.sparsity = try c.double("sparsity") ?? p.sparsity
+            p.scope = try c.string("scope") ?? p.scope
+            p.startStep = try c.int("start_step") ?? p.startStep
+            p.endStep = try c.int("end_step") ?? p.endStep
+            p.everySteps = try c.int("every_steps") ?? p.everySteps
+            try c.finish()
+            pruning = p
+        }
+        if let e = try r.child("early_stopping") {
+            var es = EarlyStopping()
+            es.metric = try e.string("metric") ?? es.metric
+            es.patience = try e.int("patience") ?? es.patience
+            try e.finish()
+            earlyStopping = es
+        }
+        if let t = try r.child("teacher") {
+            var teacher = Teacher(model: try t.required("model", t.string))
+            teacher.temperature = try t.double("temperature") ?? teacher.temperature
+            teacher.alpha = try t.double("alpha") ?? teacher.alpha
+            teacher.cache = try t.bool("cache")
+            try t.finish()
+            self.teacher = teacher
+        }
+        if let d = try r.child("distributed") {
+            distributed.overlap = try d.string("overlap") ?? distributed.overlap
+            distributed.bucketKiB = try d.int("bucket_kib") ?? distributed.bucketKiB
+            distributed.blockRows = try d.int("block_rows") ?? distributed.blockRows
+            distributed.zero = try d.bool("zero") ?? distributed.zero
+            try d.finish()
+        }
+        if let l = try r.child("loader") {
+            var loader = Loader()
+            loader.prefetch = try l.bool("prefetch") ?? loader.prefetch
+            loader.chunkRows = try l.int("chunk_rows") ?? loader.chunkRows
+            try l.finish()
+            self.loader = loader
+        }
+        initFrom = try r.string("init_from")
+        func intList(_ key: String) throws -> [Int] {
+            try (try r.list(key) ?? []).enumerated().map { i, n in
+                guard case .scalar(let s) = n, let v = Int(s) else { throw CortadoError.usage("\(key).\(i): expected a layer index") }
+                return v
+            }
+        }
+        initExclude = try intList("init_exclude")
+        freeze = try intList("freeze")
+        batchSize = try r.int("batch_size") ?? batchSize
+        dataPartitions = try r.int("data_partitions")
+        epochs = try r.int("epochs") ?? epochs
+        if let s = try r.int("seed") {
+            guard s >= 0 else { throw CortadoError.usage("seed: must be non-negative, got \(s)") }
+            seed = UInt64(s)
+        }
+        if let c = try r.child("checkpoint") {
+            checkpointEvery = try c.int("every_steps") ?? checkpointEvery
+            checkpointKeep = try c.int("keep") ?? checkpointKeep
+            try c.finish()
+        }
+        runDir = try r.string("run_dir") ?? runDir
+        threads = try r.int("threads")
+        if let e = try r.list("emit") {
+            emit = try e.enumerated().map { i, n in
+                guard case .scalar(let s) = n else { throw CortadoError.usage("emit.\(i): expected a string") }
+                return s
+            }
+        }
+        verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
+        watchdogSeconds = try r.double("watchdog_seconds") ?? watchdogSeconds
+        nonFinite = try r.string("non_finite") ?? nonFinite
+        try r.finish()
+        try validate()
+    }
+
+    /// The recommender's architecture resolved against its data: id columns by name (or the
+    /// first two), table sizes from their vocabularies (+1 for the unknown id 0); validated.
+    public func recommenderSpec(manifest: DatasetManifest) throws -> RecommenderSpec {
+        guard var s = recommender?.architecture else { throw CortadoError.usage("model.type: not a recommender") }
+        let ids = manifest.categoricalColumns ?? []
+        func resolve(_ name: String, fallback: Int, key: String) throws -> String {
+            if !name.isEmpty {
+                guard ids.contains(name) else {
+                    throw CortadoError.usage("model.\(key): '\(name)' is not an id column of \(data) (id columns: \(ids.joined(separator: ", ")))")
+                }
+                return name
+            }
+            guard fallback < ids.count else {
+                throw CortadoError.usage("model.\(key): \(data) has \(ids.count) id columns (encoding: ids); a recommender needs a user and an item column")
+            }
+            return ids[fallback]
+        }
+        s.userColumn = try resolve(s.userColumn, fallback: 0, key: "user_column")
+        s.itemColumn = try resolve(s.itemColumn, fallback: 1, key: "item_column")
+        func rows(_ c: String) -> Int { (manifest.columns?.first { $0.name == c }?.vocabulary?.count ?? 0) + 1 }
+        s.users = rows(s.userColumn)
+        s.items = rows(s.itemColumn)
+        try s.validate()
+        if s.loss == "mse" && manifest.task != "regression" {
+            throw CortadoError.usage("model.loss: mse needs ratings (a regression label); \(data) is \(manifest.task) — use loss: bce")
+        }
+        return s
+    }
+
+    /// Parses a layer list (`model.layers`, a recommender's `model.mlp`), naming `path.N` in errors.
+    static func parseLayers(_ nodes: [ConfigNode], path: String) throws -> [LayerSpec] {
+        try nodes.enumerated().map { i, n in
+            let l = try ConfigReader(n, path: "\(path).\(i)")
+            let type = try l.required("type", l.string)
+            let layer: LayerSpec
+            switch type {
+            case "dense": layer = .dense(units: try l.required("units", l.int))
+            case "relu": layer = .relu
+            case "gelu": layer = .gelu
+            case "sigmoid": layer = .sigmoid
+            case "tanh": layer = .tanh
+            case "dropout": layer = .dropout(rate: try l.required("rate", l.double))
+            case "layer_norm": layer = .layerNorm
+            case "flatten": layer = .flatten
+            case "conv2d":
+                layer = .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
+                                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
+            case "max_pool", "avg_pool":
+                let size = try l.required("size", l.int)
+                let stride = try l.int("stride") ?? size
+                layer = type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
+            default:
+                throw CortadoError.usage("\(path).\(i).type: unknown layer '\(type)' (known: \(LayerSpec.typeNames.joined(separator: ", ")))")
+            }
+            try l.finish()
+            return layer
+        }
+    }
+
+    /// Cross-field checks, each naming its key.
+    public func validate() throws {
+        func check(_ ok: Bool, _ key: String, _ why: String) throws {
+            if !ok { throw CortadoError.usage("\(key): \(why)") }
+        }
+        try check(batchSize > 0, "batch_size", "must be positive, got \(batchSize)")
+        try check(dataPartitions.map { $0 > 0 } ?? true, "data_partitions", "must be positive")
+        try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
+        try check(checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
+        try check(checkpointKeep >= 1, "checkpoint.keep", "must be at least 1, got \(checkpointKeep)")
+        try check(["sgd", "adam", "adamw"].contains(optimizer.type), "optimizer.type", "'\(optimizer.type)' is not one of sgd, adam, adamw")
+        try check(optimizer.beta1 >= 0 && optimizer.beta1 < 1 && optimizer.beta2 >= 0 && optimizer.beta2 < 1, "optimizer.beta1/beta2", "must be in [0, 1)")
+        try check(optimizer.eps > 0, "optimizer.eps", "must be positive")
+        try check(optimizer.decaySteps > 0 && optimizer.gamma > 0, "optimizer.decay_steps/gamma", "must be positive")
+        try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be 0 (off) or positive")
+        try check(optimizer.learningRate > 0, "optimizer.learning_rate", "must be positive, got \(optimizer.learningRate)")
+        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1), got \(optimizer.momentum)")
+        try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be non-negative, got \(optimizer.weightDecay)")
+        try check(["constant", "cosine", "linear", "step"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine, linear, step")
+        try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
+        try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
+        try check(watchdogSeconds >= 0, "watchdog_seconds", "must be 0 (off) or positive, got \(watchdogSeconds)")
+        try check(["stop", "skip"].contains(nonFinite), "non_finite", "'\(nonFinite)' is not one of stop, skip")
+        try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
+        for (key, list) in [("freeze", freeze), ("init_exclude", initExclude)] {
+            if let bad = list.first(where: { $0 < 0 || $0 >= layers.count }) {
+                try check(false, key, "layer \(bad) does not exist (the model has \(layers.count) layers)")
+            }
+        }
+        if let p = pruning {
+            try check(p.sparsity > 0 && p.sparsity < 1, "pruning.sparsity", "must be in (0, 1), got \(p.sparsity)")
+            try check(["global", "layer"].contains(p.scope), "pruning.scope", "'\(p.scope)' is not one of global, layer")
+            try check(p.startStep >= 0 && p.endStep >= 0 && (p.endStep == 0 || p.endStep > p.startStep), "pruning.start_step/end_step", "need 0 ≤ start < end (end 0: two thirds of the run)")
+            try check(p.everySteps >= 1, "pruning.every_steps", "must be at least 1")
+        }
+        if let es = earlyStopping {
+            let metrics = recommender == nil ? ["val_accuracy", "val_loss"] : ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]
+            try check(metrics.contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
+            try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
+        }
+        if let t = teacher {
+            try check(recommender == nil, "teacher", "distillation trains classifiers (soft targets over classes), not model.type recommender")
+            try check(!t.model.isEmpty, "teacher.model", "empty path (give a classifier .cmodel)")
+            try check(t.temperature > 0, "teacher.temperature", "must be positive, got \(t.temperature)")
+            try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
+        }
+        try check(["off", "test", "thread"].contains(distributed.overlap), "distributed.overlap", "'\(distributed.overlap)' is not one of off, test, thread")
+        try check(distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
+        try check(distributed.blockRows >= 0, "distributed.block_rows", "must be 0 (whole tensors) or positive, got \(distributed.blockRows)")
+        try check(!distributed.zero || recommender == nil, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a recommender exchanges sparse rows")
+        if let l = loader, l.chunkRows != 0 {
+            try check(l.chunkRows > 0, "loader.chunk_rows", "must be 0 (whole share in memory) or positive, got \(l.chunkRows)")
+            try check(recommender == nil, "loader.chunk_rows", "the recommender keeps its rows in memory (set 0)")
+            try check(teacher == nil || teacher?.cache == false, "loader.chunk_rows",
+                      "a cached teacher holds logits for every training row; set teacher.cache: false with chunked loading")
+        }
+        for (i, e) in emit.enumerated() {
+            let recipe: Recipe
+            do { recipe = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message); continue }
+            try check(recommender == nil || recipe.calibrationPercentile == nil, "emit.\(i)",
+                      "'\(e)': static int8 calibrates classifier activations; a recommender emits int8")
+        }
+    }
+
+    /// The model architecture, with the input shape taken from the data's manifest.
+    public func modelSpec(inputShape: [Int]) -> ModelSpec {
+        ModelSpec(inputShape: inputShape, layers: layers, loss: loss)
+    }
+
+    /// Canonical JSON of the resolved spec: stored in checkpoints and hashed for the ranks'
+    /// pre-flight agreement.
+    public var canonicalJSON: String {
+        String(decoding: (try? stableJSON(self, pretty: false)) ?? Data(), as: UTF8.self)
+    }
+}

@@ -1,0 +1,82 @@
+import COpenBLAS
+import CortadoCore
+import CortadoModel
+import Foundation
+
+/// What the SPMD loop in `Trainer` needs from a model family on one rank's data: the
+/// classifier (`ClassifierTask`: a feed-forward network on features and labels) and the
+/// recommender (`RecommenderTask`: embeddings on id pairs). The loop owns everything else —
+/// the optimizer, schedule, checkpoints, resume, early stopping, logging — so both families
+/// get the same guarantees.
+protocol TrainingTask: AnyObject {
+    var layout: ParameterLayout { get }
+    var params: Arena<Float> { get }
+    /// Same layout as `params` plus `StatusSlot.count` trailing slots (loss, correct count,
+    /// stop requests, failures), summed across ranks together with the gradients.
+    var grads: Arena<Float> { get }
+    /// The architecture in one line, for the start-up log.
+    var summary: String { get }
+    /// Training rows this rank owns.
+    var trainRows: Int { get }
+    /// Bytes of data this rank holds.
+    var dataBytes: Int { get }
+    /// Bytes of activation buffers and saved layer state (0 where not counted).
+    var activationBytes: Int { get }
+    /// Metrics the epoch line shows, in order (keys of `evaluate`'s result).
+    var logMetrics: [String] { get }
+    /// Training FLOPs per example, for the summary.
+    var flopsPerExample: Double { get }
+
+    /// Deterministic initial parameters from the seed (identical on every rank).
+    func initialize(seed: UInt64)
+    /// What the rank holds of its training rows, for the start-up log.
+    var dataSummary: String { get }
+    /// Seconds the step loop spent on batch assembly so far (waiting for it, when prefetched).
+    var dataSeconds: Double { get }
+    /// Before the step loop: its first step and the step it ends before (starts a loader).
+    func beginTraining(at step: Int, end: Int) throws
+    /// After the step loop: nothing runs beside the main thread any more.
+    func endTraining()
+    /// Forward and backward on this rank's batch of `step` (the task knows which rows each
+    /// step takes; steps come in order); gradients (of the mean loss) accumulate into
+    /// `grads`, which the caller zeroed. Returns the batch's summed loss per example and its
+    /// correct count.
+    func trainStep(step: Int) -> (lossSum: Double, correct: Int)
+    /// The last `trainStep`'s summed hard-label cross-entropy when the training loss is
+    /// something else (distillation adds a soft term); nil when the loss is just that.
+    var hardLossSum: Double? { get }
+    /// Whether this rank's own gradients of the last `trainStep` are all finite (before the
+    /// exchange mixes them with the other ranks').
+    func localGradientsFinite() -> Bool
+    /// Seconds of the exchange spent inside `trainStep` so far (buckets sent during backward).
+    var backwardCommSeconds: Double { get }
+    /// How the gradients travel, for the start-up log ("" when there is nothing to say).
+    var exchangeDescription: String { get }
+    /// Sums `grads` (parameters and the status slots) across ranks, identically on all.
+    func exchangeGradients()
+    /// Metrics over a whole split (each rank scores its rows; the result is reduced, so
+    /// every rank returns the same values). Always has "loss".
+    func evaluate(_ split: Split) -> [String: Double]
+    /// Rank 0 at the end: writes the `emit` model files into `runDir` and scores each written
+    /// file with the emitter (the inference runtime) on the test split. Returns paths and metrics.
+    func emitModels(emit: [String], runDir: String, metadata: [String: String],
+                    emitter: ModelEmitter) throws -> (models: [String: String], metrics: [String: Double])
+}
+
+extension TrainingTask {
+    var hardLossSum: Double? { nil }
+    var backwardCommSeconds: Double { 0 }
+    var exchangeDescription: String { "" }
+    /// One BLAS pass over the arena: a NaN or Inf anywhere makes the sum non-finite.
+    func localGradientsFinite() -> Bool { cblas_sasum(Int32(layout.count), grads.base, 1).isFinite }
+    var dataSummary: String { "whole share in memory" }
+    var dataSeconds: Double { 0 }
+    func beginTraining(at step: Int, end: Int) throws {}
+    func endTraining() {}
+}
+
+/// The evaluation splits.
+enum Split: String { case validation, test }
+
+/// Whether a smaller value of a metric is better.
+func lowerIsBetter(_ metric: String) -> Bool { metric == "loss" || metric == "rmse" }
