@@ -98,11 +98,27 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/cortado-infer"),
 
-        .testTarget(name: "CortadoTests",
-                    dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoCompress",
-                                   "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI", "CKernels",
-                                   "CortadoONNX"],
-                    path: "Tests/CortadoTests",
-                    resources: [.copy("Fixtures")]),
+        // Tests: a support target (process helpers, fixtures and their generator scripts) and one
+        // test target per lane. `cluster/test.sh --fast` runs the unit lane only.
+        .target(name: "CortadoTestSupport",
+                dependencies: ["CortadoCore", "CortadoModel", "CortadoJob", "CortadoPipeline", "CortadoTrain"],
+                path: "Tests/CortadoTestSupport",
+                resources: [.copy("Fixtures")]),
+        // In-process tests: gradient checks, numpy golden values, formats, kernels, parsers.
+        .testTarget(name: "CortadoUnitTests",
+                    dependencies: ["CortadoTestSupport", "CortadoCore", "CortadoData", "CortadoModel", "CortadoJob",
+                                   "CortadoCompress", "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI",
+                                   "CKernels", "CortadoONNX"],
+                    path: "Tests/CortadoUnitTests"),
+        // Real `mpirun -np 2/3` runs of the built binaries, each under a timeout.
+        .testTarget(name: "CortadoMPITests",
+                    dependencies: ["CortadoTestSupport", "CortadoCore", "CortadoData", "CortadoModel", "CortadoJob",
+                                   "CortadoCompress", "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI"],
+                    path: "Tests/CortadoMPITests"),
+        // Job scripts on a real Slurm and the virtual multi-host cluster (cluster/test.sh starts both).
+        .testTarget(name: "CortadoClusterTests",
+                    dependencies: ["CortadoTestSupport", "CortadoCore", "CortadoData", "CortadoModel", "CortadoJob",
+                                   "CortadoTrain", "CortadoMPI"],
+                    path: "Tests/CortadoClusterTests"),
     ]
 )

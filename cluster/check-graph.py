@@ -60,8 +60,8 @@ def check(describe, root):
     tested = set()
     for name, t in sorted(targets.items()):
         deps = t.get("target_dependencies") or []
-        if t.get("type") in TEST_TYPES:
-            tested.add(name)
+        if t.get("type") in TEST_TYPES or t["path"].startswith("Tests/"):
+            tested.add(name)   # a test target or a test-support library
             if not t["path"] == f"Tests/{name}":
                 errors.append(f"{name}: folder {t['path']} is not Tests/{name}")
             continue
@@ -72,7 +72,7 @@ def check(describe, root):
         if t["path"] != f"Sources/{name}":
             errors.append(f"{name}: folder {t['path']} is not Sources/{name}")
         for d in deps:
-            if d in tested or targets.get(d, {}).get("type") in TEST_TYPES:
+            if targets.get(d, {}).get("type") in TEST_TYPES or targets.get(d, {}).get("path", "").startswith("Tests/"):
                 errors.append(f"{name} -> {d}: a product target depends on a test target")
             elif tier_of(d) is None:
                 errors.append(f"{name} -> {d}: {d} has no tier")

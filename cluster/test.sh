@@ -4,12 +4,22 @@
 # scripts on a real Slurm that the tests start with cluster/slurm-up.sh) in release mode, the
 # build users run. .ci/run calls exactly this. Slurm is stopped again at the end if the tests
 # started it.
+#
+#   bash cluster/test.sh           everything (what CI runs)
+#   bash cluster/test.sh --fast    the unit lane only (CortadoUnitTests: no mpirun, no Slurm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fast=0
+[ "${1:-}" = "--fast" ] && fast=1
 bash cluster/install-deps.sh
+# The package graph only points down (tiers in cluster/check-graph.py); fails on an upward edge.
+python3 cluster/check-graph.py
 # mpirun as root (CI runs as root) needs Open MPI's consent.
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 swift build -c release --build-tests
+if [ "$fast" -eq 1 ]; then
+  exec swift test -c release --skip-build --disable-swift-testing --filter 'CortadoUnitTests\.'
+fi
 # Tear down at the end what the tests stand up (a Slurm or virtual cluster already running
 # before is left alone).
 cleanup=()

@@ -1,0 +1,113 @@
+import CortadoCore
+import CortadoModel
+import CortadoTestSupport
+import XCTest
+
+/// The recommender (embedding lookup, concatenation, dot product, MLP tower, MSE and BCE):
+/// numpy golden values (Fixtures/make_golden_recsys.py), central-difference gradient checks in
+/// Double, and the ranking metrics.
+final class RecommenderTests: XCTestCase {
+    struct Golden: Decodable {
+        var users: Int, items: Int, dim: Int, hidden: Int
+        var batch_users: [Int32], batch_items: [Int32], ratings: [Double], labels: [Double]
+        var tensors: [String: [Double]], scores: [Double], sse: Double, bce: Double, mse_grads: [String: [Double]]
+    }
+
+    func goldenSpec(_ g: Golden) -> RecommenderSpec {
+        var s = RecommenderSpec(userColumn: "u", itemColumn: "i", users: g.users, items: g.items, dim: g.dim)
+        s.mlp = [.dense(units: g.hidden), .relu, .dense(units: 1)]
+        return s
+    }
+
+    func runGolden<T: Real>(_ type: T.Type, rel: Double, abs: Double) throws {
+        let g = try JSONDecoder().decode(Golden.self, from: try Support.fixture("golden_recsys.json"))
+        var spec = goldenSpec(g)
+        let rec = Recommender<T>(spec: spec, maxBatch: g.batch_users.count)
+        XCTAssertEqual(Set(rec.layout.tensors.map(\.name)), Set(g.tensors.keys))
+        for t in rec.layout.tensors {
+            for (j, v) in g.tensors[t.name]!.enumerated() { rec.params.base[t.offset + j] = T(v) }
+        }
+        let n = g.batch_users.count
+        let scores = Array(UnsafeBufferPointer(start: rec.forward(users: g.batch_users, items: g.batch_items, batch: n), count: n))
+        assertClose(scores.map { Double($0) }, g.scores, rel: rel, abs: abs, "scores")
+        rec.grads.zero()
+        let mse = rec.step(users: g.batch_users, items: g.batch_items, targets: g.ratings.map { T($0) }, batch: n, train: true)
+        XCTAssertEqual(mse.lossSum, g.sse, accuracy: rel * g.sse)
+        for t in rec.layout.tensors {
+            let got = (0..<t.count).map { Double(rec.grads.base[t.offset + $0]) }
+            assertClose(got, g.mse_grads[t.name]!, rel: rel * 10, abs: abs * 10, "d\(t.name)")
+        }
+        spec.loss = "bce"
+        let bceNet = Recommender<T>(spec: spec, maxBatch: n)
+        bceNet.params.load(Array(rec.params.buffer))
+        let bce = bceNet.step(users: g.batch_users, items: g.batch_items, targets: g.labels.map { T($0) }, batch: n, train: false)
+        XCTAssertEqual(bce.lossSum, g.bce, accuracy: rel * g.bce)
+    }
+
+    func testForwardLossAndGradientsMatchNumpyInDouble() throws { try runGolden(Double.self, rel: 1e-12, abs: 1e-13) }
+    func testForwardLossAndGradientsMatchNumpyInFloat() throws { try runGolden(Float.self, rel: 1e-5, abs: 1e-6) }
+
+    /// Every parameter's gradient of the mean loss against central differences: embeddings
+    /// (with a repeated id), the concatenation, the dot product, biases and a tanh tower.
+    func checkGradients(loss: String, dot: Bool, mlp: [LayerSpec], file: StaticString = #filePath, line: UInt = #line) {
+        var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 3)
+        spec.loss = loss; spec.dot = dot; spec.mlp = mlp; spec.initStd = 0.5
+        let users: [Int32] = [1, 3, 3, 0, 2], items: [Int32] = [5, 1, 4, 4, 2]
+        let targets: [Double] = loss == "mse" ? [4, 2, 5, 1, 3] : [1, 0, 1, 0, 1]
+        let rec = Recommender<Double>(spec: spec, maxBatch: users.count)
+        rec.initialize(seed: 11, globalMean: 0.3)
+        for i in 0..<rec.layout.count where rec.params.base[i] == 0 { rec.params.base[i] = 0.05 * Double(i % 7) - 0.1 }
+        rec.grads.zero()
+        _ = rec.step(users: users, items: items, targets: targets, batch: users.count, train: true)
+        let analytic = Array(rec.grads.buffer)
+        func f() -> Double { rec.step(users: users, items: items, targets: targets, batch: users.count, train: false).lossSum / Double(users.count) }
+        let eps = 1e-6
+        for i in 0..<rec.layout.count {
+            let saved = rec.params.base[i]
+            rec.params.base[i] = saved + eps; let plus = f()
+            rec.params.base[i] = saved - eps; let minus = f()
+            rec.params.base[i] = saved
+            let numeric = (plus - minus) / (2 * eps)
+            let name = rec.layout.tensors.last { $0.offset <= i }!.name
+            XCTAssertLessThanOrEqual(Swift.abs(analytic[i] - numeric), 1e-6 * max(1, Swift.abs(numeric)),
+                                     "\(loss) d\(name)[\(i)]: analytic \(analytic[i]), numeric \(numeric)", file: file, line: line)
+        }
+    }
+
+    func testGradientsMSEWithDotAndTower() { checkGradients(loss: "mse", dot: true, mlp: [.dense(units: 4), .tanh, .dense(units: 1)]) }
+    func testGradientsBCEWithTowerOnly() { checkGradients(loss: "bce", dot: false, mlp: [.dense(units: 5), .sigmoid, .dense(units: 1)]) }
+    func testGradientsMatrixFactorization() { checkGradients(loss: "mse", dot: true, mlp: []) }
+
+    func testBinaryCrossEntropyIsStableAtLargeLogits() {
+        let z: [Double] = [60, -60, 0], y: [Double] = [0, 1, 1]
+        var d = [Double](repeating: 0, count: 3)
+        let r = BinaryCrossEntropy.evaluate(logits: z, targets: y, batch: 3, dLogits: &d, gradScale: 1)
+        XCTAssertEqual(r.lossSum, 60 + 60 + log(2), accuracy: 1e-9)
+        assertClose(d, [1, -1, -0.5], rel: 1e-12, abs: 1e-12, "dBCE")
+    }
+
+    func testRankingMetrics() {
+        // Items 1…5; item 0 is the unknown id and never ranked.
+        let scores: [Float] = [99, 0.9, 0.5, 0.7, 0.5, 0.1]
+        var excluded = [UInt8](repeating: 0, count: 6)
+        XCTAssertEqual(expectedRank(scores: scores, count: 6, target: 2, excluded: excluded), 2.5)   // 2 above, 1 tie
+        excluded[1] = 1                                                                              // the user's other item
+        XCTAssertEqual(expectedRank(scores: scores, count: 6, target: 2, excluded: excluded), 1.5)
+        XCTAssertEqual(hitAndNDCG(rank: 0, k: 10).ndcg, 1)
+        XCTAssertEqual(hitAndNDCG(rank: 2, k: 10).ndcg, 0.5)
+        XCTAssertEqual(hitAndNDCG(rank: 10, k: 10).hit, 0)
+        let h = Interactions(users: 3, pairs: [(2, 5), (0, 1), (2, 3), (2, 4)])
+        XCTAssertEqual(Array(h.items(of: 2)), [3, 4, 5])
+        XCTAssertEqual(Array(h.items(of: 1)), [])
+    }
+
+    func testSpecErrorsNameTheKey() {
+        var s = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 3)
+        s.mlp = [.dense(units: 4)]
+        XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.mlp.0") && "\($0)".contains("[4]"), "\($0)") }
+        s.mlp = []; s.dot = false
+        XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.dot"), "\($0)") }
+        s.dot = true; s.loss = "hinge"
+        XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.loss"), "\($0)") }
+    }
+}
