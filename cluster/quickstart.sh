@@ -25,7 +25,7 @@ mpirun -np 2 --hostfile hostfiles/localhost $BIN/cortado-train jobs/fashion-mlp.
 echo "== infer: cortado-infer on data/fashion-mnist/test.h5"
 for p in fp32 int8; do
   $BIN/cortado-infer runs/fashion-mlp/model-$p.cmodel --input data/fashion-mnist/test.h5 \
-    --output runs/fashion-mlp/predictions-$p.csv | sed "s/^/[$p] /"
+    --out runs/fashion-mlp/predictions-$p.csv | sed "s/^/[$p] /"
 done
 ls -l runs/fashion-mlp/model-*.cmodel | awk '{print "model file " $NF ": " $5 " bytes"}'
 echo "== done in $(( $(date +%s) - start )) s"

@@ -15,7 +15,8 @@ struct Infer: ParsableCommand {
     var model: String
     @Option(help: "Classifier: HDF5 file with /features (and /labels), a raw CSV, or IDX images (*-ubyte[.gz]). Recommender: HDF5 with /categorical (and /targets).")
     var input: String?
-    @Option(help: "Write predictions here: .csv, .jsonl (JSON lines) or .h5 (HDF5), by extension.")
+    @Option(name: [.customLong("out"), .customShort("o"), .customLong("output")],
+            help: "Write predictions here: .csv, .jsonl (JSON lines) or .h5 (HDF5), by extension.")
     var output: String?
     @Option(help: "IDX input: the IDX1 labels file, for accuracy.")
     var labels: String?
@@ -50,11 +51,11 @@ struct Infer: ParsableCommand {
         let m = try InferenceModel(path: model, sparse: policy)
         let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output, labelsPath: labels)
         if json {
-            var obj: [String: String] = ["model": model, "input": input, "precision": m.header.precision,
-                                         "rows": String(r.rows), "rows_per_sec": String(format: "%.1f", r.rowsPerSecond)]
-            if let a = r.accuracy { obj["accuracy"] = String(format: "%.4f", a) }
-            if let o = output { obj["output"] = o }
-            print(String(decoding: try stableJSON(obj, pretty: false), as: UTF8.self))
+            var obj: [String: Any] = ["model": model, "input": input, "precision": m.header.precision,
+                                      "rows": r.rows, "rows_per_sec": r.rowsPerSecond]
+            obj["accuracy"] = r.accuracy
+            obj["output"] = output
+            printJSON(obj)
         } else {
             print("model \(model) (\(m.header.precision), \(m.spec.layers.map(\.description).joined(separator: " ")))")
             print(String(format: "scored %d rows in %.3fs (%.0f rows/s)", r.rows, r.seconds, r.rowsPerSecond))
@@ -84,13 +85,12 @@ struct Infer: ParsableCommand {
         let m = try RecommenderModel(path: model, maxBatch: batch)
         if let input {
             let r = try scorePairs(model: m, inputPath: input, csvOutput: output)
-            let rmse = r.rmse.map { String(format: "%.4f", $0) }
             if json {
-                var obj = ["model": model, "input": input, "rows": String(r.rows)]
-                obj["rmse"] = rmse
-                print(String(decoding: try stableJSON(obj, pretty: false), as: UTF8.self))
+                var obj: [String: Any] = ["model": model, "input": input, "rows": r.rows]
+                obj["rmse"] = r.rmse
+                printJSON(obj)
             } else {
-                print("scored \(r.rows) (user, item) pairs" + (rmse.map { ", RMSE \($0)" } ?? ""))
+                print("scored \(r.rows) (user, item) pairs" + (r.rmse.map { String(format: ", RMSE %.4f", $0) } ?? ""))
             }
             return
         }
@@ -101,13 +101,18 @@ struct Infer: ParsableCommand {
             guard let u = m.id(ofUser: name) else { throw CortadoError.usage("--users: '\(name)' is not a user the model knows") }
             let top = m.topK(user: u, k: topK, exclude: history.items(of: Int(u)))
             if json {
-                let obj = ["user": name, "items": top.map { m.itemName($0.item) }, "scores": top.map { String(format: "%.4f", $0.score) }] as [String: Any]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+                printJSON(["user": name, "items": top.map { m.itemName($0.item) }, "scores": top.map { Double($0.score) }])
             } else {
                 print("user \(name): " + top.map { "\(m.itemName($0.item)) (\(String(format: "%.3f", $0.score)))" }.joined(separator: ", "))
             }
         }
     }
+}
+
+/// One JSON object on one line, keys sorted, numbers as JSON numbers.
+func printJSON(_ object: [String: Any]) {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    print(String(decoding: data, as: UTF8.self))
 }
 
 do {

@@ -31,7 +31,7 @@ struct FashionMNIST: ParsableCommand {
 
     @Option(help: "Folder with the four IDX .gz files.")
     var source = FashionMNISTPreparer.defaultSource
-    @Option(help: "Output folder (created).")
+    @Option(name: .out, help: "Output folder (created).")
     var out: String
     @Option(help: "Number of training shards.")
     var shards = 1
@@ -70,14 +70,14 @@ struct CSV: ParsableCommand {
         commandName: "csv",
         abstract: "CSV/TSV files → cleaned, encoded, standardized HDF5 shards (runs under mpirun too).",
         discussion: """
-            Types are inferred from the first rows and printed as a schema you can save, edit and
-            pass back with --schema. Statistics come from the training split only. Under
-            `mpirun -np N cortado prepare csv …` ranks split the files by bytes; the output is
+            Types are inferred from the first rows and printed as a schema you can save, edit and \
+            pass back with --schema. Statistics come from the training split only. Under \
+            `mpirun -np N cortado prepare csv …` ranks split the files by bytes; the output is \
             identical to the 1-process run.
             """)
 
     @Argument(help: "Input files (same header).") var inputs: [String]
-    @Option(help: "Output folder (appears only when complete).") var out: String
+    @Option(name: .out, help: "Output folder (appears only when complete).") var out: String
     @Option(help: "Label column.") var label: String
     @Option(help: "classification or regression (inferred from the label if omitted).") var task: String?
     @Option(help: "Training shards.") var shards = 1
@@ -138,7 +138,7 @@ struct SyntheticRatingsCommand: ParsableCommand {
         commandName: "synthetic-ratings",
         abstract: "Write MovieLens-100k-shaped ratings (u.data-style TSV) with a planted low-rank structure.",
         discussion: "Prepare it like the real u.data: cortado prepare csv FILE --no-header --delimiter tab --label c2 --leave-last-out c0,c3 …")
-    @Option(help: "Output TSV file.") var out: String
+    @Option(name: .out, help: "Output TSV file.") var out: String
     @Option var users = 943
     @Option var items = 1682
     @Option var ratings = 100_000
@@ -158,9 +158,9 @@ struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compress a trained fp32 model by recipes and compare the variants.",
         discussion: """
-        Recipes: fp32, fp16, bf16, int8, and prune<sparsity>[/layer]+<precision>, e.g. prune0.9+int8
-        (global magnitude pruning of dense/conv weights, stored as CSR when at least half zero).
-        Prints: variant, file size, parameters, non-zeros, test accuracy, batch-1 latency (p50),
+        Recipes: fp32, fp16, bf16, int8, and prune<sparsity>[/layer]+<precision>, e.g. prune0.9+int8 \
+        (global magnitude pruning of dense/conv weights, stored as CSR when at least half zero). \
+        Prints: variant, file size, parameters, non-zeros, test accuracy, batch-1 latency (p50), \
         batch-1024 throughput, measured by the inference runtime on the manifest's test split.
         """)
 
@@ -170,7 +170,7 @@ struct Compress: ParsableCommand {
     var recipes: [String] = []
     @Option(help: "The data set's manifest.json (its test split is scored).")
     var data: String
-    @Option(help: "Folder for the compressed files.")
+    @Option(name: .out, help: "Folder for the compressed files.")
     var out: String
     @Option(help: "BLAS threads.")
     var threads = 1
@@ -222,15 +222,16 @@ struct ExportONNX: ParsableCommand {
         commandName: "onnx",
         abstract: "Write a classifier .cmodel as an fp32 ONNX model (opset 17) for ONNX Runtime.",
         discussion: """
-        Input 'input' (batch, features) float32, output 'probabilities' (batch, classes), as
-        cortado-infer. Any storage exports (int8 weights are dequantized); recommenders do not.
-        Check it with: /opt/cortado-venv/bin/python cluster/onnx-check.py OUT.onnx DATA.h5 PREDICTIONS.csv
+        Input 'input' (batch, features) float32, output 'probabilities' (batch, classes), as \
+        cortado-infer. Any storage exports (int8 weights are dequantized); recommenders do not. \
+        To check it against cortado-infer's predictions with ONNX Runtime, see \
+        docs/inference.md (ONNX export).
         """)
     @Argument(help: "A classifier model file (.cmodel).") var model: String
-    @Option(name: .shortAndLong, help: "The ONNX file to write.") var output: String
+    @Option(name: .out, help: "The ONNX file to write.") var out: String
 
     func run() throws {
-        let s = try ONNXExport.export(model: model, to: output)
+        let s = try ONNXExport.export(model: model, to: out)
         print("wrote \(s.path): \(s.bytes) bytes, opset \(s.opset), \(s.nodes) nodes, \(s.parameters) parameters")
     }
 }
@@ -295,4 +296,10 @@ do {
     exit(e.exitCode)
 } catch {
     Cortado.exit(withError: error)
+}
+
+extension NameSpecification {
+    /// Where a command writes: `--out` in every Cortado command; `-o` and `--output` are
+    /// accepted as aliases.
+    static var out: NameSpecification { [.customLong("out"), .customShort("o"), .customLong("output")] }
 }

@@ -44,7 +44,7 @@ final class CNNTests: XCTestCase {
         for (p, key) in [("fp32", "fp32_model_accuracy"), ("int8", "int8_model_accuracy")] {
             let inf = try Support.run([Support.product("cortado-infer"), models[p]!, "--input", testFile, "--json"])
             XCTAssertEqual(inf.status, 0, inf.output)
-            XCTAssertEqual(Double(try Support.lastJSON(inf)["accuracy"] as! String)!, test[key]!, accuracy: 0.00006, p)
+            XCTAssertEqual(try Support.lastJSON(inf)["accuracy"] as! Double, test[key]!, accuracy: 0.00006, p)
         }
         XCTAssertEqual(test["int8_model_accuracy"]!, test["fp32_accuracy"]!, accuracy: 0.02)
     }

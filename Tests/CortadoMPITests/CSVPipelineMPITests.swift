@@ -93,7 +93,7 @@ final class CSVPipelineMPITests: XCTestCase {
         for p in ["fp32", "int8"] {
             let inf = try Support.run([Support.product("cortado-infer"), dir + "/run/model-\(p).cmodel", "--input", dir + "/holdout.csv", "--json"])
             XCTAssertEqual(inf.status, 0, inf.output)
-            let acc = Double(try Support.lastJSON(inf)["accuracy"] as! String)!
+            let acc = try Support.lastJSON(inf)["accuracy"] as! Double
             XCTAssertGreaterThanOrEqual(acc, 0.93, "\(p) on the 60 raw holdout rows (the data set allows ≈ 0.95–0.98)")
         }
         // A raw file missing a column the model needs is a clear error.

@@ -83,7 +83,7 @@ final class MPITests: XCTestCase {
                                        "--output", dir + "/pred-\(precision).csv"])
             XCTAssertEqual(inf.status, 0, inf.output)
             let obj = try Support.lastJSON(inf)
-            XCTAssertEqual(Double(obj["accuracy"] as! String)!, test[key]!, accuracy: 0.00006, precision)
+            XCTAssertEqual(obj["accuracy"] as! Double, test[key]!, accuracy: 0.00006, precision)
             let csv = try String(contentsOfFile: dir + "/pred-\(precision).csv", encoding: .utf8).split(separator: "\n")
             XCTAssertEqual(csv.count, 4001)
             XCTAssertTrue(csv[0].hasPrefix("row,predicted,label,p_T-shirt/top"), String(csv[0]))

@@ -46,11 +46,11 @@ final class InferOutputTests: XCTestCase {
 
         let infer = Support.product("cortado-infer")
         for out in ["p.csv", "p.jsonl", "p.h5"] {
-            let r = try Support.run([infer, m, "--input", dir + "/x.h5", "--output", dir + "/" + out, "--batch", "8"])
+            let r = try Support.run([infer, m, "--input", dir + "/x.h5", "--out", dir + "/" + out, "--batch", "8"])
             XCTAssertEqual(r.status, 0, r.output)
         }
         let r = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/labels-idx1-ubyte",
-                                 "--output", dir + "/idx.h5", "--json"])
+                                 "--out", dir + "/idx.h5", "--json"])
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertNotNil(try Support.lastJSON(r)["accuracy"], "IDX with labels reports accuracy")
 
@@ -80,7 +80,7 @@ final class InferOutputTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/p.h5.tmp"))
 
         // Bad inputs: one line, non-zero exit, nothing written under the output name.
-        let bad = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/x.h5", "--output", dir + "/bad.csv"])
+        let bad = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/x.h5", "--out", dir + "/bad.csv"])
         XCTAssertEqual(bad.status, 2, bad.output)
         XCTAssertTrue(bad.stderr.contains("x.h5"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.csv"))

@@ -155,7 +155,7 @@ final class ONNXExportTests: XCTestCase {
         let dir = Support.scratch("onnx-cli")
         let spec = ModelSpec(inputShape: [10], layers: [.dense(units: 8), .relu, .dense(units: 3)])
         let (model, _) = try writeModel(spec, parameters(spec, seed: 1), recipe: "fp32", dir: dir)
-        let r = try Support.run([Support.product("cortado"), "export", "onnx", model, "-o", dir + "/m.onnx"])
+        let r = try Support.run([Support.product("cortado"), "export", "onnx", model, "--out", dir + "/m.onnx"])
         XCTAssertEqual(r.status, 0, r.output)
         let lines = r.stdout.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, r.stdout)
@@ -186,7 +186,7 @@ final class ONNXExportTests: XCTestCase {
                 XCTAssertTrue(message.hasPrefix(model + ":") && message.contains(why) && !message.contains("\n"), message)
                 XCTAssertEqual((e as? CortadoError)?.exitCode, 2)
             }
-            let r = try Support.run([Support.product("cortado"), "export", "onnx", model, "-o", dir + "/out.onnx"])
+            let r = try Support.run([Support.product("cortado"), "export", "onnx", model, "--out", dir + "/out.onnx"])
             XCTAssertEqual(r.status, 2, r.output)
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains(model) && r.stdout.isEmpty, r.output)
