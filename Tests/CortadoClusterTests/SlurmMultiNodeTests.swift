@@ -34,6 +34,7 @@ final class SlurmMultiNodeTests: XCTestCase {
                         "--set", "epochs=6", "--set", "emit=[]", "--set", "checkpoint.every_steps=100"])
         XCTAssertEqual(r.status, 0, r.output)
         let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        addTeardownBlock { SlurmTests.cancel(id) { try self.vc($0) } }
         let logPath = "\(dir)/logs/cortado-train-\(id).out"
         func text() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
         var t0 = monotonicSeconds()

@@ -30,7 +30,21 @@ final class SlurmTests: XCTestCase {
         let r = try Support.run(["sbatch", "--parsable", "--chdir=\(dir)", "--export=ALL,CORTADO_BIN=\(Support.productsDir)"]
                                 + options + [Support.repoRoot + "/jobs/" + script] + args)
         XCTAssertEqual(r.status, 0, r.output)
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        // A test that fails or times out still ends its job and the job's ranks.
+        addTeardownBlock { Self.cancel(id, run: { try Support.run($0) }) }
+        return id
+    }
+
+    /// Cancels job `id` (all its steps and processes) and waits up to 60 s for it to leave the
+    /// queue; `run` reaches the controller (the local Slurm, or the virtual cluster's).
+    static func cancel(_ id: String, run: ([String]) throws -> Support.Result) {
+        guard !id.isEmpty, (try? run(["squeue", "-h", "-j", id]))?.stdout.contains(id) == true else { return }
+        _ = try? run(["scancel", "--full", id])
+        let t0 = monotonicSeconds()
+        while (try? run(["squeue", "-h", "-j", id]))?.stdout.contains(id) == true, monotonicSeconds() - t0 < 60 {
+            Thread.sleep(forTimeInterval: 1)
+        }
     }
 
     /// Waits until every job of `id` (an array's tasks too) has left the queue; returns their
