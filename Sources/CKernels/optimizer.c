@@ -10,6 +10,8 @@
 // (SIMD add, mul, div and sqrt round exactly like their scalar forms).
 #include "cortado_kernels.h"
 
+#include <string.h>
+
 #pragma STDC FP_CONTRACT OFF
 
 /// Whether `path` asks for AVX2 (or above) and this CPU has it.
@@ -80,4 +82,19 @@ void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, f
                          float wd, float c1, float c2, float gscale, int decoupled, int path) {
     if (use_avx2(path)) adam_avx2(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
     else adam_portable(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
+}
+
+// Kernels in the shared shape (cortado_optimizer_kernel), by optimizer.type: an optimizer
+// added after SGD and Adam registers its kernel here instead of declaring it in the header.
+static const struct {
+    const char *name;
+    cortado_optimizer_kernel kernel;
+} kernels[] = {
+    {NULL, NULL},
+};
+
+cortado_optimizer_kernel cortado_optimizer_find(const char *name) {
+    for (int i = 0; kernels[i].name; i++)
+        if (strcmp(kernels[i].name, name) == 0) return kernels[i].kernel;
+    return NULL;
 }
