@@ -470,27 +470,7 @@ public struct JobSpec: Codable, Equatable {
     static func parseLayers(_ nodes: [ConfigNode], path: String) throws -> [LayerSpec] {
         try nodes.enumerated().map { i, n in
             let l = try ConfigReader(n, path: "\(path).\(i)")
-            let type = try l.required("type", l.string)
-            let layer: LayerSpec
-            switch type {
-            case "dense": layer = .dense(units: try l.required("units", l.int))
-            case "relu": layer = .relu
-            case "gelu": layer = .gelu
-            case "sigmoid": layer = .sigmoid
-            case "tanh": layer = .tanh
-            case "dropout": layer = .dropout(rate: try l.required("rate", l.double))
-            case "layer_norm": layer = .layerNorm
-            case "flatten": layer = .flatten
-            case "conv2d":
-                layer = .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
-                                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
-            case "max_pool", "avg_pool":
-                let size = try l.required("size", l.int)
-                let stride = try l.int("stride") ?? size
-                layer = type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
-            default:
-                throw CortadoError.usage("\(path).\(i).type: unknown layer '\(type)' (known: \(LayerSpec.typeNames.joined(separator: ", ")))")
-            }
+            let layer = try LayerSpec.parse(l)
             try l.finish()
             return layer
         }
