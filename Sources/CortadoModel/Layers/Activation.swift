@@ -41,6 +41,7 @@ public enum ActivationRegistry {
         GELU.self,
         Sigmoid.self,
         Tanh.self,
+        LeakyReLU.self,
     ]
 
     public static func kind(named name: String) -> (any ActivationKind.Type)? { kinds.first { $0.name == name } }
