@@ -10,6 +10,8 @@
 // (SIMD add, mul, div and sqrt round exactly like their scalar forms).
 #include "cortado_kernels.h"
 
+#include <string.h>
+
 #pragma STDC FP_CONTRACT OFF
 
 /// Whether `path` asks for AVX2 (or above) and this CPU has it.
@@ -80,4 +82,46 @@ void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, f
                          float wd, float c1, float c2, float gscale, int decoupled, int path) {
     if (use_avx2(path)) adam_avx2(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
     else adam_portable(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
+}
+
+// RMSprop (PyTorch, no momentum): g' = g·gscale + λw;  v ← αv + (1−α)g'²;  w ← w − lr·(g'/(√v + ε)).
+// hyper = {α, ε}; one state arena (v).
+__attribute__((always_inline))
+static inline void rmsprop_body(float *restrict w, const float *restrict g, float *restrict v, long n, float lr, float wd,
+                                float gscale, float alpha, float eps) {
+    const float d = 1 - alpha;
+    for (long i = 0; i < n; i++) {
+        const float gi = g[i] * gscale + wd * w[i];
+        const float vi = alpha * v[i] + d * gi * gi;
+        v[i] = vi;
+        w[i] = w[i] - lr * (gi / (__builtin_elementwise_sqrt(vi) + eps));
+    }
+}
+
+__attribute__((target("avx2")))
+static void rmsprop_avx2(float *w, const float *g, float *v, long n, float lr, float wd, float gscale, float alpha, float eps) {
+    rmsprop_body(w, g, v, n, lr, wd, gscale, alpha, eps);
+}
+
+static void rmsprop_update(float *w, const float *g, float *state, long stride, long n, float lr, float wd, float gscale,
+                           const float *hyper, int path) {
+    (void)stride;   // one arena
+    if (use_avx2(path)) rmsprop_avx2(w, g, state, n, lr, wd, gscale, hyper[0], hyper[1]);
+    else rmsprop_body(w, g, state, n, lr, wd, gscale, hyper[0], hyper[1]);
+}
+
+// Kernels in the shared shape (cortado_optimizer_kernel), by optimizer.type: an optimizer
+// added after SGD and Adam registers its kernel here instead of declaring it in the header.
+static const struct {
+    const char *name;
+    cortado_optimizer_kernel kernel;
+} kernels[] = {
+    {"rmsprop", rmsprop_update},
+    {NULL, NULL},
+};
+
+cortado_optimizer_kernel cortado_optimizer_find(const char *name) {
+    for (int i = 0; kernels[i].name; i++)
+        if (strcmp(kernels[i].name, name) == 0) return kernels[i].kernel;
+    return NULL;
 }

@@ -201,24 +201,107 @@ public struct JobSpec: Codable, Equatable {
         public var patience = 3
     }
 
+    /// `optimizer:`. The keys here are those every optimizer shares plus SGD's and Adam's
+    /// (momentum, nesterov, beta1, beta2, eps): job.json and checkpoints have always held all
+    /// of them, whatever the type, so they stay stored fields to keep that JSON and its hash.
+    /// Which optimizer reads, checks and uses which key is its `OptimizerRule`'s business
+    /// (Optimizers/); keys of optimizers added later live in `extra`.
     public struct OptimizerSpec: Codable, Equatable {
+        /// An `OptimizerRegistry` name; `Optimizer` works on the parsed rule.
         public var type = "sgd"
         public var learningRate = 0.05
         public var momentum = 0.9
         public var weightDecay = 0.0
-        public var schedule = "constant"   // constant | cosine | linear | step
+        /// A `LearningRateSchedule` raw value; `Optimizer` works on the parsed enum.
+        public var schedule = LearningRateSchedule.constant.rawValue
         public var warmupSteps = 0
         public var nesterov = false
         public var beta1 = 0.9, beta2 = 0.999, eps = 1e-8
         public var decaySteps = 1000        // step schedule: multiply by gamma every decay_steps
         public var gamma = 0.1
         public var clipNorm = 0.0           // clip the global gradient norm (0 = off)
+        /// Numeric keys of newer optimizers (RMSprop's `alpha`) as the spec gave them; encoded
+        /// beside the keys above, and only those set, so older specs keep their canonical JSON.
+        public var extra: [String: Double] = [:]
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case type, learningRate = "learning_rate", momentum, weightDecay = "weight_decay", schedule, warmupSteps = "warmup_steps"
             case nesterov, beta1, beta2, eps, decaySteps = "decay_steps", gamma, clipNorm = "clip_norm"
+        }
+
+        /// Any key name, for `extra`.
+        struct ExtraKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(_ s: String) { stringValue = s }
+            init?(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            type = try c.decode(String.self, forKey: .type)
+            learningRate = try c.decode(Double.self, forKey: .learningRate)
+            momentum = try c.decode(Double.self, forKey: .momentum)
+            weightDecay = try c.decode(Double.self, forKey: .weightDecay)
+            schedule = try c.decode(String.self, forKey: .schedule)
+            warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+            nesterov = try c.decode(Bool.self, forKey: .nesterov)
+            beta1 = try c.decode(Double.self, forKey: .beta1)
+            beta2 = try c.decode(Double.self, forKey: .beta2)
+            eps = try c.decode(Double.self, forKey: .eps)
+            decaySteps = try c.decode(Int.self, forKey: .decaySteps)
+            gamma = try c.decode(Double.self, forKey: .gamma)
+            clipNorm = try c.decode(Double.self, forKey: .clipNorm)
+            let all = try decoder.container(keyedBy: ExtraKey.self)
+            for k in all.allKeys where CodingKeys(rawValue: k.stringValue) == nil {
+                extra[k.stringValue] = try all.decode(Double.self, forKey: k)
+            }
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            // One container for both kinds of key (stableJSON sorts them anyway).
+            var c = encoder.container(keyedBy: ExtraKey.self)
+            func put<T: Encodable>(_ k: CodingKeys, _ v: T) throws { try c.encode(v, forKey: ExtraKey(k.rawValue)) }
+            try put(.type, type); try put(.learningRate, learningRate); try put(.momentum, momentum)
+            try put(.weightDecay, weightDecay); try put(.schedule, schedule); try put(.warmupSteps, warmupSteps)
+            try put(.nesterov, nesterov); try put(.beta1, beta1); try put(.beta2, beta2); try put(.eps, eps)
+            try put(.decaySteps, decaySteps); try put(.gamma, gamma); try put(.clipNorm, clipNorm)
+            for (k, v) in extra where CodingKeys(rawValue: k) == nil { try c.encode(v, forKey: ExtraKey(k)) }
+        }
+
+        /// Reads the `optimizer:` section: the shared keys here, then every registered
+        /// optimizer's own keys. Keys of another optimizer than `type` are read too (and kept,
+        /// unused), as before the registry: `--set optimizer.type=adam` over a file written
+        /// for SGD, with its momentum, keeps working.
+        init(reading o: ConfigReader) throws {
+            type = try o.string("type") ?? type
+            _ = try OptimizerRegistry.parse(type, key: o.path + ".type")
+            learningRate = try o.double("learning_rate") ?? learningRate
+            weightDecay = try o.double("weight_decay") ?? weightDecay
+            schedule = try o.string("schedule") ?? schedule
+            _ = try LearningRateSchedule.parse(schedule, key: o.path + ".schedule")
+            warmupSteps = try o.int("warmup_steps") ?? warmupSteps
+            decaySteps = try o.int("decay_steps") ?? decaySteps
+            gamma = try o.double("gamma") ?? gamma
+            clipNorm = try o.double("clip_norm") ?? clipNorm
+            for rule in OptimizerRegistry.rules { try rule.read(o, into: &self) }
+            try o.finish()
+        }
+
+        /// The shared keys' checks, then every registered optimizer's on its own keys (each
+        /// key is checked by its owner whatever the type, as before the registry).
+        public func validate(path: String = "optimizer") throws {
+            _ = try OptimizerRegistry.parse(type, key: path + ".type")
+            _ = try LearningRateSchedule.parse(schedule, key: path + ".schedule")
+            try check(decaySteps > 0 && gamma > 0, path, "decay_steps/gamma", "must be positive")
+            try check(clipNorm >= 0, path, "clip_norm", "must be 0 (off) or positive")
+            try check(learningRate > 0, path, "learning_rate", "must be positive, got \(learningRate)")
+            try check(weightDecay >= 0, path, "weight_decay", "must be non-negative, got \(weightDecay)")
+            try check(warmupSteps >= 0, path, "warmup_steps", "must be non-negative")
+            for rule in OptimizerRegistry.rules { try rule.validate(self, path: path) }
         }
     }
 
@@ -277,22 +360,7 @@ public struct JobSpec: Codable, Equatable {
         if recommender == nil { loss = try model.string("loss") ?? loss }
         labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
         try model.finish()
-        if let o = try r.child("optimizer") {
-            optimizer.type = try o.string("type") ?? optimizer.type
-            optimizer.learningRate = try o.double("learning_rate") ?? optimizer.learningRate
-            optimizer.momentum = try o.double("momentum") ?? optimizer.momentum
-            optimizer.weightDecay = try o.double("weight_decay") ?? optimizer.weightDecay
-            optimizer.schedule = try o.string("schedule") ?? optimizer.schedule
-            optimizer.warmupSteps = try o.int("warmup_steps") ?? optimizer.warmupSteps
-            optimizer.nesterov = try o.bool("nesterov") ?? optimizer.nesterov
-            optimizer.beta1 = try o.double("beta1") ?? optimizer.beta1
-            optimizer.beta2 = try o.double("beta2") ?? optimizer.beta2
-            optimizer.eps = try o.double("eps") ?? optimizer.eps
-            optimizer.decaySteps = try o.int("decay_steps") ?? optimizer.decaySteps
-            optimizer.gamma = try o.double("gamma") ?? optimizer.gamma
-            optimizer.clipNorm = try o.double("clip_norm") ?? optimizer.clipNorm
-            try o.finish()
-        }
+        if let o = try r.child("optimizer") { optimizer = try OptimizerSpec(reading: o) }
         if let c = try r.child("pruning") {
             var p = Pruning()
             p.sparsity = try c.double("sparsity") ?? p.sparsity
@@ -401,27 +469,7 @@ public struct JobSpec: Codable, Equatable {
     static func parseLayers(_ nodes: [ConfigNode], path: String) throws -> [LayerSpec] {
         try nodes.enumerated().map { i, n in
             let l = try ConfigReader(n, path: "\(path).\(i)")
-            let type = try l.required("type", l.string)
-            let layer: LayerSpec
-            switch type {
-            case "dense": layer = .dense(units: try l.required("units", l.int))
-            case "relu": layer = .relu
-            case "gelu": layer = .gelu
-            case "sigmoid": layer = .sigmoid
-            case "tanh": layer = .tanh
-            case "dropout": layer = .dropout(rate: try l.required("rate", l.double))
-            case "layer_norm": layer = .layerNorm
-            case "flatten": layer = .flatten
-            case "conv2d":
-                layer = .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
-                                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
-            case "max_pool", "avg_pool":
-                let size = try l.required("size", l.int)
-                let stride = try l.int("stride") ?? size
-                layer = type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
-            default:
-                throw CortadoError.usage("\(path).\(i).type: unknown layer '\(type)' (known: \(LayerSpec.typeNames.joined(separator: ", ")))")
-            }
+            let layer = try LayerSpec.parse(l)
             try l.finish()
             return layer
         }
@@ -437,16 +485,7 @@ public struct JobSpec: Codable, Equatable {
         try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
         try check(checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
         try check(checkpointKeep >= 1, "checkpoint.keep", "must be at least 1, got \(checkpointKeep)")
-        try check(["sgd", "adam", "adamw"].contains(optimizer.type), "optimizer.type", "'\(optimizer.type)' is not one of sgd, adam, adamw")
-        try check(optimizer.beta1 >= 0 && optimizer.beta1 < 1 && optimizer.beta2 >= 0 && optimizer.beta2 < 1, "optimizer.beta1/beta2", "must be in [0, 1)")
-        try check(optimizer.eps > 0, "optimizer.eps", "must be positive")
-        try check(optimizer.decaySteps > 0 && optimizer.gamma > 0, "optimizer.decay_steps/gamma", "must be positive")
-        try check(optimizer.clipNorm >= 0, "optimizer.clip_norm", "must be 0 (off) or positive")
-        try check(optimizer.learningRate > 0, "optimizer.learning_rate", "must be positive, got \(optimizer.learningRate)")
-        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1), got \(optimizer.momentum)")
-        try check(optimizer.weightDecay >= 0, "optimizer.weight_decay", "must be non-negative, got \(optimizer.weightDecay)")
-        try check(["constant", "cosine", "linear", "step"].contains(optimizer.schedule), "optimizer.schedule", "'\(optimizer.schedule)' is not one of constant, cosine, linear, step")
-        try check(optimizer.warmupSteps >= 0, "optimizer.warmup_steps", "must be non-negative")
+        try optimizer.validate()
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
         try check(watchdogSeconds >= 0, "watchdog_seconds", "must be 0 (off) or positive, got \(watchdogSeconds)")
         try check(["stop", "skip"].contains(nonFinite), "non_finite", "'\(nonFinite)' is not one of stop, skip")

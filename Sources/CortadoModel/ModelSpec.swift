@@ -4,7 +4,8 @@ import Foundation
 /// One layer of a model as written in a job spec or a model file header.
 public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
     case dense(units: Int)
-    case relu, gelu, sigmoid, tanh
+    /// An elementwise activation (relu, gelu, sigmoid, tanh, …: `ActivationRegistry`).
+    case activation(Activation)
     /// Zeroes each value with probability `rate` in training (scaled by 1/(1−rate)); identity
     /// in evaluation.
     case dropout(rate: Double)
@@ -16,53 +17,65 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
     case avgPool(size: Int, stride: Int)
     case flatten
 
-    enum CodingKeys: String, CodingKey { case type, units, rate, filters, kernel, stride, padding, size }
+    public static let relu = LayerSpec.activation(Activation(ReLU.self))
+    public static let gelu = LayerSpec.activation(Activation(GELU.self))
+    public static let sigmoid = LayerSpec.activation(Activation(Sigmoid.self))
+    public static let tanh = LayerSpec.activation(Activation(Tanh.self))
 
     /// The names job specs and model files use.
-    public static let typeNames = ["dense", "relu", "gelu", "sigmoid", "tanh", "dropout", "layer_norm", "conv2d", "max_pool", "avg_pool", "flatten"]
+    public static var typeNames: [String] {
+        ["dense"] + ActivationRegistry.kinds.map { $0.name } + ["dropout", "layer_norm", "conv2d", "max_pool", "avg_pool", "flatten"]
+    }
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        switch try c.decode(String.self, forKey: .type) {
-        case "dense": self = .dense(units: try c.decode(Int.self, forKey: .units))
-        case "relu": self = .relu
-        case "gelu": self = .gelu
-        case "sigmoid": self = .sigmoid
-        case "tanh": self = .tanh
-        case "dropout": self = .dropout(rate: try c.decode(Double.self, forKey: .rate))
-        case "layer_norm": self = .layerNorm
+    /// The one layer parser, for job specs (`ConfigReader`, strict) and model files (JSON):
+    /// errors name `fields.path`'s key (`model.layers.2.slope: …`).
+    public static func parse(_ l: some LayerFields) throws -> LayerSpec {
+        let type = try l.required("type", l.string)
+        switch type {
+        case "dense": return .dense(units: try l.required("units", l.int))
+        case "dropout": return .dropout(rate: try l.required("rate", l.double))
+        case "layer_norm": return .layerNorm
+        case "flatten": return .flatten
         case "conv2d":
-            self = .conv2d(filters: try c.decode(Int.self, forKey: .filters), kernel: try c.decode(Int.self, forKey: .kernel),
-                           stride: try c.decodeIfPresent(Int.self, forKey: .stride) ?? 1, padding: try c.decodeIfPresent(Int.self, forKey: .padding) ?? 0)
+            return .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
+                           stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
         case "max_pool", "avg_pool":
-            let size = try c.decode(Int.self, forKey: .size), stride = try c.decodeIfPresent(Int.self, forKey: .stride) ?? size
-            self = try c.decode(String.self, forKey: .type) == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
-        case "flatten": self = .flatten
-        case let t: throw CortadoError.model("unknown layer type '\(t)'")
+            let size = try l.required("size", l.int)
+            let stride = try l.int("stride") ?? size
+            return type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
+        default:
+            guard let kind = ActivationRegistry.kind(named: type) else {
+                throw CortadoError.usage("\(l.keyPath("type")): unknown layer '\(type)' (known: \(typeNames.joined(separator: ", ")))")
+            }
+            let params = try kind.keys.map { try l.double($0.key) ?? $0.default }
+            if let why = kind.problem(params) { throw CortadoError.usage("\(l.keyPath(kind.keys.first?.key ?? "type")): \(why)") }
+            return .activation(Activation(kind, params: params))
         }
     }
 
+    public init(from decoder: Decoder) throws {
+        self = try Self.parse(DecodedLayerFields(container: try decoder.container(keyedBy: AnyCodingKey.self),
+                                                 path: decoder.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")))
+    }
+
     public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(typeName, forKey: .type)
+        var c = encoder.container(keyedBy: AnyCodingKey.self)
+        func put<V: Encodable>(_ k: String, _ v: V) throws { try c.encode(v, forKey: AnyCodingKey(k)) }
+        try put("type", typeName)
         switch self {
-        case .dense(let units): try c.encode(units, forKey: .units)
-        case .dropout(let rate): try c.encode(rate, forKey: .rate)
-        case let .conv2d(f, k, s, p):
-            try c.encode(f, forKey: .filters); try c.encode(k, forKey: .kernel); try c.encode(s, forKey: .stride); try c.encode(p, forKey: .padding)
-        case let .maxPool(size, stride), let .avgPool(size, stride):
-            try c.encode(size, forKey: .size); try c.encode(stride, forKey: .stride)
-        default: break
+        case .dense(let units): try put("units", units)
+        case .dropout(let rate): try put("rate", rate)
+        case let .conv2d(f, k, s, p): try put("filters", f); try put("kernel", k); try put("stride", s); try put("padding", p)
+        case let .maxPool(size, stride), let .avgPool(size, stride): try put("size", size); try put("stride", stride)
+        case .activation(let a): for (k, v) in zip(a.kind.keys, a.params) { try put(k.key, v) }
+        case .layerNorm, .flatten: break
         }
     }
 
     public var typeName: String {
         switch self {
         case .dense: return "dense"
-        case .relu: return "relu"
-        case .gelu: return "gelu"
-        case .sigmoid: return "sigmoid"
-        case .tanh: return "tanh"
+        case .activation(let a): return a.kind.name
         case .dropout: return "dropout"
         case .layerNorm: return "layer_norm"
         case .conv2d: return "conv2d"
@@ -79,6 +92,7 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
         case let .conv2d(f, k, s, p): return "conv2d(\(f), \(k)x\(k), stride \(s), pad \(p))"
         case let .maxPool(size, stride): return "max_pool(\(size), stride \(stride))"
         case let .avgPool(size, stride): return "avg_pool(\(size), stride \(stride))"
+        case .activation(let a): return a.description
         default: return typeName
         }
     }
@@ -90,7 +104,7 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
         let count = input.reduce(1, *)
         switch self {
         case .dense(let u): return u > 0 ? .success([u]) : Self.bad("units must be positive, got \(u)")
-        case .relu, .gelu, .sigmoid, .tanh, .layerNorm: return .success(input)
+        case .activation, .layerNorm: return .success(input)
         case .dropout(let r): return r >= 0 && r < 1 ? .success(input) : Self.bad("rate must be in [0, 1), got \(r)")
         case .flatten: return .success([count])
         case let .conv2d(f, k, s, p):
@@ -222,4 +236,44 @@ public struct ParameterLayout: Codable, Equatable {
             return t.offset <= count && n <= count - t.offset
         }
     }
+}
+
+/// Where a layer's keys come from: a job spec mapping (`ConfigReader`: strict, the caller
+/// calls `finish()`) or a model file's JSON header (`DecodedLayerFields`).
+public protocol LayerFields {
+    func string(_ k: String) throws -> String?
+    func int(_ k: String) throws -> Int?
+    func double(_ k: String) throws -> Double?
+    /// The full key path of `k`, for errors.
+    func keyPath(_ k: String) -> String
+}
+
+extension LayerFields {
+    func required<V>(_ k: String, _ get: (String) throws -> V?) throws -> V {
+        guard let v = try get(k) else { throw CortadoError.usage("\(keyPath(k)): required") }
+        return v
+    }
+}
+
+extension ConfigReader: LayerFields {
+    public func keyPath(_ k: String) -> String { path.isEmpty ? k : path + "." + k }
+}
+
+/// Any JSON key.
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// A model file's layer object (`{"type": "dense", "units": 10}`).
+struct DecodedLayerFields: LayerFields {
+    let container: KeyedDecodingContainer<AnyCodingKey>
+    let path: String
+    func string(_ k: String) throws -> String? { try container.decodeIfPresent(String.self, forKey: AnyCodingKey(k)) }
+    func int(_ k: String) throws -> Int? { try container.decodeIfPresent(Int.self, forKey: AnyCodingKey(k)) }
+    func double(_ k: String) throws -> Double? { try container.decodeIfPresent(Double.self, forKey: AnyCodingKey(k)) }
+    func keyPath(_ k: String) -> String { path.isEmpty ? k : path + "." + k }
 }

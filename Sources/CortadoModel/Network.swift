@@ -56,7 +56,7 @@ public final class Network<T: Real> {
     /// A layer with its resolved sizes, parameter offsets and saved-state buffers.
     @usableFromInline enum Step {
         case dense(inDim: Int, outDim: Int, w: Int, b: Int)
-        case relu(width: Int), gelu(width: Int), sigmoid(width: Int), tanh(width: Int)
+        case activation(width: Int, Activation)
         case dropout(width: Int, rate: Double, mask: Arena<T>)
         case layerNorm(d: Int, w: Int, b: Int, stats: Arena<T>)
         case conv(ConvShape, w: Int, b: Int, cols: Arena<T>)
@@ -84,10 +84,7 @@ public final class Network<T: Real> {
             case .dense(let units):
                 steps.append(.dense(inDim: width, outDim: units, w: offset, b: offset + units * width))
                 offset += units * width + units
-            case .relu: steps.append(.relu(width: width))
-            case .gelu: steps.append(.gelu(width: width))
-            case .sigmoid: steps.append(.sigmoid(width: width))
-            case .tanh: steps.append(.tanh(width: width))
+            case .activation(let a): steps.append(.activation(width: width, a))
             case .dropout(let rate): steps.append(.dropout(width: width, rate: rate, mask: Arena(count: maxBatch * width)))
             case .layerNorm:
                 steps.append(.layerNorm(d: width, w: offset, b: offset + width, stats: Arena(count: maxBatch * 2)))
@@ -149,10 +146,7 @@ public final class Network<T: Real> {
                 if let custom = layerOverrides[i] { custom(x, batch, out) } else {
                     denseForward(out: out, input: x, weight: p + w, bias: p + b, batch: batch, inDim: inDim, outDim: outDim)
                 }
-            case let .relu(width): reluForward(out: out, input: x, count: batch * width)
-            case let .gelu(width): geluForward(out: out, input: x, count: batch * width)
-            case let .sigmoid(width): sigmoidForward(out: out, input: x, count: batch * width)
-            case let .tanh(width): tanhForward(out: out, input: x, count: batch * width)
+            case let .activation(width, a): a.forward(out: out, input: x, count: batch * width)
             case let .dropout(width, rate, mask):
                 if training && rate > 0 {
                     var rng = SeededRNG(seed: dropoutSeed, stream: UInt64(i))
@@ -269,10 +263,7 @@ public final class Network<T: Real> {
                 // Layers without parameters: nothing to do when no input gradient is wanted.
                 guard let dIn else { break }
                 switch steps[i] {
-                case let .relu(width): reluBackward(dInput: dIn, dOut: dOut, out: out, count: batch * width)
-                case let .gelu(width): geluBackward(dInput: dIn, dOut: dOut, input: x, count: batch * width)
-                case let .sigmoid(width): sigmoidBackward(dInput: dIn, dOut: dOut, out: out, count: batch * width)
-                case let .tanh(width): tanhBackward(dInput: dIn, dOut: dOut, out: out, count: batch * width)
+                case let .activation(width, a): a.backward(dInput: dIn, dOut: dOut, input: x, out: out, count: batch * width)
                 case let .dropout(width, rate, mask):
                     if rate > 0 { dropoutBackward(dInput: dIn, dOut: dOut, mask: mask.base, count: batch * width) } else {
                         dIn.update(from: dOut, count: batch * width)

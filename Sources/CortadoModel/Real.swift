@@ -16,9 +16,23 @@ public protocol Real: BinaryFloatingPoint, Codable {
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
     static func tanh(_ x: Self) -> Self
+    /// An activation kind's forward/backward in this concrete type (specialized loops; see
+    /// `ActivationKind`).
+    static func activationForward(_ k: any ActivationKind.Type, out: UnsafeMutablePointer<Self>, input: UnsafePointer<Self>,
+                                  count: Int, params: [Double])
+    static func activationBackward(_ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Self>, dOut: UnsafePointer<Self>,
+                                   input: UnsafePointer<Self>, out: UnsafePointer<Self>, count: Int, params: [Double])
 }
 
 extension Float: Real {
+    public static func activationForward(_ k: any ActivationKind.Type, out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                                         count: Int, params: [Double]) {
+        k.forward(out: out, input: input, count: count, params: params)
+    }
+    public static func activationBackward(_ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                                          input: UnsafePointer<Float>, out: UnsafePointer<Float>, count: Int, params: [Double]) {
+        k.backward(dInput: dInput, dOut: dOut, input: input, out: out, count: count, params: params)
+    }
     @inlinable
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -43,6 +57,14 @@ extension Float: Real {
 }
 
 extension Double: Real {
+    public static func activationForward(_ k: any ActivationKind.Type, out: UnsafeMutablePointer<Double>, input: UnsafePointer<Double>,
+                                         count: Int, params: [Double]) {
+        k.forward(out: out, input: input, count: count, params: params)
+    }
+    public static func activationBackward(_ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>,
+                                          input: UnsafePointer<Double>, out: UnsafePointer<Double>, count: Int, params: [Double]) {
+        k.backward(dInput: dInput, dOut: dOut, input: input, out: out, count: count, params: params)
+    }
     @inlinable
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
                             a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,

@@ -163,10 +163,13 @@ public enum ONNXExport {
                 let w = g.initializer("layers.\(i).weight", dims: p.wShape, p.w)
                 let b = g.initializer("layers.\(i).bias", dims: [p.b.count], p.b)
                 x = g.node("Gemm", [x, w, b], out, [ONNXAttribute.int("transB", 1)])
-            case .relu: x = g.node("Relu", [x], out)
-            case .sigmoid: x = g.node("Sigmoid", [x], out)
-            case .tanh: x = g.node("Tanh", [x], out)
-            case .gelu: x = addGELU(x, out, to: &g)
+            case .activation(let a):
+                // Every kind names its operator; GELU's tanh form is built from primitives.
+                if let op = a.kind.onnx(a.params) {
+                    x = g.node(op.op, [x], out, op.attributes.map { ONNXAttribute.float($0.0, $0.1) })
+                } else if a.kind.name == GELU.name { x = addGELU(x, out, to: &g) } else {
+                    throw CortadoError.usage("layers.\(i) (\(a.kind.name)): no ONNX operator for this activation")
+                }
             case .dropout: break
             case .layerNorm:
                 // Over all of a sample's values, flat or (C, H, W): scale and bias shaped alike.

@@ -94,6 +94,14 @@ final class GradientCheckTests: XCTestCase {
 
     func testReLU() { checkNetwork([.relu], inputs: 4) }
 
+    /// Every registered elementwise activation (a new kind is checked without a test change),
+    /// with its default key values.
+    func testEveryRegisteredActivation() {
+        for kind in ActivationRegistry.kinds {
+            checkNetwork([.dense(units: 5), .activation(Activation(kind)), .dense(units: 3)], inputs: 4)
+        }
+    }
+
     func testMLP() { checkNetwork([.dense(units: 6), .relu, .dense(units: 5), .relu, .dense(units: 3)], inputs: 7) }
 
     func testActivations() {

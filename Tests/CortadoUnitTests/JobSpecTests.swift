@@ -45,6 +45,55 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(t.layers, [.dense(units: 10)])
     }
 
+    /// The canonical JSON is hashed and stored in checkpoints: moving optimizer and layer
+    /// knowledge into registries must not change it for specs written before them (every
+    /// layer kind and the optimizer keys of that time; pinned from the build before).
+    func testCanonicalJSONOfExistingSpecsIsUnchanged() throws {
+        let text = """
+        data: d/manifest.json
+        model:
+          layers:
+            - {type: conv2d, filters: 2, kernel: 3, padding: 1}
+            - {type: max_pool, size: 2}
+            - {type: avg_pool, size: 2, stride: 1}
+            - {type: flatten}
+            - {type: dense, units: 8}
+            - {type: layer_norm}
+            - {type: relu}
+            - {type: gelu}
+            - {type: sigmoid}
+            - {type: tanh}
+            - {type: dropout, rate: 0.25}
+            - {type: dense, units: 10}
+        optimizer: {type: adamw, learning_rate: 0.01, schedule: cosine, beta2: 0.99}
+        """
+        XCTAssertEqual(try spec(text).canonicalJSON, Self.pinnedJSON)
+        let decoded = try JSONDecoder().decode(JobSpec.self, from: Data(Self.pinnedJSON.utf8))
+        XCTAssertEqual(decoded.canonicalJSON, Self.pinnedJSON, "a checkpoint's spec reads back to the same JSON")
+    }
+
+    /// `optimizer.type` and `optimizer.schedule` are parsed into the registry and the enum;
+    /// a bad value's error lists the allowed ones.
+    func testOptimizerTypeAndScheduleErrorsListTheAllowedValues() {
+        expectError(base, ["optimizer.type=lamb"], contains: "optimizer.type: 'lamb' is not one of sgd, adam, adamw")
+        expectError(base, ["optimizer.schedule=exp"], contains: "optimizer.schedule: 'exp' is not one of constant, cosine, linear, step")
+        expectError(base, ["optimizer.type=adam", "optimizer.beta2=1"], contains: "optimizer.beta1/beta2: must be in [0, 1)")
+    }
+
+    /// leaky_relu through the one layer parser: its slope (default 0.01), errors naming the
+    /// key path, and the model-file JSON round trip.
+    func testLeakyReLUSlope() throws {
+        let s = try spec(base, ["model.layers.1={type: leaky_relu, slope: 0.2}"])
+        XCTAssertEqual(s.layers[1], .activation(Activation(LeakyReLU.self, params: [0.2])))
+        XCTAssertEqual(try spec(base, ["model.layers.1={type: leaky_relu}"]).layers[1], .activation(Activation(LeakyReLU.self)))
+        expectError(base, ["model.layers.1={type: leaky_relu, slope: 2}"], contains: "model.layers.1.slope: must be in [0, 1)")
+        expectError(base, ["model.layers.1={type: relu, slope: 0.1}"], contains: "model.layers.1.slope: unknown key")
+        let json = try JSONEncoder().encode(s.layers)
+        XCTAssertEqual(try JSONDecoder().decode([LayerSpec].self, from: json), s.layers)
+    }
+
+    static let pinnedJSON = #"{"batch_size":64,"checkpoint_every_steps":0,"checkpoint_keep":3,"data":"d/manifest.json","distributed":{"block_rows":512,"bucket_kib":256,"overlap":"off","zero":false},"emit":["fp32","int8"],"epochs":1,"freeze":[],"init_exclude":[],"label_smoothing":0,"layers":[{"filters":2,"kernel":3,"padding":1,"stride":1,"type":"conv2d"},{"size":2,"stride":2,"type":"max_pool"},{"size":2,"stride":1,"type":"avg_pool"},{"type":"flatten"},{"type":"dense","units":8},{"type":"layer_norm"},{"type":"relu"},{"type":"gelu"},{"type":"sigmoid"},{"type":"tanh"},{"rate":0.25,"type":"dropout"},{"type":"dense","units":10}],"loss":"softmax_cross_entropy","non_finite":"stop","optimizer":{"beta1":0.9,"beta2":0.99,"clip_norm":0,"decay_steps":1000,"eps":1e-08,"gamma":0.1,"learning_rate":0.01,"momentum":0.9,"nesterov":false,"schedule":"cosine","type":"adamw","warmup_steps":0,"weight_decay":0},"run_dir":"runs/job","seed":42,"verify_checksums":true,"version":1,"watchdog_seconds":600}"#
+
     /// `loader:`: defaults (absent: nil, so older specs keep their hash), values, and errors
     /// that name the key.
     func testLoaderSection() throws {

@@ -61,3 +61,14 @@ void cortado_sgd_update(float *w, const float *g, float *v, long n, float lr, fl
 /// w, g, m and s must not overlap; `path` as for cortado_sgd_update.
 void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
                          float wd, float c1, float c2, float gscale, int decoupled, int path);
+
+/// An optimizer kernel in the shape every later optimizer shares, so adding one needs no new
+/// declaration here: one step over n parameters with weight decay wd, gradient scale gscale,
+/// state arena k of the range at state + k·stride, and the optimizer's own scalars in `hyper`
+/// (their order is documented by its kernel in optimizer.c and its Swift OptimizerRule).
+/// w, g and the state arenas must not overlap; `path` as for cortado_sgd_update.
+typedef void (*cortado_optimizer_kernel)(float *w, const float *g, float *state, long stride, long n, float lr, float wd,
+                                         float gscale, const float *hyper, int path);
+
+/// The kernel optimizer.c registers under `name` (an optimizer.type), or NULL.
+cortado_optimizer_kernel cortado_optimizer_find(const char *name);

@@ -5,8 +5,8 @@ A 5-4-3 MLP (dense(4), relu, dense(3), softmax cross-entropy) on a batch of 6 ro
 values encode their position, with parameters from a closed formula. Writes golden_mlp.json:
 inputs, labels, parameters (flat, in Cortado's arena order: layers.0.weight (4,5),
 layers.0.bias (4), layers.2.weight (3,4), layers.2.bias (3)), logits, mean loss, the flat
-gradient of the mean loss, and for each optimizer (SGD with momentum 0.9, Nesterov, Adam, AdamW;
-PyTorch's formulations) the losses of 3 steps and the parameters after them.
+gradient of the mean loss, and for each optimizer (SGD with momentum 0.9, Nesterov, Adam, AdamW,
+RMSprop with alpha 0.99; PyTorch's formulations) the losses of 3 steps and the parameters after them.
 
 `distillation` (DistillationTests.swift): the same MLP as a student of position-coded teacher
 logits, temperature 3, alpha 0.6 — Hinton et al.'s loss as PyTorch users write it,
@@ -65,7 +65,7 @@ params = [W1, b1, W2, b2]
 z1, logits, loss, g = grads(*params)
 assert np.abs(z1).min() > 1e-2, "pre-activation too close to the ReLU kink"
 
-def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
+def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8, alpha=0.99):
     """3 steps of `kind` (PyTorch formulations) from the same start; losses before each step
     and after the last."""
     p = [t.copy() for t in params]
@@ -80,6 +80,10 @@ def optimizer_run(kind, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
             if kind in ("sgd", "nesterov"):
                 m[i] = mu * m[i] + g
                 p[i] = p[i] - lr * ((g + mu * m[i]) if kind == "nesterov" else m[i])
+                continue
+            if kind == "rmsprop":   # torch.optim.RMSprop, momentum 0, not centered
+                v[i] = alpha * v[i] + (1 - alpha) * g * g
+                p[i] = p[i] - lr * g / (np.sqrt(v[i]) + eps)
                 continue
             if kind == "adamw":
                 p[i] = p[i] - lr * wd * p[i]
@@ -128,7 +132,7 @@ out = {
     "loss": float(loss),
     "grads": flat(g).tolist(),
     "optimizers": {"sgd": optimizer_run("sgd", 0.1, 0.01), "nesterov": optimizer_run("nesterov", 0.1, 0.01), "adam": optimizer_run("adam", 0.01, 0.01),
-                   "adamw": optimizer_run("adamw", 0.01, 0.1)},
+                   "adamw": optimizer_run("adamw", 0.01, 0.1), "rmsprop": optimizer_run("rmsprop", 0.01, 0.01)},
     "distillation": {"temperature": T, "alpha": A, "teacher_logits": t_logits.ravel().tolist(),
                      "loss": float(d_loss), "hard_loss": float(d_hard), "grads": flat(d_grads).tolist()},
 }
