@@ -48,9 +48,10 @@ let package = Package(
         // The MPI communicator: the only code that calls MPI (trainer, parallel prepare).
         .target(name: "CortadoMPI", dependencies: ["CortadoCore", "CMPI"], path: "Sources/CortadoMPI"),
 
-        // Tier 2: what a run is and what it leaves behind — job spec, emit recipes, checkpoint
-        // format, model metadata, the architecture table — so tools read them without the trainer.
-        .target(name: "CortadoJob", dependencies: ["CortadoCore", "CortadoData", "CortadoModel"],
+        // Tier 2: what a run is and what it leaves behind — job spec, the optimizers (each one
+        // file: its keys, validation, state and update kernel), emit recipes, checkpoint format,
+        // model metadata, the architecture table — so tools read them without the trainer.
+        .target(name: "CortadoJob", dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CKernels"],
                 path: "Sources/CortadoJob"),
 
         // Tier 3: the steps.

@@ -38,6 +38,19 @@ public struct OptimizerStep {
     public var gradScale: Float
     /// The CKernels path (CORTADO_INT8_PORTABLE, …AVX2, …); every path gives the same bits.
     public var path: Int32
+
+    public init(w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, state: UnsafeMutablePointer<Float>, stride: Int,
+                n: Int, lr: Float, step: Int, gradScale: Float, path: Int32) {
+        self.w = w
+        self.g = g
+        self.state = state
+        self.stride = stride
+        self.n = n
+        self.lr = lr
+        self.step = step
+        self.gradScale = gradScale
+        self.path = path
+    }
 }
 
 /// Throws `path.key: why` unless `ok`.
