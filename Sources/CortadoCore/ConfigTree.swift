@@ -144,6 +144,13 @@ public final class ConfigReader {
 
     public func string(_ k: String) throws -> String? { try scalar(k, "a string") }
 
+    /// A mode: one of `E`'s raw values; a bad value's error lists them all.
+    public func choice<E: RawRepresentable & CaseIterable>(_ k: String, _: E.Type = E.self) throws -> E? where E.RawValue == String {
+        guard let s = try scalar(k, "a string") else { return nil }
+        guard let v = E(rawValue: s) else { throw CortadoError.usage("\(key(k)): \(E.notOneOf(s))") }
+        return v
+    }
+
     public func int(_ k: String) throws -> Int? {
         guard let s = try scalar(k, "an integer") else { return nil }
         guard let v = Int(s) else { throw CortadoError.usage("\(key(k)): expected an integer, got '\(s)'") }
@@ -196,5 +203,12 @@ extension ConfigNode {
         case .list: return "list"
         case .scalar: return "plain value"
         }
+    }
+}
+
+extension RawRepresentable where Self: CaseIterable, RawValue == String {
+    /// "'x' is not one of a, b, c": the error for a mode's bad value.
+    public static func notOneOf(_ value: String) -> String {
+        "'\(value)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))"
     }
 }

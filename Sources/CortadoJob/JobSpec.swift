@@ -75,7 +75,9 @@ public struct JobSpec: Codable, Equatable {
     public var watchdogSeconds = 600.0
     /// A non-finite loss or gradient: `stop` (exit 7 naming the rank, keeping the last
     /// checkpoint) or `skip` (no update for that step, on every rank).
-    public var nonFinite = "stop"
+    public var nonFinite = NonFinitePolicy.stop
+    /// The model family, `model.type`: what the trainer builds and which options apply.
+    public var family: ModelFamily { recommender == nil ? .feedforward : .recommender }
     /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
     public var recommender: RecommenderOptions?
 
@@ -90,7 +92,7 @@ public struct JobSpec: Codable, Equatable {
         /// both overlapped modes made steps slower. There is no idle core to progress MPI on,
         /// libnbc's non-blocking allreduce is slower than the blocking one, and the exchange
         /// time was mostly the wait for the other rank, which no overlap removes.
-        public var overlap = "off"
+        public var overlap = OverlapMode.off
         public var bucketKiB = 256
         /// Dense weight gradients with more output rows than this are computed in blocks of
         /// this many rows, so a layer's first blocks can leave while the rest are computed
@@ -111,7 +113,7 @@ public struct JobSpec: Codable, Equatable {
         /// defaults, so `cortado compress` still reads older checkpoints.
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            overlap = try c.decodeIfPresent(String.self, forKey: .overlap) ?? overlap
+            overlap = try c.decodeIfPresent(OverlapMode.self, forKey: .overlap) ?? overlap
             bucketKiB = try c.decodeIfPresent(Int.self, forKey: .bucketKiB) ?? bucketKiB
             blockRows = try c.decodeIfPresent(Int.self, forKey: .blockRows) ?? blockRows
             zero = try c.decodeIfPresent(Bool.self, forKey: .zero) ?? zero
@@ -136,7 +138,7 @@ public struct JobSpec: Codable, Equatable {
         /// Table sizes are 0 and empty column names mean "the data's first / second id
         /// column" until `recommenderSpec(manifest:)` resolves them against the data.
         public var architecture = RecommenderSpec(userColumn: "", itemColumn: "", users: 0, items: 0, dim: 32)
-        public var exchange = "auto"
+        public var exchange = EmbeddingExchange.auto
     }
 
     /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
@@ -144,7 +146,7 @@ public struct JobSpec: Codable, Equatable {
     /// mask recomputed every `everySteps` and applied after every optimizer step.
     public struct Pruning: Codable, Equatable {
         public var sparsity = 0.9
-        public var scope = "global"   // global | layer
+        public var scope = PruningScope.global
         public var startStep = 0
         public var endStep = 0
         public var everySteps = 50
@@ -331,11 +333,10 @@ public struct JobSpec: Codable, Equatable {
         }
         data = try r.required("data", r.string)
         let model = try r.required("model", r.child)
-        let type = try model.string("type") ?? "feedforward"
-        switch type {
-        case "feedforward":
+        switch try model.choice("type") ?? ModelFamily.feedforward {
+        case .feedforward:
             layers = try Self.parseLayers(try model.required("layers", model.list), path: "model.layers")
-        case "recommender":
+        case .recommender:
             layers = []
             var o = RecommenderOptions()
             var a = o.architecture
@@ -349,22 +350,17 @@ public struct JobSpec: Codable, Equatable {
             a.negatives = try model.int("negatives") ?? a.negatives
             a.initStd = try model.double("init_std") ?? a.initStd
             o.architecture = a
-            o.exchange = try model.string("exchange") ?? o.exchange
-            guard ["auto", "dense", "sparse"].contains(o.exchange) else {
-                throw CortadoError.usage("model.exchange: '\(o.exchange)' is not one of auto, dense, sparse")
-            }
+            o.exchange = try model.choice("exchange") ?? o.exchange
             recommender = o
-        default:
-            throw CortadoError.usage("model.type: '\(type)' is not one of feedforward, recommender")
         }
-        if recommender == nil { loss = try model.string("loss") ?? loss }
+        if family == .feedforward { loss = try model.string("loss") ?? loss }
         labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
         try model.finish()
         if let o = try r.child("optimizer") { optimizer = try OptimizerSpec(reading: o) }
         if let c = try r.child("pruning") {
             var p = Pruning()
             p.sparsity = try c.double("sparsity") ?? p.sparsity
-            p.scope = try c.string("scope") ?? p.scope
+            p.scope = try c.choice("scope") ?? p.scope
             p.startStep = try c.int("start_step") ?? p.startStep
             p.endStep = try c.int("end_step") ?? p.endStep
             p.everySteps = try c.int("every_steps") ?? p.everySteps
@@ -387,7 +383,7 @@ public struct JobSpec: Codable, Equatable {
             self.teacher = teacher
         }
         if let d = try r.child("distributed") {
-            distributed.overlap = try d.string("overlap") ?? distributed.overlap
+            distributed.overlap = try d.choice("overlap") ?? distributed.overlap
             distributed.bucketKiB = try d.int("bucket_kib") ?? distributed.bucketKiB
             distributed.blockRows = try d.int("block_rows") ?? distributed.blockRows
             distributed.zero = try d.bool("zero") ?? distributed.zero
@@ -431,7 +427,7 @@ public struct JobSpec: Codable, Equatable {
         }
         verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
         watchdogSeconds = try r.double("watchdog_seconds") ?? watchdogSeconds
-        nonFinite = try r.string("non_finite") ?? nonFinite
+        nonFinite = try r.choice("non_finite") ?? nonFinite
         try r.finish()
         try validate()
     }
@@ -488,7 +484,6 @@ public struct JobSpec: Codable, Equatable {
         try optimizer.validate()
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
         try check(watchdogSeconds >= 0, "watchdog_seconds", "must be 0 (off) or positive, got \(watchdogSeconds)")
-        try check(["stop", "skip"].contains(nonFinite), "non_finite", "'\(nonFinite)' is not one of stop, skip")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
         for (key, list) in [("freeze", freeze), ("init_exclude", initExclude)] {
             if let bad = list.first(where: { $0 < 0 || $0 >= layers.count }) {
@@ -497,35 +492,33 @@ public struct JobSpec: Codable, Equatable {
         }
         if let p = pruning {
             try check(p.sparsity > 0 && p.sparsity < 1, "pruning.sparsity", "must be in (0, 1), got \(p.sparsity)")
-            try check(["global", "layer"].contains(p.scope), "pruning.scope", "'\(p.scope)' is not one of global, layer")
             try check(p.startStep >= 0 && p.endStep >= 0 && (p.endStep == 0 || p.endStep > p.startStep), "pruning.start_step/end_step", "need 0 ≤ start < end (end 0: two thirds of the run)")
             try check(p.everySteps >= 1, "pruning.every_steps", "must be at least 1")
         }
         if let es = earlyStopping {
-            let metrics = recommender == nil ? ["val_accuracy", "val_loss"] : ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]
+            let metrics = family.earlyStoppingMetrics
             try check(metrics.contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
         }
         if let t = teacher {
-            try check(recommender == nil, "teacher", "distillation trains classifiers (soft targets over classes), not model.type recommender")
+            try check(family.distills, "teacher", "distillation trains classifiers (soft targets over classes), not model.type \(family)")
             try check(!t.model.isEmpty, "teacher.model", "empty path (give a classifier .cmodel)")
             try check(t.temperature > 0, "teacher.temperature", "must be positive, got \(t.temperature)")
             try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
         }
-        try check(["off", "test", "thread"].contains(distributed.overlap), "distributed.overlap", "'\(distributed.overlap)' is not one of off, test, thread")
         try check(distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
         try check(distributed.blockRows >= 0, "distributed.block_rows", "must be 0 (whole tensors) or positive, got \(distributed.blockRows)")
-        try check(!distributed.zero || recommender == nil, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a recommender exchanges sparse rows")
+        try check(!distributed.zero || family.shardsOptimizerState, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a \(family) exchanges sparse rows")
         if let l = loader, l.chunkRows != 0 {
             try check(l.chunkRows > 0, "loader.chunk_rows", "must be 0 (whole share in memory) or positive, got \(l.chunkRows)")
-            try check(recommender == nil, "loader.chunk_rows", "the recommender keeps its rows in memory (set 0)")
+            try check(family.loadsInChunks, "loader.chunk_rows", "a \(family) keeps its rows in memory (set 0)")
             try check(teacher == nil || teacher?.cache == false, "loader.chunk_rows",
                       "a cached teacher holds logits for every training row; set teacher.cache: false with chunked loading")
         }
         for (i, e) in emit.enumerated() {
             let recipe: Recipe
             do { recipe = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message); continue }
-            try check(recommender == nil || recipe.calibrationPercentile == nil, "emit.\(i)",
+            try check(family.calibratesActivations || recipe.calibrationPercentile == nil, "emit.\(i)",
                       "'\(e)': static int8 calibrates classifier activations; a recommender emits int8")
         }
     }
@@ -541,3 +534,40 @@ public struct JobSpec: Codable, Equatable {
         String(decoding: (try? stableJSON(self, pretty: false)) ?? Data(), as: UTF8.self)
     }
 }
+
+/// `model.type`: a family of models, each with its own trainer task (CortadoTrain) and model
+/// file section. What a family supports is declared here, once, for the spec's validation.
+public enum ModelFamily: String, Codable, CaseIterable, CustomStringConvertible {
+    /// Feed-forward classifiers and regressors over feature rows (`model.layers`).
+    case feedforward
+    /// Embedding recommenders over (user, item) id pairs (`RecommenderOptions`).
+    case recommender
+
+    public var description: String { rawValue }
+    /// Validation metrics `early_stopping.metric` can name.
+    public var earlyStoppingMetrics: [String] {
+        switch self {
+        case .feedforward: ["val_accuracy", "val_loss"]
+        case .recommender: ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]
+        }
+    }
+    /// Whether a `teacher:` can distill into it (soft targets over classes).
+    public var distills: Bool { self == .feedforward }
+    /// Whether ZeRO-1 can shard its optimizer state (a dense gradient exchange).
+    public var shardsOptimizerState: Bool { self == .feedforward }
+    /// Whether its training rows can be read in chunks (`loader.chunk_rows`).
+    public var loadsInChunks: Bool { self == .feedforward }
+    /// Whether `int8-static` recipes can calibrate its activations.
+    public var calibratesActivations: Bool { self == .feedforward }
+}
+
+/// `non_finite`: what a non-finite loss or gradient does — `stop` (exit 7 naming the rank,
+/// keeping the last checkpoint) or `skip` (no update for that step, on every rank).
+public enum NonFinitePolicy: String, Codable, CaseIterable { case stop, skip }
+
+/// `distributed.overlap`: how the dense gradient exchange overlaps backward (`Distributed`).
+public enum OverlapMode: String, Codable, CaseIterable { case off, test, thread }
+
+/// `model.exchange` (recommenders): how embedding gradients travel — `auto` picks by the
+/// measured crossover, `dense` sums whole tables, `sparse` exchanges touched rows.
+public enum EmbeddingExchange: String, Codable, CaseIterable { case auto, dense, sparse }

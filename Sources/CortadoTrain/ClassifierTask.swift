@@ -58,12 +58,12 @@ final class ClassifierTask: TrainingTask {
         self.teacher = teacher
         teacher?.prepare(train: train, batch: spec.batchSize)   // the step loop then allocates nothing
         let d = spec.distributed
-        let mode = d.zero || comm.size == 1 ? "off" : d.overlap
+        let mode = d.zero || comm.size == 1 ? OverlapMode.off : d.overlap
         let bucketValues = d.bucketKiB * 1024 / MemoryLayout<Float>.stride
         net.gradientBlockRows = d.blockRows   // in every mode, so every mode computes the same bits
         exchange = GradientExchange(comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
-                                    bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == "stop")
-        if mode != "off" { net.gradientsReady = { [exchange] in exchange.ready(from: $0) } }
+                                    bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop)
+        if mode != .off { net.gradientsReady = { [exchange] in exchange.ready(from: $0) } }
     }
 
     /// The loader thread holds the loader, not this task: end it here too (a run that leaves
@@ -117,9 +117,9 @@ final class ClassifierTask: TrainingTask {
     func localGradientsFinite() -> Bool { exchange.localGradientsFinite() }
     var backwardCommSeconds: Double { exchange.backwardCommSeconds }
     var exchangeDescription: String {
-        guard exchange.mode != "off" else { return "" }
+        guard exchange.mode != .off else { return "" }
         let kib = exchange.buckets.map { String($0.count * 4 / 1024) }.joined(separator: ", ")
-        return "gradient exchange: \(exchange.buckets.count) buckets (\(kib) KiB, in backward's order), overlapped with backward (\(exchange.mode == "test" ? "MPI_Testall between layers" : "communication thread"))"
+        return "gradient exchange: \(exchange.buckets.count) buckets (\(kib) KiB, in backward's order), overlapped with backward (\(exchange.mode == .test ? "MPI_Testall between layers" : "communication thread"))"
     }
 
     /// Loss, accuracy, top-5 accuracy (more than 5 classes) and ROC AUC (2 classes). Sums

@@ -22,7 +22,7 @@ import Foundation
 /// summation order for a smaller message (within float rounding).
 final class GradientExchange {
     let comm: Communicator
-    let mode: String
+    let mode: OverlapMode
     let g: UnsafeMutablePointer<Float>
     /// Parameters in the arena; `extras` status slots follow.
     let count: Int, extras: Int
@@ -40,7 +40,7 @@ final class GradientExchange {
     private let work = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
     private let stopFlag = UnsafeMutablePointer<Bool>.allocate(capacity: 1)
 
-    init(comm: Communicator, grads: UnsafeMutablePointer<Float>, count: Int, extras: Int, mode: String,
+    init(comm: Communicator, grads: UnsafeMutablePointer<Float>, count: Int, extras: Int, mode: OverlapMode,
          bucketValues: Int, readyPoints: [Int], checkFinite: Bool) {
         self.comm = comm
         self.mode = mode
@@ -48,14 +48,14 @@ final class GradientExchange {
         self.count = count
         self.extras = extras
         self.checkFinite = checkFinite
-        buckets = mode == "off" ? [0..<count] : gradientBuckets(count: count, readyPoints: readyPoints, size: bucketValues)
+        buckets = mode == .off ? [0..<count] : gradientBuckets(count: count, readyPoints: readyPoints, size: bucketValues)
         pending = comm.pending(capacity: buckets.count)
         stopFlag.initialize(to: false)
-        if mode == "thread" { startThread() }
+        if mode == .thread { startThread() }
     }
 
     deinit {
-        guard mode == "thread" else { stopFlag.deallocate(); return }
+        guard mode == .thread else { stopFlag.deallocate(); return }
         stopFlag.pointee = true
         work.signal()
         // The thread may still read the flag after this: it stays allocated (one byte).
@@ -64,17 +64,17 @@ final class GradientExchange {
     /// Backward's report: every gradient at `offset` and above is final. Starts each bucket
     /// that is now complete, then lets MPI progress the ones in flight.
     func ready(from offset: Int) {
-        guard posted < buckets.count, buckets[posted].lowerBound >= offset || mode == "test" && pending.count > 0 else { return }
+        guard posted < buckets.count, buckets[posted].lowerBound >= offset || mode == .test && pending.count > 0 else { return }
         let t0 = monotonicSeconds()
         while posted < buckets.count && buckets[posted].lowerBound >= offset { start(posted) }
-        if mode == "test" && pending.count > 0 { pending.progress() }
+        if mode == .test && pending.count > 0 { pending.progress() }
         backwardCommSeconds += monotonicSeconds() - t0
     }
 
     private func start(_ i: Int) {
         check(through: i)
         let b = buckets[i]
-        if mode == "test" { pending.startSum(g + b.lowerBound, count: b.count) } else if mode == "thread" { work.signal() }
+        if mode == .test { pending.startSum(g + b.lowerBound, count: b.count) } else if mode == .thread { work.signal() }
         posted = i + 1
     }
 
@@ -96,11 +96,11 @@ final class GradientExchange {
     /// Completes the step's exchange: starts what backward did not, waits for every bucket,
     /// sums the status slots. Identical on every rank afterwards; ready for the next step.
     func complete() {
-        if mode == "off" {
+        if mode == .off {
             comm.allreduceSum(g, count: count + extras)
         } else {
             while posted < buckets.count { start(posted) }
-            if mode == "test" { pending.waitAll() } else { for _ in buckets { done.wait() } }
+            if mode == .test { pending.waitAll() } else { for _ in buckets { done.wait() } }
             comm.allreduceSum(g + count, count: extras)
         }
         posted = 0

@@ -84,7 +84,7 @@ final class RecommenderTask: TrainingTask {
         // (measured: 0.15 ms dense vs 0.20 ms sparse per step for MovieLens-100k's tables on
         // 2 ranks; the sparse path costs two more collective latencies).
         let mode = job.recommender!.exchange
-        let useSparse = mode == "sparse" || (mode == "auto" && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
+        let useSparse = mode == .sparse || (mode == .auto && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
         exchange = useSparse ? sparse : nil
         log("recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(mode): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)")
     }

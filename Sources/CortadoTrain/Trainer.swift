@@ -296,7 +296,7 @@ public final class Trainer {
         // the same parameters after each update, so every rank derives the same mask. On
         // resume the mask is rebuilt from the parameters (the pruned ones are exactly zero).
         let pruning = spec.pruning.map { p in
-            (pruner: Pruner(layout: task.layout, scope: Recipe.Scope(rawValue: p.scope) ?? .global), start: p.startStep,
+            (pruner: Pruner(layout: task.layout, scope: p.scope), start: p.startStep,
              end: p.endStep > 0 ? p.endStep : max(p.startStep + 1, totalSteps * 2 / 3), every: p.everySteps, final: p.sparsity)
         }
         if let pr = pruning, step > pr.start {
@@ -351,7 +351,7 @@ public final class Trainer {
                 var failure = fault?.apply(step: step, loss: &localLoss)
                 // A rank whose own loss or gradient is non-finite reports itself, so the
                 // message names the rank (one BLAS pass over the gradient: NaN propagates).
-                if failure == nil && spec.nonFinite == "stop" && !(localLoss.isFinite && task.localGradientsFinite()) {
+                if failure == nil && spec.nonFinite == .stop && !(localLoss.isFinite && task.localGradientsFinite()) {
                     failure = CortadoError(.numeric, "non-finite \(localLoss.isFinite ? "gradient" : "loss") at step \(step) (epoch \(epoch)); last checkpoint: \(lastCheckpoint ?? "none")")
                 }
                 // Status slots, folded into the same exchange as the gradients.
@@ -393,7 +393,7 @@ public final class Trainer {
                     epochLoss += loss
                     epochHardLoss += Double(g[n + StatusSlot.hardLoss]) / Double(B * comm.size)
                     epochSteps += 1
-                } else if spec.nonFinite == "skip" {
+                } else if spec.nonFinite == .skip {
                     skipped += 1
                     log("warning: non-finite loss at step \(step): update skipped on every rank (\(skipped) so far)")
                 } else {

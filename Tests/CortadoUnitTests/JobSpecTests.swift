@@ -113,10 +113,10 @@ final class JobSpecTests: XCTestCase {
     /// before `block_rows` existed still decodes (its default), as `cortado compress` needs.
     func testDistributedSection() throws {
         let d = try spec(base).distributed
-        XCTAssertEqual([d.overlap, String(d.bucketKiB), String(d.blockRows), String(d.zero)], ["off", "256", "512", "false"])
+        XCTAssertEqual([d.overlap.rawValue, String(d.bucketKiB), String(d.blockRows), String(d.zero)], ["off", "256", "512", "false"])
         let e = try spec(base, ["distributed.block_rows=64", "distributed.overlap=test"]).distributed
         XCTAssertEqual(e.blockRows, 64)
-        XCTAssertEqual(e.overlap, "test")
+        XCTAssertEqual(e.overlap, .test)
         expectError(base, ["distributed.block_rows=-1"], contains: "distributed.block_rows: must be 0")
         expectError(base, ["distributed.overlap=async"], contains: "distributed.overlap")
         var json = try JSONSerialization.jsonObject(with: Data(try spec(base).canonicalJSON.utf8)) as! [String: Any]
@@ -124,7 +124,7 @@ final class JobSpecTests: XCTestCase {
         let old = try JSONDecoder().decode(JobSpec.self, from: try JSONSerialization.data(withJSONObject: json))
         XCTAssertEqual(old.distributed.blockRows, 512)
         XCTAssertEqual(old.distributed.bucketKiB, 64)
-        XCTAssertEqual(old.distributed.overlap, "thread")
+        XCTAssertEqual(old.distributed.overlap, .thread)
         XCTAssertTrue(old.distributed.zero)
     }
 
