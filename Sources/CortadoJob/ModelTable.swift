@@ -16,7 +16,7 @@ public enum ModelTable {
         }
         let job = try JobSpec.load(path: path)
         let manifest = try DatasetManifest.load(job.data)
-        if job.recommender != nil { return recommender(try job.recommenderSpec(manifest: manifest), frozen: Set(job.freeze)) }
+        if job.family == .recommender { return recommender(try job.recommenderSpec(manifest: manifest), frozen: Set(job.freeze)) }
         let model = job.modelSpec(inputShape: manifest.featureShape)
         try model.validate(classes: manifest.classes.count)
         return feedForward(model, frozen: Set(job.freeze))

@@ -182,3 +182,25 @@ final class ClassifierTask: TrainingTask {
         return (models, metrics)
     }
 }
+
+extension ClassifierTask: TaskBuilder {
+    static func checkData(spec: JobSpec, manifest: DatasetManifest, model: ModelSpec) throws {
+        guard manifest.task == "classification" else {
+            throw CortadoError.usage("\(spec.data): task '\(manifest.task)' needs model.type: recommender (feed-forward models train on classification data)")
+        }
+        try model.validate(classes: manifest.classes.count)
+    }
+
+    static func build(_ c: TaskContext) throws -> TrainingTask {
+        let spec = c.spec, reader = c.data.train, rows = c.share.rows, chunkRows = spec.loader?.chunkRows ?? 0
+        if chunkRows > 0 && spec.verifyChecksums { try reader.verifyChecksums(overlapping: rows) }
+        let source: BatchSource = c.train.map { InMemoryRows(data: $0, plan: c.plan) } ??
+            ChunkedRows(reader: reader, rows: rows, chunkRows: chunkRows, batch: spec.batchSize, stepsPerEpoch: c.stepsPerEpoch,
+                        epochs: spec.epochs, seed: spec.seed, partition: c.comm.rank)
+        let loader = BatchLoader(source: source, batch: spec.batchSize, featureCount: reader.featureCount,
+                                 prefetch: spec.loader?.prefetch ?? true)
+        return ClassifierTask(comm: c.comm, spec: spec, model: c.data.model, classes: c.data.manifest.classes,
+                              data: (c.train, c.validation, c.test), trainReader: reader, trainRange: rows, loader: loader,
+                              testFiles: c.data.test.files.map(\.path), teacher: c.data.teacher)
+    }
+}

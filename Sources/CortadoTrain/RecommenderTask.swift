@@ -231,3 +231,18 @@ final class RecommenderTask: TrainingTask {
         return (models, metrics)
     }
 }
+
+extension RecommenderTask: TaskBuilder {
+    static func checkData(spec: JobSpec, manifest: DatasetManifest, model: ModelSpec) throws {
+        guard !(manifest.categoricalColumns ?? []).isEmpty else {
+            throw CortadoError.usage("\(spec.data): a recommender needs id columns (prepare them with encoding: ids)")
+        }
+    }
+
+    static func build(_ c: TaskContext) throws -> TrainingTask {
+        // ModelFamily.recommender does not load in chunks (the spec's validation refuses it).
+        guard let train = c.train else { throw CortadoError.usage("loader.chunk_rows: a recommender keeps its rows in memory (set 0)") }
+        return try RecommenderTask(comm: c.comm, job: c.spec, manifest: c.data.manifest, data: (train, c.validation, c.test),
+                                   readers: [c.data.train, c.data.validation, c.data.test], plan: c.plan, log: c.log)
+    }
+}

@@ -61,16 +61,7 @@ extension Trainer {
         let manifest = trainReader.manifest
         let model = spec.modelSpec(inputShape: manifest.featureShape)
         try comm.agree("checking the task") { [spec] in
-            if spec.recommender != nil {
-                guard !(manifest.categoricalColumns ?? []).isEmpty else {
-                    throw CortadoError.usage("\(spec.data): a recommender needs id columns (prepare them with encoding: ids)")
-                }
-            } else {
-                guard manifest.task == "classification" else {
-                    throw CortadoError.usage("\(spec.data): task '\(manifest.task)' needs model.type: recommender (feed-forward models train on classification data)")
-                }
-                try model.validate(classes: manifest.classes.count)
-            }
+            try taskBuilder(for: spec.family).checkData(spec: spec, manifest: manifest, model: model)
         }
         // The teacher is checked (and its bytes hashed into the spec) on every rank before the
         // pre-flight comparison, so ranks that would read different teacher files disagree.
@@ -137,8 +128,8 @@ extension Trainer {
         let B = spec.batchSize, chunkRows = spec.loader?.chunkRows ?? 0, myRows = share.rows
         let (trainReader, valReader, testReader) = (data.train, data.validation, data.test)
         // The training rows go to the task, which frees them after the step loop: no other
-        // reference may outlive the task's construction (`train = nil` below).
-        var train = try comm.agree("loading training rows") {
+        // reference may outlive the task's construction (`context` ends with this function).
+        let train = try comm.agree("loading training rows") {
             chunkRows > 0 ? nil : try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums)
         }
         let (val, test) = try comm.agree("loading validation and test rows") {
@@ -147,22 +138,9 @@ extension Trainer {
         }
         HDF5File.releaseFreeMemory()   // read buffers, checksum chunks: not held into training
         let plan = EpochPlan(seed: spec.seed, parts: share.parts, firstPartition: comm.rank * share.perRank, batch: B, stepsPerEpoch: stepsPerEpoch)
-        let task: TrainingTask = try comm.agree("building the model") {
-            if spec.recommender != nil, let train {
-                return try RecommenderTask(comm: comm, job: spec, manifest: data.manifest, data: (train, val, test),
-                                           readers: [trainReader, valReader, testReader], plan: plan, log: log)
-            }
-            if chunkRows > 0 && spec.verifyChecksums { try trainReader.verifyChecksums(overlapping: myRows) }
-            let source: BatchSource = train.map { InMemoryRows(data: $0, plan: plan) } ??
-                ChunkedRows(reader: trainReader, rows: myRows, chunkRows: chunkRows, batch: B, stepsPerEpoch: stepsPerEpoch,
-                            epochs: spec.epochs, seed: spec.seed, partition: comm.rank)
-            let loader = BatchLoader(source: source, batch: B, featureCount: trainReader.featureCount, prefetch: spec.loader?.prefetch ?? true)
-            return ClassifierTask(comm: comm, spec: spec, model: data.model, classes: data.manifest.classes, data: (train, val, test),
-                                  trainReader: trainReader, trainRange: myRows, loader: loader,
-                                  testFiles: testReader.files.map(\.path), teacher: data.teacher)
-        }
-        train = nil
-        return task
+        let context = TaskContext(comm: comm, spec: spec, data: data, train: train, validation: val, test: test, share: share,
+                                  plan: plan, stepsPerEpoch: stepsPerEpoch, log: log)
+        return try comm.agree("building the model") { try taskBuilder(for: spec.family).build(context) }
     }
 
     /// The optimizer (over this rank's ZeRO-1 slice, or the whole arena) and the initial

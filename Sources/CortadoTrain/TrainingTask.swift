@@ -1,5 +1,8 @@
 import COpenBLAS
 import CortadoCore
+import CortadoData
+import CortadoJob
+import CortadoMPI
 import CortadoModel
 import Foundation
 
@@ -80,3 +83,35 @@ enum Split: String { case validation, test }
 
 /// Whether a smaller value of a metric is better.
 func lowerIsBetter(_ metric: String) -> Bool { metric == "loss" || metric == "rmse" }
+
+/// What building a rank's task has to hand: its rows and readers, the data order, the log.
+struct TaskContext {
+    let comm: Communicator
+    let spec: JobSpec
+    let data: RunData
+    /// This rank's training rows in memory, or nil when the loader reads them in chunks.
+    let train: LocalData?
+    let validation: LocalData, test: LocalData
+    let share: RankShare
+    let plan: EpochPlan
+    let stepsPerEpoch: Int
+    let log: (String) -> Void
+}
+
+/// How a model family (`model.type`, `ModelFamily`) trains: what data it needs and how one
+/// rank's task is built. One conformance per family, next to its task; `taskBuilder(for:)`
+/// is the one place that maps a family to it.
+protocol TaskBuilder {
+    /// Checks, before step 0 on every rank, that the data suits the family.
+    static func checkData(spec: JobSpec, manifest: DatasetManifest, model: ModelSpec) throws
+    /// Builds this rank's task.
+    static func build(_ context: TaskContext) throws -> TrainingTask
+}
+
+/// The trainer task of each model family (a new family adds its case here and in `ModelFamily`).
+func taskBuilder(for family: ModelFamily) -> TaskBuilder.Type {
+    switch family {
+    case .feedforward: ClassifierTask.self
+    case .recommender: RecommenderTask.self
+    }
+}

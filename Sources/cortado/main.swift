@@ -198,7 +198,7 @@ extension Compress {
         do { job = try JSONDecoder().decode(JobSpec.self, from: Data(ck.jobSpecJSON.utf8)) } catch {
             throw CortadoError.model("\(model): the checkpoint's job spec does not decode: \(error)")
         }
-        guard job.recommender == nil else { throw CortadoError.usage("\(model): compress takes classifiers (recommenders: use emit: in the job spec)") }
+        guard job.family == .feedforward else { throw CortadoError.usage("\(model): compress takes classifiers (recommenders: use emit: in the job spec)") }
         let manifest = try SplitReader(manifestPath: data, split: "test").manifest
         let spec = job.modelSpec(inputShape: manifest.featureShape)
         guard spec.parameterLayout == ck.layout else {
