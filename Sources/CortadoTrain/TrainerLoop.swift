@@ -62,6 +62,7 @@ extension Trainer {
         let checkpoint = { [unowned self] (step: Int) in self.writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt) }
         var hooks: [any TrainingHook] = [WatchdogHook(watchdog), PreemptionHook(comm: comm, watchdog: watchdog, checkpoint: checkpoint)]
         if let pruning { hooks.append(pruning) }
+        if let pace = PaceHook() { hooks.append(pace) }
         hooks.append(MetricsLogHook(run: run, isRoot: comm.rank == 0, wallStart: wallStart, log: log))
         if let es = spec.earlyStopping {
             hooks.append(EarlyStoppingHook(es, task: task, totalSteps: run.totalSteps, writeBest: { [unowned self] step in

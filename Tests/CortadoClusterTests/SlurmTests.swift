@@ -48,13 +48,18 @@ final class SlurmTests: XCTestCase {
     }
 
     /// Waits until every job of `id` (an array's tasks too) has left the queue; returns their
-    /// final states from `scontrol show job`.
-    func wait(_ id: String, timeout: Double = 400) throws -> [String] {
+    /// final states from `scontrol show job`. Gives up after `timeout` seconds, or, with
+    /// `progress`, once that value (say, the log's length) has not changed for `stalledAfter`
+    /// seconds: a slower machine takes longer but keeps making progress.
+    func wait(_ id: String, timeout: Double = 400, stalledAfter: Double? = nil, progress: () -> Int = { 0 }) throws -> [String] {
         let t0 = monotonicSeconds()
-        while monotonicSeconds() - t0 < timeout {
+        var last = progress(), lastChange = t0
+        while monotonicSeconds() - (stalledAfter == nil ? t0 : lastChange) < (stalledAfter ?? timeout) {
             let q = try Support.run(["squeue", "-h", "-j", id, "-o", "%T"])
             if q.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { break }
             Thread.sleep(forTimeInterval: 1)
+            let now = progress()
+            if now != last { (last, lastChange) = (now, monotonicSeconds()) }
         }
         let s = try Support.run(["scontrol", "show", "job", id])
         return s.stdout.components(separatedBy: "JobState=").dropFirst().map { String($0.prefix { $0 != " " }) }
@@ -117,15 +122,19 @@ final class SlurmTests: XCTestCase {
     /// Preemption by a real time limit: `--time=1 --signal=B:USR1@55` makes Slurm send USR1 to
     /// the batch shell 5–35 s into each run (its timer ticks every 30 s); the script forwards
     /// it, the ranks checkpoint and exit 75, the script requeues the job, and each rerun resumes
-    /// — until ~45 s of training is done. The final parameters equal an uninterrupted run's bit
-    /// for bit.
+    /// until the run's steps are done. The final parameters equal an uninterrupted run's bit for
+    /// bit. The run is sized in steps, each paced to 20 ms (CORTADO_STEP_SLEEP_MS), so it lasts
+    /// ~45 s of training on any machine; the test waits for as long as the job makes progress.
     func testTimeLimitPreemptionRequeuesAndTheRerunIsBitIdentical() throws {
         let dir = Support.scratch("slurm-preempt")
-        let args = [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Self.fullData)", "--set", "emit=[]", "--set", "epochs=60",
-                    "--set", "checkpoint.every_steps=0", "--set", "optimizer.schedule=constant"]
-        let id = try sbatch(dir, ["--time=1", "--signal=B:USR1@55"], "train.sbatch", args)
-        let states = try wait(id, timeout: 900)
-        let text = log(dir, "cortado-train-\(id).out")
+        let args = [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Support.smallData)", "--set", "emit=[]",
+                    "--set", "epochs=40", "--set", "batch_size=32", "--set", "checkpoint.every_steps=0",
+                    "--set", "optimizer.schedule=constant"]
+        let id = try sbatch(dir, ["--time=1", "--signal=B:USR1@55",
+                                  "--export=ALL,CORTADO_BIN=\(Support.productsDir),CORTADO_STEP_SLEEP_MS=20"], "train.sbatch", args)
+        let logName = "cortado-train-\(id).out"
+        let states = try wait(id, stalledAfter: 300) { self.log(dir, logName).count }
+        let text = log(dir, logName)
         XCTAssertEqual(states, ["COMPLETED"], text)
         XCTAssertTrue(text.contains("USR1 received, forwarding to the ranks"), text)
         XCTAssertTrue(text.contains("preempted (SIGUSR1 on rank 0, SIGUSR1 on rank 1)"), text)
