@@ -162,10 +162,7 @@ final class ClassifierTask: TrainingTask {
 
     func emitModels(emit: [String], runDir: String, metadata: [String: String],
                     emitter: ModelEmitter) throws -> (models: [String: String], metrics: [String: Double]) {
-        var models = [String: String](), metrics = [String: Double]()
-        for e in emit {
-            let recipe = try Recipe(e)   // validated with the spec
-            let path = (runDir as NSString).appendingPathComponent(recipe.fileName)
+        try emitEach(emit, runDir: runDir) { e, recipe, path in
             // Static int8 calibrates on this rank's first training rows (rank 0 emits), read
             // again from the shards: training freed them.
             let calibration = try recipe.calibrationPercentile.map { _ in
@@ -174,12 +171,10 @@ final class ClassifierTask: TrainingTask {
             try emitter.writeClassifier(path: path, recipe: recipe, model: model, classes: classes,
                                         params: UnsafeBufferPointer(net.params.buffer), metadata: metadata,
                                         calibration: calibration.map { (UnsafePointer($0.features.baseAddress!), $0.rows) })
-            models[e] = path
             // Score the written file with the inference runtime: checks the file, and gives
             // the int8 figure cortado-infer must reproduce.
-            metrics["\(e)_model_accuracy"] = try emitter.classifierAccuracy(path: path, testFiles: testFiles, batch: evalBatch)
+            return ["\(e)_model_accuracy": try emitter.classifierAccuracy(path: path, testFiles: testFiles, batch: evalBatch)]
         }
-        return (models, metrics)
     }
 }
 

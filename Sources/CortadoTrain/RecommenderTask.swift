@@ -216,19 +216,14 @@ final class RecommenderTask: TrainingTask {
 
     func emitModels(emit: [String], runDir: String, metadata: [String: String],
                     emitter: ModelEmitter) throws -> (models: [String: String], metrics: [String: Double]) {
-        var models = [String: String](), metrics = [String: Double]()
-        for e in emit {
-            let recipe = try Recipe(e)   // validated with the spec
-            let path = (runDir as NSString).appendingPathComponent(recipe.fileName)
+        try emitEach(emit, runDir: runDir) { e, recipe, path in
             try emitter.writeRecommender(path: path, recipe: recipe, recommender: spec,
                                   params: UnsafeBufferPointer(rec.params.buffer), metadata: metadata)
-            models[e] = path
             // Score the written file with the inference runtime on the test split's pairs (this
             // also checks that it loads); an RMSE is reported for rating models only.
             let rmse = try emitter.recommenderRMSE(path: path, testFiles: testFiles)
-            if spec.loss == "mse" { metrics["\(e)_model_rmse"] = rmse }
+            return spec.loss == "mse" ? ["\(e)_model_rmse": rmse] : [:]
         }
-        return (models, metrics)
     }
 }
 

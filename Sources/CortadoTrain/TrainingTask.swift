@@ -78,6 +78,22 @@ extension TrainingTask {
     func endTraining() {}
 }
 
+extension TrainingTask {
+    /// For each `emit` recipe: `write` writes its model file at `runDir/model-<recipe>.cmodel`
+    /// and returns the metrics of scoring it. Returns every file by recipe, and the metrics.
+    func emitEach(_ emit: [String], runDir: String, _ write: (String, Recipe, String) throws -> [String: Double])
+        throws -> (models: [String: String], metrics: [String: Double]) {
+        var models = [String: String](), metrics = [String: Double]()
+        for e in emit {
+            let recipe = try Recipe(e)   // validated with the spec
+            let path = (runDir as NSString).appendingPathComponent(recipe.fileName)
+            metrics.merge(try write(e, recipe, path)) { $1 }
+            models[e] = path
+        }
+        return (models, metrics)
+    }
+}
+
 /// The evaluation splits.
 enum Split: String { case validation, test }
 
