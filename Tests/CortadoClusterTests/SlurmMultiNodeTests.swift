@@ -10,11 +10,7 @@ import XCTest
 final class SlurmMultiNodeTests: XCTestCase {
     static let up: Support.Result? = try? Support.run(["bash", Support.repoRoot + "/cluster/slurm-up.sh", "2"], timeout: 300)
 
-    override func setUpWithError() throws {
-        let up = try XCTUnwrap(Self.up)
-        XCTAssertEqual(up.status, 0, "cluster/slurm-up.sh 2: \(up.output)")
-        try XCTSkipIf(up.status != 0, "no multi-node Slurm")
-    }
+    override func setUpWithError() throws { try requireStarted(Self.up, "cluster/slurm-up.sh 2", else: "no multi-node Slurm") }
 
     func vc(_ args: [String], timeout: Int = 60) throws -> Support.Result {
         try Support.run([Support.repoRoot + "/cluster/slurm-vc.sh"] + args, timeout: timeout)

@@ -18,11 +18,7 @@ final class SlurmTests: XCTestCase {
         return dir + "/manifest.json"
     }()
 
-    override func setUpWithError() throws {
-        let up = try XCTUnwrap(Self.up)
-        XCTAssertEqual(up.status, 0, "cluster/slurm-up.sh: \(up.output)")
-        try XCTSkipIf(up.status != 0, "no Slurm")
-    }
+    override func setUpWithError() throws { try requireStarted(Self.up, "cluster/slurm-up.sh", else: "no Slurm") }
 
     /// Submits `script args` from `dir` (logs in dir/logs), returns the job id.
     func sbatch(_ dir: String, _ options: [String], _ script: String, _ args: [String]) throws -> String {

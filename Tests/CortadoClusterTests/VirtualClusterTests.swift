@@ -10,11 +10,7 @@ import XCTest
 final class VirtualClusterTests: XCTestCase {
     static let up: Support.Result? = try? Support.run(["bash", Support.repoRoot + "/cluster/vcluster-up.sh", "2"], timeout: 60)
 
-    override func setUpWithError() throws {
-        let up = try XCTUnwrap(Self.up)
-        XCTAssertEqual(up.status, 0, "cluster/vcluster-up.sh: \(up.output)")
-        try XCTSkipIf(up.status != 0, "no virtual cluster")
-    }
+    override func setUpWithError() throws { try requireStarted(Self.up, "cluster/vcluster-up.sh", else: "no virtual cluster") }
 
     func args(_ runDir: String, _ extra: [String] = []) -> [String] {
         [Support.product("cortado-train"), Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",

@@ -137,6 +137,15 @@ public func assertClose<T: BinaryFloatingPoint>(_ a: [T], _ b: [T], rel: Double,
 /// Job specs from YAML text in tests: parsed with `--set`-style overrides, or expected to fail
 /// with an error containing `fragment`.
 public extension XCTestCase {
+    /// Fails (and skips the test) unless the script that stands up a cluster (`up`, run once
+    /// per test process) succeeded; the failure shows the script's output.
+    func requireStarted(_ up: Support.Result?, _ script: String, else reason: String,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+        let up = try XCTUnwrap(up, "\(script) did not run", file: file, line: line)
+        XCTAssertEqual(up.status, 0, "\(script): \(up.output)", file: file, line: line)
+        try XCTSkipIf(up.status != 0, reason, file: file, line: line)
+    }
+
     func spec(_ text: String, _ overrides: [String] = []) throws -> JobSpec {
         var tree = try ConfigNode.parse(text, origin: "job.yaml")
         for o in overrides { try tree.set(o) }
