@@ -14,6 +14,8 @@ fast=0
 bash cluster/install-deps.sh
 # The package graph only points down (tiers in cluster/check-graph.py); fails on an upward edge.
 python3 cluster/check-graph.py
+# The layout (.swift-format: 120 columns) is checked; cluster/format.sh rewrites it.
+bash cluster/format.sh --check
 # mpirun as root (CI runs as root) needs Open MPI's consent.
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 swift build -c release --build-tests

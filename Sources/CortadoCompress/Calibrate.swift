@@ -10,8 +10,10 @@ import Foundation
 /// resolution everywhere else (the usual choice for calibrated int8, as TensorRT's).
 public enum Calibration {
     /// Scales by layer index for every dense and conv layer, from `rows` rows of `input`.
-    public static func inputScales(model: ModelSpec, params: UnsafeBufferPointer<Float>, input: UnsafePointer<Float>,
-                                   rows: Int, percentile: Double) -> [Int: Float] {
+    public static func inputScales(
+        model: ModelSpec, params: UnsafeBufferPointer<Float>, input: UnsafePointer<Float>,
+        rows: Int, percentile: Double
+    ) -> [Int: Float] {
         precondition(rows > 0 && percentile > 50 && percentile <= 100)
         let net = Network<Float>(spec: model, maxBatch: rows, training: false)
         net.params.load(Array(params))
@@ -19,11 +21,16 @@ public enum Calibration {
         var scales = [Int: Float]()
         let widths = [model.inputSize] + model.widths
         for (i, l) in model.layers.enumerated() {
-            switch l { case .dense, .conv2d: break; default: continue }
+            switch l {
+            case .dense, .conv2d: break;
+            default: continue
+            }
             let x = i == 0 ? input : net.activation(i - 1)
             var mags = (0..<(rows * widths[i])).map { abs(x[$0]) }
             let v: Float
-            if percentile >= 100 { v = mags.max() ?? 0 } else {
+            if percentile >= 100 {
+                v = mags.max() ?? 0
+            } else {
                 mags.sort()
                 v = mags[min(mags.count - 1, Int((percentile / 100 * Double(mags.count)).rounded(.down)))]
             }

@@ -34,25 +34,33 @@ public enum ModelExport {
     /// column indices: 3 bytes per int8 non-zero). Biases stay fp32 (few, and sensitive).
     /// A static int8 recipe (`int8-static`) also needs `calibration`: training rows (rows,
     /// inputSize) its activation scales are measured on (`Calibration`).
-    public static func write(path: String, recipe: Recipe, model: ModelSpec, classes: [String],
-                             params: UnsafeBufferPointer<Float>, metadata: [String: String],
-                             calibration: (rows: UnsafePointer<Float>, count: Int)? = nil) throws {
-        try write(path: path, recipe: recipe, model: model, layout: model.parameterLayout, classes: classes,
-                  params: params, metadata: metadata, recommender: nil, calibration: calibration)
+    public static func write(
+        path: String, recipe: Recipe, model: ModelSpec, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String],
+        calibration: (rows: UnsafePointer<Float>, count: Int)? = nil
+    ) throws {
+        try write(
+            path: path, recipe: recipe, model: model, layout: model.parameterLayout, classes: classes,
+            params: params, metadata: metadata, recommender: nil, calibration: calibration)
     }
 
     /// Writes a recommender: int8 quantizes every 2-D tensor per row — the tower's dense
     /// weights per output channel, and the embedding tables per id (each user's and item's
     /// vector gets its own scale), which is where a recommender's bytes are.
-    public static func write(path: String, recipe: Recipe, recommender: RecommenderSpec,
-                             params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
-        try write(path: path, recipe: recipe, model: recommender.tower, layout: recommender.parameterLayout, classes: [],
-                  params: params, metadata: metadata, recommender: recommender)
+    public static func write(
+        path: String, recipe: Recipe, recommender: RecommenderSpec,
+        params: UnsafeBufferPointer<Float>, metadata: [String: String]
+    ) throws {
+        try write(
+            path: path, recipe: recipe, model: recommender.tower, layout: recommender.parameterLayout, classes: [],
+            params: params, metadata: metadata, recommender: recommender)
     }
 
-    static func write(path: String, recipe: Recipe, model: ModelSpec, layout: ParameterLayout, classes: [String],
-                      params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?,
-                      calibration: (rows: UnsafePointer<Float>, count: Int)? = nil) throws {
+    static func write(
+        path: String, recipe: Recipe, model: ModelSpec, layout: ParameterLayout, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?,
+        calibration: (rows: UnsafePointer<Float>, count: Int)? = nil
+    ) throws {
         precondition(params.count == layout.count)
         var weights = Array(params)
         var meta = metadata
@@ -69,39 +77,54 @@ public enum ModelExport {
             tensors += encode(t, slice, recipe: recipe, sparse: t.shape.count == 2 && nz > 0 && nz * 2 <= t.count)
         }
         if let percentile = recipe.calibrationPercentile {
-            guard recommender == nil else { throw CortadoError.usage("recipe \(recipe): static int8 is for classifiers (recommenders use int8)") }
+            guard recommender == nil else {
+                throw CortadoError.usage("recipe \(recipe): static int8 is for classifiers (recommenders use int8)")
+            }
             guard let calibration, calibration.count > 0 else {
-                throw CortadoError.usage("recipe \(recipe): static int8 needs calibration rows (training data) to measure activation scales")
+                throw CortadoError.usage(
+                    "recipe \(recipe): static int8 needs calibration rows (training data) to measure activation scales")
             }
             let scales = weights.withUnsafeBufferPointer {
-                Calibration.inputScales(model: model, params: $0, input: calibration.rows, rows: calibration.count, percentile: percentile)
+                Calibration.inputScales(
+                    model: model, params: $0, input: calibration.rows, rows: calibration.count, percentile: percentile)
             }
             for (layer, scale) in scales.sorted(by: { $0.key < $1.key }) {
-                tensors.append(.init(name: "layers.\(layer).input_scale", dtype: .float32, shape: [1], bytes: withUnsafeBytes(of: scale) { Data($0) }))
+                tensors.append(
+                    .init(
+                        name: "layers.\(layer).input_scale", dtype: .float32, shape: [1],
+                        bytes: withUnsafeBytes(of: scale) { Data($0) }))
             }
-            meta["activation_scales"] = (percentile >= 100 ? "static min/max" : "static p\(String(format: "%g", percentile)) of |x|")
+            meta["activation_scales"] =
+                (percentile >= 100 ? "static min/max" : "static p\(String(format: "%g", percentile)) of |x|")
                 + " on \(calibration.count) training rows"
         }
         meta["parameters"] = String(layout.count)
         meta["non_zeros"] = String(nonZeros)
         meta["recipe"] = recipe.description
-        try ModelFile.write(path: path, precision: recipe.description, model: model, classes: classes,
-                            tensors: tensors, metadata: meta, recommender: recommender)
+        try ModelFile.write(
+            path: path, precision: recipe.description, model: model, classes: classes,
+            tensors: tensors, metadata: meta, recommender: recommender)
     }
 
     /// One tensor's stored form: dense or CSR (2-D only), at the recipe's precision (int8 for
     /// weights of 2 or more dimensions).
     static func encode(_ t: TensorSpec, _ w: [Float], recipe: Recipe, sparse: Bool) -> [ModelFile.TensorData] {
-        let precision: Recipe.Precision = t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count < 2) ? .fp32 : recipe.precision
+        let precision: Recipe.Precision =
+            t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count < 2) ? .fp32 : recipe.precision
         var out = [ModelFile.TensorData]()
         var quant: ModelFile.Quantization?
         var q = [Int8]()
         if precision == .int8 {
             // Conv weights (f, c, k, k) quantize per filter, like dense rows per output.
-            let (qq, scales) = w.withUnsafeBufferPointer { quantizePerRow($0, rows: t.shape[0], cols: t.count / t.shape[0]) }
+            let (qq, scales) = w.withUnsafeBufferPointer {
+                quantizePerRow($0, rows: t.shape[0], cols: t.count / t.shape[0])
+            }
             q = qq
             quant = ModelFile.Quantization(scheme: "symmetric_per_channel", axis: 0, scales: t.name + "_scale")
-            out.append(.init(name: t.name + "_scale", dtype: .float32, shape: [t.shape[0]], bytes: scales.withUnsafeBytes { Data($0) }))
+            out.append(
+                .init(
+                    name: t.name + "_scale", dtype: .float32, shape: [t.shape[0]],
+                    bytes: scales.withUnsafeBytes { Data($0) }))
         }
         // The values in stored order (all, or the non-zeros row by row) at `precision`.
         func values(_ idx: [Int]) -> (ModelFile.DType, Data) {
@@ -120,12 +143,22 @@ public enum ModelExport {
                 indptr[r + 1] = Int32(idx.count)
             }
             let (dtype, data) = values(idx)
-            out.append(.init(name: t.name + ".values", dtype: dtype, shape: [idx.count], quantization: quant, bytes: data))
-            out.append(.init(name: t.name + ".indptr", dtype: .int32, shape: [rows + 1], bytes: indptr.withUnsafeBytes { Data($0) }))
+            out.append(
+                .init(name: t.name + ".values", dtype: dtype, shape: [idx.count], quantization: quant, bytes: data))
+            out.append(
+                .init(
+                    name: t.name + ".indptr", dtype: .int32, shape: [rows + 1],
+                    bytes: indptr.withUnsafeBytes { Data($0) }))
             if cols <= Int(UInt16.max) + 1 {
-                out.append(.init(name: t.name + ".indices", dtype: .uint16, shape: [idx.count], bytes: idx.map { UInt16($0 % cols) }.withUnsafeBytes { Data($0) }))
+                out.append(
+                    .init(
+                        name: t.name + ".indices", dtype: .uint16, shape: [idx.count],
+                        bytes: idx.map { UInt16($0 % cols) }.withUnsafeBytes { Data($0) }))
             } else {
-                out.append(.init(name: t.name + ".indices", dtype: .int32, shape: [idx.count], bytes: idx.map { Int32($0 % cols) }.withUnsafeBytes { Data($0) }))
+                out.append(
+                    .init(
+                        name: t.name + ".indices", dtype: .int32, shape: [idx.count],
+                        bytes: idx.map { Int32($0 % cols) }.withUnsafeBytes { Data($0) }))
             }
         } else {
             let (dtype, data) = values(Array(0..<w.count))

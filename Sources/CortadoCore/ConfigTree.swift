@@ -10,7 +10,8 @@ public indirect enum ConfigNode: Equatable {
 
     public static func == (a: ConfigNode, b: ConfigNode) -> Bool {
         switch (a, b) {
-        case let (.map(x), .map(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        case let (.map(x), .map(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
         case let (.list(x), .list(y)): return x == y
         case let (.scalar(x), .scalar(y)): return x == y
         default: return false
@@ -22,7 +23,8 @@ public indirect enum ConfigNode: Equatable {
         try checkNesting(text, origin: origin)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
-            throw CortadoError.usage("\(origin): invalid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw CortadoError.usage(
+                "\(origin): invalid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let node else { return .map([]) }
         return try convert(node, origin: origin)
@@ -50,17 +52,24 @@ public indirect enum ConfigNode: Equatable {
             column += 1
             // "- - - x" nests sequences without brackets: dashes count as indentation too.
             if indent && b != UInt8(ascii: " ") && b != UInt8(ascii: "-") { indent = false }
-            if indent && column > maxIndent { throw CortadoError.usage("\(origin):\(line): indented more than \(maxIndent) columns") }
+            if indent && column > maxIndent {
+                throw CortadoError.usage("\(origin):\(line): indented more than \(maxIndent) columns")
+            }
             if comment { continue }
             switch b {
             case UInt8(ascii: "#") where " \t\n".utf8.contains(previous): comment = true
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 brackets += 1
-                if brackets > maxBrackets { throw CortadoError.usage("\(origin):\(line):\(column): more than \(maxBrackets) '[' or '{' (too deeply nested for a job spec)") }
+                if brackets > maxBrackets {
+                    throw CortadoError.usage(
+                        "\(origin):\(line):\(column): more than \(maxBrackets) '[' or '{' (too deeply nested for a job spec)"
+                    )
+                }
             case UInt8(ascii: "&"), UInt8(ascii: "*"):
                 // At the start of a node (not inside a plain scalar like `a*b`).
                 if " \t\n[{,:-?".utf8.contains(previous) {
-                    throw CortadoError.usage("\(origin):\(line):\(column): YAML anchors and aliases are not supported in job specs")
+                    throw CortadoError.usage(
+                        "\(origin):\(line):\(column): YAML anchors and aliases are not supported in job specs")
                 }
             default: break
             }
@@ -71,8 +80,12 @@ public indirect enum ConfigNode: Equatable {
         if let m = node.mapping {
             var out = [(key: String, value: ConfigNode)]()
             for (k, v) in m {
-                guard let key = k.scalar?.string else { throw CortadoError.usage("\(origin): mapping keys must be plain strings") }
-                if out.contains(where: { $0.key == key }) { throw CortadoError.usage("\(origin): duplicate key '\(key)'") }
+                guard let key = k.scalar?.string else {
+                    throw CortadoError.usage("\(origin): mapping keys must be plain strings")
+                }
+                if out.contains(where: { $0.key == key }) {
+                    throw CortadoError.usage("\(origin): duplicate key '\(key)'")
+                }
                 out.append((key, try convert(v, origin: origin)))
             }
             return .map(out)
@@ -90,7 +103,8 @@ public indirect enum ConfigNode: Equatable {
         }
         let path = assignment[..<eq].split(separator: ".").map(String.init)
         guard !path.isEmpty else { throw CortadoError.usage("--set \(assignment): empty key") }
-        let value = try ConfigNode.parse(String(assignment[assignment.index(after: eq)...]), origin: "--set \(path.joined(separator: "."))")
+        let value = try ConfigNode.parse(
+            String(assignment[assignment.index(after: eq)...]), origin: "--set \(path.joined(separator: "."))")
         self = try setting(path[...], to: value, full: path.joined(separator: "."))
     }
 
@@ -124,7 +138,9 @@ public final class ConfigReader {
     private var used = Set<String>()
 
     public init(_ node: ConfigNode, path: String) throws {
-        guard case .map(let e) = node else { throw CortadoError.usage("\(path.isEmpty ? "job spec" : path): expected a mapping") }
+        guard case .map(let e) = node else {
+            throw CortadoError.usage("\(path.isEmpty ? "job spec" : path): expected a mapping")
+        }
         self.path = path
         entries = e
     }
@@ -138,14 +154,17 @@ public final class ConfigReader {
 
     private func scalar(_ k: String, _ type: String) throws -> String? {
         guard let n = node(k) else { return nil }
-        guard case .scalar(let s) = n else { throw CortadoError.usage("\(key(k)): expected \(type), got a \(n.kindName)") }
+        guard case .scalar(let s) = n else {
+            throw CortadoError.usage("\(key(k)): expected \(type), got a \(n.kindName)")
+        }
         return s
     }
 
     public func string(_ k: String) throws -> String? { try scalar(k, "a string") }
 
     /// A mode: one of `E`'s raw values; a bad value's error lists them all.
-    public func choice<E: RawRepresentable & CaseIterable>(_ k: String, _: E.Type = E.self) throws -> E? where E.RawValue == String {
+    public func choice<E: RawRepresentable & CaseIterable>(_ k: String, _: E.Type = E.self) throws -> E?
+    where E.RawValue == String {
         guard let s = try scalar(k, "a string") else { return nil }
         guard let v = E(rawValue: s) else { throw CortadoError.usage("\(key(k)): \(E.notOneOf(s))") }
         return v
@@ -159,7 +178,9 @@ public final class ConfigReader {
 
     public func double(_ k: String) throws -> Double? {
         guard let s = try scalar(k, "a number") else { return nil }
-        guard let v = Double(s), v.isFinite else { throw CortadoError.usage("\(key(k)): expected a number, got '\(s)'") }
+        guard let v = Double(s), v.isFinite else {
+            throw CortadoError.usage("\(key(k)): expected a number, got '\(s)'")
+        }
         return v
     }
 
@@ -179,7 +200,9 @@ public final class ConfigReader {
 
     public func list(_ k: String) throws -> [ConfigNode]? {
         guard let n = node(k) else { return nil }
-        guard case .list(let items) = n else { throw CortadoError.usage("\(key(k)): expected a list, got a \(n.kindName)") }
+        guard case .list(let items) = n else {
+            throw CortadoError.usage("\(key(k)): expected a list, got a \(n.kindName)")
+        }
         return items
     }
 

@@ -7,13 +7,13 @@ import Foundation
 /// `exit()` or `fatalError` for a user error.
 public struct CortadoError: Error, CustomStringConvertible, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
-        case usage        // bad command line or job spec
-        case data         // malformed input file
-        case io           // the file system said no
-        case model        // bad model / checkpoint file
-        case distributed  // ranks disagree, or a peer failed
-        case numeric      // NaN / Inf where a number was expected
-        case preempted    // stopped by a signal after writing a checkpoint: requeue and resume
+        case usage // bad command line or job spec
+        case data // malformed input file
+        case io // the file system said no
+        case model // bad model / checkpoint file
+        case distributed // ranks disagree, or a peer failed
+        case numeric // NaN / Inf where a number was expected
+        case preempted // stopped by a signal after writing a checkpoint: requeue and resume
     }
     public let kind: Kind
     public let message: String

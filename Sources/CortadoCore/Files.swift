@@ -15,7 +15,9 @@ public enum AtomicFile {
             guard rename(tmp, path) == 0 else {
                 throw CortadoError.io("\(path): rename from \(tmp) failed: \(String(cString: strerror(errno)))")
             }
-            try fsyncPath((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent)
+            try fsyncPath(
+                (path as NSString).deletingLastPathComponent.isEmpty
+                    ? "." : (path as NSString).deletingLastPathComponent)
         } catch {
             unlink(tmp)
             throw error
@@ -33,9 +35,13 @@ public enum AtomicFile {
 
     private static func fsyncPath(_ path: String) throws {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw CortadoError.io("\(path): cannot open to fsync: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw CortadoError.io("\(path): cannot open to fsync: \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw CortadoError.io("\(path): fsync failed: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else {
+            throw CortadoError.io("\(path): fsync failed: \(String(cString: strerror(errno)))")
+        }
     }
 }
 
@@ -80,6 +86,7 @@ private func procStatusBytes(_ field: String) -> Int {
 /// JSON encoding with sorted keys, so files and hashes are stable across runs.
 public func stableJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> Data {
     let enc = JSONEncoder()
-    enc.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+    enc.outputFormatting =
+        pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
     return try enc.encode(value)
 }

@@ -5,8 +5,10 @@ import Foundation
 /// file and a test file (HDF5) plus `manifest.json`.
 public struct FashionMNISTPreparer {
     public static let defaultSource = "/usr/share/datasets/fashion-mnist"
-    public static let classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    public static let classes = [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+    ]
 
     public var source = FashionMNISTPreparer.defaultSource
     public var out: String
@@ -24,8 +26,10 @@ public struct FashionMNISTPreparer {
     /// file is complete: shards are written atomically and the manifest last.
     public func run(log: (String) -> Void = { _ in }) throws -> DatasetManifest {
         guard shards >= 1 else { throw CortadoError.usage("--shards must be at least 1, got \(shards)") }
-        let files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"].map { (source as NSString).appendingPathComponent($0) }
+        let files = [
+            "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
+        ].map { (source as NSString).appendingPathComponent($0) }
         let trainX = try IDXArray.read(files[0], expectedRank: 3)
         let trainY = try IDXArray.read(files[1], expectedRank: 1)
         let testX = try IDXArray.read(files[2], expectedRank: 3)
@@ -34,7 +38,9 @@ public struct FashionMNISTPreparer {
             guard x.dims[0] == y.dims[0] else {
                 throw CortadoError.data("\(px) has \(x.dims[0]) images but \(py) has \(y.dims[0]) labels")
             }
-            guard x.dims[1] == 28, x.dims[2] == 28 else { throw CortadoError.data("\(px): images are \(x.dims[1])x\(x.dims[2]), expected 28x28") }
+            guard x.dims[1] == 28, x.dims[2] == 28 else {
+                throw CortadoError.data("\(px): images are \(x.dims[1])x\(x.dims[2]), expected 28x28")
+            }
             if let bad = y.bytes.firstIndex(where: { $0 >= 10 }) {
                 throw CortadoError.data("\(py): label \(y.bytes[bad]) at index \(bad) is outside 0..<10")
             }
@@ -51,7 +57,9 @@ public struct FashionMNISTPreparer {
             throw CortadoError.usage("--validation \(validationRows) must be below the \(nTrainAll) training rows")
         }
         let nTrain = nTrainAll - validationRows
-        guard nTrain >= shards else { throw CortadoError.usage("--shards \(shards) exceeds the \(nTrain) training rows") }
+        guard nTrain >= shards else {
+            throw CortadoError.usage("--shards \(shards) exceeds the \(nTrain) training rows")
+        }
         try ensureWritableDirectory(out)
         log("read \(trainX.dims[0]) training and \(testX.dims[0]) test images from \(source)")
 
@@ -65,7 +73,10 @@ public struct FashionMNISTPreparer {
 
         let d = 784
         var stats = (sum: 0.0, sumSq: 0.0)
-        func write(_ file: String, split: String, index: Int, x: IDXArray, y: IDXArray, rows idx: ArraySlice<Int>, trackStats: Bool) throws -> DatasetManifest.ShardFile {
+        func write(
+            _ file: String, split: String, index: Int, x: IDXArray, y: IDXArray, rows idx: ArraySlice<Int>,
+            trackStats: Bool
+        ) throws -> DatasetManifest.ShardFile {
             var feats = [Float](repeating: 0, count: idx.count * d)
             var labels = [Int64](repeating: 0, count: idx.count)
             for (r, src) in idx.enumerated() {
@@ -77,7 +88,8 @@ public struct FashionMNISTPreparer {
                 }
             }
             let entry = try feats.withUnsafeBufferPointer {
-                try ShardFormat.write(dir: out, file: file, split: split, index: index, features: $0, labels: labels, featureCount: d)
+                try ShardFormat.write(
+                    dir: out, file: file, split: split, index: index, features: $0, labels: labels, featureCount: d)
             }
             log("wrote \(file): \(idx.count) rows")
             return entry
@@ -86,11 +98,15 @@ public struct FashionMNISTPreparer {
         var trainFiles = [DatasetManifest.ShardFile]()
         for s in 0..<shards {
             let r = rowRange(total: nTrain, rank: s, size: shards)
-            trainFiles.append(try write(String(format: "train-%03d.h5", s), split: "train", index: s, x: trainX, y: trainY,
-                                        rows: trainIdx[r], trackStats: true))
+            trainFiles.append(
+                try write(
+                    String(format: "train-%03d.h5", s), split: "train", index: s, x: trainX, y: trainY,
+                    rows: trainIdx[r], trackStats: true))
         }
-        let valFile = try write("validation.h5", split: "validation", index: 0, x: trainX, y: trainY, rows: valIdx[...], trackStats: false)
-        let testFile = try write("test.h5", split: "test", index: 0, x: testX, y: testY, rows: testPool[...], trackStats: false)
+        let valFile = try write(
+            "validation.h5", split: "validation", index: 0, x: trainX, y: trainY, rows: valIdx[...], trackStats: false)
+        let testFile = try write(
+            "test.h5", split: "test", index: 0, x: testX, y: testY, rows: testPool[...], trackStats: false)
 
         let n = Double(nTrain * d)
         let mean = stats.sum / n
@@ -99,9 +115,11 @@ public struct FashionMNISTPreparer {
             classes: kept.map { Self.classes[$0] }, splitSeed: seed,
             transforms: ["pixels: uint8 / 255 -> float32 in [0, 1]", "flattened row-major to 784 features"],
             statistics: ["train_pixel_mean": mean, "train_pixel_std": (stats.sumSq / n - mean * mean).squareRoot()],
-            splits: ["train": .init(rows: nTrain, files: trainFiles),
-                     "validation": .init(rows: validationRows, files: [valFile]),
-                     "test": .init(rows: testPool.count, files: [testFile])],
+            splits: [
+                "train": .init(rows: nTrain, files: trainFiles),
+                "validation": .init(rows: validationRows, files: [valFile]),
+                "test": .init(rows: testPool.count, files: [testFile])
+            ],
             source: [:], createdBy: "cortado prepare fashion-mnist")
         for f in files { manifest.source[(f as NSString).lastPathComponent] = try SHA256.hex(fileAt: f) }
         if let limit { manifest.transforms.append("limited to the first \(limit) training and test images") }

@@ -50,7 +50,8 @@ public final class HDF5File {
     /// caller (HDF5 skips them; h5py and h5dump read such files as usual).
     /// `checksummedMetadata` writes the newest format (superblock v3, v2 object headers), whose
     /// metadata checksums libhdf5 verifies before parsing it.
-    public static func create(_ path: String, userblock: Int = 0, checksummedMetadata: Bool = false) throws -> HDF5File {
+    public static func create(_ path: String, userblock: Int = 0, checksummedMetadata: Bool = false) throws -> HDF5File
+    {
         _ = setup
         let fcpl = H5Pcreate(cortado_h5p_file_create())
         defer { H5Pclose(fcpl) }
@@ -58,14 +59,17 @@ public final class HDF5File {
         let fapl = checksummedMetadata ? cortado_h5_fapl_latest() : cortado_h5p_default()
         defer { if checksummedMetadata { H5Pclose(fapl) } }
         let fid = H5Fcreate(path, cortado_h5f_acc_trunc(), fcpl, fapl)
-        guard fid >= 0 else { throw CortadoError.io("\(path): cannot create HDF5 file (does the folder exist and is it writable?)") }
+        guard fid >= 0 else {
+            throw CortadoError.io("\(path): cannot create HDF5 file (does the folder exist and is it writable?)")
+        }
         return HDF5File(path: path, id: fid)
     }
 
     /// Opens an existing file read-only.
     public static func open(_ path: String) throws -> HDF5File {
         _ = setup
-        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.data("\(path): no such file") }   // bad input (exit 2), not an I/O fault
+        // bad input (exit 2), not an I/O fault
+        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.data("\(path): no such file") }
         guard H5Fis_hdf5(path) > 0 else { throw CortadoError.data("\(path): not an HDF5 file") }
         let fid = H5Fopen(path, cortado_h5f_acc_rdonly(), cortado_h5p_default())
         guard fid >= 0 else { throw CortadoError.data("\(path): cannot open HDF5 file (truncated or corrupt?)") }
@@ -120,8 +124,10 @@ public final class HDF5File {
     /// Writes a dataset of `shape` from `data` (row-major). With `chunkRows`, the dataset is
     /// chunked along the first axis with byte-shuffle + deflate(`level`), which is how shards
     /// are stored: readable by h5py/h5dump and partially readable by row range.
-    public func write(_ name: String, _ data: UnsafeRawPointer, dtype: DType, shape: [Int],
-                      chunkRows: Int? = nil, deflate level: Int = 4) throws {
+    public func write(
+        _ name: String, _ data: UnsafeRawPointer, dtype: DType, shape: [Int],
+        chunkRows: Int? = nil, deflate level: Int = 4
+    ) throws {
         let ds = try makeDataset(name, dtype: dtype, shape: shape, chunkRows: chunkRows, deflate: level)
         defer { H5Dclose(ds) }
         guard H5Dwrite(ds, dtype.native, cortado_h5s_all(), cortado_h5s_all(), cortado_h5p_default(), data) >= 0 else {
@@ -131,13 +137,16 @@ public final class HDF5File {
 
     /// Creates an empty dataset of `shape`, chunked by `chunkRows` along the first axis with
     /// shuffle + deflate, to be filled by `writeRows` in pieces (bounded memory).
-    public func createDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int, deflate level: Int = 4) throws {
+    public func createDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int, deflate level: Int = 4) throws
+    {
         H5Dclose(try makeDataset(name, dtype: dtype, shape: shape, chunkRows: chunkRows, deflate: level))
     }
 
     /// Creates a dataset and returns its open id; chunked (+ shuffle, deflate) when `chunkRows`
     /// is given and no dimension is zero (HDF5 chunks cannot have one), contiguous otherwise.
-    private func makeDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int?, deflate level: Int) throws -> hid_t {
+    private func makeDataset(_ name: String, dtype: DType, shape: [Int], chunkRows: Int?, deflate level: Int) throws
+        -> hid_t
+    {
         let dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), dims, nil)
         guard space >= 0 else { throw CortadoError.io("\(path): cannot create dataspace for '\(name)'") }
@@ -177,7 +186,9 @@ public final class HDF5File {
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(fileSpace, &dims, nil)
         guard rank >= 1, start >= 0, count >= 0, start + count <= Int(dims[0]) else {
-            throw CortadoError.data("\(path): rows \(start)..<\(start + count) out of range for '\(name)' with \(rank >= 1 ? Int(dims[0]) : 0) rows")
+            throw CortadoError.data(
+                "\(path): rows \(start)..<\(start + count) out of range for '\(name)' with \(rank >= 1 ? Int(dims[0]) : 0) rows"
+            )
         }
         var offset = [hsize_t](repeating: 0, count: rank)
         offset[0] = hsize_t(start)
@@ -208,7 +219,9 @@ public final class HDF5File {
         let rank = Int(H5Sget_simple_extent_ndims(space))
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(space, &dims, nil)
-        guard rank >= 0, let out = rank == 0 ? [] : Optional(dims.compactMap { Int(exactly: $0) }), out.count == dims.count || rank == 0 else {
+        guard rank >= 0, let out = rank == 0 ? [] : Optional(dims.compactMap { Int(exactly: $0) }),
+            out.count == dims.count || rank == 0
+        else {
             throw CortadoError.data("\(path): dataset '\(name)' has an unreadable shape (corrupt file?)")
         }
         return out
@@ -221,8 +234,10 @@ public final class HDF5File {
     public func elementCount(of name: String, elementSize: Int) throws -> Int {
         let dims = try shape(of: name)
         guard let n = checkedProduct(dims), let bytes = checkedProduct([n, elementSize]),
-              UInt64(bytes) <= ProcessInfo.processInfo.physicalMemory else {
-            throw CortadoError.data("\(path): dataset '\(name)' declares shape \(dims), larger than this machine's memory (corrupt file?)")
+            UInt64(bytes) <= ProcessInfo.processInfo.physicalMemory
+        else {
+            throw CortadoError.data(
+                "\(path): dataset '\(name)' declares shape \(dims), larger than this machine's memory (corrupt file?)")
         }
         let ds = try openDataset(name)
         defer { H5Dclose(ds) }
@@ -231,7 +246,9 @@ public final class HDF5File {
         defer { H5Pclose(plist) }
         let contiguous = H5Pget_layout(plist) == H5D_CONTIGUOUS
         guard contiguous ? stored == bytes : bytes <= 2048 * stored + (1 << 20) else {
-            throw CortadoError.data("\(path): dataset '\(name)' declares \(bytes) bytes but the file stores \(stored) for it (truncated or corrupt?)")
+            throw CortadoError.data(
+                "\(path): dataset '\(name)' declares \(bytes) bytes but the file stores \(stored) for it (truncated or corrupt?)"
+            )
         }
         return n
     }
@@ -247,17 +264,21 @@ public final class HDF5File {
         let size = H5Tget_size(t)
         let wantClass: H5T_class_t = (dtype == .float32 || dtype == .float64) ? H5T_FLOAT : H5T_INTEGER
         guard cls == wantClass, size == dtype.size else {
-            throw CortadoError.data("\(path): dataset '\(name)' has element type class \(cls.rawValue) size \(size), expected \(dtype.rawValue)")
+            throw CortadoError.data(
+                "\(path): dataset '\(name)' has element type class \(cls.rawValue) size \(size), expected \(dtype.rawValue)"
+            )
         }
     }
 
     /// Reads rows [start, start+count) of a dataset into `out` (hyperslab read, so a rank reads
     /// only its part of a shard).
-    public func readRows(_ name: String, start: Int, count: Int, dtype: DType, into out: UnsafeMutableRawPointer) throws {
+    public func readRows(_ name: String, start: Int, count: Int, dtype: DType, into out: UnsafeMutableRawPointer) throws
+    {
         try withRows(name, start: start, count: count) { ds, memSpace, fileSpace in
             guard count > 0 else { return }
             guard H5Dread(ds, dtype.native, memSpace, fileSpace, cortado_h5p_default(), out) >= 0 else {
-                throw CortadoError.data("\(path): reading '\(name)' rows \(start)..<\(start + count) failed (corrupt file?)")
+                throw CortadoError.data(
+                    "\(path): reading '\(name)' rows \(start)..<\(start + count) failed (corrupt file?)")
             }
         }
     }
@@ -355,7 +376,9 @@ public final class HDF5File {
     }
 
     /// Reads a scalar attribute converted by HDF5 to the native `type`.
-    private func scalarAttribute<V: BitwiseCopyable>(_ name: String, _ initial: V, type: hid_t, what: String) throws -> V {
+    private func scalarAttribute<V: BitwiseCopyable>(_ name: String, _ initial: V, type: hid_t, what: String) throws
+        -> V
+    {
         let a = try openAttribute(name)
         defer { H5Aclose(a) }
         var v = initial

@@ -13,14 +13,14 @@ public struct DatasetManifest: Codable, Equatable {
     public var format: String = DatasetManifest.formatName
     public var formatVersion: Int = DatasetManifest.currentVersion
     public var name: String
-    public var task: String                  // "classification"
-    public var featureShape: [Int]           // per row, e.g. [1, 28, 28]; stored flattened
+    public var task: String // "classification"
+    public var featureShape: [Int] // per row, e.g. [1, 28, 28]; stored flattened
     public var classes: [String]
     public var splitSeed: UInt64
     public var transforms: [String]
     public var statistics: [String: Double]
-    public var splits: [String: Split]       // "train", "validation", "test"
-    public var source: [String: String]      // source file → its SHA-256
+    public var splits: [String: Split] // "train", "validation", "test"
+    public var source: [String: String] // source file → its SHA-256
     public var createdBy: String
     /// Tabular data (`cortado prepare csv`): every column with its schema, statistics and
     /// output position; the CSV dialect; the cleaning report; the integer columns in
@@ -37,14 +37,18 @@ public struct DatasetManifest: Codable, Equatable {
     }
 
     public struct ShardFile: Codable, Equatable {
-        public var path: String   // relative to the manifest's folder
+        public var path: String // relative to the manifest's folder
         public var rows: Int
         public var sha256: String
-        public init(path: String, rows: Int, sha256: String) { self.path = path; self.rows = rows; self.sha256 = sha256 }
+        public init(path: String, rows: Int, sha256: String) {
+            self.path = path; self.rows = rows; self.sha256 = sha256
+        }
     }
 
-    public init(name: String, task: String, featureShape: [Int], classes: [String], splitSeed: UInt64, transforms: [String],
-                statistics: [String: Double], splits: [String: Split], source: [String: String], createdBy: String) {
+    public init(
+        name: String, task: String, featureShape: [Int], classes: [String], splitSeed: UInt64, transforms: [String],
+        statistics: [String: Double], splits: [String: Split], source: [String: String], createdBy: String
+    ) {
         self.name = name; self.task = task; self.featureShape = featureShape; self.classes = classes
         self.splitSeed = splitSeed; self.transforms = transforms; self.statistics = statistics
         self.splits = splits; self.source = source; self.createdBy = createdBy
@@ -75,29 +79,33 @@ public struct DatasetManifest: Codable, Equatable {
         do { m = try JSONDecoder().decode(DatasetManifest.self, from: data) } catch {
             throw CortadoError.data("\(path): not a Cortado manifest: \(describe(error))")
         }
-        guard m.format == formatName else { throw CortadoError.data("\(path): format is '\(m.format)', expected '\(formatName)'") }
+        guard m.format == formatName else {
+            throw CortadoError.data("\(path): format is '\(m.format)', expected '\(formatName)'")
+        }
         guard m.formatVersion == currentVersion else {
-            throw CortadoError.data("\(path): manifest format_version \(m.formatVersion) is not supported (this build reads \(currentVersion)); re-run `cortado prepare`")
+            throw CortadoError.data(
+                "\(path): manifest format_version \(m.formatVersion) is not supported (this build reads \(currentVersion)); re-run `cortado prepare`"
+            )
         }
         return m
     }
 
     public func split(_ name: String, manifestPath: String) throws -> Split {
         guard let s = splits[name] else {
-            throw CortadoError.data("\(manifestPath): no '\(name)' split (have: \(splits.keys.sorted().joined(separator: ", ")))")
+            throw CortadoError.data(
+                "\(manifestPath): no '\(name)' split (have: \(splits.keys.sorted().joined(separator: ", ")))")
         }
         return s
     }
 }
 
-
 /// What cleaning did, in numbers (`cortado inspect` prints it).
 public struct CleaningReport: Codable, Equatable {
     public var rowsRead = 0
     public var rowsWritten: [String: Int] = [:]
-    public var dropped: [String: Int] = [:]      // reason → rows
+    public var dropped: [String: Int] = [:] // reason → rows
     public var duplicates = 0
-    public var imputed: [String: Int] = [:]      // column → values imputed (all splits)
+    public var imputed: [String: Int] = [:] // column → values imputed (all splits)
 
     enum CodingKeys: String, CodingKey {
         case rowsRead = "rows_read", rowsWritten = "rows_written", dropped, duplicates, imputed

@@ -38,7 +38,9 @@ public struct OutputFolder {
         if fm.fileExists(atPath: final) {
             guard rename(final, old) == 0 else { throw CortadoError.io("\(final): cannot move the old folder aside") }
         }
-        guard rename(staging, final) == 0 else { throw CortadoError.io("\(final): cannot rename \(staging) into place") }
+        guard rename(staging, final) == 0 else {
+            throw CortadoError.io("\(final): cannot rename \(staging) into place")
+        }
         try? fm.removeItem(atPath: old)
     }
 

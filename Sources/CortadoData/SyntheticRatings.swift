@@ -29,7 +29,8 @@ public struct SyntheticRatings {
     @discardableResult
     public func write(to path: String) throws -> Int {
         guard users > 0, items > 20, rank > 0, ratings >= users * 20, ratings <= users * items / 2 else {
-            throw CortadoError.usage("synthetic-ratings: need users > 0, items > 20, rank > 0 and 20·users ≤ ratings ≤ users·items/2")
+            throw CortadoError.usage(
+                "synthetic-ratings: need users > 0, items > 20, rank > 0 and 20·users ≤ ratings ≤ users·items/2")
         }
         var rng = SeededRNG(seed: seed, stream: 0x5A7)
         let scale = 1 / Double(rank).squareRoot()
@@ -40,7 +41,9 @@ public struct SyntheticRatings {
         let itemRankOrder = (0..<items).shuffled(using: &rng)
         var popularity = [Double](repeating: 0, count: items)
         for (r, i) in itemRankOrder.enumerated() { popularity[i] = 1 / pow(Double(r + 1), 0.8) }
-        let itemBias = (0..<items).map { 0.4 * log(popularity[$0] * Double(items)) / log(Double(items)) + rng.normal() * 0.2 }
+        let itemBias = (0..<items).map {
+            0.4 * log(popularity[$0] * Double(items)) / log(Double(items)) + rng.normal() * 0.2
+        }
         // Ratings per user: 20 each plus the rest by a skewed activity weight.
         let activity = (0..<users).map { _ in exp(rng.normal()) }
         let activityTotal = activity.reduce(0, +)
@@ -53,7 +56,7 @@ public struct SyntheticRatings {
             if counts[k % users] < items / 2 { counts[k % users] += 1; short -= 1 }
             k += 1
         }
-        let stars = [0.06, 0.17, 0.44, 0.78]   // cumulative quantiles of the score → 1…5 stars
+        let stars = [0.06, 0.17, 0.44, 0.78] // cumulative quantiles of the score → 1…5 stars
         var lines = [(user: Int, item: Int, score: Double, time: Int)]()
         lines.reserveCapacity(ratings)
         var cumulative = [Double](repeating: 0, count: items)

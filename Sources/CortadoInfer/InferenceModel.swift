@@ -57,16 +57,21 @@ public final class InferenceModel {
             for t in layout.tensors {
                 let layer = Int(t.name.split(separator: ".")[1]) ?? -1
                 let reluAfter = spec.layers.indices.contains(layer + 1) && spec.layers[layer + 1] == .relu
-                if spec.layers.indices.contains(layer), case .dense = spec.layers[layer], t.name.hasSuffix(".weight"), sparse != .never,
-                   let csr = try file.sparseRows(t.name, shape: t.shape),
-                   sparse == .always || Double(csr.values.count) < SparseLayer.maxDensity * Double(t.count) {
+                if spec.layers.indices.contains(layer), case .dense = spec.layers[layer], t.name.hasSuffix(".weight"),
+                    sparse != .never,
+                    let csr = try file.sparseRows(t.name, shape: t.shape),
+                    sparse == .always || Double(csr.values.count) < SparseLayer.maxDensity * Double(t.count)
+                {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
-                    sparseLayers[layer] = SparseLayer(indptr: csr.indptr, indices: csr.indices, values: csr.values, bias: bias,
-                                                      inDim: t.shape[1], outDim: t.shape[0], relu: reluAfter)
+                    sparseLayers[layer] = SparseLayer(
+                        indptr: csr.indptr, indices: csr.indices, values: csr.values, bias: bias,
+                        inDim: t.shape[1], outDim: t.shape[0], relu: reluAfter)
                     // Batches below SparseLayer.minBatch still take the dense path (below).
                     if sparse == .always { continue }
                 }
-                if spec.layers.indices.contains(layer), t.name.hasSuffix(".weight"), let q = try file.int8Rows(t.name, shape: t.shape) {
+                if spec.layers.indices.contains(layer), t.name.hasSuffix(".weight"),
+                    let q = try file.int8Rows(t.name, shape: t.shape)
+                {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
                     var conv: ConvShape?
                     if case let .conv2d(f, k, s, p) = spec.layers[layer] {
@@ -75,14 +80,19 @@ public final class InferenceModel {
                     }
                     // A calibrated (static) input scale when the file has one, else dynamic.
                     let inputScale = try file.tensor("layers.\(layer).input_scale").map { t -> Float in
-                        guard t.dtype == .float32, t.shape == [1], let v = file.values(t, as: Float.self).first, v > 0, v.isFinite else {
-                            throw CortadoError.model("tensor 'layers.\(layer).input_scale' must be one positive float32")
+                        guard t.dtype == .float32, t.shape == [1], let v = file.values(t, as: Float.self).first, v > 0,
+                            v.isFinite
+                        else {
+                            throw CortadoError.model(
+                                "tensor 'layers.\(layer).input_scale' must be one positive float32")
                         }
                         return v
                     }
-                    int8[layer] = Int8Layer(weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv, inputScale: inputScale)
+                    int8[layer] = Int8Layer(
+                        weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv, inputScale: inputScale)
                 } else {
-                    params.replaceSubrange(t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
+                    params.replaceSubrange(
+                        t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
                 }
             }
         } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
@@ -129,13 +139,17 @@ public final class InferenceModel {
                         self.sparseScratch.withUnsafeMutableBufferPointer {
                             layer.forward(x, batch: rows, out: out, scratch: $0.baseAddress!, path: self.int8Path)
                         }
-                    } else if let dense { dense(x, rows, out) } else {
-                        denseForward(out: out, input: x, weight: w, bias: w + layer.inDim * layer.outDim, batch: rows,
-                                     inDim: layer.inDim, outDim: layer.outDim)
+                    } else if let dense {
+                        dense(x, rows, out)
+                    } else {
+                        denseForward(
+                            out: out, input: x, weight: w, bias: w + layer.inDim * layer.outDim, batch: rows,
+                            inDim: layer.inDim, outDim: layer.outDim)
                     }
                 }
             }
-            sparseScratch = [Float](repeating: 0, count: 32 * (sparseLayers.values.map { $0.inDim + $0.outDim }.max() ?? 0))
+            sparseScratch = [Float](
+                repeating: 0, count: 32 * (sparseLayers.values.map { $0.inDim + $0.outDim }.max() ?? 0))
             net = n
         }
     }

@@ -37,31 +37,53 @@ struct Int8Layer {
     /// GEMM rows per call: the batch for dense, one sample's output positions for conv.
     func rows(batch: Int) -> Int { conv?.positions ?? batch }
 
-    func forward(_ x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>, scratch: inout Int8Scratch, path: Int) {
+    func forward(
+        _ x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>, scratch: inout Int8Scratch, path: Int
+    ) {
         scratch.withBuffers { q, image, scales, acc in
-            weight.withUnsafeBufferPointer { w in self.scales.withUnsafeBufferPointer { cs in bias.withUnsafeBufferPointer { b in
-                guard let g = conv else {
-                    let nonneg = inputScale.map { cortado_quantize_rows_fixed(x, Int32(inDim), Int32(batch), Int32(inDim), $0, q, Int32(kp), scales) }
-                        ?? cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
-                    cortado_int8_gemm_ex(q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
-                    cortado_dequantize_rows(acc, Int32(batch), Int32(outDim), scales, cs.baseAddress!, nil, b.baseAddress!, relu ? 1 : 0, out)
-                    return
-                }
-                // Conv, per sample: the image quantized once with one scale (so every receptive
-                // field shares it), im2row in bytes, then filters × positions in one GEMM with
-                // the weights as the left operand, so the products come out in the (filters,
-                // positions) layout of the next layer, biased per filter.
-                let positions = Int32(g.positions), inCount = Int32(g.inCount)
-                for n in 0..<batch {
-                    if let s = inputScale { _ = cortado_quantize_rows_fixed(x + n * g.inCount, inCount, 1, inCount, s, image, inCount, scales) } else {
-                        _ = cortado_quantize_rows(x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
+            weight.withUnsafeBufferPointer { w in
+                self.scales.withUnsafeBufferPointer { cs in
+                    bias.withUnsafeBufferPointer { b in
+                        guard let g = conv else {
+                            let nonneg =
+                                inputScale.map {
+                                    cortado_quantize_rows_fixed(
+                                        x, Int32(inDim), Int32(batch), Int32(inDim), $0, q, Int32(kp), scales)
+                                }
+                                ?? cortado_quantize_rows(
+                                    x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
+                            cortado_int8_gemm_ex(
+                                q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
+                            cortado_dequantize_rows(
+                                acc, Int32(batch), Int32(outDim), scales, cs.baseAddress!, nil, b.baseAddress!,
+                                relu ? 1 : 0, out)
+                            return
+                        }
+                        // Conv, per sample: the image quantized once with one scale (so every receptive
+                        // field shares it), im2row in bytes, then filters × positions in one GEMM with
+                        // the weights as the left operand, so the products come out in the (filters,
+                        // positions) layout of the next layer, biased per filter.
+                        let positions = Int32(g.positions), inCount = Int32(g.inCount)
+                        for n in 0..<batch {
+                            if let s = inputScale {
+                                _ = cortado_quantize_rows_fixed(
+                                    x + n * g.inCount, inCount, 1, inCount, s, image, inCount, scales)
+                            } else {
+                                _ = cortado_quantize_rows(
+                                    x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
+                            }
+                            for i in 1..<g.positions { scales[i] = scales[0] }
+                            cortado_im2row_int8(
+                                image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), q,
+                                Int32(kp))
+                            cortado_int8_gemm(w.baseAddress!, q, acc, Int32(outDim), positions, Int32(kp), Int32(path))
+                            cortado_dequantize_rows(
+                                acc, Int32(outDim), positions, cs.baseAddress!, scales, b.baseAddress!, nil,
+                                relu ? 1 : 0, out + n * g.outCount)
+                        }
                     }
-                    for i in 1..<g.positions { scales[i] = scales[0] }
-                    cortado_im2row_int8(image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), q, Int32(kp))
-                    cortado_int8_gemm(w.baseAddress!, q, acc, Int32(outDim), positions, Int32(kp), Int32(path))
-                    cortado_dequantize_rows(acc, Int32(outDim), positions, cs.baseAddress!, scales, b.baseAddress!, nil, relu ? 1 : 0, out + n * g.outCount)
                 }
-            } } }
+            }
         }
     }
 }
@@ -85,11 +107,20 @@ struct Int8Scratch {
         acc = [Int32](repeating: 0, count: na)
     }
 
-    mutating func withBuffers(_ body: (UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void) {
-        q.withUnsafeMutableBufferPointer { q in image.withUnsafeMutableBufferPointer { i in
-            scales.withUnsafeMutableBufferPointer { s in acc.withUnsafeMutableBufferPointer { a in
-                body(q.baseAddress!, i.baseAddress!, s.baseAddress!, a.baseAddress!)
-            } }
-        } }
+    mutating func withBuffers(
+        _ body: (
+            UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Float>,
+            UnsafeMutablePointer<Int32>
+        ) -> Void
+    ) {
+        q.withUnsafeMutableBufferPointer { q in
+            image.withUnsafeMutableBufferPointer { i in
+                scales.withUnsafeMutableBufferPointer { s in
+                    acc.withUnsafeMutableBufferPointer { a in
+                        body(q.baseAddress!, i.baseAddress!, s.baseAddress!, a.baseAddress!)
+                    }
+                }
+            }
+        }
     }
 }

@@ -21,23 +21,31 @@ final class PredictionWriter {
 
     init(path: String, classNames: [String], hasLabels: Bool) throws {
         let lower = path.lowercased()
-        format = lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") ? .jsonl
+        format =
+            lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson")
+            ? .jsonl
             : lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") ? .hdf5 : .csv
         self.path = path
         self.classNames = classNames
         self.hasLabels = hasLabels
         guard format != .hdf5 else { return }
-        guard FileManager.default.createFile(atPath: path + ".tmp", contents: nil), let fh = FileHandle(forWritingAtPath: path + ".tmp") else {
+        guard FileManager.default.createFile(atPath: path + ".tmp", contents: nil),
+            let fh = FileHandle(forWritingAtPath: path + ".tmp")
+        else {
             throw CortadoError.io("\(path): cannot create")
         }
         handle = fh
         if format == .csv {
-            fh.write(("row,predicted," + (hasLabels ? "label," : "") + classNames.map { "p_" + csvField($0) }.joined(separator: ",") + "\n").data(using: .utf8)!)
+            fh.write(
+                ("row,predicted," + (hasLabels ? "label," : "")
+                    + classNames.map { "p_" + csvField($0) }.joined(separator: ",") + "\n").data(using: .utf8)!)
         }
     }
 
     /// Rows `first ..< first + n`: arg-max classes, labels (when known) and probabilities (n, k).
-    func append(first: Int, n: Int, predicted arg: [Int], labels y: UnsafePointer<Int32>, probabilities p: UnsafePointer<Float>) throws {
+    func append(
+        first: Int, n: Int, predicted arg: [Int], labels y: UnsafePointer<Int32>, probabilities p: UnsafePointer<Float>
+    ) throws {
         let k = classNames.count
         switch format {
         case .hdf5:
@@ -47,16 +55,23 @@ final class PredictionWriter {
         case .csv:
             var lines = ""
             for i in 0..<n {
-                lines += "\(first + i),\(arg[i])," + (hasLabels ? "\(y[i])," : "") + (0..<k).map { String(format: "%.6g", p[i * k + $0]) }.joined(separator: ",") + "\n"
+                lines +=
+                    "\(first + i),\(arg[i])," + (hasLabels ? "\(y[i])," : "")
+                    + (0..<k).map { String(format: "%.6g", p[i * k + $0]) }.joined(separator: ",") + "\n"
             }
             handle?.write(lines.data(using: .utf8)!)
         case .jsonl:
             var lines = ""
             for i in 0..<n {
-                var obj: [String: Any] = ["row": first + i, "class": classNames[arg[i]], "class_index": arg[i],
-                                          "probabilities": (0..<k).map { Double(p[i * k + $0]) }]
+                var obj: [String: Any] = [
+                    "row": first + i, "class": classNames[arg[i]], "class_index": arg[i],
+                    "probabilities": (0..<k).map { Double(p[i * k + $0]) }
+                ]
                 if hasLabels { obj["label"] = Int(y[i]) }
-                lines += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
+                lines +=
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self
+                    ) + "\n"
             }
             handle?.write(lines.data(using: .utf8)!)
         }
@@ -69,7 +84,8 @@ final class PredictionWriter {
             try h5.write("predicted", predicted)
             try h5.write("probabilities", probabilities, shape: [predicted.count, classNames.count])
             if hasLabels { try h5.write("labels", labels) }
-            try h5.setAttribute("classes", String(decoding: try JSONSerialization.data(withJSONObject: classNames), as: UTF8.self))
+            try h5.setAttribute(
+                "classes", String(decoding: try JSONSerialization.data(withJSONObject: classNames), as: UTF8.self))
             try h5.close()
         } else if let handle {
             try handle.synchronize()

@@ -20,8 +20,12 @@ public final class RecommenderModel {
 
     public init(path: String, maxBatch: Int = 1024) throws {
         let file = try ModelFile.load(path)
-        guard let spec = file.header.recommender else { throw CortadoError.model("\(path): not a recommender model (use it with --input)") }
-        do { try spec.validate() } catch let e as CortadoError { throw CortadoError.model("\(path): bad recommender: \(e.message)") }
+        guard let spec = file.header.recommender else {
+            throw CortadoError.model("\(path): not a recommender model (use it with --input)")
+        }
+        do { try spec.validate() } catch let e as CortadoError {
+            throw CortadoError.model("\(path): bad recommender: \(e.message)")
+        }
         self.path = path
         header = file.header
         self.spec = spec
@@ -29,12 +33,15 @@ public final class RecommenderModel {
         let dst = model.params.base
         do {
             for t in spec.parameterLayout.tensors {
-                try file.floats(t.name, shape: t.shape).withUnsafeBufferPointer { (dst + t.offset).update(from: $0.baseAddress!, count: t.count) }
+                try file.floats(t.name, shape: t.shape).withUnsafeBufferPointer {
+                    (dst + t.offset).update(from: $0.baseAddress!, count: t.count)
+                }
             }
         } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
         var names: (users: [String]?, items: [String]?) = (nil, nil)
         if let text = file.header.metadata["preprocessing"],
-           let pre = try? JSONDecoder().decode(Preprocessing.self, from: Data(text.utf8)) {
+            let pre = try? JSONDecoder().decode(Preprocessing.self, from: Data(text.utf8))
+        {
             names.users = pre.columns.first { $0.name == spec.userColumn }?.vocabulary
             names.items = pre.columns.first { $0.name == spec.itemColumn }?.vocabulary
         }
@@ -98,10 +105,13 @@ extension RecommenderModel {
         let manifest = try DatasetManifest.load(manifestPath)
         let columns = manifest.categoricalColumns ?? []
         guard let uc = columns.firstIndex(of: spec.userColumn), let ic = columns.firstIndex(of: spec.itemColumn) else {
-            throw CortadoError.usage("\(manifestPath): has no id columns '\(spec.userColumn)' and '\(spec.itemColumn)' (model \(path))")
+            throw CortadoError.usage(
+                "\(manifestPath): has no id columns '\(spec.userColumn)' and '\(spec.itemColumn)' (model \(path))")
         }
         for split in manifest.splits.keys.sorted() {
-            pairs += try idPairs(SplitReader(manifestPath: manifestPath, split: split), userColumn: uc, itemColumn: ic, users: spec.users, items: spec.items)
+            pairs += try idPairs(
+                SplitReader(manifestPath: manifestPath, split: split), userColumn: uc, itemColumn: ic,
+                users: spec.users, items: spec.items)
         }
         return Interactions(users: spec.users, pairs: pairs)
     }
@@ -109,33 +119,45 @@ extension RecommenderModel {
 
 /// Scores the (user, item) pairs of an HDF5 file (`/categorical` with the model's id columns in
 /// the data's order, as `cortado prepare csv` writes it); RMSE when it has `/targets`.
-public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: String?) throws -> (rows: Int, rmse: Double?) {
+public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: String?) throws -> (
+    rows: Int, rmse: Double?
+) {
     let h5 = try HDF5File.open(inputPath)
     try h5.expectType("categorical", .int64)
     let shape = try h5.shape(of: "categorical")
-    guard shape.count == 2, shape[1] >= 2 else { throw CortadoError.data("\(inputPath): 'categorical' has shape \(shape), expected [rows, ≥ 2]") }
-    let manifestColumns = (try? DatasetManifest.load(((inputPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("manifest.json")))?.categoricalColumns
-    let uc = manifestColumns?.firstIndex(of: m.spec.userColumn) ?? 0, ic = manifestColumns?.firstIndex(of: m.spec.itemColumn) ?? 1
+    guard shape.count == 2, shape[1] >= 2 else {
+        throw CortadoError.data("\(inputPath): 'categorical' has shape \(shape), expected [rows, ≥ 2]")
+    }
+    let manifestColumns =
+        (try? DatasetManifest.load(
+            ((inputPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("manifest.json")))?
+        .categoricalColumns
+    let uc = manifestColumns?.firstIndex(of: m.spec.userColumn) ?? 0,
+        ic = manifestColumns?.firstIndex(of: m.spec.itemColumn) ?? 1
     let ids = try h5.readInt64s("categorical"), k = shape[1], n = shape[0]
     let targets = h5.hasDataset("targets") ? try h5.readFloats("targets") : nil
     var users = [Int32](), items = [Int32]()
     for r in 0..<n {
         let u = ids[r * k + uc], i = ids[r * k + ic]
         guard u >= 0, u < m.spec.users, i >= 0, i < m.spec.items else {
-            throw CortadoError.data("\(inputPath): row \(r) has ids (\(u), \(i)) outside the model's \(m.spec.users)×\(m.spec.items) tables")
+            throw CortadoError.data(
+                "\(inputPath): row \(r) has ids (\(u), \(i)) outside the model's \(m.spec.users)×\(m.spec.items) tables"
+            )
         }
         users.append(Int32(u)); items.append(Int32(i))
     }
     var scores = [Float](repeating: 0, count: n)
-    users.withUnsafeBufferPointer { up in items.withUnsafeBufferPointer { ip in
-        var at = 0
-        while at < n {
-            let b = min(m.model.maxBatch, n - at)
-            let s = m.model.forward(users: up.baseAddress! + at, items: ip.baseAddress! + at, batch: b)
-            for j in 0..<b { scores[at + j] = s[j] }
-            at += b
+    users.withUnsafeBufferPointer { up in
+        items.withUnsafeBufferPointer { ip in
+            var at = 0
+            while at < n {
+                let b = min(m.model.maxBatch, n - at)
+                let s = m.model.forward(users: up.baseAddress! + at, items: ip.baseAddress! + at, batch: b)
+                for j in 0..<b { scores[at + j] = s[j] }
+                at += b
+            }
         }
-    } }
+    }
     if let csvOutput {
         var text = "user,item,score\n"
         for r in 0..<n { text += "\(users[r]),\(items[r]),\(scores[r])\n" }

@@ -21,12 +21,21 @@ struct SparseLayer {
 
     /// out (batch, outDim) = x (batch, inDim) · Wᵀ + bias, ReLU fused when one follows;
     /// scratch holds 32·(inDim + outDim) floats.
-    func forward(_ x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, path: Int) {
-        indptr.withUnsafeBufferPointer { ip in indices.withUnsafeBufferPointer { ix in values.withUnsafeBufferPointer { v in
-            bias.withUnsafeBufferPointer { b in
-                cortado_csr_spmm(ip.baseAddress!, ix.baseAddress!, v.baseAddress!, Int32(outDim), Int32(inDim), x, Int32(batch),
-                                 b.baseAddress!, relu ? 1 : 0, out, scratch, Int32(path))
+    func forward(
+        _ x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+        path: Int
+    ) {
+        indptr.withUnsafeBufferPointer { ip in
+            indices.withUnsafeBufferPointer { ix in
+                values.withUnsafeBufferPointer { v in
+                    bias.withUnsafeBufferPointer { b in
+                        cortado_csr_spmm(
+                            ip.baseAddress!, ix.baseAddress!, v.baseAddress!, Int32(outDim), Int32(inDim), x,
+                            Int32(batch),
+                            b.baseAddress!, relu ? 1 : 0, out, scratch, Int32(path))
+                    }
+                }
             }
-        } } }
+        }
     }
 }

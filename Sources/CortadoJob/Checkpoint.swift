@@ -36,15 +36,19 @@ public struct Checkpoint {
     /// Writes the checkpoint for `step` from the live arenas, updates `latest`, and deletes all
     /// but the newest `keep`. Returns the file's path.
     @discardableResult
-    public static func write(runDir: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
-                             layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>,
-                             keep: Int) throws -> String {
+    public static func write(
+        runDir: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
+        layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>,
+        keep: Int
+    ) throws -> String {
         let dir = folder(runDir: runDir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let name = String(format: "step-%08d.h5", step)
         let path = (dir as NSString).appendingPathComponent(name)
-        try writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: worldSize, dataPartitions: dataPartitions, jobSpecJSON: jobSpecJSON,
-                      layout: layout, params: params, optimizerState: optimizerState)
+        try writeFile(
+            path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: worldSize, dataPartitions: dataPartitions,
+            jobSpecJSON: jobSpecJSON,
+            layout: layout, params: params, optimizerState: optimizerState)
         try AtomicFile.write(Data((name + "\n").utf8), to: (dir as NSString).appendingPathComponent("latest"))
         let all = try checkpointFiles(runDir: runDir)
         for old in all.dropLast(keep) { unlink(old) }
@@ -52,8 +56,10 @@ public struct Checkpoint {
     }
 
     /// Writes one checkpoint file atomically (tmp, fsync, rename, fsync the folder).
-    public static func writeFile(_ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
-                                 layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>) throws {
+    public static func writeFile(
+        _ path: String, step: Int, stepsPerEpoch: Int, worldSize: Int, dataPartitions: Int, jobSpecJSON: String,
+        layout: ParameterLayout, params: UnsafeBufferPointer<Float>, optimizerState: UnsafeBufferPointer<Float>
+    ) throws {
         try AtomicFile.publish(path) { tmp in
             let h5 = try HDF5File.create(tmp, userblock: userblock, checksummedMetadata: true)
             try h5.setAttribute("format", format)
@@ -82,15 +88,19 @@ public struct Checkpoint {
     public static func checkpointFiles(runDir: String) throws -> [String] {
         let dir = folder(runDir: runDir)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map { (dir as NSString).appendingPathComponent($0) }
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map {
+            (dir as NSString).appendingPathComponent($0)
+        }
     }
 
     /// Writes the SHA-256 of everything after the user block into the user block. Public for
     /// tests that edit a checkpoint on purpose and must get past the file checksum.
     public static func stamp(_ path: String) throws {
-        guard let f = FileHandle(forUpdatingAtPath: path) else { throw CortadoError.io("\(path): cannot open to stamp the checksum") }
+        guard let f = FileHandle(forUpdatingAtPath: path) else {
+            throw CortadoError.io("\(path): cannot open to stamp the checksum")
+        }
         defer { try? f.close() }
-        let block = stampBlock(hex: try fileDigest(f))   // reads to the end: then seek back
+        let block = stampBlock(hex: try fileDigest(f)) // reads to the end: then seek back
         try f.seek(toOffset: 0)
         try f.write(contentsOf: block)
     }
@@ -123,24 +133,34 @@ public struct Checkpoint {
     static func stampedDigest(_ head: Data, path: String) throws -> String {
         let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
         guard head.count >= userblock + 9, head.dropFirst(userblock).prefix(8).elementsEqual(signature),
-              head[head.startIndex + userblock + 8] >= 2 else {
-            throw CortadoError.model("\(path): not a cortado checkpoint (no HDF5 superblock v2+ after the checksum block)")
+            head[head.startIndex + userblock + 8] >= 2
+        else {
+            throw CortadoError.model(
+                "\(path): not a cortado checkpoint (no HDF5 superblock v2+ after the checksum block)")
         }
         let n = stampMagic.utf8.count + 64
         guard head.count >= userblock, head.prefix(stampMagic.utf8.count).elementsEqual(stampMagic.utf8),
-              let hex = String(data: head.subdata(in: head.startIndex + stampMagic.utf8.count ..< head.startIndex + n), encoding: .ascii),
-              hex.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
-            throw CortadoError.model("\(path): not a cortado checkpoint (no checksum block; version 1 checkpoints are not read by this build)")
+            let hex = String(
+                data: head.subdata(in: head.startIndex + stampMagic.utf8.count..<head.startIndex + n), encoding: .ascii),
+            hex.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) })
+        else {
+            throw CortadoError.model(
+                "\(path): not a cortado checkpoint (no checksum block; version 1 checkpoints are not read by this build)"
+            )
         }
         return hex
     }
 
     /// Reads and verifies one checkpoint file: the whole-file checksum first, then the contents.
     public static func read(_ path: String) throws -> Checkpoint {
-        guard let f = FileHandle(forReadingAtPath: path) else { throw CortadoError.data("\(path): no such file or not readable") }
+        guard let f = FileHandle(forReadingAtPath: path) else {
+            throw CortadoError.data("\(path): no such file or not readable")
+        }
         defer { try? f.close() }
         let want = try stampedDigest(try f.read(upToCount: userblock + 9) ?? Data(), path: path)
-        guard try fileDigest(f) == want else { throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)") }
+        guard try fileDigest(f) == want else {
+            throw CortadoError.model("\(path): checksum mismatch (torn or corrupted checkpoint)")
+        }
         return try read(HDF5File.open(path), path: path)
     }
 
@@ -161,32 +181,42 @@ public struct Checkpoint {
         let f = try h5.stringAttribute("format")
         guard f == format else { throw CortadoError.model("\(path): format '\(f)', expected '\(format)'") }
         let v = try h5.intAttribute("format_version")
-        guard v == version else { throw CortadoError.model("\(path): checkpoint format_version \(v), this build reads \(version)") }
+        guard v == version else {
+            throw CortadoError.model("\(path): checkpoint format_version \(v), this build reads \(version)")
+        }
         let layoutJSON = try h5.stringAttribute("layout")
-        guard let layout = try? JSONDecoder().decode(ParameterLayout.self, from: Data(layoutJSON.utf8)), layout.isValid else {
+        guard let layout = try? JSONDecoder().decode(ParameterLayout.self, from: Data(layoutJSON.utf8)), layout.isValid
+        else {
             throw CortadoError.model("\(path): attribute 'layout' is not a parameter layout")
         }
         let params = try h5.readFloats("params"), optimizerState = try h5.readFloats("optimizer_state")
         guard params.count == layout.count, optimizerState.count % max(layout.count, 1) == 0 else {
-            throw CortadoError.model("\(path): arenas hold \(params.count)/\(optimizerState.count) values, layout says \(layout.count)")
+            throw CortadoError.model(
+                "\(path): arenas hold \(params.count)/\(optimizerState.count) values, layout says \(layout.count)")
         }
         let want = try h5.stringAttribute("payload_sha256")
         let got = params.withUnsafeBufferPointer { p in optimizerState.withUnsafeBufferPointer { payloadHash(p, $0) } }
         guard want == got else { throw CortadoError.model("\(path): payload checksum mismatch (corrupted checkpoint)") }
         let worldSize = Int(try h5.intAttribute("world_size"))
         let partitions = h5.hasAttribute("data_partitions") ? Int(try h5.intAttribute("data_partitions")) : worldSize
-        guard worldSize > 0, partitions > 0 else { throw CortadoError.model("\(path): world_size \(worldSize), data_partitions \(partitions) must be positive") }
-        return Checkpoint(step: Int(try h5.intAttribute("step")), stepsPerEpoch: Int(try h5.intAttribute("steps_per_epoch")),
-                          worldSize: worldSize, dataPartitions: partitions, jobSpecJSON: try h5.stringAttribute("job_spec"),
-                          layout: layout, params: params, optimizerState: optimizerState)
+        guard worldSize > 0, partitions > 0 else {
+            throw CortadoError.model("\(path): world_size \(worldSize), data_partitions \(partitions) must be positive")
+        }
+        return Checkpoint(
+            step: Int(try h5.intAttribute("step")), stepsPerEpoch: Int(try h5.intAttribute("steps_per_epoch")),
+            worldSize: worldSize, dataPartitions: partitions, jobSpecJSON: try h5.stringAttribute("job_spec"),
+            layout: layout, params: params, optimizerState: optimizerState)
     }
 
     /// The newest readable checkpoint: the one `latest` names, else the newest file that
     /// verifies; corrupt ones are skipped with a warning through `warn`.
-    public static func newest(runDir: String, warn: (String) -> Void) throws -> (path: String, checkpoint: Checkpoint)? {
+    public static func newest(runDir: String, warn: (String) -> Void) throws -> (path: String, checkpoint: Checkpoint)?
+    {
         var candidates = try checkpointFiles(runDir: runDir).reversed().map { $0 }
         let latestPath = (folder(runDir: runDir) as NSString).appendingPathComponent("latest")
-        if let name = try? String(contentsOfFile: latestPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
+        if let name = try? String(contentsOfFile: latestPath, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        {
             let p = (folder(runDir: runDir) as NSString).appendingPathComponent(name)
             candidates.removeAll { $0 == p }
             candidates.insert(p, at: 0)

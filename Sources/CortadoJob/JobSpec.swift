@@ -64,7 +64,7 @@ public struct JobSpec: Codable, Equatable {
     public var dataPartitions: Int?
     public var epochs = 1
     public var seed: UInt64 = 42
-    public var checkpointEvery = 0     // steps; 0 = only at the end
+    public var checkpointEvery = 0 // steps; 0 = only at the end
     public var checkpointKeep = 3
     public var runDir = "runs/job"
     public var threads: Int?
@@ -199,7 +199,7 @@ public struct JobSpec: Codable, Equatable {
     public var loader: Loader?
 
     public struct EarlyStopping: Codable, Equatable {
-        public var metric = "val_accuracy"   // val_accuracy (higher is better) | val_loss (lower)
+        public var metric = "val_accuracy" // val_accuracy (higher is better) | val_loss (lower)
         public var patience = 3
     }
 
@@ -219,9 +219,9 @@ public struct JobSpec: Codable, Equatable {
         public var warmupSteps = 0
         public var nesterov = false
         public var beta1 = 0.9, beta2 = 0.999, eps = 1e-8
-        public var decaySteps = 1000        // step schedule: multiply by gamma every decay_steps
+        public var decaySteps = 1000 // step schedule: multiply by gamma every decay_steps
         public var gamma = 0.1
-        public var clipNorm = 0.0           // clip the global gradient norm (0 = off)
+        public var clipNorm = 0.0 // clip the global gradient norm (0 = off)
         /// Numeric keys of newer optimizers (RMSprop's `alpha`) as the spec gave them; encoded
         /// beside the keys above, and only those set, so older specs keep their canonical JSON.
         public var extra: [String: Double] = [:]
@@ -229,7 +229,8 @@ public struct JobSpec: Codable, Equatable {
         public init() {}
 
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case type, learningRate = "learning_rate", momentum, weightDecay = "weight_decay", schedule, warmupSteps = "warmup_steps"
+            case type, learningRate = "learning_rate", momentum, weightDecay = "weight_decay", schedule, warmupSteps =
+                "warmup_steps"
             case nesterov, beta1, beta2, eps, decaySteps = "decay_steps", gamma, clipNorm = "clip_norm"
         }
 
@@ -308,8 +309,10 @@ public struct JobSpec: Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping", optimizer, pruning
-        case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions = "data_partitions", epochs, seed
+        case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping",
+            optimizer, pruning
+        case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions =
+            "data_partitions", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
         case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
@@ -329,7 +332,8 @@ public struct JobSpec: Codable, Equatable {
         let r = try ConfigReader(tree, path: "")
         version = try r.int("version") ?? JobSpec.currentVersion
         guard version == JobSpec.currentVersion else {
-            throw CortadoError.usage("version: job spec version \(version) is not supported (this build reads \(JobSpec.currentVersion))")
+            throw CortadoError.usage(
+                "version: job spec version \(version) is not supported (this build reads \(JobSpec.currentVersion))")
         }
         data = try r.required("data", r.string)
         let model = try r.required("model", r.child)
@@ -399,7 +403,9 @@ public struct JobSpec: Codable, Equatable {
         initFrom = try r.string("init_from")
         func intList(_ key: String) throws -> [Int] {
             try (try r.list(key) ?? []).enumerated().map { i, n in
-                guard case .scalar(let s) = n, let v = Int(s) else { throw CortadoError.usage("\(key).\(i): expected a layer index") }
+                guard case .scalar(let s) = n, let v = Int(s) else {
+                    throw CortadoError.usage("\(key).\(i): expected a layer index")
+                }
                 return v
             }
         }
@@ -440,12 +446,16 @@ public struct JobSpec: Codable, Equatable {
         func resolve(_ name: String, fallback: Int, key: String) throws -> String {
             if !name.isEmpty {
                 guard ids.contains(name) else {
-                    throw CortadoError.usage("model.\(key): '\(name)' is not an id column of \(data) (id columns: \(ids.joined(separator: ", ")))")
+                    throw CortadoError.usage(
+                        "model.\(key): '\(name)' is not an id column of \(data) (id columns: \(ids.joined(separator: ", ")))"
+                    )
                 }
                 return name
             }
             guard fallback < ids.count else {
-                throw CortadoError.usage("model.\(key): \(data) has \(ids.count) id columns (encoding: ids); a recommender needs a user and an item column")
+                throw CortadoError.usage(
+                    "model.\(key): \(data) has \(ids.count) id columns (encoding: ids); a recommender needs a user and an item column"
+                )
             }
             return ids[fallback]
         }
@@ -456,7 +466,8 @@ public struct JobSpec: Codable, Equatable {
         s.items = rows(s.itemColumn)
         try s.validate()
         if s.loss == "mse" && manifest.task != "regression" {
-            throw CortadoError.usage("model.loss: mse needs ratings (a regression label); \(data) is \(manifest.task) — use loss: bce")
+            throw CortadoError.usage(
+                "model.loss: mse needs ratings (a regression label); \(data) is \(manifest.task) — use loss: bce")
         }
         return s
     }
@@ -479,7 +490,8 @@ public struct JobSpec: Codable, Equatable {
         try check(batchSize > 0, "batch_size", "must be positive, got \(batchSize)")
         try check(dataPartitions.map { $0 > 0 } ?? true, "data_partitions", "must be positive")
         try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
-        try check(checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
+        try check(
+            checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")
         try check(checkpointKeep >= 1, "checkpoint.keep", "must be at least 1, got \(checkpointKeep)")
         try optimizer.validate()
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
@@ -492,34 +504,53 @@ public struct JobSpec: Codable, Equatable {
         }
         if let p = pruning {
             try check(p.sparsity > 0 && p.sparsity < 1, "pruning.sparsity", "must be in (0, 1), got \(p.sparsity)")
-            try check(p.startStep >= 0 && p.endStep >= 0 && (p.endStep == 0 || p.endStep > p.startStep), "pruning.start_step/end_step", "need 0 ≤ start < end (end 0: two thirds of the run)")
+            try check(
+                p.startStep >= 0 && p.endStep >= 0 && (p.endStep == 0 || p.endStep > p.startStep),
+                "pruning.start_step/end_step", "need 0 ≤ start < end (end 0: two thirds of the run)")
             try check(p.everySteps >= 1, "pruning.every_steps", "must be at least 1")
         }
         if let es = earlyStopping {
             let metrics = family.earlyStoppingMetrics
-            try check(metrics.contains(es.metric), "early_stopping.metric", "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
+            try check(
+                metrics.contains(es.metric), "early_stopping.metric",
+                "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
         }
         if let t = teacher {
-            try check(family.distills, "teacher", "distillation trains classifiers (soft targets over classes), not model.type \(family)")
+            try check(
+                family.distills, "teacher",
+                "distillation trains classifiers (soft targets over classes), not model.type \(family)")
             try check(!t.model.isEmpty, "teacher.model", "empty path (give a classifier .cmodel)")
             try check(t.temperature > 0, "teacher.temperature", "must be positive, got \(t.temperature)")
-            try check(t.alpha >= 0 && t.alpha <= 1, "teacher.alpha", "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
+            try check(
+                t.alpha >= 0 && t.alpha <= 1, "teacher.alpha",
+                "must be in [0, 1] (the soft loss's weight), got \(t.alpha)")
         }
-        try check(distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
-        try check(distributed.blockRows >= 0, "distributed.block_rows", "must be 0 (whole tensors) or positive, got \(distributed.blockRows)")
-        try check(!distributed.zero || family.shardsOptimizerState, "distributed.zero", "ZeRO-1 shards the dense exchange of feed-forward models; a \(family) exchanges sparse rows")
+        try check(
+            distributed.bucketKiB >= 4, "distributed.bucket_kib", "must be at least 4, got \(distributed.bucketKiB)")
+        try check(
+            distributed.blockRows >= 0, "distributed.block_rows",
+            "must be 0 (whole tensors) or positive, got \(distributed.blockRows)")
+        try check(
+            !distributed.zero || family.shardsOptimizerState, "distributed.zero",
+            "ZeRO-1 shards the dense exchange of feed-forward models; a \(family) exchanges sparse rows")
         if let l = loader, l.chunkRows != 0 {
-            try check(l.chunkRows > 0, "loader.chunk_rows", "must be 0 (whole share in memory) or positive, got \(l.chunkRows)")
+            try check(
+                l.chunkRows > 0, "loader.chunk_rows",
+                "must be 0 (whole share in memory) or positive, got \(l.chunkRows)")
             try check(family.loadsInChunks, "loader.chunk_rows", "a \(family) keeps its rows in memory (set 0)")
-            try check(teacher == nil || teacher?.cache == false, "loader.chunk_rows",
-                      "a cached teacher holds logits for every training row; set teacher.cache: false with chunked loading")
+            try check(
+                teacher == nil || teacher?.cache == false, "loader.chunk_rows",
+                "a cached teacher holds logits for every training row; set teacher.cache: false with chunked loading")
         }
         for (i, e) in emit.enumerated() {
             let recipe: Recipe
-            do { recipe = try Recipe(e) } catch let err as CortadoError { try check(false, "emit.\(i)", err.message); continue }
-            try check(family.calibratesActivations || recipe.calibrationPercentile == nil, "emit.\(i)",
-                      "'\(e)': static int8 calibrates classifier activations; a recommender emits int8")
+            do { recipe = try Recipe(e) } catch let err as CortadoError {
+                try check(false, "emit.\(i)", err.message); continue
+            }
+            try check(
+                family.calibratesActivations || recipe.calibrationPercentile == nil, "emit.\(i)",
+                "'\(e)': static int8 calibrates classifier activations; a recommender emits int8")
         }
     }
 

@@ -16,7 +16,9 @@ public enum ModelTable {
         }
         let job = try JobSpec.load(path: path)
         let manifest = try DatasetManifest.load(job.data)
-        if job.family == .recommender { return recommender(try job.recommenderSpec(manifest: manifest), frozen: Set(job.freeze)) }
+        if job.family == .recommender {
+            return recommender(try job.recommenderSpec(manifest: manifest), frozen: Set(job.freeze))
+        }
         let model = job.modelSpec(inputShape: manifest.featureShape)
         try model.validate(classes: manifest.classes.count)
         return feedForward(model, frozen: Set(job.freeze))
@@ -25,8 +27,12 @@ public enum ModelTable {
     static func table(_ rows: [[String]]) -> String {
         let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
         return rows.map { r in
-            r.enumerated().map { c, v in c == 0 || c == 1 ? v.padding(toLength: widths[c], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[c] - v.count) + v }
-                .joined(separator: "  ")
+            r.enumerated().map { c, v in
+                c == 0 || c == 1
+                    ? v.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[c] - v.count) + v
+            }
+            .joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }
 
@@ -35,10 +41,14 @@ public enum ModelTable {
         rows.append(["", "input", "\(m.inputShape)", "0", "0", ""])
         let params = m.parametersPerLayer, flops = m.forwardFLOPsPerLayer
         for (i, l) in m.layers.enumerated() {
-            rows.append([String(i), l.description, "\(m.shapes[i])", String(params[i]), String(Int(flops[i])), frozen.contains(i) ? "yes" : ""])
+            rows.append([
+                String(i), l.description, "\(m.shapes[i])", String(params[i]), String(Int(flops[i])),
+                frozen.contains(i) ? "yes" : ""
+            ])
         }
         let trainable = params.enumerated().filter { !frozen.contains($0.offset) }.reduce(0) { $0 + $1.element }
-        return table(rows) + "total: \(m.parameterLayout.count) parameters (\(trainable) trainable), \(Int(flops.reduce(0, +))) forward FLOPs/sample, \(Int(m.trainingFLOPsPerSample)) training FLOPs/sample (GEMM layers)\n"
+        return table(rows)
+            + "total: \(m.parameterLayout.count) parameters (\(trainable) trainable), \(Int(flops.reduce(0, +))) forward FLOPs/sample, \(Int(m.trainingFLOPsPerSample)) training FLOPs/sample (GEMM layers)\n"
     }
 
     static func recommender(_ r: RecommenderSpec, frozen: Set<Int>) -> String {
@@ -51,8 +61,12 @@ public enum ModelTable {
         let t = r.tower
         let params = t.parametersPerLayer, flops = t.forwardFLOPsPerLayer
         for (i, l) in r.mlp.enumerated() {
-            rows.append([String(i), "mlp: " + l.description, "\(t.shapes[i])", String(params[i]), String(Int(flops[i])), frozen.contains(i) ? "yes" : ""])
+            rows.append([
+                String(i), "mlp: " + l.description, "\(t.shapes[i])", String(params[i]), String(Int(flops[i])),
+                frozen.contains(i) ? "yes" : ""
+            ])
         }
-        return table(rows) + "total: \(r.parameterLayout.count) parameters (embedding tables \(r.users * r.dim + r.items * r.dim)), loss \(r.loss), \(Int(r.forwardFLOPs)) forward FLOPs per scored pair\n"
+        return table(rows)
+            + "total: \(r.parameterLayout.count) parameters (embedding tables \(r.users * r.dim + r.items * r.dim)), loss \(r.loss), \(Int(r.forwardFLOPs)) forward FLOPs per scored pair\n"
     }
 }

@@ -21,7 +21,9 @@ public struct Recipe: Equatable, CustomStringConvertible {
     /// (100 = min/max), or nil for dynamic per-row scales.
     public var calibrationPercentile: Double?
 
-    public init(precision: Precision, sparsity: Double? = nil, scope: Scope = .global, calibrationPercentile: Double? = nil) {
+    public init(
+        precision: Precision, sparsity: Double? = nil, scope: Scope = .global, calibrationPercentile: Double? = nil
+    ) {
         self.precision = precision
         self.sparsity = sparsity
         self.scope = scope
@@ -30,14 +32,18 @@ public struct Recipe: Equatable, CustomStringConvertible {
 
     public init(_ text: String) throws {
         var precision: Precision?, sparsity: Double?, scope = Scope.global, percentile: Double?
-        guard !text.isEmpty else { throw CortadoError.usage("recipe: empty (fp32, fp16, bf16, int8, prune<sparsity>[/layer]+<precision>)") }
+        guard !text.isEmpty else {
+            throw CortadoError.usage("recipe: empty (fp32, fp16, bf16, int8, prune<sparsity>[/layer]+<precision>)")
+        }
         for part in text.split(separator: "+").map(String.init) {
             if let p = Precision(rawValue: part), precision == nil {
                 precision = p
             } else if part.hasPrefix("int8-static"), precision == nil {
                 let rest = part.dropFirst("int8-static".count)
                 guard rest.isEmpty || (Double(rest).map { $0 > 50 && $0 < 100 } ?? false) else {
-                    throw CortadoError.usage("recipe '\(text)': '\(part)' needs a percentile in (50, 100) after int8-static, e.g. int8-static99.99")
+                    throw CortadoError.usage(
+                        "recipe '\(text)': '\(part)' needs a percentile in (50, 100) after int8-static, e.g. int8-static99.99"
+                    )
                 }
                 precision = .int8
                 percentile = rest.isEmpty ? 100 : Double(rest)
@@ -48,11 +54,15 @@ public struct Recipe: Equatable, CustomStringConvertible {
                 }
                 sparsity = s
                 if body.count == 2 {
-                    guard let sc = Scope(rawValue: body[1]) else { throw CortadoError.usage("recipe '\(text)': scope '\(body[1])' is not global or layer") }
+                    guard let sc = Scope(rawValue: body[1]) else {
+                        throw CortadoError.usage("recipe '\(text)': scope '\(body[1])' is not global or layer")
+                    }
                     scope = sc
                 }
             } else {
-                throw CortadoError.usage("recipe '\(text)': '\(part)' is not one of fp32, fp16, bf16, int8, int8-static[<percentile>], prune<sparsity>[/layer]")
+                throw CortadoError.usage(
+                    "recipe '\(text)': '\(part)' is not one of fp32, fp16, bf16, int8, int8-static[<percentile>], prune<sparsity>[/layer]"
+                )
             }
         }
         self.init(precision: precision ?? .fp32, sparsity: sparsity, scope: scope, calibrationPercentile: percentile)

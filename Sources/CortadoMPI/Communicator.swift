@@ -46,7 +46,7 @@ public final class Communicator: Collective {
         Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? size
     }
 
-    static let chunk = 1 << 28   // elements per MPI call, well below Int32.max
+    static let chunk = 1 << 28 // elements per MPI call, well below Int32.max
     /// Elements per reduction call (4 MiB of floats). Open MPI's reductions take a scratch
     /// buffer the size of the message; for a whole 40 MB arena glibc maps and unmaps it on
     /// every step (measured: +38 MiB RSS spikes and page faults each step on the wide MLP).
@@ -68,14 +68,17 @@ public final class Communicator: Collective {
     /// of the sum in place, the ZeRO-1 gradient exchange. Done as in-place MPI_Reduce calls of
     /// at most `reductionPiece` values, so MPI's scratch stays small (see `reductionPiece`);
     /// the other ranks' blocks in `buf` are left as scratch.
-    public func reduceScatterSum(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>) {
+    public func reduceScatterSum(
+        _ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>
+    ) {
         for r in 0..<size {
             var off = Int(displacements[r])
             let end = off + Int(counts[r])
             while off < end {
                 let n = Int32(min(Self.reductionPiece, end - off))
                 if r == rank {
-                    MPI_Reduce(cortado_mpi_in_place(), buf + off, n, cortado_mpi_float(), cortado_mpi_sum(), Int32(r), comm)
+                    MPI_Reduce(
+                        cortado_mpi_in_place(), buf + off, n, cortado_mpi_float(), cortado_mpi_sum(), Int32(r), comm)
                 } else {
                     MPI_Reduce(buf + off, nil, n, cortado_mpi_float(), cortado_mpi_sum(), Int32(r), comm)
                 }
@@ -86,15 +89,23 @@ public final class Communicator: Collective {
 
     /// In place: every rank's block `buf[displacements[r] ..< + counts[r]]` goes to every rank
     /// (ZeRO-1: each rank updated its slice of the parameters; all need all of them).
-    public func allgatherInPlace(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>) {
-        MPI_Allgatherv(cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(), comm)
+    public func allgatherInPlace(
+        _ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>
+    ) {
+        MPI_Allgatherv(
+            cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(), comm)
     }
 
     /// Root collects every rank's block into `buf` at `displacements` (root's own block is
     /// already in place); other ranks send `buf[0..<counts[rank]]`.
-    public func gather(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>, root: Int = 0) {
+    public func gather(
+        _ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>,
+        root: Int = 0
+    ) {
         if rank == root {
-            MPI_Gatherv(cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(), Int32(root), comm)
+            MPI_Gatherv(
+                cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(),
+                Int32(root), comm)
         } else {
             MPI_Gatherv(buf, counts[rank], cortado_mpi_float(), nil, nil, nil, cortado_mpi_float(), Int32(root), comm)
         }
@@ -102,9 +113,14 @@ public final class Communicator: Collective {
 
     /// The reverse of `gather`: root's `buf` at `displacements` goes out in blocks; every other
     /// rank receives its block at `buf[0..<counts[rank]]`.
-    public func scatter(_ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>, root: Int = 0) {
+    public func scatter(
+        _ buf: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>,
+        root: Int = 0
+    ) {
         if rank == root {
-            MPI_Scatterv(buf, counts, displacements, cortado_mpi_float(), cortado_mpi_in_place(), 0, cortado_mpi_float(), Int32(root), comm)
+            MPI_Scatterv(
+                buf, counts, displacements, cortado_mpi_float(), cortado_mpi_in_place(), 0, cortado_mpi_float(),
+                Int32(root), comm)
         } else {
             MPI_Scatterv(nil, nil, nil, cortado_mpi_float(), buf, counts[rank], cortado_mpi_float(), Int32(root), comm)
         }
@@ -129,7 +145,9 @@ public final class Communicator: Collective {
         /// Starts the sum of `buf[0..<count]` across ranks (count < 2^31).
         public func startSum(_ buf: UnsafeMutablePointer<Float>, count n: Int) {
             precondition(count < requests.count && n < Int(Int32.max), "too many or too large non-blocking sums")
-            MPI_Iallreduce(cortado_mpi_in_place(), buf, Int32(n), cortado_mpi_float(), cortado_mpi_sum(), comm.comm, &requests[count])
+            MPI_Iallreduce(
+                cortado_mpi_in_place(), buf, Int32(n), cortado_mpi_float(), cortado_mpi_sum(), comm.comm,
+                &requests[count])
             count += 1
         }
 
@@ -155,8 +173,10 @@ public final class Communicator: Collective {
     /// `counts` (size), then the values at offsets `displacements` (size) into `recv`, which
     /// must hold the sum of the counts. Returns the total.
     @discardableResult
-    public func allgatherv(_ send: UnsafePointer<Float>, count: Int, recv: UnsafeMutablePointer<Float>,
-                           counts: UnsafeMutablePointer<Int32>, displacements: UnsafeMutablePointer<Int32>) -> Int {
+    public func allgatherv(
+        _ send: UnsafePointer<Float>, count: Int, recv: UnsafeMutablePointer<Float>,
+        counts: UnsafeMutablePointer<Int32>, displacements: UnsafeMutablePointer<Int32>
+    ) -> Int {
         precondition(count < Int(Int32.max), "allgatherv over 2^31 values")
         var mine = Int32(count)
         MPI_Allgather(&mine, 1, cortado_mpi_int32(), counts, 1, cortado_mpi_int32(), comm)
@@ -173,7 +193,8 @@ public final class Communicator: Collective {
     /// In-place sum across ranks of a few doubles (metrics).
     public func allreduceSum(_ values: inout [Double]) {
         values.withUnsafeMutableBufferPointer {
-            _ = MPI_Allreduce(cortado_mpi_in_place(), $0.baseAddress, Int32($0.count), cortado_mpi_double(), cortado_mpi_sum(), comm)
+            _ = MPI_Allreduce(
+                cortado_mpi_in_place(), $0.baseAddress, Int32($0.count), cortado_mpi_double(), cortado_mpi_sum(), comm)
         }
     }
 

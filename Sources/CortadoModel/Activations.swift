@@ -9,7 +9,9 @@ public func sigmoidForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafeP
 }
 
 @inlinable
-public func sigmoidBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, out: UnsafePointer<T>, count: Int) {
+public func sigmoidBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, out: UnsafePointer<T>, count: Int
+) {
     for i in 0..<count { dInput[i] = dOut[i] * out[i] * (1 - out[i]) }
 }
 
@@ -19,7 +21,9 @@ public func tanhForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePoin
 }
 
 @inlinable
-public func tanhBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, out: UnsafePointer<T>, count: Int) {
+public func tanhBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, out: UnsafePointer<T>, count: Int
+) {
     for i in 0..<count { dInput[i] = dOut[i] * (1 - out[i] * out[i]) }
 }
 
@@ -35,7 +39,9 @@ public func geluForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePoin
 
 /// GELU backward needs the forward *input*.
 @inlinable
-public func geluBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, input: UnsafePointer<T>, count: Int) {
+public func geluBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, input: UnsafePointer<T>, count: Int
+) {
     let c = T(0.7978845608028654), k = T(0.044715)
     for i in 0..<count {
         let x = input[i]
@@ -50,8 +56,10 @@ public func geluBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafeP
 /// `rng` — seeded per rank and step by the trainer, so runs are reproducible — and kept for
 /// backward.
 @inlinable
-public func dropoutForward<T: Real>(out: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
-                                    count: Int, rate: Double, rng: inout SeededRNG) {
+public func dropoutForward<T: Real>(
+    out: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
+    count: Int, rate: Double, rng: inout SeededRNG
+) {
     let scale = T(1 / (1 - rate))
     for i in 0..<count {
         mask[i] = rng.uniform() < rate ? 0 : scale
@@ -60,7 +68,9 @@ public func dropoutForward<T: Real>(out: UnsafeMutablePointer<T>, mask: UnsafeMu
 }
 
 @inlinable
-public func dropoutBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, mask: UnsafePointer<T>, count: Int) {
+public func dropoutBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, mask: UnsafePointer<T>, count: Int
+) {
     for i in 0..<count { dInput[i] = dOut[i] * mask[i] }
 }
 
@@ -68,8 +78,10 @@ public func dropoutBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: Unsa
 /// 1/std per row for backward.
 /// - input, out: (batch, d); gamma, beta: (d); stats: (batch, 2) = (mean, rstd).
 @inlinable
-public func layerNormForward<T: Real>(out: UnsafeMutablePointer<T>, stats: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
-                                      gamma: UnsafePointer<T>, beta: UnsafePointer<T>, batch: Int, d: Int) {
+public func layerNormForward<T: Real>(
+    out: UnsafeMutablePointer<T>, stats: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
+    gamma: UnsafePointer<T>, beta: UnsafePointer<T>, batch: Int, d: Int
+) {
     let eps = T(1e-5)
     for r in 0..<batch {
         let x = input + r * d, y = out + r * d
@@ -87,9 +99,11 @@ public func layerNormForward<T: Real>(out: UnsafeMutablePointer<T>, stats: Unsaf
 
 /// Layer norm backward: dγ += Σ dy·x̂, dβ += Σ dy (accumulated), dx overwritten.
 @inlinable
-public func layerNormBackward<T: Real>(dInput: UnsafeMutablePointer<T>?, dGamma: UnsafeMutablePointer<T>, dBeta: UnsafeMutablePointer<T>,
-                                       dOut: UnsafePointer<T>, input: UnsafePointer<T>, stats: UnsafePointer<T>,
-                                       gamma: UnsafePointer<T>, batch: Int, d: Int) {
+public func layerNormBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>?, dGamma: UnsafeMutablePointer<T>, dBeta: UnsafeMutablePointer<T>,
+    dOut: UnsafePointer<T>, input: UnsafePointer<T>, stats: UnsafePointer<T>,
+    gamma: UnsafePointer<T>, batch: Int, d: Int
+) {
     for r in 0..<batch {
         let x = input + r * d, dy = dOut + r * d
         let mean = stats[2 * r], rstd = stats[2 * r + 1]

@@ -8,12 +8,16 @@ public func measureSGEMM(m: Int, n: Int, k: Int, threads: Int, seconds: Double =
     let a = Arena<Float>(count: m * k), b = Arena<Float>(count: k * n), c = Arena<Float>(count: m * n)
     for i in 0..<a.count { a.base[i] = Float(i % 17) * 0.01 }
     for i in 0..<b.count { b.base[i] = Float(i % 13) * 0.01 }
-    Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.base, lda: k, b: b.base, ldb: n, beta: 0, c: c.base, ldc: n)
+    Float.gemm(
+        transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.base, lda: k, b: b.base, ldb: n, beta: 0,
+        c: c.base, ldc: n)
     var reps = 0
     let t0 = monotonicSeconds()
     var t = t0
     while t - t0 < seconds {
-        Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.base, lda: k, b: b.base, ldb: n, beta: 0, c: c.base, ldc: n)
+        Float.gemm(
+            transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.base, lda: k, b: b.base, ldb: n, beta: 0,
+            c: c.base, ldc: n)
         reps += 1
         t = monotonicSeconds()
     }
@@ -39,7 +43,9 @@ extension ModelSpec {
     /// Parameters per layer (weights and biases).
     public var parametersPerLayer: [Int] {
         let layout = parameterLayout
-        return layers.indices.map { i in layout.tensors.filter { $0.name.hasPrefix("layers.\(i).") }.reduce(0) { $0 + $1.count } }
+        return layers.indices.map { i in
+            layout.tensors.filter { $0.name.hasPrefix("layers.\(i).") }.reduce(0) { $0 + $1.count }
+        }
     }
 
     /// FLOPs of one training sample in the GEMM-shaped layers (dense, conv): forward (2·MACs),

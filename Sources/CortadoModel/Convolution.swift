@@ -3,11 +3,11 @@
 
 /// The geometry of one conv2d layer.
 public struct ConvShape {
-    public let c: Int, h: Int, w: Int          // input channels, height, width
-    public let f: Int, k: Int, s: Int, p: Int  // filters, kernel, stride, padding
-    public let oh: Int, ow: Int                // output height, width
-    @inlinable public var patch: Int { c * k * k }      // rows of the column matrix
-    @inlinable public var positions: Int { oh * ow }    // columns of the column matrix
+    public let c: Int, h: Int, w: Int // input channels, height, width
+    public let f: Int, k: Int, s: Int, p: Int // filters, kernel, stride, padding
+    public let oh: Int, ow: Int // output height, width
+    @inlinable public var patch: Int { c * k * k } // rows of the column matrix
+    @inlinable public var positions: Int { oh * ow } // columns of the column matrix
     @inlinable public var inCount: Int { c * h * w }
     @inlinable public var outCount: Int { f * oh * ow }
 
@@ -103,9 +103,11 @@ public func col2im<T: Real>(_ dCols: UnsafePointer<T>, _ g: ConvShape, dx: Unsaf
 /// sample's column matrix in `cols` (batch, patch, positions) for backward, or, when not
 /// `keepColumns` (inference), reuses one sample's worth.
 @inlinable
-public func conv2dForward<T: Real>(out: UnsafeMutablePointer<T>, cols: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
-                                   weight: UnsafePointer<T>, bias: UnsafePointer<T>, batch: Int, _ g: ConvShape,
-                                   keepColumns: Bool = true) {
+public func conv2dForward<T: Real>(
+    out: UnsafeMutablePointer<T>, cols: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
+    weight: UnsafePointer<T>, bias: UnsafePointer<T>, batch: Int, _ g: ConvShape,
+    keepColumns: Bool = true
+) {
     for n in 0..<batch {
         let cn = cols + (keepColumns ? n * g.patch * g.positions : 0), yn = out + n * g.outCount
         im2col(input + n * g.inCount, g, cols: cn)
@@ -113,29 +115,34 @@ public func conv2dForward<T: Real>(out: UnsafeMutablePointer<T>, cols: UnsafeMut
             let row = yn + fi * g.positions
             for j in 0..<g.positions { row[j] = bias[fi] }
         }
-        T.gemm(transA: false, transB: false, m: g.f, n: g.positions, k: g.patch, alpha: 1,
-               a: weight, lda: g.patch, b: cn, ldb: g.positions, beta: 1, c: yn, ldc: g.positions)
+        T.gemm(
+            transA: false, transB: false, m: g.f, n: g.positions, k: g.patch, alpha: 1,
+            a: weight, lda: g.patch, b: cn, ldb: g.positions, beta: 1, c: yn, ldc: g.positions)
     }
 }
 
 /// Conv backward: dWeight += Σₙ dOut[n] · cols[n]ᵀ, dBias += Σ dOut, and (unless nil)
 /// dInput[n] = col2im(weightᵀ · dOut[n]); `dCols` is scratch of (patch, positions).
 @inlinable
-public func conv2dBackward<T: Real>(dInput: UnsafeMutablePointer<T>?, dWeight: UnsafeMutablePointer<T>, dBias: UnsafeMutablePointer<T>,
-                                    dCols: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, cols: UnsafePointer<T>,
-                                    weight: UnsafePointer<T>, batch: Int, _ g: ConvShape) {
+public func conv2dBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>?, dWeight: UnsafeMutablePointer<T>, dBias: UnsafeMutablePointer<T>,
+    dCols: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, cols: UnsafePointer<T>,
+    weight: UnsafePointer<T>, batch: Int, _ g: ConvShape
+) {
     for n in 0..<batch {
         let dy = dOut + n * g.outCount, cn = cols + n * g.patch * g.positions
-        T.gemm(transA: false, transB: true, m: g.f, n: g.patch, k: g.positions, alpha: 1,
-               a: dy, lda: g.positions, b: cn, ldb: g.positions, beta: 1, c: dWeight, ldc: g.patch)
+        T.gemm(
+            transA: false, transB: true, m: g.f, n: g.patch, k: g.positions, alpha: 1,
+            a: dy, lda: g.positions, b: cn, ldb: g.positions, beta: 1, c: dWeight, ldc: g.patch)
         for fi in 0..<g.f {
             var s: T = 0
             for j in 0..<g.positions { s += dy[fi * g.positions + j] }
             dBias[fi] += s
         }
         guard let dInput else { continue }
-        T.gemm(transA: true, transB: false, m: g.patch, n: g.positions, k: g.f, alpha: 1,
-               a: weight, lda: g.patch, b: dy, ldb: g.positions, beta: 0, c: dCols, ldc: g.positions)
+        T.gemm(
+            transA: true, transB: false, m: g.patch, n: g.positions, k: g.f, alpha: 1,
+            a: weight, lda: g.patch, b: dy, ldb: g.positions, beta: 0, c: dCols, ldc: g.positions)
         let dx = dInput + n * g.inCount
         for i in 0..<g.inCount { dx[i] = 0 }
         col2im(dCols, g, dx: dx)
@@ -156,8 +163,10 @@ public struct PoolShape {
 
 /// Max pool forward; `argmax` (batch, outCount) keeps each output's source index for backward.
 @inlinable
-public func maxPoolForward<T: Real>(out: UnsafeMutablePointer<T>, argmax: UnsafeMutablePointer<Int32>, input: UnsafePointer<T>,
-                                    batch: Int, _ g: PoolShape) {
+public func maxPoolForward<T: Real>(
+    out: UnsafeMutablePointer<T>, argmax: UnsafeMutablePointer<Int32>, input: UnsafePointer<T>,
+    batch: Int, _ g: PoolShape
+) {
     for n in 0..<batch {
         let x = input + n * g.inCount, y = out + n * g.outCount, am = argmax + n * g.outCount
         for ci in 0..<g.c {
@@ -180,8 +189,10 @@ public func maxPoolForward<T: Real>(out: UnsafeMutablePointer<T>, argmax: Unsafe
 }
 
 @inlinable
-public func maxPoolBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, argmax: UnsafePointer<Int32>,
-                                     batch: Int, _ g: PoolShape) {
+public func maxPoolBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, argmax: UnsafePointer<Int32>,
+    batch: Int, _ g: PoolShape
+) {
     for n in 0..<batch {
         let dx = dInput + n * g.inCount, dy = dOut + n * g.outCount, am = argmax + n * g.outCount
         for i in 0..<g.inCount { dx[i] = 0 }
@@ -198,7 +209,9 @@ public func avgPoolForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafeP
             for oy in 0..<g.oh {
                 for ox in 0..<g.ow {
                     var s: T = 0
-                    for dy in 0..<g.size { for dx in 0..<g.size { s += x[(ci * g.h + oy * g.stride + dy) * g.w + ox * g.stride + dx] } }
+                    for dy in 0..<g.size {
+                        for dx in 0..<g.size { s += x[(ci * g.h + oy * g.stride + dy) * g.w + ox * g.stride + dx] }
+                    }
                     y[(ci * g.oh + oy) * g.ow + ox] = s * inv
                 }
             }
@@ -207,7 +220,9 @@ public func avgPoolForward<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafeP
 }
 
 @inlinable
-public func avgPoolBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, batch: Int, _ g: PoolShape) {
+public func avgPoolBackward<T: Real>(
+    dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, batch: Int, _ g: PoolShape
+) {
     let inv = 1 / T(g.size * g.size)
     for n in 0..<batch {
         let dx = dInput + n * g.inCount, dy = dOut + n * g.outCount
@@ -216,7 +231,9 @@ public func avgPoolBackward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: Unsa
             for oy in 0..<g.oh {
                 for ox in 0..<g.ow {
                     let v = dy[(ci * g.oh + oy) * g.ow + ox] * inv
-                    for a in 0..<g.size { for b in 0..<g.size { dx[(ci * g.h + oy * g.stride + a) * g.w + ox * g.stride + b] += v } }
+                    for a in 0..<g.size {
+                        for b in 0..<g.size { dx[(ci * g.h + oy * g.stride + a) * g.w + ox * g.stride + b] += v }
+                    }
                 }
             }
         }

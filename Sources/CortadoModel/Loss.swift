@@ -9,9 +9,11 @@ public enum SoftmaxCrossEntropy {
     /// - smoothing: label smoothing ε — the target is (1 − ε)·onehot + ε/classes.
     /// - Returns: the summed loss over the batch and the number of rows whose arg-max is the label.
     @inlinable
-    public static func evaluate<T: Real>(logits: UnsafePointer<T>, labels: UnsafePointer<Int32>,
-                                         batch: Int, classes: Int,
-                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T, smoothing: T = 0) -> (lossSum: Double, correct: Int) {
+    public static func evaluate<T: Real>(
+        logits: UnsafePointer<T>, labels: UnsafePointer<Int32>,
+        batch: Int, classes: Int,
+        dLogits: UnsafeMutablePointer<T>?, gradScale: T, smoothing: T = 0
+    ) -> (lossSum: Double, correct: Int) {
         let offTarget = smoothing / T(classes), onTarget = 1 - smoothing + offTarget
         var lossSum = 0.0
         var correct = 0
@@ -60,13 +62,16 @@ public enum DistillationLoss {
     /// - Returns: the summed total loss, the summed hard-label cross-entropy alone (comparable
     ///   with a run without a teacher), and the rows whose arg-max is the label.
     @inlinable
-    public static func evaluate<T: Real>(logits: UnsafePointer<T>, teacherLogits: UnsafePointer<T>, labels: UnsafePointer<Int32>,
-                                         batch: Int, classes: Int, temperature: T, alpha: T,
-                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T,
-                                         smoothing: T = 0) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
+    public static func evaluate<T: Real>(
+        logits: UnsafePointer<T>, teacherLogits: UnsafePointer<T>, labels: UnsafePointer<Int32>,
+        batch: Int, classes: Int, temperature: T, alpha: T,
+        dLogits: UnsafeMutablePointer<T>?, gradScale: T,
+        smoothing: T = 0
+    ) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
         // The hard term writes (1 − α)(p − onehot)·scale; the soft term adds to it.
-        let hard = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes,
-                                                dLogits: dLogits, gradScale: (1 - alpha) * gradScale, smoothing: smoothing)
+        let hard = SoftmaxCrossEntropy.evaluate(
+            logits: logits, labels: labels, batch: batch, classes: classes,
+            dLogits: dLogits, gradScale: (1 - alpha) * gradScale, smoothing: smoothing)
         guard alpha > 0 else { return (hard.lossSum, hard.lossSum, hard.correct) }
         let invT = 1 / temperature, softScale = alpha * temperature * gradScale
         var klSum = 0.0
@@ -102,8 +107,10 @@ public enum BinaryCrossEntropy {
     /// - logits, targets: (batch), targets in [0, 1]; dLogits: (batch) or nil, scaled by `gradScale`.
     /// - Returns: the summed loss and the rows whose sign of z matches y ≥ 0.5.
     @inlinable
-    public static func evaluate<T: Real>(logits: UnsafePointer<T>, targets: UnsafePointer<T>, batch: Int,
-                                         dLogits: UnsafeMutablePointer<T>?, gradScale: T) -> (lossSum: Double, correct: Int) {
+    public static func evaluate<T: Real>(
+        logits: UnsafePointer<T>, targets: UnsafePointer<T>, batch: Int,
+        dLogits: UnsafeMutablePointer<T>?, gradScale: T
+    ) -> (lossSum: Double, correct: Int) {
         var lossSum = 0.0, correct = 0
         for r in 0..<batch {
             let z = logits[r], y = targets[r]
@@ -125,8 +132,10 @@ public enum MeanSquaredError {
     /// - predictions, targets: (batch); dPredictions: (batch) or nil, scaled by `gradScale`.
     /// - Returns: the summed squared error (and 0 as "correct": regression has no accuracy).
     @inlinable
-    public static func evaluate<T: Real>(predictions: UnsafePointer<T>, targets: UnsafePointer<T>, batch: Int,
-                                         dPredictions: UnsafeMutablePointer<T>?, gradScale: T) -> (lossSum: Double, correct: Int) {
+    public static func evaluate<T: Real>(
+        predictions: UnsafePointer<T>, targets: UnsafePointer<T>, batch: Int,
+        dPredictions: UnsafeMutablePointer<T>?, gradScale: T
+    ) -> (lossSum: Double, correct: Int) {
         var lossSum = 0.0
         for r in 0..<batch {
             let e = predictions[r] - targets[r]

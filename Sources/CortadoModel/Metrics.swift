@@ -4,7 +4,9 @@
 /// when strictly fewer than k logits exceed it).
 /// - logits: (batch, classes); labels: (batch).
 @inlinable
-public func topKCorrect<T: Real>(logits: UnsafePointer<T>, labels: UnsafePointer<Int32>, batch: Int, classes: Int, k: Int) -> Int {
+public func topKCorrect<T: Real>(
+    logits: UnsafePointer<T>, labels: UnsafePointer<Int32>, batch: Int, classes: Int, k: Int
+) -> Int {
     var correct = 0
     for r in 0..<batch {
         let z = logits + r * classes
@@ -26,7 +28,7 @@ public func rocAUC(scores: [Float], positives: [Bool]) -> Double {
     while i < order.count {
         var j = i
         while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
-        let averageRank = Double(i + j) / 2 + 1   // 1-based average rank of the tie group
+        let averageRank = Double(i + j) / 2 + 1 // 1-based average rank of the tie group
         for t in i...j where positives[order[t]] { rankSumPositives += averageRank }
         i = j + 1
     }

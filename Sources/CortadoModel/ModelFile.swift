@@ -41,7 +41,7 @@ public struct ModelFile {
         public var name: String
         public var dtype: DType
         public var shape: [Int]
-        public var offset: Int    // bytes from the start of the data section
+        public var offset: Int // bytes from the start of the data section
         public var nbytes: Int
         public var quantization: Quantization?
         /// Elements, or -1 when the shape's product overflows (a corrupt table).
@@ -50,9 +50,9 @@ public struct ModelFile {
 
     /// Symmetric quantization: real = scale[channel] · q, one scale per index along `axis`.
     public struct Quantization: Codable, Equatable {
-        public var scheme: String   // "symmetric_per_channel"
+        public var scheme: String // "symmetric_per_channel"
         public var axis: Int
-        public var scales: String   // name of a float32 tensor with shape[axis] entries
+        public var scales: String // name of a float32 tensor with shape[axis] entries
         public init(scheme: String, axis: Int, scales: String) {
             self.scheme = scheme; self.axis = axis; self.scales = scales
         }
@@ -66,14 +66,15 @@ public struct ModelFile {
         public var quantization: Quantization?
         public var bytes: Data
         public init(name: String, dtype: DType, shape: [Int], quantization: Quantization? = nil, bytes: Data) {
-            self.name = name; self.dtype = dtype; self.shape = shape; self.quantization = quantization; self.bytes = bytes
+            self.name = name; self.dtype = dtype; self.shape = shape; self.quantization = quantization;
+            self.bytes = bytes
         }
     }
 
     /// The JSON header.
     public struct Header: Codable, Equatable {
         public var format: String = "cortado-model"
-        public var precision: String          // "fp32" or "int8"
+        public var precision: String // "fp32" or "int8"
         /// Classifiers: the network. Recommenders: the MLP tower on the concatenated embeddings.
         public var model: ModelSpec
         public var classes: [String]
@@ -90,19 +91,25 @@ public struct ModelFile {
 
     /// Writes a model file atomically from a header (whose tensor offsets are filled in here)
     /// and each tensor's raw bytes, in table order.
-    public static func write(path: String, precision: String, model: ModelSpec, classes: [String],
-                             tensors: [TensorData],
-                             metadata: [String: String], recommender: RecommenderSpec? = nil) throws {
+    public static func write(
+        path: String, precision: String, model: ModelSpec, classes: [String],
+        tensors: [TensorData],
+        metadata: [String: String], recommender: RecommenderSpec? = nil
+    ) throws {
         var table = [Tensor]()
         var offset = 0
         for t in tensors {
             let n = t.shape.reduce(1, *) * t.dtype.size
             precondition(n == t.bytes.count, "tensor \(t.name): \(t.bytes.count) bytes for shape \(t.shape)")
-            table.append(Tensor(name: t.name, dtype: t.dtype, shape: t.shape, offset: offset, nbytes: n, quantization: t.quantization))
+            table.append(
+                Tensor(
+                    name: t.name, dtype: t.dtype, shape: t.shape, offset: offset, nbytes: n,
+                    quantization: t.quantization))
             offset = roundUp(offset + n)
         }
-        let header = Header(precision: precision, model: model, classes: classes, tensors: table, metadata: metadata,
-                            recommender: recommender)
+        let header = Header(
+            precision: precision, model: model, classes: classes, tensors: table, metadata: metadata,
+            recommender: recommender)
         let json = try stableJSON(header, pretty: false)
         var out = Data(magic)
         withUnsafeBytes(of: version.littleEndian) { out.append(contentsOf: $0) }
@@ -124,7 +131,9 @@ public struct ModelFile {
     /// Loads and validates a model file; any inconsistency is a one-line error naming the file.
     public static func load(_ path: String) throws -> ModelFile {
         let bytes: Data
-        guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.model("\(path): no such model file") }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CortadoError.model("\(path): no such model file")
+        }
         do { bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw CortadoError.io("\(path): cannot read model file: \(error.localizedDescription)")
         }
@@ -135,15 +144,25 @@ public struct ModelFile {
     /// entry. Every size, offset and table entry is checked before a tensor is touched.
     public static func parse(_ bytes: Data, path: String) throws -> ModelFile {
         let hint = "(is it a model written by cortado-train?)"
-        guard bytes.count >= 16 + 32 else { throw CortadoError.model("\(path): \(bytes.count) bytes is too short for a model file \(hint)") }
-        guard Array(bytes.prefix(8)) == magic else { throw CortadoError.model("\(path): bad magic, not a Cortado model \(hint)") }
-        let version = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
-        guard readableVersions.contains(version) else {
-            throw CortadoError.model("\(path): model format version \(version), this build reads versions \(readableVersions.lowerBound)–\(readableVersions.upperBound)")
+        guard bytes.count >= 16 + 32 else {
+            throw CortadoError.model("\(path): \(bytes.count) bytes is too short for a model file \(hint)")
         }
-        let headerLength = Int(bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        guard Array(bytes.prefix(8)) == magic else {
+            throw CortadoError.model("\(path): bad magic, not a Cortado model \(hint)")
+        }
+        let version = bytes.withUnsafeBytes {
+            UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        }
+        guard readableVersions.contains(version) else {
+            throw CortadoError.model(
+                "\(path): model format version \(version), this build reads versions \(readableVersions.lowerBound)–\(readableVersions.upperBound)"
+            )
+        }
+        let headerLength = Int(
+            bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
         guard 16 + headerLength <= bytes.count - 32 else {
-            throw CortadoError.model("\(path): header length \(headerLength) runs past the end of the \(bytes.count)-byte file (truncated?)")
+            throw CortadoError.model(
+                "\(path): header length \(headerLength) runs past the end of the \(bytes.count)-byte file (truncated?)")
         }
         var h = SHA256()
         bytes.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<(bytes.count - 32)])) }
@@ -157,18 +176,26 @@ public struct ModelFile {
         let dataStart = roundUp(16 + headerLength)
         let dataLength = bytes.count - 32 - dataStart
         for t in header.tensors {
-            guard t.shape.allSatisfy({ $0 > 0 }), t.count >= 0, t.nbytes == checkedProduct([t.count, t.dtype.size]) else {
-                throw CortadoError.model("\(path): tensor '\(t.name)' has shape \(t.shape) but \(t.nbytes) bytes of \(t.dtype.rawValue)")
+            guard t.shape.allSatisfy({ $0 > 0 }), t.count >= 0, t.nbytes == checkedProduct([t.count, t.dtype.size])
+            else {
+                throw CortadoError.model(
+                    "\(path): tensor '\(t.name)' has shape \(t.shape) but \(t.nbytes) bytes of \(t.dtype.rawValue)")
             }
             guard t.offset >= 0, t.offset % alignment == 0, t.offset + t.nbytes <= dataLength else {
-                throw CortadoError.model("\(path): tensor '\(t.name)' at offset \(t.offset) (+\(t.nbytes)) lies outside the \(dataLength)-byte data section")
+                throw CortadoError.model(
+                    "\(path): tensor '\(t.name)' at offset \(t.offset) (+\(t.nbytes)) lies outside the \(dataLength)-byte data section"
+                )
             }
             if let q = t.quantization {
                 // A CSR weight's values carry one scale per row of the dense weight.
-                let csrRows = t.name.hasSuffix(".values") ? header.tensors.first { $0.name == t.name.dropLast(7) + ".indptr" }.map { $0.count - 1 } : nil
+                let csrRows =
+                    t.name.hasSuffix(".values")
+                    ? header.tensors.first { $0.name == t.name.dropLast(7) + ".indptr" }.map { $0.count - 1 } : nil
                 guard let s = header.tensors.first(where: { $0.name == q.scales }), s.dtype == .float32,
-                      q.axis >= 0, q.axis < t.shape.count, s.count == csrRows ?? t.shape[q.axis] else {
-                    throw CortadoError.model("\(path): tensor '\(t.name)' names scales '\(q.scales)' that are missing or of the wrong size")
+                    q.axis >= 0, q.axis < t.shape.count, s.count == csrRows ?? t.shape[q.axis]
+                else {
+                    throw CortadoError.model(
+                        "\(path): tensor '\(t.name)' names scales '\(q.scales)' that are missing or of the wrong size")
                 }
             }
         }

@@ -28,7 +28,9 @@ extension ModelFile {
     public func int8Rows(_ name: String, shape: [Int]) throws -> (q: [Int8], scales: [Float])? {
         let stored = tensor(name) ?? tensor(name + ".values")
         guard let stored, stored.dtype == .int8 else { return nil }
-        guard shape.count >= 2, let qz = stored.quantization, let st = tensor(qz.scales), st.dtype == .float32, st.shape == [shape[0]] else {
+        guard shape.count >= 2, let qz = stored.quantization, let st = tensor(qz.scales), st.dtype == .float32,
+            st.shape == [shape[0]]
+        else {
             throw CortadoError.model("\(name): int8 tensor '\(stored.name)' has no per-row scales for shape \(shape)")
         }
         let scales = values(st, as: Float.self)
@@ -45,7 +47,8 @@ extension ModelFile {
 
     /// A weight stored as CSR, as fp32 values (dequantized when int8) with its row pointers
     /// and column indices, validated; nil when it is stored dense.
-    public func sparseRows(_ name: String, shape: [Int]) throws -> (indptr: [Int32], indices: [Int32], values: [Float])? {
+    public func sparseRows(_ name: String, shape: [Int]) throws -> (indptr: [Int32], indices: [Int32], values: [Float])?
+    {
         guard let stored = tensor(name + ".values"), tensor(name) == nil else { return nil }
         let (v, positions) = try csr(name, shape: shape)
         let cols = shape[1]
@@ -65,7 +68,9 @@ extension ModelFile {
     }
 
     private func expect(_ t: Tensor, shape: [Int]) throws {
-        guard t.shape == shape else { throw CortadoError.model("tensor '\(t.name)' is \(t.dtype.rawValue)\(t.shape), expected \(shape)") }
+        guard t.shape == shape else {
+            throw CortadoError.model("tensor '\(t.name)' is \(t.dtype.rawValue)\(t.shape), expected \(shape)")
+        }
     }
 
     private func decodeFloats(_ t: Tensor) throws -> [Float] {
@@ -79,17 +84,21 @@ extension ModelFile {
 
     /// A CSR weight's values tensor and the row-major position of each value, validated.
     private func csr(_ name: String, shape: [Int]) throws -> (values: Tensor, positions: [Int]) {
-        guard let v = tensor(name + ".values"), let ip = tensor(name + ".indptr"), let ix = tensor(name + ".indices") else {
+        guard let v = tensor(name + ".values"), let ip = tensor(name + ".indptr"), let ix = tensor(name + ".indices")
+        else {
             throw CortadoError.model("missing tensor '\(name)'")
         }
         guard shape.count == 2, ip.dtype == .int32, ip.shape == [shape[0] + 1], [.uint16, .int32].contains(ix.dtype),
-              ix.shape.count == 1, v.shape == ix.shape else {
+            ix.shape.count == 1, v.shape == ix.shape
+        else {
             throw CortadoError.model("sparse tensor '\(name)': index arrays do not fit shape \(shape)")
         }
         let indptr = values(ip, as: Int32.self).map(Int.init)
-        let indices = ix.dtype == .uint16 ? values(ix, as: UInt16.self).map(Int.init) : values(ix, as: Int32.self).map(Int.init)
+        let indices =
+            ix.dtype == .uint16 ? values(ix, as: UInt16.self).map(Int.init) : values(ix, as: Int32.self).map(Int.init)
         guard indptr.first == 0, indptr.last == indices.count, zip(indptr, indptr.dropFirst()).allSatisfy({ $0 <= $1 }),
-              indices.allSatisfy({ $0 >= 0 && $0 < shape[1] }) else {
+            indices.allSatisfy({ $0 >= 0 && $0 < shape[1] })
+        else {
             throw CortadoError.model("sparse tensor '\(name)': row pointers or column indices out of range")
         }
         var positions = [Int](repeating: 0, count: indices.count)

@@ -24,7 +24,9 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
 
     /// The names job specs and model files use.
     public static var typeNames: [String] {
-        ["dense"] + ActivationRegistry.kinds.map { $0.name } + ["dropout", "layer_norm", "conv2d", "max_pool", "avg_pool", "flatten"]
+        ["dense"] + ActivationRegistry.kinds.map { $0.name } + [
+            "dropout", "layer_norm", "conv2d", "max_pool", "avg_pool", "flatten"
+        ]
     }
 
     /// The one layer parser, for job specs (`ConfigReader`, strict) and model files (JSON):
@@ -37,25 +39,31 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
         case "layer_norm": return .layerNorm
         case "flatten": return .flatten
         case "conv2d":
-            return .conv2d(filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
-                           stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
+            return .conv2d(
+                filters: try l.required("filters", l.int), kernel: try l.required("kernel", l.int),
+                stride: try l.int("stride") ?? 1, padding: try l.int("padding") ?? 0)
         case "max_pool", "avg_pool":
             let size = try l.required("size", l.int)
             let stride = try l.int("stride") ?? size
             return type == "max_pool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
         default:
             guard let kind = ActivationRegistry.kind(named: type) else {
-                throw CortadoError.usage("\(l.keyPath("type")): unknown layer '\(type)' (known: \(typeNames.joined(separator: ", ")))")
+                throw CortadoError.usage(
+                    "\(l.keyPath("type")): unknown layer '\(type)' (known: \(typeNames.joined(separator: ", ")))")
             }
             let params = try kind.keys.map { try l.double($0.key) ?? $0.default }
-            if let why = kind.problem(params) { throw CortadoError.usage("\(l.keyPath(kind.keys.first?.key ?? "type")): \(why)") }
+            if let why = kind.problem(params) {
+                throw CortadoError.usage("\(l.keyPath(kind.keys.first?.key ?? "type")): \(why)")
+            }
             return .activation(Activation(kind, params: params))
         }
     }
 
     public init(from decoder: Decoder) throws {
-        self = try Self.parse(DecodedLayerFields(container: try decoder.container(keyedBy: AnyCodingKey.self),
-                                                 path: decoder.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")))
+        self = try Self.parse(
+            DecodedLayerFields(
+                container: try decoder.container(keyedBy: AnyCodingKey.self),
+                path: decoder.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -65,7 +73,8 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
         switch self {
         case .dense(let units): try put("units", units)
         case .dropout(let rate): try put("rate", rate)
-        case let .conv2d(f, k, s, p): try put("filters", f); try put("kernel", k); try put("stride", s); try put("padding", p)
+        case let .conv2d(f, k, s, p):
+            try put("filters", f); try put("kernel", k); try put("stride", s); try put("padding", p)
         case let .maxPool(size, stride), let .avgPool(size, stride): try put("size", size); try put("stride", stride)
         case .activation(let a): for (k, v) in zip(a.kind.keys, a.params) { try put(k.key, v) }
         case .layerNorm, .flatten: break
@@ -109,13 +118,19 @@ public enum LayerSpec: Codable, Equatable, CustomStringConvertible {
         case .flatten: return .success([count])
         case let .conv2d(f, k, s, p):
             guard input.count == 3 else { return Self.bad("needs a (channels, height, width) input, got \(input)") }
-            guard f > 0, k > 0, s > 0, p >= 0 else { return Self.bad("filters, kernel and stride must be positive and padding non-negative") }
+            guard f > 0, k > 0, s > 0, p >= 0 else {
+                return Self.bad("filters, kernel and stride must be positive and padding non-negative")
+            }
             let h = (input[1] + 2 * p - k) / s + 1, w = (input[2] + 2 * p - k) / s + 1
-            guard input[1] + 2 * p >= k, input[2] + 2 * p >= k, h > 0, w > 0 else { return Self.bad("kernel \(k) does not fit input \(input) with padding \(p)") }
+            guard input[1] + 2 * p >= k, input[2] + 2 * p >= k, h > 0, w > 0 else {
+                return Self.bad("kernel \(k) does not fit input \(input) with padding \(p)")
+            }
             return .success([f, h, w])
         case let .maxPool(size, stride), let .avgPool(size, stride):
             guard input.count == 3 else { return Self.bad("needs a (channels, height, width) input, got \(input)") }
-            guard size > 0, stride > 0, input[1] >= size, input[2] >= size else { return Self.bad("window \(size) does not fit input \(input)") }
+            guard size > 0, stride > 0, input[1] >= size, input[2] >= size else {
+                return Self.bad("window \(size) does not fit input \(input)")
+            }
             return .success([input[0], (input[1] - size) / stride + 1, (input[2] - size) / stride + 1])
         }
     }
@@ -129,7 +144,7 @@ public struct ShapeProblem: Error, Equatable { public let why: String }
 public struct ModelSpec: Codable, Equatable {
     public var inputShape: [Int]
     public var layers: [LayerSpec]
-    public var loss: String   // "softmax_cross_entropy"
+    public var loss: String // "softmax_cross_entropy"
 
     enum CodingKeys: String, CodingKey { case inputShape = "input_shape", layers, loss }
 
@@ -167,11 +182,14 @@ public struct ModelSpec: Codable, Equatable {
         for (i, l) in layers.enumerated() {
             switch l.outputShape(shape) {
             case .success(let out): shape = out
-            case .failure(let problem): throw CortadoError.usage("model.layers.\(i) (\(l)): input shape \(shape): \(problem.why)")
+            case .failure(let problem):
+                throw CortadoError.usage("model.layers.\(i) (\(l)): input shape \(shape): \(problem.why)")
             }
         }
         guard outputSize == classes else {
-            throw CortadoError.usage("model.layers.\(layers.count - 1) (\(layers.last!)): output shape \(shape) has \(outputSize) values but the data has \(classes) classes")
+            throw CortadoError.usage(
+                "model.layers.\(layers.count - 1) (\(layers.last!)): output shape \(shape) has \(outputSize) values but the data has \(classes) classes"
+            )
         }
     }
 
@@ -231,10 +249,11 @@ public struct ParameterLayout: Codable, Equatable {
     /// Whether every tensor's shape has a sane product and its view lies inside the arena —
     /// checked on layouts read from files before any view is taken.
     public var isValid: Bool {
-        count >= 0 && tensors.allSatisfy { t in
-            guard let n = checkedProduct(t.shape), t.offset >= 0 else { return false }
-            return t.offset <= count && n <= count - t.offset
-        }
+        count >= 0
+            && tensors.allSatisfy { t in
+                guard let n = checkedProduct(t.shape), t.offset >= 0 else { return false }
+                return t.offset <= count && n <= count - t.offset
+            }
     }
 }
 

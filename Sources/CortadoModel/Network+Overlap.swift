@@ -9,7 +9,9 @@ extension Network {
             switch step {
             case let .dense(inDim, outDim, w, _):
                 let rows = denseBlockRows(outDim: outDim)
-                for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) { points.append(w + r0 * inDim) }
+                for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) {
+                    points.append(w + r0 * inDim)
+                }
             case let .layerNorm(_, w, _, _): points.append(w)
             case let .conv(_, w, _, _): points.append(w)
             default: break
@@ -32,18 +34,22 @@ extension Network {
     /// Inlined into `backpropagate`, so it runs specialized for Float: as a method of its
     /// own the compiler left it generic (perf showed it calling through type metadata).
     @usableFromInline @inline(__always)
-    func reportingDenseBackward(dInput: UnsafeMutablePointer<T>?, w: Int, b: Int, dOut: UnsafePointer<T>, input: UnsafePointer<T>,
-                                batch: Int, inDim: Int, outDim: Int) {
+    func reportingDenseBackward(
+        dInput: UnsafeMutablePointer<T>?, w: Int, b: Int, dOut: UnsafePointer<T>, input: UnsafePointer<T>,
+        batch: Int, inDim: Int, outDim: Int
+    ) {
         let g = grads.base
         denseBiasBackward(dBias: g + b, dOut: dOut, batch: batch, outDim: outDim)
         let rows = denseBlockRows(outDim: outDim)
         for r0 in stride(from: (outDim - 1) / rows * rows, through: 0, by: -rows) {
-            denseWeightBackward(dWeight: g + w, dOut: dOut, input: input, batch: batch, inDim: inDim, outDim: outDim,
-                                rows: r0..<min(r0 + rows, outDim))
+            denseWeightBackward(
+                dWeight: g + w, dOut: dOut, input: input, batch: batch, inDim: inDim, outDim: outDim,
+                rows: r0..<min(r0 + rows, outDim))
             gradientsReady?(w + r0 * inDim)
         }
         if let dInput {
-            denseInputBackward(dInput: dInput, dOut: dOut, weight: params.base + w, batch: batch, inDim: inDim, outDim: outDim)
+            denseInputBackward(
+                dInput: dInput, dOut: dOut, weight: params.base + w, batch: batch, inDim: inDim, outDim: outDim)
         }
     }
 }

@@ -67,15 +67,19 @@ public final class Network<T: Real> {
 
     /// - params, grads: views into a larger model's arenas (see `Arena(viewOf:)`), or nil for
     ///   arenas of its own (grads then has `gradientExtras` trailing slots).
-    public init(spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0, params: Arena<T>? = nil, grads: Arena<T>? = nil,
-                training: Bool = true) {
+    public init(
+        spec: ModelSpec, maxBatch: Int, gradientExtras: Int = 0, params: Arena<T>? = nil, grads: Arena<T>? = nil,
+        training: Bool = true
+    ) {
         self.spec = spec
         self.training = training
         self.layout = spec.parameterLayout
         self.maxBatch = maxBatch
         self.params = params ?? Arena(count: layout.count)
         self.grads = grads ?? Arena(count: layout.count + gradientExtras)
-        precondition(self.params.count == layout.count && self.grads.count >= layout.count, "network arenas do not match the layout")
+        precondition(
+            self.params.count == layout.count && self.grads.count >= layout.count,
+            "network arenas do not match the layout")
         var steps = [Step]()
         var shape = spec.inputShape, offset = 0, maxCols = 1
         for l in spec.layers {
@@ -85,13 +89,17 @@ public final class Network<T: Real> {
                 steps.append(.dense(inDim: width, outDim: units, w: offset, b: offset + units * width))
                 offset += units * width + units
             case .activation(let a): steps.append(.activation(width: width, a))
-            case .dropout(let rate): steps.append(.dropout(width: width, rate: rate, mask: Arena(count: maxBatch * width)))
+            case .dropout(let rate):
+                steps.append(.dropout(width: width, rate: rate, mask: Arena(count: maxBatch * width)))
             case .layerNorm:
                 steps.append(.layerNorm(d: width, w: offset, b: offset + width, stats: Arena(count: maxBatch * 2)))
                 offset += 2 * width
             case let .conv2d(f, k, s, p):
                 let g = ConvShape(c: shape[0], h: shape[1], w: shape[2], f: f, k: k, s: s, p: p)
-                steps.append(.conv(g, w: offset, b: offset + f * g.patch, cols: Arena(count: (training ? maxBatch : 1) * g.patch * g.positions)))
+                steps.append(
+                    .conv(
+                        g, w: offset, b: offset + f * g.patch,
+                        cols: Arena(count: (training ? maxBatch : 1) * g.patch * g.positions)))
                 offset += f * g.patch + f
                 maxCols = max(maxCols, g.patch * g.positions)
             case let .maxPool(size, stride):
@@ -143,8 +151,11 @@ public final class Network<T: Real> {
             let out = acts[i].base
             switch s {
             case let .dense(inDim, outDim, w, b):
-                if let custom = layerOverrides[i] { custom(x, batch, out) } else {
-                    denseForward(out: out, input: x, weight: p + w, bias: p + b, batch: batch, inDim: inDim, outDim: outDim)
+                if let custom = layerOverrides[i] {
+                    custom(x, batch, out)
+                } else {
+                    denseForward(
+                        out: out, input: x, weight: p + w, bias: p + b, batch: batch, inDim: inDim, outDim: outDim)
                 }
             case let .activation(width, a): a.forward(out: out, input: x, count: batch * width)
             case let .dropout(width, rate, mask):
@@ -157,8 +168,12 @@ public final class Network<T: Real> {
             case let .layerNorm(d, w, b, stats):
                 layerNormForward(out: out, stats: stats.base, input: x, gamma: p + w, beta: p + b, batch: batch, d: d)
             case let .conv(g, w, b, cols):
-                if let custom = layerOverrides[i] { custom(x, batch, out) } else {
-                    conv2dForward(out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g, keepColumns: training)
+                if let custom = layerOverrides[i] {
+                    custom(x, batch, out)
+                } else {
+                    conv2dForward(
+                        out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g,
+                        keepColumns: training)
                 }
             case let .maxPool(g, argmax):
                 maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
@@ -197,8 +212,10 @@ public final class Network<T: Real> {
     /// on the same `input`. Accumulates parameter gradients into `grads`; writes the input's
     /// gradient into `dInput` (batch, inputSize) when given (gradient checks use it).
     @inlinable
-    public func backward(_ input: UnsafePointer<T>, batch: Int, dLogits: UnsafePointer<T>,
-                         dInput: UnsafeMutablePointer<T>? = nil) {
+    public func backward(
+        _ input: UnsafePointer<T>, batch: Int, dLogits: UnsafePointer<T>,
+        dInput: UnsafeMutablePointer<T>? = nil
+    ) {
         backpropagate(input, batch: batch, dLogits: dLogits, startOnA: true, dInput: dInput)
     }
 
@@ -206,13 +223,16 @@ public final class Network<T: Real> {
     /// Gradients are of the mean loss over the batch. Returns the summed loss and the number of
     /// correct arg-max predictions.
     @inlinable
-    public func step(_ input: UnsafePointer<T>, labels: UnsafePointer<Int32>, batch: Int, train: Bool) -> (lossSum: Double, correct: Int) {
+    public func step(_ input: UnsafePointer<T>, labels: UnsafePointer<Int32>, batch: Int, train: Bool) -> (
+        lossSum: Double, correct: Int
+    ) {
         let logits = forward(input, batch: batch, training: train)
         // dLogits go into dActA; back-propagation then ping-pongs starting on dActB, so no
         // layer writes the buffer it reads.
-        let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: spec.outputSize,
-                                             dLogits: train ? dActA.base : nil, gradScale: 1 / T(batch),
-                                             smoothing: train ? T(labelSmoothing) : 0)
+        let r = SoftmaxCrossEntropy.evaluate(
+            logits: logits, labels: labels, batch: batch, classes: spec.outputSize,
+            dLogits: train ? dActA.base : nil, gradScale: 1 / T(batch),
+            smoothing: train ? T(labelSmoothing) : 0)
         if train { backpropagate(input, batch: batch, dLogits: dActA.base, startOnA: false, dInput: nil) }
         return r
     }
@@ -221,19 +241,24 @@ public final class Network<T: Real> {
     /// against `teacherLogits` (batch, outputSize), backward. Gradients are of the mean loss.
     /// Returns the summed total loss, the summed hard-label cross-entropy and the correct count.
     @inlinable
-    public func distillationStep(_ input: UnsafePointer<T>, labels: UnsafePointer<Int32>, teacherLogits: UnsafePointer<T>, batch: Int,
-                                 temperature: T, alpha: T) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
+    public func distillationStep(
+        _ input: UnsafePointer<T>, labels: UnsafePointer<Int32>, teacherLogits: UnsafePointer<T>, batch: Int,
+        temperature: T, alpha: T
+    ) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
         let logits = forward(input, batch: batch, training: true)
-        let r = DistillationLoss.evaluate(logits: logits, teacherLogits: teacherLogits, labels: labels, batch: batch, classes: spec.outputSize,
-                                          temperature: temperature, alpha: alpha, dLogits: dActA.base, gradScale: 1 / T(batch),
-                                          smoothing: T(labelSmoothing))
+        let r = DistillationLoss.evaluate(
+            logits: logits, teacherLogits: teacherLogits, labels: labels, batch: batch, classes: spec.outputSize,
+            temperature: temperature, alpha: alpha, dLogits: dActA.base, gradScale: 1 / T(batch),
+            smoothing: T(labelSmoothing))
         backpropagate(input, batch: batch, dLogits: dActA.base, startOnA: false, dInput: nil)
         return r
     }
 
     @inlinable
-    func backpropagate(_ input: UnsafePointer<T>, batch: Int, dLogits: UnsafePointer<T>, startOnA: Bool,
-                       dInput: UnsafeMutablePointer<T>?) {
+    func backpropagate(
+        _ input: UnsafePointer<T>, batch: Int, dLogits: UnsafePointer<T>, startOnA: Bool,
+        dInput: UnsafeMutablePointer<T>?
+    ) {
         precondition(training, "backward on a network built for inference")
         let p = params.base, g = grads.base
         var dOut = dLogits
@@ -246,29 +271,37 @@ public final class Network<T: Real> {
             switch steps[i] {
             case let .dense(inDim, outDim, w, b):
                 if gradientsReady != nil || gradientBlockRows > 0 {
-                    reportingDenseBackward(dInput: dIn, w: w, b: b, dOut: dOut, input: x, batch: batch, inDim: inDim, outDim: outDim)
+                    reportingDenseBackward(
+                        dInput: dIn, w: w, b: b, dOut: dOut, input: x, batch: batch, inDim: inDim, outDim: outDim)
                 } else {
-                    denseBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dOut: dOut, input: x,
-                                  weight: p + w, batch: batch, inDim: inDim, outDim: outDim)
+                    denseBackward(
+                        dInput: dIn, dWeight: g + w, dBias: g + b, dOut: dOut, input: x,
+                        weight: p + w, batch: batch, inDim: inDim, outDim: outDim)
                 }
             case let .layerNorm(d, w, b, stats):
-                layerNormBackward(dInput: dIn, dGamma: g + w, dBeta: g + b, dOut: dOut, input: x, stats: stats.base,
-                                  gamma: p + w, batch: batch, d: d)
+                layerNormBackward(
+                    dInput: dIn, dGamma: g + w, dBeta: g + b, dOut: dOut, input: x, stats: stats.base,
+                    gamma: p + w, batch: batch, d: d)
                 gradientsReady?(w)
             case let .conv(shape, w, b, cols):
-                conv2dBackward(dInput: dIn, dWeight: g + w, dBias: g + b, dCols: dCols.base, dOut: dOut, cols: cols.base,
-                               weight: p + w, batch: batch, shape)
+                conv2dBackward(
+                    dInput: dIn, dWeight: g + w, dBias: g + b, dCols: dCols.base, dOut: dOut, cols: cols.base,
+                    weight: p + w, batch: batch, shape)
                 gradientsReady?(w)
             default:
                 // Layers without parameters: nothing to do when no input gradient is wanted.
                 guard let dIn else { break }
                 switch steps[i] {
-                case let .activation(width, a): a.backward(dInput: dIn, dOut: dOut, input: x, out: out, count: batch * width)
+                case let .activation(width, a):
+                    a.backward(dInput: dIn, dOut: dOut, input: x, out: out, count: batch * width)
                 case let .dropout(width, rate, mask):
-                    if rate > 0 { dropoutBackward(dInput: dIn, dOut: dOut, mask: mask.base, count: batch * width) } else {
+                    if rate > 0 {
+                        dropoutBackward(dInput: dIn, dOut: dOut, mask: mask.base, count: batch * width)
+                    } else {
                         dIn.update(from: dOut, count: batch * width)
                     }
-                case let .maxPool(shape, argmax): maxPoolBackward(dInput: dIn, dOut: dOut, argmax: argmax.buffer.baseAddress!, batch: batch, shape)
+                case let .maxPool(shape, argmax):
+                    maxPoolBackward(dInput: dIn, dOut: dOut, argmax: argmax.buffer.baseAddress!, batch: batch, shape)
                 case let .avgPool(shape): avgPoolBackward(dInput: dIn, dOut: dOut, batch: batch, shape)
                 case let .flatten(width): dIn.update(from: dOut, count: batch * width)
                 default: break

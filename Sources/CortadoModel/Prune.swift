@@ -26,7 +26,9 @@ public final class Pruner {
     public init(layout: ParameterLayout, scope: PruningScope) {
         self.layout = layout
         self.scope = scope
-        prunable = layout.tensors.filter { $0.name.hasSuffix(".weight") && $0.shape.count >= 2 && !$0.name.hasPrefix("embedding") }
+        prunable = layout.tensors.filter {
+            $0.name.hasSuffix(".weight") && $0.shape.count >= 2 && !$0.name.hasPrefix("embedding")
+        }
         mask = Arena<Float>(count: layout.count)
         mask.buffer.update(repeating: 1)
         scratch = Arena<Float>(count: max(1, prunable.map(\.count).reduce(0, +)))
@@ -47,7 +49,8 @@ public final class Pruner {
         case .layer:
             for t in prunable {
                 for i in 0..<t.count { scratch.base[i] = abs(params[t.offset + i]) }
-                let threshold = kthSmallest(scratch.base, count: t.count, k: Int((Double(t.count) * sparsity).rounded()))
+                let threshold = kthSmallest(
+                    scratch.base, count: t.count, k: Int((Double(t.count) * sparsity).rounded()))
                 var ties = threshold.k - threshold.below
                 setMask(t, params: params, threshold: threshold.value, ties: &ties)
             }
@@ -63,7 +66,9 @@ public final class Pruner {
 
     /// Zeros among the prunable weights of `params`.
     public func zeros(_ params: UnsafePointer<Float>) -> Int {
-        prunable.reduce(0) { acc, t in acc + (t.offset..<(t.offset + t.count)).reduce(0) { $0 + (params[$1] == 0 ? 1 : 0) } }
+        prunable.reduce(0) { acc, t in
+            acc + (t.offset..<(t.offset + t.count)).reduce(0) { $0 + (params[$1] == 0 ? 1 : 0) }
+        }
     }
 
     /// Polynomial schedule (Zhu & Gupta 2017): 0 before `start`, `final` from `end` on, and
@@ -80,15 +85,21 @@ public final class Pruner {
     private func setMask(_ t: TensorSpec, params: UnsafeMutablePointer<Float>, threshold: Float, ties: inout Int) {
         for i in t.offset..<(t.offset + t.count) {
             let a = abs(params[i])
-            if a < threshold { mask.base[i] = 0 }
-            else if a == threshold && ties > 0 { mask.base[i] = 0; ties -= 1 }
-            else { mask.base[i] = 1 }
+            if a < threshold {
+                mask.base[i] = 0
+            } else if a == threshold && ties > 0 {
+                mask.base[i] = 0; ties -= 1
+            } else {
+                mask.base[i] = 1
+            }
         }
     }
 
     /// The k-th smallest of `values[0..<count]` (quickselect in place), with how many are
     /// strictly smaller; k = 0 prunes nothing.
-    private func kthSmallest(_ values: UnsafeMutablePointer<Float>, count: Int, k: Int) -> (value: Float, below: Int, k: Int) {
+    private func kthSmallest(_ values: UnsafeMutablePointer<Float>, count: Int, k: Int) -> (
+        value: Float, below: Int, k: Int
+    ) {
         guard k > 0, count > 0 else { return (-1, 0, 0) }
         var lo = 0, hi = count - 1, target = min(k, count) - 1
         while lo < hi {

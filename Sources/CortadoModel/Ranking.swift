@@ -27,7 +27,9 @@ public struct Interactions {
 /// flagged in `excluded` (the user's other interactions; the target itself is never skipped).
 /// Ties count half: a constant scorer ranks the target mid-pack, not first.
 @inlinable
-public func expectedRank(scores: UnsafePointer<Float>, count: Int, target: Int, excluded: UnsafePointer<UInt8>) -> Double {
+public func expectedRank(scores: UnsafePointer<Float>, count: Int, target: Int, excluded: UnsafePointer<UInt8>)
+    -> Double
+{
     let t = scores[target]
     var above = 0, ties = 0
     for j in 1..<count where j != target && excluded[j] == 0 {

@@ -6,9 +6,10 @@ import Foundation
 /// other modules get them specialized: unspecialized generic loops are 100× slower.
 public protocol Real: BinaryFloatingPoint, Codable {
     /// C = alpha · op(A) · op(B) + beta · C, row-major; op(A) is (m, k), op(B) is (k, n).
-    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
-                     a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
-                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+        a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
     /// y += alpha · x over n values (BLAS axpy). Loops that must stay fast are written with
     /// it: the compiler does not always specialize a generic loop (`denseBiasBackward` ran
     /// through generic witnesses, 14 % of an MLP step), and a protocol call per row costs little.
@@ -18,34 +19,44 @@ public protocol Real: BinaryFloatingPoint, Codable {
     static func tanh(_ x: Self) -> Self
     /// An activation kind's forward/backward in this concrete type (specialized loops; see
     /// `ActivationKind`).
-    static func activationForward(_ k: any ActivationKind.Type, out: UnsafeMutablePointer<Self>, input: UnsafePointer<Self>,
-                                  count: Int, params: [Double])
-    static func activationBackward(_ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Self>, dOut: UnsafePointer<Self>,
-                                   input: UnsafePointer<Self>, out: UnsafePointer<Self>, count: Int, params: [Double])
+    static func activationForward(
+        _ k: any ActivationKind.Type, out: UnsafeMutablePointer<Self>, input: UnsafePointer<Self>,
+        count: Int, params: [Double])
+    static func activationBackward(
+        _ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Self>, dOut: UnsafePointer<Self>,
+        input: UnsafePointer<Self>, out: UnsafePointer<Self>, count: Int, params: [Double])
 }
 
 extension Float: Real {
-    public static func activationForward(_ k: any ActivationKind.Type, out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
-                                         count: Int, params: [Double]) {
+    public static func activationForward(
+        _ k: any ActivationKind.Type, out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+        count: Int, params: [Double]
+    ) {
         k.forward(out: out, input: input, count: count, params: params)
     }
-    public static func activationBackward(_ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
-                                          input: UnsafePointer<Float>, out: UnsafePointer<Float>, count: Int, params: [Double]) {
+    public static func activationBackward(
+        _ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+        input: UnsafePointer<Float>, out: UnsafePointer<Float>, count: Int, params: [Double]
+    ) {
         k.backward(dInput: dInput, dOut: dOut, input: input, out: out, count: count, params: params)
     }
     @inlinable
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         // One row (batch-1 inference): OpenBLAS's sgemm runs a 1-row product 3× slower than
         // its sgemv (measured: 0.086 vs 0.03 ms for the MLP), so take the matrix-vector path.
         if m == 1 && !transA {
-            cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, Int32(transB ? n : k), Int32(transB ? k : n),
-                        alpha, b, Int32(ldb), a, 1, beta, c, 1)
+            cblas_sgemv(
+                CblasRowMajor, transB ? CblasNoTrans : CblasTrans, Int32(transB ? n : k), Int32(transB ? k : n),
+                alpha, b, Int32(ldb), a, 1, beta, c, 1)
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
     @inlinable
     public static func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
@@ -57,20 +68,27 @@ extension Float: Real {
 }
 
 extension Double: Real {
-    public static func activationForward(_ k: any ActivationKind.Type, out: UnsafeMutablePointer<Double>, input: UnsafePointer<Double>,
-                                         count: Int, params: [Double]) {
+    public static func activationForward(
+        _ k: any ActivationKind.Type, out: UnsafeMutablePointer<Double>, input: UnsafePointer<Double>,
+        count: Int, params: [Double]
+    ) {
         k.forward(out: out, input: input, count: count, params: params)
     }
-    public static func activationBackward(_ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>,
-                                          input: UnsafePointer<Double>, out: UnsafePointer<Double>, count: Int, params: [Double]) {
+    public static func activationBackward(
+        _ k: any ActivationKind.Type, dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>,
+        input: UnsafePointer<Double>, out: UnsafePointer<Double>, count: Int, params: [Double]
+    ) {
         k.backward(dInput: dInput, dOut: dOut, input: input, out: out, count: count, params: params)
     }
     @inlinable
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
-                            a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
-                            beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
-        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    public static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+        a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        cblas_dgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
     @inlinable
     public static func axpy(n: Int, alpha: Double, x: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>) {

@@ -42,10 +42,16 @@ public struct RecommenderSpec: Codable, Equatable {
     public var rowsPerExample: Int { loss == "bce" ? 1 + negatives : 1 }
 
     public func validate() throws {
-        func check(_ ok: Bool, _ key: String, _ why: String) throws { if !ok { throw CortadoError.usage("model.\(key): \(why)") } }
-        try check(users > 1 && items > 1, "user_column/item_column", "the id columns need vocabularies (got \(users - 1) users, \(items - 1) items)")
+        func check(_ ok: Bool, _ key: String, _ why: String) throws {
+            if !ok { throw CortadoError.usage("model.\(key): \(why)") }
+        }
+        try check(
+            users > 1 && items > 1, "user_column/item_column",
+            "the id columns need vocabularies (got \(users - 1) users, \(items - 1) items)")
         try check(dim > 0, "embedding_dim", "must be positive, got \(dim)")
-        try check(["mse", "bce"].contains(loss), "loss", "'\(loss)' is not one of mse (explicit ratings), bce (implicit feedback)")
+        try check(
+            ["mse", "bce"].contains(loss), "loss",
+            "'\(loss)' is not one of mse (explicit ratings), bce (implicit feedback)")
         try check(loss == "mse" || negatives >= 1, "negatives", "bce needs at least 1 sampled negative per positive")
         try check(dot || !mlp.isEmpty, "dot", "with no mlp the model needs dot: true")
         try check(initStd > 0, "init_std", "must be positive")
@@ -64,7 +70,9 @@ public struct RecommenderSpec: Codable, Equatable {
     /// part, allreduced — then each embedding table followed by its id bias: the sparse part,
     /// whose rows a step touches only for the ids in its batch.
     public var parameterLayout: ParameterLayout {
-        var tensors = tower.parameterLayout.tensors.map { TensorSpec(name: "mlp." + $0.name, shape: $0.shape, offset: $0.offset) }
+        var tensors = tower.parameterLayout.tensors.map {
+            TensorSpec(name: "mlp." + $0.name, shape: $0.shape, offset: $0.offset)
+        }
         var offset = tower.parameterLayout.count
         func add(_ name: String, _ shape: [Int]) {
             tensors.append(TensorSpec(name: name, shape: shape, offset: offset))
@@ -110,16 +118,21 @@ public final class Recommender<T: Real> {
         params = Arena(count: layout.count)
         grads = Arena(count: layout.count + gradientExtras)
         let towerCount = spec.tower.parameterLayout.count
-        tower = spec.mlp.isEmpty ? nil : Network(spec: spec.tower, maxBatch: maxBatch,
-                                                 params: Arena(viewOf: params, offset: 0, count: towerCount),
-                                                 grads: Arena(viewOf: grads, offset: 0, count: towerCount))
+        tower =
+            spec.mlp.isEmpty
+            ? nil
+            : Network(
+                spec: spec.tower, maxBatch: maxBatch,
+                params: Arena(viewOf: params, offset: 0, count: towerCount),
+                grads: Arena(viewOf: grads, offset: 0, count: towerCount))
         let layout = self.layout
         func offset(_ name: String) -> Int { layout.tensor(name)!.offset }
         globalBias = offset("global_bias")
         userEmbedding = offset("user_embedding"); userBias = offset("user_bias")
         itemEmbedding = offset("item_embedding"); itemBias = offset("item_bias")
         let width = 2 * spec.dim
-        concat = Arena(count: maxBatch * width); dConcat = Arena(count: maxBatch * width); dDot = Arena(count: maxBatch * width)
+        concat = Arena(count: maxBatch * width); dConcat = Arena(count: maxBatch * width);
+        dDot = Arena(count: maxBatch * width)
         scores = Arena(count: maxBatch); dScores = Arena(count: maxBatch); dotTerm = Arena(count: maxBatch)
     }
 
@@ -129,7 +142,10 @@ public final class Recommender<T: Real> {
         params.zero()
         tower?.initialize(seed: seed)
         var rng = SeededRNG(seed: seed, stream: 0xE3B)
-        for t in [userEmbedding..<(userEmbedding + spec.users * spec.dim), itemEmbedding..<(itemEmbedding + spec.items * spec.dim)] {
+        for t in [
+            userEmbedding..<(userEmbedding + spec.users * spec.dim),
+            itemEmbedding..<(itemEmbedding + spec.items * spec.dim)
+        ] {
             for j in t { params.base[j] = T(rng.normal() * spec.initStd) }
         }
         params.base[globalBias] = globalMean
@@ -138,7 +154,8 @@ public final class Recommender<T: Real> {
     /// Scores `batch` (user, item) pairs; returns (batch) scores (logits for bce), valid until
     /// the next call.
     @inlinable @discardableResult
-    public func forward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> UnsafeMutablePointer<T> {
+    public func forward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> UnsafeMutablePointer<T>
+    {
         precondition(batch <= maxBatch, "batch \(batch) exceeds maxBatch \(maxBatch)")
         let p = params.base, d = spec.dim, width = 2 * d, x = concat.base, s = scores.base
         embeddingForward(out: x, outStride: width, table: p + userEmbedding, ids: users, batch: batch, dim: d)
@@ -161,13 +178,19 @@ public final class Recommender<T: Real> {
     /// Back-propagates `dScores` (batch) through the last `forward`; accumulates into `grads`
     /// (embedding rows only for the batch's ids).
     @inlinable
-    public func backward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int, dScores ds: UnsafePointer<T>) {
+    public func backward(
+        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int, dScores ds: UnsafePointer<T>
+    ) {
         let g = grads.base, d = spec.dim, width = 2 * d, x = concat.base, dx = dConcat.base
         for r in 0..<batch { g[globalBias] += ds[r] }
         if spec.bias {
             for r in 0..<batch { g[userBias + Int(users[r])] += ds[r]; g[itemBias + Int(items[r])] += ds[r] }
         }
-        if let tower { tower.backward(x, batch: batch, dLogits: ds, dInput: dx) } else { dConcat.buffer.update(repeating: 0) }
+        if let tower {
+            tower.backward(x, batch: batch, dLogits: ds, dInput: dx)
+        } else {
+            dConcat.buffer.update(repeating: 0)
+        }
         if spec.dot {
             dotBackward(dA: dDot.base, dB: dDot.base + d, dOut: ds, a: x, b: x + d, stride: width, batch: batch, dim: d)
             for j in 0..<(batch * width) { dx[j] += dDot.base[j] }
@@ -179,13 +202,18 @@ public final class Recommender<T: Real> {
     /// Forward, loss and (when `train`) backward for one batch of scored rows with their
     /// targets (ratings for mse, 1/0 for bce); gradients are of the mean loss over the rows.
     @inlinable
-    public func step(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, targets: UnsafePointer<T>,
-                     batch: Int, train: Bool) -> (lossSum: Double, correct: Int) {
+    public func step(
+        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, targets: UnsafePointer<T>,
+        batch: Int, train: Bool
+    ) -> (lossSum: Double, correct: Int) {
         let s = forward(users: users, items: items, batch: batch)
         let dS: UnsafeMutablePointer<T>? = train ? dScores.base : nil
-        let r = spec.loss == "bce"
-            ? BinaryCrossEntropy.evaluate(logits: s, targets: targets, batch: batch, dLogits: dS, gradScale: 1 / T(batch))
-            : MeanSquaredError.evaluate(predictions: s, targets: targets, batch: batch, dPredictions: dS, gradScale: 1 / T(batch))
+        let r =
+            spec.loss == "bce"
+            ? BinaryCrossEntropy.evaluate(
+                logits: s, targets: targets, batch: batch, dLogits: dS, gradScale: 1 / T(batch))
+            : MeanSquaredError.evaluate(
+                predictions: s, targets: targets, batch: batch, dPredictions: dS, gradScale: 1 / T(batch))
         if train { backward(users: users, items: items, batch: batch, dScores: dScores.base) }
         return r
     }

@@ -57,8 +57,9 @@ public enum ONNXExport {
             throw CortadoError.model("\(modelPath): cannot serialize the ONNX model: \(error)")
         }
         try AtomicFile.write(data, to: outputPath)
-        return Summary(path: outputPath, bytes: data.count, opset: opset, nodes: model.graph.node.count,
-                       initializers: model.graph.initializer.count, parameters: file.header.model.parameterLayout.count)
+        return Summary(
+            path: outputPath, bytes: data.count, opset: opset, nodes: model.graph.node.count,
+            initializers: model.graph.initializer.count, parameters: file.header.model.parameterLayout.count)
     }
 
     /// Reads an ONNX file back (tests, `cortado inspect`-style tools).
@@ -76,14 +77,17 @@ public enum ONNXExport {
     public static func build(_ file: ModelFile, path: String) throws -> Onnx_ModelProto {
         let header = file.header
         guard header.recommender == nil else {
-            throw CortadoError.model("\(path): a recommender model cannot be exported to ONNX (only classifiers, whose input is a feature row)")
+            throw CortadoError.model(
+                "\(path): a recommender model cannot be exported to ONNX (only classifiers, whose input is a feature row)"
+            )
         }
         let spec = header.model
         do { try spec.validate(classes: spec.outputSize) } catch let e as CortadoError {
             throw CortadoError.model("\(path): bad architecture: \(e.message)")
         }
         let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
-        var g = ONNXGraphBuilder(name: name, doc: "Cortado classifier \(spec.layers.map(\.description).joined(separator: ", "))")
+        var g = ONNXGraphBuilder(
+            name: name, doc: "Cortado classifier \(spec.layers.map(\.description).joined(separator: ", "))")
         g.input("input", dims: [nil, spec.inputSize])
         do { try addLayers(spec, file: file, to: &g) } catch let e as CortadoError {
             throw CortadoError.model("\(path): \(e.message)")
@@ -106,16 +110,19 @@ public enum ONNXExport {
             Output 'probabilities' (batch, \(spec.outputSize)): softmax class probabilities, as cortado-infer.\
             \(header.precision.contains("int8") ? " Weights are the int8 file's, dequantized to fp32." : "")
             """
-        let classes = header.classes.count == spec.outputSize ? header.classes : (0..<spec.outputSize).map { "class\($0)" }
+        let classes =
+            header.classes.count == spec.outputSize ? header.classes : (0..<spec.outputSize).map { "class\($0)" }
         var meta: [(String, String)] = [
             ("cortado.source_file", (path as NSString).lastPathComponent),
             ("cortado.source_sha256", SHA256.hex(file.bytes)),
             ("cortado.precision", header.precision),
             ("cortado.weights", header.precision.contains("int8") ? "int8 dequantized to fp32" : "fp32"),
             ("cortado.classes", String(decoding: try stableJSON(classes, pretty: false), as: UTF8.self)),
-            ("cortado.input_shape", spec.inputShape.map(String.init).joined(separator: ",")),
+            ("cortado.input_shape", spec.inputShape.map(String.init).joined(separator: ","))
         ]
-        if header.metadata["preprocessing"] != nil { meta.append(("cortado.input", "encoded features (the model's CSV preprocessing is not in the graph)")) }
+        if header.metadata["preprocessing"] != nil {
+            meta.append(("cortado.input", "encoded features (the model's CSV preprocessing is not in the graph)"))
+        }
         m.metadataProps = meta.map { k, v in
             var e = Onnx_StringStringEntryProto()
             e.key = k
@@ -139,8 +146,8 @@ public enum ONNXExport {
         }
 
         var x = "input"
-        var shape = spec.inputShape   // cortado's per-sample shape: (features) or (C, H, W)
-        var flat = true               // whether x is (batch, features) rather than (batch, C, H, W)
+        var shape = spec.inputShape // cortado's per-sample shape: (features) or (C, H, W)
+        var flat = true // whether x is (batch, features) rather than (batch, C, H, W)
         for (i, layer) in spec.layers.enumerated() {
             let out = "layers.\(i).\(layer.typeName)"
             // Convolutions and pools need (batch, C, H, W); dense layers take (batch, features).
@@ -167,7 +174,9 @@ public enum ONNXExport {
                 // Every kind names its operator; GELU's tanh form is built from primitives.
                 if let op = a.kind.onnx(a.params) {
                     x = g.node(op.op, [x], out, op.attributes.map { ONNXAttribute.float($0.0, $0.1) })
-                } else if a.kind.name == GELU.name { x = addGELU(x, out, to: &g) } else {
+                } else if a.kind.name == GELU.name {
+                    x = addGELU(x, out, to: &g)
+                } else {
                     throw CortadoError.usage("layers.\(i) (\(a.kind.name)): no ONNX operator for this activation")
                 }
             case .dropout: break
@@ -176,17 +185,24 @@ public enum ONNXExport {
                 let p = try weights(i), dims = flat ? [p.w.count] : shape
                 let scale = g.initializer("layers.\(i).weight", dims: dims, p.w)
                 let bias = g.initializer("layers.\(i).bias", dims: dims, p.b)
-                x = g.node("LayerNormalization", [x, scale, bias], out,
-                           [ONNXAttribute.int("axis", 1), ONNXAttribute.float("epsilon", 1e-5)])
+                x = g.node(
+                    "LayerNormalization", [x, scale, bias], out,
+                    [ONNXAttribute.int("axis", 1), ONNXAttribute.float("epsilon", 1e-5)])
             case let .conv2d(_, k, s, pad):
                 let p = try weights(i)
                 let w = g.initializer("layers.\(i).weight", dims: p.wShape, p.w)
                 let b = g.initializer("layers.\(i).bias", dims: [p.b.count], p.b)
-                x = g.node("Conv", [x, w, b], out, [ONNXAttribute.ints("kernel_shape", [k, k]), ONNXAttribute.ints("strides", [s, s]),
-                                                    ONNXAttribute.ints("pads", [pad, pad, pad, pad])])
+                x = g.node(
+                    "Conv", [x, w, b], out,
+                    [
+                        ONNXAttribute.ints("kernel_shape", [k, k]), ONNXAttribute.ints("strides", [s, s]),
+                        ONNXAttribute.ints("pads", [pad, pad, pad, pad])
+                    ])
             case let .maxPool(size, stride), let .avgPool(size, stride):
                 let op = layer.typeName == "max_pool" ? "MaxPool" : "AveragePool"
-                x = g.node(op, [x], out, [ONNXAttribute.ints("kernel_shape", [size, size]), ONNXAttribute.ints("strides", [stride, stride])])
+                x = g.node(
+                    op, [x], out,
+                    [ONNXAttribute.ints("kernel_shape", [size, size]), ONNXAttribute.ints("strides", [stride, stride])])
             case .flatten:
                 if !flat { x = g.node("Flatten", [x], out, [ONNXAttribute.int("axis", 1)]) }
                 flat = true

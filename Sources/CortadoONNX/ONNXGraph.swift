@@ -43,7 +43,9 @@ struct ONNXGraphBuilder {
     /// Appends a node of operator `op` (default domain) reading `inputs` and writing `output`;
     /// returns `output`. The node is named after its output.
     @discardableResult
-    mutating func node(_ op: String, _ inputs: [String], _ output: String, _ attributes: [Onnx_AttributeProto] = []) -> String {
+    mutating func node(_ op: String, _ inputs: [String], _ output: String, _ attributes: [Onnx_AttributeProto] = [])
+        -> String
+    {
         var n = Onnx_NodeProto()
         n.opType = op
         n.name = output + "/" + op

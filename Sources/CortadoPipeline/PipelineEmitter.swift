@@ -11,15 +11,20 @@ import CortadoTrain
 public struct PipelineEmitter: ModelEmitter {
     public init() {}
 
-    public func writeClassifier(path: String, recipe: Recipe, model: ModelSpec, classes: [String],
-                                params: UnsafeBufferPointer<Float>, metadata: [String: String],
-                                calibration: (features: UnsafePointer<Float>, rows: Int)?) throws {
-        try ModelExport.write(path: path, recipe: recipe, model: model, classes: classes, params: params,
-                              metadata: metadata, calibration: calibration.map { ($0.features, $0.rows) })
+    public func writeClassifier(
+        path: String, recipe: Recipe, model: ModelSpec, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String],
+        calibration: (features: UnsafePointer<Float>, rows: Int)?
+    ) throws {
+        try ModelExport.write(
+            path: path, recipe: recipe, model: model, classes: classes, params: params,
+            metadata: metadata, calibration: calibration.map { ($0.features, $0.rows) })
     }
 
-    public func writeRecommender(path: String, recipe: Recipe, recommender: RecommenderSpec,
-                                 params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws {
+    public func writeRecommender(
+        path: String, recipe: Recipe, recommender: RecommenderSpec,
+        params: UnsafeBufferPointer<Float>, metadata: [String: String]
+    ) throws {
         try ModelExport.write(path: path, recipe: recipe, recommender: recommender, params: params, metadata: metadata)
     }
 
@@ -58,6 +63,7 @@ extension TrainerServices {
     /// What `cortado-train` runs with: emitted models written and scored, teachers run by the
     /// inference runtime.
     public static var standard: TrainerServices {
-        TrainerServices(emitter: PipelineEmitter(), teacherRuntime: { file, path in try InferenceModel(file: file, path: path) })
+        TrainerServices(
+            emitter: PipelineEmitter(), teacherRuntime: { file, path in try InferenceModel(file: file, path: path) })
     }
 }

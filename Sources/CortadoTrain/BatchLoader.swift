@@ -13,7 +13,8 @@ protocol BatchSource: AnyObject {
     func readAhead(_ step: Int) throws -> Bool
     /// Copies step `step`'s rows: features into x (batch, d), labels into y (batch), their
     /// local row indices (0 = the rank's first training row) into rows (batch).
-    func assemble(_ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>, rows: UnsafeMutablePointer<Int32>)
+    func assemble(
+        _ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>, rows: UnsafeMutablePointer<Int32>)
     /// Bytes of training rows (and their bookkeeping) this source holds.
     var bytes: Int { get }
     /// For the start-up log: what the source holds.
@@ -31,7 +32,8 @@ final class BatchLoader {
     let source: BatchSource
     let prefetch: Bool
     /// The slots: features (2, batch, featureCount), labels (2, batch), local rows (2, batch).
-    private let x: UnsafeMutableBufferPointer<Float>, y: UnsafeMutableBufferPointer<Int32>, rows: UnsafeMutableBufferPointer<Int32>
+    private let x: UnsafeMutableBufferPointer<Float>, y: UnsafeMutableBufferPointer<Int32>,
+        rows: UnsafeMutableBufferPointer<Int32>
     /// Guards the counters below; the loader thread waits on it for a free slot, the main
     /// thread for a ready one.
     private let cond = NSCondition()
@@ -68,11 +70,13 @@ final class BatchLoader {
         guard prefetch, !running else { return }
         running = true
         let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let loader = Unmanaged<BatchLoader>.fromOpaque(raw!).takeRetainedValue()
-            loader.run()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let loader = Unmanaged<BatchLoader>.fromOpaque(raw!).takeRetainedValue()
+                loader.run()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<BatchLoader>.fromOpaque(context).release()
             running = false
@@ -95,13 +99,15 @@ final class BatchLoader {
     /// Step `step`'s batch: features (batch, featureCount), labels (batch) and local row
     /// indices (batch), valid until the next call. Steps come in order, one each call.
     /// A loader failure is returned as a message for the caller's abort path.
-    func batch(_ step: Int) -> Result<(x: UnsafePointer<Float>, y: UnsafePointer<Int32>, rows: UnsafePointer<Int32>), LoaderFailure> {
+    func batch(_ step: Int) -> Result<
+        (x: UnsafePointer<Float>, y: UnsafePointer<Int32>, rows: UnsafePointer<Int32>), LoaderFailure
+    > {
         let t0 = monotonicSeconds()
         defer { dataSeconds += monotonicSeconds() - t0 }
         let slot = step & 1
         if prefetch {
             cond.lock()
-            released = step   // step - 1 is done: its slot may take step + 1
+            released = step // step - 1 is done: its slot may take step + 1
             cond.broadcast()
             while ready <= step && failure == nil { cond.wait() }
             let failed = failure
@@ -110,7 +116,9 @@ final class BatchLoader {
         } else {
             do {
                 while !source.isReady(step) {
-                    guard try source.readAhead(step) else { return .failure(LoaderFailure(message: "step \(step): rows not readable (loader bug)")) }
+                    guard try source.readAhead(step) else {
+                        return .failure(LoaderFailure(message: "step \(step): rows not readable (loader bug)"))
+                    }
                 }
             } catch {
                 return .failure(LoaderFailure(message: Self.describe(error)))
@@ -118,7 +126,11 @@ final class BatchLoader {
             assemble(step, slot: slot)
         }
         let i = slot * batch
-        return .success((UnsafePointer(x.baseAddress! + i * featureCount), UnsafePointer(y.baseAddress! + i), UnsafePointer(rows.baseAddress! + i)))
+        return .success(
+            (
+                UnsafePointer(x.baseAddress! + i * featureCount), UnsafePointer(y.baseAddress! + i),
+                UnsafePointer(rows.baseAddress! + i)
+            ))
     }
 
     private func assemble(_ step: Int, slot: Int) {
@@ -190,7 +202,9 @@ final class InMemoryRows: BatchSource {
     func isReady(_ step: Int) -> Bool { true }
     func readAhead(_ step: Int) throws -> Bool { false }
 
-    func assemble(_ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>, rows: UnsafeMutablePointer<Int32>) {
+    func assemble(
+        _ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>, rows: UnsafeMutablePointer<Int32>
+    ) {
         let epoch = step / plan.stepsPerEpoch
         if epoch != filledEpoch {
             plan.fill(order: order.baseAddress!, scratch: scratch.baseAddress!, epoch: epoch)

@@ -27,7 +27,8 @@ final class ChunkedRows: BatchSource {
     /// One chunk in memory: features (chunkCapacity, d), labels and the row shuffle
     /// (chunkCapacity); which chunk it holds, where it sits in its epoch's stream, how much is read.
     private struct Buffer {
-        var features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>, shuffle: UnsafeMutableBufferPointer<Int32>
+        var features: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>,
+            shuffle: UnsafeMutableBufferPointer<Int32>
         var epoch = -1, chunk = 0, start = 0, count = 0, filled = 0
         var end: Int { start + count }
         var full: Bool { epoch >= 0 && filled == count }
@@ -42,7 +43,10 @@ final class ChunkedRows: BatchSource {
     private var nextChunk = -1
 
     /// `chunkRows` is the most rows a chunk holds; the caller has checked `minChunk >= batch`.
-    init(reader: SplitReader, rows: Range<Int>, chunkRows: Int, batch: Int, stepsPerEpoch: Int, epochs: Int, seed: UInt64, partition: Int) {
+    init(
+        reader: SplitReader, rows: Range<Int>, chunkRows: Int, batch: Int, stepsPerEpoch: Int, epochs: Int,
+        seed: UInt64, partition: Int
+    ) {
         self.reader = reader
         self.rows = rows
         chunkCount = Self.chunkCount(rows: rows.count, chunkRows: chunkRows)
@@ -55,7 +59,9 @@ final class ChunkedRows: BatchSource {
         let capacity = (rows.count + chunkCount - 1) / chunkCount, d = reader.featureCount
         chunkCapacity = capacity
         func buffer() -> Buffer {
-            Buffer(features: .allocate(capacity: capacity * d), labels: .allocate(capacity: capacity), shuffle: .allocate(capacity: capacity))
+            Buffer(
+                features: .allocate(capacity: capacity * d), labels: .allocate(capacity: capacity),
+                shuffle: .allocate(capacity: capacity))
         }
         buffers = (buffer(), buffer())
         chunkOrder = .allocate(capacity: chunkCount)
@@ -89,7 +95,9 @@ final class ChunkedRows: BatchSource {
         orderEpoch = epoch
     }
 
-    private func stream(_ step: Int) -> (epoch: Int, first: Int) { (step / stepsPerEpoch, (step % stepsPerEpoch) * batch) }
+    private func stream(_ step: Int) -> (epoch: Int, first: Int) {
+        (step / stepsPerEpoch, (step % stepsPerEpoch) * batch)
+    }
 
     /// Whether a fully read buffer holds stream position `p` of `epoch` (no array: this runs
     /// every step).
@@ -115,7 +123,9 @@ final class ChunkedRows: BatchSource {
         guard nextChunk < epochs * chunkCount else { return false }
         // The next chunk replaces the one before the previous, once no step still needs it.
         let occupant = nextChunk & 1 == 0 ? buffers.0 : buffers.1
-        guard occupant.epoch < 0 || occupant.epoch < e || (occupant.epoch == e && occupant.end <= a) else { return false }
+        guard occupant.epoch < 0 || occupant.epoch < e || (occupant.epoch == e && occupant.end <= a) else {
+            return false
+        }
         let epoch = nextChunk / chunkCount, k = nextChunk % chunkCount
         ensureOrder(epoch: epoch)
         var b = occupant
@@ -126,7 +136,8 @@ final class ChunkedRows: BatchSource {
         b.filled = 0
         let shuffle = UnsafeMutableBufferPointer(rebasing: b.shuffle[0..<b.count])
         for i in 0..<b.count { shuffle[i] = Int32(i) }
-        var rng = SeededRNG(seed: seed, stream: 0xC4_0001 &+ UInt64(epoch) << 40 &+ UInt64(partition) << 20 &+ UInt64(b.chunk))
+        var rng = SeededRNG(
+            seed: seed, stream: 0xC4_0001 &+ UInt64(epoch) << 40 &+ UInt64(partition) << 20 &+ UInt64(b.chunk))
         rng.shuffle(shuffle)
         try readPiece(&b)
         if nextChunk & 1 == 0 { buffers.0 = b } else { buffers.1 = b }
@@ -146,7 +157,10 @@ final class ChunkedRows: BatchSource {
         b.filled += end - first
     }
 
-    func assemble(_ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>, rows out: UnsafeMutablePointer<Int32>) {
+    func assemble(
+        _ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>,
+        rows out: UnsafeMutablePointer<Int32>
+    ) {
         let (e, a) = stream(step)
         let d = featureCount
         for i in 0..<batch {
@@ -161,7 +175,8 @@ final class ChunkedRows: BatchSource {
 
     var bytes: Int { 2 * chunkCapacity * (featureCount * 4 + 8) + chunkCount * 12 + 8 }
     var summary: String {
-        String(format: "chunks of %d rows read ahead from the shards (the rank's %d rows in %d chunks; 2 held, %.1f MiB)",
-               chunkCapacity, rows.count, chunkCount, Double(bytes) / 1048576)
+        String(
+            format: "chunks of %d rows read ahead from the shards (the rank's %d rows in %d chunks; 2 held, %.1f MiB)",
+            chunkCapacity, rows.count, chunkCount, Double(bytes) / 1048576)
     }
 }

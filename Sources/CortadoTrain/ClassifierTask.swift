@@ -39,9 +39,11 @@ final class ClassifierTask: TrainingTask {
     /// reduce-scatter instead and never call it.
     let exchange: GradientExchange
 
-    init(comm: Communicator, spec: JobSpec, model: ModelSpec, classes: [String],
-         data: (train: LocalData?, val: LocalData, test: LocalData), trainReader: SplitReader, trainRange: Range<Int>,
-         loader: BatchLoader, testFiles: [String], teacher: DistillationTeacher? = nil) {
+    init(
+        comm: Communicator, spec: JobSpec, model: ModelSpec, classes: [String],
+        data: (train: LocalData?, val: LocalData, test: LocalData), trainReader: SplitReader, trainRange: Range<Int>,
+        loader: BatchLoader, testFiles: [String], teacher: DistillationTeacher? = nil
+    ) {
         self.comm = comm
         self.model = model
         self.classes = classes
@@ -56,13 +58,14 @@ final class ClassifierTask: TrainingTask {
         net = Network<Float>(spec: model, maxBatch: max(spec.batchSize, evalBatch), gradientExtras: StatusSlot.count)
         net.labelSmoothing = spec.labelSmoothing
         self.teacher = teacher
-        teacher?.prepare(train: train, batch: spec.batchSize)   // the step loop then allocates nothing
+        teacher?.prepare(train: train, batch: spec.batchSize) // the step loop then allocates nothing
         let d = spec.distributed
         let mode = d.zero || comm.size == 1 ? OverlapMode.off : d.overlap
         let bucketValues = d.bucketKiB * 1024 / MemoryLayout<Float>.stride
-        net.gradientBlockRows = d.blockRows   // in every mode, so every mode computes the same bits
-        exchange = GradientExchange(comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
-                                    bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop)
+        net.gradientBlockRows = d.blockRows // in every mode, so every mode computes the same bits
+        exchange = GradientExchange(
+            comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
+            bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop)
         if mode != .off { net.gradientsReady = { [exchange] in exchange.ready(from: $0) } }
     }
 
@@ -96,10 +99,13 @@ final class ClassifierTask: TrainingTask {
 
     func trainStep(step: Int) -> (lossSum: Double, correct: Int) {
         let b: (x: UnsafePointer<Float>, y: UnsafePointer<Int32>, rows: UnsafePointer<Int32>)
-        guard let loader else { comm.abort("step \(step): training after endTraining (trainer bug)", code: CortadoError.data("").exitCode) }
+        guard let loader else {
+            comm.abort("step \(step): training after endTraining (trainer bug)", code: CortadoError.data("").exitCode)
+        }
         switch loader.batch(step) {
         case .success(let loaded): b = loaded
-        case .failure(let f): comm.abort("step \(step): loading the training batch: \(f.message)", code: CortadoError.data("").exitCode)
+        case .failure(let f):
+            comm.abort("step \(step): loading the training batch: \(f.message)", code: CortadoError.data("").exitCode)
         }
         let batch = loader.batch
         // Dropout masks from (seed, step, rank): reproducible, and a resumed run draws the
@@ -107,8 +113,9 @@ final class ClassifierTask: TrainingTask {
         net.dropoutSeed = seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(step * comm.size + comm.rank + 1)
         guard let teacher else { return net.step(b.x, labels: b.y, batch: batch, train: true) }
         let teacherLogits = teacher.logits(rows: b.rows, x: b.x, batch: batch)
-        let r = net.distillationStep(b.x, labels: b.y, teacherLogits: teacherLogits, batch: batch,
-                                     temperature: Float(teacher.spec.temperature), alpha: Float(teacher.spec.alpha))
+        let r = net.distillationStep(
+            b.x, labels: b.y, teacherLogits: teacherLogits, batch: batch,
+            temperature: Float(teacher.spec.temperature), alpha: Float(teacher.spec.alpha))
         hardLossSum = r.hardLossSum
         return (r.lossSum, r.correct)
     }
@@ -119,7 +126,8 @@ final class ClassifierTask: TrainingTask {
     var exchangeDescription: String {
         guard exchange.mode != .off else { return "" }
         let kib = exchange.buckets.map { String($0.count * 4 / 1024) }.joined(separator: ", ")
-        return "gradient exchange: \(exchange.buckets.count) buckets (\(kib) KiB, in backward's order), overlapped with backward (\(exchange.mode == .test ? "MPI_Testall between layers" : "communication thread"))"
+        return
+            "gradient exchange: \(exchange.buckets.count) buckets (\(kib) KiB, in backward's order), overlapped with backward (\(exchange.mode == .test ? "MPI_Testall between layers" : "communication thread"))"
     }
 
     /// Loss, accuracy, top-5 accuracy (more than 5 classes) and ROC AUC (2 classes). Sums
@@ -135,7 +143,8 @@ final class ClassifierTask: TrainingTask {
             let nb = min(evalBatch, data.rows - r0)
             let labels = data.labels.baseAddress! + r0
             let logits = net.forward(data.features.baseAddress! + r0 * data.featureCount, batch: nb)
-            let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: nb, classes: k, dLogits: nil, gradScale: 1)
+            let r = SoftmaxCrossEntropy.evaluate(
+                logits: logits, labels: labels, batch: nb, classes: k, dLogits: nil, gradScale: 1)
             sums[0] += r.lossSum
             sums[1] += Double(r.correct)
             sums[2] += Double(topKCorrect(logits: logits, labels: labels, batch: nb, classes: k, k: 5))
@@ -152,7 +161,9 @@ final class ClassifierTask: TrainingTask {
             var allScores = [Float](), allPositives = [Bool]()
             for part in comm.allgather(scores.withUnsafeBytes { Array($0) } + positives.map { $0 ? 1 : 0 }) {
                 let c = part.count / 5
-                allScores += (0..<c).map { i in part.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) } }
+                allScores += (0..<c).map { i in
+                    part.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+                }
                 allPositives += part[(4 * c)...].map { $0 == 1 }
             }
             m["auc"] = rocAUC(scores: allScores, positives: allPositives)
@@ -160,20 +171,26 @@ final class ClassifierTask: TrainingTask {
         return m
     }
 
-    func emitModels(emit: [String], runDir: String, metadata: [String: String],
-                    emitter: ModelEmitter) throws -> (models: [String: String], metrics: [String: Double]) {
+    func emitModels(
+        emit: [String], runDir: String, metadata: [String: String],
+        emitter: ModelEmitter
+    ) throws -> (models: [String: String], metrics: [String: Double]) {
         try emitEach(emit, runDir: runDir) { e, recipe, path in
             // Static int8 calibrates on this rank's first training rows (rank 0 emits), read
             // again from the shards: training freed them.
             let calibration = try recipe.calibrationPercentile.map { _ in
                 try LocalData(reader: trainReader, range: trainRange.prefix(2048), verifyChecksums: false)
             }
-            try emitter.writeClassifier(path: path, recipe: recipe, model: model, classes: classes,
-                                        params: UnsafeBufferPointer(net.params.buffer), metadata: metadata,
-                                        calibration: calibration.map { (UnsafePointer($0.features.baseAddress!), $0.rows) })
+            try emitter.writeClassifier(
+                path: path, recipe: recipe, model: model, classes: classes,
+                params: UnsafeBufferPointer(net.params.buffer), metadata: metadata,
+                calibration: calibration.map { (UnsafePointer($0.features.baseAddress!), $0.rows) })
             // Score the written file with the inference runtime: checks the file, and gives
             // the int8 figure cortado-infer must reproduce.
-            return ["\(e)_model_accuracy": try emitter.classifierAccuracy(path: path, testFiles: testFiles, batch: evalBatch)]
+            return [
+                "\(e)_model_accuracy": try emitter.classifierAccuracy(
+                    path: path, testFiles: testFiles, batch: evalBatch)
+            ]
         }
     }
 }
@@ -181,7 +198,9 @@ final class ClassifierTask: TrainingTask {
 extension ClassifierTask: TaskBuilder {
     static func checkData(spec: JobSpec, manifest: DatasetManifest, model: ModelSpec) throws {
         guard manifest.task == "classification" else {
-            throw CortadoError.usage("\(spec.data): task '\(manifest.task)' needs model.type: recommender (feed-forward models train on classification data)")
+            throw CortadoError.usage(
+                "\(spec.data): task '\(manifest.task)' needs model.type: recommender (feed-forward models train on classification data)"
+            )
         }
         try model.validate(classes: manifest.classes.count)
     }
@@ -189,13 +208,17 @@ extension ClassifierTask: TaskBuilder {
     static func build(_ c: TaskContext) throws -> TrainingTask {
         let spec = c.spec, reader = c.data.train, rows = c.share.rows, chunkRows = spec.loader?.chunkRows ?? 0
         if chunkRows > 0 && spec.verifyChecksums { try reader.verifyChecksums(overlapping: rows) }
-        let source: BatchSource = c.train.map { InMemoryRows(data: $0, plan: c.plan) } ??
-            ChunkedRows(reader: reader, rows: rows, chunkRows: chunkRows, batch: spec.batchSize, stepsPerEpoch: c.stepsPerEpoch,
-                        epochs: spec.epochs, seed: spec.seed, partition: c.comm.rank)
-        let loader = BatchLoader(source: source, batch: spec.batchSize, featureCount: reader.featureCount,
-                                 prefetch: spec.loader?.prefetch ?? true)
-        return ClassifierTask(comm: c.comm, spec: spec, model: c.data.model, classes: c.data.manifest.classes,
-                              data: (c.train, c.validation, c.test), trainReader: reader, trainRange: rows, loader: loader,
-                              testFiles: c.data.test.files.map(\.path), teacher: c.data.teacher)
+        let source: BatchSource =
+            c.train.map { InMemoryRows(data: $0, plan: c.plan) }
+            ?? ChunkedRows(
+                reader: reader, rows: rows, chunkRows: chunkRows, batch: spec.batchSize, stepsPerEpoch: c.stepsPerEpoch,
+                epochs: spec.epochs, seed: spec.seed, partition: c.comm.rank)
+        let loader = BatchLoader(
+            source: source, batch: spec.batchSize, featureCount: reader.featureCount,
+            prefetch: spec.loader?.prefetch ?? true)
+        return ClassifierTask(
+            comm: c.comm, spec: spec, model: c.data.model, classes: c.data.manifest.classes,
+            data: (c.train, c.validation, c.test), trainReader: reader, trainRange: rows, loader: loader,
+            testFiles: c.data.test.files.map(\.path), teacher: c.data.teacher)
     }
 }

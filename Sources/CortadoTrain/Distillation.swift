@@ -67,20 +67,25 @@ final class DistillationTeacher {
     /// Loads `teacher.model` and checks it against the student's data: a readable, valid
     /// classifier file (not a recommender) taking the data's features and predicting the data's
     /// classes. Errors name the spec field and the file.
-    static func load(_ teacher: JobSpec.Teacher, manifest: DatasetManifest, data: String,
-                     runtime makeRuntime: TeacherRuntimeFactory?) throws -> DistillationTeacher {
+    static func load(
+        _ teacher: JobSpec.Teacher, manifest: DatasetManifest, data: String,
+        runtime makeRuntime: TeacherRuntimeFactory?
+    ) throws -> DistillationTeacher {
         let path = teacher.model
         func fail(_ why: String) -> CortadoError { .usage("teacher.model: \(path): \(why)") }
         guard FileManager.default.fileExists(atPath: path) else {
             throw fail("no such model file (give a classifier .cmodel that cortado-train or cortado compress wrote)")
         }
         let file: ModelFile
-        do { file = try ModelFile.load(path) } catch let e as CortadoError { throw CortadoError(e.kind, "teacher.model: \(e.message)") }
+        do { file = try ModelFile.load(path) } catch let e as CortadoError {
+            throw CortadoError(e.kind, "teacher.model: \(e.message)")
+        }
         guard file.header.recommender == nil else {
             throw fail("is a recommender model; a teacher must be a classifier (softmax over the data's classes)")
         }
         guard let makeRuntime else {
-            throw CortadoError.usage("teacher: this program was built without an inference runtime for teachers (use cortado-train)")
+            throw CortadoError.usage(
+                "teacher: this program was built without an inference runtime for teachers (use cortado-train)")
         }
         let runtime: LogitsProvider
         do { runtime = try makeRuntime(file, path) } catch let e as CortadoError {
@@ -88,14 +93,20 @@ final class DistillationTeacher {
         }
         let inputs = runtime.inputSize
         guard inputs == manifest.featureCount else {
-            throw fail("takes \(inputs) inputs (shape \(file.header.model.inputShape)) but the data \(data) has \(manifest.featureCount) features (shape \(manifest.featureShape))")
+            throw fail(
+                "takes \(inputs) inputs (shape \(file.header.model.inputShape)) but the data \(data) has \(manifest.featureCount) features (shape \(manifest.featureShape))"
+            )
         }
         guard runtime.classes == manifest.classes.count else {
             throw fail("predicts \(runtime.classes) classes but the data \(data) has \(manifest.classes.count)")
         }
         let names = file.header.classes
-        if names.count == manifest.classes.count, let i = names.indices.first(where: { names[$0] != manifest.classes[$0] }) {
-            throw fail("class \(i) is '\(names[i])' but the data \(data) calls it '\(manifest.classes[i])' (a teacher trained on other classes?)")
+        if names.count == manifest.classes.count,
+            let i = names.indices.first(where: { names[$0] != manifest.classes[$0] })
+        {
+            throw fail(
+                "class \(i) is '\(names[i])' but the data \(data) calls it '\(manifest.classes[i])' (a teacher trained on other classes?)"
+            )
         }
         var resolved = teacher
         resolved.sha256 = SHA256.hex(file.bytes)
@@ -104,8 +115,11 @@ final class DistillationTeacher {
 
     /// The start-up log line.
     var summary: String {
-        let cached = cache.map { String(format: "logits of %d rows cached in %.1f s", $0.rows, $0.seconds) } ?? "run per batch (teacher.cache: false)"
-        return "teacher: \(spec.model) (\(precision), \(runtime.architecture), sha256 \(spec.sha256?.prefix(16) ?? "?")…), temperature \(spec.temperature), alpha \(spec.alpha); \(cached)"
+        let cached =
+            cache.map { String(format: "logits of %d rows cached in %.1f s", $0.rows, $0.seconds) }
+            ?? "run per batch (teacher.cache: false)"
+        return
+            "teacher: \(spec.model) (\(precision), \(runtime.architecture), sha256 \(spec.sha256?.prefix(16) ?? "?")…), temperature \(spec.temperature), alpha \(spec.alpha); \(cached)"
     }
 
     /// On resume: the checkpoint's run must have had the same teacher (by content), or none if
@@ -117,12 +131,18 @@ final class DistillationTeacher {
         switch (before, teacher) {
         case (nil, nil): return
         case (nil, let t?):
-            throw CortadoError.usage("teacher.model: \(t.model): \(path) was trained without a teacher; adding one on --resume changes the loss mid-run (start a new run, with init_from: the checkpoint)")
+            throw CortadoError.usage(
+                "teacher.model: \(t.model): \(path) was trained without a teacher; adding one on --resume changes the loss mid-run (start a new run, with init_from: the checkpoint)"
+            )
         case (_, nil):
-            throw CortadoError.usage("teacher: \(path) was distilled from \(beforeModel) (sha256 \(beforeHash?.prefix(16) ?? "?")…); the job has no teacher (resume with the same teacher:)")
+            throw CortadoError.usage(
+                "teacher: \(path) was distilled from \(beforeModel) (sha256 \(beforeHash?.prefix(16) ?? "?")…); the job has no teacher (resume with the same teacher:)"
+            )
         case (_, let t?):
             guard beforeHash == t.sha256 else {
-                throw CortadoError.usage("teacher.model: \(t.model) (sha256 \(t.sha256?.prefix(16) ?? "?")…) is not the teacher \(path) was distilled from: \(beforeModel) (sha256 \(beforeHash?.prefix(16) ?? "?")…)")
+                throw CortadoError.usage(
+                    "teacher.model: \(t.model) (sha256 \(t.sha256?.prefix(16) ?? "?")…) is not the teacher \(path) was distilled from: \(beforeModel) (sha256 \(beforeHash?.prefix(16) ?? "?")…)"
+                )
             }
         }
     }
@@ -160,7 +180,7 @@ public final class TeacherLogits {
         logits = .allocate(capacity: max(rows * k, 1))
         var r0 = 0
         while r0 < rows {
-            let lo = min(r0, rows - b)   // the last chunk: the final b rows
+            let lo = min(r0, rows - b) // the last chunk: the final b rows
             let z = runtime.logits(features + lo * d, batch: b)
             (logits.baseAddress! + lo * k).update(from: z, count: b * k)
             r0 = lo + b

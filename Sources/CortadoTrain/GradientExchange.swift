@@ -40,15 +40,18 @@ final class GradientExchange {
     private let work = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
     private let stopFlag = UnsafeMutablePointer<Bool>.allocate(capacity: 1)
 
-    init(comm: Communicator, grads: UnsafeMutablePointer<Float>, count: Int, extras: Int, mode: OverlapMode,
-         bucketValues: Int, readyPoints: [Int], checkFinite: Bool) {
+    init(
+        comm: Communicator, grads: UnsafeMutablePointer<Float>, count: Int, extras: Int, mode: OverlapMode,
+        bucketValues: Int, readyPoints: [Int], checkFinite: Bool
+    ) {
         self.comm = comm
         self.mode = mode
         g = grads
         self.count = count
         self.extras = extras
         self.checkFinite = checkFinite
-        buckets = mode == .off ? [0..<count] : gradientBuckets(count: count, readyPoints: readyPoints, size: bucketValues)
+        buckets =
+            mode == .off ? [0..<count] : gradientBuckets(count: count, readyPoints: readyPoints, size: bucketValues)
         pending = comm.pending(capacity: buckets.count)
         stopFlag.initialize(to: false)
         if mode == .thread { startThread() }
@@ -64,7 +67,9 @@ final class GradientExchange {
     /// Backward's report: every gradient at `offset` and above is final. Starts each bucket
     /// that is now complete, then lets MPI progress the ones in flight.
     func ready(from offset: Int) {
-        guard posted < buckets.count, buckets[posted].lowerBound >= offset || mode == .test && pending.count > 0 else { return }
+        guard posted < buckets.count, buckets[posted].lowerBound >= offset || mode == .test && pending.count > 0 else {
+            return
+        }
         let t0 = monotonicSeconds()
         while posted < buckets.count && buckets[posted].lowerBound >= offset { start(posted) }
         if mode == .test && pending.count > 0 { pending.progress() }
@@ -74,7 +79,11 @@ final class GradientExchange {
     private func start(_ i: Int) {
         check(through: i)
         let b = buckets[i]
-        if mode == .test { pending.startSum(g + b.lowerBound, count: b.count) } else if mode == .thread { work.signal() }
+        if mode == .test {
+            pending.startSum(g + b.lowerBound, count: b.count)
+        } else if mode == .thread {
+            work.signal()
+        }
         posted = i + 1
     }
 
@@ -145,4 +154,3 @@ public func gradientBuckets(count: Int, readyPoints: [Int], size: Int) -> [Range
     }
     return result
 }
-

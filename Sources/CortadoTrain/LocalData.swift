@@ -37,8 +37,9 @@ public final class LocalData {
         labels.initialize(repeating: 0)
         targets = .allocate(capacity: reader.isRegression ? max(n, 1) : 1)
         ids = .allocate(capacity: max(n * idColumns, 1))
-        try reader.read(range, features: features.baseAddress!, labels: reader.isRegression ? nil : labels.baseAddress!,
-                        targets: reader.isRegression ? targets.baseAddress! : nil, ids: idColumns > 0 ? ids.baseAddress! : nil)
+        try reader.read(
+            range, features: features.baseAddress!, labels: reader.isRegression ? nil : labels.baseAddress!,
+            targets: reader.isRegression ? targets.baseAddress! : nil, ids: idColumns > 0 ? ids.baseAddress! : nil)
         HDF5File.releaseFreeMemory()
     }
 
@@ -51,7 +52,9 @@ public final class LocalData {
 
     /// Copies rows `order[0..<count]` into the batch buffers x (count, d) and y (count).
     @inline(__always)
-    public func gather(_ order: UnsafePointer<Int32>, count: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>) {
+    public func gather(
+        _ order: UnsafePointer<Int32>, count: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>
+    ) {
         let d = featureCount
         for i in 0..<count {
             let r = Int(order[i])

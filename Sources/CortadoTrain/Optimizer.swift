@@ -20,8 +20,11 @@ public final class Optimizer {
     /// `spec` must have passed `validate()` (every spec read from a file or job.json has);
     /// an unregistered type here is a programming error, not a user's.
     public init(spec: JobSpec.OptimizerSpec, count: Int) {
-        guard let rule = OptimizerRegistry.rule(named: spec.type), let schedule = LearningRateSchedule(rawValue: spec.schedule) else {
-            preconditionFailure("Optimizer: unvalidated spec (optimizer.type '\(spec.type)', schedule '\(spec.schedule)')")
+        guard let rule = OptimizerRegistry.rule(named: spec.type),
+            let schedule = LearningRateSchedule(rawValue: spec.schedule)
+        else {
+            preconditionFailure(
+                "Optimizer: unvalidated spec (optimizer.type '\(spec.type)', schedule '\(spec.schedule)')")
         }
         self.spec = spec
         self.rule = rule
@@ -32,7 +35,9 @@ public final class Optimizer {
 
     /// Arenas of state per parameter for a validated `optimizer.type`.
     public static func stateMultiple(_ type: String) -> Int {
-        guard let rule = OptimizerRegistry.rule(named: type) else { preconditionFailure("Optimizer: unvalidated optimizer.type '\(type)'") }
+        guard let rule = OptimizerRegistry.rule(named: type) else {
+            preconditionFailure("Optimizer: unvalidated optimizer.type '\(type)'")
+        }
         return rule.stateArenas
     }
 
@@ -58,12 +63,17 @@ public final class Optimizer {
     /// even decayed); nil means all of it. `grads` is only read. One vectorized C pass per
     /// range (CKernels' optimizer.c), bit-identical to the rule's formula computed on
     /// `grads[i] * gradScale`.
-    public func update(params w: UnsafeMutablePointer<Float>, grads g: UnsafePointer<Float>, lr: Float, step: Int,
-                       ranges: [Range<Int>]? = nil, gradScale: Float = 1) {
+    public func update(
+        params w: UnsafeMutablePointer<Float>, grads g: UnsafePointer<Float>, lr: Float, step: Int,
+        ranges: [Range<Int>]? = nil, gradScale: Float = 1
+    ) {
         for r in ranges ?? [0..<count] {
             let i = r.lowerBound
-            rule.update(spec, OptimizerStep(w: w + i, g: g + i, state: state.base + i, stride: count, n: r.count, lr: lr, step: step,
-                                            gradScale: gradScale, path: Int32(kernelPath)))
+            rule.update(
+                spec,
+                OptimizerStep(
+                    w: w + i, g: g + i, state: state.base + i, stride: count, n: r.count, lr: lr, step: step,
+                    gradScale: gradScale, path: Int32(kernelPath)))
         }
     }
 }
@@ -76,8 +86,10 @@ public func clipGlobalNorm(_ grads: UnsafeMutablePointer<Float>, count: Int, max
 
 /// The same over `grads[range]`, one rank's part of a vector spread over ranks (ZeRO-1):
 /// `sumOverRanks` turns this part's sum of squares into the whole vector's.
-public func clipGlobalNorm(_ grads: UnsafeMutablePointer<Float>, range: Range<Int>, maxNorm: Double,
-                           sumOverRanks: (Double) -> Double = { $0 }) -> Double {
+public func clipGlobalNorm(
+    _ grads: UnsafeMutablePointer<Float>, range: Range<Int>, maxNorm: Double,
+    sumOverRanks: (Double) -> Double = { $0 }
+) -> Double {
     var sq = 0.0
     for i in range { sq += Double(grads[i]) * Double(grads[i]) }
     let norm = sumOverRanks(sq).squareRoot()

@@ -40,8 +40,11 @@ final class RecommenderTask: TrainingTask {
     let order: UnsafeMutableBufferPointer<Int32>, orderScratch: UnsafeMutableBufferPointer<Int32>
     private var orderEpoch = -1
 
-    init(comm: Communicator, job: JobSpec, manifest: DatasetManifest, data: (train: LocalData, val: LocalData, test: LocalData),
-         readers: [SplitReader], plan: EpochPlan, log: (String) -> Void) throws {
+    init(
+        comm: Communicator, job: JobSpec, manifest: DatasetManifest,
+        data: (train: LocalData, val: LocalData, test: LocalData),
+        readers: [SplitReader], plan: EpochPlan, log: (String) -> Void
+    ) throws {
         let s = try job.recommenderSpec(manifest: manifest)
         let idColumns = manifest.categoricalColumns ?? []
         userColumn = idColumns.firstIndex(of: s.userColumn)!
@@ -57,7 +60,8 @@ final class RecommenderTask: TrainingTask {
         let rows = job.batchSize * s.rowsPerExample
         rec = Recommender<Float>(spec: s, maxBatch: max(rows, 1024), gradientExtras: StatusSlot.count)
         // Sized for the largest use: a training batch, or a chunk of items when ranking.
-        users = .allocate(capacity: rec.maxBatch); items = .allocate(capacity: rec.maxBatch); targets = .allocate(capacity: rec.maxBatch)
+        users = .allocate(capacity: rec.maxBatch); items = .allocate(capacity: rec.maxBatch);
+        targets = .allocate(capacity: rec.maxBatch)
         allScores = .allocate(capacity: s.items)
         excluded = .allocate(capacity: s.items)
         excluded.initialize(repeating: 0, count: s.items)
@@ -75,18 +79,25 @@ final class RecommenderTask: TrainingTask {
         popularity = counts
 
         let layout = s.parameterLayout
-        let tables = [SparseExchange.Table(rows: s.users, parts: [(rec.userEmbedding, s.dim), (rec.userBias, 1)]),
-                      SparseExchange.Table(rows: s.items, parts: [(rec.itemEmbedding, s.dim), (rec.itemBias, 1)])]
-        let sparse = SparseExchange(comm: comm, tables: tables, denseCount: s.denseCount, arenaCount: layout.count, extras: StatusSlot.count,
-                                    maxIds: [rows, rows])
+        let tables = [
+            SparseExchange.Table(rows: s.users, parts: [(rec.userEmbedding, s.dim), (rec.userBias, 1)]),
+            SparseExchange.Table(rows: s.items, parts: [(rec.itemEmbedding, s.dim), (rec.itemBias, 1)])
+        ]
+        let sparse = SparseExchange(
+            comm: comm, tables: tables, denseCount: s.denseCount, arenaCount: layout.count, extras: StatusSlot.count,
+            maxIds: [rows, rows])
         // auto: sparse when the tables are big (≥ 1 MiB of gradient) and the worst-case
         // gathered rows are well under the dense traffic. Below that an allreduce is as fast
         // (measured: 0.15 ms dense vs 0.20 ms sparse per step for MovieLens-100k's tables on
         // 2 ranks; the sparse path costs two more collective latencies).
         let mode = job.recommender!.exchange
-        let useSparse = mode == .sparse || (mode == .auto && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
+        let useSparse =
+            mode == .sparse
+            || (mode == .auto && sparse.denseCost >= 1 << 18 && 4 * sparse.sparseBound < sparse.denseCost)
         exchange = useSparse ? sparse : nil
-        log("recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(mode): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)")
+        log(
+            "recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(mode): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)"
+        )
     }
 
     deinit {
@@ -103,7 +114,7 @@ final class RecommenderTask: TrainingTask {
     }
     var trainRows: Int { train.rows }
     var dataBytes: Int { train.bytes + val.bytes + test.bytes + history.items.count * 4 }
-    var activationBytes: Int { 0 }   // its tower's and tables' batch buffers are not counted yet
+    var activationBytes: Int { 0 } // its tower's and tables' batch buffers are not counted yet
     var logMetrics: [String] { spec.loss == "mse" ? ["rmse", "hr@10", "ndcg@10"] : ["loss", "hr@10", "ndcg@10"] }
     var flopsPerExample: Double { 3 * spec.forwardFLOPs * Double(spec.rowsPerExample) }
 
@@ -148,7 +159,8 @@ final class RecommenderTask: TrainingTask {
             orderEpoch = epoch
         }
         var rng = SeededRNG(seed: seed, stream: 0x4E6 &+ UInt64(step) << 20 &+ UInt64(comm.rank))
-        let n = fill(train, order: order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch, batch: plan.batch, rng: &rng)
+        let n = fill(
+            train, order: order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch, batch: plan.batch, rng: &rng)
         if let exchange {
             exchange.idSources[0] = (UnsafePointer(users), n)
             exchange.idSources[1] = (UnsafePointer(items), n)
@@ -179,7 +191,9 @@ final class RecommenderTask: TrainingTask {
             let nb = min(256 / spec.rowsPerExample, data.rows - r0)
             for i in 0..<nb { order[i] = Int32(r0 + i) }
             let n = fill(data, order: order, batch: nb, rng: &rng)
-            sums[0] += rec.step(users: users, items: items, targets: targets, batch: n, train: false).lossSum / Double(spec.rowsPerExample)
+            sums[0] +=
+                rec.step(users: users, items: items, targets: targets, batch: n, train: false).lossSum
+                / Double(spec.rowsPerExample)
             r0 += nb
         }
         // Full ranking of each held-out item, for the model and for popularity.
@@ -189,16 +203,22 @@ final class RecommenderTask: TrainingTask {
                 let u = data.ids[i * k + userColumn], target = Int(data.ids[i * k + itemColumn])
                 scoreAll(user: u)
                 for j in history.items(of: Int(u)) where Int(j) != target { excluded[Int(j)] = 1 }
-                let m = hitAndNDCG(rank: expectedRank(scores: allScores, count: spec.items, target: target, excluded: excluded), k: Self.k)
-                let p = hitAndNDCG(rank: expectedRank(scores: pop.baseAddress!, count: spec.items, target: target, excluded: excluded), k: Self.k)
+                let m = hitAndNDCG(
+                    rank: expectedRank(scores: allScores, count: spec.items, target: target, excluded: excluded),
+                    k: Self.k)
+                let p = hitAndNDCG(
+                    rank: expectedRank(scores: pop.baseAddress!, count: spec.items, target: target, excluded: excluded),
+                    k: Self.k)
                 for j in history.items(of: Int(u)) { excluded[Int(j)] = 0 }
                 sums[2] += m.hit; sums[3] += m.ndcg; sums[4] += p.hit; sums[5] += p.ndcg
             }
         }
         comm.allreduceSum(&sums)
         let n = max(sums[1], 1)
-        var m = ["loss": sums[0] / n, "hr@10": sums[2] / n, "ndcg@10": sums[3] / n,
-                 "popularity_hr@10": sums[4] / n, "popularity_ndcg@10": sums[5] / n]
+        var m = [
+            "loss": sums[0] / n, "hr@10": sums[2] / n, "ndcg@10": sums[3] / n,
+            "popularity_hr@10": sums[4] / n, "popularity_ndcg@10": sums[5] / n
+        ]
         if spec.loss == "mse" { m["rmse"] = (sums[0] / n).squareRoot() }
         return m
     }
@@ -214,11 +234,14 @@ final class RecommenderTask: TrainingTask {
         }
     }
 
-    func emitModels(emit: [String], runDir: String, metadata: [String: String],
-                    emitter: ModelEmitter) throws -> (models: [String: String], metrics: [String: Double]) {
+    func emitModels(
+        emit: [String], runDir: String, metadata: [String: String],
+        emitter: ModelEmitter
+    ) throws -> (models: [String: String], metrics: [String: Double]) {
         try emitEach(emit, runDir: runDir) { e, recipe, path in
-            try emitter.writeRecommender(path: path, recipe: recipe, recommender: spec,
-                                  params: UnsafeBufferPointer(rec.params.buffer), metadata: metadata)
+            try emitter.writeRecommender(
+                path: path, recipe: recipe, recommender: spec,
+                params: UnsafeBufferPointer(rec.params.buffer), metadata: metadata)
             // Score the written file with the inference runtime on the test split's pairs (this
             // also checks that it loads); an RMSE is reported for rating models only.
             let rmse = try emitter.recommenderRMSE(path: path, testFiles: testFiles)
@@ -236,8 +259,11 @@ extension RecommenderTask: TaskBuilder {
 
     static func build(_ c: TaskContext) throws -> TrainingTask {
         // ModelFamily.recommender does not load in chunks (the spec's validation refuses it).
-        guard let train = c.train else { throw CortadoError.usage("loader.chunk_rows: a recommender keeps its rows in memory (set 0)") }
-        return try RecommenderTask(comm: c.comm, job: c.spec, manifest: c.data.manifest, data: (train, c.validation, c.test),
-                                   readers: [c.data.train, c.data.validation, c.data.test], plan: c.plan, log: c.log)
+        guard let train = c.train else {
+            throw CortadoError.usage("loader.chunk_rows: a recommender keeps its rows in memory (set 0)")
+        }
+        return try RecommenderTask(
+            comm: c.comm, job: c.spec, manifest: c.data.manifest, data: (train, c.validation, c.test),
+            readers: [c.data.train, c.data.validation, c.data.test], plan: c.plan, log: c.log)
     }
 }

@@ -48,7 +48,12 @@ public enum Preemption {
     nonisolated(unsafe) private static var installed = false
     static var requested: Bool { received[0] > 0 }
     static var signalName: String {
-        switch received[1] { case SIGTERM: return "SIGTERM"; case SIGUSR1: return "SIGUSR1"; case SIGINT: return "SIGINT"; default: return "a signal" }
+        switch received[1] {
+        case SIGTERM: return "SIGTERM";
+        case SIGUSR1: return "SIGUSR1";
+        case SIGINT: return "SIGINT";
+        default: return "a signal"
+        }
     }
 }
 
@@ -87,12 +92,18 @@ final class Watchdog {
         // A plain pthread: it only reads the beat and, at worst, prints and _exits.
         let context = Unmanaged.passRetained(self).toOpaque()
         var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { raw in
-            let w = Unmanaged<Watchdog>.fromOpaque(raw!).takeUnretainedValue()
-            w.watch()
-            return nil
-        }, context)
-        if rc == 0 { pthread_detach(tid) } else { printError("cortado-train: \(rankName): warning: watchdog thread not started (pthread_create \(rc))") }
+        let rc = pthread_create(
+            &tid, nil,
+            { raw in
+                let w = Unmanaged<Watchdog>.fromOpaque(raw!).takeUnretainedValue()
+                w.watch()
+                return nil
+            }, context)
+        if rc == 0 {
+            pthread_detach(tid)
+        } else {
+            printError("cortado-train: \(rankName): warning: watchdog thread not started (pthread_create \(rc))")
+        }
     }
 
     private func watch() {
@@ -103,7 +114,9 @@ final class Watchdog {
             // Writing checkpoints and model files (rank 0; the others wait for it) is one long
             // phase with no beats inside: it gets ten times the deadline.
             if idle > timeout * (phase == .checkpoint || phase == .finishing ? 10 : 1) {
-                printError("cortado-train: \(rankName): no progress for \(Int(idle)) s at step \(beatStep.load(ordering: .relaxed)) while \(phase.words); watchdog_seconds is \(Int(timeout)); exiting so the job ends")
+                printError(
+                    "cortado-train: \(rankName): no progress for \(Int(idle)) s at step \(beatStep.load(ordering: .relaxed)) while \(phase.words); watchdog_seconds is \(Int(timeout)); exiting so the job ends"
+                )
                 _exit(6)
             }
         }
@@ -129,7 +142,9 @@ struct FaultInjection {
     static func fromEnvironment(rank: Int) -> FaultInjection? {
         guard let v = ProcessInfo.processInfo.environment["CORTADO_FAULT"] else { return nil }
         let a = v.split(separator: "@"), b = a.count == 2 ? a[1].split(separator: ":") : []
-        guard a.count == 2, b.count == 2, let kind = Kind(rawValue: String(a[0])), let step = Int(b[0]), let r = Int(b[1]) else { return nil }
+        guard a.count == 2, b.count == 2, let kind = Kind(rawValue: String(a[0])), let step = Int(b[0]),
+            let r = Int(b[1])
+        else { return nil }
         return r == rank ? FaultInjection(kind: kind, step: step, rank: r) : nil
     }
 

@@ -35,8 +35,9 @@ struct StepSplit {
     var compute = 0.0, data = 0.0, exchange = 0.0, update = 0.0, steps = 0
 
     static func - (a: StepSplit, b: StepSplit) -> StepSplit {
-        StepSplit(compute: a.compute - b.compute, data: a.data - b.data, exchange: a.exchange - b.exchange,
-                  update: a.update - b.update, steps: a.steps - b.steps)
+        StepSplit(
+            compute: a.compute - b.compute, data: a.data - b.data, exchange: a.exchange - b.exchange,
+            update: a.update - b.update, steps: a.steps - b.steps)
     }
 }
 
@@ -109,8 +110,10 @@ struct RunState {
 
     var batch: Int { spec.batchSize }
 
-    init(spec: JobSpec, task: TrainingTask, opt: Optimizer, stateMultiple: Int, stepsPerEpoch: Int,
-         trainable: [Range<Int>]?, zero: ZeroSharding?, comm: Communicator) {
+    init(
+        spec: JobSpec, task: TrainingTask, opt: Optimizer, stateMultiple: Int, stepsPerEpoch: Int,
+        trainable: [Range<Int>]?, zero: ZeroSharding?, comm: Communicator
+    ) {
         (self.spec, self.task, self.opt, self.stateMultiple) = (spec, task, opt, stateMultiple)
         self.stepsPerEpoch = stepsPerEpoch
         totalSteps = spec.epochs * stepsPerEpoch

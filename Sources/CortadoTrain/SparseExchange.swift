@@ -41,7 +41,9 @@ final class SparseExchange {
         self.maxIds = maxIds
         let dummy = UnsafePointer<Int32>(bitPattern: 8)!
         idSources = tables.map { _ in (dummy, 0) }
-        marks = tables.map { t in let b = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: t.rows); b.initialize(repeating: 0); return b }
+        marks = tables.map { t in
+            let b = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: t.rows); b.initialize(repeating: 0); return b
+        }
         touched = zip(tables, maxIds).map { _, m in .allocate(capacity: m) }
         let perRank = extras + tables.count + zip(tables, maxIds).reduce(0) { $0 + $1.1 * ($1.0.width + 1) }
         send = .allocate(capacity: perRank)

@@ -55,7 +55,9 @@ public struct TrainSummary: Codable {
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
-        case samplesPerSecond = "samples_per_sec", steadySamplesPerSecond = "samples_per_sec_steady", flopsPerSample = "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", peakRSSMiB = "peak_rss_mib", wallSeconds = "wall_sec"
+        case samplesPerSecond = "samples_per_sec", steadySamplesPerSecond = "samples_per_sec_steady", flopsPerSample =
+            "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", peakRSSMiB = "peak_rss_mib", wallSeconds =
+            "wall_sec"
         case stepMilliseconds = "step_ms", stepMillisecondsByRank = "step_ms_by_rank"
     }
 }
@@ -89,8 +91,11 @@ public final class Trainer {
         var spec = agreed
         let data = try openData(spec: &spec, resumeFrom: resumeFrom)
         let (threads, cores) = chooseBLASThreads(spec: spec)
-        if let probe = options.probeGradient { return try probeGradient(spec: spec, model: data.model, reader: data.train, out: probe) }
-        let share = RankShare(partitions: spec.dataPartitions ?? comm.size, batch: spec.batchSize, totalRows: data.train.rows, comm: comm)
+        if let probe = options.probeGradient {
+            return try probeGradient(spec: spec, model: data.model, reader: data.train, out: probe)
+        }
+        let share = RankShare(
+            partitions: spec.dataPartitions ?? comm.size, batch: spec.batchSize, totalRows: data.train.rows, comm: comm)
         if options.dryRun {
             describePlacement(threads: threads, cores: cores, rows: share.rows, reader: data.train)
             return nil
@@ -105,7 +110,9 @@ public final class Trainer {
         var run = try makeRun(spec: spec, task: task, stepsPerEpoch: stepsPerEpoch)
         // ---- resume, then the hooks that ride along ----
         if options.resume { try resume(&run) }
-        let pruning = spec.pruning.map { PruningHook($0, task: task, totalSteps: run.totalSteps, step: run.step, log: log) }
+        let pruning = spec.pruning.map {
+            PruningHook($0, task: task, totalSteps: run.totalSteps, step: run.step, log: log)
+        }
         logStart(run, data: data, share: share, threads: threads, runtimeBytes: runtimeBytes)
         let hooks = makeHooks(run, pruning: pruning, wallStart: wallStart)
         // ---- the epochs ----
@@ -118,12 +125,17 @@ public final class Trainer {
     }
 
     /// Every rank's mean step split in milliseconds (collective): each rank's own clocks.
-    func stepSplitByRank(_ compute: Double, _ data: Double, _ exchange: Double, _ update: Double, steps: Int) -> [String: [Double]] {
+    func stepSplitByRank(_ compute: Double, _ data: Double, _ exchange: Double, _ update: Double, steps: Int)
+        -> [String: [Double]]
+    {
         let keys = ["compute", "data", "exchange", "update"], size = comm.size
         var values = [Double](repeating: 0, count: keys.count * size)
-        for (k, v) in [compute, data, exchange, update].enumerated() { values[k * size + comm.rank] = 1000 * v / Double(max(steps, 1)) }
+        for (k, v) in [compute, data, exchange, update].enumerated() {
+            values[k * size + comm.rank] = 1000 * v / Double(max(steps, 1))
+        }
         comm.allreduceSum(&values)
-        return Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Array(values[$0 * size ..< ($0 + 1) * size])) })
+        return Dictionary(
+            uniqueKeysWithValues: keys.enumerated().map { ($1, Array(values[$0 * size..<($0 + 1) * size])) })
     }
 
     /// The end-of-run line on balance: each rank's compute and exchange per step. A rank that
@@ -133,16 +145,24 @@ public final class Trainer {
         let list = { (v: [Double]) in v.map { String(format: "%.3f", $0) }.joined(separator: " ") }
         let slowest = compute.indices.max { compute[$0] < compute[$1] }!
         let mean = compute.reduce(0, +) / Double(compute.count)
-        return String(format: "ms/step by rank: compute %@, exchange %@ (rank %d computes longest, %+.1f %% over the mean; beyond the transfer, a rank's exchange is waiting for the slower one)",
-                      list(compute), list(exchange), slowest, 100 * (compute[slowest] / max(mean, 1e-12) - 1))
+        return String(
+            format:
+                "ms/step by rank: compute %@, exchange %@ (rank %d computes longest, %+.1f %% over the mean; beyond the transfer, a rank's exchange is waiting for the slower one)",
+            list(compute), list(exchange), slowest, 100 * (compute[slowest] / max(mean, 1e-12) - 1))
     }
 
     /// The start-up line on how gradients are summed, with ZeRO-1's memory saving per rank.
     func exchangeSummary(spec: JobSpec, task: TrainingTask, stateMultiple: Int) -> String {
-        guard let zero else { return task.exchangeDescription.isEmpty ? "gradient exchange: one allreduce per step" : task.exchangeDescription }
-        let full = Double(4 * stateMultiple * zero.count) / 1048576, mine = Double(4 * stateMultiple * zero.mine.count) / 1048576
-        return String(format: "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",
-                      mine, full, full - mine)
+        guard let zero else {
+            return task.exchangeDescription.isEmpty
+                ? "gradient exchange: one allreduce per step" : task.exchangeDescription
+        }
+        let full = Double(4 * stateMultiple * zero.count) / 1048576,
+            mine = Double(4 * stateMultiple * zero.mine.count) / 1048576
+        return String(
+            format:
+                "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",
+            mine, full, full - mine)
     }
 
     /// `--dry-run`: every rank reports where it runs and what it will read; rank 0 prints the
@@ -155,13 +175,21 @@ public final class Trainer {
             if lo < hi { shards.append("\((f.path as NSString).lastPathComponent)[\(lo - base)..<\(hi - base)]") }
             base += f.rows
         }
-        let mine = [comm.hostname, allowed == "0-\(cores - 1)" ? "all (\(allowed))" : allowed,
-                    String(threads), "\(rows.count) rows: " + shards.joined(separator: " ")].joined(separator: "\t")
-        let all = comm.allgather(mine).map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        let mine = [
+            comm.hostname, allowed == "0-\(cores - 1)" ? "all (\(allowed))" : allowed,
+            String(threads), "\(rows.count) rows: " + shards.joined(separator: " ")
+        ].joined(separator: "\t")
+        let all = comm.allgather(mine).map {
+            $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        }
         let hosts = all.map { $0[0] }
         let btl = ProcessInfo.processInfo.environment["OMPI_MCA_btl"].map { " (OMPI_MCA_btl=\($0))" } ?? ""
-        func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0) }
-        log(pad("rank", 6) + pad("host", 14) + pad("cores bound", 14) + pad("BLAS threads", 14) + pad("transport to rank 0", 24) + "data")
+        func pad(_ s: String, _ n: Int) -> String {
+            s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0)
+        }
+        log(
+            pad("rank", 6) + pad("host", 14) + pad("cores bound", 14) + pad("BLAS threads", 14)
+                + pad("transport to rank 0", 24) + "data")
         for (r, f) in all.enumerated() {
             let transport = r == 0 ? "-" : (hosts[r] == hosts[0] ? "shared memory (vader)" : "tcp") + btl
             log(pad(String(r), 6) + pad(f[0], 14) + pad(f[1], 14) + pad(f[2], 14) + pad(transport, 24) + f[3])
@@ -176,10 +204,12 @@ public final class Trainer {
     /// manifest. A mismatch fails on every rank, naming both values.
     func preflight(spec: JobSpec, manifest: DatasetManifest) throws {
         let manifestHash = SHA256.hex((try? stableJSON(manifest, pretty: false)) ?? Data())
-        let mine = "version=\(cortadoVersion) spec=\(SHA256.hex(Data(spec.canonicalJSON.utf8)).prefix(16)) manifest=\(manifestHash.prefix(16))"
+        let mine =
+            "version=\(cortadoVersion) spec=\(SHA256.hex(Data(spec.canonicalJSON.utf8)).prefix(16)) manifest=\(manifestHash.prefix(16))"
         let all = comm.allgather(mine)
         if let (r, other) = all.enumerated().first(where: { $0.element != all[0] }) {
-            throw CortadoError(.distributed, "ranks disagree before step 0: rank 0 has \(all[0]), rank \(r) has \(other)")
+            throw CortadoError(
+                .distributed, "ranks disagree before step 0: rank 0 has \(all[0]), rank \(r) has \(other)")
         }
     }
 
@@ -189,14 +219,17 @@ public final class Trainer {
         let existing = try Checkpoint.checkpointFiles(runDir: runDir)
         if !existing.isEmpty && !options.resume {
             guard options.overwrite else {
-                throw CortadoError.usage("\(runDir) already holds checkpoints: pass --resume to continue, --overwrite to start over, or another --run-dir")
+                throw CortadoError.usage(
+                    "\(runDir) already holds checkpoints: pass --resume to continue, --overwrite to start over, or another --run-dir"
+                )
             }
             for f in existing { unlink(f) }
             unlink((Checkpoint.folder(runDir: runDir) as NSString).appendingPathComponent("latest"))
         }
         if !options.resume { unlink((runDir as NSString).appendingPathComponent("metrics.jsonl")) }
-        try AtomicFile.write(Data(spec.canonicalJSON.utf8),
-                             to: (runDir as NSString).appendingPathComponent("job.json"))
+        try AtomicFile.write(
+            Data(spec.canonicalJSON.utf8),
+            to: (runDir as NSString).appendingPathComponent("job.json"))
     }
 
     /// Rank 0 writes a checkpoint (`best`: checkpoints/best.h5, the best by the early-stopping
@@ -204,7 +237,9 @@ public final class Trainer {
     /// in the next step's allreduce), so it takes the abort path. Collective under ZeRO-1:
     /// every rank calls it, and rank 0 gathers the sharded optimizer state for the file.
     @discardableResult
-    func writeCheckpoint(spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer, best: Bool = false) -> String? {
+    func writeCheckpoint(
+        spec: JobSpec, step: Int, stepsPerEpoch: Int, task: TrainingTask, opt: Optimizer, best: Bool = false
+    ) -> String? {
         let gathered = zero?.gatherState(opt.state, multiple: Optimizer.stateMultiple(spec.optimizer.type))
         defer { gathered?.deallocate() }
         guard comm.rank == 0 else { return nil }
@@ -215,13 +250,17 @@ public final class Trainer {
             return try HDF5File.serialized {
                 if best {
                     let path = (Checkpoint.folder(runDir: spec.runDir) as NSString).appendingPathComponent("best.h5")
-                    try Checkpoint.writeFile(path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size, dataPartitions: spec.dataPartitions ?? comm.size,
-                                             jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: params, optimizerState: state)
+                    try Checkpoint.writeFile(
+                        path, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
+                        dataPartitions: spec.dataPartitions ?? comm.size,
+                        jobSpecJSON: spec.canonicalJSON, layout: task.layout, params: params, optimizerState: state)
                     return path
                 }
-                return try Checkpoint.write(runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
-                                            dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON, layout: task.layout,
-                                            params: params, optimizerState: state, keep: spec.checkpointKeep)
+                return try Checkpoint.write(
+                    runDir: spec.runDir, step: step, stepsPerEpoch: stepsPerEpoch, worldSize: comm.size,
+                    dataPartitions: spec.dataPartitions ?? comm.size, jobSpecJSON: spec.canonicalJSON,
+                    layout: task.layout,
+                    params: params, optimizerState: state, keep: spec.checkpointKeep)
             }
         } catch let e as CortadoError {
             comm.abort("\(what) at step \(step): \(e.message)", code: e.exitCode)
@@ -232,26 +271,36 @@ public final class Trainer {
 
     /// Copies every tensor of an earlier model (.cmodel, fp32) or checkpoint (.h5) whose name
     /// and shape match into `net`, except excluded layers; returns a one-line report.
-    func loadInitial(_ path: String, layout: ParameterLayout, params: Arena<Float>, exclude: Set<Int>) throws -> String {
+    func loadInitial(_ path: String, layout: ParameterLayout, params: Arena<Float>, exclude: Set<Int>) throws -> String
+    {
         var source = [String: (shape: [Int], values: [Float])]()
         if path.hasSuffix(".h5") {
             let ck = try Checkpoint.read(path)
             for t in ck.layout.tensors { source[t.name] = (t.shape, Array(ck.params[t.offset..<(t.offset + t.count)])) }
         } else {
             let file = try ModelFile.load(path)
-            guard file.header.precision == "fp32" else { throw CortadoError.model("\(path): fine-tune from an fp32 model, not \(file.header.precision)") }
-            for t in file.header.tensors where t.dtype == .float32 { source[t.name] = (t.shape, file.values(t, as: Float.self)) }
+            guard file.header.precision == "fp32" else {
+                throw CortadoError.model("\(path): fine-tune from an fp32 model, not \(file.header.precision)")
+            }
+            for t in file.header.tensors where t.dtype == .float32 {
+                source[t.name] = (t.shape, file.values(t, as: Float.self))
+            }
         }
         var loaded = [String](), fresh = [String]()
         for t in layout.tensors {
             let parts = t.name.split(separator: ".")
             let layer = parts.count > 1 ? Int(parts[1]) ?? -1 : -1
-            guard !exclude.contains(layer), let s = source[t.name], s.shape == t.shape else { fresh.append(t.name); continue }
+            guard !exclude.contains(layer), let s = source[t.name], s.shape == t.shape else {
+                fresh.append(t.name); continue
+            }
             for j in 0..<t.count { params.base[t.offset + j] = s.values[j] }
             loaded.append(t.name)
         }
-        guard !loaded.isEmpty else { throw CortadoError.model("\(path): no tensor matches the model by name and shape") }
-        return "initialized \(loaded.count) tensors from \(path); fresh: \(fresh.isEmpty ? "none" : fresh.joined(separator: ", "))"
+        guard !loaded.isEmpty else {
+            throw CortadoError.model("\(path): no tensor matches the model by name and shape")
+        }
+        return
+            "initialized \(loaded.count) tensors from \(path); fresh: \(fresh.isEmpty ? "none" : fresh.joined(separator: ", "))"
     }
 
     /// One step on global rows [rank·B, (rank+1)·B); rank 0 writes the averaged gradient.

@@ -14,26 +14,38 @@ extension Trainer {
         // Parameters, gradients and this rank's optimizer state (a 1/ranks slice with ZeRO-1).
         let arenaMiB = Double(4 * (2 * n + opt.state.count)) / 1048576
         let dataMiB = Double(task.dataBytes) / 1048576
-        let activationMiB = task.activationBytes > 0 ? String(format: ", activations %.1f MiB", Double(task.activationBytes) / 1048576) : ""
-        let teacherMiB = data.teacher?.cache.map { String(format: ", teacher logits %.1f MiB", Double($0.bytes) / 1048576) } ?? ""
-        log("cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)")
+        let activationMiB =
+            task.activationBytes > 0
+            ? String(format: ", activations %.1f MiB", Double(task.activationBytes) / 1048576) : ""
+        let teacherMiB =
+            data.teacher?.cache.map { String(format: ", teacher logits %.1f MiB", Double($0.bytes) / 1048576) } ?? ""
+        log(
+            "cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)"
+        )
         log(exchangeSummary(spec: run.spec, task: task, stateMultiple: run.stateMultiple))
         if let teacher = data.teacher { log(teacher.summary) }
-        log("data: \(data.train.rows) training rows (\(share.rows.count) on rank 0), \(run.stepsPerEpoch) steps/epoch of \(run.batch)×\(comm.size), \(run.totalSteps) steps; training rows: \(task.dataSummary)")
+        log(
+            "data: \(data.train.rows) training rows (\(share.rows.count) on rank 0), \(run.stepsPerEpoch) steps/epoch of \(run.batch)×\(comm.size), \(run.totalSteps) steps; training rows: \(task.dataSummary)"
+        )
         // The runtime is what the process held before loading data (MPI, BLAS, libraries);
         // peak RSS is compared with the other items, which are ours.
-        log("memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB); runtime (MPI, BLAS, libraries) \(String(format: "%.1f", Double(runtimeBytes) / 1048576)) MiB")
+        log(
+            "memory/rank: arenas \(String(format: "%.1f", arenaMiB)) MiB, data \(String(format: "%.1f", dataMiB)) MiB\(activationMiB)\(teacherMiB); runtime (MPI, BLAS, libraries) \(String(format: "%.1f", Double(runtimeBytes) / 1048576)) MiB"
+        )
     }
 
     /// After the step loop: the hooks' finish (pruning report, best parameters restored), the
     /// final checkpoint, test metrics and model files, then the summary.
-    func finish(_ run: inout RunState, data: RunData, hooks: [any TrainingHook], wallStart: Double) throws -> TrainSummary {
+    func finish(_ run: inout RunState, data: RunData, hooks: [any TrainingHook], wallStart: Double) throws
+        -> TrainSummary
+    {
         let task = run.task
-        task.endTraining()   // training rows freed: the end phase (model files, scoring) needs room
+        task.endTraining() // training rows freed: the end phase (model files, scoring) needs room
         HDF5File.releaseFreeMemory()
         for hook in hooks { hook.finish(&run) }
         hooks.enter(.finishing, step: run.step)
-        run.lastCheckpoint = writeCheckpoint(spec: run.spec, step: run.step, stepsPerEpoch: run.stepsPerEpoch, task: task, opt: run.opt)
+        run.lastCheckpoint = writeCheckpoint(
+            spec: run.spec, step: run.step, stepsPerEpoch: run.stepsPerEpoch, task: task, opt: run.opt)
         if run.lastVal.isEmpty { run.lastVal = task.evaluate(.validation) }
         var testMetrics = [String: Double]()
         for (k, v) in task.evaluate(.test) { testMetrics["fp32_" + k] = v }
@@ -48,12 +60,16 @@ extension Trainer {
 
     /// Rank 0: the `emit` model files and their test metrics; a failure takes the abort path
     /// (the other ranks are already in the final reductions).
-    func emitModels(_ run: RunState, manifest: DatasetManifest) -> (models: [String: String], metrics: [String: Double]) {
+    func emitModels(_ run: RunState, manifest: DatasetManifest) -> (models: [String: String], metrics: [String: Double])
+    {
         let spec = run.spec, task = run.task, step = run.step, runDir = spec.runDir
         do {
-            let metadata = try ModelMetadata.make(spec: spec, specJSON: spec.canonicalJSON, manifest: manifest, data: spec.data,
-                                                  step: step, worldSize: comm.size)
-            return try services.emitter.map { try task.emitModels(emit: spec.emit, runDir: runDir, metadata: metadata, emitter: $0) }
+            let metadata = try ModelMetadata.make(
+                spec: spec, specJSON: spec.canonicalJSON, manifest: manifest, data: spec.data,
+                step: step, worldSize: comm.size)
+            return try services.emitter.map {
+                try task.emitModels(emit: spec.emit, runDir: runDir, metadata: metadata, emitter: $0)
+            }
                 ?? (models: [:], metrics: [:])
         } catch let e as CortadoError {
             comm.abort("writing model files: \(e.message)", code: e.exitCode)
@@ -63,7 +79,9 @@ extension Trainer {
     }
 
     /// The summary and the closing lines (collective: the step split and peak RSS of every rank).
-    func summarize(_ run: RunState, models: [String: String], testMetrics: [String: Double], wallStart: Double) -> TrainSummary {
+    func summarize(_ run: RunState, models: [String: String], testMetrics: [String: Double], wallStart: Double)
+        -> TrainSummary
+    {
         let split = run.timing.split, timing = run.timing, step = run.step
         let byRank = stepSplitByRank(split.compute, split.data, split.exchange, split.update, steps: split.steps)
         if comm.size > 1, let compute = byRank["compute"], let exchange = byRank["exchange"] {
@@ -71,18 +89,25 @@ extension Trainer {
         }
         let peaks = comm.allgather(String(peakRSSBytes())).map { (Double($0) ?? 0) / 1048576 }
         let peak = peaks.max() ?? 0
-        let summary = TrainSummary(runDir: run.spec.runDir, worldSize: comm.size, steps: step, checkpoint: run.lastCheckpoint, models: models,
-                                   validation: run.lastVal, test: testMetrics,
-                                   samplesPerSecond: Double(timing.trainSamples) / max(timing.trainTime, 1e-9),
-                                   steadySamplesPerSecond: timing.laterSamples > 0 ? Double(timing.laterSamples) / max(timing.laterTime, 1e-9) : nil,
-                                   flopsPerSample: run.task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
-                                   wallSeconds: monotonicSeconds() - wallStart,
-                                   stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank)
-        let shownTest = run.task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
-            + testMetrics.keys.filter { $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity") }.sorted()
-                .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }
-        log(String(format: "done: %d steps, test %@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",
-                   step, shownTest.joined(separator: ", "), summary.samplesPerSecond, peak))
+        let summary = TrainSummary(
+            runDir: run.spec.runDir, worldSize: comm.size, steps: step, checkpoint: run.lastCheckpoint, models: models,
+            validation: run.lastVal, test: testMetrics,
+            samplesPerSecond: Double(timing.trainSamples) / max(timing.trainTime, 1e-9),
+            steadySamplesPerSecond: timing.laterSamples > 0
+                ? Double(timing.laterSamples) / max(timing.laterTime, 1e-9) : nil,
+            flopsPerSample: run.task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
+            wallSeconds: monotonicSeconds() - wallStart,
+            stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank)
+        let shownTest =
+            run.task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
+            + testMetrics.keys.filter {
+                $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity")
+            }.sorted()
+            .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }
+        log(
+            String(
+                format: "done: %d steps, test %@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",
+                step, shownTest.joined(separator: ", "), summary.samplesPerSecond, peak))
         for (k, v) in models.sorted(by: { $0.key < $1.key }) { log("model \(k): \(v)") }
         return summary
     }

@@ -20,18 +20,24 @@ extension Trainer {
             guard let (path, ck) = try Checkpoint.newest(runDir: runDir, warn: { self.log("warning: \($0)") }) else {
                 throw CortadoError.usage("--resume: no checkpoint in \(Checkpoint.folder(runDir: runDir))")
             }
-            guard ck.layout == task.layout else { throw CortadoError.model("\(path): parameter layout differs from the job's model") }
+            guard ck.layout == task.layout else {
+                throw CortadoError.model("\(path): parameter layout differs from the job's model")
+            }
             // Another world size: keep the *epoch progress* (examples seen), not the step
             // count, so the remaining epochs and the learning-rate schedule's position carry
             // over; the data order and the global batch (batch_size × ranks) change.
             var at = ck.step
             if ck.dataPartitions != partitions || ck.stepsPerEpoch != stepsPerEpoch {
                 at = Int((Double(ck.step) * Double(stepsPerEpoch) / Double(max(ck.stepsPerEpoch, 1))).rounded())
-                log("warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: step \(ck.step) maps to step \(at) (same epoch progress); the data order and global batch differ from an uninterrupted run")
+                log(
+                    "warning: checkpoint was written by \(ck.worldSize) ranks with \(ck.stepsPerEpoch) steps/epoch; now \(comm.size) ranks, \(stepsPerEpoch) steps/epoch: step \(ck.step) maps to step \(at) (same epoch progress); the data order and global batch differ from an uninterrupted run"
+                )
             }
             _ = ck.params.withUnsafeBufferPointer { task.params.buffer.update(fromContentsOf: $0) }
             guard ck.optimizerState.count == stateMultiple * n else {
-                throw CortadoError.model("\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(stateMultiple * n)")
+                throw CortadoError.model(
+                    "\(path): optimizer state has \(ck.optimizerState.count) values, the job's \(spec.optimizer.type) needs \(stateMultiple * n)"
+                )
             }
             if zero == nil {
                 _ = ck.optimizerState.withUnsafeBufferPointer { opt.state.buffer.update(fromContentsOf: $0) }
@@ -44,7 +50,9 @@ extension Trainer {
         run.step = comm.allreduceMax(resumed)
         comm.broadcast(task.params.base, count: n)
         if let zero {
-            fullState.withUnsafeMutableBufferPointer { zero.scatterState(comm.rank == 0 ? $0.baseAddress : nil, into: opt.state, multiple: stateMultiple) }
+            fullState.withUnsafeMutableBufferPointer {
+                zero.scatterState(comm.rank == 0 ? $0.baseAddress : nil, into: opt.state, multiple: stateMultiple)
+            }
             fullState = []
         } else {
             comm.broadcast(opt.state.base, count: opt.state.count)
@@ -59,15 +67,23 @@ extension Trainer {
         run.fault?.arm()
         Preemption.install()
         let watchdog = Watchdog(timeout: spec.watchdogSeconds, rankName: comm.name)
-        let checkpoint = { [unowned self] (step: Int) in self.writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt) }
-        var hooks: [any TrainingHook] = [WatchdogHook(watchdog), PreemptionHook(comm: comm, watchdog: watchdog, checkpoint: checkpoint)]
+        let checkpoint = { [unowned self] (step: Int) in
+            self.writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt)
+        }
+        var hooks: [any TrainingHook] = [
+            WatchdogHook(watchdog), PreemptionHook(comm: comm, watchdog: watchdog, checkpoint: checkpoint)
+        ]
         if let pruning { hooks.append(pruning) }
         if let pace = PaceHook() { hooks.append(pace) }
         hooks.append(MetricsLogHook(run: run, isRoot: comm.rank == 0, wallStart: wallStart, log: log))
         if let es = spec.earlyStopping {
-            hooks.append(EarlyStoppingHook(es, task: task, totalSteps: run.totalSteps, writeBest: { [unowned self] step in
-                self.writeCheckpoint(spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt, best: true)
-            }, log: log))
+            hooks.append(
+                EarlyStoppingHook(
+                    es, task: task, totalSteps: run.totalSteps,
+                    writeBest: { [unowned self] step in
+                        self.writeCheckpoint(
+                            spec: spec, step: step, stepsPerEpoch: stepsPerEpoch, task: task, opt: opt, best: true)
+                    }, log: log))
         }
         return hooks
     }
@@ -84,15 +100,17 @@ extension Trainer {
         }
         let dt = monotonicSeconds() - t0
         let samples = sums.steps * run.batch * size
-        run.timing.endEpoch(seconds: dt, samples: samples, gathered: task.dataSeconds - gatheredBefore,
-                            overlapped: task.backwardCommSeconds - commBefore)
+        run.timing.endEpoch(
+            seconds: dt, samples: samples, gathered: task.dataSeconds - gatheredBefore,
+            overlapped: task.backwardCommSeconds - commBefore)
         hooks.enter(.evaluation, step: run.step)
         run.lastVal = task.evaluate(.validation)
         let sps = Double(run.timing.trainSamples) / max(run.timing.trainTime, 1e-9)
-        let report = EpochReport(epoch: epoch, step: run.step, trainLoss: sums.loss / Double(max(sums.steps, 1)),
-                                 trainCE: sums.hardLoss / Double(max(sums.steps, 1)), samplesPerSecond: sps,
-                                 eta: Double((run.totalSteps - run.step) * run.batch * size) / sps,
-                                 seconds: dt, samples: samples, split: run.timing.split - splitBefore, validation: run.lastVal)
+        let report = EpochReport(
+            epoch: epoch, step: run.step, trainLoss: sums.loss / Double(max(sums.steps, 1)),
+            trainCE: sums.hardLoss / Double(max(sums.steps, 1)), samplesPerSecond: sps,
+            eta: Double((run.totalSteps - run.step) * run.batch * size) / sps,
+            seconds: dt, samples: samples, split: run.timing.split - splitBefore, validation: run.lastVal)
         var stop = false
         for hook in hooks where hook.afterEpoch(report) { stop = true }
         for hook in hooks { hook.recordEpoch(report) }
@@ -137,7 +155,10 @@ extension Trainer {
             run.skipped += 1
             log("warning: non-finite loss at step \(step): update skipped on every rank (\(run.skipped) so far)")
         } else {
-            throw CortadoError(.numeric, "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(run.lastCheckpoint ?? "none")")
+            throw CortadoError(
+                .numeric,
+                "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(run.lastCheckpoint ?? "none")"
+            )
         }
         run.timing.split.compute += tExchange - tStep; run.timing.split.exchange += tUpdate - tExchange
         run.timing.split.update += monotonicSeconds() - tUpdate
@@ -146,7 +167,8 @@ extension Trainer {
         for hook in hooks { try hook.afterStep(step: run.step, stopRequested: g[n + StatusSlot.stopRequests] > 0) }
         if run.spec.checkpointEvery > 0 && run.step % run.spec.checkpointEvery == 0 && run.step < run.totalSteps {
             hooks.enter(.checkpoint, step: run.step)
-            run.lastCheckpoint = writeCheckpoint(spec: run.spec, step: run.step, stepsPerEpoch: run.stepsPerEpoch, task: task, opt: run.opt)
+            run.lastCheckpoint = writeCheckpoint(
+                spec: run.spec, step: run.step, stepsPerEpoch: run.stepsPerEpoch, task: task, opt: run.opt)
         }
     }
 
@@ -156,7 +178,10 @@ extension Trainer {
     func localFailure(_ run: RunState, step: Int, epoch: Int, loss localLoss: inout Float) -> CortadoError? {
         var failure = run.fault?.apply(step: step, loss: &localLoss)
         if failure == nil && run.spec.nonFinite == .stop && !(localLoss.isFinite && run.task.localGradientsFinite()) {
-            failure = CortadoError(.numeric, "non-finite \(localLoss.isFinite ? "gradient" : "loss") at step \(step) (epoch \(epoch)); last checkpoint: \(run.lastCheckpoint ?? "none")")
+            failure = CortadoError(
+                .numeric,
+                "non-finite \(localLoss.isFinite ? "gradient" : "loss") at step \(step) (epoch \(epoch)); last checkpoint: \(run.lastCheckpoint ?? "none")"
+            )
         }
         return failure
     }
@@ -173,8 +198,9 @@ extension Trainer {
             for i in slice { g[i] *= invSize }
             _ = clipGlobalNorm(g, range: slice, maxNorm: clipNorm, sumOverRanks: zero?.sumOverRanks ?? { $0 })
         }
-        opt.update(params: task.params.base + slice.lowerBound, grads: g + slice.lowerBound, lr: lr, step: step,
-                   ranges: sliceTrainable, gradScale: clip ? 1 : invSize)
+        opt.update(
+            params: task.params.base + slice.lowerBound, grads: g + slice.lowerBound, lr: lr, step: step,
+            ranges: sliceTrainable, gradScale: clip ? 1 : invSize)
         zero?.allgather(task.params.base)
     }
 }

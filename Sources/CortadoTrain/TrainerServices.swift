@@ -7,12 +7,14 @@ import CortadoModel
 public protocol ModelEmitter {
     /// Writes a classifier's file at `path` by `recipe`; `calibration` holds (rows, inputs)
     /// training features for static int8 scales.
-    func writeClassifier(path: String, recipe: Recipe, model: ModelSpec, classes: [String],
-                         params: UnsafeBufferPointer<Float>, metadata: [String: String],
-                         calibration: (features: UnsafePointer<Float>, rows: Int)?) throws
+    func writeClassifier(
+        path: String, recipe: Recipe, model: ModelSpec, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String],
+        calibration: (features: UnsafePointer<Float>, rows: Int)?) throws
     /// Writes a recommender's file at `path` by `recipe`.
-    func writeRecommender(path: String, recipe: Recipe, recommender: RecommenderSpec,
-                          params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws
+    func writeRecommender(
+        path: String, recipe: Recipe, recommender: RecommenderSpec,
+        params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws
     /// Accuracy of the classifier file at `path` over `testFiles`, scored as cortado-infer does.
     func classifierAccuracy(path: String, testFiles: [String], batch: Int) throws -> Double
     /// RMSE of the recommender file at `path` over `testFiles`' (user, item, rating) rows.

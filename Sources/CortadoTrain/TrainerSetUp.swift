@@ -29,21 +29,28 @@ extension Trainer {
             let newest = comm.rank == 0 ? try? Checkpoint.newest(runDir: spec.runDir, warn: { _ in }) : nil
             let ck = newest?.checkpoint
             resumeFrom = newest.map { ($0.path, $0.checkpoint.jobSpecJSON) }
-            let written = comm.allreduceMax(ck?.worldSize ?? 0), ckPartitions = comm.allreduceMax(ck?.dataPartitions ?? 0)
+            let written = comm.allreduceMax(ck?.worldSize ?? 0),
+                ckPartitions = comm.allreduceMax(ck?.dataPartitions ?? 0)
             if written > 0 {
                 let global = spec.batchSize * written
                 partitions = ckPartitions % comm.size == 0 ? ckPartitions : comm.size
                 if written != comm.size {
                     let b = max(1, Int((Double(global) / Double(comm.size)).rounded()))
-                    log("resuming a \(written)-rank run on \(comm.size) ranks: batch_size \(spec.batchSize) → \(b) per rank (global batch \(global) → \(b * comm.size)); " +
-                        (partitions == ckPartitions ? "same data order (\(partitions) data partitions)" : "\(ckPartitions) data partitions do not divide among \(comm.size) ranks: new data order"))
+                    log(
+                        "resuming a \(written)-rank run on \(comm.size) ranks: batch_size \(spec.batchSize) → \(b) per rank (global batch \(global) → \(b * comm.size)); "
+                            + (partitions == ckPartitions
+                                ? "same data order (\(partitions) data partitions)"
+                                : "\(ckPartitions) data partitions do not divide among \(comm.size) ranks: new data order")
+                    )
                     spec.batchSize = b
                 }
             }
         }
         try comm.agree("partitioning data") {
             guard partitions % comm.size == 0, (spec.batchSize * comm.size) % partitions == 0 else {
-                throw CortadoError.usage("data_partitions: \(partitions) must be a multiple of the \(comm.size) ranks and divide the global batch \(spec.batchSize * comm.size)")
+                throw CortadoError.usage(
+                    "data_partitions: \(partitions) must be a multiple of the \(comm.size) ranks and divide the global batch \(spec.batchSize * comm.size)"
+                )
             }
         }
         spec.dataPartitions = partitions
@@ -54,9 +61,11 @@ extension Trainer {
     /// and compares what every rank is about to run.
     func openData(spec: inout JobSpec, resumeFrom: (path: String, jobSpecJSON: String)?) throws -> RunData {
         let (trainReader, valReader, testReader) = try comm.agree("opening data \(spec.data)") {
-            (try SplitReader(manifestPath: spec.data, split: "train"),
-             try SplitReader(manifestPath: spec.data, split: "validation"),
-             try SplitReader(manifestPath: spec.data, split: "test"))
+            (
+                try SplitReader(manifestPath: spec.data, split: "train"),
+                try SplitReader(manifestPath: spec.data, split: "validation"),
+                try SplitReader(manifestPath: spec.data, split: "test")
+            )
         }
         let manifest = trainReader.manifest
         let model = spec.modelSpec(inputShape: manifest.featureShape)
@@ -66,15 +75,21 @@ extension Trainer {
         // The teacher is checked (and its bytes hashed into the spec) on every rank before the
         // pre-flight comparison, so ranks that would read different teacher files disagree.
         let teacher = try spec.teacher.map { [spec] t in
-            try comm.agree("checking the teacher") { try DistillationTeacher.load(t, manifest: manifest, data: spec.data, runtime: services.teacherRuntime) }
+            try comm.agree("checking the teacher") {
+                try DistillationTeacher.load(t, manifest: manifest, data: spec.data, runtime: services.teacherRuntime)
+            }
         }
         if let teacher { spec.teacher = teacher.spec }
         try preflight(spec: spec, manifest: manifest)
         // Before the run folder's job.json is rewritten: a resume keeps the run's teacher.
         try comm.agree("checking the teacher against the checkpoint") { [spec] in
-            if let (path, json) = resumeFrom { try DistillationTeacher.checkResume(checkpoint: path, jobSpecJSON: json, teacher: spec.teacher) }
+            if let (path, json) = resumeFrom {
+                try DistillationTeacher.checkResume(checkpoint: path, jobSpecJSON: json, teacher: spec.teacher)
+            }
         }
-        return RunData(train: trainReader, validation: valReader, test: testReader, manifest: manifest, model: model, teacher: teacher)
+        return RunData(
+            train: trainReader, validation: valReader, test: testReader, manifest: manifest, model: model,
+            teacher: teacher)
     }
 
     /// Sets the BLAS threads: `threads`, or by default this host's cores shared among its
@@ -90,7 +105,9 @@ extension Trainer {
         }
         let crowded = comm.allreduceMax(bound > 0 && threads > bound ? threads * 1000 + bound : 0)
         if crowded > 0 {
-            log("warning: a rank is bound to \(crowded % 1000) core(s) but runs \(crowded / 1000) BLAS threads; they share those cores (set threads: \(crowded % 1000), or launch with mpirun --bind-to none)")
+            log(
+                "warning: a rank is bound to \(crowded % 1000) core(s) but runs \(crowded / 1000) BLAS threads; they share those cores (set threads: \(crowded % 1000), or launch with mpirun --bind-to none)"
+            )
         }
         return (threads, cores)
     }
@@ -106,18 +123,24 @@ extension Trainer {
         let stepsPerEpoch = comm.allreduceMin(share.parts.map { $0.count / share.partBatch }.min()!)
         try comm.agree("checking the batch") {
             if stepsPerEpoch == 0 {
-                throw CortadoError.usage("batch_size \(B) is larger than a rank's share of the \(rows) training rows (\(rows / comm.size)); use fewer ranks or a smaller batch")
+                throw CortadoError.usage(
+                    "batch_size \(B) is larger than a rank's share of the \(rows) training rows (\(rows / comm.size)); use fewer ranks or a smaller batch"
+                )
             }
         }
         let chunkRows = spec.loader?.chunkRows ?? 0
         try comm.agree("checking loader.chunk_rows") {
             guard chunkRows > 0 else { return }
             guard perRank == 1 else {
-                throw CortadoError.usage("loader.chunk_rows: chunked loading shuffles one partition per rank; data_partitions \(spec.dataPartitions ?? comm.size) on \(comm.size) ranks gives rank \(comm.rank) \(perRank) (set loader.chunk_rows: 0)")
+                throw CortadoError.usage(
+                    "loader.chunk_rows: chunked loading shuffles one partition per rank; data_partitions \(spec.dataPartitions ?? comm.size) on \(comm.size) ranks gives rank \(comm.rank) \(perRank) (set loader.chunk_rows: 0)"
+                )
             }
             let smallest = ChunkedRows.minChunk(rows: myRows.count, chunkRows: chunkRows)
             guard smallest >= B else {
-                throw CortadoError.usage("loader.chunk_rows: \(chunkRows) splits rank \(comm.rank)'s \(myRows.count) rows into chunks of \(smallest) rows, fewer than batch_size \(B) (use at least 2 × batch_size)")
+                throw CortadoError.usage(
+                    "loader.chunk_rows: \(chunkRows) splits rank \(comm.rank)'s \(myRows.count) rows into chunks of \(smallest) rows, fewer than batch_size \(B) (use at least 2 × batch_size)"
+                )
             }
         }
         return stepsPerEpoch
@@ -130,16 +153,26 @@ extension Trainer {
         // The training rows go to the task, which frees them after the step loop: no other
         // reference may outlive the task's construction (`context` ends with this function).
         let train = try comm.agree("loading training rows") {
-            chunkRows > 0 ? nil : try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums)
+            chunkRows > 0
+                ? nil : try LocalData(reader: trainReader, range: myRows, verifyChecksums: spec.verifyChecksums)
         }
         let (val, test) = try comm.agree("loading validation and test rows") {
-            (try LocalData(reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums),
-             try LocalData(reader: testReader, range: rowRange(total: testReader.rows, rank: comm.rank, size: comm.size), verifyChecksums: spec.verifyChecksums))
+            (
+                try LocalData(
+                    reader: valReader, range: rowRange(total: valReader.rows, rank: comm.rank, size: comm.size),
+                    verifyChecksums: spec.verifyChecksums),
+                try LocalData(
+                    reader: testReader, range: rowRange(total: testReader.rows, rank: comm.rank, size: comm.size),
+                    verifyChecksums: spec.verifyChecksums)
+            )
         }
-        HDF5File.releaseFreeMemory()   // read buffers, checksum chunks: not held into training
-        let plan = EpochPlan(seed: spec.seed, parts: share.parts, firstPartition: comm.rank * share.perRank, batch: B, stepsPerEpoch: stepsPerEpoch)
-        let context = TaskContext(comm: comm, spec: spec, data: data, train: train, validation: val, test: test, share: share,
-                                  plan: plan, stepsPerEpoch: stepsPerEpoch, log: log)
+        HDF5File.releaseFreeMemory() // read buffers, checksum chunks: not held into training
+        let plan = EpochPlan(
+            seed: spec.seed, parts: share.parts, firstPartition: comm.rank * share.perRank, batch: B,
+            stepsPerEpoch: stepsPerEpoch)
+        let context = TaskContext(
+            comm: comm, spec: spec, data: data, train: train, validation: val, test: test, share: share,
+            plan: plan, stepsPerEpoch: stepsPerEpoch, log: log)
         return try comm.agree("building the model") { try taskBuilder(for: spec.family).build(context) }
     }
 
@@ -148,22 +181,32 @@ extension Trainer {
     func makeRun(spec: JobSpec, task: TrainingTask, stepsPerEpoch: Int) throws -> RunState {
         let n = task.layout.count
         // ZeRO-1: this rank keeps optimizer state for its slice of the arena only.
-        zero = try comm.agree("sharding the optimizer state") { try spec.distributed.zero ? ZeroSharding(comm: comm, count: n) : nil }
+        zero = try comm.agree("sharding the optimizer state") {
+            try spec.distributed.zero ? ZeroSharding(comm: comm, count: n) : nil
+        }
         let zero = zero
         let opt = Optimizer(spec: spec.optimizer, count: zero?.mine.count ?? n)
         let stateMultiple = Optimizer.stateMultiple(spec.optimizer.type)
         task.initialize(seed: spec.seed)
         if let source = spec.initFrom {
             try comm.agree("initializing from \(source)") {
-                if comm.rank == 0 { log(try loadInitial(source, layout: task.layout, params: task.params, exclude: Set(spec.initExclude))) }
+                if comm.rank == 0 {
+                    log(
+                        try loadInitial(
+                            source, layout: task.layout, params: task.params, exclude: Set(spec.initExclude)))
+                }
             }
         }
-        comm.broadcast(task.params.base, count: n)   // identical start, whatever the platform's libm
+        comm.broadcast(task.params.base, count: n) // identical start, whatever the platform's libm
         // Trainable parts of the arena: everything but the frozen layers' tensors.
         let frozen = Set(spec.freeze.map { "layers.\($0)." })
-        let trainable: [Range<Int>]? = spec.freeze.isEmpty ? nil : task.layout.tensors
-            .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
-        return RunState(spec: spec, task: task, opt: opt, stateMultiple: stateMultiple, stepsPerEpoch: stepsPerEpoch,
-                        trainable: trainable, zero: zero, comm: comm)
+        let trainable: [Range<Int>]? =
+            spec.freeze.isEmpty
+            ? nil
+            : task.layout.tensors
+                .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
+        return RunState(
+            spec: spec, task: task, opt: opt, stateMultiple: stateMultiple, stepsPerEpoch: stepsPerEpoch,
+            trainable: trainable, zero: zero, comm: comm)
     }
 }

@@ -62,8 +62,10 @@ protocol TrainingTask: AnyObject {
     func evaluate(_ split: Split) -> [String: Double]
     /// Rank 0 at the end: writes the `emit` model files into `runDir` and scores each written
     /// file with the emitter (the inference runtime) on the test split. Returns paths and metrics.
-    func emitModels(emit: [String], runDir: String, metadata: [String: String],
-                    emitter: ModelEmitter) throws -> (models: [String: String], metrics: [String: Double])
+    func emitModels(
+        emit: [String], runDir: String, metadata: [String: String],
+        emitter: ModelEmitter
+    ) throws -> (models: [String: String], metrics: [String: Double])
 }
 
 extension TrainingTask {
@@ -82,10 +84,11 @@ extension TrainingTask {
     /// For each `emit` recipe: `write` writes its model file at `runDir/model-<recipe>.cmodel`
     /// and returns the metrics of scoring it. Returns every file by recipe, and the metrics.
     func emitEach(_ emit: [String], runDir: String, _ write: (String, Recipe, String) throws -> [String: Double])
-        throws -> (models: [String: String], metrics: [String: Double]) {
+        throws -> (models: [String: String], metrics: [String: Double])
+    {
         var models = [String: String](), metrics = [String: Double]()
         for e in emit {
-            let recipe = try Recipe(e)   // validated with the spec
+            let recipe = try Recipe(e) // validated with the spec
             let path = (runDir as NSString).appendingPathComponent(recipe.fileName)
             metrics.merge(try write(e, recipe, path)) { $1 }
             models[e] = path

@@ -25,7 +25,9 @@ final class ZeroSharding {
     private var norm = [0.0]
 
     init(comm: Communicator, count: Int) throws {
-        guard count < Int(Int32.max) else { throw CortadoError.usage("distributed.zero: \(count) parameters exceed MPI's 2^31 count") }
+        guard count < Int(Int32.max) else {
+            throw CortadoError.usage("distributed.zero: \(count) parameters exceed MPI's 2^31 count")
+        }
         self.comm = comm
         self.count = count
         counts = .allocate(capacity: comm.size)
@@ -76,7 +78,9 @@ final class ZeroSharding {
             let slice = state.base + k * mine.count
             if let full {
                 (full.baseAddress! + k * count + mine.lowerBound).update(from: slice, count: mine.count)
-                comm.gather(full.baseAddress! + k * count, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
+                comm.gather(
+                    full.baseAddress! + k * count, counts: counts.baseAddress!,
+                    displacements: displacements.baseAddress!)
             } else {
                 comm.gather(slice, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
             }

@@ -33,7 +33,9 @@ enum Harness {
                     case .float16, .bfloat16, .uint16: _ = m.values(t, as: UInt16.self)
                     }
                     // The readers behind the table: dequantize, densify CSR (checked indices).
-                    if t.name.hasSuffix(".values"), let ip = m.tensor(String(t.name.dropLast(7)) + ".indptr"), ip.shape.count == 1, ip.shape[0] > 1 {
+                    if t.name.hasSuffix(".values"), let ip = m.tensor(String(t.name.dropLast(7)) + ".indptr"),
+                        ip.shape.count == 1, ip.shape[0] > 1
+                    {
                         _ = try? m.floats(String(t.name.dropLast(7)), shape: [ip.shape[0] - 1, 64])
                     } else if t.shape.count == 2 {
                         _ = try? m.floats(t.name, shape: t.shape)
@@ -55,58 +57,72 @@ enum Harness {
             // a malformed object header), which the gate keeps from real checkpoints.
             _ = try? Checkpoint.parse(Checkpoint.stamped(data), path: "fuzz.h5")
         default:
-            fatalError("CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body)")
+            fatalError(
+                "CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body)")
         }
     }
 }
 
 #if FUZZING
-/// libFuzzer's driver (linked from libclang_rt.fuzzer_no_main, so SwiftPM's main stays ours).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+    /// libFuzzer's driver (linked from libclang_rt.fuzzer_no_main, so SwiftPM's main stays ours).
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<Int32>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+    ) -> Int32
 #endif
 
 @main
 struct FuzzMain {
     static func main() {
         #if FUZZING
-        var argc = CommandLine.argc
-        var argv = Optional(CommandLine.unsafeArgv)
-        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-            Harness.run(Harness.target, size > 0 ? Data(bytes: data!, count: size) : Data())
-            return 0
-        })
+            var argc = CommandLine.argc
+            var argv = Optional(CommandLine.unsafeArgv)
+            exit(
+                LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+                    Harness.run(Harness.target, size > 0 ? Data(bytes: data!, count: size) : Data())
+                    return 0
+                })
         #else
-        let args = CommandLine.arguments.dropFirst()
-        guard let target = args.first else {
-            print("usage: cortado-fuzz model|manifest|spec|checkpoint FILE…   (replays inputs; cluster/fuzz.sh builds the fuzzer)")
-            print("       cortado-fuzz seed-checkpoint FILE                       (writes a small valid checkpoint as a seed)")
-            return
-        }
-        if target == "seed-checkpoint", let path = args.dropFirst().first {
-            // A 2×3 + 3 layout: every part of the format, in ~3 KB, so the fuzzer's inputs stay
-            // small and fast (a real checkpoint is mostly float payload it cannot mutate usefully).
-            let layout = ParameterLayout(tensors: [TensorSpec(name: "layers.0.weight", shape: [2, 3], offset: 0),
-                                                   TensorSpec(name: "layers.0.bias", shape: [3], offset: 6)], count: 9)
-            let params = (0..<9).map { Float($0) / 8 }, state = [Float](repeating: 0.5, count: 9)
-            do {
-                try params.withUnsafeBufferPointer { p in
-                    try state.withUnsafeBufferPointer { s in
-                        try Checkpoint.writeFile(path, step: 3, stepsPerEpoch: 2, worldSize: 2, dataPartitions: 2,
-                                                 jobSpecJSON: #"{"batch_size":4}"#, layout: layout, params: p, optimizerState: s)
+            let args = CommandLine.arguments.dropFirst()
+            guard let target = args.first else {
+                print(
+                    "usage: cortado-fuzz model|manifest|spec|checkpoint FILE…   (replays inputs; cluster/fuzz.sh builds the fuzzer)"
+                )
+                print(
+                    "       cortado-fuzz seed-checkpoint FILE                       (writes a small valid checkpoint as a seed)"
+                )
+                return
+            }
+            if target == "seed-checkpoint", let path = args.dropFirst().first {
+                // A 2×3 + 3 layout: every part of the format, in ~3 KB, so the fuzzer's inputs stay
+                // small and fast (a real checkpoint is mostly float payload it cannot mutate usefully).
+                let layout = ParameterLayout(
+                    tensors: [
+                        TensorSpec(name: "layers.0.weight", shape: [2, 3], offset: 0),
+                        TensorSpec(name: "layers.0.bias", shape: [3], offset: 6)
+                    ], count: 9)
+                let params = (0..<9).map { Float($0) / 8 }, state = [Float](repeating: 0.5, count: 9)
+                do {
+                    try params.withUnsafeBufferPointer { p in
+                        try state.withUnsafeBufferPointer { s in
+                            try Checkpoint.writeFile(
+                                path, step: 3, stepsPerEpoch: 2, worldSize: 2, dataPartitions: 2,
+                                jobSpecJSON: #"{"batch_size":4}"#, layout: layout, params: p, optimizerState: s)
+                        }
                     }
+                    print("wrote \(path)")
+                } catch { print("\(error)"); exit(1) }
+                return
+            }
+            for file in args.dropFirst() {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    print("cannot read \(file)"); continue
                 }
-                print("wrote \(path)")
-            } catch { print("\(error)"); exit(1) }
-            return
-        }
-        for file in args.dropFirst() {
-            guard let data = FileManager.default.contents(atPath: file) else { print("cannot read \(file)"); continue }
-            Harness.run(target, data)
-            print("ok \(file)")
-        }
+                Harness.run(target, data)
+                print("ok \(file)")
+            }
         #endif
     }
 }

@@ -13,10 +13,14 @@ struct Infer: ParsableCommand {
 
     @Argument(help: "Model file (.cmodel).")
     var model: String
-    @Option(help: "Classifier: HDF5 file with /features (and /labels), a raw CSV, or IDX images (*-ubyte[.gz]). Recommender: HDF5 with /categorical (and /targets).")
+    @Option(
+        help:
+            "Classifier: HDF5 file with /features (and /labels), a raw CSV, or IDX images (*-ubyte[.gz]). Recommender: HDF5 with /categorical (and /targets)."
+    )
     var input: String?
-    @Option(name: [.customLong("out"), .customShort("o"), .customLong("output")],
-            help: "Write predictions here: .csv, .jsonl (JSON lines) or .h5 (HDF5), by extension.")
+    @Option(
+        name: [.customLong("out"), .customShort("o"), .customLong("output")],
+        help: "Write predictions here: .csv, .jsonl (JSON lines) or .h5 (HDF5), by extension.")
     var output: String?
     @Option(help: "IDX input: the IDX1 labels file, for accuracy.")
     var labels: String?
@@ -26,11 +30,15 @@ struct Infer: ParsableCommand {
     var users: String?
     @Option(name: .customLong("top-k"), help: "Recommender: items per user.")
     var topK = 10
-    @Option(help: "Recommender: data folder manifest whose interactions are excluded (default: the model's training data).")
+    @Option(
+        help: "Recommender: data folder manifest whose interactions are excluded (default: the model's training data).")
     var seen: String?
     @Flag(help: "Print JSON instead of text.")
     var json = false
-    @Flag(help: "Benchmark instead of scoring: batch-1 latency p50/p90/p99 and rows/s per batch size (rows from --input, or random).")
+    @Flag(
+        help:
+            "Benchmark instead of scoring: batch-1 latency p50/p90/p99 and rows/s per batch size (rows from --input, or random)."
+    )
     var bench = false
     @Option(help: "--bench: batch sizes, comma-separated.")
     var batches = "1,4,16,64,256,1024,4096"
@@ -51,8 +59,10 @@ struct Infer: ParsableCommand {
         let m = try InferenceModel(path: model, sparse: policy)
         let r = try score(model: m, inputPath: input, batch: batch, csvOutput: output, labelsPath: labels)
         if json {
-            var obj: [String: Any] = ["model": model, "input": input, "precision": m.header.precision,
-                                      "rows": r.rows, "rows_per_sec": r.rowsPerSecond]
+            var obj: [String: Any] = [
+                "model": model, "input": input, "precision": m.header.precision,
+                "rows": r.rows, "rows_per_sec": r.rowsPerSecond
+            ]
             obj["accuracy"] = r.accuracy
             obj["output"] = output
             printJSON(obj)
@@ -76,7 +86,9 @@ struct Infer: ParsableCommand {
         let m = try InferenceModel(path: model, sparse: policy)
         let x = try InferenceBench.rows(model: m, input: input, rows: max(sizes.max()!, 1024))
         let r = InferenceBench.run(model: m, x: x, batches: sizes, threads: threads)
-        print(json ? String(decoding: try stableJSON(r, pretty: false), as: UTF8.self) : InferenceBench.text(r), terminator: json ? "\n" : "")
+        print(
+            json ? String(decoding: try stableJSON(r, pretty: false), as: UTF8.self) : InferenceBench.text(r),
+            terminator: json ? "\n" : "")
     }
 
     /// Top-K items per user, leaving out what each user already interacted with; or, with
@@ -94,16 +106,26 @@ struct Infer: ParsableCommand {
             }
             return
         }
-        guard let users else { throw CortadoError.usage("--users or --input: a recommender needs users to recommend for, or pairs to score") }
+        guard let users else {
+            throw CortadoError.usage(
+                "--users or --input: a recommender needs users to recommend for, or pairs to score")
+        }
         let manifest = seen ?? m.header.metadata["data"] ?? ""
         let history = try m.interactions(manifestPath: manifest)
         for name in users.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-            guard let u = m.id(ofUser: name) else { throw CortadoError.usage("--users: '\(name)' is not a user the model knows") }
+            guard let u = m.id(ofUser: name) else {
+                throw CortadoError.usage("--users: '\(name)' is not a user the model knows")
+            }
             let top = m.topK(user: u, k: topK, exclude: history.items(of: Int(u)))
             if json {
-                printJSON(["user": name, "items": top.map { m.itemName($0.item) }, "scores": top.map { Double($0.score) }])
+                printJSON([
+                    "user": name, "items": top.map { m.itemName($0.item) }, "scores": top.map { Double($0.score) }
+                ])
             } else {
-                print("user \(name): " + top.map { "\(m.itemName($0.item)) (\(String(format: "%.3f", $0.score)))" }.joined(separator: ", "))
+                print(
+                    "user \(name): "
+                        + top.map { "\(m.itemName($0.item)) (\(String(format: "%.3f", $0.score)))" }.joined(
+                            separator: ", "))
             }
         }
     }
@@ -111,7 +133,8 @@ struct Infer: ParsableCommand {
 
 /// One JSON object on one line, keys sorted, numbers as JSON numbers.
 func printJSON(_ object: [String: Any]) {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    let data =
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
     print(String(decoding: data, as: UTF8.self))
 }
 

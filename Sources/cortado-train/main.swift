@@ -11,19 +11,21 @@ struct TrainCommand: ParsableCommand {
         commandName: "cortado-train",
         abstract: "Train a model from a job spec: one process per rank under mpirun or srun.",
         discussion: """
-        Every rank loads its share of the data's shards, computes gradients with OpenBLAS \
-        and sums them with one MPI allreduce per step; rank 0 logs, checkpoints and writes \
-        the emitted model files (run_dir/model-<recipe>.cmodel). Examples:
+            Every rank loads its share of the data's shards, computes gradients with OpenBLAS \
+            and sums them with one MPI allreduce per step; rank 0 logs, checkpoints and writes \
+            the emitted model files (run_dir/model-<recipe>.cmodel). Examples:
 
-          mpirun -np 2 cortado-train jobs/fashion-mlp.yaml
-          srun cortado-train jobs/fashion-cnn.yaml --set epochs=5 --resume
+              mpirun -np 2 cortado-train jobs/fashion-mlp.yaml
+              srun cortado-train jobs/fashion-cnn.yaml --set epochs=5 --resume
 
-        The job spec's keys are documented in docs/training.md.
-        """)
+            The job spec's keys are documented in docs/training.md.
+            """)
 
     @Argument(help: "Job spec (YAML).")
     var spec: String
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a job-spec field (repeatable).", valueName: "key.path=value"))
+    @Option(
+        name: .customLong("set"),
+        help: ArgumentHelp("Override a job-spec field (repeatable).", valueName: "key.path=value"))
     var overrides: [String] = []
     @Option(help: "Run folder (overrides run_dir).")
     var runDir: String?

@@ -53,15 +53,20 @@ struct FashionMNIST: ParsableCommand {
         p.limit = limit
         if let classes {
             p.classes = try classes.split(separator: ",").map {
-                guard let c = Int($0.trimmingCharacters(in: .whitespaces)) else { throw CortadoError.usage("--classes: '\($0)' is not a number") }
+                guard let c = Int($0.trimmingCharacters(in: .whitespaces)) else {
+                    throw CortadoError.usage("--classes: '\($0)' is not a number")
+                }
                 return c
             }
         }
         let t0 = monotonicSeconds()
         let m = try p.run(log: { print($0) })
-        print(String(format: "prepared %@: %d train (%d shards), %d validation, %d test rows in %.1fs → %@/manifest.json",
-                     m.name, m.splits["train"]?.rows ?? 0, shards, m.splits["validation"]?.rows ?? 0, m.splits["test"]?.rows ?? 0,
-                     monotonicSeconds() - t0, out))
+        print(
+            String(
+                format: "prepared %@: %d train (%d shards), %d validation, %d test rows in %.1fs → %@/manifest.json",
+                m.name, m.splits["train"]?.rows ?? 0, shards, m.splits["validation"]?.rows ?? 0,
+                m.splits["test"]?.rows ?? 0,
+                monotonicSeconds() - t0, out))
     }
 }
 
@@ -82,14 +87,17 @@ struct CSV: ParsableCommand {
     @Option(help: "classification or regression (inferred from the label if omitted).") var task: String?
     @Option(help: "Training shards.") var shards = 1
     @Option(help: "Rows per training shard (instead of --shards).") var shardRows: Int?
-    @Option(help: "Split fractions, e.g. train=0.8,validation=0.1,test=0.1.") var split = "train=0.8,validation=0.1,test=0.1"
+    @Option(help: "Split fractions, e.g. train=0.8,validation=0.1,test=0.1.") var split =
+        "train=0.8,validation=0.1,test=0.1"
     @Option(help: "Schema file (YAML): column types, missing-value policies, transforms.") var schema: String?
     @Option(help: "Field delimiter: a character, or 'tab'.") var delimiter = ","
     @Flag(help: "The files have no header line (columns are named c0, c1, …).") var noHeader = false
-    @Option(help: "Comma-separated tokens that mean missing (default: empty, NA, N/A, NaN, nan, null, NULL, ?).") var missing: String?
+    @Option(help: "Comma-separated tokens that mean missing (default: empty, NA, N/A, NaN, nan, null, NULL, ?).")
+    var missing: String?
     @Option(help: "Seed of the split.") var seed: UInt64 = 42
     @Flag(help: "Keep exact-duplicate rows.") var keepDuplicates = false
-    @Option(help: "Interaction data: USER,TIME — each user's last row → test, the one before → validation.") var leaveLastOut: String?
+    @Option(help: "Interaction data: USER,TIME — each user's last row → test, the one before → validation.")
+    var leaveLastOut: String?
     @Flag(help: "Replace an existing output folder.") var overwrite = false
 
     func run() throws {
@@ -102,7 +110,8 @@ struct CSV: ParsableCommand {
         var fractions = [String: Double]()
         for part in split.split(separator: ",") {
             let kv = part.split(separator: "=")
-            guard kv.count == 2, let v = Double(kv[1]), ["train", "validation", "val", "test"].contains(String(kv[0])) else {
+            guard kv.count == 2, let v = Double(kv[1]), ["train", "validation", "val", "test"].contains(String(kv[0]))
+            else {
                 throw CortadoError.usage("--split: '\(part)' is not train=F, validation=F or test=F")
             }
             fractions[kv[0] == "val" ? "validation" : String(kv[0])] = v
@@ -115,12 +124,16 @@ struct CSV: ParsableCommand {
         }
         p.delimiter = byte
         p.header = !noHeader
-        if let missing { p.missingValues = missing.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        if let missing {
+            p.missingValues = missing.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        }
         p.seed = seed
         p.dedup = !keepDuplicates
         if let lo = leaveLastOut {
             let parts = lo.split(separator: ",").map(String.init)
-            guard parts.count == 2 else { throw CortadoError.usage("--leave-last-out: expected USER,TIME column names") }
+            guard parts.count == 2 else {
+                throw CortadoError.usage("--leave-last-out: expected USER,TIME column names")
+            }
             p.leaveLastOut = (parts[0], parts[1])
         }
         p.overwrite = overwrite
@@ -128,7 +141,7 @@ struct CSV: ParsableCommand {
         do {
             _ = try p.run(comm: comm, log: { if isRoot { print($0) } })
         } catch let e as CortadoError where !isRoot {
-            throw CortadoError(e.kind, "")   // rank 0 reports
+            throw CortadoError(e.kind, "") // rank 0 reports
         }
     }
 }
@@ -137,7 +150,9 @@ struct SyntheticRatingsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synthetic-ratings",
         abstract: "Write MovieLens-100k-shaped ratings (u.data-style TSV) with a planted low-rank structure.",
-        discussion: "Prepare it like the real u.data: cortado prepare csv FILE --no-header --delimiter tab --label c2 --leave-last-out c0,c3 …")
+        discussion:
+            "Prepare it like the real u.data: cortado prepare csv FILE --no-header --delimiter tab --label c2 --leave-last-out c0,c3 …"
+    )
     @Option(name: .out, help: "Output TSV file.") var out: String
     @Option var users = 943
     @Option var items = 1682
@@ -158,15 +173,17 @@ struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compress a trained fp32 model by recipes and compare the variants.",
         discussion: """
-        Recipes: fp32, fp16, bf16, int8, and prune<sparsity>[/layer]+<precision>, e.g. prune0.9+int8 \
-        (global magnitude pruning of dense/conv weights, stored as CSR when at least half zero). \
-        Prints: variant, file size, parameters, non-zeros, test accuracy, batch-1 latency (p50), \
-        batch-1024 throughput, measured by the inference runtime on the manifest's test split.
-        """)
+            Recipes: fp32, fp16, bf16, int8, and prune<sparsity>[/layer]+<precision>, e.g. prune0.9+int8 \
+            (global magnitude pruning of dense/conv weights, stored as CSR when at least half zero). \
+            Prints: variant, file size, parameters, non-zeros, test accuracy, batch-1 latency (p50), \
+            batch-1024 throughput, measured by the inference runtime on the manifest's test split.
+            """)
 
     @Argument(help: "An fp32 model file (cortado-train's model-fp32.cmodel) or a training checkpoint (.h5).")
     var model: String
-    @Option(name: .customLong("recipe"), help: "A recipe (repeat for several; default: fp32, fp16, int8, prune0.5+int8, prune0.9+int8).")
+    @Option(
+        name: .customLong("recipe"),
+        help: "A recipe (repeat for several; default: fp32, fp16, int8, prune0.5+int8, prune0.9+int8).")
     var recipes: [String] = []
     @Option(help: "The data set's manifest.json (its test split is scored).")
     var data: String
@@ -179,8 +196,10 @@ struct Compress: ParsableCommand {
 
     func run() throws {
         setBLASThreads(threads)
-        let list = try (recipes.isEmpty ? ["fp32", "fp16", "int8", "prune0.5+int8", "prune0.9+int8"] : recipes).map(Recipe.init)
-        let rows = model.hasSuffix(".h5")
+        let list = try (recipes.isEmpty ? ["fp32", "fp16", "int8", "prune0.5+int8", "prune0.9+int8"] : recipes).map(
+            Recipe.init)
+        let rows =
+            model.hasSuffix(".h5")
             ? try compressCheckpoint(list)
             : try CompressionReport.run(source: model, recipes: list, data: data, outDir: out, log: { print($0) })
         print(CompressionReport.table(rows), terminator: "")
@@ -198,16 +217,22 @@ extension Compress {
         do { job = try JSONDecoder().decode(JobSpec.self, from: Data(ck.jobSpecJSON.utf8)) } catch {
             throw CortadoError.model("\(model): the checkpoint's job spec does not decode: \(error)")
         }
-        guard job.family == .feedforward else { throw CortadoError.usage("\(model): compress takes classifiers (recommenders: use emit: in the job spec)") }
+        guard job.family == .feedforward else {
+            throw CortadoError.usage("\(model): compress takes classifiers (recommenders: use emit: in the job spec)")
+        }
         let manifest = try SplitReader(manifestPath: data, split: "test").manifest
         let spec = job.modelSpec(inputShape: manifest.featureShape)
         guard spec.parameterLayout == ck.layout else {
-            throw CortadoError.model("\(model): its parameter layout does not match the model its job spec describes on \(data)'s \(manifest.featureShape) features")
+            throw CortadoError.model(
+                "\(model): its parameter layout does not match the model its job spec describes on \(data)'s \(manifest.featureShape) features"
+            )
         }
-        let meta = try ModelMetadata.make(spec: job, specJSON: ck.jobSpecJSON, manifest: manifest, data: data, step: ck.step,
-                                             worldSize: ck.worldSize)
-        return try CompressionReport.run(model: spec, classes: manifest.classes, params: ck.params, metadata: meta, source: model,
-                                         recipes: recipes, data: data, outDir: out, log: { print($0) })
+        let meta = try ModelMetadata.make(
+            spec: job, specJSON: ck.jobSpecJSON, manifest: manifest, data: data, step: ck.step,
+            worldSize: ck.worldSize)
+        return try CompressionReport.run(
+            model: spec, classes: manifest.classes, params: ck.params, metadata: meta, source: model,
+            recipes: recipes, data: data, outDir: out, log: { print($0) })
     }
 }
 
@@ -222,11 +247,11 @@ struct ExportONNX: ParsableCommand {
         commandName: "onnx",
         abstract: "Write a classifier .cmodel as an fp32 ONNX model (opset 17) for ONNX Runtime.",
         discussion: """
-        Input 'input' (batch, features) float32, output 'probabilities' (batch, classes), as \
-        cortado-infer. Any storage exports (int8 weights are dequantized); recommenders do not. \
-        To check it against cortado-infer's predictions with ONNX Runtime, see \
-        docs/inference.md (ONNX export).
-        """)
+            Input 'input' (batch, features) float32, output 'probabilities' (batch, classes), as \
+            cortado-infer. Any storage exports (int8 weights are dequantized); recommenders do not. \
+            To check it against cortado-infer's predictions with ONNX Runtime, see \
+            docs/inference.md (ONNX export).
+            """)
     @Argument(help: "A classifier model file (.cmodel).") var model: String
     @Option(name: .out, help: "The ONNX file to write.") var out: String
 
@@ -237,18 +262,24 @@ struct ExportONNX: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a data folder (manifest: splits, columns, statistics, cleaning report) or a model (job spec or .cmodel: layers, shapes, parameters, FLOPs, frozen).")
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Describe a data folder (manifest: splits, columns, statistics, cleaning report) or a model (job spec or .cmodel: layers, shapes, parameters, FLOPs, frozen)."
+    )
     @Argument(help: "Data folder (or its manifest.json), job spec (.yaml), or model file (.cmodel).") var data: String
 
     func run() throws {
-        if [".yaml", ".yml", ".cmodel"].contains(where: data.hasSuffix) { return print(try ModelTable.describe(path: data), terminator: "") }
+        if [".yaml", ".yml", ".cmodel"].contains(where: data.hasSuffix) {
+            return print(try ModelTable.describe(path: data), terminator: "")
+        }
         let path = data.hasSuffix(".json") ? data : (data as NSString).appendingPathComponent("manifest.json")
         print(try describeManifest(try DatasetManifest.load(path)), terminator: "")
     }
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Re-check every file of a prepared data folder: checksums, shapes, dtypes, labels.")
+    static let configuration = CommandConfiguration(
+        abstract: "Re-check every file of a prepared data folder: checksums, shapes, dtypes, labels.")
     @Argument(help: "Data folder (or its manifest.json).") var data: String
 
     func run() throws {
@@ -281,7 +312,9 @@ struct SGEMM: ParsableCommand {
         let (mm, nn, kk) = (m ?? size, n ?? size, k ?? size)
         let g = measureSGEMM(m: mm, n: nn, k: kk, threads: threads, seconds: seconds)
         if json {
-            print(#"{"m": \#(mm), "n": \#(nn), "k": \#(kk), "threads": \#(threads), "gflops": \#(String(format: "%.2f", g))}"#)
+            print(
+                #"{"m": \#(mm), "n": \#(nn), "k": \#(kk), "threads": \#(threads), "gflops": \#(String(format: "%.2f", g))}"#
+            )
         } else {
             print(String(format: "sgemm %dx%dx%d, %d thread(s): %.1f GFLOP/s", mm, nn, kk, threads, g))
         }

@@ -13,7 +13,8 @@ final class SlurmTests: XCTestCase {
     /// Full Fashion-MNIST, prepared once per test process (2 shards).
     static let fullData: String = {
         let dir = NSTemporaryDirectory() + "cortado-tests-\(getpid())/fashion-full"
-        let r = try? Support.run([Support.product("cortado"), "prepare", "fashion-mnist", "--out", dir, "--shards", "2"], timeout: 300)
+        let r = try? Support.run(
+            [Support.product("cortado"), "prepare", "fashion-mnist", "--out", dir, "--shards", "2"], timeout: 300)
         precondition(r?.status == 0, "preparing Fashion-MNIST failed: \(r?.output ?? "")")
         return dir + "/manifest.json"
     }()
@@ -23,10 +24,12 @@ final class SlurmTests: XCTestCase {
     /// Submits `script args` from `dir` (logs in dir/logs), returns the job id.
     func sbatch(_ dir: String, _ options: [String], _ script: String, _ args: [String]) throws -> String {
         try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
-        let r = try Support.run(["sbatch", "--parsable", "--chdir=\(dir)", "--export=ALL,CORTADO_BIN=\(Support.productsDir)"]
-                                + options + [Support.repoRoot + "/jobs/" + script] + args)
+        let r = try Support.run(
+            ["sbatch", "--parsable", "--chdir=\(dir)", "--export=ALL,CORTADO_BIN=\(Support.productsDir)"]
+                + options + [Support.repoRoot + "/jobs/" + script] + args)
         XCTAssertEqual(r.status, 0, r.output)
-        let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        let id =
+            r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
         // A test that fails or times out still ends its job and the job's ranks.
         addTeardownBlock { Self.cancel(id, run: { try Support.run($0) }) }
         return id
@@ -47,7 +50,9 @@ final class SlurmTests: XCTestCase {
     /// final states from `scontrol show job`. Gives up after `timeout` seconds, or, with
     /// `progress`, once that value (say, the log's length) has not changed for `stalledAfter`
     /// seconds: a slower machine takes longer but keeps making progress.
-    func wait(_ id: String, timeout: Double = 400, stalledAfter: Double? = nil, progress: () -> Int = { 0 }) throws -> [String] {
+    func wait(_ id: String, timeout: Double = 400, stalledAfter: Double? = nil, progress: () -> Int = { 0 }) throws
+        -> [String]
+    {
         let t0 = monotonicSeconds()
         var last = progress(), lastChange = t0
         while monotonicSeconds() - (stalledAfter == nil ? t0 : lastChange) < (stalledAfter ?? timeout) {
@@ -67,10 +72,13 @@ final class SlurmTests: XCTestCase {
 
     func testSbatchTrainsFashionMNISTToTheSpinesAccuracy() throws {
         let dir = Support.scratch("slurm-train")
-        let id = try sbatch(dir, [], "train.sbatch", [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Self.fullData)"])
+        let id = try sbatch(
+            dir, [], "train.sbatch", [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Self.fullData)"])
         XCTAssertEqual(try wait(id), ["COMPLETED"], log(dir, "cortado-train-\(id).out"))
         let text = log(dir, "cortado-train-\(id).out")
-        let summary = try JSONSerialization.jsonObject(with: Data(text.split(separator: "\n").last { $0.hasPrefix("{") }!.utf8)) as! [String: Any]
+        let summary =
+            try JSONSerialization.jsonObject(with: Data(text.split(separator: "\n").last { $0.hasPrefix("{") }!.utf8))
+            as! [String: Any]
         let test = summary["test"] as! [String: Double]
         XCTAssertGreaterThanOrEqual(test["fp32_accuracy"]!, 0.89, text)
         XCTAssertEqual(summary["world_size"] as? Int, 2, "ranks from the allocation")
@@ -81,10 +89,15 @@ final class SlurmTests: XCTestCase {
     /// shards as one process.
     func testParallelPrepareJob() throws {
         let dir = Support.scratch("slurm-prepare")
-        let gen = try Support.run([Support.product("cortado"), "prepare", "synthetic-ratings", "--out", dir + "/u.data", "--users", "300", "--items", "400", "--ratings", "12000"])
+        let gen = try Support.run([
+            Support.product("cortado"), "prepare", "synthetic-ratings", "--out", dir + "/u.data", "--users", "300",
+            "--items", "400", "--ratings", "12000"
+        ])
         XCTAssertEqual(gen.status, 0, gen.output)
-        let args = [dir + "/u.data", "--no-header", "--delimiter", "tab", "--label", "c2", "--task", "regression",
-                    "--leave-last-out", "c0,c3", "--schema", Support.repoRoot + "/jobs/ratings-schema.yaml", "--shards", "2"]
+        let args = [
+            dir + "/u.data", "--no-header", "--delimiter", "tab", "--label", "c2", "--task", "regression",
+            "--leave-last-out", "c0,c3", "--schema", Support.repoRoot + "/jobs/ratings-schema.yaml", "--shards", "2"
+        ]
         let id = try sbatch(dir, [], "prepare.sbatch", ["csv"] + args + ["--out", dir + "/slurm"])
         XCTAssertEqual(try wait(id), ["COMPLETED"], log(dir, "cortado-prepare-\(id).out"))
         let one = try Support.run([Support.product("cortado"), "prepare", "csv"] + args + ["--out", dir + "/one"])
@@ -98,21 +111,28 @@ final class SlurmTests: XCTestCase {
 
     func testArraySweepRunsEveryTaskAndTheSummaryPicksTheBest() throws {
         let dir = Support.scratch("slurm-sweep")
-        let id = try sbatch(dir, ["--array=0-2"], "sweep.sbatch",
-                            [Support.repoRoot + "/jobs/fashion-mlp.yaml", Support.repoRoot + "/jobs/sweep-mlp.txt",
-                             "--set", "data=\(Support.smallData)", "--set", "epochs=2", "--set", "emit=[]"])
+        let id = try sbatch(
+            dir, ["--array=0-2"], "sweep.sbatch",
+            [
+                Support.repoRoot + "/jobs/fashion-mlp.yaml", Support.repoRoot + "/jobs/sweep-mlp.txt",
+                "--set", "data=\(Support.smallData)", "--set", "epochs=2", "--set", "emit=[]"
+            ])
         XCTAssertEqual(try wait(id), ["COMPLETED", "COMPLETED", "COMPLETED"])
         let runs = (0..<3).map { "\(dir)/runs/cortado-sweep-\(id)_\($0)" }
         let r = try Support.run(["python3", Support.repoRoot + "/jobs/sweep-summary.py"] + runs)
         XCTAssertEqual(r.status, 0, r.output)
         var best = (-1.0, "")
         for run in runs {
-            let s = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json"))) as! [String: Any]
+            let s =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json")))
+                as! [String: Any]
             let acc = (s["validation"] as! [String: Double])["accuracy"]!
             if acc > best.0 { best = (acc, run) }
         }
         XCTAssertTrue(r.stdout.contains("best: \(best.1)"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("optimizer.learning_rate=0.02") && r.stdout.contains("optimizer.learning_rate=0.1"), r.stdout)
+        XCTAssertTrue(
+            r.stdout.contains("optimizer.learning_rate=0.02") && r.stdout.contains("optimizer.learning_rate=0.1"),
+            r.stdout)
     }
 
     /// Preemption by a real time limit: `--time=1 --signal=B:USR1@55` makes Slurm send USR1 to
@@ -123,11 +143,17 @@ final class SlurmTests: XCTestCase {
     /// ~45 s of training on any machine; the test waits for as long as the job makes progress.
     func testTimeLimitPreemptionRequeuesAndTheRerunIsBitIdentical() throws {
         let dir = Support.scratch("slurm-preempt")
-        let args = [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Support.smallData)", "--set", "emit=[]",
-                    "--set", "epochs=40", "--set", "batch_size=32", "--set", "checkpoint.every_steps=0",
-                    "--set", "optimizer.schedule=constant"]
-        let id = try sbatch(dir, ["--time=1", "--signal=B:USR1@55",
-                                  "--export=ALL,CORTADO_BIN=\(Support.productsDir),CORTADO_STEP_SLEEP_MS=20"], "train.sbatch", args)
+        let args = [
+            Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Support.smallData)", "--set", "emit=[]",
+            "--set", "epochs=40", "--set", "batch_size=32", "--set", "checkpoint.every_steps=0",
+            "--set", "optimizer.schedule=constant"
+        ]
+        let id = try sbatch(
+            dir,
+            [
+                "--time=1", "--signal=B:USR1@55",
+                "--export=ALL,CORTADO_BIN=\(Support.productsDir),CORTADO_STEP_SLEEP_MS=20"
+            ], "train.sbatch", args)
         let logName = "cortado-train-\(id).out"
         let states = try wait(id, stalledAfter: 300) { self.log(dir, logName).count }
         let text = log(dir, logName)
@@ -138,21 +164,28 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(text.contains("restart 1 ") && text.contains("resumed from"), text)
         XCTAssertFalse(text.contains("DUE TO TIME LIMIT"), "a run outlived its time limit: \(text)")
 
-        let whole = try Support.mpirun(2, args + ["--run-dir", dir + "/whole", "--set", "threads=1", "--json"], timeout: 300)
+        let whole = try Support.mpirun(
+            2, args + ["--run-dir", dir + "/whole", "--set", "threads=1", "--json"], timeout: 300)
         XCTAssertEqual(whole.status, 0, whole.output)
         let steps = try Support.lastJSON(whole)["steps"] as! Int
         let name = String(format: "/checkpoints/step-%08d.h5", steps)
-        let a = try HDF5File.open(dir + "/whole" + name), b = try HDF5File.open("\(dir)/runs/cortado-train-\(id)" + name)
+        let a = try HDF5File.open(dir + "/whole" + name),
+            b = try HDF5File.open("\(dir)/runs/cortado-train-\(id)" + name)
         XCTAssertEqual(try a.readFloats("params"), try b.readFloats("params"))
         XCTAssertEqual(try a.readFloats("optimizer_state"), try b.readFloats("optimizer_state"))
     }
 
     func testSrunLauncher() throws {
         let dir = Support.scratch("slurm-srun")
-        let id = try sbatch(dir, ["--export=ALL,CORTADO_BIN=\(Support.productsDir),CORTADO_LAUNCHER=srun"], "train.sbatch",
-                            [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Support.smallData)", "--set", "epochs=1", "--set", "emit=[]"])
+        let id = try sbatch(
+            dir, ["--export=ALL,CORTADO_BIN=\(Support.productsDir),CORTADO_LAUNCHER=srun"], "train.sbatch",
+            [
+                Support.repoRoot + "/jobs/fashion-mlp.yaml", "--set", "data=\(Support.smallData)", "--set", "epochs=1",
+                "--set", "emit=[]"
+            ])
         let text = log(dir, "cortado-train-\(id).out")
         XCTAssertEqual(try wait(id), ["COMPLETED"], text)
-        XCTAssertTrue(log(dir, "cortado-train-\(id).out").contains("\"world_size\":2"), log(dir, "cortado-train-\(id).out"))
+        XCTAssertTrue(
+            log(dir, "cortado-train-\(id).out").contains("\"world_size\":2"), log(dir, "cortado-train-\(id).out"))
     }
 }

@@ -8,28 +8,39 @@ import XCTest
 /// them by mpirun's rsh agent, TCP only (cluster/vcluster-run.sh): the same job as on one host,
 /// bit for bit, and faults that cross hosts.
 final class VirtualClusterTests: XCTestCase {
-    static let up: Support.Result? = try? Support.run(["bash", Support.repoRoot + "/cluster/vcluster-up.sh", "2"], timeout: 60)
+    static let up: Support.Result? = try? Support.run(
+        ["bash", Support.repoRoot + "/cluster/vcluster-up.sh", "2"], timeout: 60)
 
-    override func setUpWithError() throws { try requireStarted(Self.up, "cluster/vcluster-up.sh", else: "no virtual cluster") }
+    override func setUpWithError() throws {
+        try requireStarted(Self.up, "cluster/vcluster-up.sh", else: "no virtual cluster")
+    }
 
     func args(_ runDir: String, _ extra: [String] = []) -> [String] {
-        [Support.product("cortado-train"), Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
-         "--set", "data=\(Support.smallData)", "--set", "threads=1", "--set", "epochs=2", "--set", "emit=[]",
-         "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]"] + extra
+        [
+            Support.product("cortado-train"), Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir,
+            "--json",
+            "--set", "data=\(Support.smallData)", "--set", "threads=1", "--set", "epochs=2", "--set", "emit=[]",
+            "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]"
+        ] + extra
     }
 
     func vrun(_ mpiOptions: [String], _ a: [String], timeout: Int = 120) throws -> (Support.Result, Double) {
         let t0 = monotonicSeconds()
-        let r = try Support.run(["bash", Support.repoRoot + "/cluster/vcluster-run.sh", "-np", "2", "--map-by", "node"] + mpiOptions + a, timeout: timeout)
+        let r = try Support.run(
+            ["bash", Support.repoRoot + "/cluster/vcluster-run.sh", "-np", "2", "--map-by", "node"] + mpiOptions + a,
+            timeout: timeout)
         return (r, monotonicSeconds() - t0)
     }
 
     /// The job's processes still in a host's namespace (ranks, orted, mpirun) — not the
     /// multi-node Slurm's slurmd, which lives there by design.
     func namespacePIDs(_ host: String) throws -> String {
-        let pids = try Support.run(["ip", "netns", "pids", "cortado-" + host]).stdout.split(separator: "\n").map(String.init)
+        let pids = try Support.run(["ip", "netns", "pids", "cortado-" + host]).stdout.split(separator: "\n").map(
+            String.init)
         return pids.filter { pid in
-            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let comm =
+                (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(
+                    in: .whitespacesAndNewlines) ?? ""
             return !comm.isEmpty && !comm.hasPrefix("slurm")
         }.joined(separator: " ")
     }
@@ -42,7 +53,9 @@ final class VirtualClusterTests: XCTestCase {
         XCTAssertEqual(one.status, 0, one.output)
         let steps = try Support.lastJSON(one)["steps"] as! Int
         let name = String(format: "/checkpoints/step-%08d.h5", steps)
-        XCTAssertEqual(try HDF5File.open(dir + "/multi" + name).readFloats("params"), try HDF5File.open(dir + "/one" + name).readFloats("params"))
+        XCTAssertEqual(
+            try HDF5File.open(dir + "/multi" + name).readFloats("params"),
+            try HDF5File.open(dir + "/one" + name).readFloats("params"))
     }
 
     func testKillingARankOnTheOtherHostEndsTheJobFast() throws {
@@ -61,7 +74,9 @@ final class VirtualClusterTests: XCTestCase {
         let dir = Support.scratch("vc-cut")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [Support.repoRoot + "/cluster/vcluster-run.sh", "-np", "2", "--map-by", "node"] + args(dir + "/run", ["--set", "epochs=500"])
+        p.arguments =
+            [Support.repoRoot + "/cluster/vcluster-run.sh", "-np", "2", "--map-by", "node"]
+            + args(dir + "/run", ["--set", "epochs=500"])
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         p.environment = env
@@ -70,7 +85,8 @@ final class VirtualClusterTests: XCTestCase {
         try p.run()
         Thread.sleep(forTimeInterval: 4)
         XCTAssertTrue(p.isRunning, "the job should still be training")
-        XCTAssertEqual(try Support.run(["ip", "netns", "exec", "cortado-node2", "ip", "link", "set", "eth0", "down"]).status, 0)
+        XCTAssertEqual(
+            try Support.run(["ip", "netns", "exec", "cortado-node2", "ip", "link", "set", "eth0", "down"]).status, 0)
         defer { _ = try? Support.run(["ip", "netns", "exec", "cortado-node2", "ip", "link", "set", "eth0", "up"]) }
         let t0 = monotonicSeconds()
         while p.isRunning && monotonicSeconds() - t0 < 90 { Thread.sleep(forTimeInterval: 0.25) }

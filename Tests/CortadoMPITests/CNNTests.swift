@@ -9,10 +9,14 @@ import XCTest
 /// conv models (fp32, and int8 dense layers beside fp32 convolutions).
 final class CNNTests: XCTestCase {
     func args(_ runDir: String) -> [String] {
-        [Support.repoRoot + "/jobs/fashion-cnn.yaml", "--run-dir", runDir, "--json", "--set", "data=\(Support.smallData)",
-         "--set", "threads=1", "--set", "epochs=1", "--set", "batch_size=32",
-         "--set", "model.layers=[{type: conv2d, filters: 4, kernel: 3, stride: 2, padding: 1}, {type: relu}, {type: max_pool, size: 2},"
-             + " {type: flatten}, {type: dense, units: 16}, {type: relu}, {type: dropout, rate: 0.3}, {type: dense, units: 10}]"]
+        [
+            Support.repoRoot + "/jobs/fashion-cnn.yaml", "--run-dir", runDir, "--json", "--set",
+            "data=\(Support.smallData)",
+            "--set", "threads=1", "--set", "epochs=1", "--set", "batch_size=32",
+            "--set",
+            "model.layers=[{type: conv2d, filters: 4, kernel: 3, stride: 2, padding: 1}, {type: relu}, {type: max_pool, size: 2},"
+                + " {type: flatten}, {type: dense, units: 16}, {type: relu}, {type: dropout, rate: 0.3}, {type: dense, units: 10}]"
+        ]
     }
 
     /// Same job, seed and world size → bit-identical parameters, dropout included.
@@ -38,7 +42,8 @@ final class CNNTests: XCTestCase {
         let s = try Support.lastJSON(r)
         let test = s["test"] as! [String: Double]
         XCTAssertGreaterThan(test["fp32_accuracy"]!, 0.3, "one small epoch learns something (chance is 0.1)")
-        XCTAssertEqual(test["fp32_model_accuracy"]!, test["fp32_accuracy"]!, accuracy: 1e-9, "dropout is off at inference")
+        XCTAssertEqual(
+            test["fp32_model_accuracy"]!, test["fp32_accuracy"]!, accuracy: 1e-9, "dropout is off at inference")
         let models = s["models"] as! [String: String]
         let testFile = (Support.smallData as NSString).deletingLastPathComponent + "/test.h5"
         for (p, key) in [("fp32", "fp32_model_accuracy"), ("int8", "int8_model_accuracy")] {

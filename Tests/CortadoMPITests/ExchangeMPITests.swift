@@ -13,16 +13,22 @@ final class ExchangeMPITests: XCTestCase {
     /// 16 KiB buckets and 5-row blocks: the first layer's weight gradient (196 KiB) is
     /// computed in 13 row blocks, and the arena travels in 7 buckets of at least 16 KiB.
     func args(_ runDir: String, _ extra: [String]) -> [String] {
-        [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
-         "--set", "data=\(data)", "--set", "threads=1", "--set", "emit=[]", "--set", "epochs=1",
-         "--set", "model.layers=[{type: dense, units: 64}, {type: relu}, {type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
-         "--set", "optimizer.type=adam", "--set", "optimizer.learning_rate=0.002", "--set", "optimizer.weight_decay=0.0001",
-         "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant",
-         "--set", "batch_size=32", "--set", "distributed.bucket_kib=16", "--set", "distributed.block_rows=5"] + extra
+        [
+            Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
+            "--set", "data=\(data)", "--set", "threads=1", "--set", "emit=[]", "--set", "epochs=1",
+            "--set",
+            "model.layers=[{type: dense, units: 64}, {type: relu}, {type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
+            "--set", "optimizer.type=adam", "--set", "optimizer.learning_rate=0.002", "--set",
+            "optimizer.weight_decay=0.0001",
+            "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant",
+            "--set", "batch_size=32", "--set", "distributed.bucket_kib=16", "--set", "distributed.block_rows=5"
+        ] + extra
     }
 
     /// Runs and returns the final checkpoint's parameters and optimizer state.
-    func train(_ np: Int, _ dir: String, _ extra: [String], expect fragment: String? = nil) throws -> (params: [Float], state: [Float]) {
+    func train(_ np: Int, _ dir: String, _ extra: [String], expect fragment: String? = nil) throws -> (
+        params: [Float], state: [Float]
+    ) {
         let r = try Support.mpirun(np, args(dir, extra))
         XCTAssertEqual(r.status, 0, r.output)
         if let fragment { XCTAssertTrue(r.stdout.contains(fragment), "\(extra): no '\(fragment)' in\n\(r.stdout)") }
@@ -38,7 +44,8 @@ final class ExchangeMPITests: XCTestCase {
         let dir = Support.scratch("exchange-2")
         let plain = try train(2, dir + "/off", ["--set", "distributed.overlap=off"], expect: "one allreduce per step")
         let polled = try train(2, dir + "/test", ["--set", "distributed.overlap=test"], expect: "7 buckets")
-        let threaded = try train(2, dir + "/thread", ["--set", "distributed.overlap=thread"], expect: "communication thread")
+        let threaded = try train(
+            2, dir + "/thread", ["--set", "distributed.overlap=thread"], expect: "communication thread")
         let zero = try train(2, dir + "/zero", ["--set", "distributed.zero=true"], expect: "ZeRO-1")
         XCTAssertEqual(plain.params.count, 784 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10)
         XCTAssertEqual(plain.state.count, 2 * plain.params.count)
@@ -58,7 +65,8 @@ final class ExchangeMPITests: XCTestCase {
         for mode in ["test", "thread", "zero"] {
             let setting = mode == "zero" ? "distributed.zero=true" : "distributed.overlap=\(mode)"
             let run = try train(3, dir + "/" + mode, extra + ["--set", setting])
-            for (what, a, b) in [("parameters", run.params, plain.params), ("optimizer state", run.state, plain.state)] {
+            for (what, a, b) in [("parameters", run.params, plain.params), ("optimizer state", run.state, plain.state)]
+            {
                 let scale = b.map { abs($0) }.max() ?? 0
                 let diff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
                 XCTAssertEqual(a.count, b.count)
@@ -84,17 +92,25 @@ final class ExchangeMPITests: XCTestCase {
     /// warned about, naming the binding.
     func testBLASThreadsFollowTheBinding() throws {
         func dryRun(_ extra: [String]) throws -> Support.Result {
-            try Support.run(["mpirun", "-np", "2", "--bind-to", "core", Support.product("cortado-train"),
-                             Support.repoRoot + "/jobs/fashion-mlp.yaml", "--dry-run", "--set", "data=\(data)"] + extra)
+            try Support.run(
+                [
+                    "mpirun", "-np", "2", "--bind-to", "core", Support.product("cortado-train"),
+                    Support.repoRoot + "/jobs/fashion-mlp.yaml", "--dry-run", "--set", "data=\(data)"
+                ] + extra)
         }
         let plain = try dryRun([])
         XCTAssertEqual(plain.status, 0, plain.output)
         let rows = plain.stdout.split(separator: "\n").filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
         XCTAssertEqual(rows.count, 2, plain.stdout)
-        for row in rows { XCTAssertEqual(row.split(separator: " ", omittingEmptySubsequences: true)[3], "1", "BLAS threads of a rank bound to one core: \(row)") }
+        for row in rows {
+            XCTAssertEqual(
+                row.split(separator: " ", omittingEmptySubsequences: true)[3], "1",
+                "BLAS threads of a rank bound to one core: \(row)")
+        }
         XCTAssertFalse(plain.stdout.contains("warning: a rank is bound"), plain.stdout)
         let crowded = try dryRun(["--set", "threads=2"])
         XCTAssertEqual(crowded.status, 0, crowded.output)
-        XCTAssertTrue(crowded.stdout.contains("warning: a rank is bound to 1 core(s) but runs 2 BLAS threads"), crowded.stdout)
+        XCTAssertTrue(
+            crowded.stdout.contains("warning: a rank is bound to 1 core(s) but runs 2 BLAS threads"), crowded.stdout)
     }
 }

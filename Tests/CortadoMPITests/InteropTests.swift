@@ -20,9 +20,13 @@ final class InteropTests: XCTestCase {
         let manifest = Support.smallData
         let dir = (manifest as NSString).deletingLastPathComponent
         let run = Support.scratch("interop") + "/run"
-        let r = try Support.mpirun(2, [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", run, "--set", "data=\(manifest)",
-                                       "--set", "epochs=1", "--set", "threads=1", "--set", "emit=[fp32]",
-                                       "--set", "model.layers=[{type: dense, units: 10}]"])
+        let r = try Support.mpirun(
+            2,
+            [
+                Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", run, "--set", "data=\(manifest)",
+                "--set", "epochs=1", "--set", "threads=1", "--set", "emit=[fp32]",
+                "--set", "model.layers=[{type: dense, units: 10}]"
+            ])
         XCTAssertEqual(r.status, 0, r.output)
         let ckpt = run + "/checkpoints/step-00000027.h5"
         for f in [dir + "/train-000.h5", dir + "/test.h5", ckpt] {

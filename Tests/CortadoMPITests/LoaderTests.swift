@@ -30,12 +30,16 @@ final class LoaderTests: XCTestCase {
     func testPrefetchChangesNoResult() throws {
         let dir = Support.scratch("loader-prefetch")
         var finals = [String: [Float]]()
-        for (name, extra) in [("on", []), ("off", ["--set", "loader.prefetch=false"]),
-                              ("chunked-on", ["--set", "loader.chunk_rows=256"]),
-                              ("chunked-off", ["--set", "loader.chunk_rows=256", "--set", "loader.prefetch=false"])] {
+        for (name, extra) in [
+            ("on", []), ("off", ["--set", "loader.prefetch=false"]),
+            ("chunked-on", ["--set", "loader.chunk_rows=256"]),
+            ("chunked-off", ["--set", "loader.chunk_rows=256", "--set", "loader.prefetch=false"])
+        ] {
             let (s, stdout) = try train(dir + "/" + name, extra)
             XCTAssertEqual(s["steps"] as? Int, 108, name)
-            XCTAssertTrue(stdout.contains(extra.contains("loader.prefetch=false") ? "assembled in the step" : "prefetched"), stdout)
+            XCTAssertTrue(
+                stdout.contains(extra.contains("loader.prefetch=false") ? "assembled in the step" : "prefetched"),
+                stdout)
             finals[name] = try params(dir + "/" + name, step: 108)
         }
         XCTAssertEqual(finals["on"], finals["off"], "in memory: prefetch must not change the parameters")
@@ -50,7 +54,9 @@ final class LoaderTests: XCTestCase {
     /// in one run equal 40 steps + checkpoint + resume + 68 steps, bit for bit.
     func testChunkedLoadingTrainsAndResumesMidEpochExactly() throws {
         let dir = Support.scratch("loader-chunked")
-        let chunked = ["--set", "loader.chunk_rows=256", "--set", "checkpoint.every_steps=20", "--set", "checkpoint.keep=10"]
+        let chunked = [
+            "--set", "loader.chunk_rows=256", "--set", "checkpoint.every_steps=20", "--set", "checkpoint.keep=10"
+        ]
         let (full, stdout) = try train(dir + "/full", chunked)
         XCTAssertTrue(stdout.contains("chunks of 250 rows read ahead"), stdout)
         let (memory, _) = try train(dir + "/memory", [])
@@ -62,7 +68,8 @@ final class LoaderTests: XCTestCase {
 
         // A run folder holding only the full run's step-40 checkpoint (epoch 0, step 40 of 54).
         try FileManager.default.createDirectory(atPath: dir + "/split/checkpoints", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: dir + "/full/checkpoints/step-00000040.h5", toPath: dir + "/split/checkpoints/step-00000040.h5")
+        try FileManager.default.copyItem(
+            atPath: dir + "/full/checkpoints/step-00000040.h5", toPath: dir + "/split/checkpoints/step-00000040.h5")
         let (resumed, out) = try train(dir + "/split", chunked + ["--resume"])
         XCTAssertTrue(out.contains("at step 40"), out)
         XCTAssertEqual(resumed["steps"] as? Int, 108)
@@ -76,18 +83,25 @@ final class LoaderTests: XCTestCase {
     /// above that and the noise.
     func testChunkedLoadingLowersPeakMemoryByTheShare() throws {
         let dir = Support.scratch("loader-memory")
-        let prep = try Support.run([Support.product("cortado"), "prepare", "fashion-mnist", "--out", dir + "/data", "--shards", "4",
-                                    "--limit", "30000", "--validation", "1000"], timeout: 300)
+        let prep = try Support.run(
+            [
+                Support.product("cortado"), "prepare", "fashion-mnist", "--out", dir + "/data", "--shards", "4",
+                "--limit", "30000", "--validation", "1000"
+            ], timeout: 300)
         XCTAssertEqual(prep.status, 0, prep.output)
         var peak = [String: Double](), dataMiB = [String: Double]()
         for (name, extra) in [("memory", []), ("chunked", ["--set", "loader.chunk_rows=512"])] {
-            let (s, stdout) = try train(dir + "/" + name, ["--set", "data=\(dir)/data/manifest.json", "--set", "epochs=1", "--set", "emit=[]"] + extra)
+            let (s, stdout) = try train(
+                dir + "/" + name,
+                ["--set", "data=\(dir)/data/manifest.json", "--set", "epochs=1", "--set", "emit=[]"] + extra)
             peak[name] = s["peak_rss_mib_max"] as? Double
             let line = stdout.split(separator: "\n").first { $0.hasPrefix("memory/rank:") } ?? ""
-            dataMiB[name] = line.components(separatedBy: "data ").dropFirst().first.flatMap { Double($0.prefix { $0 != " " }) }
+            dataMiB[name] = line.components(separatedBy: "data ").dropFirst().first.flatMap {
+                Double($0.prefix { $0 != " " })
+            }
             XCTAssertTrue(line.contains("runtime (MPI, BLAS, libraries)"), String(line))
         }
-        let share = Double(14_500 * (784 * 4 + 4)) / 1048576   // 14 500 training rows a rank
+        let share = Double(14_500 * (784 * 4 + 4)) / 1048576 // 14 500 training rows a rank
         XCTAssertEqual(dataMiB["memory"]! - dataMiB["chunked"]!, share, accuracy: 0.25 * share)
         XCTAssertLessThan(peak["chunked"]!, peak["memory"]! - 0.6 * share, "peak RSS: \(peak)")
     }

@@ -12,10 +12,12 @@ final class MPITests: XCTestCase {
 
     /// Small, fast settings: a 784-32-10 MLP, 1 BLAS thread per rank.
     func args(_ runDir: String, _ extra: [String] = []) -> [String] {
-        [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
-         "--set", "data=\(data)", "--set", "threads=1", "--set", "verify_checksums=true",
-         "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
-         "--set", "optimizer.warmup_steps=0", "--set", "batch_size=32"] + extra
+        [
+            Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
+            "--set", "data=\(data)", "--set", "threads=1", "--set", "verify_checksums=true",
+            "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
+            "--set", "optimizer.warmup_steps=0", "--set", "batch_size=32"
+        ] + extra
     }
 
     func readGradient(_ path: String) throws -> [Float] { try HDF5File.open(path).readFloats("gradient") }
@@ -24,7 +26,8 @@ final class MPITests: XCTestCase {
     /// computes on the 16 rows together.
     func testTwoRankGradientEqualsSingleProcessOnTheUnion() throws {
         let dir = Support.scratch("probe")
-        let r1 = try Support.mpirun(1, args(dir + "/r1", ["--set", "batch_size=16", "--probe-gradient", dir + "/g1.h5"]))
+        let r1 = try Support.mpirun(
+            1, args(dir + "/r1", ["--set", "batch_size=16", "--probe-gradient", dir + "/g1.h5"]))
         XCTAssertEqual(r1.status, 0, r1.output)
         let r2 = try Support.mpirun(2, args(dir + "/r2", ["--set", "batch_size=8", "--probe-gradient", dir + "/g2.h5"]))
         XCTAssertEqual(r2.status, 0, r2.output)
@@ -32,8 +35,9 @@ final class MPITests: XCTestCase {
         XCTAssertEqual(g1.count, 784 * 32 + 32 + 32 * 10 + 10)
         XCTAssertGreaterThan(g1.map { abs($0) }.max()!, 1e-4, "gradient should not be zero")
         assertClose(g1, g2, rel: 1e-5, abs: 1e-7, "gradient np2 vs np1")
-        XCTAssertEqual(try HDF5File.open(dir + "/g1.h5").doubleAttribute("loss"),
-                       try HDF5File.open(dir + "/g2.h5").doubleAttribute("loss"), accuracy: 1e-5)
+        XCTAssertEqual(
+            try HDF5File.open(dir + "/g1.h5").doubleAttribute("loss"),
+            try HDF5File.open(dir + "/g2.h5").doubleAttribute("loss"), accuracy: 1e-5)
     }
 
     /// -np 2: trains, writes metrics, checkpoint and both model files; cortado-infer (which
@@ -58,7 +62,9 @@ final class MPITests: XCTestCase {
         XCTAssertGreaterThan(last["samples_per_sec"]!, 0)
         // The epoch's step-time split: every part measured, together within the epoch's time.
         let parts = ["compute_s", "data_s", "allreduce_s", "update_s"].map { last[$0] ?? -1 }
-        for (key, v) in zip(["compute_s", "data_s", "allreduce_s", "update_s"], parts) { XCTAssertGreaterThan(v, 0, key) }
+        for (key, v) in zip(["compute_s", "data_s", "allreduce_s", "update_s"], parts) {
+            XCTAssertGreaterThan(v, 0, key)
+        }
         XCTAssertLessThanOrEqual(parts.reduce(0, +), last["epoch_sec"]!)
         XCTAssertGreaterThan(last["epoch_samples_per_sec"]!, 0)
         let stepMs = s["step_ms"] as! [String: Double]
@@ -79,8 +85,10 @@ final class MPITests: XCTestCase {
         let models = s["models"] as! [String: String]
         let testFile = (data as NSString).deletingLastPathComponent + "/test.h5"
         for (precision, key) in [("fp32", "fp32_model_accuracy"), ("int8", "int8_model_accuracy")] {
-            let inf = try Support.run([Support.product("cortado-infer"), models[precision]!, "--input", testFile, "--json",
-                                       "--output", dir + "/pred-\(precision).csv"])
+            let inf = try Support.run([
+                Support.product("cortado-infer"), models[precision]!, "--input", testFile, "--json",
+                "--output", dir + "/pred-\(precision).csv"
+            ])
             XCTAssertEqual(inf.status, 0, inf.output)
             let obj = try Support.lastJSON(inf)
             XCTAssertEqual(obj["accuracy"] as! Double, test[key]!, accuracy: 0.00006, precision)
@@ -94,8 +102,9 @@ final class MPITests: XCTestCase {
     /// rank, and the run finishes.
     func testThreeRanksOnFourShards() throws {
         let dir = Support.scratch("np3")
-        let r = try Support.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", Support.product("cortado-train")]
-                                + args(dir + "/run", ["--set", "epochs=2", "--set", "emit=[int8]"]), timeout: 240)
+        let r = try Support.run(
+            ["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", Support.product("cortado-train")]
+                + args(dir + "/run", ["--set", "epochs=2", "--set", "emit=[int8]"]), timeout: 240)
         XCTAssertEqual(r.status, 0, r.output)
         let s = try Support.lastJSON(r)
         XCTAssertEqual(s["world_size"] as? Int, 3)
@@ -111,16 +120,21 @@ final class MPITests: XCTestCase {
         let dir = Support.scratch("resume")
         // A constant learning rate: a cosine schedule depends on the total step count, which
         // the two halves would see differently.
-        func args(_ run: String, _ extra: [String]) -> [String] { self.args(run, ["--set", "optimizer.schedule=constant"] + extra) }
+        func args(_ run: String, _ extra: [String]) -> [String] {
+            self.args(run, ["--set", "optimizer.schedule=constant"] + extra)
+        }
         let full = try Support.mpirun(2, args(dir + "/full", ["--set", "epochs=2"]))
         XCTAssertEqual(full.status, 0, full.output)
         let first = try Support.mpirun(2, args(dir + "/split", ["--set", "epochs=1"]))
         XCTAssertEqual(first.status, 0, first.output)
         let second = try Support.mpirun(2, args(dir + "/split", ["--set", "epochs=2", "--resume"]))
         XCTAssertEqual(second.status, 0, second.output)
-        XCTAssertTrue(second.stdout.contains("resumed from \(dir)/split/checkpoints/step-00000054.h5 at step 54"), second.stdout)
+        XCTAssertTrue(
+            second.stdout.contains("resumed from \(dir)/split/checkpoints/step-00000054.h5 at step 54"), second.stdout)
         let metrics = try String(contentsOfFile: dir + "/split/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-        let steps = try metrics.map { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Double])["step"]! }
+        let steps = try metrics.map {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Double])["step"]!
+        }
         XCTAssertEqual(steps, [54, 108], "the resumed run logs only epoch 2")
 
         let a = try HDF5File.open(dir + "/full/checkpoints/step-00000108.h5")
@@ -153,9 +167,11 @@ final class MPITests: XCTestCase {
     }
 
     func testBadSpecFailsBeforeStartWithTheKey() throws {
-        let r = try Support.mpirun(2, args(Support.scratch("badspec") + "/run", ["--set", "optimizer.lr=0.1"]), timeout: 60)
+        let r = try Support.mpirun(
+            2, args(Support.scratch("badspec") + "/run", ["--set", "optimizer.lr=0.1"]), timeout: 60)
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.stderr.contains("optimizer.lr: unknown key"), r.stderr)
-        XCTAssertEqual(r.stderr.components(separatedBy: "unknown key").count - 1, 1, "rank 0 alone reports: \(r.stderr)")
+        XCTAssertEqual(
+            r.stderr.components(separatedBy: "unknown key").count - 1, 1, "rank 0 alone reports: \(r.stderr)")
     }
 }

@@ -14,10 +14,13 @@ import XCTest
 /// and the emitted sparse int8 model scores close to the dense one.
 final class PruningMPITests: XCTestCase {
     func args(_ runDir: String, _ extra: [String] = []) -> [String] {
-        [Support.repoRoot + "/jobs/fashion-mlp-pruned.yaml", "--run-dir", runDir, "--json", "--set", "data=\(Support.smallData)",
-         "--set", "threads=1", "--set", "epochs=4", "--set", "batch_size=32", "--set", "optimizer.warmup_steps=0",
-         "--set", "optimizer.schedule=constant", "--set", "pruning.every_steps=5", "--set", "pruning.end_step=60",
-         "--set", "checkpoint.every_steps=20", "--set", "emit=[fp32, prune0.9+int8]"] + extra
+        [
+            Support.repoRoot + "/jobs/fashion-mlp-pruned.yaml", "--run-dir", runDir, "--json", "--set",
+            "data=\(Support.smallData)",
+            "--set", "threads=1", "--set", "epochs=4", "--set", "batch_size=32", "--set", "optimizer.warmup_steps=0",
+            "--set", "optimizer.schedule=constant", "--set", "pruning.every_steps=5", "--set", "pruning.end_step=60",
+            "--set", "checkpoint.every_steps=20", "--set", "emit=[fp32, prune0.9+int8]"
+        ] + extra
     }
 
     func testMasksHoldAcrossStepsRanksAndResume() throws {
@@ -32,7 +35,9 @@ final class PruningMPITests: XCTestCase {
         let pruner = Pruner(layout: ck.layout, scope: .global)
         let zeros = ck.params.withUnsafeBufferPointer { pruner.zeros($0.baseAddress!) }
         XCTAssertEqual(zeros, Int((Double(pruner.prunableCount) * 0.9).rounded()), whole.stdout)
-        XCTAssertTrue(whole.stdout.contains("pruning: \(zeros) of \(pruner.prunableCount) prunable weights are zero (90.0%)"), whole.stdout)
+        XCTAssertTrue(
+            whole.stdout.contains("pruning: \(zeros) of \(pruner.prunableCount) prunable weights are zero (90.0%)"),
+            whole.stdout)
         // Both ranks hold the same masked parameters: rank 1's view equals rank 0's checkpoint,
         // seen through a resume that must continue bit-exactly.
         let split = dir + "/split"

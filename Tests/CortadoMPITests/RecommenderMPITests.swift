@@ -11,18 +11,26 @@ final class RecommenderMPITests: XCTestCase {
     static let data: String = {
         let dir = NSTemporaryDirectory() + "cortado-tests-\(getpid())/ratings"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let gen = try? Support.run([Support.product("cortado"), "prepare", "synthetic-ratings", "--out", dir + "/u.data"])
+        let gen = try? Support.run([
+            Support.product("cortado"), "prepare", "synthetic-ratings", "--out", dir + "/u.data"
+        ])
         precondition(gen?.status == 0, "synthetic-ratings failed: \(gen?.output ?? "")")
-        let prep = try? Support.run([Support.product("cortado"), "prepare", "csv", dir + "/u.data", "--no-header", "--delimiter", "tab",
-                                     "--label", "c2", "--task", "regression", "--leave-last-out", "c0,c3",
-                                     "--schema", Support.repoRoot + "/jobs/ratings-schema.yaml", "--out", dir + "/prepared"])
+        let prep = try? Support.run([
+            Support.product("cortado"), "prepare", "csv", dir + "/u.data", "--no-header", "--delimiter", "tab",
+            "--label", "c2", "--task", "regression", "--leave-last-out", "c0,c3",
+            "--schema", Support.repoRoot + "/jobs/ratings-schema.yaml", "--out", dir + "/prepared"
+        ])
         precondition(prep?.status == 0, "prepare csv failed: \(prep?.output ?? "")")
         return dir + "/prepared/manifest.json"
     }()
 
     func train(_ np: Int, job: String, runDir: String, _ extra: [String]) throws -> (Support.Result, [String: Any]) {
-        let r = try Support.mpirun(np, [Support.repoRoot + "/jobs/" + job, "--set", "data=\(Self.data)", "--run-dir", runDir,
-                                        "--set", "threads=1", "--json"] + extra, timeout: 300)
+        let r = try Support.mpirun(
+            np,
+            [
+                Support.repoRoot + "/jobs/" + job, "--set", "data=\(Self.data)", "--run-dir", runDir,
+                "--set", "threads=1", "--json"
+            ] + extra, timeout: 300)
         XCTAssertEqual(r.status, 0, r.output)
         return (r, try Support.lastJSON(r))
     }
@@ -40,15 +48,21 @@ final class RecommenderMPITests: XCTestCase {
             var result = [String: [Float]]()
             for mode in ["dense", "sparse"] {
                 let run = "\(dir)/\(np)-\(mode)"
-                let (r, s) = try train(np, job: "recsys-ncf.yaml", runDir: run,
-                                       ["--set", "epochs=1", "--set", "model.exchange=\(mode)", "--set", "model.loss=\(loss)", "--set", "emit=[]"])
+                let (r, s) = try train(
+                    np, job: "recsys-ncf.yaml", runDir: run,
+                    [
+                        "--set", "epochs=1", "--set", "model.exchange=\(mode)", "--set", "model.loss=\(loss)", "--set",
+                        "emit=[]"
+                    ])
                 XCTAssertTrue(r.stdout.contains("exchanged \(mode)ly"), r.stdout)
                 result[mode] = try params(run, step: s["steps"] as! Int)
             }
             let a = result["dense"]!, b = result["sparse"]!
             XCTAssertEqual(a.count, b.count)
             var worst = 0.0
-            for i in a.indices { worst = max(worst, Double(Swift.abs(a[i] - b[i])) / max(Double(Swift.abs(a[i])), 1e-3)) }
+            for i in a.indices {
+                worst = max(worst, Double(Swift.abs(a[i] - b[i])) / max(Double(Swift.abs(a[i])), 1e-3))
+            }
             XCTAssertLessThanOrEqual(worst, 1e-6, "\(np) ranks, \(loss): sparse and dense differ by \(worst) relative")
             XCTAssertNotEqual(a, [Float](repeating: 0, count: a.count))
         }
@@ -65,10 +79,13 @@ final class RecommenderMPITests: XCTestCase {
         XCTAssertGreaterThan(pop, 0.02, "the popularity baseline is a real one")
 
         let model = (s["models"] as! [String: String])["int8"]!
-        let r = try Support.run([Support.product("cortado-infer"), model, "--users", "1,7", "--top-k", "10", "--seen", Self.data, "--json"])
+        let r = try Support.run([
+            Support.product("cortado-infer"), model, "--users", "1,7", "--top-k", "10", "--seen", Self.data, "--json"
+        ])
         XCTAssertEqual(r.status, 0, r.output)
         // What user 1 rated, in the raw file.
-        let raw = try String(contentsOfFile: (Self.data as NSString).deletingLastPathComponent + "/../u.data", encoding: .utf8)
+        let raw = try String(
+            contentsOfFile: (Self.data as NSString).deletingLastPathComponent + "/../u.data", encoding: .utf8)
         var rated = Set<String>()
         for line in raw.split(separator: "\n") {
             let f = line.split(separator: "\t")
@@ -92,11 +109,13 @@ final class RecommenderMPITests: XCTestCase {
         let dir = Support.scratch("mf")
         let (_, s) = try train(2, job: "recsys-mf.yaml", runDir: dir + "/run", [])
         let test = s["test"] as! [String: Double]
-        XCTAssertLessThan(test["fp32_rmse"]!, 0.85, "\(test)")   // the global mean scores ≈ 1.04 here
+        XCTAssertLessThan(test["fp32_rmse"]!, 0.85, "\(test)") // the global mean scores ≈ 1.04 here
         XCTAssertEqual(test["int8_model_rmse"]!, test["fp32_model_rmse"]!, accuracy: 0.01)
         XCTAssertEqual(test["fp32_model_rmse"]!, test["fp32_rmse"]!, accuracy: 1e-4)
         let testFile = (Self.data as NSString).deletingLastPathComponent + "/test.h5"
-        let r = try Support.run([Support.product("cortado-infer"), (s["models"] as! [String: String])["fp32"]!, "--input", testFile, "--json"])
+        let r = try Support.run([
+            Support.product("cortado-infer"), (s["models"] as! [String: String])["fp32"]!, "--input", testFile, "--json"
+        ])
         XCTAssertEqual(r.status, 0, r.output)
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(obj["rmse"] as! Double, test["fp32_rmse"]!, accuracy: 1e-4)

@@ -16,11 +16,13 @@ final class ReliabilityMPITests: XCTestCase {
     /// A 784-32-10 MLP, 1 BLAS thread per rank, checkpoints every 10 steps, a 3 s watchdog;
     /// constant learning rate so split runs see the same schedule.
     func args(_ runDir: String, _ extra: [String] = []) -> [String] {
-        [Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
-         "--set", "data=\(data)", "--set", "threads=1", "--set", "epochs=2", "--set", "batch_size=32",
-         "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
-         "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant",
-         "--set", "checkpoint.every_steps=10", "--set", "watchdog_seconds=3", "--set", "emit=[]"] + extra
+        [
+            Support.repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json",
+            "--set", "data=\(data)", "--set", "threads=1", "--set", "epochs=2", "--set", "batch_size=32",
+            "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
+            "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant",
+            "--set", "checkpoint.every_steps=10", "--set", "watchdog_seconds=3", "--set", "emit=[]"
+        ] + extra
     }
 
     func mpirun(_ np: Int, _ a: [String], fault: String? = nil) throws -> (Support.Result, Double) {
@@ -50,13 +52,20 @@ final class ReliabilityMPITests: XCTestCase {
         let cases: [(fault: String, code: Int32?, says: [String])] = [
             ("throw@25:1", 4, ["rank 1", "step 25", "injected I/O error"]),
             ("nan@25:1", 7, ["rank 1", "non-finite loss at step 25"]),
-            ("hang@25:1", 6, ["rank 1", "no progress for", "computing a step", "rank 0", "waiting in the gradient exchange"]),
-            ("kill@25:1", nil, ["rank 1", "signal 9"]),
+            (
+                "hang@25:1", 6,
+                ["rank 1", "no progress for", "computing a step", "rank 0", "waiting in the gradient exchange"]
+            ),
+            ("kill@25:1", nil, ["rank 1", "signal 9"])
         ]
         for c in cases {
             let run = Support.scratch("fault-" + c.fault.prefix(4))
             let (r, seconds) = try mpirun(2, args(run + "/run"), fault: c.fault)
-            if let code = c.code { XCTAssertEqual(r.status, code, "\(c.fault): \(r.output)") } else { XCTAssertNotEqual(r.status, 0, c.fault) }
+            if let code = c.code {
+                XCTAssertEqual(r.status, code, "\(c.fault): \(r.output)")
+            } else {
+                XCTAssertNotEqual(r.status, 0, c.fault)
+            }
             for s in c.says { XCTAssertTrue(r.stderr.contains(s), "\(c.fault): stderr lacks '\(s)': \(r.stderr)") }
             // Start-up (≈ 1 s) + 25 steps + detection; the watchdog case waits its 3 s deadline.
             XCTAssertLessThan(seconds, 12, "\(c.fault) took \(seconds) s")
@@ -76,7 +85,8 @@ final class ReliabilityMPITests: XCTestCase {
         let run = Support.scratch("skip") + "/run"
         let (r, _) = try mpirun(2, args(run, ["--set", "non_finite=skip"]), fault: "nan@25:1")
         XCTAssertEqual(r.status, 0, r.output)
-        XCTAssertTrue(r.stdout.contains("non-finite loss at step 25: update skipped on every rank (1 so far)"), r.stdout)
+        XCTAssertTrue(
+            r.stdout.contains("non-finite loss at step 25: update skipped on every rank (1 so far)"), r.stdout)
     }
 
     /// SIGTERM to one rank only: all ranks stop at the next step boundary, rank 0 writes a
@@ -113,7 +123,8 @@ final class ReliabilityMPITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/checkpoints/step-00000030.h5"))
         let (resumed, _) = try mpirun(2, args(run, ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.output)
-        XCTAssertTrue(resumed.stdout.contains("resumed from \(run)/checkpoints/step-00000020.h5 at step 20"), resumed.stdout)
+        XCTAssertTrue(
+            resumed.stdout.contains("resumed from \(run)/checkpoints/step-00000020.h5 at step 20"), resumed.stdout)
 
         // Tear the newest checkpoint: resume warns and takes the one before.
         let files = try Checkpoint.checkpointFiles(runDir: run)
@@ -133,8 +144,12 @@ final class ReliabilityMPITests: XCTestCase {
     /// still works, keeps the global batch and warns that the data order changed.
     func testResumeOnADifferentWorldSize() throws {
         let dir = Support.scratch("worldsize")
-        func accuracy(_ r: Support.Result) throws -> Double { (try Support.lastJSON(r)["validation"] as! [String: Double])["accuracy"]! }
-        func params(_ run: String) throws -> [Float] { try Checkpoint.newest(runDir: run, warn: { _ in })!.checkpoint.params }
+        func accuracy(_ r: Support.Result) throws -> Double {
+            (try Support.lastJSON(r)["validation"] as! [String: Double])["accuracy"]!
+        }
+        func params(_ run: String) throws -> [Float] {
+            try Checkpoint.newest(runDir: run, warn: { _ in })!.checkpoint.params
+        }
         for (from, to) in [(2, 1), (1, 2), (2, 3)] {
             let run = "\(dir)/\(from)-\(to)"
             // Global batch 60 = 6 partitions × 10 rows, whichever world size starts the run.
@@ -145,14 +160,18 @@ final class ReliabilityMPITests: XCTestCase {
             XCTAssertEqual(first.status, 0, first.output)
             let (second, _) = try mpirun(to, args(run, p + ["--set", "epochs=4", "--resume"]))
             XCTAssertEqual(second.status, 0, second.output)
-            XCTAssertTrue(second.stdout.contains("resuming a \(from)-rank run on \(to) ranks: batch_size \(60 / from) → \(60 / to) per rank (global batch 60 → 60); same data order"), second.stdout)
+            XCTAssertTrue(
+                second.stdout.contains(
+                    "resuming a \(from)-rank run on \(to) ranks: batch_size \(60 / from) → \(60 / to) per rank (global batch 60 → 60); same data order"
+                ), second.stdout)
             XCTAssertFalse(second.stdout.contains("warning: checkpoint was written"), second.stdout)
             let a = try params(run), b = try params(run + "-whole")
             XCTAssertEqual(a.count, b.count)
             let diff = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
             let norm = b.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
             XCTAssertLessThan(diff / norm, 1e-4, "\(from) → \(to): parameters drifted")
-            XCTAssertGreaterThan(diff, 0, "\(from) → \(to): bit-identical is not expected across world sizes (summation order)")
+            XCTAssertGreaterThan(
+                diff, 0, "\(from) → \(to): bit-identical is not expected across world sizes (summation order)")
             XCTAssertEqual(try accuracy(second), try accuracy(whole), accuracy: 0.004, "\(from) → \(to)")
         }
         // Default partitions (= ranks): 2 → 3 does not divide, so the order changes, with a warning.
@@ -160,7 +179,8 @@ final class ReliabilityMPITests: XCTestCase {
         XCTAssertEqual(try mpirun(2, args(run, ["--set", "epochs=2"])).0.status, 0)
         let (second, _) = try mpirun(3, args(run, ["--set", "epochs=4", "--resume"]))
         XCTAssertEqual(second.status, 0, second.output)
-        XCTAssertTrue(second.stdout.contains("2 data partitions do not divide among 3 ranks: new data order"), second.stdout)
+        XCTAssertTrue(
+            second.stdout.contains("2 data partitions do not divide among 3 ranks: new data order"), second.stdout)
         XCTAssertTrue(second.stdout.contains("warning: checkpoint was written by 2 ranks"), second.stdout)
         let (whole, _) = try mpirun(2, args(run + "-whole", ["--set", "epochs=4"]))
         // 500 validation rows and 4 short epochs: a loose bound; the README has full-data figures.
@@ -177,7 +197,7 @@ final class ReliabilityMPITests: XCTestCase {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        Thread.sleep(forTimeInterval: 3)            // well into the hang at step 5
+        Thread.sleep(forTimeInterval: 3) // well into the hang at step 5
         XCTAssertTrue(p.isRunning)
         kill(p.processIdentifier, SIGTERM)
         Thread.sleep(forTimeInterval: 0.5)

@@ -10,9 +10,12 @@ import XCTest
 public enum Support {
     /// The folder holding the built executables (next to the test bundle).
     public static var productsDir: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = (exe as NSString).deletingLastPathComponent
-        while !dir.isEmpty, dir != "/", !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("cortado-train")) {
+        while !dir.isEmpty, dir != "/",
+            !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("cortado-train"))
+        {
             dir = (dir as NSString).deletingLastPathComponent
         }
         return dir
@@ -30,8 +33,10 @@ public enum Support {
     }
 
     public static func fixture(_ name: String) throws -> Data {
-        guard let url = Bundle.module.url(forResource: "Fixtures/" + name, withExtension: nil) ??
-                Bundle.module.url(forResource: name, withExtension: nil) else {
+        guard
+            let url = Bundle.module.url(forResource: "Fixtures/" + name, withExtension: nil)
+                ?? Bundle.module.url(forResource: name, withExtension: nil)
+        else {
             throw CortadoError.io("fixture \(name) not found")
         }
         return try Data(contentsOf: url)
@@ -54,7 +59,9 @@ public enum Support {
 
     /// Runs a command under coreutils `timeout` (SIGTERM, then SIGKILL 5 s later), with no
     /// standard input, reading both pipes before waiting so a chatty child cannot block.
-    public static func run(_ args: [String], timeout: Int = 180, env: [String: String] = [:], cwd: String? = nil) throws -> Result {
+    public static func run(_ args: [String], timeout: Int = 180, env: [String: String] = [:], cwd: String? = nil) throws
+        -> Result
+    {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         p.arguments = ["--kill-after=5", String(timeout)] + args
@@ -82,8 +89,9 @@ public enum Support {
         group.wait()
         let errData = errBox.data
         p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+        return Result(
+            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
     }
 
     /// `mpirun -np N cortado-train ARGS…`, one BLAS thread per rank, under a timeout.
@@ -95,8 +103,11 @@ public enum Support {
     /// prepared once per test process.
     public static let smallData: String = {
         let dir = NSTemporaryDirectory() + "cortado-tests-\(getpid())/fashion-small"
-        let r = try? run([product("cortado"), "prepare", "fashion-mnist", "--out", dir, "--shards", "4",
-                          "--limit", "4000", "--validation", "500"], timeout: 300)
+        let r = try? run(
+            [
+                product("cortado"), "prepare", "fashion-mnist", "--out", dir, "--shards", "4",
+                "--limit", "4000", "--validation", "500"
+            ], timeout: 300)
         precondition(r?.status == 0, "preparing test data failed: \(r?.output ?? "no output")")
         return dir + "/manifest.json"
     }()
@@ -105,15 +116,20 @@ public enum Support {
     /// 1 BLAS thread, 2 epochs at a constant learning rate (split and resumed runs then see the
     /// same schedule), JSON summary; `extra` overrides.
     public static func smallMLP(_ runDir: String, _ extra: [String] = []) -> [String] {
-        [repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json", "--set", "data=\(smallData)", "--set", "threads=1",
-         "--set", "epochs=2", "--set", "batch_size=32", "--set", "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
-         "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant"] + extra
+        [
+            repoRoot + "/jobs/fashion-mlp.yaml", "--run-dir", runDir, "--json", "--set", "data=\(smallData)", "--set",
+            "threads=1",
+            "--set", "epochs=2", "--set", "batch_size=32", "--set",
+            "model.layers=[{type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]",
+            "--set", "optimizer.warmup_steps=0", "--set", "optimizer.schedule=constant"
+        ] + extra
     }
 
     /// The last line of stdout parsed as a JSON object (cortado-train --json).
     public static func lastJSON(_ r: Result) throws -> [String: Any] {
         guard let line = r.stdout.split(separator: "\n").last,
-              let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        else {
             throw CortadoError.data("no JSON summary line in output:\n\(r.output)")
         }
         return obj
@@ -122,8 +138,10 @@ public enum Support {
 
 /// Element-wise closeness with a relative tolerance and an absolute floor, reporting the first
 /// offending index at the caller's line.
-public func assertClose<T: BinaryFloatingPoint>(_ a: [T], _ b: [T], rel: Double, abs floor: Double = 1e-12, _ what: String,
-                                         file: StaticString = #filePath, line: UInt = #line) {
+public func assertClose<T: BinaryFloatingPoint>(
+    _ a: [T], _ b: [T], rel: Double, abs floor: Double = 1e-12, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(a.count, b.count, "\(what): sizes", file: file, line: line)
     for i in 0..<min(a.count, b.count) {
         let x = Double(a[i]), y = Double(b[i])
@@ -139,8 +157,10 @@ public func assertClose<T: BinaryFloatingPoint>(_ a: [T], _ b: [T], rel: Double,
 public extension XCTestCase {
     /// Fails (and skips the test) unless the script that stands up a cluster (`up`, run once
     /// per test process) succeeded; the failure shows the script's output.
-    func requireStarted(_ up: Support.Result?, _ script: String, else reason: String,
-                        file: StaticString = #filePath, line: UInt = #line) throws {
+    func requireStarted(
+        _ up: Support.Result?, _ script: String, else reason: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let up = try XCTUnwrap(up, "\(script) did not run", file: file, line: line)
         XCTAssertEqual(up.status, 0, "\(script): \(up.output)", file: file, line: line)
         try XCTSkipIf(up.status != 0, reason, file: file, line: line)
@@ -174,7 +194,8 @@ public func damageModelFile(_ file: ModelFile, at: Int, with bytes: Data, to pat
 /// A little-endian float32 .npy file (format 1.0) of `shape`, C order.
 public func writeNPY(_ values: [Float], shape: [Int], to path: String) throws {
     precondition(values.count == shape.reduce(1, *))
-    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", ")),), }"
+    var header =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", ")),), }"
     let unpadded = 10 + header.utf8.count + 1
     header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
     var d = Data([0x93] + Array("NUMPY".utf8) + [1, 0])

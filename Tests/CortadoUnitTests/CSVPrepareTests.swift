@@ -23,8 +23,10 @@ final class CSVPrepareTests: XCTestCase {
         func column(_ name: String) -> ColumnInfo { manifest.columns!.first { $0.name == name }! }
     }
 
-    func prepare(_ text: String, label: String = "y", schema: String? = nil, name: String = #function,
-                 _ configure: (inout CSVPreparer) -> Void = { _ in }) throws -> Output {
+    func prepare(
+        _ text: String, label: String = "y", schema: String? = nil, name: String = #function,
+        _ configure: (inout CSVPreparer) -> Void = { _ in }
+    ) throws -> Output {
         let dir = Support.scratch("csv-\(name.filter { $0.isLetter || $0.isNumber })")
         try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/in.csv"))
         var p = CSVPreparer(inputs: [dir + "/in.csv"], out: dir + "/out", label: label)
@@ -39,21 +41,21 @@ final class CSVPrepareTests: XCTestCase {
 
     func testMissingValuesImputationAndEncoding() throws {
         let csv = """
-        num,cat,drop,const,y
-        1,a,5,1,p
-        NA,b,5,?,q
-        3,a,,2,p
-        ?,"c, d",5,3,q
-        5,a,5,null,p
-        inf,b,5,4,q
-        """
+            num,cat,drop,const,y
+            1,a,5,1,p
+            NA,b,5,?,q
+            3,a,,2,p
+            ?,"c, d",5,3,q
+            5,a,5,null,p
+            inf,b,5,4,q
+            """
         let schema = """
-        columns:
-          - {name: num, type: numeric, missing: mean, transform: none, non_finite: missing}
-          - {name: cat, type: categorical, missing: most_frequent, encoding: onehot, min_count: 2}
-          - {name: drop, type: numeric, missing: drop, transform: none}
-          - {name: const, type: numeric, missing: constant, constant: -1, transform: minmax}
-        """
+            columns:
+              - {name: num, type: numeric, missing: mean, transform: none, non_finite: missing}
+              - {name: cat, type: categorical, missing: most_frequent, encoding: onehot, min_count: 2}
+              - {name: drop, type: numeric, missing: drop, transform: none}
+              - {name: const, type: numeric, missing: constant, constant: -1, transform: minmax}
+            """
         let o = try prepare(csv, schema: schema)
         // Row 3 (empty `drop`) is dropped; num's mean is over 1, 5 (NA, ?, inf are missing).
         XCTAssertEqual(o.manifest.cleaning?.dropped, ["missing drop": 1])
@@ -64,11 +66,15 @@ final class CSVPrepareTests: XCTestCase {
         XCTAssertEqual(o.column("const").max, 4)
         let (x, y) = try o.matrix("train")
         // features: num | cat one-hot [unknown, a, b] | drop | const (minmax over 1...4, missing → -1)
-        XCTAssertEqual(x, [[1, 0, 1, 0, 5, 0],
-                           [3, 0, 0, 1, 5, -2.0 / 3],
-                           [3, 1, 0, 0, 5, 2.0 / 3],
-                           [5, 0, 1, 0, 5, -2.0 / 3],
-                           [3, 0, 0, 1, 5, 1]])
+        XCTAssertEqual(
+            x,
+            [
+                [1, 0, 1, 0, 5, 0],
+                [3, 0, 0, 1, 5, -2.0 / 3],
+                [3, 1, 0, 0, 5, 2.0 / 3],
+                [5, 0, 1, 0, 5, -2.0 / 3],
+                [3, 0, 0, 1, 5, 1]
+            ])
         XCTAssertEqual(y, [0, 1, 1, 0, 1])
         XCTAssertEqual(o.manifest.classes, ["p", "q"])
     }
@@ -77,10 +83,10 @@ final class CSVPrepareTests: XCTestCase {
         var csv = "v,c,y\n"
         for i in 0..<200 { csv += "\(i == 7 ? "NA" : String(i * i)),k\(i % 50),\(i % 2)\n" }
         let schema = """
-        columns:
-          - {name: v, type: numeric, missing: median, transform: none, clip: [0.1, 0.9]}
-          - {name: c, type: categorical, encoding: ids}
-        """
+            columns:
+              - {name: v, type: numeric, missing: median, transform: none, clip: [0.1, 0.9]}
+              - {name: c, type: categorical, encoding: ids}
+            """
         let o = try prepare(csv, schema: schema)
         let v = o.column("v")
         let values = (0..<200).filter { $0 != 7 }.map { Double($0 * $0) }.sorted()
@@ -129,7 +135,9 @@ final class CSVPrepareTests: XCTestCase {
         for i in 0..<500 { csv += "\(i),\(i % 2)\n" }
         let a = try prepare(csv, name: "s1") { $0.split = (0.8, 0.1, 0.1) }
         let b = try prepare(csv, name: "s2") { $0.split = (0.8, 0.1, 0.1) }
-        let c = try prepare(csv, name: "s3") { $0.split = (0.8, 0.1, 0.1); $0.seed = 7 }
+        let c = try prepare(csv, name: "s3") {
+            $0.split = (0.8, 0.1, 0.1); $0.seed = 7
+        }
         XCTAssertEqual(try a.matrix("test").x, try b.matrix("test").x)
         XCTAssertNotEqual(try a.matrix("test").x, try c.matrix("test").x)
     }
@@ -137,14 +145,22 @@ final class CSVPrepareTests: XCTestCase {
     func testLeaveLastOutByUser() throws {
         // user, item, rating, time: each user's latest → test, the one before → validation.
         var tsv = "user\titem\trating\ttime\n"
-        for u in 0..<20 { for k in 0..<(2 + u % 4) { tsv += "u\(u)\ti\(k * 7 + u)\t\(1 + (u + k) % 5)\t\(1000 - k * 10 + u)\n" } }
-        let o = try prepare(tsv, label: "rating", schema: "columns:\n  - {name: item, type: categorical, encoding: ids}\n  - {name: user, type: categorical, encoding: ids}\n") {
+        for u in 0..<20 {
+            for k in 0..<(2 + u % 4) { tsv += "u\(u)\ti\(k * 7 + u)\t\(1 + (u + k) % 5)\t\(1000 - k * 10 + u)\n" }
+        }
+        let o = try prepare(
+            tsv, label: "rating",
+            schema:
+                "columns:\n  - {name: item, type: categorical, encoding: ids}\n  - {name: user, type: categorical, encoding: ids}\n"
+        ) {
             $0.delimiter = UInt8(ascii: "\t")
             $0.leaveLastOut = ("user", "time")
             $0.task = "classification"
         }
         XCTAssertEqual(o.manifest.splits["test"]?.rows, 20, "one latest row per user")
-        XCTAssertEqual(o.manifest.splits["validation"]?.rows, (0..<20).filter { 2 + $0 % 4 >= 3 }.count, "users with 3+ rows give one")
+        XCTAssertEqual(
+            o.manifest.splits["validation"]?.rows, (0..<20).filter { 2 + $0 % 4 >= 3 }.count,
+            "users with 3+ rows give one")
         // The test rows are the k = 0 rows (time 1000 + u): the latest of each user.
         let time = try HDF5File.open(o.dir + "/test.h5").readFloats("features")
         let t = o.column("time")
@@ -155,15 +171,18 @@ final class CSVPrepareTests: XCTestCase {
 
     // MARK: bad input: one line naming file:line or the column, exit code 2, no output folder
 
-    func expectBad(_ text: String, _ fragment: String, label: String = "y", schema: String? = nil, line: UInt = #line,
-                   _ configure: (inout CSVPreparer) -> Void = { _ in }) {
+    func expectBad(
+        _ text: String, _ fragment: String, label: String = "y", schema: String? = nil, line: UInt = #line,
+        _ configure: (inout CSVPreparer) -> Void = { _ in }
+    ) {
         let name = "bad\(line)"
         XCTAssertThrowsError(try prepare(text, label: label, schema: schema, name: name, configure), line: line) { e in
             XCTAssertTrue("\(e)".contains(fragment), "'\(e)' lacks '\(fragment)'", line: line)
             XCTAssertFalse("\(e)".contains("\n"), "one line: \(e)", line: line)
             XCTAssertEqual((e as? CortadoError)?.exitCode, 2, line: line)
         }
-        let out = NSTemporaryDirectory() + "cortado-tests-\(getpid())/csv-\(name.filter { $0.isLetter || $0.isNumber })/out"
+        let out =
+            NSTemporaryDirectory() + "cortado-tests-\(getpid())/csv-\(name.filter { $0.isLetter || $0.isNumber })/out"
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no output folder after a failure", line: line)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + ".partial"), "no staging folder left", line: line)
     }
@@ -171,26 +190,35 @@ final class CSVPrepareTests: XCTestCase {
     func testBadInputs() throws {
         expectBad("a,y\n1,x\n2,y,3\n", "in.csv:3: 3 fields, the header has 2")
         expectBad("a,y\n1,\"x\n2,y\n", "in.csv:2:3: unterminated quoted field")
-        expectBad("a,y\n1,x\n2,y\nzz,x\n", "in.csv:4: column 'a': 'zz' is not a number", schema: "columns:\n  - {name: a, type: numeric}\n")
+        expectBad(
+            "a,y\n1,x\n2,y\nzz,x\n", "in.csv:4: column 'a': 'zz' is not a number",
+            schema: "columns:\n  - {name: a, type: numeric}\n")
         expectBad("", "in.csv: empty file")
         expectBad("a,y\n", "in.csv: has a header but no data rows")
         expectBad("a,b\n1,2\n", "label column 'y' is not in the header")
         expectBad("a,y\n1,x\n2,\n", "in.csv:3: label column 'y' is missing")
         expectBad("a,y\n1,2.5\n2,inf\n", "in.csv:3: label column 'y' is not finite") { $0.task = "regression" }
         expectBad("a,y\n1,x\n2,x\n", "label column 'y' has a single class")
-        expectBad("a,y\n1,x\n", "schema.yaml: column 'nope' is not in the header", schema: "columns:\n  - {name: nope, type: numeric}\n")
-        expectBad("a,y\n1,x\n", "schema.yaml: columns.0.missing: 'sometimes' is not one of", schema: "columns:\n  - {name: a, type: numeric, missing: sometimes}\n")
+        expectBad(
+            "a,y\n1,x\n", "schema.yaml: column 'nope' is not in the header",
+            schema: "columns:\n  - {name: nope, type: numeric}\n")
+        expectBad(
+            "a,y\n1,x\n", "schema.yaml: columns.0.missing: 'sometimes' is not one of",
+            schema: "columns:\n  - {name: a, type: numeric, missing: sometimes}\n")
     }
 
     func testInvalidUTF8AndMismatchedHeaders() throws {
         let dir = Support.scratch("csv-utf8")
-        try (Data("a,y\n1,x\n2,".utf8) + Data([0xC3, 0x28]) + Data("\n".utf8)).write(to: URL(fileURLWithPath: dir + "/in.csv"))
+        try (Data("a,y\n1,x\n2,".utf8) + Data([0xC3, 0x28]) + Data("\n".utf8)).write(
+            to: URL(fileURLWithPath: dir + "/in.csv"))
         XCTAssertThrowsError(try CSVPreparer(inputs: [dir + "/in.csv"], out: dir + "/out", label: "y").run()) {
             XCTAssertTrue("\($0)".contains("in.csv:3:4: invalid UTF-8 byte 0x28"), "\($0)")
         }
         try Data("a,y\n1,x\n2,y\n".utf8).write(to: URL(fileURLWithPath: dir + "/one.csv"))
         try Data("a,z\n1,x\n".utf8).write(to: URL(fileURLWithPath: dir + "/two.csv"))
-        XCTAssertThrowsError(try CSVPreparer(inputs: [dir + "/one.csv", dir + "/two.csv"], out: dir + "/out", label: "y").run()) {
+        XCTAssertThrowsError(
+            try CSVPreparer(inputs: [dir + "/one.csv", dir + "/two.csv"], out: dir + "/out", label: "y").run()
+        ) {
             XCTAssertTrue("\($0)".contains("two.csv: header (a,z) differs from"), "\($0)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
@@ -218,7 +246,7 @@ final class CSVPrepareTests: XCTestCase {
             let missingTokens = ["", "NA", "?", "null"]
             let words = ["red", "green, blue", "say \"x\"", "two\nlines", "é", "z"]
             var header = (0..<numCols).map { "n\($0)" } + (0..<catCols).map { "c\($0)" } + ["id", "y"]
-            header.swapAt(0, header.count - 2)   // columns in any order
+            header.swapAt(0, header.count - 2) // columns in any order
             var nums = [[Double?]](), cats = [[String?]](), labels = [Int]()
             var text = header.joined(separator: ",") + "\n"
             for r in 0..<rows {
@@ -230,7 +258,9 @@ final class CSVPrepareTests: XCTestCase {
                     if h == "id" { return String(r) }
                     if h == "y" { return "L\(y)" }
                     if h.hasPrefix("n") {
-                        guard let v = nv[Int(h.dropFirst())!] else { return missingTokens[rng.below(missingTokens.count)] }
+                        guard let v = nv[Int(h.dropFirst())!] else {
+                            return missingTokens[rng.below(missingTokens.count)]
+                        }
                         return rng.below(2) == 0 ? String(v) : "\"\(v)\""
                     }
                     guard let s = cv[Int(h.dropFirst())!] else { return missingTokens[rng.below(2)] }
@@ -238,9 +268,14 @@ final class CSVPrepareTests: XCTestCase {
                 }
                 text += fields.joined(separator: ",") + (r == rows - 1 && rng.below(2) == 0 ? "" : "\n")
             }
-            guard Set(labels).count >= 2, (0..<numCols).allSatisfy({ j in nums.contains { $0[j] != nil } }) else { continue }
-            let schema = "columns:\n  - {name: id, type: id}\n" + (0..<numCols).map { "  - {name: n\($0), type: numeric, missing: mean}\n" }.joined()
-                + (0..<catCols).map { "  - {name: c\($0), type: categorical, missing: unknown, encoding: onehot}\n" }.joined()
+            guard Set(labels).count >= 2, (0..<numCols).allSatisfy({ j in nums.contains { $0[j] != nil } }) else {
+                continue
+            }
+            let schema =
+                "columns:\n  - {name: id, type: id}\n"
+                + (0..<numCols).map { "  - {name: n\($0), type: numeric, missing: mean}\n" }.joined()
+                + (0..<catCols).map { "  - {name: c\($0), type: categorical, missing: unknown, encoding: onehot}\n" }
+                .joined()
             let o = try prepare(text, schema: schema, name: "prop\(trial)")
             // Reference: mean/std (population) per numeric column, vocabulary by count then value.
             var expected = [[Float]](repeating: [], count: rows)
@@ -254,7 +289,8 @@ final class CSVPrepareTests: XCTestCase {
                 } else {
                     var counts = [String: Int]()
                     for r in 0..<rows { if let s = cats[r][j] { counts[s, default: 0] += 1 } }
-                    let vocab = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key)
+                    let vocab = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(
+                        \.key)
                     for r in 0..<rows {
                         var onehot = [Float](repeating: 0, count: vocab.count + 1)
                         onehot[cats[r][j].flatMap { vocab.firstIndex(of: $0) }.map { $0 + 1 } ?? 0] = 1

@@ -20,7 +20,8 @@ final class CSVTokenizerTests: XCTestCase {
 
     func testRFC4180Quoting() throws {
         let p = try write("a,b,c\n\"x, y\",\"say \"\"hi\"\"\",\"two\nlines\"\r\n1,,\"\"\n\n3,4,5")
-        XCTAssertEqual(try records(p), [["a", "b", "c"], ["x, y", "say \"hi\"", "two\nlines"], ["1", "", ""], ["3", "4", "5"]])
+        XCTAssertEqual(
+            try records(p), [["a", "b", "c"], ["x, y", "say \"hi\"", "two\nlines"], ["1", "", ""], ["3", "4", "5"]])
         // Line numbers count physical lines, including those inside quotes.
         let t = try CSVTokenizer(path: p)
         var lines = [Int]()

@@ -24,7 +24,9 @@ final class CompressionTests: XCTestCase {
 
     func write(_ path: String, _ recipe: String, _ p: [Float]) throws {
         try p.withUnsafeBufferPointer {
-            try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d", "e"], params: $0, metadata: [:])
+            try ModelExport.write(
+                path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d", "e"], params: $0,
+                metadata: [:])
         }
     }
 
@@ -40,7 +42,11 @@ final class CompressionTests: XCTestCase {
             var w = (0..<(n * k)).map { _ in Int8(Int(rng.below(255)) - 127) }
             w[0] = 127; if w.count > 1 { w[1] = -127 }
             var want = [Int32](repeating: 0, count: m * n)
-            for i in 0..<m { for j in 0..<n { want[i * n + j] = (0..<k).reduce(Int32(0)) { $0 + Int32(a[i * k + $1]) * Int32(w[j * k + $1]) } } }
+            for i in 0..<m {
+                for j in 0..<n {
+                    want[i * n + j] = (0..<k).reduce(Int32(0)) { $0 + Int32(a[i * k + $1]) * Int32(w[j * k + $1]) }
+                }
+            }
             for path in 0...best {
                 var c = [Int32](repeating: -1, count: m * n)
                 cortado_int8_gemm(a, w, &c, Int32(m), Int32(n), Int32(k), Int32(path))
@@ -49,7 +55,11 @@ final class CompressionTests: XCTestCase {
             // Non-negative activations (after ReLU) take the sign-free variant.
             let u = a.map { $0 == Int8.min ? 0 : abs($0) }
             var wantU = [Int32](repeating: 0, count: m * n)
-            for i in 0..<m { for j in 0..<n { wantU[i * n + j] = (0..<k).reduce(Int32(0)) { $0 + Int32(u[i * k + $1]) * Int32(w[j * k + $1]) } } }
+            for i in 0..<m {
+                for j in 0..<n {
+                    wantU[i * n + j] = (0..<k).reduce(Int32(0)) { $0 + Int32(u[i * k + $1]) * Int32(w[j * k + $1]) }
+                }
+            }
             for path in 0...best {
                 var c = [Int32](repeating: -1, count: m * n)
                 cortado_int8_gemm_ex(u, w, &c, Int32(m), Int32(n), Int32(k), Int32(path), 1)
@@ -65,22 +75,26 @@ final class CompressionTests: XCTestCase {
         var rng = SeededRNG(seed: 5, stream: 2)
         let m = 5, k = 37, ld = 64
         var x = (0..<(m * k)).map { _ in Float(rng.normal() * 3) }
-        for j in 0..<k { x[2 * k + j] = 0 }            // an all-zero row gets scale 1
+        for j in 0..<k { x[2 * k + j] = 0 } // an all-zero row gets scale 1
         var q = [Int8](repeating: 99, count: m * ld), scales = [Float](repeating: 0, count: m)
-        XCTAssertEqual(cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 0, "negative values")
+        XCTAssertEqual(
+            cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 0, "negative values")
         for i in 0..<m {
             let mx = x[(i * k)..<((i + 1) * k)].map(abs).max()!
             let scale: Float = mx > 0 ? mx / 127 : 1
             XCTAssertEqual(scales[i], scale, "row \(i)")
             for j in 0..<ld {
-                let want: Int8 = j < k ? Int8(max(-127, min(127, (x[i * k + j] * (1 / scale)).rounded(.toNearestOrEven)))) : 0
+                let want: Int8 =
+                    j < k ? Int8(max(-127, min(127, (x[i * k + j] * (1 / scale)).rounded(.toNearestOrEven)))) : 0
                 XCTAssertEqual(q[i * ld + j], want, "row \(i) col \(j)")
             }
         }
-        let positive = x.map { max($0, -0.001) }   // tiny negatives round to 0: still non-negative
+        let positive = x.map { max($0, -0.001) } // tiny negatives round to 0: still non-negative
         XCTAssertEqual(cortado_quantize_rows(positive, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 1)
         XCTAssertEqual(cortado_quantize_rows_fixed(x, Int32(k), Int32(m), Int32(k), 0.01, &q, Int32(ld), &scales), 0)
-        XCTAssertEqual(Set(q.indices.filter { $0 % ld < k }.map { abs(Int(q[$0])) }).max(), 127, "a small fixed scale clips at ±127")
+        XCTAssertEqual(
+            Set(q.indices.filter { $0 % ld < k }.map { abs(Int(q[$0])) }).max(), 127,
+            "a small fixed scale clips at ±127")
         XCTAssertEqual(scales, [Float](repeating: 0.01, count: m))
 
         let n = 11
@@ -89,40 +103,57 @@ final class CompressionTests: XCTestCase {
         let rb = (0..<m).map { _ in Float(rng.normal()) }, cb = (0..<n).map { _ in Float(rng.normal()) }
         for (perRow, relu) in [(false, false), (false, true), (true, true)] {
             var out = [Float](repeating: .nan, count: m * n)
-            cortado_dequantize_rows(c, Int32(m), Int32(n), rs, cs, perRow ? rb : nil, perRow ? nil : cb, relu ? 1 : 0, &out)
-            for i in 0..<m { for j in 0..<n {
-                var y = Float(c[i * n + j]) * (rs[i] * cs[j]) + (perRow ? rb[i] : cb[j])
-                if relu { y = max(y, 0) }
-                XCTAssertEqual(out[i * n + j], y, "(\(i), \(j)) per-row bias \(perRow) relu \(relu)")
-            } }
+            cortado_dequantize_rows(
+                c, Int32(m), Int32(n), rs, cs, perRow ? rb : nil, perRow ? nil : cb, relu ? 1 : 0, &out)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var y = Float(c[i * n + j]) * (rs[i] * cs[j]) + (perRow ? rb[i] : cb[j])
+                    if relu { y = max(y, 0) }
+                    XCTAssertEqual(out[i * n + j], y, "(\(i), \(j)) per-row bias \(perRow) relu \(relu)")
+                }
+            }
         }
 
-        for g in [ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0),
-                  ConvShape(c: 1, h: 4, w: 3, f: 1, k: 5, s: 2, p: 2), ConvShape(c: 2, h: 6, w: 5, f: 1, k: 2, s: 3, p: 1)] {
+        for g in [
+            ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0),
+            ConvShape(c: 1, h: 4, w: 3, f: 1, k: 5, s: 2, p: 2), ConvShape(c: 2, h: 6, w: 5, f: 1, k: 2, s: 3, p: 1)
+        ] {
             let image = (0..<g.inCount).map { _ in Int8(Int(rng.below(255)) - 127) }
             var floats = [Float](repeating: 0, count: g.positions * g.patch)
             image.map(Float.init).withUnsafeBufferPointer { im2row($0.baseAddress!, g, rows: &floats) }
             // im2col (the training path, copies by line segment) is im2row (per element) transposed.
             var cols = [Float](repeating: .nan, count: g.positions * g.patch)
             image.map(Float.init).withUnsafeBufferPointer { im2col($0.baseAddress!, g, cols: &cols) }
-            for pos in 0..<g.positions { for j in 0..<g.patch {
-                XCTAssertEqual(cols[j * g.positions + pos], floats[pos * g.patch + j], "im2col \(g) row \(j) position \(pos)")
-            } }
+            for pos in 0..<g.positions {
+                for j in 0..<g.patch {
+                    XCTAssertEqual(
+                        cols[j * g.positions + pos], floats[pos * g.patch + j], "im2col \(g) row \(j) position \(pos)")
+                }
+            }
             let ldr = (g.patch + 31) / 32 * 32
             var rows = [Int8](repeating: 99, count: g.positions * ldr)
-            cortado_im2row_int8(image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), &rows, Int32(ldr))
-            for pos in 0..<g.positions { for j in 0..<ldr {
-                XCTAssertEqual(rows[pos * ldr + j], j < g.patch ? Int8(floats[pos * g.patch + j]) : 0, "position \(pos) column \(j)")
-            } }
+            cortado_im2row_int8(
+                image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), &rows, Int32(ldr))
+            for pos in 0..<g.positions {
+                for j in 0..<ldr {
+                    XCTAssertEqual(
+                        rows[pos * ldr + j], j < g.patch ? Int8(floats[pos * g.patch + j]) : 0,
+                        "position \(pos) column \(j)")
+                }
+            }
         }
     }
 
     /// An int8 CNN (conv weights per filter, the conv GEMM in int8) scores close to its fp32
     /// self, and its file is about a quarter of the fp32 one.
     func testInt8ConvolutionTracksFP32() throws {
-        let cnn = ModelSpec(inputShape: [1, 12, 12], layers: [.conv2d(filters: 8, kernel: 3, stride: 1, padding: 1), .relu,
-                                                              .maxPool(size: 2, stride: 2), .conv2d(filters: 16, kernel: 3, stride: 1, padding: 1),
-                                                              .relu, .flatten, .dense(units: 4)])
+        let cnn = ModelSpec(
+            inputShape: [1, 12, 12],
+            layers: [
+                .conv2d(filters: 8, kernel: 3, stride: 1, padding: 1), .relu,
+                .maxPool(size: 2, stride: 2), .conv2d(filters: 16, kernel: 3, stride: 1, padding: 1),
+                .relu, .flatten, .dense(units: 4)
+            ])
         let net = Network<Float>(spec: cnn, maxBatch: 1)
         net.initialize(seed: 4)
         let dir = Support.scratch("int8-conv")
@@ -132,9 +163,12 @@ final class CompressionTests: XCTestCase {
         for recipe in ["fp32", "int8"] {
             let path = dir + "/\(recipe).cmodel"
             try net.params.array.withUnsafeBufferPointer {
-                try ModelExport.write(path: path, recipe: try Recipe(recipe), model: cnn, classes: ["a", "b", "c", "d"], params: $0, metadata: [:])
+                try ModelExport.write(
+                    path: path, recipe: try Recipe(recipe), model: cnn, classes: ["a", "b", "c", "d"], params: $0,
+                    metadata: [:])
             }
-            XCTAssertEqual(try ModelFile.load(path).tensor("layers.3.weight")?.dtype, recipe == "int8" ? .int8 : .float32)
+            XCTAssertEqual(
+                try ModelFile.load(path).tensor("layers.3.weight")?.dtype, recipe == "int8" ? .int8 : .float32)
             sizes[recipe] = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             let m = try InferenceModel(path: path)
             var p = [Float](repeating: 0, count: rows * 4)
@@ -158,7 +192,9 @@ final class CompressionTests: XCTestCase {
             try write(path, recipe, params())
             let dense = try InferenceModel(path: path, sparse: .never)
             XCTAssertEqual(dense.sparseLayerIndices, [])
-            XCTAssertEqual(try InferenceModel(path: path).sparseLayerIndices, [0], "auto: the 784×128 layer is below the density crossover")
+            XCTAssertEqual(
+                try InferenceModel(path: path).sparseLayerIndices, [0],
+                "auto: the 784×128 layer is below the density crossover")
             var rng = SeededRNG(seed: 12)
             let rows = 45, x = (0..<(rows * 784)).map { _ in Float(rng.normal()) }
             var want = [Float](repeating: 0, count: rows * 5)
@@ -167,18 +203,25 @@ final class CompressionTests: XCTestCase {
                 return (0..<5).map { l[$0] }
             }
             dense.predict(x, batch: rows, probabilities: &want)
-            for (policy, path8, batch) in [(InferenceModel.SparsePolicy.always, 1, 3), (.always, 1, 45), (.always, 0, 45), (.auto, 1, 45), (.auto, 1, 1)] {
+            for (policy, path8, batch) in [
+                (InferenceModel.SparsePolicy.always, 1, 3), (.always, 1, 45), (.always, 0, 45), (.auto, 1, 45),
+                (.auto, 1, 1)
+            ] {
                 let m = try InferenceModel(path: path, sparse: policy)
                 m.int8Path = path8
                 for start in stride(from: 0, to: rows, by: batch) {
                     let n = min(batch, rows - start)
-                    let l = Array(x[(start * 784)..<((start + n) * 784)]).withUnsafeBufferPointer { m.logits($0.baseAddress!, batch: n) }
+                    let l = Array(x[(start * 784)..<((start + n) * 784)]).withUnsafeBufferPointer {
+                        m.logits($0.baseAddress!, batch: n)
+                    }
                     for i in 0..<(n * 5) {
                         // int8: the sparse kernel multiplies fp32 activations by the dequantized
                         // weights, the dense path quantized activations; fp32: rounding only.
-                        let tolerance: Float = recipe.hasSuffix("int8") ? 0.05 : 2e-4 * max(1, abs(wantLogits[start * 5 + i]))
-                        XCTAssertEqual(l[i], wantLogits[start * 5 + i], accuracy: tolerance,
-                                       "\(recipe) \(policy) path \(path8) batch \(batch) logit \(start * 5 + i)")
+                        let tolerance: Float =
+                            recipe.hasSuffix("int8") ? 0.05 : 2e-4 * max(1, abs(wantLogits[start * 5 + i]))
+                        XCTAssertEqual(
+                            l[i], wantLogits[start * 5 + i], accuracy: tolerance,
+                            "\(recipe) \(policy) path \(path8) batch \(batch) logit \(start * 5 + i)")
                     }
                 }
             }
@@ -197,13 +240,17 @@ final class CompressionTests: XCTestCase {
         var probs = [String: [Float]](), inputScales = [String: Float]()
         for recipe in ["fp32", "int8-static", "int8-static99.9"] {
             let path = dir + "/\(recipe).cmodel"
-            try p.withUnsafeBufferPointer { pb in try x.withUnsafeBufferPointer { xb in
-                try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d", "e"],
-                                      params: pb, metadata: [:], calibration: (xb.baseAddress!, rows))
-            } }
+            try p.withUnsafeBufferPointer { pb in
+                try x.withUnsafeBufferPointer { xb in
+                    try ModelExport.write(
+                        path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d", "e"],
+                        params: pb, metadata: [:], calibration: (xb.baseAddress!, rows))
+                }
+            }
             let file = try ModelFile.load(path)
             if recipe != "fp32" {
-                let t0 = try XCTUnwrap(file.tensor("layers.0.input_scale")), t2 = try XCTUnwrap(file.tensor("layers.2.input_scale"))
+                let t0 = try XCTUnwrap(file.tensor("layers.0.input_scale")),
+                    t2 = try XCTUnwrap(file.tensor("layers.2.input_scale"))
                 XCTAssertEqual(file.values(t2, as: Float.self).count, 1)
                 inputScales[recipe] = file.values(t0, as: Float.self)[0]
                 XCTAssertTrue(file.header.metadata["activation_scales"]?.contains("on 64 training rows") ?? false)
@@ -224,7 +271,9 @@ final class CompressionTests: XCTestCase {
         let path = dir + "/int8-static.cmodel"
         let file = try ModelFile.load(path)
         let t = try XCTUnwrap(file.tensor("layers.0.input_scale"))
-        try damageModelFile(file, at: ModelFile.dataOffset(file) + t.offset, with: withUnsafeBytes(of: Float(-1)) { Data($0) }, to: dir + "/bad.cmodel")
+        try damageModelFile(
+            file, at: ModelFile.dataOffset(file) + t.offset, with: withUnsafeBytes(of: Float(-1)) { Data($0) },
+            to: dir + "/bad.cmodel")
         XCTAssertThrowsError(try InferenceModel(path: dir + "/bad.cmodel")) {
             XCTAssertTrue(($0 as? CortadoError)?.message.contains("input_scale") ?? false, "\($0)")
         }
@@ -238,7 +287,10 @@ final class CompressionTests: XCTestCase {
         XCTAssertEqual(try Recipe("int8-static").calibrationPercentile, 100)
         XCTAssertEqual(try Recipe("prune0.9+int8-static99.99").description, "prune0.9+int8-static99.99")
         XCTAssertEqual(try Recipe("int8-static99.9").precision, .int8)
-        for bad in ["int4", "prune1.5+int8", "prune0.9/block", "int8+fp16", "", "int8-static120", "int8-staticx", "int8+int8-static"] {
+        for bad in [
+            "int4", "prune1.5+int8", "prune0.9/block", "int8+fp16", "", "int8-static120", "int8-staticx",
+            "int8+int8-static"
+        ] {
             XCTAssertThrowsError(try Recipe(bad), bad)
         }
     }
@@ -249,7 +301,7 @@ final class CompressionTests: XCTestCase {
         let layout = spec.parameterLayout
         for scope in [Recipe.Scope.global, .layer] {
             var p = params()
-            for i in 0..<200 { p[i] = 0.5 }   // ties at one magnitude
+            for i in 0..<200 { p[i] = 0.5 } // ties at one magnitude
             let pruner = Pruner(layout: layout, scope: scope)
             p.withUnsafeMutableBufferPointer { pruner.prune($0.baseAddress!, to: 0.8) }
             let weights = pruner.prunable
@@ -274,7 +326,9 @@ final class CompressionTests: XCTestCase {
                 if let lo = kept.min(), let hi = pruned.max() { XCTAssertGreaterThanOrEqual(lo, hi) }
             }
             let bias = layout.tensor("layers.0.bias")!
-            XCTAssertEqual(Array(p[bias.offset..<(bias.offset + bias.count)]), Array(original[bias.offset..<(bias.offset + bias.count)]))
+            XCTAssertEqual(
+                Array(p[bias.offset..<(bias.offset + bias.count)]),
+                Array(original[bias.offset..<(bias.offset + bias.count)]))
         }
         XCTAssertEqual(Pruner.scheduled(step: 0, start: 10, end: 110, final: 0.9), 0)
         XCTAssertEqual(Pruner.scheduled(step: 60, start: 10, end: 110, final: 0.9), 0.9 * (1 - 0.125), accuracy: 1e-12)
@@ -300,8 +354,11 @@ final class CompressionTests: XCTestCase {
             for t in layout.tensors {
                 let got = try f.floats(t.name, shape: t.shape), want = Array(reference[t.offset..<(t.offset + t.count)])
                 let maxAbs = want.map(abs).max() ?? 0
-                let tolerance: Float = t.name.hasSuffix(".bias") || recipe.hasSuffix("fp32") ? 0
-                    : recipe.hasSuffix("int8") ? maxAbs / 127 / 2 * 1.0001 : recipe.hasSuffix("bf16") ? maxAbs / 128 : maxAbs / 1024
+                let tolerance: Float =
+                    t.name.hasSuffix(".bias") || recipe.hasSuffix("fp32")
+                    ? 0
+                    : recipe.hasSuffix("int8")
+                        ? maxAbs / 127 / 2 * 1.0001 : recipe.hasSuffix("bf16") ? maxAbs / 128 : maxAbs / 1024
                 for i in 0..<t.count {
                     XCTAssertEqual(got[i], want[i], accuracy: tolerance, "\(recipe) \(t.name)[\(i)]")
                     if want[i] == 0 { XCTAssertEqual(got[i], 0, "\(recipe): a pruned weight came back non-zero") }
@@ -326,9 +383,12 @@ final class CompressionTests: XCTestCase {
         try write(path, "prune0.9+fp32", params())
         let f = try ModelFile.load(path)
         let ix = f.tensor("layers.0.weight.indices")!
-        try damageModelFile(f, at: ModelFile.dataOffset(f) + ix.offset, with: Data([0xFF, 0xFF]), to: path)   // column 65535 ≥ 784
+        // column 65535 ≥ 784
+        try damageModelFile(f, at: ModelFile.dataOffset(f) + ix.offset, with: Data([0xFF, 0xFF]), to: path)
         XCTAssertThrowsError(try InferenceModel(path: path)) {
-            XCTAssertTrue("\($0)".contains("m.cmodel: sparse tensor 'layers.0.weight': row pointers or column indices out of range"), "\($0)")
+            XCTAssertTrue(
+                "\($0)".contains(
+                    "m.cmodel: sparse tensor 'layers.0.weight': row pointers or column indices out of range"), "\($0)")
         }
     }
 }

@@ -13,8 +13,9 @@ final class DataTests: XCTestCase {
         let piece = Data(repeating: UInt8(ascii: "a"), count: 999)
         for _ in 0..<1001 { h.update(piece) }
         h.update(Data(repeating: UInt8(ascii: "a"), count: 1_000_000 - 999 * 1001))
-        XCTAssertEqual(h.finalize().map { String(format: "%02x", $0) }.joined(),
-                       "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(
+            h.finalize().map { String(format: "%02x", $0) }.joined(),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     func testRowRangesPartitionEverything() {
@@ -68,14 +69,18 @@ final class DataTests: XCTestCase {
         for (i, rows) in [4, 2, 5].enumerated() {
             let feats = (0..<(rows * d)).map { Float(row * d + $0) }
             let labels = (0..<rows).map { Int64((row + $0) % 2) }
-            files.append(try feats.withUnsafeBufferPointer {
-                try ShardFormat.write(dir: dir, file: "train-\(i).h5", split: "train", index: i, features: $0, labels: labels, featureCount: d)
-            })
+            files.append(
+                try feats.withUnsafeBufferPointer {
+                    try ShardFormat.write(
+                        dir: dir, file: "train-\(i).h5", split: "train", index: i, features: $0, labels: labels,
+                        featureCount: d)
+                })
             row += rows
         }
-        let m = DatasetManifest(name: "t", task: "classification", featureShape: [d], classes: ["a", "b"], splitSeed: 1,
-                                transforms: [], statistics: [:], splits: ["train": .init(rows: 11, files: files)],
-                                source: [:], createdBy: "test")
+        let m = DatasetManifest(
+            name: "t", task: "classification", featureShape: [d], classes: ["a", "b"], splitSeed: 1,
+            transforms: [], statistics: [:], splits: ["train": .init(rows: 11, files: files)],
+            source: [:], createdBy: "test")
         try AtomicFile.write(try stableJSON(m), to: dir + "/manifest.json")
         let reader = try SplitReader(manifestPath: dir + "/manifest.json", split: "train")
         XCTAssertEqual(reader.rows, 11)
@@ -105,7 +110,8 @@ final class DataTests: XCTestCase {
 
     func testManifestVersionIsChecked() throws {
         let dir = Support.scratch("manifest")
-        try Data(#"{"format": "cortado-dataset", "format_version": 99}"#.utf8).write(to: URL(fileURLWithPath: dir + "/manifest.json"))
+        try Data(#"{"format": "cortado-dataset", "format_version": 99}"#.utf8).write(
+            to: URL(fileURLWithPath: dir + "/manifest.json"))
         XCTAssertThrowsError(try DatasetManifest.load(dir + "/manifest.json")) {
             XCTAssertTrue("\($0)".contains("missing key") || "\($0)".contains("format_version"), "\($0)")
         }

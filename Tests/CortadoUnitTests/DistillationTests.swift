@@ -24,10 +24,13 @@ final class DistillationTests: XCTestCase {
         }
     }
 
-    func evaluate(_ z: [Double], _ t: [Double], _ labels: [Int32], classes: Int, temperature: Double, alpha: Double,
-                  smoothing: Double = 0, dLogits: UnsafeMutablePointer<Double>? = nil, gradScale: Double = 1) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
-        DistillationLoss.evaluate(logits: z, teacherLogits: t, labels: labels, batch: labels.count, classes: classes,
-                                  temperature: temperature, alpha: alpha, dLogits: dLogits, gradScale: gradScale, smoothing: smoothing)
+    func evaluate(
+        _ z: [Double], _ t: [Double], _ labels: [Int32], classes: Int, temperature: Double, alpha: Double,
+        smoothing: Double = 0, dLogits: UnsafeMutablePointer<Double>? = nil, gradScale: Double = 1
+    ) -> (lossSum: Double, hardLossSum: Double, correct: Int) {
+        DistillationLoss.evaluate(
+            logits: z, teacherLogits: t, labels: labels, batch: labels.count, classes: classes,
+            temperature: temperature, alpha: alpha, dLogits: dLogits, gradScale: gradScale, smoothing: smoothing)
     }
 
     /// Central differences of the mean loss against the analytic ∂ℓ/∂z, for a range of
@@ -36,12 +39,17 @@ final class DistillationTests: XCTestCase {
         let batch = 4, classes = 5
         let labels: [Int32] = [4, 0, 2, 2]
         let t = values(batch * classes, seed: 5, scale: 4)
-        for (temperature, alpha, smoothing) in [(1.0, 0.5, 0.0), (4, 0.7, 0), (2, 1, 0), (0.5, 0.3, 0), (10, 0.9, 0), (3, 0, 0), (4, 0.5, 0.1)] {
+        for (temperature, alpha, smoothing) in [
+            (1.0, 0.5, 0.0), (4, 0.7, 0), (2, 1, 0), (0.5, 0.3, 0), (10, 0.9, 0), (3, 0, 0), (4, 0.5, 0.1)
+        ] {
             var z = values(batch * classes, seed: 11, scale: 3)
             var d = [Double](repeating: 0, count: batch * classes)
-            _ = evaluate(z, t, labels, classes: classes, temperature: temperature, alpha: alpha, smoothing: smoothing, dLogits: &d, gradScale: 1 / Double(batch))
+            _ = evaluate(
+                z, t, labels, classes: classes, temperature: temperature, alpha: alpha, smoothing: smoothing,
+                dLogits: &d, gradScale: 1 / Double(batch))
             func f() -> Double {
-                evaluate(z, t, labels, classes: classes, temperature: temperature, alpha: alpha, smoothing: smoothing).lossSum / Double(batch)
+                evaluate(z, t, labels, classes: classes, temperature: temperature, alpha: alpha, smoothing: smoothing)
+                    .lossSum / Double(batch)
             }
             for i in 0..<z.count {
                 let s = z[i]
@@ -49,11 +57,15 @@ final class DistillationTests: XCTestCase {
                 z[i] = s - eps; let minus = f()
                 z[i] = s
                 let numeric = (plus - minus) / (2 * eps)
-                XCTAssertLessThanOrEqual(abs(d[i] - numeric), tol * max(1, abs(d[i]), abs(numeric)),
-                                         "T \(temperature), alpha \(alpha), smoothing \(smoothing): dLogits[\(i)] analytic \(d[i]), numeric \(numeric)")
+                XCTAssertLessThanOrEqual(
+                    abs(d[i] - numeric), tol * max(1, abs(d[i]), abs(numeric)),
+                    "T \(temperature), alpha \(alpha), smoothing \(smoothing): dLogits[\(i)] analytic \(d[i]), numeric \(numeric)"
+                )
             }
             // Both parts of the gradient are differences of distributions: rows sum to zero.
-            for r in 0..<batch { XCTAssertEqual(d[(r * classes)..<((r + 1) * classes)].reduce(0, +), 0, accuracy: 1e-12) }
+            for r in 0..<batch {
+                XCTAssertEqual(d[(r * classes)..<((r + 1) * classes)].reduce(0, +), 0, accuracy: 1e-12)
+            }
         }
     }
 
@@ -64,7 +76,8 @@ final class DistillationTests: XCTestCase {
         let z = values(batch * classes, seed: 2, scale: 3), t = values(batch * classes, seed: 3, scale: 5)
         var d = [Double](repeating: 0, count: batch * classes), dCE = d
         let r = evaluate(z, t, labels, classes: classes, temperature: 4, alpha: 0, dLogits: &d, gradScale: 0.25)
-        let ce = SoftmaxCrossEntropy.evaluate(logits: z, labels: labels, batch: batch, classes: classes, dLogits: &dCE, gradScale: 0.25)
+        let ce = SoftmaxCrossEntropy.evaluate(
+            logits: z, labels: labels, batch: batch, classes: classes, dLogits: &dCE, gradScale: 0.25)
         XCTAssertEqual(r.lossSum, ce.lossSum)
         XCTAssertEqual(r.hardLossSum, ce.lossSum)
         XCTAssertEqual(r.correct, ce.correct)
@@ -101,8 +114,9 @@ final class DistillationTests: XCTestCase {
     /// Extreme logits (a confident teacher at a low temperature) stay finite.
     func testConfidentTeacherStaysFinite() {
         var d = [Float](repeating: 0, count: 3)
-        let r = DistillationLoss.evaluate(logits: [Float(0), 1, 2], teacherLogits: [Float(200), -200, 0], labels: [Int32(0)], batch: 1, classes: 3,
-                                          temperature: Float(0.1), alpha: Float(0.9), dLogits: &d, gradScale: 1)
+        let r = DistillationLoss.evaluate(
+            logits: [Float(0), 1, 2], teacherLogits: [Float(200), -200, 0], labels: [Int32(0)], batch: 1, classes: 3,
+            temperature: Float(0.1), alpha: Float(0.9), dLogits: &d, gradScale: 1)
         XCTAssertTrue(r.lossSum.isFinite && d.allSatisfy(\.isFinite), "\(r) \(d)")
     }
 
@@ -113,7 +127,8 @@ final class DistillationTests: XCTestCase {
         var x: [Double], labels: [Int32], params: [Double]
         var distillation: Distillation
         struct Distillation: Decodable {
-            var temperature: Double, alpha: Double, teacher_logits: [Double], loss: Double, hard_loss: Double, grads: [Double]
+            var temperature: Double, alpha: Double, teacher_logits: [Double], loss: Double, hard_loss: Double,
+                grads: [Double]
         }
     }
 
@@ -127,8 +142,9 @@ final class DistillationTests: XCTestCase {
         let x = g.x.map { T($0) }, t = g.distillation.teacher_logits.map { T($0) }
         let r = x.withUnsafeBufferPointer { xp in
             t.withUnsafeBufferPointer { tp in
-                net.distillationStep(xp.baseAddress!, labels: g.labels, teacherLogits: tp.baseAddress!, batch: g.batch,
-                                     temperature: T(g.distillation.temperature), alpha: T(g.distillation.alpha))
+                net.distillationStep(
+                    xp.baseAddress!, labels: g.labels, teacherLogits: tp.baseAddress!, batch: g.batch,
+                    temperature: T(g.distillation.temperature), alpha: T(g.distillation.alpha))
             }
         }
         return (r.lossSum / Double(g.batch), r.hardLossSum / Double(g.batch), net.grads.array.map { Double($0) })
@@ -150,13 +166,13 @@ final class DistillationTests: XCTestCase {
     // MARK: job spec
 
     let base = """
-    data: d/manifest.json
-    model: {layers: [{type: dense, units: 16}, {type: relu}, {type: dense, units: 10}]}
-    teacher:
-      model: runs/t/model-fp32.cmodel
-      temperature: 3
-      alpha: 0.6
-    """
+        data: d/manifest.json
+        model: {layers: [{type: dense, units: 16}, {type: relu}, {type: dense, units: 10}]}
+        teacher:
+          model: runs/t/model-fp32.cmodel
+          temperature: 3
+          alpha: 0.6
+        """
 
     func testTeacherSpecOverridesAndDefaults() throws {
         let s = try spec(base)
@@ -165,18 +181,25 @@ final class DistillationTests: XCTestCase {
         XCTAssertEqual(s.teacher?.alpha, 0.6)
         XCTAssertNil(s.teacher?.sha256, "the trainer fills it in")
         let o = try spec(base, ["teacher.alpha=0.5", "teacher.temperature=2", "teacher.model=other.cmodel"])
-        XCTAssertEqual(o.teacher, { var t = JobSpec.Teacher(model: "other.cmodel"); t.temperature = 2; t.alpha = 0.5; return t }())
+        XCTAssertEqual(
+            o.teacher,
+            {
+                var t = JobSpec.Teacher(model: "other.cmodel"); t.temperature = 2; t.alpha = 0.5; return t
+            }())
         let plain = "data: d/manifest.json\nmodel: {layers: [{type: dense, units: 10}]}\n"
         let added = try spec(plain, ["teacher={model: t.cmodel}"])
         XCTAssertEqual(added.teacher?.temperature, 4, "default temperature")
         XCTAssertEqual(added.teacher?.alpha, 0.7, "default alpha")
         XCTAssertNil(try spec(plain).teacher)
         XCTAssertFalse(try spec(plain).canonicalJSON.contains("teacher"), "specs without a teacher hash as before")
-        XCTAssertTrue(o.canonicalJSON.contains("\"teacher\":{\"alpha\":0.5,\"model\":\"other.cmodel\",\"temperature\":2}"), o.canonicalJSON)
+        XCTAssertTrue(
+            o.canonicalJSON.contains("\"teacher\":{\"alpha\":0.5,\"model\":\"other.cmodel\",\"temperature\":2}"),
+            o.canonicalJSON)
         XCTAssertNil(s.teacher?.cache, "cached unless told otherwise")
         let perBatch = try spec(base, ["teacher.cache=false"])
         XCTAssertEqual(perBatch.teacher?.cache, false)
-        XCTAssertTrue(perBatch.canonicalJSON.contains("\"teacher\":{\"alpha\":0.6,\"cache\":false,"), perBatch.canonicalJSON)
+        XCTAssertTrue(
+            perBatch.canonicalJSON.contains("\"teacher\":{\"alpha\":0.6,\"cache\":false,"), perBatch.canonicalJSON)
         XCTAssertEqual(try spec(base + "\n  cache: true").teacher?.cache, true)
     }
 
@@ -189,16 +212,22 @@ final class DistillationTests: XCTestCase {
         expectError(base, ["teacher.alpha=lots"], contains: "teacher.alpha: expected a number, got 'lots'")
         expectError(base, ["teacher.cache=sometimes"], contains: "teacher.cache: expected")
         expectError(base, ["teacher.sha256=abc"], contains: "teacher.sha256: unknown key")
-        expectError("data: d/manifest.json\nmodel: {layers: [{type: dense, units: 10}]}\n", ["teacher.alpha=0.5"], contains: "teacher.model: required")
-        expectError("data: d/manifest.json\nmodel: {type: recommender}\n", ["teacher.model=t.cmodel"], contains: "teacher: distillation trains classifiers")
+        expectError(
+            "data: d/manifest.json\nmodel: {layers: [{type: dense, units: 10}]}\n", ["teacher.alpha=0.5"],
+            contains: "teacher.model: required")
+        expectError(
+            "data: d/manifest.json\nmodel: {type: recommender}\n", ["teacher.model=t.cmodel"],
+            contains: "teacher: distillation trains classifiers")
     }
 
     /// The shipped pairs: each distilled student and its baseline differ only in the teacher
     /// (and run folder), and each student has at most a quarter of its teacher's parameters.
     func testShippedJobSpecsDifferOnlyInTheTeacher() throws {
         let count = { (s: JobSpec) in s.modelSpec(inputShape: [1, 28, 28]).parameterLayout.count }
-        for (distilledJob, baselineJob, teacherJob, teacherParams) in [("fashion-mlp-distilled", "fashion-mlp-small", "fashion-mlp", 235_146),
-                                                                        ("fashion-cnn-distilled", "fashion-mlp-128", "fashion-cnn", 421_642)] {
+        for (distilledJob, baselineJob, teacherJob, teacherParams) in [
+            ("fashion-mlp-distilled", "fashion-mlp-small", "fashion-mlp", 235_146),
+            ("fashion-cnn-distilled", "fashion-mlp-128", "fashion-cnn", 421_642)
+        ] {
             let distilled = try JobSpec.load(path: Support.repoRoot + "/jobs/\(distilledJob).yaml")
             let baseline = try JobSpec.load(path: Support.repoRoot + "/jobs/\(baselineJob).yaml")
             let teacher = try JobSpec.load(path: Support.repoRoot + "/jobs/\(teacherJob).yaml")
@@ -209,7 +238,8 @@ final class DistillationTests: XCTestCase {
             XCTAssertEqual(same, baseline, "\(distilledJob) without its teacher is \(baselineJob)")
             XCTAssertNotEqual(distilled.runDir, baseline.runDir)
             XCTAssertEqual(count(teacher), teacherParams, teacherJob)
-            XCTAssertLessThanOrEqual(4 * count(distilled), count(teacher), "\(distilledJob): at most a quarter of the teacher")
+            XCTAssertLessThanOrEqual(
+                4 * count(distilled), count(teacher), "\(distilledJob): at most a quarter of the teacher")
         }
     }
 
@@ -224,7 +254,9 @@ final class DistillationTests: XCTestCase {
         for recipe in ["fp32", "int8"] {
             let path = dir + "/m-\(recipe).cmodel"
             try params.withUnsafeBufferPointer {
-                try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c"], params: $0, metadata: [:])
+                try ModelExport.write(
+                    path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c"], params: $0,
+                    metadata: [:])
             }
             let m = try InferenceModel(path: path)
             let z = Array(UnsafeBufferPointer(start: m.logits(x, batch: 4), count: 12))
@@ -232,7 +264,9 @@ final class DistillationTests: XCTestCase {
             m.predict(x, batch: 4, probabilities: &p)
             for r in 0..<4 {
                 let row = z[(3 * r)..<(3 * r + 3)], e = row.map { exp($0 - row.max()!) }
-                assertClose(e.map { $0 / e.reduce(0, +) }, Array(p[(3 * r)..<(3 * r + 3)]), rel: 1e-6, abs: 1e-7, "\(recipe) row \(r)")
+                assertClose(
+                    e.map { $0 / e.reduce(0, +) }, Array(p[(3 * r)..<(3 * r + 3)]), rel: 1e-6, abs: 1e-7,
+                    "\(recipe) row \(r)")
             }
             XCTAssertGreaterThan(z.map(abs).max()!, 0.1, "\(recipe): logits, not probabilities")
         }
@@ -243,7 +277,9 @@ final class DistillationTests: XCTestCase {
     /// Compares `TeacherLogits` for `rows` rows of `x` (rows, inputs) against the teacher run
     /// on shuffled batches of `batch` rows, as the step loop would: the count of logits that
     /// differ in any bit and the largest difference in units of max(1, the row's largest |logit|).
-    static func compareCache(_ path: String, x: UnsafePointer<Float>, rows: Int, batch: Int, seed: UInt64) throws -> (differ: Int, checked: Int, worst: Double) {
+    static func compareCache(_ path: String, x: UnsafePointer<Float>, rows: Int, batch: Int, seed: UInt64) throws -> (
+        differ: Int, checked: Int, worst: Double
+    ) {
         let cache = TeacherLogits(try InferenceModel(path: path), features: x, rows: rows, batch: batch)
         let perBatch = try InferenceModel(path: path)
         let d = perBatch.spec.inputSize, k = perBatch.classes
@@ -280,23 +316,35 @@ final class DistillationTests: XCTestCase {
     /// not divide; MLP and CNN teachers.
     func testCachedTeacherLogitsMatchPerBatchLogits() throws {
         let dir = Support.scratch("distill-cache")
-        let mlp = ModelSpec(inputShape: [64], layers: [.dense(units: 96), .relu, .dense(units: 48), .relu, .dense(units: 10)])
-        let cnn = ModelSpec(inputShape: [1, 12, 12], layers: [.conv2d(filters: 8, kernel: 3, stride: 1, padding: 1), .relu, .maxPool(size: 2, stride: 2),
-                                                              .flatten, .dense(units: 24), .relu, .dense(units: 10)])
+        let mlp = ModelSpec(
+            inputShape: [64], layers: [.dense(units: 96), .relu, .dense(units: 48), .relu, .dense(units: 10)])
+        let cnn = ModelSpec(
+            inputShape: [1, 12, 12],
+            layers: [
+                .conv2d(filters: 8, kernel: 3, stride: 1, padding: 1), .relu, .maxPool(size: 2, stride: 2),
+                .flatten, .dense(units: 24), .relu, .dense(units: 10)
+            ])
         let rows = 203
         var rng = SeededRNG(seed: 17)
         for (name, spec) in [("mlp", mlp), ("cnn", cnn)] {
             let x = (0..<(rows * spec.inputSize)).map { _ in Float(rng.uniform()) }
             let params = (0..<spec.parameterLayout.count).map { Float(sin(Double($0) * 0.37 + 1)) * 0.3 }
-            for recipe in ["fp32", "int8", "prune0.9+fp32", "prune0.9+int8"] where name == "mlp" || !recipe.hasPrefix("prune") {
+            for recipe in ["fp32", "int8", "prune0.9+fp32", "prune0.9+int8"]
+            where name == "mlp" || !recipe.hasPrefix("prune") {
                 let path = dir + "/\(name)-\(recipe).cmodel"
                 try params.withUnsafeBufferPointer {
-                    try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: (0..<10).map(String.init), params: $0, metadata: [:])
+                    try ModelExport.write(
+                        path: path, recipe: try Recipe(recipe), model: spec, classes: (0..<10).map(String.init),
+                        params: $0, metadata: [:])
                 }
-                if recipe.hasPrefix("prune") { XCTAssertEqual(try InferenceModel(path: path).sparseLayerIndices, [0, 2, 4], "\(recipe): runs sparse") }
+                if recipe.hasPrefix("prune") {
+                    XCTAssertEqual(
+                        try InferenceModel(path: path).sparseLayerIndices, [0, 2, 4], "\(recipe): runs sparse")
+                }
                 for batch in [1, 7, 50, 64] {
                     let r = try Self.compareCache(path, x: x, rows: rows, batch: batch, seed: UInt64(batch))
-                    let what = "\(name) \(recipe), batch \(batch): \(r.differ) of \(r.checked) cached logits differ, by up to \(r.worst)"
+                    let what =
+                        "\(name) \(recipe), batch \(batch): \(r.differ) of \(r.checked) cached logits differ, by up to \(r.worst)"
                     // Exact: int8 layers; batches of one; sparse layers from 16 rows (smaller
                     // batches take the dense fp32 path).
                     if recipe.hasSuffix("int8") || batch == 1 || (recipe.hasPrefix("prune") && batch >= 16) {

@@ -10,7 +10,8 @@ import XCTest
 /// they are final, in falling offsets, and the buckets cover the arena in that order.
 final class ExchangeTests: XCTestCase {
     func mlp(blockRows: Int) -> Network<Double> {
-        let spec = ModelSpec(inputShape: [20], layers: [.dense(units: 12), .relu, .dense(units: 8), .layerNorm, .relu, .dense(units: 3)])
+        let spec = ModelSpec(
+            inputShape: [20], layers: [.dense(units: 12), .relu, .dense(units: 8), .layerNorm, .relu, .dense(units: 3)])
         let net = Network<Double>(spec: spec, maxBatch: 6)
         net.initialize(seed: 5)
         net.gradientBlockRows = blockRows
@@ -22,9 +23,11 @@ final class ExchangeTests: XCTestCase {
         let x = (0..<(6 * 20)).map { _ in rng.uniform() * 2 - 1 }
         let labels: [Int32] = [0, 1, 2, 0, 1, 2]
         net.grads.zero()
-        _ = x.withUnsafeBufferPointer { xp in labels.withUnsafeBufferPointer { lp in
-            net.step(xp.baseAddress!, labels: lp.baseAddress!, batch: 6, train: true)
-        } }
+        _ = x.withUnsafeBufferPointer { xp in
+            labels.withUnsafeBufferPointer { lp in
+                net.step(xp.baseAddress!, labels: lp.baseAddress!, batch: 6, train: true)
+            }
+        }
     }
 
     /// Each reported offset: everything at or above it already holds its final value. The
@@ -33,7 +36,7 @@ final class ExchangeTests: XCTestCase {
     func testBackwardReportsFinalGradientsInFallingOffsets() {
         let plain = mlp(blockRows: 0)
         step(plain)
-        let net = mlp(blockRows: 3)   // the 12×20 weight in 4 blocks of 3 rows, the 8×12 in 3
+        let net = mlp(blockRows: 3) // the 12×20 weight in 4 blocks of 3 rows, the 8×12 in 3
         var reported = [Int](), snapshots = [[Double]]()
         net.gradientsReady = { offset in
             reported.append(offset)
@@ -64,7 +67,9 @@ final class ExchangeTests: XCTestCase {
             XCTAssertEqual(bs.first?.upperBound, 1000)
             XCTAssertEqual(bs.last?.lowerBound, 0)
             for (a, c) in zip(bs, bs.dropFirst()) { XCTAssertEqual(a.lowerBound, c.upperBound) }
-            for x in bs.dropLast() { XCTAssertGreaterThanOrEqual(x.count, size); XCTAssertTrue(points.contains(x.lowerBound)) }
+            for x in bs.dropLast() {
+                XCTAssertGreaterThanOrEqual(x.count, size); XCTAssertTrue(points.contains(x.lowerBound))
+            }
         }
     }
 }

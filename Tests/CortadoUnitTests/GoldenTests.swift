@@ -12,7 +12,9 @@ final class GoldenTests: XCTestCase {
         var x: [Double], labels: [Int32], params: [Double], logits: [Double], loss: Double, grads: [Double]
     }
 
-    func golden() throws -> Golden { try JSONDecoder().decode(Golden.self, from: try Support.fixture("golden_mlp.json")) }
+    func golden() throws -> Golden {
+        try JSONDecoder().decode(Golden.self, from: try Support.fixture("golden_mlp.json"))
+    }
 
     func spec(_ g: Golden) -> ModelSpec {
         ModelSpec(inputShape: [g.inputs], layers: [.dense(units: g.hidden), .relu, .dense(units: g.classes)])
@@ -25,7 +27,9 @@ final class GoldenTests: XCTestCase {
         net.grads.zero()
         let x = g.x.map { T($0) }
         let r = x.withUnsafeBufferPointer { net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: true) }
-        let logits = x.withUnsafeBufferPointer { xp in Array(UnsafeBufferPointer(start: net.forward(xp.baseAddress!, batch: g.batch), count: g.batch * g.classes)) }
+        let logits = x.withUnsafeBufferPointer { xp in
+            Array(UnsafeBufferPointer(start: net.forward(xp.baseAddress!, batch: g.batch), count: g.batch * g.classes))
+        }
         return (logits.map { Double($0) }, r.lossSum / Double(g.batch), net.grads.array.map { Double($0) })
     }
 

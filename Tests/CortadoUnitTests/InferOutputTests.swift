@@ -18,7 +18,9 @@ final class InferOutputTests: XCTestCase {
         net.initialize(seed: 3)
         let path = dir + "/m.cmodel"
         try net.params.array.withUnsafeBufferPointer {
-            try ModelExport.write(path: path, recipe: try Recipe("int8"), model: spec, classes: (0..<10).map { "c\($0)" }, params: $0, metadata: [:])
+            try ModelExport.write(
+                path: path, recipe: try Recipe("int8"), model: spec, classes: (0..<10).map { "c\($0)" }, params: $0,
+                metadata: [:])
         }
         return path
     }
@@ -26,7 +28,9 @@ final class InferOutputTests: XCTestCase {
     /// IDX bytes: magic 0x0000_08_NN, big-endian dims, data.
     func idx(_ dims: [Int], _ bytes: [UInt8]) -> Data {
         var d = Data([0, 0, 8, UInt8(dims.count)])
-        for n in dims { d.append(contentsOf: [UInt8(n >> 24 & 255), UInt8(n >> 16 & 255), UInt8(n >> 8 & 255), UInt8(n & 255)]) }
+        for n in dims {
+            d.append(contentsOf: [UInt8(n >> 24 & 255), UInt8(n >> 16 & 255), UInt8(n >> 8 & 255), UInt8(n & 255)])
+        }
         d.append(contentsOf: bytes)
         return d
     }
@@ -49,8 +53,10 @@ final class InferOutputTests: XCTestCase {
             let r = try Support.run([infer, m, "--input", dir + "/x.h5", "--out", dir + "/" + out, "--batch", "8"])
             XCTAssertEqual(r.status, 0, r.output)
         }
-        let r = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/labels-idx1-ubyte",
-                                 "--out", dir + "/idx.h5", "--json"])
+        let r = try Support.run([
+            infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/labels-idx1-ubyte",
+            "--out", dir + "/idx.h5", "--json"
+        ])
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertNotNil(try Support.lastJSON(r)["accuracy"], "IDX with labels reports accuracy")
 
@@ -80,14 +86,20 @@ final class InferOutputTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/p.h5.tmp"))
 
         // Bad inputs: one line, non-zero exit, nothing written under the output name.
-        let bad = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/x.h5", "--out", dir + "/bad.csv"])
+        let bad = try Support.run([
+            infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/x.h5", "--out", dir + "/bad.csv"
+        ])
         XCTAssertEqual(bad.status, 2, bad.output)
         XCTAssertTrue(bad.stderr.contains("x.h5"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.csv"))
-        let short = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/short-idx1-ubyte"])
+        let short = try Support.run([
+            infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/short-idx1-ubyte"
+        ])
         XCTAssertNotEqual(short.status, 0)
         try idx([n - 1], Array(labels.dropLast())).write(to: URL(fileURLWithPath: dir + "/short-idx1-ubyte"))
-        let mismatch = try Support.run([infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/short-idx1-ubyte"])
+        let mismatch = try Support.run([
+            infer, m, "--input", dir + "/images-idx3-ubyte", "--labels", dir + "/short-idx1-ubyte"
+        ])
         XCTAssertEqual(mismatch.status, 2, mismatch.output)
         XCTAssertTrue(mismatch.stderr.contains("36 labels for 37 images"), mismatch.stderr)
     }

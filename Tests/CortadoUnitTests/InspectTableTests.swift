@@ -23,9 +23,11 @@ final class InspectTableTests: XCTestCase {
         let lines = r.stdout.split(separator: "\n").map(String.init)
         let conv = try XCTUnwrap(lines.first { $0.hasPrefix("0 ") }, r.stdout)
         // conv: 4·1·3·3 + 4 = 40 parameters; 2·(4·28·28)·(1·3·3) FLOPs; frozen.
-        XCTAssertTrue(conv.contains("[4, 28, 28]") && conv.contains(" 40 ") && conv.contains("56448") && conv.hasSuffix("yes"), conv)
+        XCTAssertTrue(
+            conv.contains("[4, 28, 28]") && conv.contains(" 40 ") && conv.contains("56448") && conv.hasSuffix("yes"),
+            conv)
         let dense = try XCTUnwrap(lines.first { $0.hasPrefix("4 ") }, r.stdout)
-        XCTAssertTrue(dense.contains("[10]") && dense.contains("7850"), dense)   // 784·10 + 10
+        XCTAssertTrue(dense.contains("[10]") && dense.contains("7850"), dense) // 784·10 + 10
         XCTAssertTrue(r.stdout.contains("7890 parameters (7850 trainable)"), r.stdout)
     }
 }

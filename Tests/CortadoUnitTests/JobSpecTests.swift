@@ -9,16 +9,16 @@ import XCTest
 
 final class JobSpecTests: XCTestCase {
     let base = """
-    data: d/manifest.json
-    model:
-      layers:
-        - {type: dense, units: 16}
-        - {type: relu}
-        - {type: dense, units: 10}
-    optimizer: {learning_rate: 0.1, momentum: 0.9}
-    batch_size: 32
-    epochs: 2
-    """
+        data: d/manifest.json
+        model:
+          layers:
+            - {type: dense, units: 16}
+            - {type: relu}
+            - {type: dense, units: 10}
+        optimizer: {learning_rate: 0.1, momentum: 0.9}
+        batch_size: 32
+        epochs: 2
+        """
 
     func testParsesTheShippedJobSpec() throws {
         let s = try JobSpec.load(path: Support.repoRoot + "/jobs/fashion-mlp.yaml")
@@ -36,7 +36,8 @@ final class JobSpecTests: XCTestCase {
     }
 
     func testOverrides() throws {
-        let s = try spec(base, ["epochs=5", "optimizer.learning_rate=0.2", "model.layers.0.units=64", "checkpoint.every_steps=7"])
+        let s = try spec(
+            base, ["epochs=5", "optimizer.learning_rate=0.2", "model.layers.0.units=64", "checkpoint.every_steps=7"])
         XCTAssertEqual(s.epochs, 5)
         XCTAssertEqual(s.optimizer.learningRate, 0.2)
         XCTAssertEqual(s.layers[0], .dense(units: 64))
@@ -50,23 +51,23 @@ final class JobSpecTests: XCTestCase {
     /// layer kind and the optimizer keys of that time; pinned from the build before).
     func testCanonicalJSONOfExistingSpecsIsUnchanged() throws {
         let text = """
-        data: d/manifest.json
-        model:
-          layers:
-            - {type: conv2d, filters: 2, kernel: 3, padding: 1}
-            - {type: max_pool, size: 2}
-            - {type: avg_pool, size: 2, stride: 1}
-            - {type: flatten}
-            - {type: dense, units: 8}
-            - {type: layer_norm}
-            - {type: relu}
-            - {type: gelu}
-            - {type: sigmoid}
-            - {type: tanh}
-            - {type: dropout, rate: 0.25}
-            - {type: dense, units: 10}
-        optimizer: {type: adamw, learning_rate: 0.01, schedule: cosine, beta2: 0.99}
-        """
+            data: d/manifest.json
+            model:
+              layers:
+                - {type: conv2d, filters: 2, kernel: 3, padding: 1}
+                - {type: max_pool, size: 2}
+                - {type: avg_pool, size: 2, stride: 1}
+                - {type: flatten}
+                - {type: dense, units: 8}
+                - {type: layer_norm}
+                - {type: relu}
+                - {type: gelu}
+                - {type: sigmoid}
+                - {type: tanh}
+                - {type: dropout, rate: 0.25}
+                - {type: dense, units: 10}
+            optimizer: {type: adamw, learning_rate: 0.01, schedule: cosine, beta2: 0.99}
+            """
         XCTAssertEqual(try spec(text).canonicalJSON, Self.pinnedJSON)
         let decoded = try JSONDecoder().decode(JobSpec.self, from: Data(Self.pinnedJSON.utf8))
         XCTAssertEqual(decoded.canonicalJSON, Self.pinnedJSON, "a checkpoint's spec reads back to the same JSON")
@@ -76,8 +77,11 @@ final class JobSpecTests: XCTestCase {
     /// a bad value's error lists the allowed ones.
     func testOptimizerTypeAndScheduleErrorsListTheAllowedValues() {
         expectError(base, ["optimizer.type=lamb"], contains: "optimizer.type: 'lamb' is not one of sgd, adam, adamw")
-        expectError(base, ["optimizer.schedule=exp"], contains: "optimizer.schedule: 'exp' is not one of constant, cosine, linear, step")
-        expectError(base, ["optimizer.type=adam", "optimizer.beta2=1"], contains: "optimizer.beta1/beta2: must be in [0, 1)")
+        expectError(
+            base, ["optimizer.schedule=exp"],
+            contains: "optimizer.schedule: 'exp' is not one of constant, cosine, linear, step")
+        expectError(
+            base, ["optimizer.type=adam", "optimizer.beta2=1"], contains: "optimizer.beta1/beta2: must be in [0, 1)")
     }
 
     /// leaky_relu through the one layer parser: its slope (default 0.01), errors naming the
@@ -85,14 +89,17 @@ final class JobSpecTests: XCTestCase {
     func testLeakyReLUSlope() throws {
         let s = try spec(base, ["model.layers.1={type: leaky_relu, slope: 0.2}"])
         XCTAssertEqual(s.layers[1], .activation(Activation(LeakyReLU.self, params: [0.2])))
-        XCTAssertEqual(try spec(base, ["model.layers.1={type: leaky_relu}"]).layers[1], .activation(Activation(LeakyReLU.self)))
-        expectError(base, ["model.layers.1={type: leaky_relu, slope: 2}"], contains: "model.layers.1.slope: must be in [0, 1)")
+        XCTAssertEqual(
+            try spec(base, ["model.layers.1={type: leaky_relu}"]).layers[1], .activation(Activation(LeakyReLU.self)))
+        expectError(
+            base, ["model.layers.1={type: leaky_relu, slope: 2}"], contains: "model.layers.1.slope: must be in [0, 1)")
         expectError(base, ["model.layers.1={type: relu, slope: 0.1}"], contains: "model.layers.1.slope: unknown key")
         let json = try JSONEncoder().encode(s.layers)
         XCTAssertEqual(try JSONDecoder().decode([LayerSpec].self, from: json), s.layers)
     }
 
-    static let pinnedJSON = #"{"batch_size":64,"checkpoint_every_steps":0,"checkpoint_keep":3,"data":"d/manifest.json","distributed":{"block_rows":512,"bucket_kib":256,"overlap":"off","zero":false},"emit":["fp32","int8"],"epochs":1,"freeze":[],"init_exclude":[],"label_smoothing":0,"layers":[{"filters":2,"kernel":3,"padding":1,"stride":1,"type":"conv2d"},{"size":2,"stride":2,"type":"max_pool"},{"size":2,"stride":1,"type":"avg_pool"},{"type":"flatten"},{"type":"dense","units":8},{"type":"layer_norm"},{"type":"relu"},{"type":"gelu"},{"type":"sigmoid"},{"type":"tanh"},{"rate":0.25,"type":"dropout"},{"type":"dense","units":10}],"loss":"softmax_cross_entropy","non_finite":"stop","optimizer":{"beta1":0.9,"beta2":0.99,"clip_norm":0,"decay_steps":1000,"eps":1e-08,"gamma":0.1,"learning_rate":0.01,"momentum":0.9,"nesterov":false,"schedule":"cosine","type":"adamw","warmup_steps":0,"weight_decay":0},"run_dir":"runs/job","seed":42,"verify_checksums":true,"version":1,"watchdog_seconds":600}"#
+    static let pinnedJSON =
+        #"{"batch_size":64,"checkpoint_every_steps":0,"checkpoint_keep":3,"data":"d/manifest.json","distributed":{"block_rows":512,"bucket_kib":256,"overlap":"off","zero":false},"emit":["fp32","int8"],"epochs":1,"freeze":[],"init_exclude":[],"label_smoothing":0,"layers":[{"filters":2,"kernel":3,"padding":1,"stride":1,"type":"conv2d"},{"size":2,"stride":2,"type":"max_pool"},{"size":2,"stride":1,"type":"avg_pool"},{"type":"flatten"},{"type":"dense","units":8},{"type":"layer_norm"},{"type":"relu"},{"type":"gelu"},{"type":"sigmoid"},{"type":"tanh"},{"rate":0.25,"type":"dropout"},{"type":"dense","units":10}],"loss":"softmax_cross_entropy","non_finite":"stop","optimizer":{"beta1":0.9,"beta2":0.99,"clip_norm":0,"decay_steps":1000,"eps":1e-08,"gamma":0.1,"learning_rate":0.01,"momentum":0.9,"nesterov":false,"schedule":"cosine","type":"adamw","warmup_steps":0,"weight_decay":0},"run_dir":"runs/job","seed":42,"verify_checksums":true,"version":1,"watchdog_seconds":600}"#
 
     /// `loader:`: defaults (absent: nil, so older specs keep their hash), values, and errors
     /// that name the key.
@@ -113,7 +120,9 @@ final class JobSpecTests: XCTestCase {
     /// before `block_rows` existed still decodes (its default), as `cortado compress` needs.
     func testDistributedSection() throws {
         let d = try spec(base).distributed
-        XCTAssertEqual([d.overlap.rawValue, String(d.bucketKiB), String(d.blockRows), String(d.zero)], ["off", "256", "512", "false"])
+        XCTAssertEqual(
+            [d.overlap.rawValue, String(d.bucketKiB), String(d.blockRows), String(d.zero)],
+            ["off", "256", "512", "false"])
         let e = try spec(base, ["distributed.block_rows=64", "distributed.overlap=test"]).distributed
         XCTAssertEqual(e.blockRows, 64)
         XCTAssertEqual(e.overlap, .test)
@@ -143,17 +152,22 @@ final class JobSpecTests: XCTestCase {
         expectError(base, ["model.layers.5.units=3"], contains: "--set model.layers.5.units")
         expectError(base, ["emit=[int4]"], contains: "emit.0: recipe 'int4'")
         XCTAssertEqual(try spec(base, ["emit=[fp32, int8-static99.99]"]).emit, ["fp32", "int8-static99.99"])
-        expectError("data: d/manifest.json\nmodel: {type: recommender}\n", ["emit=[int8-static]"], contains: "emit.0: 'int8-static': static int8")
+        expectError(
+            "data: d/manifest.json\nmodel: {type: recommender}\n", ["emit=[int8-static]"],
+            contains: "emit.0: 'int8-static': static int8")
         expectError(base, ["pruning={sparsity: 1.2}"], contains: "pruning.sparsity: must be in (0, 1)")
         expectError(base, ["pruning={sparsity: 0.5, scope: block}"], contains: "pruning.scope")
-        expectError(base, ["pruning={sparsity: 0.5, start_step: 100, end_step: 50}"], contains: "pruning.start_step/end_step")
+        expectError(
+            base, ["pruning={sparsity: 0.5, start_step: 100, end_step: 50}"], contains: "pruning.start_step/end_step")
         expectError("model: {layers: []}", contains: "data: required")
     }
 
     func testModelShapesAreChecked() throws {
         let s = try spec(base)
         XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {
-            XCTAssertTrue("\($0)".contains("model.layers.2 (dense(10)): output shape [10] has 10 values but the data has 3 classes"), "\($0)")
+            XCTAssertTrue(
+                "\($0)".contains(
+                    "model.layers.2 (dense(10)): output shape [10] has 10 values but the data has 3 classes"), "\($0)")
         }
     }
 }

@@ -22,7 +22,9 @@ final class ModelFileTests: XCTestCase {
 
     func write(_ path: String, _ recipe: String, _ p: [Float]) throws {
         try p.withUnsafeBufferPointer {
-            try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d"], params: $0, metadata: ["k": "v"])
+            try ModelExport.write(
+                path: path, recipe: try Recipe(recipe), model: spec, classes: ["a", "b", "c", "d"], params: $0,
+                metadata: ["k": "v"])
         }
     }
 
@@ -42,14 +44,18 @@ final class ModelFileTests: XCTestCase {
         let net = Network<Float>(spec: spec, maxBatch: 3)
         net.params.load(p)
         let x = (0..<(3 * 64)).map { Float($0 % 7) / 7 - 0.4 }
-        let logits = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: 3), count: 12)) }
+        let logits = x.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: 3), count: 12))
+        }
         let m = try InferenceModel(path: dir + "/m.cmodel")
         var probs = [Float](repeating: 0, count: 12)
         m.predict(x, batch: 3, probabilities: &probs)
         for r in 0..<3 {
             let z = logits[(r * 4)..<(r * 4 + 4)]
             let e = z.map { exp($0 - z.max()!) }
-            assertClose(Array(probs[(r * 4)..<(r * 4 + 4)]), e.map { $0 / e.reduce(0, +) }, rel: 1e-5, abs: 1e-7, "probabilities row \(r)")
+            assertClose(
+                Array(probs[(r * 4)..<(r * 4 + 4)]), e.map { $0 / e.reduce(0, +) }, rel: 1e-5, abs: 1e-7,
+                "probabilities row \(r)")
         }
     }
 
@@ -57,7 +63,7 @@ final class ModelFileTests: XCTestCase {
         let w: [Float] = [0.5, -1.0, 0.25, 0.001, 0.002, -0.003]
         let (q, scales) = w.withUnsafeBufferPointer { quantizePerRow($0, rows: 2, cols: 3) }
         XCTAssertEqual(scales[0], 1.0 / 127, accuracy: 1e-9)
-        XCTAssertEqual(scales[1], 0.003 / 127, accuracy: 1e-12)   // the small row keeps its own scale
+        XCTAssertEqual(scales[1], 0.003 / 127, accuracy: 1e-12) // the small row keeps its own scale
         XCTAssertEqual(q, [64, -127, 32, 42, 85, -127])
         for i in 0..<6 { XCTAssertEqual(Float(q[i]) * scales[i / 3], w[i], accuracy: scales[i / 3] / 2 + 1e-9) }
 
@@ -102,6 +108,8 @@ final class ModelFileTests: XCTestCase {
         var version = good
         version[8] = 9
         try expectError(version, "version 9")
-        XCTAssertThrowsError(try InferenceModel(path: dir + "/missing.cmodel")) { XCTAssertTrue("\($0)".contains("missing.cmodel")) }
+        XCTAssertThrowsError(try InferenceModel(path: dir + "/missing.cmodel")) {
+            XCTAssertTrue("\($0)".contains("missing.cmodel"))
+        }
     }
 }

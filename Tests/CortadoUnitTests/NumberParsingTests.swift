@@ -10,8 +10,10 @@ final class NumberParsingTests: XCTestCase {
 
     func testFastPathMatchesStrtodBitForBit() {
         var rng = SeededRNG(seed: 8)
-        var cases = ["0", "-0", "1", "+2.5", ".5", "5.", "0.000123", "1e5", "1E-5", "-3.25e+10", "123456789012345",
-                     "1234567890123456", "0.1", "9007199254740993", "1e22", "1e23", "2.2250738585072014e-308", "inf", "-nan"]
+        var cases = [
+            "0", "-0", "1", "+2.5", ".5", "5.", "0.000123", "1e5", "1E-5", "-3.25e+10", "123456789012345",
+            "1234567890123456", "0.1", "9007199254740993", "1e22", "1e23", "2.2250738585072014e-308", "inf", "-nan"
+        ]
         for _ in 0..<20000 {
             let v = (rng.uniform() - 0.5) * pow(10, Double(rng.below(40)) - 20)
             cases.append(String(format: ["%.3f", "%.7g", "%.15g", "%.17g", "%e", "%.1f"][rng.below(6)], v))

@@ -21,13 +21,15 @@ import XCTest
 final class ONNXExportTests: XCTestCase {
     /// The venv's interpreter (CORTADO_VENV moves the venv, as for cluster/install-deps.sh).
     static let python = (ProcessInfo.processInfo.environment["CORTADO_VENV"] ?? "/opt/cortado-venv") + "/bin/python"
-    static let rows = 257   // more than one batch of 256 in cortado, fewer than ORT's 1024
+    static let rows = 257 // more than one batch of 256 in cortado, fewer than ORT's 1024
 
     /// The venv's interpreter, or an error (failing the test) telling how to make it.
     func venvPython() throws -> String {
         let r = try Support.run([Self.python, "-c", "import numpy, h5py, onnx, onnxruntime"], timeout: 120)
         guard r.status == 0 else {
-            throw CortadoError.io("\(Self.python) cannot import numpy, h5py, onnx, onnxruntime: run cluster/install-deps.sh, which makes the venv (\(r.output.trimmingCharacters(in: .whitespacesAndNewlines)))")
+            throw CortadoError.io(
+                "\(Self.python) cannot import numpy, h5py, onnx, onnxruntime: run cluster/install-deps.sh, which makes the venv (\(r.output.trimmingCharacters(in: .whitespacesAndNewlines)))"
+            )
         }
         return Self.python
     }
@@ -57,22 +59,29 @@ final class ONNXExportTests: XCTestCase {
     func expectedProbabilities(model: String, x: [Float], to path: String) throws {
         let m = try InferenceModel(path: model)
         var p = [Float](repeating: 0, count: Self.rows * m.classes)
-        x.withUnsafeBufferPointer { xb in p.withUnsafeMutableBufferPointer { pb in
-            m.predict(xb.baseAddress!, batch: Self.rows, probabilities: pb.baseAddress!)
-        } }
+        x.withUnsafeBufferPointer { xb in
+            p.withUnsafeMutableBufferPointer { pb in
+                m.predict(xb.baseAddress!, batch: Self.rows, probabilities: pb.baseAddress!)
+            }
+        }
         try writeNPY(p, shape: [Self.rows, m.classes], to: path)
     }
 
     /// Exports `model`, runs onnx-check.py on it against `expected` (.npy) and checks every
     /// row's largest difference is within 1e-4. Returns the overall maximum.
     @discardableResult
-    func exportAndCheck(_ model: String, data: String, expected: String, file: StaticString = #filePath, line: UInt = #line) throws -> Double {
+    func exportAndCheck(
+        _ model: String, data: String, expected: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Double {
         let python = try venvPython()
         let onnx = model + ".onnx"
         let s = try ONNXExport.export(model: model, to: onnx)
         XCTAssertEqual(s.opset, 17, file: file, line: line)
-        XCTAssertEqual(s.bytes, (try FileManager.default.attributesOfItem(atPath: onnx)[.size] as? Int) ?? -1, file: file, line: line)
-        let r = try Support.run([python, Support.repoRoot + "/cluster/onnx-check.py", onnx, data, expected, "--json"], timeout: 300)
+        XCTAssertEqual(
+            s.bytes, (try FileManager.default.attributesOfItem(atPath: onnx)[.size] as? Int) ?? -1, file: file,
+            line: line)
+        let r = try Support.run(
+            [python, Support.repoRoot + "/cluster/onnx-check.py", onnx, data, expected, "--json"], timeout: 300)
         print(r.stdout.split(separator: "\n").first ?? "", r.stderr)
         XCTAssertEqual(r.status, 0, "onnx-check.py: \(r.output)", file: file, line: line)
         let j = try Support.lastJSON(r)
@@ -88,11 +97,14 @@ final class ONNXExportTests: XCTestCase {
     /// Writes a model by `recipe`; for int8 also the fp32 file holding its dequantized weights,
     /// which is what the exported (fp32) graph computes with. Returns the file to take expected
     /// probabilities from.
-    func writeModel(_ spec: ModelSpec, _ params: [Float], recipe: String, dir: String) throws -> (model: String, reference: String) {
+    func writeModel(_ spec: ModelSpec, _ params: [Float], recipe: String, dir: String) throws -> (
+        model: String, reference: String
+    ) {
         let classes = (0..<spec.outputSize).map { "c\($0)" }
         let path = dir + "/model-\(recipe).cmodel"
         try params.withUnsafeBufferPointer {
-            try ModelExport.write(path: path, recipe: try Recipe(recipe), model: spec, classes: classes, params: $0, metadata: [:])
+            try ModelExport.write(
+                path: path, recipe: try Recipe(recipe), model: spec, classes: classes, params: $0, metadata: [:])
         }
         guard recipe.contains("int8") else { return (path, path) }
         let f = try ModelFile.load(path)
@@ -102,7 +114,8 @@ final class ONNXExportTests: XCTestCase {
         }
         let reference = dir + "/model-\(recipe)-dequantized.cmodel"
         try dequantized.withUnsafeBufferPointer {
-            try ModelExport.write(path: reference, recipe: try Recipe("fp32"), model: spec, classes: classes, params: $0, metadata: [:])
+            try ModelExport.write(
+                path: reference, recipe: try Recipe("fp32"), model: spec, classes: classes, params: $0, metadata: [:])
         }
         return (path, reference)
     }
@@ -125,28 +138,34 @@ final class ONNXExportTests: XCTestCase {
 
     func testMLPWithEveryElementwiseLayerMatchesOnnxRuntime() throws {
         // Image-shaped input, as Fashion-MNIST's (1, 28, 28): an MLP needs no Reshape or Flatten.
-        let spec = ModelSpec(inputShape: [1, 8, 8], layers: [
-            .dense(units: 48), .layerNorm, .gelu, .dropout(rate: 0.3), .dense(units: 32), .tanh, .flatten,
-            .dense(units: 24), .sigmoid, .dense(units: 16), .relu, .dense(units: 5),
-        ])
+        let spec = ModelSpec(
+            inputShape: [1, 8, 8],
+            layers: [
+                .dense(units: 48), .layerNorm, .gelu, .dropout(rate: 0.3), .dense(units: 32), .tanh, .flatten,
+                .dense(units: 24), .sigmoid, .dense(units: 16), .relu, .dense(units: 5)
+            ])
         let dir = try check(spec, recipes: ["fp32", "fp16", "int8"], name: "mlp")
         let graph = try ONNXExport.read(dir + "/model-fp32.cmodel.onnx").graph
         XCTAssertEqual(graph.node.map(\.opType).filter { ["Reshape", "Flatten"].contains($0) }, [])
-        XCTAssertEqual(graph.node.count, 5 + 1 + 9 + 3 + 1)   // Gemm ×5, LayerNormalization, GELU's 9, Tanh/Sigmoid/Relu, Softmax
+        // Gemm ×5, LayerNormalization, GELU's 9, Tanh/Sigmoid/Relu, Softmax
+        XCTAssertEqual(graph.node.count, 5 + 1 + 9 + 3 + 1)
     }
 
     func testCNNMatchesOnnxRuntime() throws {
         // (2, 12, 12) → conv pad 1 (6, 12, 12) → max pool (6, 6, 6) → conv stride 2 pad 1 (8, 3, 3)
         // → layer norm over (8, 3, 3) → gelu → avg pool 2 stride 1 (8, 2, 2) → dense (no flatten).
-        let spec = ModelSpec(inputShape: [2, 12, 12], layers: [
-            .conv2d(filters: 6, kernel: 3, stride: 1, padding: 1), .relu, .maxPool(size: 2, stride: 2),
-            .conv2d(filters: 8, kernel: 3, stride: 2, padding: 1), .layerNorm, .gelu, .avgPool(size: 2, stride: 1),
-            .dense(units: 16), .relu, .dense(units: 4),
-        ])
+        let spec = ModelSpec(
+            inputShape: [2, 12, 12],
+            layers: [
+                .conv2d(filters: 6, kernel: 3, stride: 1, padding: 1), .relu, .maxPool(size: 2, stride: 2),
+                .conv2d(filters: 8, kernel: 3, stride: 2, padding: 1), .layerNorm, .gelu, .avgPool(size: 2, stride: 1),
+                .dense(units: 16), .relu, .dense(units: 4)
+            ])
         try check(spec, recipes: ["fp32", "int8"], name: "cnn")
         // A layer norm on the flat image, then a convolution whose (classes, 1, 1) output is the
         // logits: reshaped before the convolution, flattened before the softmax.
-        let last = ModelSpec(inputShape: [1, 5, 5], layers: [.layerNorm, .conv2d(filters: 3, kernel: 5, stride: 1, padding: 0)])
+        let last = ModelSpec(
+            inputShape: [1, 5, 5], layers: [.layerNorm, .conv2d(filters: 3, kernel: 5, stride: 1, padding: 0)])
         try check(last, recipes: ["fp32"], name: "cnn-spatial-logits")
     }
 
@@ -172,18 +191,23 @@ final class ONNXExportTests: XCTestCase {
         let recommender = dir + "/recsys.cmodel"
         let p = [Float](repeating: 0.25, count: rs.parameterLayout.count)
         try p.withUnsafeBufferPointer {
-            try ModelExport.write(path: recommender, recipe: try Recipe("fp32"), recommender: rs, params: $0, metadata: [:])
+            try ModelExport.write(
+                path: recommender, recipe: try Recipe("fp32"), recommender: rs, params: $0, metadata: [:])
         }
         let spec = ModelSpec(inputShape: [10], layers: [.dense(units: 3)])
         let (damaged, _) = try writeModel(spec, parameters(spec, seed: 2), recipe: "fp32", dir: dir)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: damaged))
-        bytes[bytes.count - 40] ^= 0xFF   // a weight byte: the checksum no longer matches
+        bytes[bytes.count - 40] ^= 0xFF // a weight byte: the checksum no longer matches
         try bytes.write(to: URL(fileURLWithPath: damaged))
 
-        for (model, why) in [(recommender, "recommender"), (damaged, "checksum mismatch"), (dir + "/missing.cmodel", "no such model file")] {
+        for (model, why) in [
+            (recommender, "recommender"), (damaged, "checksum mismatch"),
+            (dir + "/missing.cmodel", "no such model file")
+        ] {
             XCTAssertThrowsError(try ONNXExport.export(model: model, to: dir + "/out.onnx")) { e in
                 let message = "\(e)"
-                XCTAssertTrue(message.hasPrefix(model + ":") && message.contains(why) && !message.contains("\n"), message)
+                XCTAssertTrue(
+                    message.hasPrefix(model + ":") && message.contains(why) && !message.contains("\n"), message)
                 XCTAssertEqual((e as? CortadoError)?.exitCode, 2)
             }
             let r = try Support.run([Support.product("cortado"), "export", "onnx", model, "--out", dir + "/out.onnx"])

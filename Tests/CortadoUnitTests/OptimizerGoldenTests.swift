@@ -11,7 +11,9 @@ final class OptimizerGoldenTests: XCTestCase {
         var batch: Int, inputs: Int, hidden: Int, classes: Int
         var x: [Double], labels: [Int32], params: [Double]
         var optimizers: [String: Run]
-        struct Run: Decodable { var learning_rate: Double, weight_decay: Double, losses: [Double], params_after: [Double] }
+        struct Run: Decodable {
+            var learning_rate: Double, weight_decay: Double, losses: [Double], params_after: [Double]
+        }
     }
 
     func testOptimizersMatchNumpy() throws {
@@ -30,11 +32,15 @@ final class OptimizerGoldenTests: XCTestCase {
             var losses = [Double]()
             for step in 0..<3 {
                 net.grads.zero()
-                let r = x.withUnsafeBufferPointer { net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: true) }
+                let r = x.withUnsafeBufferPointer {
+                    net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: true)
+                }
                 losses.append(r.lossSum / Double(g.batch))
                 opt.update(params: net.params.base, grads: net.grads.base, lr: Float(o.learningRate), step: step)
             }
-            let r = x.withUnsafeBufferPointer { net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: false) }
+            let r = x.withUnsafeBufferPointer {
+                net.step($0.baseAddress!, labels: g.labels, batch: g.batch, train: false)
+            }
             losses.append(r.lossSum / Double(g.batch))
             assertClose(losses, ref.losses, rel: 1e-5, "\(kind) losses")
             assertClose(net.params.array.map { Double($0) }, ref.params_after, rel: 1e-4, abs: 1e-6, "\(kind) params")
@@ -49,7 +55,7 @@ final class OptimizerGoldenTests: XCTestCase {
             o.schedule = schedule
             return Optimizer(spec: o, count: 1).learningRate(step: step, total: 110)
         }
-        XCTAssertEqual(lr("constant", 4), 0.5)           // warm-up: (4 + 1) / 10
+        XCTAssertEqual(lr("constant", 4), 0.5) // warm-up: (4 + 1) / 10
         XCTAssertEqual(lr("cosine", 60), 0.5, accuracy: 1e-6)
         XCTAssertEqual(lr("linear", 35), 0.75, accuracy: 1e-6)
         o.decaySteps = 20

@@ -12,8 +12,10 @@ import XCTest
 /// bit-identical, for every optimizer variant, scale and sub-range (ZeRO-1 updates a slice).
 final class OptimizerKernelTests: XCTestCase {
     /// The replaced code, verbatim in its arithmetic: `g` already scaled by the caller.
-    func referenceUpdate(_ spec: JobSpec.OptimizerSpec, w: inout [Float], g: [Float], state: inout [Float], lr: Float, step: Int,
-                         range: Range<Int>) {
+    func referenceUpdate(
+        _ spec: JobSpec.OptimizerSpec, w: inout [Float], g: [Float], state: inout [Float], lr: Float, step: Int,
+        range: Range<Int>
+    ) {
         let wd = Float(spec.weightDecay), n = w.count
         switch spec.type {
         case "adam", "adamw":
@@ -40,9 +42,13 @@ final class OptimizerKernelTests: XCTestCase {
     }
 
     /// Fails naming the first value whose bits differ (kernel vs scalar reference).
-    func assertBitIdentical(_ kernel: [Float], _ reference: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    func assertBitIdentical(
+        _ kernel: [Float], _ reference: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(kernel.count, reference.count, what, file: file, line: line)
-        if let i = kernel.indices.first(where: { $0 < reference.count && kernel[$0].bitPattern != reference[$0].bitPattern }) {
+        if let i = kernel.indices.first(where: {
+            $0 < reference.count && kernel[$0].bitPattern != reference[$0].bitPattern
+        }) {
             XCTFail("\(what): value \(i): kernel \(kernel[i]), scalar \(reference[i])", file: file, line: line)
         }
     }
@@ -63,10 +69,10 @@ final class OptimizerKernelTests: XCTestCase {
     }
 
     func testKernelIsBitIdenticalToScalarFormulas() {
-        let n = 1003   // not a multiple of any vector width: the kernels' tails run too
+        let n = 1003 // not a multiple of any vector width: the kernels' tails run too
         var rng = SeededRNG(seed: 7, stream: 1)
         for (name, spec) in variants() {
-            for path in [0, Optimizer(spec: spec, count: 1).kernelPath] {   // portable, and the CPU's best
+            for path in [0, Optimizer(spec: spec, count: 1).kernelPath] { // portable, and the CPU's best
                 for gradScale: Float in [1, 0.5, 1.0 / 3] {
                     for ranges in [nil, [0..<1, 5..<517, 600..<1003]] as [[Range<Int>]?] {
                         let opt = Optimizer(spec: spec, count: n)
@@ -77,12 +83,20 @@ final class OptimizerKernelTests: XCTestCase {
                         params.load(w)
                         for step in 0..<4 {
                             // Sums over ranks: some large, some tiny, some exactly zero.
-                            var g = (0..<n).map { i in i % 97 == 0 ? 0 : Float(rng.normal() * (i % 3 == 0 ? 1e3 : 1e-3)) }
+                            var g = (0..<n).map { i in i % 97 == 0 ? 0 : Float(rng.normal() * (i % 3 == 0 ? 1e3 : 1e-3))
+                            }
                             let lr = Float(0.01 * Double(step + 1))
-                            g.withUnsafeBufferPointer { opt.update(params: params.base, grads: $0.baseAddress!, lr: lr, step: step, ranges: ranges, gradScale: gradScale) }
+                            g.withUnsafeBufferPointer {
+                                opt.update(
+                                    params: params.base, grads: $0.baseAddress!, lr: lr, step: step, ranges: ranges,
+                                    gradScale: gradScale)
+                            }
                             for i in 0..<n { g[i] *= gradScale }
-                            for r in ranges ?? [0..<n] { referenceUpdate(spec, w: &w, g: g, state: &state, lr: lr, step: step, range: r) }
-                            let what = "\(name), path \(path), scale \(gradScale), ranges \(ranges.map { "\($0)" } ?? "all"), step \(step)"
+                            for r in ranges ?? [0..<n] {
+                                referenceUpdate(spec, w: &w, g: g, state: &state, lr: lr, step: step, range: r)
+                            }
+                            let what =
+                                "\(name), path \(path), scale \(gradScale), ranges \(ranges.map { "\($0)" } ?? "all"), step \(step)"
                             assertBitIdentical(params.array, w, "\(what): parameters")
                             assertBitIdentical(opt.state.array, state, "\(what): optimizer state")
                         }

@@ -33,7 +33,9 @@ final class PackageGraphTests: XCTestCase {
     }
 
     func removingUpwardEdge(_ g: [String: Any]) -> [String: Any] {
-        editing(g, "CortadoTrain") { t in t["target_dependencies"] = (t["target_dependencies"] as? [String])?.filter { $0 != "CortadoInfer" } }
+        editing(g, "CortadoTrain") { t in
+            t["target_dependencies"] = (t["target_dependencies"] as? [String])?.filter { $0 != "CortadoInfer" }
+        }
     }
 
     func testUpwardEdgeFailsNamingIt() throws {

@@ -28,10 +28,12 @@ final class RecommenderTests: XCTestCase {
             for (j, v) in g.tensors[t.name]!.enumerated() { rec.params.base[t.offset + j] = T(v) }
         }
         let n = g.batch_users.count
-        let scores = Array(UnsafeBufferPointer(start: rec.forward(users: g.batch_users, items: g.batch_items, batch: n), count: n))
+        let scores = Array(
+            UnsafeBufferPointer(start: rec.forward(users: g.batch_users, items: g.batch_items, batch: n), count: n))
         assertClose(scores.map { Double($0) }, g.scores, rel: rel, abs: abs, "scores")
         rec.grads.zero()
-        let mse = rec.step(users: g.batch_users, items: g.batch_items, targets: g.ratings.map { T($0) }, batch: n, train: true)
+        let mse = rec.step(
+            users: g.batch_users, items: g.batch_items, targets: g.ratings.map { T($0) }, batch: n, train: true)
         XCTAssertEqual(mse.lossSum, g.sse, accuracy: rel * g.sse)
         for t in rec.layout.tensors {
             let got = (0..<t.count).map { Double(rec.grads.base[t.offset + $0]) }
@@ -40,7 +42,8 @@ final class RecommenderTests: XCTestCase {
         spec.loss = "bce"
         let bceNet = Recommender<T>(spec: spec, maxBatch: n)
         bceNet.params.load(Array(rec.params.buffer))
-        let bce = bceNet.step(users: g.batch_users, items: g.batch_items, targets: g.labels.map { T($0) }, batch: n, train: false)
+        let bce = bceNet.step(
+            users: g.batch_users, items: g.batch_items, targets: g.labels.map { T($0) }, batch: n, train: false)
         XCTAssertEqual(bce.lossSum, g.bce, accuracy: rel * g.bce)
     }
 
@@ -60,7 +63,10 @@ final class RecommenderTests: XCTestCase {
         rec.grads.zero()
         _ = rec.step(users: users, items: items, targets: targets, batch: users.count, train: true)
         let analytic = Array(rec.grads.buffer)
-        func f() -> Double { rec.step(users: users, items: items, targets: targets, batch: users.count, train: false).lossSum / Double(users.count) }
+        func f() -> Double {
+            rec.step(users: users, items: items, targets: targets, batch: users.count, train: false).lossSum
+                / Double(users.count)
+        }
         let eps = 1e-6
         for i in 0..<rec.layout.count {
             let saved = rec.params.base[i]
@@ -69,13 +75,18 @@ final class RecommenderTests: XCTestCase {
             rec.params.base[i] = saved
             let numeric = (plus - minus) / (2 * eps)
             let name = rec.layout.tensors.last { $0.offset <= i }!.name
-            XCTAssertLessThanOrEqual(Swift.abs(analytic[i] - numeric), 1e-6 * max(1, Swift.abs(numeric)),
-                                     "\(loss) d\(name)[\(i)]: analytic \(analytic[i]), numeric \(numeric)", file: file, line: line)
+            XCTAssertLessThanOrEqual(
+                Swift.abs(analytic[i] - numeric), 1e-6 * max(1, Swift.abs(numeric)),
+                "\(loss) d\(name)[\(i)]: analytic \(analytic[i]), numeric \(numeric)", file: file, line: line)
         }
     }
 
-    func testGradientsMSEWithDotAndTower() { checkGradients(loss: "mse", dot: true, mlp: [.dense(units: 4), .tanh, .dense(units: 1)]) }
-    func testGradientsBCEWithTowerOnly() { checkGradients(loss: "bce", dot: false, mlp: [.dense(units: 5), .sigmoid, .dense(units: 1)]) }
+    func testGradientsMSEWithDotAndTower() {
+        checkGradients(loss: "mse", dot: true, mlp: [.dense(units: 4), .tanh, .dense(units: 1)])
+    }
+    func testGradientsBCEWithTowerOnly() {
+        checkGradients(loss: "bce", dot: false, mlp: [.dense(units: 5), .sigmoid, .dense(units: 1)])
+    }
     func testGradientsMatrixFactorization() { checkGradients(loss: "mse", dot: true, mlp: []) }
 
     func testBinaryCrossEntropyIsStableAtLargeLogits() {
@@ -90,8 +101,8 @@ final class RecommenderTests: XCTestCase {
         // Items 1…5; item 0 is the unknown id and never ranked.
         let scores: [Float] = [99, 0.9, 0.5, 0.7, 0.5, 0.1]
         var excluded = [UInt8](repeating: 0, count: 6)
-        XCTAssertEqual(expectedRank(scores: scores, count: 6, target: 2, excluded: excluded), 2.5)   // 2 above, 1 tie
-        excluded[1] = 1                                                                              // the user's other item
+        XCTAssertEqual(expectedRank(scores: scores, count: 6, target: 2, excluded: excluded), 2.5) // 2 above, 1 tie
+        excluded[1] = 1 // the user's other item
         XCTAssertEqual(expectedRank(scores: scores, count: 6, target: 2, excluded: excluded), 1.5)
         XCTAssertEqual(hitAndNDCG(rank: 0, k: 10).ndcg, 1)
         XCTAssertEqual(hitAndNDCG(rank: 2, k: 10).ndcg, 0.5)
@@ -104,7 +115,9 @@ final class RecommenderTests: XCTestCase {
     func testSpecErrorsNameTheKey() {
         var s = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 3)
         s.mlp = [.dense(units: 4)]
-        XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.mlp.0") && "\($0)".contains("[4]"), "\($0)") }
+        XCTAssertThrowsError(try s.validate()) {
+            XCTAssertTrue("\($0)".contains("model.mlp.0") && "\($0)".contains("[4]"), "\($0)")
+        }
         s.mlp = []; s.dot = false
         XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.dot"), "\($0)") }
         s.dot = true; s.loss = "hinge"

@@ -9,7 +9,7 @@ final class RowSetTests: XCTestCase {
         var mine = HashSet64(), reference = Set<UInt64>()
         var flags = BitFlags(), bools = [Bool]()
         for _ in 0..<200_000 {
-            let h = rng.below(4) == 0 ? UInt64(rng.below(50)) : rng.next()   // many repeats, and 0
+            let h = rng.below(4) == 0 ? UInt64(rng.below(50)) : rng.next() // many repeats, and 0
             XCTAssertEqual(mine.insert(h), reference.insert(h).inserted)
             let b = rng.below(3) == 0
             flags.append(b)

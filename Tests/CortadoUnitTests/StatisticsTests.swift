@@ -29,7 +29,8 @@ final class StatisticsTests: XCTestCase {
         let sorted = values.sorted()
         for q in [0.01, 0.1, 0.5, 0.9, 0.99] {
             let exact = sorted[Int(q * Double(sorted.count - 1))]
-            XCTAssertEqual(h.quantile(q, min: sorted.first!, max: sorted.last!), exact, accuracy: abs(exact) / 64 + 1e-3, "q=\(q)")
+            XCTAssertEqual(
+                h.quantile(q, min: sorted.first!, max: sorted.last!), exact, accuracy: abs(exact) / 64 + 1e-3, "q=\(q)")
         }
         var a = QuantileHistogram(), b = QuantileHistogram()
         values[..<7000].forEach { a.add($0) }

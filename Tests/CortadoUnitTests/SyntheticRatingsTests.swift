@@ -25,11 +25,16 @@ final class SyntheticRatingsTests: XCTestCase {
         try g.write(to: dir + "/other")
         XCTAssertNotEqual(try String(contentsOfFile: dir + "/other", encoding: .utf8), text)
 
-        try Data("columns:\n  - {name: c0, type: categorical, encoding: ids}\n  - {name: c1, type: categorical, encoding: ids}\n  - {name: c3, type: ignore}\n".utf8)
-            .write(to: URL(fileURLWithPath: dir + "/schema.yaml"))
-        let prep = try Support.run([Support.product("cortado"), "prepare", "csv", dir + "/u.data", "--no-header", "--delimiter", "tab",
-                                    "--label", "c2", "--task", "regression", "--leave-last-out", "c0,c3", "--schema", dir + "/schema.yaml",
-                                    "--out", dir + "/ml"])
+        try Data(
+            "columns:\n  - {name: c0, type: categorical, encoding: ids}\n  - {name: c1, type: categorical, encoding: ids}\n  - {name: c3, type: ignore}\n"
+                .utf8
+        )
+        .write(to: URL(fileURLWithPath: dir + "/schema.yaml"))
+        let prep = try Support.run([
+            Support.product("cortado"), "prepare", "csv", dir + "/u.data", "--no-header", "--delimiter", "tab",
+            "--label", "c2", "--task", "regression", "--leave-last-out", "c0,c3", "--schema", dir + "/schema.yaml",
+            "--out", dir + "/ml"
+        ])
         XCTAssertEqual(prep.status, 0, prep.output)
         let m = try DatasetManifest.load(dir + "/ml/manifest.json")
         XCTAssertEqual(m.task, "regression")

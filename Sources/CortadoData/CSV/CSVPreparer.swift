@@ -17,7 +17,7 @@ public struct CSVPreparer {
     public var inputs: [String]
     public var out: String
     public var label: String
-    public var task: String?                   // classification | regression (inferred if nil)
+    public var task: String? // classification | regression (inferred if nil)
     public var shards = 1
     public var shardRows: Int?
     public var split = (train: 0.8, validation: 0.1, test: 0.1)
@@ -62,29 +62,46 @@ public struct CSVPreparer {
             log("missing_values: [" + missing.map(yamlQuote).joined(separator: ", ") + "]")
             log("columns:")
             for c in columns {
-                log("  - " + (c.role == "label" ? "{name: \(yamlQuote(c.name)), type: \(c.schema.type.rawValue)}   # the label: \(regression ? "regression" : "classification")" : c.schema.yaml))
+                log(
+                    "  - "
+                        + (c.role == "label"
+                            ? "{name: \(yamlQuote(c.name)), type: \(c.schema.type.rawValue)}   # the label: \(regression ? "regression" : "classification")"
+                            : c.schema.yaml))
             }
         }
-        if comm.rank == 0 { try comm.agree("creating \(folder.staging)") { try folder.begin() } } else { try comm.agree("creating output") {} }
+        if comm.rank == 0 {
+            try comm.agree("creating \(folder.staging)") { try folder.begin() }
+        } else {
+            try comm.agree("creating output") {}
+        }
         do {
             for i in files.indices {
-                let r = comm.size == 1 ? (files[i].dataStart..<(try fileSize(files[i].path)), files[i].dataLine)
-                    : try csvRankRange(path: files[i].path, dataStart: files[i].dataStart, dataStartLine: files[i].dataLine, comm: comm)
+                let r =
+                    comm.size == 1
+                    ? (files[i].dataStart..<(try fileSize(files[i].path)), files[i].dataLine)
+                    : try csvRankRange(
+                        path: files[i].path, dataStart: files[i].dataStart, dataStartLine: files[i].dataLine, comm: comm
+                    )
                 files[i].range = r.0
                 files[i].firstLine = r.1
             }
-            let parser = RowParser(columns: columns, labelIndex: labelIndex, regression: regression, missingTokens: missing)
+            let parser = RowParser(
+                columns: columns, labelIndex: labelIndex, regression: regression, missingTokens: missing)
 
             // ---- pass 1: rows, duplicates, last interactions ----
             // The inputs' SHA-256 (provenance, in the manifest) is computed by rank 0 on a second
             // thread while the passes run.
             let sourceHashes = SourceHashes(comm.rank == 0 ? inputs : [])
             var marks = [("start", monotonicSeconds())]
-            let pass1 = try comm.agree("pass 1 (rows)") { try rowPass(files: files, parser: parser, shareHashes: comm.size > 1) }
+            let pass1 = try comm.agree("pass 1 (rows)") {
+                try rowPass(files: files, parser: parser, shareHashes: comm.size > 1)
+            }
             var keep = pass1.keep
             var report = CleaningReport()
             report.rowsRead = pass1.rows
-            if dedup { report.duplicates = try crossRankDuplicates(pass1, keep: &keep, comm: comm) + pass1.localDuplicates }
+            if dedup {
+                report.duplicates = try crossRankDuplicates(pass1, keep: &keep, comm: comm) + pass1.localDuplicates
+            }
             let lastOut = try mergeLastOut(pass1.lastOut, comm: comm)
             let rowCounts = try comm.agree("counting rows") { () -> [Int] in
                 for (i, n) in pass1.rowsPerFile.enumerated() where n == 0 && comm.size == 1 {
@@ -94,7 +111,9 @@ public struct CSVPreparer {
             }
             let totals = comm.allgather(rowCounts.flatMap { withUnsafeBytes(of: Int64($0)) { Array($0) } })
             for i in files.indices {
-                let n = totals.reduce(0) { acc, b in acc + b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) } }
+                let n = totals.reduce(0) { acc, b in
+                    acc + b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+                }
                 if n == 0 { throw CortadoError.data("\(files[i].path): has a header but no data rows") }
             }
 
@@ -105,7 +124,9 @@ public struct CSVPreparer {
             }
             var provisional = parser.columns.map { _ in ProvisionalIds() }
             let partial = try comm.agree("pass 2 (statistics)") {
-                try statsPass(files: files, parser: parser, keep: keep, lastOut: lastOut, report: &report, spill: spill, provisional: &provisional)
+                try statsPass(
+                    files: files, parser: parser, keep: keep, lastOut: lastOut, report: &report, spill: spill,
+                    provisional: &provisional)
             }
             let merged = try mergeStats(partial, report: report, comm: comm)
             report = merged.report
@@ -115,7 +136,9 @@ public struct CSVPreparer {
             let classes = regression ? [] : (finalColumns[labelIndex!].vocabulary ?? [])
             let encoder = RowEncoder(columns: finalColumns)
             if comm.rank == 0 {
-                log("rows: \(report.rowsRead) read, \(report.duplicates) duplicates, dropped \(report.dropped.values.reduce(0, +)); train \(report.rowsWritten["train"] ?? 0), validation \(report.rowsWritten["validation"] ?? 0), test \(report.rowsWritten["test"] ?? 0); \(encoder.featureCount) features")
+                log(
+                    "rows: \(report.rowsRead) read, \(report.duplicates) duplicates, dropped \(report.dropped.values.reduce(0, +)); train \(report.rowsWritten["train"] ?? 0), validation \(report.rowsWritten["validation"] ?? 0), test \(report.rowsWritten["test"] ?? 0); \(encoder.featureCount) features"
+                )
             }
 
             marks.append(("statistics", monotonicSeconds()))
@@ -123,7 +146,11 @@ public struct CSVPreparer {
             let plan = try shardPlan(counts: report.rowsWritten)
             let offsets = globalOffsets(partial.perFile, comm: comm)
             try comm.agree("creating output files") {
-                if comm.rank == 0 { try createFiles(plan: plan, folder: folder, features: encoder.featureCount, categorical: encoder.categoricalCount, regression: regression) }
+                if comm.rank == 0 {
+                    try createFiles(
+                        plan: plan, folder: folder, features: encoder.featureCount,
+                        categorical: encoder.categoricalCount, regression: regression)
+                }
             }
             // Rows go out in file order, and within a file in rank order: the 1-process order.
             for f in files.indices {
@@ -131,9 +158,11 @@ public struct CSVPreparer {
                     try comm.agree("pass 3 (writing \(files[f].path), rank \(r)'s rows)") {
                         if comm.rank == r {
                             let first = partial.perFile[..<f].reduce(0) { $0 + $1.reduce(0, +) }
-                            try writePass(spill: spill, records: first..<(first + partial.perFile[f].reduce(0, +)), provisional: provisional,
-                                          labelIndex: labelIndex, encoder: encoder, classes: classes,
-                                          plan: plan, offsets: offsets[f], folder: folder, regression: regression)
+                            try writePass(
+                                spill: spill, records: first..<(first + partial.perFile[f].reduce(0, +)),
+                                provisional: provisional,
+                                labelIndex: labelIndex, encoder: encoder, classes: classes,
+                                plan: plan, offsets: offsets[f], folder: folder, regression: regression)
                         }
                     }
                 }
@@ -145,17 +174,24 @@ public struct CSVPreparer {
             let manifest = try comm.agree("writing the manifest") { () -> DatasetManifest in
                 var m = DatasetManifest(
                     name: ((inputs[0] as NSString).lastPathComponent as NSString).deletingPathExtension,
-                    task: regression ? "regression" : "classification", featureShape: [encoder.featureCount], classes: classes,
-                    splitSeed: seed, transforms: transformLines(finalColumns), statistics: [:], splits: [:], source: [:],
+                    task: regression ? "regression" : "classification", featureShape: [encoder.featureCount],
+                    classes: classes,
+                    splitSeed: seed, transforms: transformLines(finalColumns), statistics: [:], splits: [:],
+                    source: [:],
                     createdBy: "cortado prepare csv")
                 m.columns = finalColumns
-                m.csv = CSVDialect(delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: missing)
+                m.csv = CSVDialect(
+                    delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: missing)
                 m.cleaning = report
                 m.categoricalColumns = finalColumns.filter { $0.categoricalIndex != nil }.map(\.name)
                 guard comm.rank == 0 else { return m }
                 for (name, shards) in plan {
                     var entries = [DatasetManifest.ShardFile]()
-                    for s in shards { entries.append(.init(path: s.file, rows: s.rows.count, sha256: try SHA256.hex(fileAt: folder.file(s.file)))) }
+                    for s in shards {
+                        entries.append(
+                            .init(path: s.file, rows: s.rows.count, sha256: try SHA256.hex(fileAt: folder.file(s.file)))
+                        )
+                    }
                     m.splits[name] = .init(rows: shards.reduce(0) { $0 + $1.rows.count }, files: entries)
                 }
                 for (f, h) in try sourceHashes.wait() { m.source[(f as NSString).lastPathComponent] = h }
@@ -165,8 +201,11 @@ public struct CSVPreparer {
             }
             finalColumns = manifest.columns ?? finalColumns
             marks.append(("checksums+manifest", monotonicSeconds()))
-            let passes = zip(marks.dropFirst(), marks).map { String(format: "%@ %.1fs", $0.0, $0.1 - $1.1) }.joined(separator: ", ")
-            if comm.rank == 0 { log(String(format: "prepared %@ in %.1fs (%@)", folder.final, monotonicSeconds() - t0, passes)) }
+            let passes = zip(marks.dropFirst(), marks).map { String(format: "%@ %.1fs", $0.0, $0.1 - $1.1) }.joined(
+                separator: ", ")
+            if comm.rank == 0 {
+                log(String(format: "prepared %@ in %.1fs (%@)", folder.final, monotonicSeconds() - t0, passes))
+            }
             return manifest
         } catch {
             if comm.rank == 0 { folder.abandon() }
@@ -178,11 +217,14 @@ public struct CSVPreparer {
         guard !inputs.isEmpty else { throw CortadoError.usage("no input files") }
         let total = split.train + split.validation + split.test
         guard split.train > 0, split.validation >= 0, split.test >= 0, abs(total - 1) < 1e-9 else {
-            throw CortadoError.usage("--split: fractions must be non-negative, train positive, and add up to 1 (got \(total))")
+            throw CortadoError.usage(
+                "--split: fractions must be non-negative, train positive, and add up to 1 (got \(total))")
         }
         guard shards >= 1 else { throw CortadoError.usage("--shards must be at least 1") }
         if let r = shardRows, r < 1 { throw CortadoError.usage("--shard-rows must be at least 1") }
-        if let t = task, !["classification", "regression"].contains(t) { throw CortadoError.usage("--task: '\(t)' is not classification or regression") }
+        if let t = task, !["classification", "regression"].contains(t) {
+            throw CortadoError.usage("--task: '\(t)' is not classification or regression")
+        }
     }
 
     // MARK: header and schema
@@ -195,22 +237,30 @@ public struct CSVPreparer {
             guard FileManager.default.fileExists(atPath: path) else { throw CortadoError.io("\(path): no such file") }
             let t = try CSVTokenizer(path: path, delimiter: delimiter)
             guard try t.next() else { throw CortadoError.data("\(path): empty file") }
-            let names = self.header ? (0..<t.fieldCount).map { t.string($0).trimmingCharacters(in: .whitespaces) } : (0..<t.fieldCount).map { "c\($0)" }
+            let names =
+                self.header
+                ? (0..<t.fieldCount).map { t.string($0).trimmingCharacters(in: .whitespaces) }
+                : (0..<t.fieldCount).map { "c\($0)" }
             if self.header {
                 var seen = Set<String>()
                 for n in names {
                     if n.isEmpty { throw CortadoError.data("\(path):1: empty column name in the header") }
-                    if !seen.insert(n).inserted { throw CortadoError.data("\(path):1: column '\(n)' appears twice in the header") }
+                    if !seen.insert(n).inserted {
+                        throw CortadoError.data("\(path):1: column '\(n)' appears twice in the header")
+                    }
                 }
             }
             if let h = header, h != names {
-                throw CortadoError.data("\(path): header (\(names.joined(separator: ","))) differs from \(firstPath) (\(h.joined(separator: ",")))")
+                throw CortadoError.data(
+                    "\(path): header (\(names.joined(separator: ","))) differs from \(firstPath) (\(h.joined(separator: ",")))"
+                )
             }
             header = names
             firstPath = path
             // Without a header line the data starts at the first record.
             let after = self.header ? (try t.next() ? t.recordOffset : try fileSize(path)) : 0
-            files.append(Input(path: path, dataStart: after, dataLine: self.header ? (t.recordLine > 1 ? t.recordLine : 2) : 1))
+            files.append(
+                Input(path: path, dataStart: after, dataLine: self.header ? (t.recordLine > 1 ? t.recordLine : 2) : 1))
         }
         return (header!, files)
     }
@@ -219,31 +269,42 @@ public struct CSVPreparer {
         let file = try schemaPath.map(SchemaFile.load)
         let missing = file?.missingValues ?? missingValues
         for c in file?.columns ?? [] where !header.contains(c.name) {
-            throw CortadoError.usage("\(schemaPath!): column '\(c.name)' is not in the header of \(first.path) (columns: \(header.joined(separator: ", ")))")
+            throw CortadoError.usage(
+                "\(schemaPath!): column '\(c.name)' is not in the header of \(first.path) (columns: \(header.joined(separator: ", ")))"
+            )
         }
         guard let labelIndex = header.firstIndex(of: label) else {
-            throw CortadoError.usage("label column '\(label)' is not in the header of \(first.path) (columns: \(header.joined(separator: ", ")))")
+            throw CortadoError.usage(
+                "label column '\(label)' is not in the header of \(first.path) (columns: \(header.joined(separator: ", ")))"
+            )
         }
         // Sample the first rows for inference.
-        let t = try CSVTokenizer(path: first.path, delimiter: delimiter, range: first.dataStart..<Int.max, firstLine: first.dataLine)
+        let t = try CSVTokenizer(
+            path: first.path, delimiter: delimiter, range: first.dataStart..<Int.max, firstLine: first.dataLine)
         var sample = [[String?]]()
         let tokens = Set(missing)
         while sample.count < sampleRows, try t.next() {
-            guard t.fieldCount == header.count else { throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(header.count)") }
-            sample.append((0..<header.count).map { j in
-                let s = t.string(j).trimmingCharacters(in: .whitespaces)
-                return s.isEmpty || (!t.isQuoted(j) && tokens.contains(s)) ? nil : s
-            })
+            guard t.fieldCount == header.count else {
+                throw CortadoError.data("\(t.here): \(t.fieldCount) fields, the header has \(header.count)")
+            }
+            sample.append(
+                (0..<header.count).map { j in
+                    let s = t.string(j).trimmingCharacters(in: .whitespaces)
+                    return s.isEmpty || (!t.isQuoted(j) && tokens.contains(s)) ? nil : s
+                })
         }
         let inferred = inferSchema(header: header, sample: sample)
         var columns = header.enumerated().map { j, name -> ColumnInfo in
             let schema = file?.columns.first { $0.name == name } ?? inferred[j]
-            return ColumnInfo(schema: schema, role: schema.type == .numeric || schema.type == .categorical ? "feature" : "ignored")
+            return ColumnInfo(
+                schema: schema, role: schema.type == .numeric || schema.type == .categorical ? "feature" : "ignored")
         }
         // The label: classification for text or few integer values, regression otherwise.
         let labelValues = sample.compactMap { $0[labelIndex] }
         let regression: Bool
-        if let task { regression = task == "regression" } else {
+        if let task {
+            regression = task == "regression"
+        } else {
             let numeric = labelValues.allSatisfy { Double($0) != nil }
             let integral = labelValues.allSatisfy { Double($0).map { $0 == $0.rounded() } ?? false }
             regression = numeric && !(integral && Set(labelValues).count <= 20)
@@ -252,7 +313,8 @@ public struct CSVPreparer {
         columns[labelIndex].schema.type = regression ? .numeric : .categorical
         if let lo = leaveLastOut {
             for n in [lo.user, lo.time] where !header.contains(n) {
-                throw CortadoError.usage("--leave-last-out: column '\(n)' is not in the header (columns: \(header.joined(separator: ", ")))")
+                throw CortadoError.usage(
+                    "--leave-last-out: column '\(n)' is not in the header (columns: \(header.joined(separator: ", ")))")
             }
         }
         return (columns, labelIndex, regression, missing)
@@ -263,9 +325,9 @@ public struct CSVPreparer {
     struct RowPass {
         var rows = 0
         var rowsPerFile: [Int] = []
-        var keep: [BitFlags] = []         // per file, per local row, in order
-        var keptHashes: [[UInt64]] = []   // per file, hashes of kept rows, in order
-        var keptIndex: [[Int]] = []       // per file, local row index of each kept hash
+        var keep: [BitFlags] = [] // per file, per local row, in order
+        var keptHashes: [[UInt64]] = [] // per file, hashes of kept rows, in order
+        var keptIndex: [[Int]] = [] // per file, local row index of each kept hash
         var localDuplicates = 0
         var lastOut: [String: LastTwo] = [:]
     }
@@ -273,8 +335,8 @@ public struct CSVPreparer {
     /// The two latest interactions of a user (by time, then row hash) and how many it has.
     public struct LastTwo: Codable, Equatable {
         var count = 0
-        var last: [Double] = []     // [time, hash] of the latest
-        var second: [Double] = []   // [time, hash] of the one before
+        var last: [Double] = [] // [time, hash] of the latest
+        var second: [Double] = [] // [time, hash] of the one before
         mutating func add(_ key: [Double]) {
             count += 1
             if last.isEmpty || last.lexicographicallyPrecedes(key) {
@@ -298,7 +360,7 @@ public struct CSVPreparer {
         for f in 0..<t.fieldCount {
             let hi = t.fieldEnd(f)
             for i in lo..<hi { h = (h ^ UInt64(b[i])) &* 0x100_0000_01b3 }
-            h = (h ^ 0x1F) &* 0x100_0000_01b3   // field separator, so "a,bc" ≠ "ab,c"
+            h = (h ^ 0x1F) &* 0x100_0000_01b3 // field separator, so "a,bc" ≠ "ab,c"
             lo = hi
         }
         return h
@@ -324,10 +386,15 @@ public struct CSVPreparer {
                 let fresh = !dedup || seen.insert(h)
                 p.keep[p.keep.count - 1].append(fresh)
                 if !fresh { p.localDuplicates += 1; continue }
-                if dedup && shareHashes { p.keptHashes[p.keptHashes.count - 1].append(h); p.keptIndex[p.keptIndex.count - 1].append(n - 1) }
+                if dedup && shareHashes {
+                    p.keptHashes[p.keptHashes.count - 1].append(h); p.keptIndex[p.keptIndex.count - 1].append(n - 1)
+                }
                 if let u = userIdx, let ti = timeIdx {
                     let ts = t.string(ti).trimmingCharacters(in: .whitespaces)
-                    guard let time = Double(ts) else { throw CortadoError.data("\(t.here): column '\(parser.columns[ti].name)': '\(ts)' is not a number (a timestamp)") }
+                    guard let time = Double(ts) else {
+                        throw CortadoError.data(
+                            "\(t.here): column '\(parser.columns[ti].name)': '\(ts)' is not a number (a timestamp)")
+                    }
                     p.lastOut[t.string(u), default: LastTwo()].add([time, Double(h >> 11)])
                 }
             }
@@ -352,7 +419,9 @@ public struct CSVPreparer {
             return p.keptHashes.indices.map { _ in
                 let n = b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: at, as: Int64.self)) }
                 at += 8
-                let hs = (0..<n).map { k in b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at + 8 * k, as: UInt64.self) } }
+                let hs = (0..<n).map { k in
+                    b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at + 8 * k, as: UInt64.self) }
+                }
                 at += 8 * n
                 return hs
             }
@@ -376,7 +445,9 @@ public struct CSVPreparer {
     func globalOffsets(_ perFile: [[Int]], comm: Collective) -> [[Int]] {
         let flat = perFile.flatMap { $0 }
         let all = comm.allgather(flat.flatMap { v in withUnsafeBytes(of: Int64(v)) { Array($0) } }).map { b in
-            (0..<flat.count).map { k in b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)) } }
+            (0..<flat.count).map { k in
+                b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)) }
+            }
         }
         var offsets = perFile.map { $0.map { _ in 0 } }
         var base = [0, 0, 0]
@@ -404,7 +475,8 @@ public struct CSVPreparer {
     /// The split of a kept row: leave-last-out by user, or a seeded hash of its content.
     func splitOf(_ t: CSVTokenizer, hash: UInt64, parser: RowParser, lastOut: [String: LastTwo]) -> Int {
         if let lo = leaveLastOut, let u = parser.columns.firstIndex(where: { $0.name == lo.user }),
-           let ti = parser.columns.firstIndex(where: { $0.name == lo.time }) {
+            let ti = parser.columns.firstIndex(where: { $0.name == lo.time })
+        {
             let info = lastOut[t.string(u)] ?? LastTwo()
             let key = [Double(t.string(ti).trimmingCharacters(in: .whitespaces)) ?? 0, Double(hash >> 11)]
             if info.count >= 2 && key == info.last { return 2 }
@@ -422,9 +494,9 @@ public struct CSVPreparer {
     // MARK: pass 2
 
     struct Partial: Codable {
-        var numeric: [NumericStats]           // per column
-        var categories: [[String: Int]]       // per column
-        var missing: [Int]                    // per column
+        var numeric: [NumericStats] // per column
+        var categories: [[String: Int]] // per column
+        var missing: [Int] // per column
         init(columns: Int) {
             numeric = Array(repeating: NumericStats(), count: columns)
             categories = Array(repeating: [:], count: columns)
@@ -432,15 +504,17 @@ public struct CSVPreparer {
         }
         var labels: [String: Int] = [:]
         var rowsWritten: [String: Int] = [:]
-        var perFile: [[Int]] = []     // this rank's rows per file and split (not merged)
+        var perFile: [[Int]] = [] // this rank's rows per file and split (not merged)
         var report = CleaningReport()
     }
 
     /// Visits every kept, non-dropped row of this rank with its split.
     /// Returns the rows dropped, by reason.
     @discardableResult
-    func forEachRow(files: [Input], parser: RowParser, keep: [BitFlags], lastOut: [String: LastTwo],
-                    _ body: (Int, ParsedRow, Int) throws -> Void) throws -> [String: Int] {
+    func forEachRow(
+        files: [Input], parser: RowParser, keep: [BitFlags], lastOut: [String: LastTwo],
+        _ body: (Int, ParsedRow, Int) throws -> Void
+    ) throws -> [String: Int] {
         var dropped = [String: Int]()
         for (fi, f) in files.enumerated() {
             let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
@@ -462,8 +536,10 @@ public struct CSVPreparer {
 
     /// Pass 2: training statistics, row counts per split, and each kept row spilled for the
     /// write pass (record: split, label, then every column — number or provisional id).
-    func statsPass(files: [Input], parser: RowParser, keep: [BitFlags], lastOut: [String: LastTwo], report: inout CleaningReport,
-                   spill: SpillFile, provisional: inout [ProvisionalIds]) throws -> Partial {
+    func statsPass(
+        files: [Input], parser: RowParser, keep: [BitFlags], lastOut: [String: LastTwo], report: inout CleaningReport,
+        spill: SpillFile, provisional: inout [ProvisionalIds]
+    ) throws -> Partial {
         var p = Partial(columns: parser.columns.count)
         p.perFile = files.map { _ in [0, 0, 0] }
         var imputed = [String: Int]()
@@ -497,7 +573,9 @@ public struct CSVPreparer {
             }
         }
         try spill.flush()
-        for j in 0..<kinds.count where kinds[j] == .categorical && j != label { p.categories[j] = provisional[j].counts }
+        for j in 0..<kinds.count where kinds[j] == .categorical && j != label {
+            p.categories[j] = provisional[j].counts
+        }
         report.imputed = imputed
         report.rowsWritten = p.rowsWritten
         p.report = report
@@ -525,7 +603,9 @@ public struct CSVPreparer {
     }
 
     /// Turns merged statistics into the numbers the encoder uses, and lays out the output.
-    func finishColumns(_ columns: [ColumnInfo], stats: Partial, labelIndex: Int?, regression: Bool) throws -> [ColumnInfo] {
+    func finishColumns(_ columns: [ColumnInfo], stats: Partial, labelIndex: Int?, regression: Bool) throws
+        -> [ColumnInfo]
+    {
         var out = columns
         var offset = 0, catIndex = 0
         for (j, var c) in columns.enumerated() {
@@ -536,7 +616,9 @@ public struct CSVPreparer {
                     let numeric = values.allSatisfy { Double($0) != nil }
                     c.vocabulary = values.sorted { numeric ? Double($0)! < Double($1)! : $0 < $1 }
                     guard (c.vocabulary?.count ?? 0) >= 2 else {
-                        throw CortadoError.data("label column '\(c.name)' has a single class (\(c.vocabulary?.first ?? "none")): nothing to classify")
+                        throw CortadoError.data(
+                            "label column '\(c.name)' has a single class (\(c.vocabulary?.first ?? "none")): nothing to classify"
+                        )
                     }
                 }
                 continue
@@ -546,7 +628,9 @@ public struct CSVPreparer {
             switch c.schema.type {
             case .numeric:
                 let s = stats.numeric[j]
-                guard s.count > 0 else { throw CortadoError.data("column '\(c.name)': no numeric values in the training split") }
+                guard s.count > 0 else {
+                    throw CortadoError.data("column '\(c.name)': no numeric values in the training split")
+                }
                 c.count = s.count
                 c.mean = s.mean; c.std = s.std; c.min = s.min; c.max = s.max
                 c.median = s.histogram.quantile(0.5, min: s.min, max: s.max)
@@ -563,7 +647,9 @@ public struct CSVPreparer {
             case .categorical:
                 let counts = stats.categories[j]
                 c.count = counts.values.reduce(0, +)
-                c.vocabulary = counts.filter { $0.value >= c.schema.minCount }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key)
+                c.vocabulary = counts.filter { $0.value >= c.schema.minCount }.sorted {
+                    $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key
+                }.map(\.key)
                 if c.schema.missing == .mostFrequent { c.imputeCategory = c.vocabulary?.first }
                 if c.schema.missing == .constant { c.imputeCategory = c.schema.constant }
                 if c.schema.encoding == "ids" {
@@ -577,7 +663,9 @@ public struct CSVPreparer {
             default: break
             }
         }
-        guard offset > 0 || catIndex > 0 else { throw CortadoError.usage("no feature columns: every column is the label, ignored or an id") }
+        guard offset > 0 || catIndex > 0 else {
+            throw CortadoError.usage("no feature columns: every column is the label, ignored or an id")
+        }
         return out
     }
 
@@ -585,9 +673,11 @@ public struct CSVPreparer {
         columns.filter { $0.role == "feature" }.map { c in
             switch c.schema.type {
             case .numeric:
-                return "\(c.name): impute \(c.schema.missing.rawValue)" + (c.schema.clip.map { ", clip to quantiles \($0)" } ?? "") + ", \(c.schema.transform)"
+                return "\(c.name): impute \(c.schema.missing.rawValue)"
+                    + (c.schema.clip.map { ", clip to quantiles \($0)" } ?? "") + ", \(c.schema.transform)"
             default:
-                return "\(c.name): vocabulary of \(c.vocabulary?.count ?? 0) (min_count \(c.schema.minCount)), missing → \(c.schema.missing.rawValue), \(c.schema.encoding)"
+                return
+                    "\(c.name): vocabulary of \(c.vocabulary?.count ?? 0) (min_count \(c.schema.minCount)), missing → \(c.schema.missing.rawValue), \(c.schema.encoding)"
             }
         }
     }
@@ -601,13 +691,17 @@ public struct CSVPreparer {
         let train = counts["train"] ?? 0
         guard train > 0 else { throw CortadoError.data("no rows in the training split after cleaning") }
         let n = shardRows.map { max(1, (train + $0 - 1) / $0) } ?? min(shards, train)
-        plan["train"] = (0..<n).map { Shard(file: String(format: "train-%03d.h5", $0), rows: rowRange(total: train, rank: $0, size: n)) }
+        plan["train"] = (0..<n).map {
+            Shard(file: String(format: "train-%03d.h5", $0), rows: rowRange(total: train, rank: $0, size: n))
+        }
         plan["validation"] = [Shard(file: "validation.h5", rows: 0..<(counts["validation"] ?? 0))]
         plan["test"] = [Shard(file: "test.h5", rows: 0..<(counts["test"] ?? 0))]
         return plan
     }
 
-    func createFiles(plan: [String: [Shard]], folder: OutputFolder, features: Int, categorical: Int, regression: Bool) throws {
+    func createFiles(plan: [String: [Shard]], folder: OutputFolder, features: Int, categorical: Int, regression: Bool)
+        throws
+    {
         for (split, shards) in plan {
             for (i, s) in shards.enumerated() {
                 let h5 = try HDF5File.create(folder.file(s.file))
@@ -615,14 +709,19 @@ public struct CSVPreparer {
                 try h5.setAttribute("format_version", ShardFormat.version)
                 try h5.setAttribute("split", split)
                 try h5.setAttribute("shard_index", Int64(i))
-                try h5.createDataset("features", dtype: .float32, shape: [s.rows.count, features], chunkRows: ShardFormat.chunkRows)
+                try h5.createDataset(
+                    "features", dtype: .float32, shape: [s.rows.count, features], chunkRows: ShardFormat.chunkRows)
                 if regression {
-                    try h5.createDataset("targets", dtype: .float32, shape: [s.rows.count], chunkRows: ShardFormat.chunkRows * 16)
+                    try h5.createDataset(
+                        "targets", dtype: .float32, shape: [s.rows.count], chunkRows: ShardFormat.chunkRows * 16)
                 } else {
-                    try h5.createDataset("labels", dtype: .int64, shape: [s.rows.count], chunkRows: ShardFormat.chunkRows * 16)
+                    try h5.createDataset(
+                        "labels", dtype: .int64, shape: [s.rows.count], chunkRows: ShardFormat.chunkRows * 16)
                 }
                 if categorical > 0 {
-                    try h5.createDataset("categorical", dtype: .int64, shape: [s.rows.count, categorical], chunkRows: ShardFormat.chunkRows)
+                    try h5.createDataset(
+                        "categorical", dtype: .int64, shape: [s.rows.count, categorical],
+                        chunkRows: ShardFormat.chunkRows)
                 }
             }
         }
@@ -630,8 +729,10 @@ public struct CSVPreparer {
 
     /// Pass 3: reads this rank's spilled records of one file, encodes them block by block and
     /// writes each block at its global position.
-    func writePass(spill: SpillFile, records: Range<Int>, provisional: [ProvisionalIds], labelIndex: Int?, encoder: RowEncoder,
-                   classes: [String], plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool) throws {
+    func writePass(
+        spill: SpillFile, records: Range<Int>, provisional: [ProvisionalIds], labelIndex: Int?, encoder: RowEncoder,
+        classes: [String], plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool
+    ) throws {
         let blockRows = 8192
         let classId = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
         // Provisional (rank-local) ids → final vocabulary ids, per column; label → class index.
@@ -643,7 +744,7 @@ public struct CSVPreparer {
         let isCategorical = encoder.columns.map { $0.schema.type == .categorical && $0.role == "feature" }
         final class Block {
             var features: [Float], categorical: [Int64], labels: [Int64], targets: [Float]
-            var rows = 0, next: Int   // rows buffered; global row index of the first
+            var rows = 0, next: Int // rows buffered; global row index of the first
             init(_ rows: Int, _ f: Int, _ c: Int, next: Int) {
                 features = [Float](repeating: 0, count: rows * f)
                 categorical = [Int64](repeating: 0, count: rows * max(c, 1))
@@ -664,14 +765,26 @@ public struct CSVPreparer {
                 let h5 = try open[shard.file] ?? HDF5File.openForWriting(folder.file(shard.file))
                 open[shard.file] = h5
                 let k = lo - b.next, n = hi - lo, at = lo - shard.rows.lowerBound
-                try b.features.withUnsafeBytes { try h5.writeRows("features", start: at, count: n, dtype: .float32, from: $0.baseAddress! + k * encoder.featureCount * 4) }
+                try b.features.withUnsafeBytes {
+                    try h5.writeRows(
+                        "features", start: at, count: n, dtype: .float32,
+                        from: $0.baseAddress! + k * encoder.featureCount * 4)
+                }
                 if regression {
-                    try b.targets.withUnsafeBytes { try h5.writeRows("targets", start: at, count: n, dtype: .float32, from: $0.baseAddress! + k * 4) }
+                    try b.targets.withUnsafeBytes {
+                        try h5.writeRows("targets", start: at, count: n, dtype: .float32, from: $0.baseAddress! + k * 4)
+                    }
                 } else {
-                    try b.labels.withUnsafeBytes { try h5.writeRows("labels", start: at, count: n, dtype: .int64, from: $0.baseAddress! + k * 8) }
+                    try b.labels.withUnsafeBytes {
+                        try h5.writeRows("labels", start: at, count: n, dtype: .int64, from: $0.baseAddress! + k * 8)
+                    }
                 }
                 if encoder.categoricalCount > 0 {
-                    try b.categorical.withUnsafeBytes { try h5.writeRows("categorical", start: at, count: n, dtype: .int64, from: $0.baseAddress! + k * encoder.categoricalCount * 8) }
+                    try b.categorical.withUnsafeBytes {
+                        try h5.writeRows(
+                            "categorical", start: at, count: n, dtype: .int64,
+                            from: $0.baseAddress! + k * encoder.categoricalCount * 8)
+                    }
                 }
                 done += n
             }
@@ -690,8 +803,10 @@ public struct CSVPreparer {
                 ids.withUnsafeBufferPointer { cats in
                     b.features.withUnsafeMutableBufferPointer { f in
                         b.categorical.withUnsafeMutableBufferPointer { c in
-                            encoder.encode(numbers: nums.baseAddress!, ids: cats.baseAddress!,
-                                           features: f.baseAddress! + i * encoder.featureCount, categorical: c.baseAddress! + i * encoder.categoricalCount)
+                            encoder.encode(
+                                numbers: nums.baseAddress!, ids: cats.baseAddress!,
+                                features: f.baseAddress! + i * encoder.featureCount,
+                                categorical: c.baseAddress! + i * encoder.categoricalCount)
                         }
                     }
                 }
@@ -710,13 +825,15 @@ public struct CSVPreparer {
 enum Exchange {
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let e = JSONEncoder()
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        e.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return Array(try e.encode(value))
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
         let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        d.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return try d.decode(type, from: Data(bytes))
     }
 }

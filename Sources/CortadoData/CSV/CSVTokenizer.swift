@@ -18,11 +18,11 @@ public final class CSVTokenizer {
 
     private let fd: Int32
     private var block: UnsafeMutableBufferPointer<UInt8>
-    private var blockStart = 0          // file offset of block[0]
-    private var pos = 0, end = 0        // next unread byte / valid bytes in block
-    private let stopAt: Int             // records starting at or after this offset are not ours
-    private var line: Int               // physical line of the next byte (1-based)
-    private var lineStart: Int          // file offset where that line starts
+    private var blockStart = 0 // file offset of block[0]
+    private var pos = 0, end = 0 // next unread byte / valid bytes in block
+    private let stopAt: Int // records starting at or after this offset are not ours
+    private var line: Int // physical line of the next byte (1-based)
+    private var lineStart: Int // file offset where that line starts
 
     /// The current record: unescaped field bytes back to back in `buf`; field i ends at
     /// `ends[i]`; `quotedFlags[i]` says whether it was quoted. Raw buffers, grown by doubling:
@@ -41,12 +41,15 @@ public final class CSVTokenizer {
     @inline(__always) public func isQuoted(_ i: Int) -> Bool { quotedFlags[i] }
     public var quoted: [Bool] { (0..<fieldCount).map { quotedFlags[$0] } }
     /// All field bytes of the record and the end offset of each field.
-    @inline(__always) public var recordBytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: buf, count: bufCount) }
+    @inline(__always) public var recordBytes: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: buf, count: bufCount)
+    }
     @inline(__always) public func fieldEnd(_ i: Int) -> Int { ends[i] }
 
     /// Opens `path`; `range` (file offsets) and `firstLine` (the line number at range start)
     /// restrict it to one rank's part of the file.
-    public init(path: String, delimiter: UInt8 = UInt8(ascii: ","), range: Range<Int>? = nil, firstLine: Int = 1) throws {
+    public init(path: String, delimiter: UInt8 = UInt8(ascii: ","), range: Range<Int>? = nil, firstLine: Int = 1) throws
+    {
         self.path = path
         self.delimiter = delimiter
         fd = open(path, O_RDONLY)
@@ -130,7 +133,8 @@ public final class CSVTokenizer {
     @inline(__always) private func endField(quoted: Bool) {
         if fieldCount == endsCap {
             let cap = endsCap * 2
-            let ne = UnsafeMutablePointer<Int>.allocate(capacity: cap), nq = UnsafeMutablePointer<Bool>.allocate(capacity: cap)
+            let ne = UnsafeMutablePointer<Int>.allocate(capacity: cap),
+                nq = UnsafeMutablePointer<Bool>.allocate(capacity: cap)
             ne.update(from: ends, count: fieldCount)
             nq.update(from: quotedFlags, count: fieldCount)
             ends.deallocate(); quotedFlags.deallocate()
@@ -150,7 +154,11 @@ public final class CSVTokenizer {
         let delimiter = self.delimiter
         while true {
             guard try fill() else {
-                if inQuotes { throw CortadoError.data("\(path):\(quoteLine):\(quoteCol): unterminated quoted field (the quote opened here never closes)") }
+                if inQuotes {
+                    throw CortadoError.data(
+                        "\(path):\(quoteLine):\(quoteCol): unterminated quoted field (the quote opened here never closes)"
+                    )
+                }
                 if utf8Need > 0 { throw fail("invalid UTF-8: truncated multi-byte sequence at end of file") }
                 endField(quoted: fieldQuoted)
                 return
@@ -215,10 +223,12 @@ public final class CSVTokenizer {
                 endField(quoted: fieldQuoted)
                 return
             } else if b == Self.cr, try fill(), block[pos] == Self.newline {
-                continue   // \r\n: the \n ends the record
+                continue // \r\n: the \n ends the record
             } else if afterQuote {
                 pos -= 1
-                throw fail("unexpected character '\(Character(Unicode.Scalar(b)))' after a closing quote (a quote inside a quoted field must be doubled)")
+                throw fail(
+                    "unexpected character '\(Character(Unicode.Scalar(b)))' after a closing quote (a quote inside a quoted field must be doubled)"
+                )
             } else if b == Self.quote && !fieldHasBytes {
                 inQuotes = true
                 fieldQuoted = true
@@ -240,7 +250,9 @@ public final class CSVTokenizer {
 /// paired, a doubled quote counting twice). The first newline outside quotes in a slice is a
 /// record boundary. Rank r starts at the first boundary at or after its slice start; the line
 /// number there comes from the prefix sum of newline counts.
-public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm: Collective) throws -> (range: Range<Int>, firstLine: Int) {
+public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm: Collective) throws -> (
+    range: Range<Int>, firstLine: Int
+) {
     let size = try fileSize(path)
     let total = max(size - dataStart, 0)
     let lo = dataStart + total * comm.rank / comm.size, hi = dataStart + total * (comm.rank + 1) / comm.size
@@ -250,7 +262,9 @@ public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm:
     var quotes = 0, newlines = 0
     var candidate = -1, candidateNewlines = 0, candidateQuotes = 0
     try scanBytes(fd: fd, from: lo, to: hi) { at, b in
-        if b == CSVTokenizer.quote { quotes += 1 } else if b == CSVTokenizer.newline {
+        if b == CSVTokenizer.quote {
+            quotes += 1
+        } else if b == CSVTokenizer.newline {
             newlines += 1
             if candidate < 0 { candidate = at + 1; candidateNewlines = newlines; candidateQuotes = quotes }
         }
@@ -278,12 +292,15 @@ public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm:
     let mineQuotesBefore = all[..<comm.rank].reduce(0) { $0 + $1[0] }
     let mineNewlinesBefore = all[..<comm.rank].reduce(0) { $0 + $1[1] }
     if comm.rank > 0 && boundaries[comm.rank] == nil && candidate >= 0 {
-        boundaries[comm.rank] = try firstBoundary(fd: fd, from: lo, to: hi, quoteParity: mineQuotesBefore % 2,
-                                                  line: dataStartLine + mineNewlinesBefore)
+        boundaries[comm.rank] = try firstBoundary(
+            fd: fd, from: lo, to: hi, quoteParity: mineQuotesBefore % 2,
+            line: dataStartLine + mineNewlinesBefore)
     }
     // Everyone needs everyone's boundary (the end of a range is the next start).
     let packed = comm.allgather(pack([boundaries[comm.rank]?.offset ?? -1, boundaries[comm.rank]?.line ?? -1]))
-    let starts = packed.map { b in (0..<2).map { k in b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)) } } }
+    let starts = packed.map { b in
+        (0..<2).map { k in b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)) } }
+    }
     func startOf(_ r: Int) -> (Int, Int) {
         for k in r..<comm.size where starts[k][0] >= 0 { return (starts[k][0], starts[k][1]) }
         return (size, -1)
@@ -293,11 +310,15 @@ public func csvRankRange(path: String, dataStart: Int, dataStartLine: Int, comm:
     return (myStart..<max(myStart, nextStart), myLine)
 }
 
-private func firstBoundary(fd: Int32, from lo: Int, to hi: Int, quoteParity: Int, line: Int) throws -> (offset: Int, line: Int)? {
+private func firstBoundary(fd: Int32, from lo: Int, to hi: Int, quoteParity: Int, line: Int) throws -> (
+    offset: Int, line: Int
+)? {
     var parity = quoteParity, lines = line
     var found: (offset: Int, line: Int)?
     try scanBytes(fd: fd, from: lo, to: hi) { at, b in
-        if b == CSVTokenizer.quote { parity ^= 1 } else if b == CSVTokenizer.newline {
+        if b == CSVTokenizer.quote {
+            parity ^= 1
+        } else if b == CSVTokenizer.newline {
             lines += 1
             if parity == 0 { found = (at + 1, lines); return false }
         }

@@ -6,20 +6,21 @@ import Foundation
 /// `cortado prepare` and in `cortado-infer` on raw CSV.
 public struct ColumnInfo: Codable, Equatable {
     public var schema: ColumnSchema
-    public var role: String                 // "feature", "label", "ignored"
-    public var count: Int?                  // non-missing training values
-    public var missing: Int?                // missing training values
+    public var role: String // "feature", "label", "ignored"
+    public var count: Int? // non-missing training values
+    public var missing: Int? // missing training values
     public var mean: Double?, std: Double?, min: Double?, max: Double?, median: Double?
-    public var clipRange: [Double]?         // value bounds from the clip quantiles
+    public var clipRange: [Double]? // value bounds from the clip quantiles
     public var imputeNumber: Double?
-    public var vocabulary: [String]?        // id = index + 1; 0 is "unknown"
+    public var vocabulary: [String]? // id = index + 1; 0 is "unknown"
     public var imputeCategory: String?
-    public var offset: Int?                 // first feature column in /features
-    public var width: Int?                  // feature columns it occupies
-    public var categoricalIndex: Int?       // its column in /categorical (encoding: ids)
+    public var offset: Int? // first feature column in /features
+    public var width: Int? // feature columns it occupies
+    public var categoricalIndex: Int? // its column in /categorical (encoding: ids)
 
     enum CodingKeys: String, CodingKey {
-        case schema, role, count, missing, mean, std, min, max, median, clipRange = "clip_range", imputeNumber = "impute_number"
+        case schema, role, count, missing, mean, std, min, max, median, clipRange = "clip_range", imputeNumber =
+            "impute_number"
         case vocabulary, imputeCategory = "impute_category", offset, width, categoricalIndex = "categorical_index"
     }
 
@@ -48,12 +49,12 @@ public struct CSVDialect: Codable, Equatable {
 
 /// One record's values after parsing and the checks that can fail on it.
 public struct ParsedRow {
-    public var numbers: [Double?]          // per column (nil: missing, or not numeric)
-    public var strings: [String?]          // per column (nil: missing, or not categorical)
-    public var label: Double = 0           // class id (after vocabulary) or regression target
+    public var numbers: [Double?] // per column (nil: missing, or not numeric)
+    public var strings: [String?] // per column (nil: missing, or not categorical)
+    public var label: Double = 0 // class id (after vocabulary) or regression target
     public var labelString: String?
-    public var dropReason: String?         // a `missing: drop` column was missing
-    public var missingColumns: [Int] = []  // columns to impute
+    public var dropReason: String? // a `missing: drop` column was missing
+    public var missingColumns: [Int] = [] // columns to impute
 }
 
 /// Turns tokenized fields into typed values per the schema, with the bad-input checks that
@@ -65,7 +66,7 @@ public struct RowParser {
     public let regression: Bool
     let missingTokens: [[UInt8]]
     /// Per column, flattened out of `columns` so the per-field loop copies no ColumnInfo.
-    let kinds: [ColumnSchema.Kind?]          // nil: ignored
+    let kinds: [ColumnSchema.Kind?] // nil: ignored
     let strictNumbers: [Bool], strictFinite: [Bool], dropOnMissing: [Bool]
 
     public init(columns: [ColumnInfo], labelIndex: Int?, regression: Bool, missingTokens: [String]) {
@@ -81,7 +82,9 @@ public struct RowParser {
 
     /// A row buffer sized for these columns, to reuse across `parse` calls.
     public func makeRow() -> ParsedRow {
-        ParsedRow(numbers: [Double?](repeating: nil, count: columns.count), strings: [String?](repeating: nil, count: columns.count))
+        ParsedRow(
+            numbers: [Double?](repeating: nil, count: columns.count),
+            strings: [String?](repeating: nil, count: columns.count))
     }
 
     public func parse(_ t: CSVTokenizer) throws -> ParsedRow {
@@ -105,10 +108,18 @@ public struct RowParser {
                 let f = trimmed(raw)
                 let missing = f.isEmpty || (!t.isQuoted(j) && missingTokens.contains { $0.elementsEqual(f) })
                 if j == labelIndex {
-                    guard !missing else { throw CortadoError.data("\(t.here): label column '\(columns[j].name)' is missing") }
+                    guard !missing else {
+                        throw CortadoError.data("\(t.here): label column '\(columns[j].name)' is missing")
+                    }
                     if regression {
-                        guard let v = parseDouble(f) else { throw CortadoError.data("\(t.here): label column '\(columns[j].name)' value '\(text(f))' is not a number") }
-                        guard v.isFinite else { throw CortadoError.data("\(t.here): label column '\(columns[j].name)' is not finite (\(text(f)))") }
+                        guard let v = parseDouble(f) else {
+                            throw CortadoError.data(
+                                "\(t.here): label column '\(columns[j].name)' value '\(text(f))' is not a number")
+                        }
+                        guard v.isFinite else {
+                            throw CortadoError.data(
+                                "\(t.here): label column '\(columns[j].name)' is not finite (\(text(f)))")
+                        }
                         row.label = v
                     } else {
                         row.labelString = text(f)
@@ -120,13 +131,17 @@ public struct RowParser {
                 case .numeric:
                     guard let v = parseDouble(f) else {
                         if strictNumbers[j] {
-                            throw CortadoError.data("\(t.here): column '\(columns[j].name)': '\(text(f).prefix(40))' is not a number (schema: non_numeric: missing to treat it as missing)")
+                            throw CortadoError.data(
+                                "\(t.here): column '\(columns[j].name)': '\(text(f).prefix(40))' is not a number (schema: non_numeric: missing to treat it as missing)"
+                            )
                         }
                         return markMissing(j, "non-numeric", &row)
                     }
                     if !v.isFinite {
                         if strictFinite[j] {
-                            throw CortadoError.data("\(t.here): column '\(columns[j].name)': non-finite value '\(text(f))' (schema: non_finite: missing to impute it)")
+                            throw CortadoError.data(
+                                "\(t.here): column '\(columns[j].name)': non-finite value '\(text(f))' (schema: non_finite: missing to impute it)"
+                            )
                         }
                         return markMissing(j, "non-finite", &row)
                     }
@@ -141,7 +156,11 @@ public struct RowParser {
     }
 
     private func markMissing(_ j: Int, _ why: String, _ row: inout ParsedRow) {
-        if dropOnMissing[j] { row.dropReason = row.dropReason ?? "\(why) \(columns[j].name)" } else { row.missingColumns.append(j) }
+        if dropOnMissing[j] {
+            row.dropReason = row.dropReason ?? "\(why) \(columns[j].name)"
+        } else {
+            row.missingColumns.append(j)
+        }
     }
 }
 
@@ -182,7 +201,7 @@ func fastDecimal(_ b: UnsafeBufferPointer<UInt8>) -> Double? {
         let c = b[i]
         if c >= 48 && c <= 57 {
             sawDigit = true
-            if mantissa == 0 && c == 48 { if sawPoint { scale -= 1 } ; i += 1; continue }
+            if mantissa == 0 && c == 48 { if sawPoint { scale -= 1 }; i += 1; continue }
             guard digits < 15 else { return nil }
             mantissa = mantissa * 10 + UInt64(c - 48)
             digits += 1
@@ -191,7 +210,9 @@ func fastDecimal(_ b: UnsafeBufferPointer<UInt8>) -> Double? {
             sawPoint = true
         } else if (c == UInt8(ascii: "e") || c == UInt8(ascii: "E")) && sawDigit {
             var j = i + 1, eNeg = false, e = 0, eDigits = 0
-            if j < n && (b[j] == UInt8(ascii: "-") || b[j] == UInt8(ascii: "+")) { eNeg = b[j] == UInt8(ascii: "-"); j += 1 }
+            if j < n && (b[j] == UInt8(ascii: "-") || b[j] == UInt8(ascii: "+")) {
+                eNeg = b[j] == UInt8(ascii: "-"); j += 1
+            }
             while j < n && b[j] >= 48 && b[j] <= 57 && eDigits < 4 { e = e * 10 + Int(b[j] - 48); j += 1; eDigits += 1 }
             guard eDigits > 0, j == n else { return nil }
             scale += eNeg ? -e : e
@@ -243,7 +264,9 @@ public struct RowEncoder {
         self.columns = columns
         featureCount = columns.compactMap { c in c.offset.map { $0 + (c.width ?? 0) } }.max() ?? 0
         categoricalCount = columns.compactMap { $0.categoricalIndex }.count
-        let ids = columns.map { c in Dictionary(uniqueKeysWithValues: (c.vocabulary ?? []).enumerated().map { ($1, $0 + 1) }) }
+        let ids = columns.map { c in
+            Dictionary(uniqueKeysWithValues: (c.vocabulary ?? []).enumerated().map { ($1, $0 + 1) })
+        }
         self.ids = ids
         ops = columns.enumerated().compactMap { j, c -> Op? in
             guard c.role == "feature" else { return nil }
@@ -261,7 +284,9 @@ public struct RowEncoder {
                     scale = b > a ? 1 / (b - a) : 0
                 default: break
                 }
-                return .numeric(column: j, offset: c.offset ?? 0, impute: c.imputeNumber ?? 0, lo: lo, hi: hi, shift: shift, scale: scale)
+                return .numeric(
+                    column: j, offset: c.offset ?? 0, impute: c.imputeNumber ?? 0, lo: lo, hi: hi, shift: shift,
+                    scale: scale)
             case .categorical:
                 let missingId: Int
                 switch c.schema.missing {
@@ -279,8 +304,10 @@ public struct RowEncoder {
     /// The core: numbers (NaN = missing) and final category ids (−1 = missing), both indexed
     /// by column → features (featureCount) and categorical ids (categoricalCount).
     @inline(__always)
-    public func encode(numbers: UnsafePointer<Double>, ids categoryIds: UnsafePointer<Int32>,
-                       features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>) {
+    public func encode(
+        numbers: UnsafePointer<Double>, ids categoryIds: UnsafePointer<Int32>,
+        features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>
+    ) {
         for op in ops {
             switch op {
             case let .numeric(j, offset, impute, lo, hi, shift, scale):
@@ -299,7 +326,9 @@ public struct RowEncoder {
 
     /// Encodes a parsed row (strings looked up in the vocabularies; unseen and rare values get
     /// id 0, the unknown bucket).
-    public func encode(_ row: ParsedRow, features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>) {
+    public func encode(
+        _ row: ParsedRow, features: UnsafeMutablePointer<Float>, categorical: UnsafeMutablePointer<Int64>
+    ) {
         let n = columns.count
         withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { nums in
             withUnsafeTemporaryAllocation(of: Int32.self, capacity: n) { cats in

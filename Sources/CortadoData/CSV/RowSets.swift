@@ -24,7 +24,7 @@ public struct BitFlags {
 /// A set of 64-bit row hashes: open addressing with linear probing, 8 bytes a slot, grown at
 /// 7/8 load — about half of what `Set<UInt64>` needs at the same size.
 public struct HashSet64 {
-    private var slots: [UInt64] = [UInt64](repeating: 0, count: 1024)   // 0 = empty
+    private var slots: [UInt64] = [UInt64](repeating: 0, count: 1024) // 0 = empty
     private var hasZero = false
     public private(set) var count = 0
 

@@ -29,7 +29,8 @@ public struct ColumnSchema: Codable, Equatable {
     public var minCount: Int
 
     enum CodingKeys: String, CodingKey {
-        case name, type, missing, constant, transform, clip, nonNumeric = "non_numeric", nonFinite = "non_finite", encoding
+        case name, type, missing, constant, transform, clip, nonNumeric = "non_numeric", nonFinite = "non_finite",
+            encoding
         case minCount = "min_count"
     }
 
@@ -49,12 +50,15 @@ public struct ColumnSchema: Codable, Equatable {
         let name = try r.required("name", r.string)
         let typeName = try r.required("type", r.string)
         guard let type = Kind(rawValue: typeName) else {
-            throw CortadoError.usage("\(r.path).type: '\(typeName)' is not one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw CortadoError.usage(
+                "\(r.path).type: '\(typeName)' is not one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         self.init(name: name, type: type)
         if let m = try r.string("missing") {
             guard let p = Missing(rawValue: m) else {
-                throw CortadoError.usage("\(r.path).missing: '\(m)' is not one of \(Missing.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw CortadoError.usage(
+                    "\(r.path).missing: '\(m)' is not one of \(Missing.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             missing = p
         }
@@ -80,19 +84,28 @@ public struct ColumnSchema: Codable, Equatable {
         func check(_ ok: Bool, _ key: String, _ why: String) throws {
             if !ok { throw CortadoError.usage("\(path).\(key): \(why) (column '\(name)')") }
         }
-        try check(["zscore", "minmax", "none"].contains(transform), "transform", "'\(transform)' is not one of zscore, minmax, none")
-        try check(["error", "missing"].contains(nonNumeric), "non_numeric", "'\(nonNumeric)' is not one of error, missing")
+        try check(
+            ["zscore", "minmax", "none"].contains(transform), "transform",
+            "'\(transform)' is not one of zscore, minmax, none")
+        try check(
+            ["error", "missing"].contains(nonNumeric), "non_numeric", "'\(nonNumeric)' is not one of error, missing")
         try check(["error", "missing"].contains(nonFinite), "non_finite", "'\(nonFinite)' is not one of error, missing")
         try check(["onehot", "ids"].contains(encoding), "encoding", "'\(encoding)' is not one of onehot, ids")
         try check(minCount >= 1, "min_count", "must be at least 1")
         try check(clip.map { $0.count == 2 && $0[0] < $0[1] } ?? true, "clip", "needs two quantiles, low < high")
         try check(missing != .constant || constant != nil, "constant", "missing: constant needs a constant value")
         if type == .numeric {
-            try check([.drop, .mean, .median, .constant].contains(missing), "missing", "'\(missing.rawValue)' does not apply to a numeric column (drop, mean, median, constant)")
-            if missing == .constant { try check(Double(constant ?? "") != nil, "constant", "'\(constant ?? "")' is not a number") }
+            try check(
+                [.drop, .mean, .median, .constant].contains(missing), "missing",
+                "'\(missing.rawValue)' does not apply to a numeric column (drop, mean, median, constant)")
+            if missing == .constant {
+                try check(Double(constant ?? "") != nil, "constant", "'\(constant ?? "")' is not a number")
+            }
         }
         if type == .categorical {
-            try check([.drop, .mostFrequent, .constant, .unknown].contains(missing), "missing", "'\(missing.rawValue)' does not apply to a categorical column (drop, most_frequent, constant, unknown)")
+            try check(
+                [.drop, .mostFrequent, .constant, .unknown].contains(missing), "missing",
+                "'\(missing.rawValue)' does not apply to a categorical column (drop, most_frequent, constant, unknown)")
         }
     }
 
@@ -114,7 +127,8 @@ public struct ColumnSchema: Codable, Equatable {
 }
 
 func yamlQuote(_ s: String) -> String {
-    s.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) && !s.isEmpty ? s
+    s.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) && !s.isEmpty
+        ? s
         : "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }
 
@@ -125,18 +139,24 @@ public struct SchemaFile {
     public var columns: [ColumnSchema]
 
     public static func load(_ path: String) throws -> SchemaFile {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CortadoError.usage("\(path): cannot read schema") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CortadoError.usage("\(path): cannot read schema")
+        }
         let r = try ConfigReader(try ConfigNode.parse(text, origin: path), path: "")
         var out = SchemaFile(missingValues: nil, columns: [])
         if let mv = try r.list("missing_values") {
             out.missingValues = try mv.enumerated().map { i, n in
-                guard case .scalar(let s) = n else { throw CortadoError.usage("\(path): missing_values.\(i): expected a string") }
+                guard case .scalar(let s) = n else {
+                    throw CortadoError.usage("\(path): missing_values.\(i): expected a string")
+                }
                 return s
             }
         }
         for (i, n) in (try r.list("columns") ?? []).enumerated() {
             let c = try ColumnSchema(reading: try ConfigReader(n, path: "\(path): columns.\(i)"))
-            if out.columns.contains(where: { $0.name == c.name }) { throw CortadoError.usage("\(path): columns.\(i): column '\(c.name)' listed twice") }
+            if out.columns.contains(where: { $0.name == c.name }) {
+                throw CortadoError.usage("\(path): columns.\(i): column '\(c.name)' listed twice")
+            }
             out.columns.append(c)
         }
         try r.finish()

@@ -12,7 +12,7 @@ final class SpillFile {
     let width: Int
     private let fd: Int32
     private var buffer: UnsafeMutablePointer<Double>
-    private let capacity: Int       // records per buffer
+    private let capacity: Int // records per buffer
     private var buffered = 0
     private(set) var records = 0
 
@@ -20,7 +20,9 @@ final class SpillFile {
         self.path = path
         self.width = width
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw CortadoError.io("\(path): cannot create spill file: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw CortadoError.io("\(path): cannot create spill file: \(String(cString: strerror(errno)))")
+        }
         capacity = max(1, (4 << 20) / (8 * width))
         buffer = .allocate(capacity: capacity * width)
     }
@@ -47,7 +49,9 @@ final class SpillFile {
         var done = 0
         while done < bytes {
             let n = write(fd, UnsafeRawPointer(buffer) + done, bytes - done)
-            guard n > 0 else { throw CortadoError.io("\(path): write failed (disk full?): \(String(cString: strerror(errno)))") }
+            guard n > 0 else {
+                throw CortadoError.io("\(path): write failed (disk full?): \(String(cString: strerror(errno)))")
+            }
             done += n
         }
         buffered = 0

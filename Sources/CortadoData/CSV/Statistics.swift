@@ -130,7 +130,7 @@ public struct QuantileHistogram: Codable, Equatable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         count = try c.decode(Int.self, forKey: .count)
-        let sparse = try c.decode([Int].self, forKey: .bins)   // key, count, key, count, …
+        let sparse = try c.decode([Int].self, forKey: .bins) // key, count, key, count, …
         if !sparse.isEmpty {
             bins = [Int](repeating: 0, count: 1 << 16)
             for i in stride(from: 0, to: sparse.count - 1, by: 2) { bins[sparse[i]] = sparse[i + 1] }

@@ -19,7 +19,9 @@ public enum Adam: OptimizerRule {
     }
 
     public static func validate(_ spec: JobSpec.OptimizerSpec, path: String) throws {
-        try check(spec.beta1 >= 0 && spec.beta1 < 1 && spec.beta2 >= 0 && spec.beta2 < 1, path, "beta1/beta2", "must be in [0, 1)")
+        try check(
+            spec.beta1 >= 0 && spec.beta1 < 1 && spec.beta2 >= 0 && spec.beta2 < 1, path, "beta1/beta2",
+            "must be in [0, 1)")
         try check(spec.eps > 0, path, "eps", "must be positive")
     }
 
@@ -29,8 +31,9 @@ public enum Adam: OptimizerRule {
     static func step(_ spec: JobSpec.OptimizerSpec, _ s: OptimizerStep, decoupled: Bool) {
         let t = Double(s.step + 1)
         let c1 = Float(1 - pow(spec.beta1, t)), c2 = Float(1 - pow(spec.beta2, t))
-        cortado_adam_update(s.w, s.g, s.state, s.state + s.stride, s.n, s.lr, Float(spec.beta1), Float(spec.beta2),
-                            Float(spec.eps), Float(spec.weightDecay), c1, c2, s.gradScale, decoupled ? 1 : 0, s.path)
+        cortado_adam_update(
+            s.w, s.g, s.state, s.state + s.stride, s.n, s.lr, Float(spec.beta1), Float(spec.beta2),
+            Float(spec.eps), Float(spec.weightDecay), c1, c2, s.gradScale, decoupled ? 1 : 0, s.path)
     }
 }
 
@@ -41,9 +44,13 @@ public enum AdamW: OptimizerRule {
     public static let keys = Adam.keys
     public static let stateArenas = Adam.stateArenas
 
-    public static func read(_ o: ConfigReader, into spec: inout JobSpec.OptimizerSpec) throws { try Adam.read(o, into: &spec) }
+    public static func read(_ o: ConfigReader, into spec: inout JobSpec.OptimizerSpec) throws {
+        try Adam.read(o, into: &spec)
+    }
 
-    public static func validate(_ spec: JobSpec.OptimizerSpec, path: String) throws { try Adam.validate(spec, path: path) }
+    public static func validate(_ spec: JobSpec.OptimizerSpec, path: String) throws {
+        try Adam.validate(spec, path: path)
+    }
 
     public static func update(_ spec: JobSpec.OptimizerSpec, _ s: OptimizerStep) { Adam.step(spec, s, decoupled: true) }
 }

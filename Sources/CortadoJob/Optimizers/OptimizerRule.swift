@@ -39,8 +39,10 @@ public struct OptimizerStep {
     /// The CKernels path (CORTADO_INT8_PORTABLE, …AVX2, …); every path gives the same bits.
     public var path: Int32
 
-    public init(w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, state: UnsafeMutablePointer<Float>, stride: Int,
-                n: Int, lr: Float, step: Int, gradScale: Float, path: Int32) {
+    public init(
+        w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, state: UnsafeMutablePointer<Float>, stride: Int,
+        n: Int, lr: Float, step: Int, gradScale: Float, path: Int32
+    ) {
         self.w = w
         self.g = g
         self.state = state

@@ -7,7 +7,7 @@ public enum OptimizerRegistry {
         SGD.self,
         Adam.self,
         AdamW.self,
-        RMSprop.self,
+        RMSprop.self
     ]
 
     public static var names: [String] { rules.map { $0.name } }

@@ -19,7 +19,8 @@ public enum SGD: OptimizerRule {
     }
 
     public static func update(_ spec: JobSpec.OptimizerSpec, _ s: OptimizerStep) {
-        cortado_sgd_update(s.w, s.g, s.state, s.n, s.lr, Float(spec.momentum), Float(spec.weightDecay), s.gradScale,
-                           spec.nesterov ? 1 : 0, s.path)
+        cortado_sgd_update(
+            s.w, s.g, s.state, s.n, s.lr, Float(spec.momentum), Float(spec.weightDecay), s.gradScale,
+            spec.nesterov ? 1 : 0, s.path)
     }
 }

@@ -19,10 +19,12 @@ public protocol ActivationKind {
     static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int, params: [Double])
     static func forward(out: UnsafeMutablePointer<Double>, input: UnsafePointer<Double>, count: Int, params: [Double])
     /// dInput = dOut · f′ over `count` values (overwrites dInput), from the forward input and output.
-    static func backward(dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
-                         out: UnsafePointer<Float>, count: Int, params: [Double])
-    static func backward(dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>, input: UnsafePointer<Double>,
-                         out: UnsafePointer<Double>, count: Int, params: [Double])
+    static func backward(
+        dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
+        out: UnsafePointer<Float>, count: Int, params: [Double])
+    static func backward(
+        dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>, input: UnsafePointer<Double>,
+        out: UnsafePointer<Double>, count: Int, params: [Double])
     /// The ONNX operator and its float attributes, or nil when the exporter builds the
     /// function from primitives (GELU's tanh form).
     static func onnx(_ params: [Double]) -> (op: String, attributes: [(String, Float)])?
@@ -41,7 +43,7 @@ public enum ActivationRegistry {
         GELU.self,
         Sigmoid.self,
         Tanh.self,
-        LeakyReLU.self,
+        LeakyReLU.self
     ]
 
     public static func kind(named name: String) -> (any ActivationKind.Type)? { kinds.first { $0.name == name } }
@@ -61,7 +63,8 @@ public struct Activation: Equatable, CustomStringConvertible {
     public static func == (a: Activation, b: Activation) -> Bool { a.kind.name == b.kind.name && a.params == b.params }
 
     public var description: String {
-        params.isEmpty ? kind.name : "\(kind.name)(\(zip(kind.keys, params).map { "\($0.key) \($1)" }.joined(separator: ", ")))"
+        params.isEmpty
+            ? kind.name : "\(kind.name)(\(zip(kind.keys, params).map { "\($0.key) \($1)" }.joined(separator: ", ")))"
     }
 
     /// Elementwise forward in the network's scalar type (Float or Double).
@@ -71,7 +74,10 @@ public struct Activation: Equatable, CustomStringConvertible {
     }
 
     @inlinable
-    public func backward<T: Real>(dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, input: UnsafePointer<T>, out: UnsafePointer<T>, count: Int) {
+    public func backward<T: Real>(
+        dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, input: UnsafePointer<T>, out: UnsafePointer<T>,
+        count: Int
+    ) {
         T.activationBackward(kind, dInput: dInput, dOut: dOut, input: input, out: out, count: count, params: params)
     }
 }

@@ -16,26 +16,36 @@ public enum LeakyReLU: ActivationKind {
     /// dInput = dOut where the input was positive, else slope·dOut (both loaded first, so the
     /// loop is a vector select, as ReLU's).
     @inlinable
-    static func backward<T: Real>(_ dInput: UnsafeMutablePointer<T>, _ dOut: UnsafePointer<T>, _ input: UnsafePointer<T>, _ count: Int,
-                                  slope: T) {
+    static func backward<T: Real>(
+        _ dInput: UnsafeMutablePointer<T>, _ dOut: UnsafePointer<T>, _ input: UnsafePointer<T>, _ count: Int,
+        slope: T
+    ) {
         for i in 0..<count {
             let d = dOut[i], x = input[i]
             dInput[i] = x > 0 ? d : slope * d
         }
     }
 
-    public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int, params: [Double]) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int, params: [Double]
+    ) {
         forward(out, input, count, slope: Float(params[0]))
     }
-    public static func forward(out: UnsafeMutablePointer<Double>, input: UnsafePointer<Double>, count: Int, params: [Double]) {
+    public static func forward(
+        out: UnsafeMutablePointer<Double>, input: UnsafePointer<Double>, count: Int, params: [Double]
+    ) {
         forward(out, input, count, slope: params[0])
     }
-    public static func backward(dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
-                                out: UnsafePointer<Float>, count: Int, params: [Double]) {
+    public static func backward(
+        dInput: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, input: UnsafePointer<Float>,
+        out: UnsafePointer<Float>, count: Int, params: [Double]
+    ) {
         backward(dInput, dOut, input, count, slope: Float(params[0]))
     }
-    public static func backward(dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>, input: UnsafePointer<Double>,
-                                out: UnsafePointer<Double>, count: Int, params: [Double]) {
+    public static func backward(
+        dInput: UnsafeMutablePointer<Double>, dOut: UnsafePointer<Double>, input: UnsafePointer<Double>,
+        out: UnsafePointer<Double>, count: Int, params: [Double]
+    ) {
         backward(dInput, dOut, input, count, slope: params[0])
     }
     public static func onnx(_ params: [Double]) -> (op: String, attributes: [(String, Float)])? {

@@ -16,15 +16,17 @@ final class EarlyStoppingHook: TrainingHook {
     let log: (String) -> Void
     var bestScore = -Double.infinity, badEpochs = 0
 
-    init(_ rule: JobSpec.EarlyStopping, task: TrainingTask, totalSteps: Int,
-         writeBest: @escaping (Int) -> Void, log: @escaping (String) -> Void) {
+    init(
+        _ rule: JobSpec.EarlyStopping, task: TrainingTask, totalSteps: Int,
+        writeBest: @escaping (Int) -> Void, log: @escaping (String) -> Void
+    ) {
         (self.rule, self.task, self.totalSteps, self.writeBest, self.log) = (rule, task, totalSteps, writeBest, log)
         best = Arena<Float>(count: task.layout.count)
     }
 
     func afterEpoch(_ report: EpochReport) -> Bool {
         // Every rank sees the same reduced metric, so all take the same branch.
-        let key = String(rule.metric.dropFirst(4))   // "val_…"
+        let key = String(rule.metric.dropFirst(4)) // "val_…"
         let value = report.validation[key] ?? .nan
         let score = lowerIsBetter(key) ? -value : value
         if score > bestScore {
@@ -35,7 +37,9 @@ final class EarlyStoppingHook: TrainingHook {
         } else {
             badEpochs += 1
             if badEpochs >= rule.patience && report.step < totalSteps {
-                log("early stopping: \(rule.metric) has not improved for \(badEpochs) epochs; restoring the best parameters")
+                log(
+                    "early stopping: \(rule.metric) has not improved for \(badEpochs) epochs; restoring the best parameters"
+                )
                 return true
             }
         }

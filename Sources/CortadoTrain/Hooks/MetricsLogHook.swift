@@ -25,22 +25,29 @@ final class MetricsLogHook: TrainingHook {
     }
 
     func afterEpoch(_ report: EpochReport) -> Bool {
-        let shown = logMetrics.map { String(format: "val_%@ %.4f", $0, report.validation[$0] ?? .nan) }.joined(separator: "  ")
+        let shown = logMetrics.map { String(format: "val_%@ %.4f", $0, report.validation[$0] ?? .nan) }.joined(
+            separator: "  ")
         let ce = distilling ? String(format: "  train_ce %.4f", report.trainCE) : ""
-        log(String(format: "epoch %d/%d  step %d  train_loss %.4f%@  %@  %.0f samples/s  ETA %.0fs",
-                   report.epoch + 1, epochs, report.step, report.trainLoss, ce, shown, report.samplesPerSecond, report.eta))
+        log(
+            String(
+                format: "epoch %d/%d  step %d  train_loss %.4f%@  %@  %.0f samples/s  ETA %.0fs",
+                report.epoch + 1, epochs, report.step, report.trainLoss, ce, shown, report.samplesPerSecond, report.eta)
+        )
         return false
     }
 
     func recordEpoch(_ report: EpochReport) {
         guard isRoot else { return }
         let step = report.step, dt = report.seconds, split = report.split
-        var line: [String: Double] = ["epoch": Double(report.epoch + 1), "step": Double(step), "train_loss": report.trainLoss,
-                                      "samples_per_sec": report.samplesPerSecond, "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
-                                      "elapsed_sec": monotonicSeconds() - wallStart,
-                                      "epoch_sec": dt, "epoch_samples_per_sec": Double(report.samples) / max(dt, 1e-9),
-                                      "compute_s": split.compute, "data_s": split.data,
-                                      "allreduce_s": split.exchange, "update_s": split.update]
+        var line: [String: Double] = [
+            "epoch": Double(report.epoch + 1), "step": Double(step), "train_loss": report.trainLoss,
+            "samples_per_sec": report.samplesPerSecond,
+            "lr": Double(opt.learningRate(step: max(step - 1, 0), total: totalSteps)),
+            "elapsed_sec": monotonicSeconds() - wallStart,
+            "epoch_sec": dt, "epoch_samples_per_sec": Double(report.samples) / max(dt, 1e-9),
+            "compute_s": split.compute, "data_s": split.data,
+            "allreduce_s": split.exchange, "update_s": split.update
+        ]
         if distilling { line["train_ce"] = report.trainCE }
         for (k, v) in report.validation { line["val_" + k] = v }
         appendLine(path, line)

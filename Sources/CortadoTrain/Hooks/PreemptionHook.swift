@@ -22,7 +22,10 @@ final class PreemptionHook: TrainingHook {
         watchdog.beat(step: step, .checkpoint)
         let path = checkpoint(step)
         let who = comm.allgather(Preemption.requested ? Preemption.signalName : "").enumerated()
-            .filter { !$0.element.isEmpty }.map { "\($0.element) on rank \($0.offset)" }   // also the barrier
-        throw CortadoError(.preempted, "preempted (\(who.joined(separator: ", "))) at step \(step): checkpoint \(path ?? "written by rank 0"); exit 75 — run again with --resume")
+            .filter { !$0.element.isEmpty }.map { "\($0.element) on rank \($0.offset)" } // also the barrier
+        throw CortadoError(
+            .preempted,
+            "preempted (\(who.joined(separator: ", "))) at step \(step): checkpoint \(path ?? "written by rank 0"); exit 75 — run again with --resume"
+        )
     }
 }

@@ -35,6 +35,9 @@ final class PruningHook: TrainingHook {
 
     func finish(_ run: inout RunState) {
         let zeros = pruner.zeros(params)
-        log(String(format: "pruning: %d of %d prunable weights are zero (%.1f%%)", zeros, pruner.prunableCount, 100 * Double(zeros) / Double(max(pruner.prunableCount, 1))))
+        log(
+            String(
+                format: "pruning: %d of %d prunable weights are zero (%.1f%%)", zeros, pruner.prunableCount,
+                100 * Double(zeros) / Double(max(pruner.prunableCount, 1))))
     }
 }
