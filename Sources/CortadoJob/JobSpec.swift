@@ -42,7 +42,7 @@ public struct JobSpec: Codable, Equatable {
 
     public var version = JobSpec.currentVersion
     public var data: String
-    public var layers: [LayerSpec]
+    public var layers: [LayerSpec] = []
     public var loss = "softmax_cross_entropy"
     public var labelSmoothing = 0.0
     /// Stop when the validation metric has not improved for `patience` epochs; the best
@@ -336,70 +336,34 @@ public struct JobSpec: Codable, Equatable {
                 "version: job spec version \(version) is not supported (this build reads \(JobSpec.currentVersion))")
         }
         data = try r.required("data", r.string)
-        let model = try r.required("model", r.child)
+        try readModel(try r.required("model", r.child))
+        if let o = try r.child("optimizer") { optimizer = try OptimizerSpec(reading: o) }
+        pruning = try r.child("pruning").map(Pruning.init(reading:))
+        earlyStopping = try r.child("early_stopping").map(EarlyStopping.init(reading:))
+        teacher = try r.child("teacher").map(Teacher.init(reading:))
+        if let d = try r.child("distributed") { distributed = try Distributed(reading: d) }
+        loader = try r.child("loader").map(Loader.init(reading:))
+        try readRun(r)
+        try r.finish()
+        try validate()
+    }
+
+    /// `model:` — the family, its architecture and loss.
+    private mutating func readModel(_ model: ConfigReader) throws {
         switch try model.choice("type") ?? ModelFamily.feedforward {
         case .feedforward:
             layers = try Self.parseLayers(try model.required("layers", model.list), path: "model.layers")
+            loss = try model.string("loss") ?? loss
         case .recommender:
             layers = []
-            var o = RecommenderOptions()
-            var a = o.architecture
-            a.userColumn = try model.string("user_column") ?? ""
-            a.itemColumn = try model.string("item_column") ?? ""
-            a.dim = try model.int("embedding_dim") ?? a.dim
-            a.dot = try model.bool("dot") ?? a.dot
-            a.bias = try model.bool("bias") ?? a.bias
-            a.mlp = try Self.parseLayers(try model.list("mlp") ?? [], path: "model.mlp")
-            a.loss = try model.string("loss") ?? a.loss
-            a.negatives = try model.int("negatives") ?? a.negatives
-            a.initStd = try model.double("init_std") ?? a.initStd
-            o.architecture = a
-            o.exchange = try model.choice("exchange") ?? o.exchange
-            recommender = o
+            recommender = try RecommenderOptions(reading: model)
         }
-        if family == .feedforward { loss = try model.string("loss") ?? loss }
         labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
         try model.finish()
-        if let o = try r.child("optimizer") { optimizer = try OptimizerSpec(reading: o) }
-        if let c = try r.child("pruning") {
-            var p = Pruning()
-            p.sparsity = try c.double("sparsity") ?? p.sparsity
-            p.scope = try c.choice("scope") ?? p.scope
-            p.startStep = try c.int("start_step") ?? p.startStep
-            p.endStep = try c.int("end_step") ?? p.endStep
-            p.everySteps = try c.int("every_steps") ?? p.everySteps
-            try c.finish()
-            pruning = p
-        }
-        if let e = try r.child("early_stopping") {
-            var es = EarlyStopping()
-            es.metric = try e.string("metric") ?? es.metric
-            es.patience = try e.int("patience") ?? es.patience
-            try e.finish()
-            earlyStopping = es
-        }
-        if let t = try r.child("teacher") {
-            var teacher = Teacher(model: try t.required("model", t.string))
-            teacher.temperature = try t.double("temperature") ?? teacher.temperature
-            teacher.alpha = try t.double("alpha") ?? teacher.alpha
-            teacher.cache = try t.bool("cache")
-            try t.finish()
-            self.teacher = teacher
-        }
-        if let d = try r.child("distributed") {
-            distributed.overlap = try d.choice("overlap") ?? distributed.overlap
-            distributed.bucketKiB = try d.int("bucket_kib") ?? distributed.bucketKiB
-            distributed.blockRows = try d.int("block_rows") ?? distributed.blockRows
-            distributed.zero = try d.bool("zero") ?? distributed.zero
-            try d.finish()
-        }
-        if let l = try r.child("loader") {
-            var loader = Loader()
-            loader.prefetch = try l.bool("prefetch") ?? loader.prefetch
-            loader.chunkRows = try l.int("chunk_rows") ?? loader.chunkRows
-            try l.finish()
-            self.loader = loader
-        }
+    }
+
+    /// The run's top-level keys: data order, length, checkpoints, folders, threads, emit.
+    private mutating func readRun(_ r: ConfigReader) throws {
         initFrom = try r.string("init_from")
         func intList(_ key: String) throws -> [Int] {
             try (try r.list(key) ?? []).enumerated().map { i, n in
@@ -434,8 +398,6 @@ public struct JobSpec: Codable, Equatable {
         verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
         watchdogSeconds = try r.double("watchdog_seconds") ?? watchdogSeconds
         nonFinite = try r.choice("non_finite") ?? nonFinite
-        try r.finish()
-        try validate()
     }
 
     /// The recommender's architecture resolved against its data: id columns by name (or the
@@ -602,3 +564,70 @@ public enum OverlapMode: String, Codable, CaseIterable { case off, test, thread 
 /// `model.exchange` (recommenders): how embedding gradients travel — `auto` picks by the
 /// measured crossover, `dense` sums whole tables, `sparse` exchanges touched rows.
 public enum EmbeddingExchange: String, Codable, CaseIterable { case auto, dense, sparse }
+
+// Each section reads its own keys, next to where they are declared above; errors name the
+// key path (`ConfigReader`).
+extension JobSpec.RecommenderOptions {
+    init(reading model: ConfigReader) throws {
+        var a = architecture
+        a.userColumn = try model.string("user_column") ?? ""
+        a.itemColumn = try model.string("item_column") ?? ""
+        a.dim = try model.int("embedding_dim") ?? a.dim
+        a.dot = try model.bool("dot") ?? a.dot
+        a.bias = try model.bool("bias") ?? a.bias
+        a.mlp = try JobSpec.parseLayers(try model.list("mlp") ?? [], path: "model.mlp")
+        a.loss = try model.string("loss") ?? a.loss
+        a.negatives = try model.int("negatives") ?? a.negatives
+        a.initStd = try model.double("init_std") ?? a.initStd
+        architecture = a
+        exchange = try model.choice("exchange") ?? exchange
+    }
+}
+
+extension JobSpec.Pruning {
+    init(reading c: ConfigReader) throws {
+        sparsity = try c.double("sparsity") ?? sparsity
+        scope = try c.choice("scope") ?? scope
+        startStep = try c.int("start_step") ?? startStep
+        endStep = try c.int("end_step") ?? endStep
+        everySteps = try c.int("every_steps") ?? everySteps
+        try c.finish()
+    }
+}
+
+extension JobSpec.EarlyStopping {
+    init(reading e: ConfigReader) throws {
+        metric = try e.string("metric") ?? metric
+        patience = try e.int("patience") ?? patience
+        try e.finish()
+    }
+}
+
+extension JobSpec.Teacher {
+    init(reading t: ConfigReader) throws {
+        self.init(model: try t.required("model", t.string))
+        temperature = try t.double("temperature") ?? temperature
+        alpha = try t.double("alpha") ?? alpha
+        cache = try t.bool("cache")
+        try t.finish()
+    }
+}
+
+extension JobSpec.Distributed {
+    init(reading d: ConfigReader) throws {
+        self.init()
+        overlap = try d.choice("overlap") ?? overlap
+        bucketKiB = try d.int("bucket_kib") ?? bucketKiB
+        blockRows = try d.int("block_rows") ?? blockRows
+        zero = try d.bool("zero") ?? zero
+        try d.finish()
+    }
+}
+
+extension JobSpec.Loader {
+    init(reading l: ConfigReader) throws {
+        prefetch = try l.bool("prefetch") ?? prefetch
+        chunkRows = try l.int("chunk_rows") ?? chunkRows
+        try l.finish()
+    }
+}
