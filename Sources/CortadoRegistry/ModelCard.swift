@@ -33,7 +33,6 @@ public enum ModelCard {
         if let t = lineage.teacher { md += "teacher_model: \(yamlString(t.ref ?? t.path))\n" }
         md += license.map { "license: \(yamlString($0))\n" } ?? "license: null  # not given at push (--license)\n"
         md += "deployed_variant: \(metrics.deployed)\n"
-        md += "content_sha256: \(lineage.contentSHA256.isEmpty ? "null" : lineage.contentSHA256)\n"
         md += "metrics:\n"
         var anyMetric = false
         for v in metrics.variants {
@@ -45,7 +44,7 @@ public enum ModelCard {
             }
         }
         for (k, v) in metrics.test.sorted(by: { $0.key < $1.key })
-        where k.hasPrefix("fp32_") && !k.contains("popularity") {
+        where k.hasPrefix("fp32_") && !k.contains("popularity") && !k.contains("_model_") {
             md += "  - {name: \(k.dropFirst(5)), split: test, variant: fp32 (trainer), value: \(f4(v))}\n";
             anyMetric = true
         }

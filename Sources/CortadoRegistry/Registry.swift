@@ -244,7 +244,9 @@ public struct Registry {
         var out = [(label: String, lineage: Lineage?, record: Lineage.ModelRecord?)]()
         var seen = Set<String>()
         var next: (Registry, String, Int, String)? = (self, name, v, "registry://\(name)/\(v)")
-        while let (reg, n, ver, label) = next, !seen.contains(label), out.count < 64 {
+        while let current = next {
+            let (reg, n, ver, label) = current
+            if seen.contains(label) || out.count >= 64 { break }
             seen.insert(label)
             let lin = try reg.lineage(n, ver)
             out.append((label, lin, nil))
@@ -341,7 +343,8 @@ public struct Registry {
         var targets = [(String, Int)]()
         if let only {
             if only.contains("@") || only.contains("/") {
-                targets = [try resolve(only)]
+                let r = try resolve(only)
+                targets = [(r.name, r.version)]
             } else {
                 guard !versions(only).isEmpty else { throw CortadoError.usage("no model '\(only)' in \(root)") }
                 targets = versions(only).map { (only, $0) }

@@ -67,7 +67,9 @@ public enum RunReport {
         }
         if !haveData { note = "the data \(run.job.data) was not found: nothing scored at report time" }
         let reference = run.models.first { $0.recipe == "fp32" } ?? run.models.first
-        if haveData, let reference, (try? ModelFile.load(reference.path).header.recommender) == .some(nil) {
+        let isClassifier =
+            reference.flatMap { try? ModelFile.load($0.path) }.map { $0.header.recommender == nil } ?? false
+        if haveData, isClassifier, let reference {
             evaluation = try Evaluation.classifier(model: reference.path, manifestPath: run.job.data)
         }
         var lineage = [(String, String)]()
@@ -297,7 +299,7 @@ public enum RunReport {
         o += "<text x=\"\(W - R)\" y=\"\(H - 4)\" text-anchor=\"end\">step (epoch)</text>"
         for s in series {
             let pts = zip(s.xs, s.ys).enumerated().filter { $0.element.0.isFinite && $0.element.1.isFinite }
-            let keep = downsample(pts.map(\.element.1))
+            let keep = downsample(pts.map { $0.element.1 })
             let kept = keep.map { pts[$0].element }
             let points = kept.map { "\(num(px($0.0), "%.2f")),\(num(py($0.1), "%.2f"))" }.joined(separator: " ")
             o +=
@@ -364,7 +366,7 @@ public enum RunReport {
         }
         o += "</table></div><div>"
         o += stackedBars(
-            rows: e.classes.enumerated().map { ("\($0)", [e.perClassAccuracy[$0]]) }, parts: ["accuracy"], unit: "",
+            rows: e.classes.indices.map { ("\($0)", [e.perClassAccuracy[$0]]) }, parts: ["accuracy"], unit: "",
             id: "\(id)-per-class")
         return o + "</div></div>"
     }

@@ -182,8 +182,8 @@ struct RegistryVerify: ParsableCommand {
 struct RegistryExport: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        aliases: ["pull"],
-        abstract: "Copy a version (verified) into a model repository folder for cortado-infer serve.")
+        abstract: "Copy a version (verified) into a model repository folder for cortado-infer serve.",
+        aliases: ["pull"])
     @OptionGroup var location: RegistryLocation
     @Argument(help: "NAME@ALIAS or NAME/VERSION.") var model: String
     @Option(name: .out, help: "Model repository folder (OUT/NAME/VERSION/…).") var out: String
