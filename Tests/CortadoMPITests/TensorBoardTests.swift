@@ -21,7 +21,8 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(files.count, 1, "\(files)")
         XCTAssertTrue(files[0].hasPrefix("events.out.tfevents."))
         let job = try String(contentsOfFile: dir + "/run/job.json", encoding: .utf8)
-        XCTAssertFalse(job.contains("\"tensorboard\""), "the default is not encoded: job.json and its hash stay as before")
+        XCTAssertFalse(
+            job.contains("\"tensorboard\""), "the default is not encoded: job.json and its hash stay as before")
 
         let script = """
             import json, sys
