@@ -80,10 +80,16 @@ let package = Package(
                                "CortadoCompress", "CortadoInfer"],
                 path: "Sources/CortadoPipeline"),
 
+        // The model registry over a plain folder: push/list/show/alias/rollback/verify/export,
+        // model cards, lineage, and the self-contained HTML run report (docs/registry.md).
+        .target(name: "CortadoRegistry",
+                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoInfer"],
+                path: "Sources/CortadoRegistry"),
+
         // Tier 5: the executables.
         .executableTarget(name: "cortado",
                           dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoMPI", "CortadoJob",
-                                         "CortadoCompress", "CortadoPipeline", "CortadoONNX",
+                                         "CortadoCompress", "CortadoPipeline", "CortadoONNX", "CortadoRegistry",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/cortado"),
         .executableTarget(name: "cortado-fuzz",
@@ -109,12 +115,13 @@ let package = Package(
         .testTarget(name: "CortadoUnitTests",
                     dependencies: ["CortadoTestSupport", "CortadoCore", "CortadoData", "CortadoModel", "CortadoJob",
                                    "CortadoCompress", "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI",
-                                   "CKernels", "CortadoONNX"],
+                                   "CKernels", "CortadoONNX", "CortadoRegistry"],
                     path: "Tests/CortadoUnitTests"),
         // Real `mpirun -np 2/3` runs of the built binaries, each under a timeout.
         .testTarget(name: "CortadoMPITests",
                     dependencies: ["CortadoTestSupport", "CortadoCore", "CortadoData", "CortadoModel", "CortadoJob",
-                                   "CortadoCompress", "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI"],
+                                   "CortadoCompress", "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI",
+                                   "CortadoRegistry"],
                     path: "Tests/CortadoMPITests"),
         // Job scripts on a real Slurm and the virtual multi-host cluster (cluster/test.sh starts both).
         .testTarget(name: "CortadoClusterTests",

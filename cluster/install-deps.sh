@@ -10,6 +10,7 @@ PACKAGES=(
   zlib1g-dev                      # gunzip of the IDX files
   pkg-config                      # SwiftPM finds MPI/HDF5/OpenBLAS through it
   dataset-fashion-mnist           # the default real data set
+  chromium                        # headless browser: the test that renders `cortado report`
 )
 
 missing=()
@@ -50,4 +51,16 @@ if ! "$VENV/bin/python" -c "import numpy, h5py, onnx, onnxruntime" 2>/dev/null; 
   [ -x "$VENV/bin/python" ] || $SUDO python3 -m venv "$VENV"
   # shellcheck disable=SC2086
   $SUDO "$VENV/bin/python" -m pip install -q $VENV_PACKAGES
+fi
+
+# TensorBoard's own event reader checks the event files cortado-train writes (the TensorBoard
+# test): its own venv, as its protobuf need not agree with onnx's. Installed 2026-12-04 (Python
+# 3.11); CORTADO_TB_VENV_PACKAGES overrides.
+TB_VENV=${CORTADO_TB_VENV:-/opt/cortado-tb-venv}
+TB_VENV_PACKAGES=${CORTADO_TB_VENV_PACKAGES:-"tensorboard==2.21.0"}
+if ! "$TB_VENV/bin/python" -c "from tensorboard.backend.event_processing import event_accumulator" 2>/dev/null; then
+  echo "install-deps: making $TB_VENV with $TB_VENV_PACKAGES (PyPI)" >&2
+  [ -x "$TB_VENV/bin/python" ] || $SUDO python3 -m venv "$TB_VENV"
+  # shellcheck disable=SC2086
+  $SUDO "$TB_VENV/bin/python" -m pip install -q $TB_VENV_PACKAGES
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, from nothing: install dependencies, build (release), prepare Fashion-MNIST,
 # train the MLP on 2 local ranks with mpirun, emit fp32 + int8 models, score the test set with
-# cortado-infer, print the accuracies and the wall time.
+# cortado-infer, push the run to a local registry (./registry) and write its HTML report, print
+# the accuracies, both paths and the wall time.
 #
 # usage: bash cluster/quickstart.sh [extra cortado-train args, e.g. --set epochs=5]
 set -euo pipefail
@@ -28,4 +29,12 @@ for p in fp32 int8; do
     --out runs/fashion-mlp/predictions-$p.csv | sed "s/^/[$p] /"
 done
 ls -l runs/fashion-mlp/model-*.cmodel | awk '{print "model file " $NF ": " $5 " bytes"}'
+
+echo "== registry: push the run to ./registry, write its report"
+# A new version each time (versions are immutable); champion follows the newest push here.
+$BIN/cortado registry push runs/fashion-mlp --name fashion-mlp --registry registry --alias champion \
+  --reason quickstart | tail -n 1
+$BIN/cortado report registry/fashion-mlp --out runs/fashion-mlp/report.html
+echo "registry: $(pwd)/registry/fashion-mlp (use registry://fashion-mlp@champion with --registry registry)"
+echo "report:   $(pwd)/runs/fashion-mlp/report.html"
 echo "== done in $(( $(date +%s) - start )) s"

@@ -32,6 +32,7 @@ import Foundation
 ///       bucket_kib: 256
 ///       block_rows: 512       # dense weight gradients in blocks of this many rows (0: whole)
 ///       zero: false           # ZeRO-1: optimizer state sharded across ranks
+///     tensorboard: true       # RUN_DIR/tb/events.out.tfevents.* on rank 0 (default; false: off)
 ///     loader:                 # optional: how training batches are assembled (see `Loader`)
 ///       prefetch: true        # next batch on a loader thread (default)
 ///       chunk_rows: 0         # 0: the rank's whole share in memory; N: chunks of N rows
@@ -197,6 +198,12 @@ public struct JobSpec: Codable, Equatable {
     }
     /// nil when the spec has no `loader:` section (the defaults; keeps older specs' hashes).
     public var loader: Loader?
+    /// `tensorboard: false` stops rank 0 writing RUN_DIR/tb/events.out.tfevents.* (the
+    /// scalars of metrics.jsonl, for TensorBoard). Stored only when false (nil: on), so the
+    /// canonical JSON and hash of specs without the key are what they were.
+    public var tensorboard: Bool?
+    /// Whether rank 0 writes TensorBoard event files.
+    public var writesTensorBoard: Bool { tensorboard != false }
 
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy" // val_accuracy (higher is better) | val_loss (lower)
@@ -316,6 +323,7 @@ public struct JobSpec: Codable, Equatable {
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
         case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
+        case tensorboard
     }
 
     /// Reads a job spec file, applies `--set` overrides in order, and validates every field.
@@ -398,6 +406,7 @@ public struct JobSpec: Codable, Equatable {
         verifyChecksums = try r.bool("verify_checksums") ?? verifyChecksums
         watchdogSeconds = try r.double("watchdog_seconds") ?? watchdogSeconds
         nonFinite = try r.choice("non_finite") ?? nonFinite
+        if let tb = try r.bool("tensorboard") { tensorboard = tb ? nil : false }
     }
 
     /// The recommender's architecture resolved against its data: id columns by name (or the

@@ -19,6 +19,9 @@ public struct TrainOptions {
     public var probeGradient: String?
     /// Print what each rank would run with (host, cores, BLAS threads, shards, transport) and stop.
     public var dryRun = false
+    /// Registry root for `registry://` references in `init_from` and `teacher.model` (default:
+    /// the CORTADO_REGISTRY environment variable).
+    public var registry: String?
 
     public init(specPath: String) { self.specPath = specPath }
 }
@@ -226,7 +229,12 @@ public final class Trainer {
             for f in existing { unlink(f) }
             unlink((Checkpoint.folder(runDir: runDir) as NSString).appendingPathComponent("latest"))
         }
-        if !options.resume { unlink((runDir as NSString).appendingPathComponent("metrics.jsonl")) }
+        if !options.resume {
+            unlink((runDir as NSString).appendingPathComponent("metrics.jsonl"))
+            unlink((runDir as NSString).appendingPathComponent("summary.json"))
+            // A new run's TensorBoard events replace the old run's (metrics.jsonl does too).
+            try? FileManager.default.removeItem(atPath: (runDir as NSString).appendingPathComponent("tb"))
+        }
         try AtomicFile.write(
             Data(spec.canonicalJSON.utf8),
             to: (runDir as NSString).appendingPathComponent("job.json"))

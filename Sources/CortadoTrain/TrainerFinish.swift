@@ -55,7 +55,16 @@ extension Trainer {
             models = emitted.models
             testMetrics.merge(emitted.metrics) { $1 }
         }
-        return summarize(run, models: models, testMetrics: testMetrics, wallStart: wallStart)
+        let summary = summarize(run, models: models, testMetrics: testMetrics, wallStart: wallStart)
+        if comm.rank == 0 {
+            // The --json line as a file: what `cortado registry push` and `cortado report` read
+            // (throughput, step split and peak RSS per rank, wall time).
+            let path = (run.spec.runDir as NSString).appendingPathComponent("summary.json")
+            do { try AtomicFile.write(try stableJSON(summary, pretty: true), to: path) } catch {
+                log("warning: \(path): \(describe(error))")
+            }
+        }
+        return summary
     }
 
     /// Rank 0: the `emit` model files and their test metrics; a failure takes the abort path

@@ -15,6 +15,21 @@ extension Trainer {
         var spec = try comm.agree("reading job spec") {
             var s = try JobSpec.load(path: options.specPath, overrides: options.overrides)
             if let r = options.runDir { s.runDir = r }
+            // Registry references become the version folder's file path here, once: the
+            // resolved spec (job.json, checkpoints, model metadata) names the immutable file,
+            // which is how a pushed model's lineage finds its parent version.
+            if let f = s.initFrom, ModelReference.isReference(f) {
+                do {
+                    s.initFrom = try ModelReference.path(f, registry: options.registry, preferring: "model-fp32.cmodel")
+                } catch let e as CortadoError {
+                    throw CortadoError(e.kind, "init_from: \(e.message)")
+                }
+            }
+            if let t = s.teacher, ModelReference.isReference(t.model) {
+                do { s.teacher?.model = try ModelReference.path(t.model, registry: options.registry) } catch let e
+                    as CortadoError
+                { throw CortadoError(e.kind, "teacher.model: \(e.message)") }
+            }
             return s
         }
         // Resuming on another world size keeps the *global* batch (batch_size × ranks of the

@@ -11,8 +11,10 @@ struct Infer: ParsableCommand {
         abstract: "Score data with a .cmodel (fp32 or int8): classes for classifiers, top-K items for recommenders.",
         version: cortadoVersion)
 
-    @Argument(help: "Model file (.cmodel).")
+    @Argument(help: "Model file (.cmodel), or a registry reference: registry://NAME@ALIAS, registry://NAME/VERSION.")
     var model: String
+    @Option(help: "Registry folder for registry:// references (default: $CORTADO_REGISTRY).")
+    var registry: String?
     @Option(
         help:
             "Classifier: HDF5 file with /features (and /labels), a raw CSV, or IDX images (*-ubyte[.gz]). Recommender: HDF5 with /categorical (and /targets)."
@@ -47,7 +49,8 @@ struct Infer: ParsableCommand {
     @Option(help: "BLAS threads (default 1; OPENBLAS_NUM_THREADS is ignored so runs compare).")
     var threads = 1
 
-    func run() throws {
+    mutating func run() throws {
+        model = try ModelReference.path(model, registry: registry)
         guard threads > 0 else { throw CortadoError.usage("--threads must be positive, got \(threads)") }
         setBLASThreads(threads)
         if try ModelFile.load(model).header.recommender != nil { return try recommend() }

@@ -37,6 +37,9 @@ struct TrainCommand: ParsableCommand {
     var json = false
     @Flag(help: "Print what each rank sees (host, bound cores, BLAS threads, shards, transport) and exit.")
     var dryRun = false
+    @Option(
+        help: "Registry folder for registry:// references in init_from and teacher.model (default: $CORTADO_REGISTRY).")
+    var registry: String?
     @Option(help: .hidden)
     var probeGradient: String?
 }
@@ -66,6 +69,7 @@ func main() -> Int32 {
     options.json = cmd.json
     options.probeGradient = cmd.probeGradient
     options.dryRun = cmd.dryRun
+    options.registry = cmd.registry
     do {
         let summary = try Trainer(comm: comm, options: options, services: .standard).run()
         if cmd.json, comm.rank == 0, let summary, let data = try? stableJSON(summary, pretty: false) {

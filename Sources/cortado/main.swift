@@ -15,7 +15,10 @@ struct Cortado: ParsableCommand {
         commandName: "cortado",
         abstract: "Cortado's single-process tools: prepare data for cortado-train.",
         version: cortadoVersion,
-        subcommands: [Prepare.self, Inspect.self, Validate.self, Compress.self, Export.self, Bench.self])
+        subcommands: [
+            Prepare.self, Inspect.self, Validate.self, Compress.self, Export.self, Bench.self,
+            RegistryCommand.self, ReportCommand.self
+        ])
 }
 
 struct Prepare: ParsableCommand {
@@ -179,8 +182,13 @@ struct Compress: ParsableCommand {
             batch-1024 throughput, measured by the inference runtime on the manifest's test split.
             """)
 
-    @Argument(help: "An fp32 model file (cortado-train's model-fp32.cmodel) or a training checkpoint (.h5).")
+    @Argument(
+        help:
+            "An fp32 model file (cortado-train's model-fp32.cmodel), a training checkpoint (.h5), or a registry reference (registry://NAME/VERSION/model-fp32.cmodel)."
+    )
     var model: String
+    @Option(help: "Registry folder for registry:// references (default: $CORTADO_REGISTRY).")
+    var registry: String?
     @Option(
         name: .customLong("recipe"),
         help: "A recipe (repeat for several; default: fp32, fp16, int8, prune0.5+int8, prune0.9+int8).")
@@ -194,7 +202,8 @@ struct Compress: ParsableCommand {
     @Option(help: "Also write the table as JSON here.")
     var json: String?
 
-    func run() throws {
+    mutating func run() throws {
+        model = try ModelReference.path(model, registry: registry)
         setBLASThreads(threads)
         let list = try (recipes.isEmpty ? ["fp32", "fp16", "int8", "prune0.5+int8", "prune0.9+int8"] : recipes).map(
             Recipe.init)
@@ -252,11 +261,14 @@ struct ExportONNX: ParsableCommand {
             To check it against cortado-infer's predictions with ONNX Runtime, see \
             docs/inference.md (ONNX export).
             """)
-    @Argument(help: "A classifier model file (.cmodel).") var model: String
+    @Argument(help: "A classifier model file (.cmodel) or a registry reference (registry://NAME@ALIAS).")
+    var model: String
     @Option(name: .out, help: "The ONNX file to write.") var out: String
+    @Option(help: "Registry folder for registry:// references (default: $CORTADO_REGISTRY).")
+    var registry: String?
 
     func run() throws {
-        let s = try ONNXExport.export(model: model, to: out)
+        let s = try ONNXExport.export(model: try ModelReference.path(model, registry: registry), to: out)
         print("wrote \(s.path): \(s.bytes) bytes, opset \(s.opset), \(s.nodes) nodes, \(s.parameters) parameters")
     }
 }

@@ -14,6 +14,9 @@ final class MetricsLogHook: TrainingHook {
     let opt: Optimizer
     let wallStart: Double
     let log: (String) -> Void
+    /// RUN_DIR/tb/events.out.tfevents.* (rank 0, unless `tensorboard: false`): the same
+    /// scalars as metrics.jsonl, by step, written once per epoch.
+    var tensorBoard: TensorBoardWriter?
 
     init(run: RunState, isRoot: Bool, wallStart: Double, log: @escaping (String) -> Void) {
         path = (run.spec.runDir as NSString).appendingPathComponent("metrics.jsonl")
@@ -22,6 +25,12 @@ final class MetricsLogHook: TrainingHook {
         distilling = run.spec.teacher != nil
         logMetrics = run.task.logMetrics
         opt = run.opt
+        if isRoot && run.spec.writesTensorBoard {
+            let dir = (run.spec.runDir as NSString).appendingPathComponent("tb")
+            do { tensorBoard = try TensorBoardWriter(dir: dir) } catch {
+                log("warning: no TensorBoard events: \(describe(error))")
+            }
+        }
     }
 
     func afterEpoch(_ report: EpochReport) -> Bool {
@@ -51,5 +60,15 @@ final class MetricsLogHook: TrainingHook {
         if distilling { line["train_ce"] = report.trainCE }
         for (k, v) in report.validation { line["val_" + k] = v }
         appendLine(path, line)
+        if let tb = tensorBoard {
+            do {
+                try tb.add(
+                    step: step,
+                    scalars: line.filter { $0.key != "step" }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            } catch {
+                log("warning: \(tb.path): \(describe(error)); TensorBoard events stop here")
+                tensorBoard = nil
+            }
+        }
     }
 }
