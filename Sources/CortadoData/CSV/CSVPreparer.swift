@@ -48,169 +48,95 @@ public struct CSVPreparer {
         var firstLine = 1
     }
 
+    /// The schema step's decisions: every column's schema and role, the label column, the task
+    /// and the tokens that mean a missing value.
+    struct TableSchema {
+        var columns: [ColumnInfo]
+        var labelIndex: Int?
+        var regression: Bool
+        var missing: [String]
+    }
+
     public func run(comm: Collective = Solo(), log: (String) -> Void = { _ in }) throws -> DatasetManifest {
         let t0 = monotonicSeconds()
         let folder = OutputFolder(out, overwrite: overwrite)
         try comm.agree("checking options") { try validateOptions() }
-        // ---- header, schema ----
-        var (header, files) = try comm.agree("reading headers") { try readHeaders() }
-        let (columns, labelIndex, regression, missing) = try comm.agree("building the schema") {
-            try buildSchema(header: header, first: files[0])
+        let (header, headerFiles) = try comm.agree("reading headers") { try readHeaders() }
+        let schema = try comm.agree("building the schema") {
+            try buildSchema(header: header, first: headerFiles[0])
         }
-        if comm.rank == 0 {
-            log("schema (save it, edit it, pass it back with --schema):")
-            log("missing_values: [" + missing.map(yamlQuote).joined(separator: ", ") + "]")
-            log("columns:")
-            for c in columns {
-                log(
-                    "  - "
-                        + (c.role == "label"
-                            ? "{name: \(yamlQuote(c.name)), type: \(c.schema.type.rawValue)}   # the label: \(regression ? "regression" : "classification")"
-                            : c.schema.yaml))
-            }
-        }
+        if comm.rank == 0 { logSchema(schema, log: log) }
+        // Rank 0 creates the staging folder; the others take part in the agreement on it.
         if comm.rank == 0 {
             try comm.agree("creating \(folder.staging)") { try folder.begin() }
         } else {
             try comm.agree("creating output") {}
         }
         do {
-            for i in files.indices {
-                let r =
-                    comm.size == 1
-                    ? (files[i].dataStart..<(try fileSize(files[i].path)), files[i].dataLine)
-                    : try csvRankRange(
-                        path: files[i].path, dataStart: files[i].dataStart, dataStartLine: files[i].dataLine, comm: comm
-                    )
-                files[i].range = r.0
-                files[i].firstLine = r.1
-            }
+            let files = try rankRanges(headerFiles, comm: comm)
             let parser = RowParser(
-                columns: columns, labelIndex: labelIndex, regression: regression, missingTokens: missing)
-
-            // ---- pass 1: rows, duplicates, last interactions ----
+                columns: schema.columns, labelIndex: schema.labelIndex, regression: schema.regression,
+                missingTokens: schema.missing)
             // The inputs' SHA-256 (provenance, in the manifest) is computed by rank 0 on a second
             // thread while the passes run.
             let sourceHashes = SourceHashes(comm.rank == 0 ? inputs : [])
             var marks = [("start", monotonicSeconds())]
-            let pass1 = try comm.agree("pass 1 (rows)") {
-                try rowPass(files: files, parser: parser, shareHashes: comm.size > 1)
-            }
-            var keep = pass1.keep
-            var report = CleaningReport()
-            report.rowsRead = pass1.rows
-            if dedup {
-                report.duplicates = try crossRankDuplicates(pass1, keep: &keep, comm: comm) + pass1.localDuplicates
-            }
-            let lastOut = try mergeLastOut(pass1.lastOut, comm: comm)
-            let rowCounts = try comm.agree("counting rows") { () -> [Int] in
-                for (i, n) in pass1.rowsPerFile.enumerated() where n == 0 && comm.size == 1 {
-                    throw CortadoError.data("\(files[i].path): has a header but no data rows")
-                }
-                return pass1.rowsPerFile
-            }
-            let totals = comm.allgather(rowCounts.flatMap { withUnsafeBytes(of: Int64($0)) { Array($0) } })
-            for i in files.indices {
-                let n = totals.reduce(0) { acc, b in
-                    acc + b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
-                }
-                if n == 0 { throw CortadoError.data("\(files[i].path): has a header but no data rows") }
-            }
-
+            let rows = try rowsPhase(files: files, parser: parser, comm: comm)
             marks.append(("rows", monotonicSeconds()))
-            // ---- pass 2: statistics on the training split ----
-            let spill = try comm.agree("opening the spill file") {
-                try SpillFile(path: folder.file(".spill-rank-\(comm.rank)"), width: 2 + parser.columns.count)
-            }
-            var provisional = parser.columns.map { _ in ProvisionalIds() }
-            let partial = try comm.agree("pass 2 (statistics)") {
-                try statsPass(
-                    files: files, parser: parser, keep: keep, lastOut: lastOut, report: &report, spill: spill,
-                    provisional: &provisional)
-            }
-            let merged = try mergeStats(partial, report: report, comm: comm)
-            report = merged.report
-            var finalColumns = try comm.agree("finishing statistics") {
-                try finishColumns(columns, stats: merged, labelIndex: labelIndex, regression: regression)
-            }
-            let classes = regression ? [] : (finalColumns[labelIndex!].vocabulary ?? [])
-            let encoder = RowEncoder(columns: finalColumns)
-            if comm.rank == 0 {
-                log(
-                    "rows: \(report.rowsRead) read, \(report.duplicates) duplicates, dropped \(report.dropped.values.reduce(0, +)); train \(report.rowsWritten["train"] ?? 0), validation \(report.rowsWritten["validation"] ?? 0), test \(report.rowsWritten["test"] ?? 0); \(encoder.featureCount) features"
-                )
-            }
-
+            let stats = try statisticsPhase(
+                files: files, parser: parser, rows: rows, schema: schema, folder: folder, comm: comm)
+            if comm.rank == 0 { log(summaryLine(stats)) }
             marks.append(("statistics", monotonicSeconds()))
-            // ---- pass 3: encode and write ----
-            let plan = try shardPlan(counts: report.rowsWritten)
-            let offsets = globalOffsets(partial.perFile, comm: comm)
-            try comm.agree("creating output files") {
-                if comm.rank == 0 {
-                    try createFiles(
-                        plan: plan, folder: folder, features: encoder.featureCount,
-                        categorical: encoder.categoricalCount, regression: regression)
-                }
-            }
-            // Rows go out in file order, and within a file in rank order: the 1-process order.
-            for f in files.indices {
-                for r in 0..<comm.size {
-                    try comm.agree("pass 3 (writing \(files[f].path), rank \(r)'s rows)") {
-                        if comm.rank == r {
-                            let first = partial.perFile[..<f].reduce(0) { $0 + $1.reduce(0, +) }
-                            try writePass(
-                                spill: spill, records: first..<(first + partial.perFile[f].reduce(0, +)),
-                                provisional: provisional,
-                                labelIndex: labelIndex, encoder: encoder, classes: classes,
-                                plan: plan, offsets: offsets[f], folder: folder, regression: regression)
-                        }
-                    }
-                }
-            }
-
-            spill.discard()
+            let plan = try writePhase(files: files, stats: stats, schema: schema, folder: folder, comm: comm)
+            stats.spill.discard()
             marks.append(("write", monotonicSeconds()))
-            // ---- manifest, then the folder appears ----
-            let manifest = try comm.agree("writing the manifest") { () -> DatasetManifest in
-                var m = DatasetManifest(
-                    name: ((inputs[0] as NSString).lastPathComponent as NSString).deletingPathExtension,
-                    task: regression ? "regression" : "classification", featureShape: [encoder.featureCount],
-                    classes: classes,
-                    splitSeed: seed, transforms: transformLines(finalColumns), statistics: [:], splits: [:],
-                    source: [:],
-                    createdBy: "cortado prepare csv")
-                m.columns = finalColumns
-                m.csv = CSVDialect(
-                    delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: missing)
-                m.cleaning = report
-                m.categoricalColumns = finalColumns.filter { $0.categoricalIndex != nil }.map(\.name)
-                guard comm.rank == 0 else { return m }
-                for (name, shards) in plan {
-                    var entries = [DatasetManifest.ShardFile]()
-                    for s in shards {
-                        entries.append(
-                            .init(path: s.file, rows: s.rows.count, sha256: try SHA256.hex(fileAt: folder.file(s.file)))
-                        )
-                    }
-                    m.splits[name] = .init(rows: shards.reduce(0) { $0 + $1.rows.count }, files: entries)
-                }
-                for (f, h) in try sourceHashes.wait() { m.source[(f as NSString).lastPathComponent] = h }
-                try AtomicFile.write(try stableJSON(m), to: folder.file("manifest.json"))
-                try folder.commit()
-                return m
-            }
-            finalColumns = manifest.columns ?? finalColumns
+            let manifest = try manifestPhase(
+                stats: stats, schema: schema, plan: plan, sourceHashes: sourceHashes, folder: folder, comm: comm)
             marks.append(("checksums+manifest", monotonicSeconds()))
-            let passes = zip(marks.dropFirst(), marks).map { String(format: "%@ %.1fs", $0.0, $0.1 - $1.1) }.joined(
-                separator: ", ")
-            if comm.rank == 0 {
-                log(String(format: "prepared %@ in %.1fs (%@)", folder.final, monotonicSeconds() - t0, passes))
-            }
+            if comm.rank == 0 { log(timingLine(marks, since: t0, folder: folder)) }
             return manifest
         } catch {
             if comm.rank == 0 { folder.abandon() }
             throw error
         }
+    }
+
+    /// Logs the schema as YAML that `--schema` reads back.
+    func logSchema(_ schema: TableSchema, log: (String) -> Void) {
+        log("schema (save it, edit it, pass it back with --schema):")
+        log("missing_values: [" + schema.missing.map(yamlQuote).joined(separator: ", ") + "]")
+        log("columns:")
+        let task = schema.regression ? "regression" : "classification"
+        for c in schema.columns {
+            log(
+                "  - "
+                    + (c.role == "label"
+                        ? "{name: \(yamlQuote(c.name)), type: \(c.schema.type.rawValue)}   # the label: \(task)"
+                        : c.schema.yaml))
+        }
+    }
+
+    /// This rank's byte range of each file and the line it starts at (one process: all of it).
+    func rankRanges(_ headerFiles: [Input], comm: Collective) throws -> [Input] {
+        var files = headerFiles
+        for i in files.indices {
+            let r =
+                comm.size == 1
+                ? (files[i].dataStart..<(try fileSize(files[i].path)), files[i].dataLine)
+                : try csvRankRange(
+                    path: files[i].path, dataStart: files[i].dataStart, dataStartLine: files[i].dataLine, comm: comm
+                )
+            files[i].range = r.0
+            files[i].firstLine = r.1
+        }
+        return files
+    }
+
+    /// `prepared OUT in 12.3s (rows 1.0s, statistics …)`: the time of each phase since the last mark.
+    func timingLine(_ marks: [(String, Double)], since t0: Double, folder: OutputFolder) -> String {
+        let passes = zip(marks.dropFirst(), marks).map { String(format: "%@ %.1fs", $0.0, $0.1 - $1.1) }.joined(
+            separator: ", ")
+        return String(format: "prepared %@ in %.1fs (%@)", folder.final, monotonicSeconds() - t0, passes)
     }
 
     func validateOptions() throws {
@@ -265,7 +191,7 @@ public struct CSVPreparer {
         return (header!, files)
     }
 
-    func buildSchema(header: [String], first: Input) throws -> ([ColumnInfo], Int?, Bool, [String]) {
+    func buildSchema(header: [String], first: Input) throws -> TableSchema {
         let file = try schemaPath.map(SchemaFile.load)
         let missing = file?.missingValues ?? missingValues
         for c in file?.columns ?? [] where !header.contains(c.name) {
@@ -317,10 +243,51 @@ public struct CSVPreparer {
                     "--leave-last-out: column '\(n)' is not in the header (columns: \(header.joined(separator: ", ")))")
             }
         }
-        return (columns, labelIndex, regression, missing)
+        return TableSchema(columns: columns, labelIndex: labelIndex, regression: regression, missing: missing)
     }
 
     // MARK: pass 1
+
+    /// Pass 1's result once ranks have exchanged theirs: which rows are kept (per file, per local
+    /// row), each user's last interactions, and the report so far (rows read, duplicates).
+    struct KeptRows {
+        var keep: [BitFlags]
+        var lastOut: [String: LastTwo]
+        var report = CleaningReport()
+    }
+
+    /// Pass 1 and its exchanges: duplicates across ranks, last interactions, row counts.
+    func rowsPhase(files: [Input], parser: RowParser, comm: Collective) throws -> KeptRows {
+        let pass1 = try comm.agree("pass 1 (rows)") {
+            try rowPass(files: files, parser: parser, shareHashes: comm.size > 1)
+        }
+        var rows = KeptRows(keep: pass1.keep, lastOut: [:])
+        rows.report.rowsRead = pass1.rows
+        if dedup {
+            rows.report.duplicates =
+                try crossRankDuplicates(pass1, keep: &rows.keep, comm: comm) + pass1.localDuplicates
+        }
+        rows.lastOut = try mergeLastOut(pass1.lastOut, comm: comm)
+        try requireDataRows(pass1.rowsPerFile, files: files, comm: comm)
+        return rows
+    }
+
+    /// Fails if a file has no data rows. One process knows at once; ranks add up their counts
+    /// first, since one rank's part of a file may be empty while the file is not.
+    func requireDataRows(_ rowsPerFile: [Int], files: [Input], comm: Collective) throws {
+        func noRows(_ i: Int) -> CortadoError { .data("\(files[i].path): has a header but no data rows") }
+        let rowCounts = try comm.agree("counting rows") { () -> [Int] in
+            for (i, n) in rowsPerFile.enumerated() where n == 0 && comm.size == 1 { throw noRows(i) }
+            return rowsPerFile
+        }
+        let totals = comm.allgather(rowCounts.flatMap { withUnsafeBytes(of: Int64($0)) { Array($0) } })
+        for i in files.indices {
+            let n = totals.reduce(0) { acc, b in
+                acc + b.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+            }
+            if n == 0 { throw noRows(i) }
+        }
+    }
 
     struct RowPass {
         var rows = 0
@@ -492,6 +459,51 @@ public struct CSVPreparer {
     }
 
     // MARK: pass 2
+
+    /// What pass 2 leaves to pass 3 and the manifest.
+    struct Statistics {
+        var spill: SpillFile // this rank's kept rows, in order
+        var provisional: [ProvisionalIds] // per column, this rank's ids of its categories
+        var perFile: [[Int]] // this rank's rows per file and split
+        var report: CleaningReport // of all ranks
+        var columns: [ColumnInfo] // with training statistics and output layout
+        var classes: [String] // empty for regression
+        var encoder: RowEncoder
+    }
+
+    /// Pass 2 and its exchange: training statistics of all ranks, turned into the final columns.
+    func statisticsPhase(
+        files: [Input], parser: RowParser, rows: KeptRows, schema: TableSchema, folder: OutputFolder,
+        comm: Collective
+    ) throws -> Statistics {
+        let spill = try comm.agree("opening the spill file") {
+            try SpillFile(path: folder.file(".spill-rank-\(comm.rank)"), width: 2 + parser.columns.count)
+        }
+        var provisional = parser.columns.map { _ in ProvisionalIds() }
+        var report = rows.report
+        let partial = try comm.agree("pass 2 (statistics)") {
+            try statsPass(
+                files: files, parser: parser, keep: rows.keep, lastOut: rows.lastOut, report: &report, spill: spill,
+                provisional: &provisional)
+        }
+        let merged = try mergeStats(partial, report: report, comm: comm)
+        let columns = try comm.agree("finishing statistics") {
+            try finishColumns(
+                schema.columns, stats: merged, labelIndex: schema.labelIndex, regression: schema.regression)
+        }
+        return Statistics(
+            spill: spill, provisional: provisional, perFile: partial.perFile, report: merged.report, columns: columns,
+            classes: schema.regression ? [] : (columns[schema.labelIndex!].vocabulary ?? []),
+            encoder: RowEncoder(columns: columns))
+    }
+
+    /// `rows: 1000 read, 3 duplicates, dropped 2; train 800, …; 12 features`.
+    func summaryLine(_ stats: Statistics) -> String {
+        let r = stats.report
+        let dropped = r.dropped.values.reduce(0, +)
+        return
+            "rows: \(r.rowsRead) read, \(r.duplicates) duplicates, dropped \(dropped); train \(r.rowsWritten["train"] ?? 0), validation \(r.rowsWritten["validation"] ?? 0), test \(r.rowsWritten["test"] ?? 0); \(stats.encoder.featureCount) features"
+    }
 
     struct Partial: Codable {
         var numeric: [NumericStats] // per column
@@ -684,6 +696,39 @@ public struct CSVPreparer {
 
     // MARK: pass 3
 
+    /// Pass 3: rank 0 creates the shard files, then every rank writes its rows of each file at
+    /// their global offsets. Returns the shard plan.
+    func writePhase(
+        files: [Input], stats: Statistics, schema: TableSchema, folder: OutputFolder, comm: Collective
+    ) throws -> [String: [Shard]] {
+        let plan = try shardPlan(counts: stats.report.rowsWritten)
+        let offsets = globalOffsets(stats.perFile, comm: comm)
+        try comm.agree("creating output files") {
+            if comm.rank == 0 {
+                try createFiles(
+                    plan: plan, folder: folder, features: stats.encoder.featureCount,
+                    categorical: stats.encoder.categoricalCount, regression: schema.regression)
+            }
+        }
+        // Rows go out in file order, and within a file in rank order: the 1-process order.
+        for f in files.indices {
+            for r in 0..<comm.size {
+                try comm.agree("pass 3 (writing \(files[f].path), rank \(r)'s rows)") {
+                    if comm.rank == r {
+                        let first = stats.perFile[..<f].reduce(0) { $0 + $1.reduce(0, +) }
+                        let out = ShardBlocks(
+                            plan: plan, offsets: offsets[f], folder: folder, encoder: stats.encoder,
+                            regression: schema.regression)
+                        try writePass(
+                            records: first..<(first + stats.perFile[f].reduce(0, +)), stats: stats,
+                            labelIndex: schema.labelIndex, to: out)
+                    }
+                }
+            }
+        }
+        return plan
+    }
+
     struct Shard { var file: String; var rows: Range<Int> }
 
     func shardPlan(counts: [String: Int]) throws -> [String: [Shard]] {
@@ -727,96 +772,75 @@ public struct CSVPreparer {
         }
     }
 
-    /// Pass 3: reads this rank's spilled records of one file, encodes them block by block and
-    /// writes each block at its global position.
-    func writePass(
-        spill: SpillFile, records: Range<Int>, provisional: [ProvisionalIds], labelIndex: Int?, encoder: RowEncoder,
-        classes: [String], plan: [String: [Shard]], offsets: [Int], folder: OutputFolder, regression: Bool
-    ) throws {
-        let blockRows = 8192
-        let classId = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+    /// Pass 3 for one file: reads this rank's spilled records of it, maps provisional ids to
+    /// final ones and hands each row to `out`, which encodes and writes it.
+    func writePass(records: Range<Int>, stats: Statistics, labelIndex: Int?, to out: ShardBlocks) throws {
+        let encoder = stats.encoder
+        let classId = Dictionary(uniqueKeysWithValues: stats.classes.enumerated().map { ($1, $0) })
         // Provisional (rank-local) ids → final vocabulary ids, per column; label → class index.
-        let remap: [[Int32]] = provisional.enumerated().map { j, p in p.values.map { Int32(encoder.ids[j][$0] ?? 0) } }
-        let labelRemap: [Int64] = labelIndex.map { provisional[$0].values.map { Int64(classId[$0] ?? 0) } } ?? []
+        let remap: [[Int32]] = stats.provisional.enumerated().map { j, p in
+            p.values.map { Int32(encoder.ids[j][$0] ?? 0) }
+        }
+        let labelRemap: [Int64] =
+            labelIndex.map { stats.provisional[$0].values.map { Int64(classId[$0] ?? 0) } } ?? []
         let n = encoder.columns.count
         var numbers = [Double](repeating: .nan, count: n)
         var ids = [Int32](repeating: -1, count: n)
         let isCategorical = encoder.columns.map { $0.schema.type == .categorical && $0.role == "feature" }
-        final class Block {
-            var features: [Float], categorical: [Int64], labels: [Int64], targets: [Float]
-            var rows = 0, next: Int // rows buffered; global row index of the first
-            init(_ rows: Int, _ f: Int, _ c: Int, next: Int) {
-                features = [Float](repeating: 0, count: rows * f)
-                categorical = [Int64](repeating: 0, count: rows * max(c, 1))
-                labels = [Int64](repeating: 0, count: rows)
-                targets = [Float](repeating: 0, count: rows)
-                self.next = next
-            }
-        }
-        let blocks = offsets.map { Block(blockRows, encoder.featureCount, encoder.categoricalCount, next: $0) }
-        var open = [String: HDF5File]()
-        func flush(_ s: Int) throws {
-            let b = blocks[s]
-            guard b.rows > 0 else { return }
-            var done = 0
-            for shard in plan[Self.splitNames[s]]! where shard.rows.overlaps(b.next..<(b.next + b.rows)) {
-                let lo = max(shard.rows.lowerBound, b.next + done), hi = min(shard.rows.upperBound, b.next + b.rows)
-                guard lo < hi else { continue }
-                let h5 = try open[shard.file] ?? HDF5File.openForWriting(folder.file(shard.file))
-                open[shard.file] = h5
-                let k = lo - b.next, n = hi - lo, at = lo - shard.rows.lowerBound
-                try b.features.withUnsafeBytes {
-                    try h5.writeRows(
-                        "features", start: at, count: n, dtype: .float32,
-                        from: $0.baseAddress! + k * encoder.featureCount * 4)
-                }
-                if regression {
-                    try b.targets.withUnsafeBytes {
-                        try h5.writeRows("targets", start: at, count: n, dtype: .float32, from: $0.baseAddress! + k * 4)
-                    }
-                } else {
-                    try b.labels.withUnsafeBytes {
-                        try h5.writeRows("labels", start: at, count: n, dtype: .int64, from: $0.baseAddress! + k * 8)
-                    }
-                }
-                if encoder.categoricalCount > 0 {
-                    try b.categorical.withUnsafeBytes {
-                        try h5.writeRows(
-                            "categorical", start: at, count: n, dtype: .int64,
-                            from: $0.baseAddress! + k * encoder.categoricalCount * 8)
-                    }
-                }
-                done += n
-            }
-            b.next += b.rows
-            b.rows = 0
-        }
-        try spill.read(from: records.lowerBound, count: records.count) { rec in
-            let s = Int(rec[0])
-            let b = blocks[s]
-            let i = b.rows
+        try stats.spill.read(from: records.lowerBound, count: records.count) { rec in
             for j in 0..<n {
                 let v = rec[2 + j]
                 if isCategorical[j] { ids[j] = v < 0 ? -1 : remap[j][Int(v)] } else { numbers[j] = v }
             }
-            numbers.withUnsafeBufferPointer { nums in
-                ids.withUnsafeBufferPointer { cats in
-                    b.features.withUnsafeMutableBufferPointer { f in
-                        b.categorical.withUnsafeMutableBufferPointer { c in
-                            encoder.encode(
-                                numbers: nums.baseAddress!, ids: cats.baseAddress!,
-                                features: f.baseAddress! + i * encoder.featureCount,
-                                categorical: c.baseAddress! + i * encoder.categoricalCount)
-                        }
-                    }
-                }
-            }
-            if regression { b.targets[i] = Float(rec[1]) } else { b.labels[i] = labelRemap[Int(rec[1])] }
-            b.rows += 1
-            if b.rows == blockRows { try flush(s) }
+            let target = out.regression ? Float(rec[1]) : 0
+            let label = out.regression ? 0 : labelRemap[Int(rec[1])]
+            try out.append(split: Int(rec[0]), numbers: numbers, ids: ids, target: target, label: label)
         }
-        for s in 0..<3 { try flush(s) }
-        for h5 in open.values { try h5.flush() }
+        try out.finish()
+    }
+
+    // MARK: manifest
+
+    /// Every rank returns the manifest; rank 0 also lists the shards with their checksums,
+    /// writes it last and publishes the folder.
+    func manifestPhase(
+        stats: Statistics, schema: TableSchema, plan: [String: [Shard]], sourceHashes: SourceHashes,
+        folder: OutputFolder, comm: Collective
+    ) throws -> DatasetManifest {
+        try comm.agree("writing the manifest") { () -> DatasetManifest in
+            var m = describe(stats: stats, schema: schema)
+            guard comm.rank == 0 else { return m }
+            for (name, shards) in plan {
+                var entries = [DatasetManifest.ShardFile]()
+                for s in shards {
+                    entries.append(
+                        .init(path: s.file, rows: s.rows.count, sha256: try SHA256.hex(fileAt: folder.file(s.file)))
+                    )
+                }
+                m.splits[name] = .init(rows: shards.reduce(0) { $0 + $1.rows.count }, files: entries)
+            }
+            for (f, h) in try sourceHashes.wait() { m.source[(f as NSString).lastPathComponent] = h }
+            try AtomicFile.write(try stableJSON(m), to: folder.file("manifest.json"))
+            try folder.commit()
+            return m
+        }
+    }
+
+    /// The manifest without its files: task, columns, transforms, dialect, cleaning report.
+    func describe(stats: Statistics, schema: TableSchema) -> DatasetManifest {
+        var m = DatasetManifest(
+            name: ((inputs[0] as NSString).lastPathComponent as NSString).deletingPathExtension,
+            task: schema.regression ? "regression" : "classification", featureShape: [stats.encoder.featureCount],
+            classes: stats.classes,
+            splitSeed: seed, transforms: transformLines(stats.columns), statistics: [:], splits: [:],
+            source: [:],
+            createdBy: "cortado prepare csv")
+        m.columns = stats.columns
+        m.csv = CSVDialect(
+            delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: schema.missing)
+        m.cleaning = stats.report
+        m.categoricalColumns = stats.columns.filter { $0.categoricalIndex != nil }.map(\.name)
+        return m
     }
 }
 
