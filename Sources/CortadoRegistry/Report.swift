@@ -141,7 +141,14 @@ public enum RunReport {
         return out + "</body></html>\n"
     }
 
+    /// One run's (or version's) part of the page: summary, curves, per-rank step time and
+    /// memory, confusion matrix, compression table, lineage.
     static func body(_ s: Source, id: String) -> String {
+        [summary, curves, perRank, classes, compression, lineage].map { $0(s, id) }.joined()
+    }
+
+    /// The summary table.
+    static func summary(_ s: Source, id: String) -> String {
         var o = "<h2>Summary</h2><table>"
         func row(_ k: String, _ v: String) {
             o += "<tr><th class=\"l\">\(esc(k))</th><td class=\"l\">\(esc(v))</td></tr>"
@@ -154,8 +161,12 @@ public enum RunReport {
         if let x = s.wallSeconds { row("wall time", num(x, "%.1f s")) }
         for (k, v) in s.test.sorted(by: { $0.key < $1.key }) { row("test " + k, num(v, "%.4f")) }
         o += "</table>\n"
+        return o
+    }
 
-        // Curves: every numeric key of metrics.jsonl except bookkeeping, grouped.
+    /// Every numeric key of metrics.jsonl except bookkeeping, grouped into charts.
+    static func curves(_ s: Source, id: String) -> String {
+        var o = ""
         let h = s.history
         let keys = Set(h.flatMap(\.keys))
         let steps = h.map { $0["step"] ?? .nan }, epochs = h.map { $0["epoch"] ?? .nan }
@@ -178,7 +189,12 @@ public enum RunReport {
                 title: title, series: ss, epochs: zip(steps, epochs).map { ($0, $1) }, id: "\(id)-c\(chartIndex)")
             chartIndex += 1
         }
+        return o
+    }
 
+    /// Step-time split and peak RSS per rank, from summary.json.
+    static func perRank(_ s: Source, id: String) -> String {
+        var o = ""
         o += "<h2>Step time by rank (ms/step)</h2>"
         let phases = ["compute", "data", "exchange", "update"].filter { s.stepMsByRank[$0] != nil }
         if phases.isEmpty {
@@ -196,7 +212,12 @@ public enum RunReport {
             : stackedBars(
                 rows: s.peakRSSMiB.enumerated().map { ("rank \($0)", [$1]) }, parts: ["peak RSS"], unit: "MiB",
                 id: "\(id)-rss")
+        return o
+    }
 
+    /// Confusion matrix and per-class accuracy, or the ranking metrics.
+    static func classes(_ s: Source, id: String) -> String {
+        var o = ""
         o += "<h2>Confusion matrix and per-class accuracy (test split)</h2>"
         if let e = s.evaluation {
             o += confusion(e, id: id)
@@ -211,7 +232,12 @@ public enum RunReport {
                     .joined() + "</table>"
             }
         }
+        return o
+    }
 
+    /// The compression table.
+    static func compression(_ s: Source, id: String) -> String {
+        var o = ""
         o += "<h2>Compression</h2>"
         if s.variants.isEmpty {
             o += "<p>No model files.</p>"
@@ -229,7 +255,12 @@ public enum RunReport {
             }
             o += "</table>"
         }
+        return o
+    }
 
+    /// The lineage chain.
+    static func lineage(_ s: Source, id: String) -> String {
+        var o = ""
         o += "<h2>Lineage</h2><ol>"
         for (label, text) in s.lineage { o += "<li><b>\(esc(label))</b>: \(esc(text))</li>" }
         o += "</ol>"
