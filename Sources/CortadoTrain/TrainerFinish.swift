@@ -22,6 +22,8 @@ extension Trainer {
         log(
             "cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)"
         )
+        log("BLAS: \(BLASKernelCheck.summary)")
+        if let w = BLASKernelCheck.status.warning { log("warning: \(w)") }
         log(exchangeSummary(spec: run.spec, task: task, stateMultiple: run.stateMultiple))
         if let teacher = data.teacher { log(teacher.summary) }
         log(
@@ -97,7 +99,8 @@ extension Trainer {
                 ? Double(timing.laterSamples) / max(timing.laterTime, 1e-9) : nil,
             flopsPerSample: run.task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
             wallSeconds: monotonicSeconds() - wallStart,
-            stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank)
+            stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank,
+            blasKernel: BLASKernelCheck.status.kernel, blasKernelAuto: BLASKernelCheck.status.automatic)
         let shownTest =
             run.task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter {
