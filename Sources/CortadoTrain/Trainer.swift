@@ -121,7 +121,9 @@ public final class Trainer {
         logStart(run, data: data, share: share, threads: threads, runtimeBytes: runtimeBytes)
         let hooks = makeHooks(run, pruning: pruning, wallStart: wallStart)
         // ---- the epochs ----
-        try comm.agree("starting the loader") { try task.beginTraining(at: run.step, end: run.totalSteps) }
+        try comm.agree("starting the loader") {
+            try task.beginTraining(at: run.step * run.micro, end: run.totalSteps * run.micro)
+        }
         while run.step < run.totalSteps {
             if try epoch(&run, hooks: hooks) { break }
         }

@@ -27,7 +27,7 @@ extension Trainer {
         log(exchangeSummary(spec: run.spec, task: task, stateMultiple: run.stateMultiple))
         if let teacher = data.teacher { log(teacher.summary) }
         log(
-            "data: \(data.train.rows) training rows (\(share.rows.count) on rank 0), \(run.stepsPerEpoch) steps/epoch of \(run.batch)×\(comm.size), \(run.totalSteps) steps; training rows: \(task.dataSummary)"
+            "data: \(data.train.rows) training rows (\(share.rows.count) on rank 0), \(run.stepsPerEpoch) steps/epoch of \(run.batch)×\(comm.size)\(run.micro > 1 ? " (\(run.micro) micro-batches of \(run.spec.batchSize) per exchange)" : ""), \(run.totalSteps) steps; training rows: \(task.dataSummary)"
         )
         // The runtime is what the process held before loading data (MPI, BLAS, libraries);
         // peak RSS is compared with the other items, which are ours.
