@@ -11,7 +11,7 @@
 # Cortado runs and with OpenBLAS's own pick (CORTADO_BLAS_AUTO=0), and the issue's targets.
 # Writes JSON to $OUT/scaling.json when OUT is set (the device tool), else runs/bench/scaling.json.
 #
-# usage: Benchmarks/scaling.sh [MAX_RANKS (default: the cores)] [EPOCHS (default 3)]
+# usage: Benchmarks/scaling.sh [MAX_RANKS (default: the cores)] [EPOCHS of the MLP runs (default 4)]
 # Here: after `swift build -c release`; PyTorch from $CORTADO_TORCH_VENV, /opt/cortado-torch-venv
 # or python3, skipped with a note when none imports torch; data: Debian's Fashion-MNIST.
 # On the 16-core device machine (../shared/DEVICE.md): carry .device-bundle (bundle.sh) and run
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX=${1:-$(nproc)}
-EPOCHS=${2:-3}
+EPOCHS=${2:-4}
 WORK=${CORTADO_SCALING_WORK:-/tmp/cortado-scaling}
 mkdir -p "$WORK"
 say() { echo "scaling $(date +%T): $*" >&2; }
@@ -121,6 +121,8 @@ print(f'{d["cpu"]}, {d["cores"]} cores; sgemm 1024^3 1 thread: {d["sgemm_cortado
       f'with {d["sgemm_cortado_kernel"].get("kernel")} (auto: {d["sgemm_cortado_kernel"].get("kernel_auto")}); '
       + (f'OpenBLAS\'s own pick {d["sgemm_openblas_pick"].get("kernel")}: {d["sgemm_openblas_pick"]["gflops"]:.1f}'
          if d.get("sgemm_openblas_pick") else ""))
+kernels = sorted({r["summary"].get("blas_kernel") or "?" for r in d["runs"] if r["system"] == "cortado"})
+print(f'cortado-train ran OpenBLAS kernel(s): {", ".join(kernels)}')
 print(f'{"config":10} {"ranks":>5} | {"cortado/s":>10} {"eff":>5} {"compute":>8} {"data":>6} {"exch":>7} {"update":>7} '
       f'| {"torch/s":>9} {"eff":>5} {"t.comp":>7} | {"ratio":>5}')
 summary = {}
