@@ -43,7 +43,7 @@ let package = Package(
                 // checks on those accesses cost more than the parsing (measured with perf).
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // Layers, losses, the parameter/gradient arenas, magnitude pruning, the model file.
-        .target(name: "CortadoModel", dependencies: ["CortadoCore", "COpenBLAS"],
+        .target(name: "CortadoModel", dependencies: ["CortadoCore", "COpenBLAS", "CKernels"],
                 path: "Sources/CortadoModel"),
         // The MPI communicator: the only code that calls MPI (trainer, parallel prepare).
         .target(name: "CortadoMPI", dependencies: ["CortadoCore", "CMPI"], path: "Sources/CortadoMPI"),
@@ -97,7 +97,7 @@ let package = Package(
                           path: "Sources/cortado-fuzz",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .executableTarget(name: "cortado-train",
-                          dependencies: ["CortadoTrain", "CortadoPipeline", "CortadoCore", "CortadoMPI",
+                          dependencies: ["CortadoTrain", "CortadoPipeline", "CortadoCore", "CortadoModel", "CortadoMPI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/cortado-train"),
         .executableTarget(name: "cortado-infer",

@@ -13,6 +13,7 @@ import Foundation
 ///     optimizer: {type: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0,
 ///                 schedule: cosine, warmup_steps: 0}
 ///     batch_size: 64          # per rank
+///     accumulate_steps: 1     # micro-batches of batch_size per exchange and update
 ///     data_partitions: 6      # optional: fixed data order for any world size dividing 6
 ///     epochs: 10
 ///     seed: 42
@@ -63,6 +64,16 @@ public struct JobSpec: Codable, Equatable {
     /// same on every world size that divides it, so a resume on another world size continues
     /// the uninterrupted run's data order (only the summation order changes). Default: ranks.
     public var dataPartitions: Int?
+    /// Gradient accumulation: each optimizer step runs this many micro-batches of
+    /// `batch_size` rows per rank, summing their gradients, then one exchange and one update:
+    /// the same step as a batch `batch_size × accumulate_steps`, with the activation memory
+    /// of `batch_size` and 1/K of the exchanges. Stored as nil when 1, so specs without it
+    /// keep their canonical JSON (and checkpoint hashes).
+    var accumulateStepsKey: Int?
+    public var accumulateSteps: Int {
+        get { accumulateStepsKey ?? 1 }
+        set { accumulateStepsKey = newValue == 1 ? nil : newValue }
+    }
     public var epochs = 1
     public var seed: UInt64 = 42
     public var checkpointEvery = 0 // steps; 0 = only at the end
@@ -319,7 +330,7 @@ public struct JobSpec: Codable, Equatable {
         case version, data, layers, loss, labelSmoothing = "label_smoothing", earlyStopping = "early_stopping",
             optimizer, pruning
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions =
-            "data_partitions", epochs, seed
+            "data_partitions", accumulateStepsKey = "accumulate_steps", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
         case threads, emit, verifyChecksums = "verify_checksums", recommender
         case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
@@ -385,6 +396,7 @@ public struct JobSpec: Codable, Equatable {
         freeze = try intList("freeze")
         batchSize = try r.int("batch_size") ?? batchSize
         dataPartitions = try r.int("data_partitions")
+        accumulateSteps = try r.int("accumulate_steps") ?? 1
         epochs = try r.int("epochs") ?? epochs
         if let s = try r.int("seed") {
             guard s >= 0 else { throw CortadoError.usage("seed: must be non-negative, got \(s)") }
@@ -460,6 +472,11 @@ public struct JobSpec: Codable, Equatable {
         }
         try check(batchSize > 0, "batch_size", "must be positive, got \(batchSize)")
         try check(dataPartitions.map { $0 > 0 } ?? true, "data_partitions", "must be positive")
+        try check(
+            (1...4096).contains(accumulateSteps), "accumulate_steps", "must be in 1...4096, got \(accumulateSteps)")
+        try check(
+            accumulateSteps == 1 || family == .feedforward, "accumulate_steps",
+            "is supported for feed-forward models only (model.type: recommender sums sparse embedding rows per step)")
         try check(epochs > 0, "epochs", "must be positive, got \(epochs)")
         try check(
             checkpointEvery >= 0, "checkpoint.every_steps", "must be 0 (end only) or positive, got \(checkpointEvery)")

@@ -66,7 +66,16 @@ final class ClassifierTask: TrainingTask {
         exchange = GradientExchange(
             comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
             bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop)
-        if mode != .off { net.gradientsReady = { [exchange] in exchange.ready(from: $0) } }
+        if mode != .off { readyHook = { [exchange] in exchange.ready(from: $0) } }
+        net.gradientsReady = readyHook
+    }
+
+    /// The overlapped exchange's hook into backward (nil without overlap); set once, so
+    /// switching it per micro-batch allocates nothing.
+    private var readyHook: ((Int) -> Void)?
+    var exchangeDuringBackward: Bool {
+        get { net.gradientsReady != nil }
+        set { net.gradientsReady = newValue ? readyHook : nil }
     }
 
     /// The loader thread holds the loader, not this task: end it here too (a run that leaves

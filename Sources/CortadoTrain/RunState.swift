@@ -108,7 +108,10 @@ struct RunState {
     var lastVal = [String: Double]()
     var skipped = 0
 
-    var batch: Int { spec.batchSize }
+    /// Rows per optimizer step on each rank: `accumulate_steps` micro-batches of `batch_size`.
+    var batch: Int { spec.batchSize * spec.accumulateSteps }
+    /// Micro-batches per optimizer step (`accumulate_steps`).
+    var micro: Int { spec.accumulateSteps }
 
     init(
         spec: JobSpec, task: TrainingTask, opt: Optimizer, stateMultiple: Int, stepsPerEpoch: Int,
@@ -122,7 +125,9 @@ struct RunState {
         slice = zero?.mine ?? 0..<n
         sliceTrainable = zero?.local(trainable) ?? trainable
         g = task.grads.base
-        invSize = 1 / Float(comm.size)
+        // The accumulated gradient is the sum of `micro` micro-batch means: × 1/micro makes it
+        // the mean over the step's rows, folded into the ranks' average.
+        invSize = 1 / Float(comm.size * spec.accumulateSteps)
         fault = FaultInjection.fromEnvironment(rank: comm.rank)
     }
 }

@@ -55,6 +55,10 @@ public struct TrainSummary: Codable {
     /// a straggler shows as the rank with the most compute and the least exchange, since the
     /// others' exchange time is mostly waiting for it.
     public var stepMillisecondsByRank: [String: [Double]] = [:]
+    /// The OpenBLAS kernel rank 0 ran (`openblas_get_corename`), and whether Cortado's start-up
+    /// check chose it (docs/blas.md); optional so summaries written before them still decode.
+    public var blasKernel: String?
+    public var blasKernelAuto: Bool?
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
@@ -62,6 +66,7 @@ public struct TrainSummary: Codable {
             "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", peakRSSMiB = "peak_rss_mib", wallSeconds =
             "wall_sec"
         case stepMilliseconds = "step_ms", stepMillisecondsByRank = "step_ms_by_rank"
+        case blasKernel = "blas_kernel", blasKernelAuto = "blas_kernel_auto"
     }
 }
 
@@ -119,7 +124,9 @@ public final class Trainer {
         logStart(run, data: data, share: share, threads: threads, runtimeBytes: runtimeBytes)
         let hooks = makeHooks(run, pruning: pruning, wallStart: wallStart)
         // ---- the epochs ----
-        try comm.agree("starting the loader") { try task.beginTraining(at: run.step, end: run.totalSteps) }
+        try comm.agree("starting the loader") {
+            try task.beginTraining(at: run.step * run.micro, end: run.totalSteps * run.micro)
+        }
         while run.step < run.totalSteps {
             if try epoch(&run, hooks: hooks) { break }
         }
@@ -197,6 +204,8 @@ public final class Trainer {
             let transport = r == 0 ? "-" : (hosts[r] == hosts[0] ? "shared memory (vader)" : "tcp") + btl
             log(pad(String(r), 6) + pad(f[0], 14) + pad(f[1], 14) + pad(f[2], 14) + pad(transport, 24) + f[3])
         }
+        log("BLAS: \(BLASKernelCheck.summary)")
+        if let w = BLASKernelCheck.status.warning { log("warning: \(w)") }
         let perHost = Dictionary(grouping: hosts, by: { $0 }).mapValues(\.count)
         for (h, n) in perHost.sorted(by: { $0.key < $1.key }) where n * threads > cores {
             log("warning: \(h): \(n) ranks × \(threads) BLAS threads exceed its \(cores) cores")

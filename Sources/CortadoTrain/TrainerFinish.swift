@@ -22,10 +22,12 @@ extension Trainer {
         log(
             "cortado-train \(cortadoVersion): \(comm.size) ranks, \(threads) BLAS thread(s)/rank, model \(task.summary) (\(n) parameters)"
         )
+        log("BLAS: \(BLASKernelCheck.summary)")
+        if let w = BLASKernelCheck.status.warning { log("warning: \(w)") }
         log(exchangeSummary(spec: run.spec, task: task, stateMultiple: run.stateMultiple))
         if let teacher = data.teacher { log(teacher.summary) }
         log(
-            "data: \(data.train.rows) training rows (\(share.rows.count) on rank 0), \(run.stepsPerEpoch) steps/epoch of \(run.batch)×\(comm.size), \(run.totalSteps) steps; training rows: \(task.dataSummary)"
+            "data: \(data.train.rows) training rows (\(share.rows.count) on rank 0), \(run.stepsPerEpoch) steps/epoch of \(run.batch)×\(comm.size)\(run.micro > 1 ? " (\(run.micro) micro-batches of \(run.spec.batchSize) per exchange)" : ""), \(run.totalSteps) steps; training rows: \(task.dataSummary)"
         )
         // The runtime is what the process held before loading data (MPI, BLAS, libraries);
         // peak RSS is compared with the other items, which are ours.
@@ -106,7 +108,8 @@ extension Trainer {
                 ? Double(timing.laterSamples) / max(timing.laterTime, 1e-9) : nil,
             flopsPerSample: run.task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
             wallSeconds: monotonicSeconds() - wallStart,
-            stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank)
+            stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank,
+            blasKernel: BLASKernelCheck.status.kernel, blasKernelAuto: BLASKernelCheck.status.automatic)
         let shownTest =
             run.task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter {

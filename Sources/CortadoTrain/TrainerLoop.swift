@@ -125,15 +125,24 @@ extension Trainer {
         hooks.enter(.compute, step: step)
         task.grads.zero()
         let tStep = monotonicSeconds()
-        let r = task.trainStep(step: step)
-        var localLoss = Float(r.lossSum)
+        // accumulate_steps micro-batches, their gradients summed in the arena (backward
+        // accumulates); an overlapped exchange rides along the last one's backward only.
+        var lossSum = 0.0, hardLossSum = 0.0, correct = 0
+        for j in 0..<run.micro {
+            task.exchangeDuringBackward = j == run.micro - 1
+            let r = task.trainStep(step: step * run.micro + j)
+            lossSum += r.lossSum
+            hardLossSum += task.hardLossSum ?? r.lossSum
+            correct += r.correct
+        }
+        var localLoss = Float(lossSum)
         let failure = localFailure(run, step: step, epoch: epoch, loss: &localLoss)
         // Status slots, folded into the same exchange as the gradients.
         g[n + StatusSlot.loss] = localLoss
-        g[n + StatusSlot.correct] = Float(r.correct)
+        g[n + StatusSlot.correct] = Float(correct)
         g[n + StatusSlot.stopRequests] = Preemption.requested ? 1 : 0
         g[n + StatusSlot.failures] = failure == nil ? 0 : 1
-        g[n + StatusSlot.hardLoss] = Float(task.hardLossSum ?? r.lossSum)
+        g[n + StatusSlot.hardLoss] = Float(hardLossSum)
         let tExchange = monotonicSeconds()
         hooks.enter(.exchange, step: step)
         if let zero { zero.exchange(g, extras: StatusSlot.count) } else { task.exchangeGradients() }

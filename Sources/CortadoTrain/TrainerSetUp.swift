@@ -135,11 +135,13 @@ extension Trainer {
         // wrongly and the job hangs: all use the smallest partition's count; each partition's
         // remainder rows (< its batch + 1) are left out of that epoch (a different set each
         // epoch, since the order is reshuffled).
-        let stepsPerEpoch = comm.allreduceMin(share.parts.map { $0.count / share.partBatch }.min()!)
+        // With accumulate_steps K a step takes K micro-batches: the epoch has 1/K as many steps.
+        let K = spec.accumulateSteps
+        let stepsPerEpoch = comm.allreduceMin(share.parts.map { $0.count / share.partBatch }.min()!) / K
         try comm.agree("checking the batch") {
             if stepsPerEpoch == 0 {
                 throw CortadoError.usage(
-                    "batch_size \(B) is larger than a rank's share of the \(rows) training rows (\(rows / comm.size)); use fewer ranks or a smaller batch"
+                    "batch_size \(B)\(K > 1 ? " × accumulate_steps \(K)" : "") is larger than a rank's share of the \(rows) training rows (\(rows / comm.size)); use fewer ranks or a smaller batch"
                 )
             }
         }
@@ -182,12 +184,15 @@ extension Trainer {
             )
         }
         HDF5File.releaseFreeMemory() // read buffers, checksum chunks: not held into training
+        // The task sees micro-batches: K per step, micro-step s·K + j of step s. Its rows are
+        // those a batch of B·K takes at step s (the plan cuts the same shuffle into B-row pieces).
+        let microSteps = stepsPerEpoch * spec.accumulateSteps
         let plan = EpochPlan(
             seed: spec.seed, parts: share.parts, firstPartition: comm.rank * share.perRank, batch: B,
-            stepsPerEpoch: stepsPerEpoch)
+            stepsPerEpoch: microSteps)
         let context = TaskContext(
             comm: comm, spec: spec, data: data, train: train, validation: val, test: test, share: share,
-            plan: plan, stepsPerEpoch: stepsPerEpoch, log: log)
+            plan: plan, stepsPerEpoch: microSteps, log: log)
         return try comm.agree("building the model") { try taskBuilder(for: spec.family).build(context) }
     }
 

@@ -45,6 +45,9 @@ protocol TrainingTask: AnyObject {
     /// `grads`, which the caller zeroed. Returns the batch's summed loss per example and its
     /// correct count.
     func trainStep(step: Int) -> (lossSum: Double, correct: Int)
+    /// Whether the next `trainStep`'s backward may start the gradient exchange (overlap): off
+    /// for all but the last micro-batch of an accumulated step, whose gradients are not final.
+    var exchangeDuringBackward: Bool { get set }
     /// The last `trainStep`'s summed hard-label cross-entropy when the training loss is
     /// something else (distillation adds a soft term); nil when the loss is just that.
     var hardLossSum: Double? { get }
@@ -70,6 +73,10 @@ protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     var hardLossSum: Double? { nil }
+    var exchangeDuringBackward: Bool {
+        get { true }
+        set {}
+    }
     var backwardCommSeconds: Double { 0 }
     var exchangeDescription: String { "" }
     /// One BLAS pass over the arena: a NaN or Inf anywhere makes the sum non-finite.

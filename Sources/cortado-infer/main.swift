@@ -89,6 +89,7 @@ struct Infer: ParsableCommand {
         let m = try InferenceModel(path: model, sparse: policy)
         let x = try InferenceBench.rows(model: m, input: input, rows: max(sizes.max()!, 1024))
         let r = InferenceBench.run(model: m, x: x, batches: sizes, threads: threads)
+        if !json { print(BLASKernelCheck.summary) }
         print(
             json ? String(decoding: try stableJSON(r, pretty: false), as: UTF8.self) : InferenceBench.text(r),
             terminator: json ? "\n" : "")
@@ -141,6 +142,8 @@ func printJSON(_ object: [String: Any]) {
     print(String(decoding: data, as: UTF8.self))
 }
 
+// Before any BLAS call: may re-execute with a better OpenBLAS kernel (docs/blas.md).
+BLASKernelCheck.run()
 do {
     var command = try Infer.parseAsRoot()
     try command.run()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CortadoCore
 import CortadoMPI
+import CortadoModel
 import CortadoPipeline
 import CortadoTrain
 import Foundation
@@ -50,6 +51,9 @@ func main() -> Int32 {
     // Preemption signals are caught from the first instruction: a SIGUSR1 that a scheduler
     // sends during start-up must become a checkpoint request, not SIGUSR1's default (exit).
     Preemption.install()
+    // Before MPI_Init and any BLAS call: may re-execute this process with a better OpenBLAS
+    // kernel (docs/blas.md). The trainer's start-up lines report it.
+    BLASKernelCheck.run(printWarning: false)
     let comm = Communicator()
     defer { comm.finalize() }
     let cmd: TrainCommand

@@ -323,16 +323,20 @@ struct SGEMM: ParsableCommand {
     func run() throws {
         let (mm, nn, kk) = (m ?? size, n ?? size, k ?? size)
         let g = measureSGEMM(m: mm, n: nn, k: kk, threads: threads, seconds: seconds)
+        let blas = BLASKernelCheck.status
         if json {
             print(
-                #"{"m": \#(mm), "n": \#(nn), "k": \#(kk), "threads": \#(threads), "gflops": \#(String(format: "%.2f", g))}"#
+                #"{"m": \#(mm), "n": \#(nn), "k": \#(kk), "threads": \#(threads), "gflops": \#(String(format: "%.2f", g)), "kernel": "\#(blas.kernel)", "kernel_auto": \#(blas.automatic)}"#
             )
         } else {
             print(String(format: "sgemm %dx%dx%d, %d thread(s): %.1f GFLOP/s", mm, nn, kk, threads, g))
+            print(BLASKernelCheck.summary)
         }
     }
 }
 
+// Before any BLAS call (and MPI_Init under mpirun): may re-execute with a better OpenBLAS kernel.
+BLASKernelCheck.run()
 do {
     var command = try Cortado.parseAsRoot()
     try command.run()

@@ -137,6 +137,22 @@ final class JobSpecTests: XCTestCase {
         XCTAssertTrue(old.distributed.zero)
     }
 
+    /// `accumulate_steps`: 1 by default and then absent from the canonical JSON (checkpoint
+    /// hashes of existing runs stay); other values are encoded and read back; errors name it.
+    func testAccumulateSteps() throws {
+        XCTAssertEqual(try spec(base).accumulateSteps, 1)
+        XCTAssertFalse(try spec(base, ["accumulate_steps=1"]).canonicalJSON.contains("accumulate_steps"))
+        let four = try spec(base, ["accumulate_steps=4"])
+        XCTAssertEqual(four.accumulateSteps, 4)
+        XCTAssertTrue(four.canonicalJSON.contains(#""accumulate_steps":4"#), four.canonicalJSON)
+        let decoded = try JSONDecoder().decode(JobSpec.self, from: Data(four.canonicalJSON.utf8))
+        XCTAssertEqual(decoded.accumulateSteps, 4)
+        expectError(base, ["accumulate_steps=0"], contains: "accumulate_steps: must be in 1...4096, got 0")
+        expectError(
+            "data: d/manifest.json\nmodel: {type: recommender}\n", ["accumulate_steps=2"],
+            contains: "accumulate_steps: is supported for feed-forward models only")
+    }
+
     func testUnknownKeysAndWrongTypesNameTheKey() {
         expectError(base + "\nepoch: 3", contains: "epoch: unknown key")
         expectError(base + "\ncheckpoint: {every: 3}", contains: "checkpoint.every: unknown key")

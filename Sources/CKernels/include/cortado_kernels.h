@@ -72,3 +72,15 @@ typedef void (*cortado_optimizer_kernel)(float *w, const float *g, float *state,
 
 /// The kernel optimizer.c registers under `name` (an optimizer.type), or NULL.
 cortado_optimizer_kernel cortado_optimizer_find(const char *name);
+
+/// CPU feature bits (cortado_cpu_features): the instruction sets OpenBLAS's kernels need, and
+/// the vendor.
+enum {
+    CORTADO_CPU_AVX = 1 << 0, CORTADO_CPU_AVX2 = 1 << 1, CORTADO_CPU_FMA = 1 << 2,
+    CORTADO_CPU_AVX512F = 1 << 3, CORTADO_CPU_AVX512BW = 1 << 4, CORTADO_CPU_AVX512DQ = 1 << 5,
+    CORTADO_CPU_AVX512VL = 1 << 6, CORTADO_CPU_AVX512VNNI = 1 << 7, CORTADO_CPU_AVX512BF16 = 1 << 8,
+    CORTADO_CPU_AMD = 1 << 16, CORTADO_CPU_INTEL = 1 << 17
+};
+
+/// This CPU's features (cpuid, with the OS's register-saving checked), as CORTADO_CPU_* bits.
+unsigned cortado_cpu_features(void);
