@@ -41,7 +41,7 @@ st = m["statistics"]
 per_doc = st["train_ids"] / m["splits"]["train"]["rows"]
 tok_doc = st["train_tokens"] / m["splits"]["train"]["rows"]
 t = s["test"]
-print(f"{d}: test accuracy fp32 {t['accuracy']:.4f} (model file {t.get('fp32_model_accuracy', float('nan')):.4f}), "
+print(f"{d}: test accuracy fp32 {t['fp32_accuracy']:.4f} (model file {t.get('fp32_model_accuracy', float('nan')):.4f}), "
       f"int8 {t.get('int8_model_accuracy', float('nan')):.4f}; steps {s['steps']}, trainer wall {s['wall_sec']:.1f} s "
       f"(mpirun {wall:.1f} s)")
 print(f"  {s['samples_per_sec']:,.0f} documents/s = {s['samples_per_sec'] * tok_doc:,.0f} tokens/s "
