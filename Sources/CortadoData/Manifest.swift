@@ -29,6 +29,9 @@ public struct DatasetManifest: Codable, Equatable {
     public var csv: CSVDialect?
     public var cleaning: CleaningReport?
     public var categoricalColumns: [String]?
+    /// Text data (`cortado prepare text`): tokenizer settings and vocabulary; the splits hold id
+    /// lists (`TextShard`).
+    public var text: TextVocabulary?
 
     public struct Split: Codable, Equatable {
         public var rows: Int
@@ -58,6 +61,7 @@ public struct DatasetManifest: Codable, Equatable {
         case format, formatVersion = "format_version", name, task, featureShape = "feature_shape", classes
         case splitSeed = "split_seed", transforms, statistics, splits, source, createdBy = "created_by"
         case columns, csv, cleaning, categoricalColumns = "categorical_columns"
+        case text
     }
 
     public var featureCount: Int { featureShape.reduce(1, *) }

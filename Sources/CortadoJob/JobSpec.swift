@@ -89,9 +89,39 @@ public struct JobSpec: Codable, Equatable {
     /// checkpoint) or `skip` (no update for that step, on every rank).
     public var nonFinite = NonFinitePolicy.stop
     /// The model family, `model.type`: what the trainer builds and which options apply.
-    public var family: ModelFamily { recommender == nil ? .feedforward : .recommender }
+    public var family: ModelFamily { recommender != nil ? .recommender : text != nil ? .text : .feedforward }
     /// `model.type: recommender` (then `layers` is empty): see `RecommenderOptions`.
     public var recommender: RecommenderOptions?
+    /// `model.type: text` (then `layers` is empty): see `TextOptions`.
+    public var text: TextOptions?
+
+    /// A fastText-style text classifier on id lists from `cortado prepare text`:
+    ///
+    ///     model:
+    ///       type: text
+    ///       embedding_dim: 64
+    ///       layers: []               # hidden head layers; a dense layer of one unit per
+    ///                                # class is appended
+    ///       init_scale: 1.0          # embeddings uniform in ±init_scale/dim
+    ///       exchange: auto           # embedding gradients: auto | dense | sparse
+    public struct TextOptions: Codable, Equatable {
+        public var dim = 64
+        public var hidden: [LayerSpec] = []
+        public var initScale = 1.0
+        public var exchange = EmbeddingExchange.auto
+        enum CodingKeys: String, CodingKey { case dim, hidden, initScale = "init_scale", exchange }
+
+        /// The architecture resolved against the data's vocabulary and classes.
+        public func spec(manifest: DatasetManifest) throws -> TextSpec {
+            guard let v = manifest.text else {
+                throw CortadoError.usage("model.type: text needs data from `cortado prepare text` (no vocabulary)")
+            }
+            var s = TextSpec(rows: v.rows, dim: dim, layers: hidden + [.dense(units: manifest.classes.count)])
+            s.initScale = initScale
+            try s.validate(classes: manifest.classes.count)
+            return s
+        }
+    }
 
     /// The dense gradient exchange of feed-forward models (the recommender has its own).
     public struct Distributed: Codable, Equatable {
@@ -332,7 +362,7 @@ public struct JobSpec: Codable, Equatable {
         case initFrom = "init_from", initExclude = "init_exclude", freeze, batchSize = "batch_size", dataPartitions =
             "data_partitions", accumulateStepsKey = "accumulate_steps", epochs, seed
         case checkpointEvery = "checkpoint_every_steps", checkpointKeep = "checkpoint_keep", runDir = "run_dir"
-        case threads, emit, verifyChecksums = "verify_checksums", recommender
+        case threads, emit, verifyChecksums = "verify_checksums", recommender, text
         case watchdogSeconds = "watchdog_seconds", nonFinite = "non_finite", teacher, distributed, loader
         case tensorboard
     }
@@ -376,6 +406,9 @@ public struct JobSpec: Codable, Equatable {
         case .recommender:
             layers = []
             recommender = try RecommenderOptions(reading: model)
+        case .text:
+            layers = []
+            text = try TextOptions(reading: model)
         }
         labelSmoothing = try model.double("label_smoothing") ?? labelSmoothing
         try model.finish()
@@ -561,6 +594,8 @@ public enum ModelFamily: String, Codable, CaseIterable, CustomStringConvertible 
     case feedforward
     /// Embedding recommenders over (user, item) id pairs (`RecommenderOptions`).
     case recommender
+    /// Embedding-bag text classifiers over id lists (`TextOptions`).
+    case text
 
     public var description: String { rawValue }
     /// Validation metrics `early_stopping.metric` can name.
@@ -568,6 +603,7 @@ public enum ModelFamily: String, Codable, CaseIterable, CustomStringConvertible 
         switch self {
         case .feedforward: ["val_accuracy", "val_loss"]
         case .recommender: ["val_rmse", "val_loss", "val_hr@10", "val_ndcg@10"]
+        case .text: ["val_accuracy", "val_loss"]
         }
     }
     /// Whether a `teacher:` can distill into it (soft targets over classes).
@@ -606,6 +642,17 @@ extension JobSpec.RecommenderOptions {
         a.negatives = try model.int("negatives") ?? a.negatives
         a.initStd = try model.double("init_std") ?? a.initStd
         architecture = a
+        exchange = try model.choice("exchange") ?? exchange
+    }
+}
+
+extension JobSpec.TextOptions {
+    init(reading model: ConfigReader) throws {
+        dim = try model.int("embedding_dim") ?? dim
+        guard dim > 0 else { throw CortadoError.usage("model.embedding_dim: must be positive, got \(dim)") }
+        hidden = try JobSpec.parseLayers(try model.list("layers") ?? [], path: "model.layers")
+        initScale = try model.double("init_scale") ?? initScale
+        guard initScale > 0 else { throw CortadoError.usage("model.init_scale: must be positive") }
         exchange = try model.choice("exchange") ?? exchange
     }
 }

@@ -82,6 +82,9 @@ public struct ModelFile {
         public var metadata: [String: String]
         /// Present for recommenders (then `classes` is empty).
         public var recommender: RecommenderSpec?
+        /// Present for text classifiers (`model` is then the head; the tokenizer and vocabulary
+        /// are the `text` metadata value, a `TextVocabulary` as JSON).
+        public var text: TextSpec?
     }
 
     public let header: Header
@@ -94,7 +97,7 @@ public struct ModelFile {
     public static func write(
         path: String, precision: String, model: ModelSpec, classes: [String],
         tensors: [TensorData],
-        metadata: [String: String], recommender: RecommenderSpec? = nil
+        metadata: [String: String], recommender: RecommenderSpec? = nil, text: TextSpec? = nil
     ) throws {
         var table = [Tensor]()
         var offset = 0
@@ -109,7 +112,7 @@ public struct ModelFile {
         }
         let header = Header(
             precision: precision, model: model, classes: classes, tensors: table, metadata: metadata,
-            recommender: recommender)
+            recommender: recommender, text: text)
         let json = try stableJSON(header, pretty: false)
         var out = Data(magic)
         withUnsafeBytes(of: version.littleEndian) { out.append(contentsOf: $0) }

@@ -28,6 +28,25 @@ public struct PipelineEmitter: ModelEmitter {
         try ModelExport.write(path: path, recipe: recipe, recommender: recommender, params: params, metadata: metadata)
     }
 
+    public func writeText(
+        path: String, recipe: Recipe, text: TextSpec, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String]
+    ) throws {
+        try ModelExport.write(
+            path: path, recipe: recipe, text: text, classes: classes, params: params, metadata: metadata)
+    }
+
+    public func textAccuracy(path: String, testFiles: [String]) throws -> Double {
+        let runtime = try TextModel(path: path)
+        var correct = 0.0, rows = 0
+        for f in testFiles {
+            let s = try runtime.scorePrepared(path: f)
+            correct += (s.accuracy ?? 0) * Double(s.rows)
+            rows += s.rows
+        }
+        return correct / Double(max(rows, 1))
+    }
+
     public func classifierAccuracy(path: String, testFiles: [String], batch: Int) throws -> Double {
         let runtime = try InferenceModel(path: path)
         var correct = 0.0, rows = 0

@@ -15,6 +15,12 @@ public protocol ModelEmitter {
     func writeRecommender(
         path: String, recipe: Recipe, recommender: RecommenderSpec,
         params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws
+    /// Writes a text classifier's file at `path` by `recipe` (`metadata` carries its vocabulary).
+    func writeText(
+        path: String, recipe: Recipe, text: TextSpec, classes: [String],
+        params: UnsafeBufferPointer<Float>, metadata: [String: String]) throws
+    /// Accuracy of the text classifier file at `path` over `testFiles`' id lists and labels.
+    func textAccuracy(path: String, testFiles: [String]) throws -> Double
     /// Accuracy of the classifier file at `path` over `testFiles`, scored as cortado-infer does.
     func classifierAccuracy(path: String, testFiles: [String], batch: Int) throws -> Double
     /// RMSE of the recommender file at `path` over `testFiles`' (user, item, rating) rows.

@@ -139,5 +139,6 @@ func taskBuilder(for family: ModelFamily) -> TaskBuilder.Type {
     switch family {
     case .feedforward: ClassifierTask.self
     case .recommender: RecommenderTask.self
+    case .text: TextTask.self
     }
 }

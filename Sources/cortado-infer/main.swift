@@ -35,6 +35,10 @@ struct Infer: ParsableCommand {
     @Option(
         help: "Recommender: data folder manifest whose interactions are excluded (default: the model's training data).")
     var seen: String?
+    @Option(help: "Text model: the text column of a .tsv/.csv --input (labels from --label-column, if present).")
+    var textColumn = "text"
+    @Option(help: "Text model: the label column of a .tsv/.csv --input.")
+    var labelColumn = "label"
     @Flag(help: "Print JSON instead of text.")
     var json = false
     @Flag(
@@ -53,7 +57,9 @@ struct Infer: ParsableCommand {
         model = try ModelReference.path(model, registry: registry)
         guard threads > 0 else { throw CortadoError.usage("--threads must be positive, got \(threads)") }
         setBLASThreads(threads)
-        if try ModelFile.load(model).header.recommender != nil { return try recommend() }
+        let header = try ModelFile.load(model).header
+        if header.recommender != nil { return try recommend() }
+        if header.text != nil { return try classifyText() }
         guard let policy = InferenceModel.SparsePolicy(rawValue: sparse) else {
             throw CortadoError.usage("--sparse: '\(sparse)' is not auto, always or never")
         }
@@ -93,6 +99,39 @@ struct Infer: ParsableCommand {
         print(
             json ? String(decoding: try stableJSON(r, pretty: false), as: UTF8.self) : InferenceBench.text(r),
             terminator: json ? "\n" : "")
+    }
+
+    /// Text classifier: raw documents (.tsv/.csv/.tab, or lines with optional `__label__X`)
+    /// through the model's own tokenizer, or a prepared split (.h5) by its ids.
+    func classifyText() throws {
+        guard let input else { throw CortadoError.usage("--input: required (documents .tsv/.txt or a prepared .h5)") }
+        let m = try TextModel(path: model, maxBatch: batch)
+        let t0 = monotonicSeconds()
+        let r: (rows: Int, accuracy: Double?)
+        if input.hasSuffix(".h5") {
+            let s = try m.scorePrepared(path: input)
+            r = (s.rows, s.accuracy)
+        } else {
+            let s = try m.scoreRaw(input: input, textColumn: textColumn, labelColumn: labelColumn, output: output)
+            r = (s.rows, s.accuracy)
+        }
+        let seconds = monotonicSeconds() - t0
+        if json {
+            var obj: [String: Any] = [
+                "model": model, "input": input, "precision": m.header.precision, "rows": r.rows,
+                "rows_per_sec": Double(r.rows) / max(seconds, 1e-9)
+            ]
+            obj["accuracy"] = r.accuracy
+            obj["output"] = output
+            printJSON(obj)
+        } else {
+            print(
+                "model \(model) (\(m.header.precision), text: \(m.vocabulary.vocabulary.count) words, dim \(m.spec.dim))"
+            )
+            print(String(format: "scored %d documents in %.3fs", r.rows, seconds))
+            if let a = r.accuracy { print(String(format: "accuracy %.4f", a)) }
+            if let o = output { print("predictions: \(o)") }
+        }
     }
 
     /// Top-K items per user, leaving out what each user already interacted with; or, with

@@ -24,7 +24,10 @@ struct Cortado: ParsableCommand {
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn raw data into HDF5 shards plus manifest.json.",
-        subcommands: [FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self])
+        subcommands: [
+            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self,
+            PrepareText.self
+        ])
 }
 
 struct FashionMNIST: ParsableCommand {
