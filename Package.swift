@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // Reads the MovieLens file out of the RecBole wheel (a zip) without unpacking it.
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // Tier 0: C libraries (Debian packages; see cluster/install-deps.sh), the C kernels and
@@ -28,7 +30,8 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5-serial"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+        // Not "CZlib": ZIPFoundation (reading the MovieLens wheel) defines a module of that name.
+        .systemLibrary(name: "CSystemZlib", path: "Sources/CSystemZlib", pkgConfig: "zlib"),
         // The int8 GEMM and optimizer kernels (portable, AVX2, AVX-512 VNNI; picked at run time).
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Errors, checksums, config reading, deterministic RNG.
@@ -37,7 +40,8 @@ let package = Package(
 
         // Tier 1: data, model, MPI.
         // Step 1: raw data → HDF5 shards + manifest.
-        .target(name: "CortadoData", dependencies: ["CortadoCore", "CHDF5", "CZlib"],
+        .target(name: "CortadoData",
+                dependencies: ["CortadoCore", "CHDF5", "CSystemZlib", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 path: "Sources/CortadoData",
                 // The CSV hot loops touch class state per byte; Swift's run-time exclusivity
                 // checks on those accesses cost more than the parsing (measured with perf).

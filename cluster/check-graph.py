@@ -11,7 +11,7 @@ import argparse, json, os, re, subprocess, sys
 
 # The tiers (docs/architecture.md): dependencies only point to a lower tier.
 TIERS = [
-    {"CMPI", "CHDF5", "COpenBLAS", "CZlib", "CKernels", "CortadoCore"},        # 0: C libraries, core
+    {"CMPI", "CHDF5", "COpenBLAS", "CSystemZlib", "CKernels", "CortadoCore"},        # 0: C libraries, core
     {"CortadoData", "CortadoModel", "CortadoMPI"},                            # 1: data, model, MPI
     {"CortadoJob"},                                                           # 2: spec and formats
     {"CortadoTrain", "CortadoCompress", "CortadoInfer", "CortadoONNX"},       # 3: the steps

@@ -1,0 +1,3 @@
+// zlib, for reading the gzip-compressed IDX files of MNIST-style data sets. Named CSystemZlib
+// because ZIPFoundation (which reads the MovieLens wheel) brings its own module called CZlib.
+#include <zlib.h>

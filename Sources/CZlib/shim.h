@@ -1,2 +1,0 @@
-// zlib, for reading the gzip-compressed IDX files of MNIST-style data sets.
-#include <zlib.h>
