@@ -74,7 +74,8 @@ public struct MovieLensPreparer {
     public static func ratingsText(source: String) throws -> String {
         guard FileManager.default.fileExists(atPath: source) else {
             throw CortadoError.io(
-                "\(source): no such file (cluster/install-deps.sh downloads the RecBole wheel that holds MovieLens-100k)")
+                "\(source): no such file (cluster/install-deps.sh downloads the RecBole wheel that holds MovieLens-100k)"
+            )
         }
         guard source.hasSuffix(".whl") || source.hasSuffix(".zip") else {
             guard let d = FileManager.default.contents(atPath: source) else {
@@ -88,7 +89,8 @@ public struct MovieLensPreparer {
         }
         guard let entry = archive[wheelEntry] else {
             throw CortadoError.data(
-                "\(source): has no \(wheelEntry) (expected the recbole==1.2.1 wheel; cluster/install-deps.sh fetches it)")
+                "\(source): has no \(wheelEntry) (expected the recbole==1.2.1 wheel; cluster/install-deps.sh fetches it)"
+            )
         }
         var bytes = Data(capacity: Int(entry.uncompressedSize))
         do { _ = try archive.extract(entry) { bytes.append($0) } } catch {

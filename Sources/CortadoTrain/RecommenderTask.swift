@@ -97,7 +97,8 @@ final class RecommenderTask: TrainingTask {
         baselines =
             s.loss == "mse"
             ? RatingBaselines(
-                users: s.users, items: s.items, rows: t.rows, user: { t.ids[$0 * k + uc] }, item: { t.ids[$0 * k + ic] },
+                users: s.users, items: s.items, rows: t.rows, user: { t.ids[$0 * k + uc] },
+                item: { t.ids[$0 * k + ic] },
                 rating: { Double(t.targets[$0]) }, reduce: { comm.allreduceSum(&$0) }) : nil
 
         let layout = s.parameterLayout

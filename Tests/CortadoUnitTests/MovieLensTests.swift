@@ -20,12 +20,14 @@ final class MovieLensTests: XCTestCase {
         enum CodingKeys: String, CodingKey {
             case rows, users, users_with_test_row, users_tied_at_latest, split_rows, unseen_items, unseen_users
             case global_mean, test_global_mean_rmse, test_bias_rmse
-            case test_popularity_hr_at_10 = "test_popularity_hr@10", test_popularity_ndcg_at_10 = "test_popularity_ndcg@10"
+            case test_popularity_hr_at_10 = "test_popularity_hr@10", test_popularity_ndcg_at_10 =
+                "test_popularity_ndcg@10"
         }
     }
 
     static let wheel =
-        (ProcessInfo.processInfo.environment["CORTADO_CACHE"] ?? "/var/cache/cortado") + "/recbole-1.2.1-py3-none-any.whl"
+        (ProcessInfo.processInfo.environment["CORTADO_CACHE"] ?? "/var/cache/cortado")
+        + "/recbole-1.2.1-py3-none-any.whl"
 
     func golden() throws -> Golden {
         try JSONDecoder().decode(Golden.self, from: try Support.fixture("golden_movielens.json"))
