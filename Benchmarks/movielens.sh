@@ -48,7 +48,8 @@ for job in dict.fromkeys(r["job"] for r in runs):
         print(f"{job:20} seeds {seeds}: test HR@10 {ms([x['fp32_hr@10'] for x in t])}, NDCG@10 {ms([x['fp32_ndcg@10'] for x in t])}; "
               f"popularity HR@10 {t[0]['popularity_hr@10']:.4f}, NDCG@10 {t[0]['popularity_ndcg@10']:.4f}; "
               f"{steps:.0f} steps, training wall {wall:.1f} s")
-    print(f"{'':20} per seed: " + ", ".join(f"{x.get('fp32_hr@10', x.get('fp32_rmse')):.4f}" for x in t)
+    key = "fp32_rmse" if "fp32_rmse" in t[0] else "fp32_hr@10"
+    print(f"{'':20} per seed {key}: " + ", ".join(f"{x[key]:.4f}" for x in t)
           + f"; unknown test rows {int(t[0]['unknown_rows'])}")
 json.dump({"date": datetime.date.today().isoformat(), "cpu": cpu, "runs": runs}, open(out, "w"), indent=1)
 print("wrote", out)
