@@ -61,7 +61,7 @@ WHEEL_SHA256=9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407
 if ! echo "$WHEEL_SHA256  $WHEEL" | sha256sum -c --status 2>/dev/null; then
   echo "install-deps: downloading recbole==1.2.1 (the wheel only, for MovieLens-100k) to $CACHE" >&2
   $SUDO mkdir -p "$CACHE"
-  rm -f "$WHEEL"
+  $SUDO rm -f "$WHEEL"
   $SUDO python3 -m pip download -q --no-deps --only-binary=:all: recbole==1.2.1 -d "$CACHE"
   echo "$WHEEL_SHA256  $WHEEL" | sha256sum -c --status || {
     echo "install-deps: $WHEEL: SHA-256 is not $WHEEL_SHA256" >&2
