@@ -81,3 +81,20 @@ if ! echo "$TEXT_WHEEL_SHA256  $TEXT_WHEEL" | sha256sum -c --status 2>/dev/null;
     exit 1
   }
 fi
+
+# The real MovieLens-100k ships inside the RecBole wheel (recbole/dataset_example/ml-100k/);
+# `cortado prepare movielens` reads it from the zip, so RecBole itself is never installed
+# (--no-deps). Pinned by version and SHA-256 (computed at download on 2026-12-04).
+CACHE=${CORTADO_CACHE:-/var/cache/cortado}
+WHEEL="$CACHE/recbole-1.2.1-py3-none-any.whl"
+WHEEL_SHA256=9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407
+if ! echo "$WHEEL_SHA256  $WHEEL" | sha256sum -c --status 2>/dev/null; then
+  echo "install-deps: downloading recbole==1.2.1 (the wheel only, for MovieLens-100k) to $CACHE" >&2
+  $SUDO mkdir -p "$CACHE"
+  $SUDO rm -f "$WHEEL"
+  $SUDO python3 -m pip download -q --no-deps --only-binary=:all: recbole==1.2.1 -d "$CACHE"
+  echo "$WHEEL_SHA256  $WHEEL" | sha256sum -c --status || {
+    echo "install-deps: $WHEEL: SHA-256 is not $WHEEL_SHA256" >&2
+    exit 1
+  }
+fi

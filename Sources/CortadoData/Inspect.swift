@@ -48,6 +48,8 @@ public func describeManifest(_ m: DatasetManifest) throws -> String {
             : "; imputed: "
                 + r.imputed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         out += "\n"
+        if let l = r.leaveLastOut { out += l.description + "\n" }
+        if let u = r.unseen, let line = describeUnseen(u) { out += line + "\n" }
     }
     out += "transforms:\n" + m.transforms.map { "  \($0)\n" }.joined()
     return out

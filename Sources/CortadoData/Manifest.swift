@@ -110,9 +110,14 @@ public struct CleaningReport: Codable, Equatable {
     public var dropped: [String: Int] = [:] // reason → rows
     public var duplicates = 0
     public var imputed: [String: Int] = [:] // column → values imputed (all splits)
+    /// How leave-last-out chose each user's held-out rows, ties included (nil: a random split).
+    public var leaveLastOut: LeaveLastOutReport?
+    /// Categorical column → its values seen in validation/test but never in training.
+    public var unseen: [String: UnseenValues]?
 
     enum CodingKeys: String, CodingKey {
         case rowsRead = "rows_read", rowsWritten = "rows_written", dropped, duplicates, imputed
+        case leaveLastOut = "leave_last_out", unseen
     }
 
     public init() {}
@@ -124,6 +129,48 @@ public struct CleaningReport: Codable, Equatable {
         for (k, v) in o.dropped { dropped[k, default: 0] += v }
         for (k, v) in o.imputed { imputed[k, default: 0] += v }
     }
+}
+
+/// Leave-last-out in numbers: how many users there were, how many got a test row, and how many
+/// had two or more rows at their latest time — whose test row the tie rule picked.
+public struct LeaveLastOutReport: Codable, Equatable, CustomStringConvertible {
+    public var user: String
+    public var time: String
+    public var ties: String // a CSVPreparer.TieRule
+    public var users: Int
+    public var usersWithTestRow: Int
+    public var usersTiedAtLatest: Int
+
+    enum CodingKeys: String, CodingKey {
+        case user, time, ties, users, usersWithTestRow = "users_with_test_row"
+        case usersTiedAtLatest = "users_tied_at_latest"
+    }
+
+    public var description: String {
+        let rule = CSVPreparer.TieRule(rawValue: ties)?.explanation ?? ties
+        return
+            "leave-last-out by \(user) and \(time): \(users) users, \(usersWithTestRow) with a test row; \(usersTiedAtLatest) had 2+ rows at their latest time, tie broken by \(rule) (--ties \(ties))"
+    }
+}
+
+/// Values of a categorical column that only validation or test hold: they encode as unknown.
+public struct UnseenValues: Codable, Equatable {
+    public var values = 0
+    public var validationRows = 0
+    public var testRows = 0
+    enum CodingKeys: String, CodingKey {
+        case values, validationRows = "validation_rows", testRows = "test_rows"
+    }
+}
+
+/// One line on the values only validation/test hold, or nil when there are none.
+public func describeUnseen(_ unseen: [String: UnseenValues]) -> String? {
+    let parts = unseen.sorted { $0.key < $1.key }.map { name, u in
+        u.values == 0
+            ? "\(name) none"
+            : "\(name) \(u.values) value(s) in \(u.validationRows) validation and \(u.testRows) test rows"
+    }
+    return "unseen in training (encoded as unknown, id 0): " + parts.joined(separator: "; ")
 }
 
 /// What a model trained on tabular data carries from its manifest to read raw rows.

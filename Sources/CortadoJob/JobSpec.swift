@@ -175,12 +175,17 @@ public struct JobSpec: Codable, Equatable {
     ///       mlp: [{type: dense, units: 64}, {type: relu}, {type: dense, units: 1}]
     ///       loss: mse                # mse (ratings) | bce (implicit, with sampled negatives)
     ///       negatives: 4
+    ///       exclude_seen: true       # negatives avoid the user's training items
     ///       exchange: auto           # embedding gradients: auto | dense | sparse
     public struct RecommenderOptions: Codable, Equatable {
         /// Table sizes are 0 and empty column names mean "the data's first / second id
         /// column" until `recommenderSpec(manifest:)` resolves them against the data.
         public var architecture = RecommenderSpec(userColumn: "", itemColumn: "", users: 0, items: 0, dim: 32)
         public var exchange = EmbeddingExchange.auto
+        /// bce: draw each training negative from the items the user has no training
+        /// interaction with (nil: true; false: uniformly from the catalogue, as the NCF paper).
+        public var excludeSeen: Bool?
+        enum CodingKeys: String, CodingKey { case architecture, exchange, excludeSeen = "exclude_seen" }
     }
 
     /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
@@ -249,6 +254,10 @@ public struct JobSpec: Codable, Equatable {
     public struct EarlyStopping: Codable, Equatable {
         public var metric = "val_accuracy" // val_accuracy (higher is better) | val_loss (lower)
         public var patience = 3
+        /// Compare the mean of the last `smooth` epochs' values instead of the last one (nil or
+        /// 1: no smoothing). A validation hit rate over 943 users moves by ±0.01 from one epoch
+        /// to the next by chance alone; stopping and the kept parameters follow that noise.
+        public var smooth: Int?
     }
 
     /// `optimizer:`. The keys here are those every optimizer shares plus SGD's and Adam's
@@ -536,6 +545,7 @@ public struct JobSpec: Codable, Equatable {
                 metrics.contains(es.metric), "early_stopping.metric",
                 "'\(es.metric)' is not one of \(metrics.joined(separator: ", "))")
             try check(es.patience >= 1, "early_stopping.patience", "must be at least 1")
+            try check((es.smooth ?? 1) >= 1, "early_stopping.smooth", "must be at least 1 (epochs averaged)")
         }
         if let t = teacher {
             try check(
@@ -643,6 +653,7 @@ extension JobSpec.RecommenderOptions {
         a.initStd = try model.double("init_std") ?? a.initStd
         architecture = a
         exchange = try model.choice("exchange") ?? exchange
+        excludeSeen = try model.bool("exclude_seen")
     }
 }
 
@@ -672,6 +683,7 @@ extension JobSpec.EarlyStopping {
     init(reading e: ConfigReader) throws {
         metric = try e.string("metric") ?? metric
         patience = try e.int("patience") ?? patience
+        smooth = try e.int("smooth")
         try e.finish()
     }
 }

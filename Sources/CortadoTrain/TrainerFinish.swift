@@ -50,7 +50,8 @@ extension Trainer {
             spec: run.spec, step: run.step, stepsPerEpoch: run.stepsPerEpoch, task: task, opt: run.opt)
         if run.lastVal.isEmpty { run.lastVal = task.evaluate(.validation) }
         var testMetrics = [String: Double]()
-        for (k, v) in task.evaluate(.test) { testMetrics["fp32_" + k] = v }
+        let reference = Set(task.referenceMetrics)
+        for (k, v) in task.evaluate(.test) { testMetrics[reference.contains(k) ? k : "fp32_" + k] = v }
         var models = [String: String]()
         if comm.rank == 0 {
             let emitted = emitModels(run, manifest: data.manifest)
@@ -113,9 +114,12 @@ extension Trainer {
         let shownTest =
             run.task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter {
-                $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse") || $0.hasPrefix("fp32_popularity")
+                $0.hasSuffix("_model_accuracy") || $0.hasSuffix("_model_rmse")
             }.sorted()
             .map { String(format: "%@ %.4f", $0, testMetrics[$0]!) }
+            + run.task.referenceMetrics.compactMap { k in
+                testMetrics[k].map { k.hasSuffix("_rows") ? "\(k) \(Int($0))" : String(format: "%@ %.4f", k, $0) }
+            }
         log(
             String(
                 format: "done: %d steps, test %@, %.0f samples/s, peak RSS %.0f MiB/rank (max)",

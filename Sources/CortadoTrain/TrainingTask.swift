@@ -29,6 +29,10 @@ protocol TrainingTask: AnyObject {
     var logMetrics: [String] { get }
     /// Training FLOPs per example, for the summary.
     var flopsPerExample: Double { get }
+    /// Keys of `evaluate` that describe the data or a baseline, not the model: the summary
+    /// reports them under their own names (`popularity_hr@10`), not the model file's
+    /// (`fp32_hr@10`), and the closing line shows them.
+    var referenceMetrics: [String] { get }
 
     /// Deterministic initial parameters from the seed (identical on every rank).
     func initialize(seed: UInt64)
@@ -77,6 +81,7 @@ extension TrainingTask {
         get { true }
         set {}
     }
+    var referenceMetrics: [String] { [] }
     var backwardCommSeconds: Double { 0 }
     var exchangeDescription: String { "" }
     /// One BLAS pass over the arena: a NaN or Inf anywhere makes the sum non-finite.

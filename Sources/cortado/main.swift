@@ -25,8 +25,7 @@ struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn raw data into HDF5 shards plus manifest.json.",
         subcommands: [
-            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self,
-            PrepareText.self
+            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self, PrepareText.self, PrepareMovieLens.self
         ])
 }
 
@@ -104,6 +103,8 @@ struct CSV: ParsableCommand {
     @Flag(help: "Keep exact-duplicate rows.") var keepDuplicates = false
     @Option(help: "Interaction data: USER,TIME — each user's last row → test, the one before → validation.")
     var leaveLastOut: String?
+    @Option(help: "Leave-last-out tie rule: file-order (the later row in the file is later) or random (seeded hash).")
+    var ties = CSVPreparer.TieRule.fileOrder
     @Flag(help: "Replace an existing output folder.") var overwrite = false
 
     func run() throws {
@@ -142,6 +143,7 @@ struct CSV: ParsableCommand {
             }
             p.leaveLastOut = (parts[0], parts[1])
         }
+        p.ties = ties
         p.overwrite = overwrite
         let isRoot = comm.rank == 0
         do {

@@ -169,6 +169,47 @@ final class CSVPrepareTests: XCTestCase {
         for (u, v) in times.enumerated() { XCTAssertEqual(v, Double(1000 + u), accuracy: 1e-3) }
     }
 
+    /// Ties at a user's latest time: file order (default) makes the row nearer the end of the
+    /// file the test row; the report counts the tied users; items only held out are counted.
+    func testLeaveLastOutTiesFollowFileOrderAndAreReported() throws {
+        // u0: items a, b at time 9 (tied; b is later in the file) and c at 5. u1: no tie.
+        // u2: e and z tied at 7, e first in the file (e → validation, z → test).
+        let tsv = """
+            user\titem\trating\ttime
+            u0\ta\t1\t9
+            u1\ta\t2\t1
+            u0\tb\t3\t9
+            u0\tc\t4\t5
+            u1\tc\t5\t2
+            u2\te\t1\t7
+            u2\tb\t2\t3
+            u2\tz\t3\t7
+
+            """
+        let schema = """
+            columns:
+              - {name: user, type: categorical, encoding: ids}
+              - {name: item, type: categorical, encoding: ids}
+              - {name: time, type: ignore}
+
+            """
+        let o = try prepare(tsv, label: "rating", schema: schema) {
+            $0.delimiter = UInt8(ascii: "\t")
+            $0.leaveLastOut = ("user", "time")
+            $0.task = "regression"
+        }
+        let r = try XCTUnwrap(o.manifest.cleaning?.leaveLastOut)
+        XCTAssertEqual([r.users, r.usersWithTestRow, r.usersTiedAtLatest], [3, 3, 2])
+        XCTAssertEqual(r.ties, "file-order")
+        // Test rows (ratings): u0 → b (3), u1 → c (5), u2 → z (3).
+        let y = try HDF5File.open(o.dir + "/test.h5").readFloats("targets")
+        XCTAssertEqual(y.sorted(), [3, 3, 5])
+        let unseen = try XCTUnwrap(o.manifest.cleaning?.unseen?["item"])
+        // e (u2's validation row) and z (its test row) never occur in training.
+        XCTAssertEqual([unseen.values, unseen.validationRows, unseen.testRows], [2, 1, 1])
+        XCTAssertEqual(o.manifest.cleaning?.unseen?["user"]?.values, 0)
+    }
+
     // MARK: bad input: one line naming file:line or the column, exit code 2, no output folder
 
     func expectBad(

@@ -178,6 +178,20 @@ final class JobSpecTests: XCTestCase {
         expectError("model: {layers: []}", contains: "data: required")
     }
 
+    /// The shipped recommender jobs: negatives exclude seen items, early stopping smooths over
+    /// 3 epochs; neither key is stored when absent (older specs keep their canonical JSON).
+    func testRecommenderExcludeSeenAndSmoothedEarlyStopping() throws {
+        let ncf = try JobSpec.load(path: Support.repoRoot + "/jobs/recsys-ncf.yaml")
+        XCTAssertEqual(ncf.recommender?.excludeSeen, true)
+        XCTAssertEqual(ncf.earlyStopping?.smooth, 3)
+        let plain = try spec("data: d/manifest.json\nmodel: {type: recommender, loss: bce}\n")
+        XCTAssertNil(plain.recommender?.excludeSeen)
+        XCTAssertFalse(plain.canonicalJSON.contains("exclude_seen"))
+        let off = try spec("data: d/manifest.json\nmodel: {type: recommender, loss: bce, exclude_seen: false}\n")
+        XCTAssertEqual(off.recommender?.excludeSeen, false)
+        expectError(base, ["early_stopping={metric: val_loss, smooth: 0}"], contains: "early_stopping.smooth")
+    }
+
     func testModelShapesAreChecked() throws {
         let s = try spec(base)
         XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {

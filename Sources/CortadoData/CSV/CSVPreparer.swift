@@ -28,6 +28,13 @@ public struct CSVPreparer {
     public var seed: UInt64 = 42
     public var dedup = true
     public var leaveLastOut: (user: String, time: String)?
+    /// Which of a user's rows at the same latest time is "the latest" (leave-last-out).
+    public var ties = TieRule.fileOrder
+    /// Extra provenance for the manifest (name → SHA-256), its name and who made it: `prepare
+    /// movielens` feeds this preparer a file it extracted and records the wheel it came from.
+    public var provenance: [String: String] = [:]
+    public var datasetName: String?
+    public var createdBy = "cortado prepare csv"
     public var overwrite = false
     public var sampleRows = 1000
 
@@ -38,6 +45,22 @@ public struct CSVPreparer {
     }
 
     static let splitNames = ["train", "validation", "test"]
+
+    /// How leave-last-out breaks ties between a user's rows with the same time. Real logs have
+    /// them (MovieLens-100k: 415 of 943 users have 2+ ratings at their latest second), and
+    /// which row becomes the test row changes published numbers, so the rule is explicit and
+    /// reported. `fileOrder`: the row nearer the end of the input is the later one — what a
+    /// stable sort by time does, the common convention. `random`: a hash of the row's content
+    /// seeded by `--seed` (Cortado's rule before the rule was reported).
+    public enum TieRule: String, CaseIterable, Codable, Sendable {
+        case fileOrder = "file-order", random
+        public var explanation: String {
+            switch self {
+            case .fileOrder: "file order (the row nearer the end of the input counts as later)"
+            case .random: "a seeded hash of the row's content"
+            }
+        }
+    }
 
     /// One input file: its header, where its data starts, this rank's byte range.
     struct Input {
@@ -85,7 +108,11 @@ public struct CSVPreparer {
             marks.append(("rows", monotonicSeconds()))
             let stats = try statisticsPhase(
                 files: files, parser: parser, rows: rows, schema: schema, folder: folder, comm: comm)
-            if comm.rank == 0 { log(summaryLine(stats)) }
+            if comm.rank == 0 {
+                log(summaryLine(stats))
+                if let l = stats.report.leaveLastOut { log(l.description) }
+                if let u = stats.report.unseen, let line = describeUnseen(u) { log(line) }
+            }
             marks.append(("statistics", monotonicSeconds()))
             let plan = try writePhase(files: files, stats: stats, schema: schema, folder: folder, comm: comm)
             stats.spill.discard()
@@ -103,7 +130,9 @@ public struct CSVPreparer {
 
     /// Logs the schema as YAML that `--schema` reads back.
     func logSchema(_ schema: TableSchema, log: (String) -> Void) {
-        log("schema (save it, edit it, pass it back with --schema):")
+        log(
+            schemaPath.map { "schema (\($0), with inferred types for the columns it does not list):" }
+                ?? "schema (save it, edit it, pass it back with --schema):")
         log("missing_values: [" + schema.missing.map(yamlQuote).joined(separator: ", ") + "]")
         log("columns:")
         let task = schema.regression ? "regression" : "classification"
@@ -299,13 +328,17 @@ public struct CSVPreparer {
         var lastOut: [String: LastTwo] = [:]
     }
 
-    /// The two latest interactions of a user (by time, then row hash) and how many it has.
+    /// The two latest interactions of a user (by time, then the tie rule's key) and how many
+    /// it has; how many rows share its latest time.
     public struct LastTwo: Codable, Equatable {
         var count = 0
-        var last: [Double] = [] // [time, hash] of the latest
-        var second: [Double] = [] // [time, hash] of the one before
+        var last: [Double] = [] // [time, tie key…] of the latest
+        var second: [Double] = [] // [time, tie key…] of the one before
+        var latestTime = -Double.infinity
+        var atLatest = 0 // rows at latestTime
         mutating func add(_ key: [Double]) {
             count += 1
+            noteTime(key[0], rows: 1)
             if last.isEmpty || last.lexicographicallyPrecedes(key) {
                 second = last
                 last = key
@@ -313,9 +346,20 @@ public struct CSVPreparer {
                 second = key
             }
         }
+        mutating func noteTime(_ t: Double, rows: Int) {
+            if t > latestTime {
+                latestTime = t
+                atLatest = rows
+            } else if t == latestTime {
+                atLatest += rows
+            }
+        }
         mutating func merge(_ o: LastTwo) {
             let c = count + o.count
+            let (t, n) = (latestTime, atLatest)
             for k in [o.last, o.second] where !k.isEmpty { add(k) }
+            (latestTime, atLatest) = (t, n)
+            noteTime(o.latestTime, rows: o.atLatest)
             count = c
         }
     }
@@ -340,7 +384,7 @@ public struct CSVPreparer {
         var seen = HashSet64()
         let userIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.user } }
         let timeIdx = leaveLastOut.flatMap { lo in parser.columns.firstIndex { $0.name == lo.time } }
-        for f in files {
+        for (fi, f) in files.enumerated() {
             let t = try CSVTokenizer(path: f.path, delimiter: delimiter, range: f.range, firstLine: f.firstLine)
             var n = 0
             p.keep.append(BitFlags()); p.keptHashes.append([]); p.keptIndex.append([])
@@ -362,7 +406,7 @@ public struct CSVPreparer {
                         throw CortadoError.data(
                             "\(t.here): column '\(parser.columns[ti].name)': '\(ts)' is not a number (a timestamp)")
                     }
-                    p.lastOut[t.string(u), default: LastTwo()].add([time, Double(h >> 11)])
+                    p.lastOut[t.string(u), default: LastTwo()].add(tieKey(time: time, hash: h, file: fi, t))
                 }
             }
             p.rowsPerFile.append(n)
@@ -439,13 +483,24 @@ public struct CSVPreparer {
         return merged
     }
 
+    /// A row's leave-last-out order key: its time, then the tie rule's key. File order uses
+    /// (file, byte offset of the record), which every rank count computes alike.
+    @inline(__always)
+    func tieKey(time: Double, hash: UInt64, file: Int, _ t: CSVTokenizer) -> [Double] {
+        switch ties {
+        case .fileOrder: [time, Double(file), Double(t.recordOffset)]
+        case .random: [time, Double(hash >> 11)]
+        }
+    }
+
     /// The split of a kept row: leave-last-out by user, or a seeded hash of its content.
-    func splitOf(_ t: CSVTokenizer, hash: UInt64, parser: RowParser, lastOut: [String: LastTwo]) -> Int {
+    func splitOf(_ t: CSVTokenizer, hash: UInt64, file: Int, parser: RowParser, lastOut: [String: LastTwo]) -> Int {
         if let lo = leaveLastOut, let u = parser.columns.firstIndex(where: { $0.name == lo.user }),
             let ti = parser.columns.firstIndex(where: { $0.name == lo.time })
         {
             let info = lastOut[t.string(u)] ?? LastTwo()
-            let key = [Double(t.string(ti).trimmingCharacters(in: .whitespaces)) ?? 0, Double(hash >> 11)]
+            let key = tieKey(
+                time: Double(t.string(ti).trimmingCharacters(in: .whitespaces)) ?? 0, hash: hash, file: file, t)
             if info.count >= 2 && key == info.last { return 2 }
             if info.count >= 3 && key == info.second { return 1 }
             return 0
@@ -491,8 +546,11 @@ public struct CSVPreparer {
             try finishColumns(
                 schema.columns, stats: merged, labelIndex: schema.labelIndex, regression: schema.regression)
         }
+        var mergedReport = merged.report
+        mergedReport.leaveLastOut = leaveLastOutReport(rows.lastOut)
+        mergedReport.unseen = unseenValues(columns, stats: merged)
         return Statistics(
-            spill: spill, provisional: provisional, perFile: partial.perFile, report: merged.report, columns: columns,
+            spill: spill, provisional: provisional, perFile: partial.perFile, report: mergedReport, columns: columns,
             classes: schema.regression ? [] : (columns[schema.labelIndex!].vocabulary ?? []),
             encoder: RowEncoder(columns: columns))
     }
@@ -508,10 +566,13 @@ public struct CSVPreparer {
     struct Partial: Codable {
         var numeric: [NumericStats] // per column
         var categories: [[String: Int]] // per column
+        /// Per column: value → [validation rows, test rows], for every value held out.
+        var heldOut: [[String: [Int]]]
         var missing: [Int] // per column
         init(columns: Int) {
             numeric = Array(repeating: NumericStats(), count: columns)
             categories = Array(repeating: [:], count: columns)
+            heldOut = Array(repeating: [:], count: columns)
             missing = Array(repeating: 0, count: columns)
         }
         var labels: [String: Int] = [:]
@@ -540,7 +601,7 @@ public struct CSVPreparer {
                     dropped[reason, default: 0] += 1
                     continue
                 }
-                try body(fi, row, splitOf(t, hash: rowHash(t), parser: parser, lastOut: lastOut))
+                try body(fi, row, splitOf(t, hash: rowHash(t), file: fi, parser: parser, lastOut: lastOut))
             }
         }
         return dropped
@@ -574,7 +635,11 @@ public struct CSVPreparer {
                     if let v = row.strings[j] {
                         let id = provisional[j].id(v)
                         rec[2 + j] = Double(id)
-                        if s == 0 { provisional[j].trainCounts[Int(id)] += 1 }
+                        if s == 0 {
+                            provisional[j].trainCounts[Int(id)] += 1
+                        } else {
+                            provisional[j].heldOutCounts[2 * Int(id) + s - 1] += 1
+                        }
                     } else {
                         rec[2 + j] = -1
                         if s == 0 { p.missing[j] += 1 }
@@ -587,6 +652,7 @@ public struct CSVPreparer {
         try spill.flush()
         for j in 0..<kinds.count where kinds[j] == .categorical && j != label {
             p.categories[j] = provisional[j].counts
+            p.heldOut[j] = provisional[j].heldOut
         }
         report.imputed = imputed
         report.rowsWritten = p.rowsWritten
@@ -604,6 +670,10 @@ public struct CSVPreparer {
             for j in p.numeric.indices {
                 m.numeric[j].merge(p.numeric[j])
                 for (v, c) in p.categories[j] { m.categories[j][v, default: 0] += c }
+                for (v, c) in p.heldOut[j] {
+                    let sum = m.heldOut[j][v] ?? [0, 0]
+                    m.heldOut[j][v] = [sum[0] + c[0], sum[1] + c[1]]
+                }
                 m.missing[j] += p.missing[j]
             }
             for (l, c) in p.labels { m.labels[l, default: 0] += c }
@@ -679,6 +749,31 @@ public struct CSVPreparer {
             throw CortadoError.usage("no feature columns: every column is the label, ignored or an id")
         }
         return out
+    }
+
+    /// The leave-last-out report from the merged per-user records (the same on every rank).
+    func leaveLastOutReport(_ lastOut: [String: LastTwo]) -> LeaveLastOutReport? {
+        guard let lo = leaveLastOut else { return nil }
+        return LeaveLastOutReport(
+            user: lo.user, time: lo.time, ties: ties.rawValue, users: lastOut.count,
+            usersWithTestRow: lastOut.values.filter { $0.count >= 2 }.count,
+            usersTiedAtLatest: lastOut.values.filter { $0.atLatest >= 2 }.count)
+    }
+
+    /// Values of categorical feature columns that occur in validation or test but never in
+    /// training: they encode as the unknown (id 0 / the "other" slot).
+    func unseenValues(_ columns: [ColumnInfo], stats: Partial) -> [String: UnseenValues]? {
+        var out = [String: UnseenValues]()
+        for (j, c) in columns.enumerated() where c.role == "feature" && c.schema.type == .categorical {
+            var u = UnseenValues()
+            for (v, n) in stats.heldOut[j] where stats.categories[j][v] == nil {
+                u.values += 1
+                u.validationRows += n[0]
+                u.testRows += n[1]
+            }
+            out[c.name] = u
+        }
+        return out.isEmpty ? nil : out
     }
 
     func transformLines(_ columns: [ColumnInfo]) -> [String] {
@@ -820,6 +915,7 @@ public struct CSVPreparer {
                 m.splits[name] = .init(rows: shards.reduce(0) { $0 + $1.rows.count }, files: entries)
             }
             for (f, h) in try sourceHashes.wait() { m.source[(f as NSString).lastPathComponent] = h }
+            m.source.merge(provenance) { $1 }
             try AtomicFile.write(try stableJSON(m), to: folder.file("manifest.json"))
             try folder.commit()
             return m
@@ -829,12 +925,12 @@ public struct CSVPreparer {
     /// The manifest without its files: task, columns, transforms, dialect, cleaning report.
     func describe(stats: Statistics, schema: TableSchema) -> DatasetManifest {
         var m = DatasetManifest(
-            name: ((inputs[0] as NSString).lastPathComponent as NSString).deletingPathExtension,
+            name: datasetName ?? ((inputs[0] as NSString).lastPathComponent as NSString).deletingPathExtension,
             task: schema.regression ? "regression" : "classification", featureShape: [stats.encoder.featureCount],
             classes: stats.classes,
             splitSeed: seed, transforms: transformLines(stats.columns), statistics: [:], splits: [:],
             source: [:],
-            createdBy: "cortado prepare csv")
+            createdBy: createdBy)
         m.columns = stats.columns
         m.csv = CSVDialect(
             delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: schema.missing)

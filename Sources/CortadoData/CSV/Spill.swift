@@ -82,6 +82,7 @@ struct ProvisionalIds {
     var ids: [String: Int32] = [:]
     var values: [String] = []
     var trainCounts: [Int] = []
+    var heldOutCounts: [Int] = [] // (values, 2): validation, test rows of each value
 
     @inline(__always)
     mutating func id(_ v: String) -> Int32 {
@@ -90,7 +91,17 @@ struct ProvisionalIds {
         ids[v] = i
         values.append(v)
         trainCounts.append(0)
+        heldOutCounts += [0, 0]
         return i
+    }
+
+    /// Validation and test rows by value, for the values held out at all.
+    var heldOut: [String: [Int]] {
+        var out = [String: [Int]]()
+        for (i, v) in values.enumerated() where heldOutCounts[2 * i] + heldOutCounts[2 * i + 1] > 0 {
+            out[v] = [heldOutCounts[2 * i], heldOutCounts[2 * i + 1]]
+        }
+        return out
     }
 
     /// Training counts by value (what ranks merge).

@@ -4,7 +4,9 @@ import CortadoModel
 
 /// Early stopping: keeps the best parameters so far (on every rank: they are identical) and
 /// writes them to checkpoints/best.h5; stops when the metric has not improved for `patience`
-/// epochs, and restores the best parameters at the end.
+/// epochs, and restores the best parameters at the end. With `smooth: N` the metric compared
+/// is the mean of the last N epochs', and the parameters kept are those at the end of the best
+/// window.
 final class EarlyStoppingHook: TrainingHook {
     let rule: JobSpec.EarlyStopping
     let task: TrainingTask
@@ -15,6 +17,8 @@ final class EarlyStoppingHook: TrainingHook {
     let writeBest: (Int) -> Void
     let log: (String) -> Void
     var bestScore = -Double.infinity, badEpochs = 0
+    /// The last `smooth` epochs' scores (the window the decision averages).
+    var recent: [Double] = []
 
     init(
         _ rule: JobSpec.EarlyStopping, task: TrainingTask, totalSteps: Int,
@@ -28,7 +32,10 @@ final class EarlyStoppingHook: TrainingHook {
         // Every rank sees the same reduced metric, so all take the same branch.
         let key = String(rule.metric.dropFirst(4)) // "val_…"
         let value = report.validation[key] ?? .nan
-        let score = lowerIsBetter(key) ? -value : value
+        recent.append(lowerIsBetter(key) ? -value : value)
+        if recent.count > max(rule.smooth ?? 1, 1) { recent.removeFirst() }
+        // A NaN metric (no rows) never counts as an improvement.
+        let score = recent.reduce(0, +) / Double(recent.count)
         if score > bestScore {
             bestScore = score
             badEpochs = 0
@@ -37,8 +44,9 @@ final class EarlyStoppingHook: TrainingHook {
         } else {
             badEpochs += 1
             if badEpochs >= rule.patience && report.step < totalSteps {
+                let smoothed = rule.smooth.map { $0 > 1 ? " (mean of \($0) epochs)" : "" } ?? ""
                 log(
-                    "early stopping: \(rule.metric) has not improved for \(badEpochs) epochs; restoring the best parameters"
+                    "early stopping: \(rule.metric)\(smoothed) has not improved for \(badEpochs) epochs; restoring the best parameters"
                 )
                 return true
             }
