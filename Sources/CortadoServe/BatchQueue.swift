@@ -38,18 +38,25 @@ final class BatchJob: @unchecked Sendable {
     private let lock = NSLock()
     private var continuation: CheckedContinuation<(JobOutput, Double), Error>?
     private var finished = false
+    /// The result when it came before the continuation was attached.
+    private var result: Result<(JobOutput, Double), Error>?
 
     init(rows: Int, input: JobInput) {
         self.rows = rows
         self.input = input
     }
 
-    func attach(_ c: CheckedContinuation<(JobOutput, Double), Error>) -> Bool {
+    /// Hands the waiting request's continuation to the job; if the job already finished (a
+    /// fast batch can beat the caller here), resumes it at once with that result.
+    func attach(_ c: CheckedContinuation<(JobOutput, Double), Error>) {
         lock.lock()
-        defer { lock.unlock() }
-        if finished { return false }
+        if let r = result {
+            lock.unlock()
+            c.resume(with: r)
+            return
+        }
         continuation = c
-        return true
+        lock.unlock()
     }
 
     /// Resumes the waiting request once; later calls do nothing. True if this call did it.
@@ -63,6 +70,7 @@ final class BatchJob: @unchecked Sendable {
         finished = true
         let c = continuation
         continuation = nil
+        if c == nil { self.result = result }
         lock.unlock()
         c?.resume(with: result)
         return true
@@ -122,12 +130,7 @@ final class BatchQueue: @unchecked Sendable {
         let job = BatchJob(rows: rows, input: input)
         try enqueue(job)
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { c in
-                if !job.attach(c) {
-                    // Finished (cancelled) before we attached: report what happened.
-                    c.resume(throwing: QueueError.cancelled)
-                }
-            }
+            try await withCheckedThrowingContinuation { c in job.attach(c) }
         } onCancel: {
             job.finish(.failure(QueueError.cancelled))
         }

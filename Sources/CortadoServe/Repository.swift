@@ -7,7 +7,7 @@ import Foundation
 /// How each model version runs: batching, threads, the sparse policy.
 public struct ServeOptions: Sendable {
     public var maxBatch = 64
-    public var maxQueueDelayMicroseconds = 500
+    public var maxQueueDelayMicroseconds = 0
     /// Rows queued per version at most; more gets 503 with Retry-After.
     public var queueRows = 1024
     /// Inference threads per version, each with its own model instance.

@@ -21,7 +21,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-batch-size"), help: "Dynamic batching: rows per batch at most.")
     var maxBatchSize = 64
     @Option(name: .customLong("max-queue-delay-us"), help: "Dynamic batching: how long a batch waits to fill (µs).")
-    var maxQueueDelayUs = 500
+    var maxQueueDelayUs = 0
     @Option(name: .customLong("queue-rows"), help: "Rows queued per model version at most; more get 503 + Retry-After.")
     var queueRows = 1024
     @Option(help: "CPU cores the server may use (default: all).")

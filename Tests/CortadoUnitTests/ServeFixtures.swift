@@ -1,6 +1,7 @@
 import CortadoCompress
 import CortadoCore
 import CortadoData
+import CortadoJob
 import CortadoModel
 import Foundation
 

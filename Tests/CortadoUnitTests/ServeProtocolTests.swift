@@ -79,9 +79,10 @@ final class ServeProtocolTests: XCTestCase {
         error(try s.get("/v2/models/mlp/versions/7"), 404, "no loaded version 7")
         error(
             try s.post("/v2/models/nope/infer", text: ServeFixtures.body(rows: row[...], d: 784, id: "x")), 404, "nope")
-        error(try s.get("/v2/models/..%2F..%2Fetc/ready"), 404, "")
+        error(try s.get("/v2/models/..%2F..%2Fetc/ready"), 404, "not a model name")
         error(try s.post("/v2/models/mlp/infer", text: "{\"inputs\": [}"), 400, "bad JSON")
-        error(try s.post("/v2/models/mlp/infer", text: "{\"id\": 1}"), 400, "inputs")
+        error(try s.post("/v2/models/mlp/infer", text: "{\"id\": \"x\"}"), 400, "inputs")
+        error(try s.post("/v2/models/mlp/infer", text: "{\"id\": 1, \"inputs\": []}"), 400, "id")
         error(
             try s.post(
                 "/v2/models/mlp/infer",
@@ -139,8 +140,11 @@ final class ServeProtocolTests: XCTestCase {
         XCTAssertTrue(metrics.contains("status=\"404\""), "errors are counted by status")
     }
 
-    /// The served probabilities are the bits `cortado-infer` writes for the same rows, int8 and
-    /// fp32, for one request of all rows and for rows sent one by one.
+    /// The served probabilities are the bits `cortado-infer` writes for the same rows in the
+    /// same batch, int8 and fp32: all rows in one request = `--batch 23`, a row alone =
+    /// `--batch 1`. int8 rows do not depend on their batch at all (per-row scales, exact
+    /// integer sums); fp32 rows may differ in the last bits between batch sizes (OpenBLAS picks
+    /// its kernel by the matrix shape), which docs/serving.md says.
     func testPredictionsEqualBatchScoring() throws {
         let s = try s
         var rng = SeededRNG(seed: 9)
@@ -168,13 +172,23 @@ final class ServeProtocolTests: XCTestCase {
             XCTAssertEqual(
                 ServeFixtures.output(all.json, "predicted").map { ($0 as? NSNumber)?.int64Value ?? -1 }, predicted)
             XCTAssertEqual(ServeFixtures.output(all.json, "class").first as? String, "c\(predicted[0])")
+            let single = Self.dir + "/\(model)-pred1.h5"
+            let r1 = try Support.run([
+                Support.product("cortado-infer"), Self.dir + "/models/\(model)/1/model.cmodel", "--input", h5path,
+                "--out", single, "--batch", "1"
+            ])
+            XCTAssertEqual(r1.status, 0, r1.output)
+            let expected1 = try HDF5File.open(single).readFloats("probabilities")
+            if model == "mlp" {
+                XCTAssertEqual(expected1.map(\.bitPattern), expected.map(\.bitPattern), "int8: batch-independent")
+            }
             for i in [0, 7, n - 1] {
                 let one = try s.post(
                     "/v2/models/\(model)/infer",
                     text: ServeFixtures.body(rows: x[(i * d)..<(i * d + d)], d: d, id: "r\(i)"))
                 XCTAssertEqual(
                     ServeFixtures.floats(one.json, "probabilities").map(\.bitPattern),
-                    expected[(i * 10)..<(i * 10 + 10)].map(\.bitPattern), "\(model) row \(i) alone")
+                    expected1[(i * 10)..<(i * 10 + 10)].map(\.bitPattern), "\(model) row \(i) alone")
             }
         }
     }
