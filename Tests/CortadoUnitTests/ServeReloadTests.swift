@@ -137,7 +137,7 @@ final class ServeReloadTests: XCTestCase {
         let dir = Support.scratch("serve-term")
         try ServeFixtures.mlp(dir + "/models/m/1/model.cmodel", recipe: "int8", seed: 1)
         let s = try ServeProcess(
-            models: dir + "/models", args: ["--threads", "1", "--cores", "1", "--max-queue-delay-us", "800000"],
+            models: dir + "/models", args: ["--threads", "1", "--cores", "1", "--max-queue-delay-us", "2000000"],
             scratch: dir)
         final class Box: @unchecked Sendable { var status = 0 }
         let box = Box(), done = DispatchSemaphore(value: 0)
@@ -145,7 +145,13 @@ final class ServeReloadTests: XCTestCase {
             box.status = (try? s.post("/v2/models/m/infer", text: self.body("inflight")).status) ?? -1
             done.signal()
         }
-        usleep(250_000)
+        // SIGTERM once the request waits in the queue (its batch waits 2 s to fill).
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline,
+            !(try s.get("/metrics").text.contains("cortado_serve_queue_rows{model=\"m\",version=\"1\"} 1"))
+        {
+            usleep(20_000)
+        }
         let code = s.stop(timeout: 30)
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         XCTAssertEqual(box.status, 200, "the request in flight finishes")
