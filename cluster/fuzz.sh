@@ -2,7 +2,8 @@
 # Fuzz the parsers of user-supplied files with libFuzzer + AddressSanitizer:
 #   model (.cmodel), manifest (manifest.json), spec (job YAML), checkpoint (HDF5 behind its
 #   whole-file checksum), and checkpoint-body (mutated HDF5 given a valid checksum, so libhdf5
-#   itself is fuzzed: it finds libhdf5 1.10's own bugs, hence not in the default list).
+#   itself is fuzzed: it finds libhdf5 1.10's own bugs, hence not in the default list), and
+#   infer-request (the server's Open Inference Protocol JSON → tensors parser and decoders).
 # Seeds are real files from the repository and a small training run; findings (crash-*,
 # leak-*, timeout-*) land in runs/fuzz/TARGET/ and the script fails if there are any.
 #
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-10000000}
 MAX_SECONDS=${2:-1800}
-TARGETS=${3:-"model manifest spec checkpoint"}
+TARGETS=${3:-"model manifest spec checkpoint infer-request"}
 bash cluster/install-deps.sh >/dev/null
 # libFuzzer instrumentation + AddressSanitizer. SwiftPM gives the executable its own main
 # symbol, so libFuzzer's main is never linked; ours calls LLVMFuzzerRunDriver.
@@ -37,6 +38,10 @@ for t in $TARGETS; do
     manifest) cp $OUT/seed-run/data/manifest.json $OUT/$t/corpus/ ;;
     spec) cp jobs/*.yaml $OUT/$t/corpus/ ;;
     checkpoint|checkpoint-body) $BIN/cortado-fuzz seed-checkpoint $OUT/$t/corpus/seed.h5 >/dev/null ;;
+    infer-request)
+      echo '{"id":"a","inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":[1,2,3,4,5,6,7,8]}]}' > $OUT/$t/corpus/tensor.json
+      echo '{"inputs":[{"name":"input","shape":[1,1,2,2],"datatype":"FP64","data":[[[[0.5,1e-3],[2,"NaN"]]]]}],"outputs":[{"name":"class"}]}' > $OUT/$t/corpus/nested.json
+      echo '{"id":"c","inputs":[{"name":"age","shape":[2],"datatype":"FP64","data":[31,null]},{"name":"color","shape":[2,1],"datatype":"BYTES","data":["red","NA"]}],"parameters":{"top_k":3}}' > $OUT/$t/corpus/columns.json ;;
   esac
   # The model harness strips nothing: the fuzzer's input is the file minus its checksum.
   if [ "$t" = model ]; then for f in $OUT/$t/corpus/*.cmodel; do head -c -32 "$f" > "$f.body" && mv "$f.body" "$f"; done; fi

@@ -1,7 +1,8 @@
 import CortadoCore
 import CortadoData
-import CortadoModel
+import CortadoInfer
 import CortadoJob
+import CortadoModel
 import Foundation
 
 /// Fuzz harnesses for the parsers that read files a user hands us: the model file, the data
@@ -14,6 +15,23 @@ import Foundation
 /// crash the fuzzer found is reproduced and kept as a regression input.
 enum Harness {
     static let target = ProcessInfo.processInfo.environment["CORTADO_FUZZ_TARGET"] ?? "model"
+    static let tensorDecoder = RequestDecoder(inputShape: [1, 2, 2], preprocessingJSON: nil)
+    static let columnDecoder: RequestDecoder = {
+        var age = ColumnInfo(schema: ColumnSchema(name: "age", type: .numeric), role: "feature")
+        age.mean = 40
+        age.std = 10
+        age.offset = 0
+        age.width = 1
+        age.clipRange = [0, 100]
+        var color = ColumnInfo(schema: ColumnSchema(name: "color", type: .categorical), role: "feature")
+        color.vocabulary = ["red", "green"]
+        color.offset = 1
+        color.width = 3
+        let pre = Preprocessing(
+            columns: [age, color], csv: CSVDialect(delimiter: ",", header: true, missingValues: ["", "NA"]))
+        let json = (try? stableJSON(pre, pretty: false)).map { String(decoding: $0, as: UTF8.self) }
+        return RequestDecoder(inputShape: [4], preprocessingJSON: json)
+    }()
 
     static func run(_ target: String, _ data: Data) {
         switch target {
@@ -56,9 +74,17 @@ enum Harness {
             // files. This reaches libhdf5 1.10's own bugs (a use-after-free in H5Aexists on
             // a malformed object header), which the gate keeps from real checkpoints.
             _ = try? Checkpoint.parse(Checkpoint.stamped(data), path: "fuzz.h5")
+        case "infer-request":
+            // The server's request parser (Open Inference Protocol JSON → tensors), then the
+            // decoders behind it: a tensor model [rows, 4] and a model that reads raw CSV
+            // columns through its transforms (numeric, one-hot).
+            guard let r = try? InferRequest.parse(data) else { return }
+            _ = try? Harness.tensorDecoder.features(r)
+            _ = try? Harness.columnDecoder.features(r)
         default:
             fatalError(
-                "CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body)")
+                "CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body, infer-request)"
+            )
         }
     }
 }

@@ -4,12 +4,23 @@ import CortadoInfer
 import CortadoModel
 import Foundation
 
-/// `cortado-infer`: scores data with a model file written by cortado-train. Links no MPI.
-struct Infer: ParsableCommand {
+/// `cortado-infer`: scores data with a model file written by cortado-train (`score`, the
+/// default, so `cortado-infer MODEL --input …` works as it always has) or serves a model
+/// repository over HTTP (`serve`). Links no MPI.
+struct Root: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cortado-infer",
-        abstract: "Score data with a .cmodel (fp32 or int8): classes for classifiers, top-K items for recommenders.",
-        version: cortadoVersion)
+        abstract: "Score data with a .cmodel, or serve a model repository over HTTP (cortado-infer serve --help).",
+        version: cortadoVersion,
+        subcommands: [Infer.self, Serve.self],
+        defaultSubcommand: Infer.self)
+}
+
+/// Scoring: classes for classifiers, top-K items for recommenders.
+struct Infer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "score",
+        abstract: "Score data with a .cmodel (fp32 or int8): classes for classifiers, top-K items for recommenders.")
 
     @Argument(help: "Model file (.cmodel), or a registry reference: registry://NAME@ALIAS, registry://NAME/VERSION.")
     var model: String
@@ -184,11 +195,15 @@ func printJSON(_ object: [String: Any]) {
 // Before any BLAS call: may re-execute with a better OpenBLAS kernel (docs/blas.md).
 BLASKernelCheck.run()
 do {
-    var command = try Infer.parseAsRoot()
-    try command.run()
+    var command = try Root.parseAsRoot()
+    if let serve = command as? Serve {
+        try await serve.serve()
+    } else {
+        try command.run()
+    }
 } catch let e as CortadoError {
     printError("cortado-infer: \(e.message)")
     exit(e.exitCode)
 } catch {
-    Infer.exit(withError: error)
+    Root.exit(withError: error)
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# cortado-infer serve under wrk (not a test): MLP int8 and fp32 and CNN int8, one request = one
+# Fashion-MNIST row, at concurrency 1, 8 and 64 — p50/p99 latency and requests/s — and, in the
+# same run on the same MLP (exported with `cortado export onnx`), FastAPI + uvicorn + ONNX
+# Runtime (Benchmarks/ort_serve.py, pinned versions in a venv this script makes). Also the two
+# baselines the goals are stated against: `cortado-infer --bench` batch-1 p50 and the HTTP round
+# trip of an empty endpoint (GET /v2/health/live) at concurrency 1. Prints a Markdown table.
+#
+# usage: Benchmarks/serve.sh [MLP_RUN_DIR] [CNN_RUN_DIR] [SECONDS=10]
+#   MLP_RUN_DIR: model-fp32/-int8.cmodel (cluster/quickstart.sh writes runs/fashion-mlp)
+#   CNN_RUN_DIR: model-int8.cmodel of jobs/fashion-cnn.yaml; trained briefly when missing
+# The servers and wrk share the machine: on a 2-core machine the numbers are the whole system's
+# (client included), which is what a user of one box sees.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MLP=${1:-runs/fashion-mlp}
+CNN=${2:-runs/bench/serve-cnn}
+SECS=${3:-10}
+CORES=$(nproc)
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+# CORTADO_BIN=DIR uses binaries built elsewhere (no build here).
+BIN=${CORTADO_BIN:-.build/release}
+if [ -z "${CORTADO_BIN:-}" ]; then
+  for p in cortado-infer cortado cortado-train; do swift build -c release --product $p >/dev/null; done
+fi
+[ -f "$MLP/model-int8.cmodel" ] || { echo "serve.sh: $MLP/model-int8.cmodel not found (run cluster/quickstart.sh)" >&2; exit 2; }
+if [ ! -f "$CNN/model-int8.cmodel" ]; then
+  echo "== training a small CNN (1 epoch, 6000 images) into $CNN" >&2
+  [ -f runs/bench/serve-data/manifest.json ] || $BIN/cortado prepare fashion-mnist --out runs/bench/serve-data --limit 6000 --validation 500 >/dev/null
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --bind-to none $BIN/cortado-train jobs/fashion-cnn.yaml \
+    --run-dir "$CNN" --overwrite --set data=runs/bench/serve-data/manifest.json --set epochs=1 >/dev/null
+fi
+VENV=.build/serve-bench-venv
+if ! "$VENV/bin/python" -c "import fastapi, uvicorn, onnxruntime" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q fastapi==0.115.6 uvicorn==0.34.0 onnxruntime==1.20.1 numpy==2.2.1
+fi
+TMP=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"' EXIT
+mkdir -p "$TMP/models/mlp-int8/1" "$TMP/models/mlp-fp32/1" "$TMP/models/cnn-int8/1"
+cp "$MLP/model-int8.cmodel" "$TMP/models/mlp-int8/1/model.cmodel"
+cp "$MLP/model-fp32.cmodel" "$TMP/models/mlp-fp32/1/model.cmodel"
+cp "$CNN/model-int8.cmodel" "$TMP/models/cnn-int8/1/model.cmodel"
+$BIN/cortado export onnx "$MLP/model-fp32.cmodel" -o "$TMP/mlp.onnx" >/dev/null
+# One Fashion-MNIST-like row (pixels / 255), the same body for every server.
+python3 - "$TMP" <<'PY'
+import json, random, sys
+random.seed(1)
+row = [round(random.randrange(256) / 255, 6) for _ in range(784)]
+for name, shape in [("mlp", [1, 784]), ("cnn", [1, 1, 28, 28])]:
+    body = json.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": row}]})
+    open(f"{sys.argv[1]}/{name}.lua", "w").write(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = ' + json.dumps(body) + "\n")
+PY
+wait_port() { for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$1/v2/health/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+"${CORTADO_INFER:-$BIN/cortado-infer}" serve --models "$TMP/models" --port 18080 --cores "$CORES" > "$TMP/serve.out" 2> "$TMP/serve.err" &
+PIDS+=($!)
+"$VENV/bin/python" Benchmarks/ort_serve.py "$TMP/mlp.onnx" 18081 "$CORES" > "$TMP/ort.out" 2>&1 &
+PIDS+=($!)
+wait_port 18080 && wait_port 18081
+# wrk: threads = min(c, cores); --latency prints the distribution; p50/p99 in ms, req/s.
+run() { # NAME URL LUA CONC
+  local c=$4 t=$(( $4 < CORES ? $4 : CORES ))
+  wrk -t"$t" -c"$c" -d"${SECS}s" --latency ${3:+-s "$3"} "$2" > "$TMP/wrk.txt"
+  python3 - "$1" "$c" "$TMP/wrk.txt" <<'PY'
+import re, sys
+name, c, text = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    v = float(m.group(1)); return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(f"| {name} | {c} | {ms('50%'):.3f} | {ms('99%'):.3f} | {rps:.0f} | {non2xx.group(1) if non2xx else 0} |")
+PY
+}
+echo "CPU: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $CORES cores; $SECS s per cell"
+echo
+echo "| server / model | concurrency | p50 ms | p99 ms | requests/s | non-2xx |"
+echo "|---|---|---|---|---|---|"
+run "empty endpoint (GET /v2/health/live)" "http://127.0.0.1:18080/v2/health/live" "" 1
+for c in 1 8 64; do
+  run "cortado serve MLP int8" "http://127.0.0.1:18080/v2/models/mlp-int8/infer" "$TMP/mlp.lua" $c
+  run "cortado serve MLP fp32" "http://127.0.0.1:18080/v2/models/mlp-fp32/infer" "$TMP/mlp.lua" $c
+  run "cortado serve CNN int8" "http://127.0.0.1:18080/v2/models/cnn-int8/infer" "$TMP/cnn.lua" $c
+  run "FastAPI+uvicorn+ORT MLP fp32" "http://127.0.0.1:18081/v2/models/mlp/infer" "$TMP/mlp.lua" $c
+done
+echo
+for p in int8 fp32; do
+  "${CORTADO_INFER:-$BIN/cortado-infer}" "$MLP/model-$p.cmodel" --bench --batches 1 --threads 1 --json |
+    python3 -c "import json,sys; r=json.load(sys.stdin); print('cortado-infer --bench MLP $p batch-1 p50 ms:', r['batch1_latency_ms']['p50'])"
+done

@@ -1,0 +1,355 @@
+import CortadoCore
+import CortadoData
+import Foundation
+
+/// An Open Inference Protocol (KServe v2) inference request as JSON bytes decode it: the
+/// request id, the input tensors and the request's parameters. Knows nothing of HTTP; the
+/// server hands it the body and turns a thrown `CortadoError` into a 400 naming the field.
+///
+///     {"id": "r1", "parameters": {"top_k": 5},
+///      "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, …]}]}
+public struct InferRequest {
+    public var id: String?
+    public var inputs: [InferTensor]
+    /// Output names the client asked for (`outputs[].name`); empty means all.
+    public var outputs: [String]
+    /// Request-level parameters with number values (`top_k`); others are ignored.
+    public var parameters: [String: Double]
+
+    /// Decodes a request body. Errors name the field: `inputs[1].shape: …`.
+    public static func parse(_ body: Data) throws -> InferRequest {
+        let wire: WireRequest
+        do { wire = try decoder.decode(WireRequest.self, from: body) } catch let e as CortadoError {
+            throw e
+        } catch let DecodingError.dataCorrupted(c) {
+            throw CortadoError.usage("bad JSON: \(path(c.codingPath))\(c.debugDescription)")
+        } catch let DecodingError.keyNotFound(k, c) {
+            throw CortadoError.usage("\(path(c.codingPath + [k]))missing")
+        } catch let DecodingError.typeMismatch(_, c) {
+            throw CortadoError.usage("\(path(c.codingPath))wrong type: \(c.debugDescription)")
+        } catch let DecodingError.valueNotFound(_, c) {
+            throw CortadoError.usage("\(path(c.codingPath))is null")
+        } catch {
+            throw CortadoError.usage("bad JSON: \(error)")
+        }
+        guard !wire.inputs.isEmpty else { throw CortadoError.usage("inputs: at least one input tensor is required") }
+        var inputs = [InferTensor]()
+        for (i, t) in wire.inputs.enumerated() {
+            let field = "inputs[\(i)]"
+            guard !t.shape.isEmpty, t.shape.count <= 8 else {
+                throw CortadoError.usage("\(field).shape: \(t.shape) must have 1 to 8 dimensions")
+            }
+            var count = 1
+            for d in t.shape {
+                guard d >= 0, d <= 1 << 24 else {
+                    throw CortadoError.usage("\(field).shape: dimension \(d) out of range")
+                }
+                count = count.multipliedReportingOverflow(by: d).partialValue
+                guard count <= 1 << 26 else { throw CortadoError.usage("\(field).shape: \(t.shape) is too large") }
+            }
+            guard let type = InferTensor.DataType(rawValue: t.datatype) else {
+                throw CortadoError.usage(
+                    "\(field).datatype: '\(t.datatype)' is not one of \(InferTensor.DataType.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+            guard t.data.count == count else {
+                throw CortadoError.usage(
+                    "\(field).data: \(t.data.count) values for shape \(t.shape) (\(count) expected)")
+            }
+            switch (type, t.data) {
+            case (.bytes, .numbers): throw CortadoError.usage("\(field).data: datatype BYTES needs strings")
+            case (.bytes, _): break
+            case (_, .numbers(let v)):
+                if let j = v.firstIndex(where: { !$0.isFinite }) {
+                    throw CortadoError.usage("\(field).data[\(j)]: \(v[j]) is not a finite number")
+                }
+                if type.isInteger, let j = v.firstIndex(where: { $0 != $0.rounded() }) {
+                    throw CortadoError.usage(
+                        "\(field).data[\(j)]: \(v[j]) is not an integer (datatype \(type.rawValue))")
+                }
+            case (_, .mixed(let v)):
+                // null is a missing value (raw columns impute it); strings need BYTES.
+                if let j = v.firstIndex(where: {
+                    switch $0 {
+                    case .number, .null: return false
+                    default: return true
+                    }
+                }) {
+                    throw CortadoError.usage(
+                        "\(field).data[\(j)]: \(v[j]) is not a number (datatype \(type.rawValue); send BYTES for strings)"
+                    )
+                }
+            }
+            inputs.append(InferTensor(name: t.name, shape: t.shape, datatype: type, data: t.data))
+        }
+        var parameters = [String: Double]()
+        for (k, v) in wire.parameters ?? [:] { if case .number(let x) = v.value { parameters[k] = x } }
+        return InferRequest(
+            id: wire.id, inputs: inputs, outputs: (wire.outputs ?? []).map(\.name), parameters: parameters)
+    }
+
+    static func path(_ keys: [CodingKey]) -> String {
+        guard !keys.isEmpty else { return "" }
+        return String(keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." })
+            + ": "
+    }
+
+    /// "NaN" / "Infinity" strings decode as the non-finite numbers they name, so the error
+    /// says NaN rather than "not a number".
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return d
+    }()
+}
+
+/// One input tensor: name, shape, datatype and its values, row-major.
+public struct InferTensor {
+    public enum DataType: String, CaseIterable {
+        case fp32 = "FP32", fp64 = "FP64", fp16 = "FP16", int8 = "INT8", int16 = "INT16", int32 = "INT32",
+            int64 = "INT64", uint8 = "UINT8", uint16 = "UINT16", uint32 = "UINT32", uint64 = "UINT64", bool = "BOOL",
+            bytes = "BYTES"
+        var isInteger: Bool { self != .fp32 && self != .fp64 && self != .fp16 && self != .bytes && self != .bool }
+    }
+    public var name: String
+    public var shape: [Int]
+    public var datatype: DataType
+    public var data: TensorValues
+    /// The first dimension: the rows of the batch.
+    public var rows: Int { shape[0] }
+}
+
+/// A tensor's values: all numbers (the fast path) or anything else, element by element.
+public enum TensorValues: Decodable {
+    case numbers([Double])
+    case mixed([JSONScalar])
+
+    public var count: Int {
+        switch self {
+        case .numbers(let v): return v.count
+        case .mixed(let v): return v.count
+        }
+    }
+
+    public subscript(i: Int) -> JSONScalar {
+        switch self {
+        case .numbers(let v): return .number(v[i])
+        case .mixed(let v): return v[i]
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode([Double].self) {
+            self = .numbers(v)
+            return
+        }
+        // Nested (per the shape) or mixed: flattened row-major; nesting depth is bounded so a
+        // hostile body cannot recurse the decoder off the stack.
+        let nested = try c.decode(JSONNested.self)
+        var out = [JSONScalar]()
+        func flatten(_ n: JSONNested, depth: Int) throws {
+            switch n {
+            case .scalar(let s): out.append(s)
+            case .array(let a):
+                guard depth < 8 else { throw CortadoError.usage("data: nested deeper than 8 levels") }
+                for x in a { try flatten(x, depth: depth + 1) }
+            }
+        }
+        try flatten(nested, depth: 0)
+        if out.allSatisfy({ if case .number = $0 { return true } else { return false } }) {
+            self = .numbers(out.map { if case .number(let x) = $0 { return x } else { return 0 } })
+        } else {
+            self = .mixed(out)
+        }
+    }
+}
+
+/// A JSON leaf value.
+public enum JSONScalar: Decodable, CustomStringConvertible {
+    case number(Double), string(String), bool(Bool), null
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let x = try? c.decode(Double.self) {
+            self = .number(x)
+        } else {
+            self = .string(try c.decode(String.self))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .number(let x): return "\(x)"
+        case .string(let s): return "'\(s.prefix(40))'"
+        case .bool(let b): return "\(b)"
+        case .null: return "null"
+        }
+    }
+}
+
+/// A JSON value of arrays and leaves (objects are not tensor data). Decoding depth is capped.
+indirect enum JSONNested: Decodable {
+    case scalar(JSONScalar), array([JSONNested])
+
+    init(from decoder: Decoder) throws {
+        guard decoder.codingPath.count < 24 else {
+            throw CortadoError.usage("data: nested too deep")
+        }
+        if var a = try? decoder.unkeyedContainer() {
+            var items = [JSONNested]()
+            while !a.isAtEnd { items.append(try a.decode(JSONNested.self)) }
+            self = .array(items)
+        } else {
+            self = .scalar(try JSONScalar(from: decoder))
+        }
+    }
+}
+
+struct WireRequest: Decodable {
+    struct Tensor: Decodable {
+        var name: String
+        var shape: [Int]
+        var datatype: String
+        var data: TensorValues
+    }
+    struct Output: Decodable { var name: String }
+    var id: String?
+    var inputs: [Tensor]
+    var outputs: [Output]?
+    var parameters: [String: Lenient]?
+
+    /// A parameter value: a scalar we may read, or anything else (ignored).
+    struct Lenient: Decodable {
+        var value: JSONScalar?
+        init(from decoder: Decoder) throws { value = try? JSONScalar(from: decoder) }
+    }
+}
+
+/// What a model takes, as the server decodes requests for it: the encoded feature rows of a
+/// classifier (directly as one tensor, or as raw named columns through the transforms the
+/// model file carries) or the user ids of a recommender.
+public struct RequestDecoder {
+    public let inputSize: Int
+    public let inputShape: [Int]
+    /// The model's raw columns when it was trained on CSV (nil otherwise).
+    let preprocessing: Preprocessing?
+    let encoder: RowEncoder?
+    let featureColumns: [Int]
+    let parser: RowParser?
+
+    public init(inputShape: [Int], preprocessingJSON: String?) {
+        inputSize = inputShape.reduce(1, *)
+        self.inputShape = inputShape
+        let pre = preprocessingJSON.flatMap { try? JSONDecoder().decode(Preprocessing.self, from: Data($0.utf8)) }
+        preprocessing = pre
+        encoder = pre.map { RowEncoder(columns: $0.columns) }
+        featureColumns = pre?.columns.indices.filter { pre!.columns[$0].role == "feature" } ?? []
+        parser = pre.map {
+            RowParser(columns: $0.columns, labelIndex: nil, regression: false, missingTokens: $0.csv.missingValues)
+        }
+    }
+
+    /// The raw columns a CSV-trained model reads (name, "numeric"/"categorical"), else empty.
+    public var columns: [(name: String, type: String)] {
+        featureColumns.map { (preprocessing!.columns[$0].name, preprocessing!.columns[$0].schema.type.rawValue) }
+    }
+
+    /// The rows of the request as features (rows, inputSize), row-major.
+    public func features(_ r: InferRequest) throws -> (rows: Int, x: [Float]) {
+        if r.inputs.count == 1, preprocessing == nil || r.inputs[0].name == "input" {
+            return try tensorRows(r.inputs[0], field: "inputs[0]")
+        }
+        guard let pre = preprocessing, let encoder, let parser else {
+            throw CortadoError.usage("inputs: this model takes one tensor 'input' of shape [rows, \(inputSize)]")
+        }
+        // Raw columns, one tensor per column of shape [rows] or [rows, 1].
+        var byColumn = [Int: Int]() // column index → input index
+        let rows = r.inputs[0].rows
+        for (i, t) in r.inputs.enumerated() {
+            guard let j = pre.columns.firstIndex(where: { $0.name == t.name }) else {
+                throw CortadoError.usage(
+                    "inputs[\(i)].name: unknown column '\(t.name.prefix(60))' (the model reads: \(columns.map(\.name).joined(separator: ", ")))"
+                )
+            }
+            guard t.shape == [rows] || t.shape == [rows, 1] else {
+                throw CortadoError.usage("inputs[\(i)].shape: \(t.shape); a column is [\(rows)] or [\(rows), 1]")
+            }
+            guard byColumn[j] == nil else {
+                throw CortadoError.usage("inputs[\(i)].name: column '\(t.name)' given twice")
+            }
+            byColumn[j] = i
+        }
+        for j in featureColumns where byColumn[j] == nil {
+            throw CortadoError.usage("inputs: column '\(pre.columns[j].name)' that the model needs is missing")
+        }
+        let d = encoder.featureCount
+        var x = [Float](repeating: 0, count: rows * d)
+        var row = parser.makeRow()
+        var scratch = [Int64](repeating: 0, count: max(encoder.categoricalCount, 1))
+        for n in 0..<rows {
+            row.dropReason = nil
+            row.missingColumns.removeAll(keepingCapacity: true)
+            for j in featureColumns {
+                let i = byColumn[j]!, v = r.inputs[i].data[n], c = pre.columns[j]
+                row.numbers[j] = nil
+                row.strings[j] = nil
+                switch (c.schema.type, v) {
+                case (_, .null): row.missingColumns.append(j)
+                case (.numeric, .number(let x)): row.numbers[j] = x
+                case (.numeric, .string(let s)):
+                    if s.isEmpty || pre.csv.missingValues.contains(s) {
+                        row.missingColumns.append(j)
+                    } else if let x = Array(s.utf8).withUnsafeBufferPointer({ parseDouble($0) }), x.isFinite {
+                        row.numbers[j] = x
+                    } else {
+                        throw CortadoError.usage(
+                            "inputs[\(i)].data[\(n)]: column '\(c.name)': '\(s.prefix(40))' is not a finite number")
+                    }
+                case (.categorical, .string(let s)):
+                    if s.isEmpty || pre.csv.missingValues.contains(s) {
+                        row.missingColumns.append(j)
+                    } else {
+                        row.strings[j] = s
+                    }
+                case (.categorical, .number(let x)):
+                    // A category written as a number in the CSV ("3") is that text.
+                    row.strings[j] = x == x.rounded() && abs(x) < 1e15 ? String(Int64(x)) : "\(x)"
+                default:
+                    throw CortadoError.usage(
+                        "inputs[\(i)].data[\(n)]: column '\(c.name)': \(v) is not a value it takes")
+                }
+            }
+            x.withUnsafeMutableBufferPointer { xb in
+                scratch.withUnsafeMutableBufferPointer {
+                    encoder.encode(row, features: xb.baseAddress! + n * d, categorical: $0.baseAddress!)
+                }
+            }
+        }
+        return (rows, x)
+    }
+
+    /// One numeric tensor [rows, inputSize] or [rows, inputShape…] as feature rows.
+    func tensorRows(_ t: InferTensor, field: String) throws -> (rows: Int, x: [Float]) {
+        guard t.datatype != .bytes else {
+            throw CortadoError.usage("\(field).datatype: BYTES; this input takes numbers (FP32)")
+        }
+        guard t.shape.count >= 2, Array(t.shape.dropFirst()).reduce(1, *) == inputSize,
+            t.shape.count == 2 || Array(t.shape.dropFirst()) == inputShape
+        else {
+            throw CortadoError.usage(
+                "\(field).shape: \(t.shape); the model takes [rows, \(inputSize)]"
+                    + (inputShape.count > 1 ? " or [rows, \(inputShape.map(String.init).joined(separator: ", "))]" : "")
+            )
+        }
+        guard case .numbers(let v) = t.data else {
+            throw CortadoError.usage("\(field).data: numbers expected (null is a missing value only in raw columns)")
+        }
+        return (t.shape[0], v.map { Float($0) })
+    }
+}

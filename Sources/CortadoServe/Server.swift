@@ -1,0 +1,565 @@
+import CortadoCore
+import CortadoInfer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// `cortado-infer serve`'s settings (the command's flags).
+public struct ServerConfig: Sendable {
+    public var models: String
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var options = ServeOptions()
+    /// Required as `Authorization: Bearer TOKEN` on everything but /v2/health/*, when set.
+    public var token: String?
+    public var maxBodyBytes = 16 << 20
+    public var requestTimeout = 30.0
+    public var predictionLog: String?
+    public var predictionSampleRate = 1.0
+    public var predictionLogMaxBytes = 64 << 20
+    public init(models: String) { self.models = models }
+}
+
+/// An error with the HTTP status it answers with; the body is `{"error": message}`.
+struct APIError: Error {
+    var status: HTTPResponse.Status
+    var message: String
+    var retryAfter: Int?
+}
+
+/// The Open Inference Protocol (KServe v2) REST server over Hummingbird: handlers decode the
+/// JSON, call a model version's batching queue and encode the answer; middleware does auth,
+/// limits, errors as JSON, metrics and the access log.
+public enum ModelServer {
+    static let versionHeader = HTTPField.Name("X-Model-Version")!
+    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+
+    public static func run(_ config: ServerConfig) async throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: config.models, isDirectory: &isDir), isDir.boolValue else {
+            throw CortadoError.usage("--models: \(config.models) is not a folder (layout: NAME/VERSION/model.cmodel)")
+        }
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "cortado-serve")
+        logger.logLevel = .info
+        let metrics = ServeMetrics(bootstrap: true)
+        let repo = ModelRepository(root: config.models, options: config.options, metrics: metrics)
+        let log = logger
+        repo.reload { log.info("\($0)") }
+        let predictions = try config.predictionLog.map {
+            try PredictionLog(dir: $0, sampleRate: config.predictionSampleRate, maxBytes: config.predictionLogMaxBytes)
+        }
+        let state = ServerState(config: config, repo: repo, metrics: metrics, predictions: predictions, logger: logger)
+
+        let router = Router()
+        router.middlewares.add(ServeMiddleware(state: state))
+        state.routes(router)
+
+        // SIGHUP: rescan the repository and load what is new, off the event loops.
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler { repo.reload { log.info("SIGHUP: \($0)") } }
+        hup.resume()
+
+        let host = config.host
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: config.port), serverName: "cortado"),
+            onServerRunning: { channel in
+                // Tests and scripts read the port from this line (--port 0 picks a free one).
+                print("listening on http://\(host):\(channel.localAddress?.port ?? 0)")
+                fflush(stdout)
+            },
+            logger: logger)
+        // SIGTERM/SIGINT: stop accepting, finish the requests in flight, then return.
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        hup.cancel()
+        repo.stopAll()
+        predictions?.close()
+        logger.info("stopped")
+    }
+}
+
+/// What the handlers share.
+final class ServerState: Sendable {
+    let config: ServerConfig
+    let repo: ModelRepository
+    let metrics: ServeMetrics
+    let predictions: PredictionLog?
+    let logger: Logger
+
+    init(
+        config: ServerConfig, repo: ModelRepository, metrics: ServeMetrics, predictions: PredictionLog?, logger: Logger
+    ) {
+        self.config = config
+        self.repo = repo
+        self.metrics = metrics
+        self.predictions = predictions
+        self.logger = logger
+    }
+
+    func routes(_ router: Router<BasicRequestContext>) {
+        router.get("/v2") { _, _ in
+            json(.ok, "{\"name\":\"cortado\",\"version\":\(str(cortadoVersion)),\"extensions\":[\"model_repository\"]}")
+        }
+        router.get("/v2/health/live") { _, _ in json(.ok, "{\"live\":true}") }
+        router.get("/v2/health/ready") { _, _ in
+            let all = self.repo.snapshot
+            let ready = !all.isEmpty && all.values.allSatisfy { $0.defaultVersion != nil }
+            return json(ready ? .ok : .serviceUnavailable, "{\"ready\":\(ready)}")
+        }
+        router.get("/metrics") { _, _ in
+            if let p = self.predictions {
+                let c = p.counts; self.metrics.predictionLog(written: c.written, dropped: c.dropped)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4"
+            return Response(
+                status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
+        }
+        for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
+            router.get(RouterPath(prefix)) { _, ctx in try self.metadata(try self.resolve(ctx)) }
+            router.get(RouterPath(prefix + "/ready")) { _, ctx in
+                let v = try self.resolve(ctx)
+                return versioned(.ok, "{\"name\":\(str(v.name)),\"model_version\":\"\(v.version)\",\"ready\":true}", v)
+            }
+            router.post(RouterPath(prefix + "/infer")) { req, ctx in try await self.infer(req, ctx) }
+        }
+        router.post("/v2/repository/index") { _, _ in self.index() }
+        router.post("/v2/repository/models/:name/load") { req, ctx in try await self.load(req, ctx) }
+        router.post("/v2/repository/models/:name/unload") { _, ctx in
+            let name = try modelName(ctx)
+            guard self.repo.entry(name) != nil else {
+                throw APIError(status: .notFound, message: "unknown model '\(name)'")
+            }
+            self.repo.unload(name)
+            self.logger.info("\(name): unloaded by request")
+            return json(.ok, "{\"name\":\(str(name)),\"unloaded\":true}")
+        }
+    }
+
+    /// The version a path names: `/versions/V`, or the model's default.
+    func resolve(_ ctx: BasicRequestContext) throws -> ModelVersion {
+        let name = try modelName(ctx)
+        guard let entry = repo.entry(name) else {
+            throw APIError(status: .notFound, message: "unknown model '\(name)'")
+        }
+        if let text = ctx.parameters.get("version") {
+            guard let v = Int(text), v > 0 else {
+                throw APIError(status: .notFound, message: "model '\(name)' has no version '\(text.prefix(20))'")
+            }
+            guard let mv = entry.versions[v] else {
+                let why = entry.failures[v].map { ": it failed to load: \($0)" } ?? ""
+                throw APIError(
+                    status: .notFound,
+                    message:
+                        "model '\(name)' has no loaded version \(v)\(why) (loaded: \(entry.versions.keys.sorted().map(String.init).joined(separator: ", ")))"
+                )
+            }
+            return mv
+        }
+        guard let d = entry.defaultVersion, let mv = entry.versions[d] else {
+            throw APIError(status: .notFound, message: "model '\(name)' has no version that loaded")
+        }
+        return mv
+    }
+
+    func metadata(_ v: ModelVersion) -> Response {
+        var inputs = [String](), outputs = [String](), params = ["\"precision\":\(str(v.precision))"]
+        let entry = repo.entry(v.name)
+        switch v.kind {
+        case .classifier(let classes):
+            let d = v.decoder!
+            if d.columns.isEmpty {
+                let shape = ([-1] + d.inputShape).map(String.init).joined(separator: ",")
+                inputs.append("{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[\(shape)]}")
+            } else {
+                for c in d.columns {
+                    inputs.append(
+                        "{\"name\":\(str(c.name)),\"datatype\":\"\(c.type == "numeric" ? "FP64" : "BYTES")\",\"shape\":[-1]}"
+                    )
+                }
+            }
+            outputs = [
+                "{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[-1,\(classes.count)]}",
+                "{\"name\":\"predicted\",\"datatype\":\"INT64\",\"shape\":[-1]}",
+                "{\"name\":\"class\",\"datatype\":\"BYTES\",\"shape\":[-1]}"
+            ]
+            params.append("\"classes\":[\(classes.map(str).joined(separator: ","))]")
+        case .recommender:
+            inputs.append("{\"name\":\"user\",\"datatype\":\"BYTES\",\"shape\":[-1]}")
+            outputs = [
+                "{\"name\":\"items\",\"datatype\":\"BYTES\",\"shape\":[-1,-1]}",
+                "{\"name\":\"scores\",\"datatype\":\"FP32\",\"shape\":[-1,-1]}"
+            ]
+            params.append("\"top_k\":10")
+        }
+        if let d = entry?.defaultVersion { params.append("\"default_version\":\"\(d)\"") }
+        let versions = (entry?.versions.keys.sorted() ?? [v.version]).map { "\"\($0)\"" }.joined(separator: ",")
+        let body =
+            "{\"name\":\(str(v.name)),\"model_version\":\"\(v.version)\",\"versions\":[\(versions)],\"platform\":\"cortado\","
+            + "\"inputs\":[\(inputs.joined(separator: ","))],\"outputs\":[\(outputs.joined(separator: ","))],"
+            + "\"parameters\":{\(params.joined(separator: ","))}}"
+        return versioned(.ok, body, v)
+    }
+
+    func index() -> Response {
+        var items = [String]()
+        for (name, e) in repo.snapshot.sorted(by: { $0.key < $1.key }) {
+            for v in Set(e.versions.keys).union(e.failures.keys).sorted() {
+                let ok = e.versions[v] != nil
+                var s = "{\"name\":\(str(name)),\"version\":\"\(v)\",\"state\":\"\(ok ? "READY" : "UNAVAILABLE")\""
+                if let why = e.failures[v], !ok { s += ",\"reason\":\(str(why))" }
+                if v == e.defaultVersion { s += ",\"default\":true" }
+                items.append(s + "}")
+            }
+        }
+        return json(.ok, "[\(items.joined(separator: ","))]")
+    }
+
+    /// KServe's repository extension: rescan this model's folder (load new versions); with
+    /// `{"parameters": {"default_version": N}}`, make N the default first (written to
+    /// `NAME/default`). A version that fails is reported; the model keeps serving.
+    func load(_ request: Request, _ ctx: BasicRequestContext) async throws -> Response {
+        let name = try modelName(ctx)
+        var req = request
+        let body = try await req.collectBody(upTo: 1 << 16)
+        var makeDefault: Int?
+        if body.readableBytes > 0 {
+            let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+            guard let obj else { throw APIError(status: .badRequest, message: "bad JSON: the body must be an object") }
+            if let p = obj["parameters"] as? [String: Any], let d = p["default_version"] {
+                guard let v = (d as? NSNumber)?.intValue ?? (d as? String).flatMap({ Int($0) }), v > 0 else {
+                    throw APIError(
+                        status: .badRequest, message: "parameters.default_version: '\(d)' is not a version number")
+                }
+                makeDefault = v
+            }
+        }
+        guard FileManager.default.fileExists(atPath: repo.root + "/" + name) else {
+            throw APIError(status: .notFound, message: "unknown model '\(name)': no folder \(repo.root)/\(name)")
+        }
+        let repo = self.repo, logger = self.logger, wanted = makeDefault
+        let events: [LoadEvent] = try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async {
+                do {
+                    let log: (String) -> Void = { logger.info("load request: \($0)") }
+                    if let v = wanted {
+                        guard
+                            repo.entry(name)?.versions[v] != nil
+                                || FileManager.default.fileExists(atPath: "\(repo.root)/\(name)/\(v)/model.cmodel")
+                        else {
+                            throw APIError(
+                                status: .notFound, message: "model '\(name)' has no version \(v) in the repository")
+                        }
+                        // Load first: a version that fails never becomes the default.
+                        let first = repo.reload(only: name, log: log)
+                        guard repo.entry(name)?.versions[v] != nil else {
+                            let why = repo.entry(name)?.failures[v] ?? "not loaded"
+                            throw APIError(
+                                status: .badRequest, message: "model '\(name)' version \(v) failed to load: \(why)")
+                        }
+                        c.resume(returning: first + (try repo.setDefault(name, version: v, log: log)))
+                    } else {
+                        c.resume(returning: repo.reload(only: name, log: log))
+                    }
+                } catch { c.resume(throwing: error) }
+            }
+        }
+        let entry = repo.entry(name)
+        let failed = events.filter { !$0.ok }
+        let reply =
+            "{\"name\":\(str(name)),\"default_version\":\(entry?.defaultVersion.map { "\"\($0)\"" } ?? "null"),"
+            + "\"loaded\":[\((entry?.versions.keys.sorted() ?? []).map { "\"\($0)\"" }.joined(separator: ","))],"
+            + "\"events\":[\(events.map { "{\"ok\":\($0.ok),\"message\":\(str($0.message))}" }.joined(separator: ","))]}"
+        // Loading failed for what was asked: the old versions keep serving; say so with a 4xx.
+        return json(failed.isEmpty ? .ok : .badRequest, reply)
+    }
+
+    func infer(_ request: Request, _ ctx: BasicRequestContext) async throws -> Response {
+        let mv = try resolve(ctx)
+        var req = request
+        let body = try await req.collectBody(upTo: config.maxBodyBytes)
+        let parsed: InferRequest
+        do { parsed = try InferRequest.parse(Data(body.readableBytesView)) } catch let e as CortadoError {
+            throw APIError(status: .badRequest, message: e.message)
+        }
+        let id = parsed.id ?? UUID().uuidString
+        let input: JobInput, rows: Int
+        var userNames = [String]()
+        switch mv.kind {
+        case .classifier:
+            do {
+                let f = try mv.decoder!.features(parsed)
+                (rows, input) = (f.rows, .features(f.x))
+            } catch let e as CortadoError { throw APIError(status: .badRequest, message: e.message) }
+        case .recommender(_, _, _, let items):
+            guard parsed.inputs.count == 1 else {
+                throw APIError(
+                    status: .badRequest, message: "inputs: a recommender takes one input 'user' of shape [rows]")
+            }
+            let t = parsed.inputs[0]
+            guard t.shape.count == 1 || (t.shape.count == 2 && t.shape[1] == 1) else {
+                throw APIError(status: .badRequest, message: "inputs[0].shape: \(t.shape); users are [rows]")
+            }
+            var ids = [Int32]()
+            for i in 0..<t.data.count {
+                guard let u = mv.userID(t.data[i]) else {
+                    throw APIError(
+                        status: .badRequest,
+                        message: "inputs[0].data[\(i)]: user \(t.data[i]) is not one the model knows")
+                }
+                ids.append(u)
+                userNames.append({ if case .string(let s) = t.data[i] { return s } else { return String(u) } }())
+            }
+            let k = parsed.parameters["top_k"] ?? 10
+            guard k >= 1, k <= Double(items - 1), k == k.rounded() else {
+                throw APIError(status: .badRequest, message: "parameters.top_k: \(k) is not in 1...\(items - 1)")
+            }
+            (rows, input) = (ids.count, .users(ids, k: Int(k)))
+        }
+        guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
+        let output: JobOutput, waited: Double
+        do {
+            // The time limit covers the wait in the queue and the batch (the body is bounded
+            // by size): past it the job is dropped from the queue and the client gets 504.
+            let queue = mv.queue, limit = config.requestTimeout
+            (output, waited) = try await withThrowingTaskGroup(of: (JobOutput, Double).self) { g in
+                g.addTask { try await queue.submit(rows: rows, input: input) }
+                g.addTask {
+                    try await Task.sleep(nanoseconds: UInt64(limit * 1e9))
+                    throw APIError(status: .gatewayTimeout, message: "request took longer than \(limit) s")
+                }
+                defer { g.cancelAll() }
+                return try await g.next()!
+            }
+        } catch QueueError.full(let q, let limit) {
+            metrics.rejected(model: mv.name, version: mv.version, reason: "queue_full")
+            throw APIError(
+                status: .serviceUnavailable,
+                message:
+                    "model '\(mv.name)' version \(mv.version): queue full (\(q) rows queued, limit \(limit)); retry later",
+                retryAfter: 1)
+        } catch QueueError.stopped {
+            throw APIError(
+                status: .serviceUnavailable, message: "model '\(mv.name)' version \(mv.version) was unloaded; retry",
+                retryAfter: 1)
+        } catch QueueError.cancelled {
+            metrics.rejected(model: mv.name, version: mv.version, reason: "timeout")
+            throw APIError(status: .gatewayTimeout, message: "request timed out in the queue")
+        }
+        metrics.queueTime(model: mv.name, version: mv.version, seconds: waited)
+        let want = Set(parsed.outputs)
+        var outs = [String]()
+        var perRow = [String](repeating: "", count: rows)
+        switch output {
+        case .classes(let p, let predicted):
+            guard case .classifier(let classes) = mv.kind else { break }
+            let k = classes.count
+            if want.isEmpty || want.contains("probabilities") {
+                outs.append(
+                    "{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[\(rows),\(k)],\"data\":[\(floats(p[...]))]}"
+                )
+            }
+            if want.isEmpty || want.contains("predicted") {
+                outs.append(
+                    "{\"name\":\"predicted\",\"datatype\":\"INT64\",\"shape\":[\(rows)],\"data\":[\(predicted.map(String.init).joined(separator: ","))]}"
+                )
+            }
+            if want.isEmpty || want.contains("class") {
+                outs.append(
+                    "{\"name\":\"class\",\"datatype\":\"BYTES\",\"shape\":[\(rows)],\"data\":[\(predicted.map { str(classes[$0]) }.joined(separator: ","))]}"
+                )
+            }
+            if predictions != nil {
+                for i in 0..<rows {
+                    perRow[i] =
+                        "{\"predicted\":\(predicted[i]),\"class\":\(str(classes[predicted[i]])),\"probabilities\":[\(floats(p[(i * k)..<(i * k + k)]))]}"
+                }
+            }
+        case .topK(let items, let scores):
+            let k = items.map(\.count).max() ?? 0
+            let names = items.map { $0.map { str(mv.itemName($0)) } }
+            if want.isEmpty || want.contains("items") {
+                outs.append(
+                    "{\"name\":\"items\",\"datatype\":\"BYTES\",\"shape\":[\(rows),\(k)],\"data\":[\(names.map { $0.joined(separator: ",") }.filter { !$0.isEmpty }.joined(separator: ","))]}"
+                )
+            }
+            if want.isEmpty || want.contains("scores") {
+                outs.append(
+                    "{\"name\":\"scores\",\"datatype\":\"FP32\",\"shape\":[\(rows),\(k)],\"data\":[\(scores.map { floats($0[...]) }.filter { !$0.isEmpty }.joined(separator: ","))]}"
+                )
+            }
+            if predictions != nil {
+                for i in 0..<rows {
+                    perRow[i] =
+                        "{\"items\":[\(names[i].joined(separator: ","))],\"scores\":[\(floats(scores[i][...]))]}"
+                }
+            }
+        }
+        if let log = predictions, log.sample() {
+            logPredictions(
+                log, id: id, mv: mv, parsed: parsed, input: input, rows: rows, userNames: userNames, outputs: perRow)
+        }
+        let bodyText =
+            "{\"model_name\":\(str(mv.name)),\"model_version\":\"\(mv.version)\",\"id\":\(str(id)),\"outputs\":[\(outs.joined(separator: ","))]}"
+        var r = versioned(.ok, bodyText, mv)
+        r.headers[ModelServer.requestIDHeader] = id
+        return r
+    }
+
+    /// One line per row: the id, time, model, version, the row as sent (raw columns by name,
+    /// or the feature vector, or the user) and its outputs.
+    func logPredictions(
+        _ log: PredictionLog, id: String, mv: ModelVersion, parsed: InferRequest, input: JobInput, rows: Int,
+        userNames: [String], outputs: [String]
+    ) {
+        let time = ISO8601DateFormatter.string(
+            from: Date(), timeZone: TimeZone(identifier: "UTC")!,
+            formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        var lines = [String]()
+        for i in 0..<rows {
+            let row: String
+            switch input {
+            case .users: row = "{\"user\":\(str(userNames[i]))}"
+            case .features(let x):
+                if parsed.inputs.count == 1, parsed.inputs[0].name == "input" || mv.decoder?.columns.isEmpty == true {
+                    let d = x.count / rows
+                    row = "{\(str(parsed.inputs[0].name)):[\(floats(x[(i * d)..<(i * d + d)]))]}"
+                } else {
+                    row =
+                        "{" + parsed.inputs.map { "\(str($0.name)):\(scalar($0.data[i]))" }.joined(separator: ",") + "}"
+                }
+            }
+            lines.append(
+                "{\"id\":\(str(id)),\"row\":\(i),\"time\":\"\(time)\",\"model\":\(str(mv.name)),\"version\":\(mv.version),\"input\":\(row),\"output\":\(outputs[i])}"
+            )
+        }
+        log.offer(lines)
+    }
+}
+
+func modelName(_ ctx: BasicRequestContext) throws -> String {
+    let name = ctx.parameters.get("name") ?? ""
+    guard ModelRepository.validName(name) else {
+        throw APIError(status: .notFound, message: "'\(name.prefix(60))' is not a model name (letters, digits, . _ -)")
+    }
+    return name
+}
+
+/// Cross-cutting concerns around every handler: the bearer token, errors as
+/// `{"error": …}` JSON with their status, metrics and the one-line access log.
+struct ServeMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let state: ServerState
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let t0 = monotonicSeconds()
+        let path = request.uri.path
+        var response: Response
+        do {
+            if let token = state.config.token, !path.hasPrefix("/v2/health/") {
+                let got = request.headers[.authorization] ?? ""
+                guard constantTimeEqual(got, "Bearer " + token) else {
+                    throw APIError(
+                        status: .unauthorized, message: "missing or wrong bearer token (Authorization: Bearer …)")
+                }
+            }
+            response = try await next(request, context)
+        } catch let e as APIError {
+            response = errorResponse(e)
+        } catch let e as HTTPResponseError {
+            let msg: String
+            switch e.status {
+            case .contentTooLarge: msg = "request body larger than \(state.config.maxBodyBytes) bytes"
+            case .notFound: msg = "no such endpoint: \(request.method) \(path)"
+            case .methodNotAllowed: msg = "\(request.method) is not allowed on \(path)"
+            default: msg = e.status.reasonPhrase
+            }
+            response = errorResponse(APIError(status: e.status, message: msg))
+        } catch {
+            response = errorResponse(APIError(status: .internalServerError, message: "\(error)"))
+        }
+        let secs = monotonicSeconds() - t0
+        var model = "", version = response.headers[ModelServer.versionHeader] ?? ""
+        if path.hasPrefix("/v2/models/") {
+            let name = path.dropFirst(11).prefix { $0 != "/" }
+            model =
+                ModelRepository.validName(String(name)) && state.repo.entry(String(name)) != nil
+                ? String(name) : "unknown"
+        }
+        if model.isEmpty { version = "" }
+        state.metrics.request(model: model, version: version, status: Int(response.status.code), seconds: secs)
+        state.logger.info(
+            "access",
+            metadata: [
+                "method": "\(request.method)", "path": "\(path.prefix(200))", "status": "\(response.status.code)",
+                "ms": "\(String(format: "%.3f", secs * 1000))", "model": "\(model)", "version": "\(version)",
+                "request_id": "\(response.headers[ModelServer.requestIDHeader] ?? "")"
+            ])
+        return response
+    }
+
+    func errorResponse(_ e: APIError) -> Response {
+        var r = json(e.status, "{\"error\":\(str(e.message))}")
+        if let s = e.retryAfter { r.headers[.retryAfter] = String(s) }
+        if e.status == .unauthorized { r.headers[.wwwAuthenticate] = "Bearer" }
+        return r
+    }
+}
+
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    guard x.count == y.count else { return false }
+    var d: UInt8 = 0
+    for i in 0..<x.count { d |= x[i] ^ y[i] }
+    return d == 0
+}
+
+func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+}
+
+/// A response for a model version: its number in the `X-Model-Version` header too.
+func versioned(_ status: HTTPResponse.Status, _ body: String, _ v: ModelVersion) -> Response {
+    var r = json(status, body)
+    r.headers[ModelServer.versionHeader] = String(v.version)
+    return r
+}
+
+/// A JSON string literal.
+func str(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
+
+/// Floats as their shortest round-tripping decimal text (what `Float(text)` reads back
+/// bit for bit), comma-separated.
+func floats(_ v: ArraySlice<Float>) -> String {
+    v.map { $0.isFinite ? $0.description : "null" }.joined(separator: ",")
+}
+
+func scalar(_ s: JSONScalar) -> String {
+    switch s {
+    case .number(let x): return x.isFinite ? "\(x)" : "null"
+    case .string(let t): return str(t)
+    case .bool(let b): return "\(b)"
+    case .null: return "null"
+    }
+}
