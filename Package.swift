@@ -130,7 +130,7 @@ let package = Package(
         // Tests: a support target (process helpers, fixtures and their generator scripts) and one
         // test target per lane. `cluster/test.sh --fast` runs the unit lane only.
         .target(name: "CortadoTestSupport",
-                dependencies: ["CortadoCore", "CortadoModel", "CortadoJob", "CortadoPipeline", "CortadoTrain"],
+                dependencies: ["CortadoCore", "CortadoData", "CortadoModel", "CortadoJob", "CortadoPipeline", "CortadoTrain"],
                 path: "Tests/CortadoTestSupport",
                 resources: [.copy("Fixtures")]),
         // In-process tests: gradient checks, numpy golden values, formats, kernels, parsers.

@@ -30,14 +30,7 @@ public final class RecommenderModel {
         header = file.header
         self.spec = spec
         model = Recommender<Float>(spec: spec, maxBatch: maxBatch)
-        let dst = model.params.base
-        do {
-            for t in spec.parameterLayout.tensors {
-                try file.floats(t.name, shape: t.shape).withUnsafeBufferPointer {
-                    (dst + t.offset).update(from: $0.baseAddress!, count: t.count)
-                }
-            }
-        } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
+        try file.readTensors(spec.parameterLayout, into: model.params.base, path: path)
         var names: (users: [String]?, items: [String]?) = (nil, nil)
         if let text = file.header.metadata["preprocessing"],
             let pre = try? JSONDecoder().decode(Preprocessing.self, from: Data(text.utf8))

@@ -37,14 +37,7 @@ public final class TextModel {
         vocabulary = v
         encoder = TextEncoder(v)
         model = TextClassifier<Float>(spec: spec, maxBatch: maxBatch, training: false)
-        let dst = model.params.base
-        do {
-            for t in spec.parameterLayout.tensors {
-                try file.floats(t.name, shape: t.shape).withUnsafeBufferPointer {
-                    (dst + t.offset).update(from: $0.baseAddress!, count: t.count)
-                }
-            }
-        } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
+        try file.readTensors(spec.parameterLayout, into: model.params.base, path: path)
     }
 
     public var classes: [String] { header.classes }

@@ -6,6 +6,18 @@ import Foundation
 /// `NAME.indptr` int32 [rows + 1], `NAME.indices` uint16/int32 [nnz]). Every index is
 /// checked before it is used, so a damaged table is an error naming the tensor, not a crash.
 extension ModelFile {
+    /// Every tensor of `layout` as dense fp32 into the arena at `dst` (its offsets); errors
+    /// name the file at `path`.
+    public func readTensors(_ layout: ParameterLayout, into dst: UnsafeMutablePointer<Float>, path: String) throws {
+        do {
+            for t in layout.tensors {
+                try floats(t.name, shape: t.shape).withUnsafeBufferPointer {
+                    (dst + t.offset).update(from: $0.baseAddress!, count: t.count)
+                }
+            }
+        } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
+    }
+
     /// The weight `name` of logical `shape` as dense fp32 (dequantized, densified).
     public func floats(_ name: String, shape: [Int]) throws -> [Float] {
         if let int8 = try int8Rows(name, shape: shape) {

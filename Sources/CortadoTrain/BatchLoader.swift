@@ -186,18 +186,13 @@ struct LoaderFailure: Error { let message: String }
 final class InMemoryRows: BatchSource {
     let data: LocalData
     let plan: EpochPlan
-    /// (stepsPerEpoch, batch) local row indices of epoch `filledEpoch`.
-    private let order: UnsafeMutableBufferPointer<Int32>, scratch: UnsafeMutableBufferPointer<Int32>
-    private var filledEpoch = -1
+    private let order: EpochOrder
 
     init(data: LocalData, plan: EpochPlan) {
         self.data = data
         self.plan = plan
-        order = .allocate(capacity: plan.orderCount)
-        scratch = .allocate(capacity: plan.scratchCount)
+        order = EpochOrder(plan: plan)
     }
-
-    deinit { order.deallocate(); scratch.deallocate() }
 
     func isReady(_ step: Int) -> Bool { true }
     func readAhead(_ step: Int) throws -> Bool { false }
@@ -205,16 +200,11 @@ final class InMemoryRows: BatchSource {
     func assemble(
         _ step: Int, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>, rows: UnsafeMutablePointer<Int32>
     ) {
-        let epoch = step / plan.stepsPerEpoch
-        if epoch != filledEpoch {
-            plan.fill(order: order.baseAddress!, scratch: scratch.baseAddress!, epoch: epoch)
-            filledEpoch = epoch
-        }
-        let batchRows = order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch
+        let batchRows = order.rows(step: step)
         rows.update(from: batchRows, count: plan.batch)
         data.gather(batchRows, count: plan.batch, x: x, y: y)
     }
 
-    var bytes: Int { data.bytes + (plan.orderCount + plan.scratchCount) * 4 }
+    var bytes: Int { data.bytes + order.bytes }
     var summary: String { "whole share in memory (\(data.rows) rows)" }
 }

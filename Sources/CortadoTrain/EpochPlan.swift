@@ -37,3 +37,35 @@ struct EpochPlan {
         }
     }
 }
+
+/// A plan's row order, one epoch at a time: refilled when a step of another epoch asks for its
+/// rows. The in-memory batch source and the recommender and text tasks share it. Sized once;
+/// allocates nothing after `init`.
+final class EpochOrder {
+    let plan: EpochPlan
+    /// (stepsPerEpoch, batch) local row indices of epoch `epoch`.
+    private let order: UnsafeMutableBufferPointer<Int32>, scratch: UnsafeMutableBufferPointer<Int32>
+    private var epoch = -1
+
+    init(plan: EpochPlan) {
+        self.plan = plan
+        order = .allocate(capacity: plan.orderCount)
+        scratch = .allocate(capacity: plan.scratchCount)
+    }
+
+    deinit { order.deallocate(); scratch.deallocate() }
+
+    /// Bytes of the two buffers.
+    var bytes: Int { (plan.orderCount + plan.scratchCount) * MemoryLayout<Int32>.stride }
+
+    /// The local rows of `step`'s batch (plan.batch of them), valid until a step of another
+    /// epoch is asked for.
+    func rows(step: Int) -> UnsafePointer<Int32> {
+        let e = step / plan.stepsPerEpoch
+        if e != epoch {
+            plan.fill(order: order.baseAddress!, scratch: scratch.baseAddress!, epoch: e)
+            epoch = e
+        }
+        return UnsafePointer(order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch)
+    }
+}

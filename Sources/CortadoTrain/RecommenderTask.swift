@@ -45,8 +45,7 @@ final class RecommenderTask: TrainingTask {
     /// Which rows each step takes: the epoch's order (stepsPerEpoch, B) of local row indices,
     /// filled when a step of another epoch comes; scratch for the shuffle.
     let plan: EpochPlan
-    let order: UnsafeMutableBufferPointer<Int32>, orderScratch: UnsafeMutableBufferPointer<Int32>
-    private var orderEpoch = -1
+    let order: EpochOrder
 
     init(
         comm: Communicator, job: JobSpec, manifest: DatasetManifest,
@@ -62,8 +61,7 @@ final class RecommenderTask: TrainingTask {
         (train, val, test) = data
         seed = job.seed
         self.plan = plan
-        order = .allocate(capacity: plan.orderCount)
-        orderScratch = .allocate(capacity: plan.scratchCount)
+        order = EpochOrder(plan: plan)
         testFiles = readers.first { $0.splitName == "test" }?.files.map(\.path) ?? []
         let rows = job.batchSize * s.rowsPerExample
         rec = Recommender<Float>(spec: s, maxBatch: max(rows, 1024), gradientExtras: StatusSlot.count)
@@ -131,7 +129,6 @@ final class RecommenderTask: TrainingTask {
     deinit {
         users.deallocate(); items.deallocate(); targets.deallocate()
         allScores.deallocate(); excluded.deallocate()
-        order.deallocate(); orderScratch.deallocate()
     }
 
     var layout: ParameterLayout { rec.layout }
@@ -185,14 +182,9 @@ final class RecommenderTask: TrainingTask {
     }
 
     func trainStep(step: Int) -> (lossSum: Double, correct: Int) {
-        let epoch = step / plan.stepsPerEpoch
-        if epoch != orderEpoch {
-            plan.fill(order: order.baseAddress!, scratch: orderScratch.baseAddress!, epoch: epoch)
-            orderEpoch = epoch
-        }
         var rng = SeededRNG(seed: seed, stream: 0x4E6 &+ UInt64(step) << 20 &+ UInt64(comm.rank))
         let n = fill(
-            train, order: order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch, batch: plan.batch, rng: &rng)
+            train, order: order.rows(step: step), batch: plan.batch, rng: &rng)
         if let exchange {
             exchange.idSources[0] = (UnsafePointer(users), n)
             exchange.idSources[1] = (UnsafePointer(items), n)

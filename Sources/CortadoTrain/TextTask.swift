@@ -28,8 +28,7 @@ final class TextTask: TrainingTask {
     let offsets: UnsafeMutablePointer<Int32>, ids: UnsafeMutablePointer<Int32>, labels: UnsafeMutablePointer<Int32>
     let maxIds: Int
     let plan: EpochPlan
-    let order: UnsafeMutableBufferPointer<Int32>, orderScratch: UnsafeMutableBufferPointer<Int32>
-    private var orderEpoch = -1
+    let order: EpochOrder
     let tokensPerDocument: Double
 
     init(_ c: TaskContext, train trainLabels: LocalData) throws {
@@ -74,8 +73,7 @@ final class TextTask: TrainingTask {
         (self.train, self.val, self.test) = (train, val, test)
         testFiles = c.data.test.files.map(\.path)
         plan = c.plan
-        order = .allocate(capacity: plan.orderCount)
-        orderScratch = .allocate(capacity: plan.scratchCount)
+        order = EpochOrder(plan: plan)
         maxIds = maxBatch * longestDoc
         offsets = .allocate(capacity: maxBatch + 1)
         ids = .allocate(capacity: maxIds)
@@ -90,7 +88,6 @@ final class TextTask: TrainingTask {
 
     deinit {
         offsets.deallocate(); ids.deallocate(); labels.deallocate()
-        order.deallocate(); orderScratch.deallocate()
     }
 
     var layout: ParameterLayout { clf.layout }
@@ -128,12 +125,7 @@ final class TextTask: TrainingTask {
     }
 
     func trainStep(step: Int) -> (lossSum: Double, correct: Int) {
-        let epoch = step / plan.stepsPerEpoch
-        if epoch != orderEpoch {
-            plan.fill(order: order.baseAddress!, scratch: orderScratch.baseAddress!, epoch: epoch)
-            orderEpoch = epoch
-        }
-        let o = order.baseAddress! + (step % plan.stepsPerEpoch) * plan.batch
+        let o = order.rows(step: step)
         let n = fill(train, trainLabels, rows: { Int(o[$0]) }, count: plan.batch)
         exchange?.idSources[0] = (UnsafePointer(ids), n)
         return clf.step(offsets: offsets, ids: ids, labels: labels, batch: plan.batch, train: true)

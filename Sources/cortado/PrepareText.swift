@@ -66,11 +66,6 @@ struct PrepareText: ParsableCommand {
         p.testFraction = testFraction
         p.seed = seed
         p.overwrite = overwrite
-        let isRoot = comm.rank == 0
-        do {
-            _ = try p.run(comm: comm, log: { if isRoot { print($0) } })
-        } catch let e as CortadoError where !isRoot {
-            throw CortadoError(e.kind, "") // rank 0 reports
-        }
+        try onEveryRank(comm) { log in _ = try p.run(comm: comm, log: log) }
     }
 }

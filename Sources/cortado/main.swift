@@ -145,12 +145,7 @@ struct CSV: ParsableCommand {
         }
         p.ties = ties
         p.overwrite = overwrite
-        let isRoot = comm.rank == 0
-        do {
-            _ = try p.run(comm: comm, log: { if isRoot { print($0) } })
-        } catch let e as CortadoError where !isRoot {
-            throw CortadoError(e.kind, "") // rank 0 reports
-        }
+        try onEveryRank(comm) { log in _ = try p.run(comm: comm, log: log) }
     }
 }
 
@@ -356,4 +351,15 @@ extension NameSpecification {
     /// Where a command writes: `--out` in every Cortado command; `-o` and `--output` are
     /// accepted as aliases.
     static var out: NameSpecification { [.customLong("out"), .customShort("o"), .customLong("output")] }
+}
+
+/// Runs a command body on every rank (a `cortado prepare` under mpirun): only rank 0 prints
+/// and reports an error (the others fail quietly with the same exit code).
+func onEveryRank(_ comm: Collective, _ body: (_ log: (String) -> Void) throws -> Void) throws {
+    let isRoot = comm.rank == 0
+    do {
+        try body { if isRoot { print($0) } }
+    } catch let e as CortadoError where !isRoot {
+        throw CortadoError(e.kind, "") // rank 0 reports
+    }
 }

@@ -8,25 +8,6 @@ import XCTest
 /// 1-process prepare, and a real data set goes raw CSV → shards → training → inference from raw
 /// CSV rows.
 final class CSVPipelineMPITests: XCTestCase {
-    /// Every dataset of every file, plus the manifest without checksums.
-    func contents(_ dir: String) throws -> [String: [Double]] {
-        var m = try DatasetManifest.load(dir + "/manifest.json")
-        var out = [String: [Double]]()
-        for (_, split) in m.splits {
-            for f in split.files {
-                let h5 = try HDF5File.open(dir + "/" + f.path)
-                out[f.path + "/features"] = try h5.readFloats("features").map(Double.init)
-                out[f.path + "/labels"] = try h5.readInt64s("labels").map(Double.init)
-                if h5.hasDataset("categorical") {
-                    out[f.path + "/categorical"] = try h5.readInt64s("categorical").map(Double.init)
-                }
-            }
-        }
-        for k in m.splits.keys { for i in m.splits[k]!.files.indices { m.splits[k]!.files[i].sha256 = "" } }
-        out["manifest"] = try stableJSON(m).map(Double.init)
-        return out
-    }
-
     func testParallelPrepareIsIdenticalToOneProcess() throws {
         let dir = Support.scratch("csv-mpi")
         // Quoted newlines and commas everywhere, duplicates far apart (they straddle the ranks'
@@ -63,13 +44,13 @@ final class CSVPipelineMPITests: XCTestCase {
         try prepare([], "solo")
         try prepare(["mpirun", "-np", "2", "--bind-to", "none"], "np2")
         try prepare(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none"], "np3")
-        let solo = try contents(dir + "/solo")
+        let solo = try preparedContents(dir + "/solo")
         let m = try DatasetManifest.load(dir + "/solo/manifest.json")
         XCTAssertEqual(m.cleaning?.duplicates, 30)
         XCTAssertEqual(m.cleaning?.rowsRead, 1530)
         XCTAssertEqual(m.splits.values.map(\.rows).reduce(0, +), 1500)
         for other in ["np2", "np3"] {
-            let c = try contents(dir + "/" + other)
+            let c = try preparedContents(dir + "/" + other)
             XCTAssertEqual(c.keys.sorted(), solo.keys.sorted(), other)
             for (k, v) in solo { XCTAssertTrue(c[k] == v, "\(other): \(k) differs") }
         }

@@ -33,27 +33,6 @@ final class TextMPITests: XCTestCase {
         return (dir + "/train.txt", dir + "/test.tsv")
     }
 
-    /// Every dataset of every split file, plus the manifest without checksums.
-    func contents(_ dir: String) throws -> [String: [Double]] {
-        var m = try DatasetManifest.load(dir + "/manifest.json")
-        var out = [String: [Double]]()
-        for (_, split) in m.splits {
-            for f in split.files {
-                let h5 = try HDF5File.open(dir + "/" + f.path)
-                out[f.path + "/features"] = try h5.readFloats("features").map(Double.init)
-                out[f.path + "/labels"] = try h5.readInt64s("labels").map(Double.init)
-                out[f.path + "/offsets"] = try h5.readInt64s("offsets").map(Double.init)
-                let n = try h5.elementCount(of: "ids", elementSize: 4)
-                var ids = [Int32](repeating: 0, count: max(n, 1))
-                try ids.withUnsafeMutableBytes { try h5.readAll("ids", dtype: .int32, into: $0.baseAddress!) }
-                out[f.path + "/ids"] = ids.prefix(n).map(Double.init)
-            }
-        }
-        for k in m.splits.keys { for i in m.splits[k]!.files.indices { m.splits[k]!.files[i].sha256 = "" } }
-        out["manifest"] = try stableJSON(m).map(Double.init)
-        return out
-    }
-
     func testVocabularyAndHashingIdenticalOn1To3Ranks() throws {
         let dir = Support.scratch("text-mpi-prepare")
         let (train, test) = try corpus(dir)
@@ -68,7 +47,7 @@ final class TextMPITests: XCTestCase {
         try prepare([], "solo")
         try prepare(["mpirun", "-np", "2", "--bind-to", "none"], "np2")
         try prepare(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none"], "np3")
-        let solo = try contents(dir + "/solo")
+        let solo = try preparedContents(dir + "/solo")
         let m = try DatasetManifest.load(dir + "/solo/manifest.json")
         XCTAssertEqual(m.classes, ["markets", "sport", "weather"])
         XCTAssertEqual(m.splits["test"]?.rows, 30)
@@ -78,7 +57,7 @@ final class TextMPITests: XCTestCase {
         XCTAssertEqual(m.text?.settings.minCount, 2)
         XCTAssertGreaterThan(solo["test.h5/ids"]?.count ?? 0, 100)
         for other in ["np2", "np3"] {
-            let c = try contents(dir + "/" + other)
+            let c = try preparedContents(dir + "/" + other)
             XCTAssertEqual(c.keys.sorted(), solo.keys.sorted(), other)
             for (k, v) in solo { XCTAssertTrue(c[k] == v, "\(other): \(k) differs") }
         }

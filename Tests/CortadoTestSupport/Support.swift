@@ -1,4 +1,5 @@
 import CortadoCore
+import CortadoData
 import CortadoModel
 import CortadoJob
 import CortadoPipeline
@@ -203,4 +204,31 @@ public func writeNPY(_ values: [Float], shape: [Int], to path: String) throws {
     d.append(contentsOf: Array(header.utf8))
     values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { d.append(contentsOf: $0) }
     try AtomicFile.write(d, to: path)
+}
+
+/// Every dataset of every split file of a prepared folder (features, labels, and the id
+/// columns or token lists where present), plus the manifest without its shard checksums (HDF5
+/// files differ in a few bytes from run to run): what "the same output" means for prepare.
+public func preparedContents(_ dir: String) throws -> [String: [Double]] {
+    var m = try DatasetManifest.load(dir + "/manifest.json")
+    var out = [String: [Double]]()
+    for (_, split) in m.splits {
+        for f in split.files {
+            let h5 = try HDF5File.open(dir + "/" + f.path)
+            out[f.path + "/features"] = try h5.readFloats("features").map(Double.init)
+            out[f.path + "/labels"] = try h5.readInt64s("labels").map(Double.init)
+            for name in ["categorical", "offsets"] where h5.hasDataset(name) {
+                out[f.path + "/" + name] = try h5.readInt64s(name).map(Double.init)
+            }
+            if h5.hasDataset("ids") {
+                let n = try h5.elementCount(of: "ids", elementSize: 4)
+                var ids = [Int32](repeating: 0, count: max(n, 1))
+                try ids.withUnsafeMutableBytes { try h5.readAll("ids", dtype: .int32, into: $0.baseAddress!) }
+                out[f.path + "/ids"] = ids.prefix(n).map(Double.init)
+            }
+        }
+    }
+    for k in m.splits.keys { for i in m.splits[k]!.files.indices { m.splits[k]!.files[i].sha256 = "" } }
+    out["manifest"] = try stableJSON(m).map(Double.init)
+    return out
 }
