@@ -188,8 +188,47 @@ public final class ModelRepository: @unchecked Sendable {
 
     private func reloadModel(_ name: String) -> [LoadEvent] {
         let dir = root + "/" + name
-        var events = [LoadEvent]()
         var entry = entry(name) ?? ModelEntry(name: name)
+        let onDisk = versionsOnDisk(dir)
+        if !FileManager.default.fileExists(atPath: dir) {
+            unload(name)
+            return [LoadEvent(model: name, version: nil, ok: false, message: "\(name): no folder \(dir)")]
+        }
+        var events = loadNewVersions(onDisk, name: name, dir: dir, entry: &entry)
+        let previous = entry.defaultVersion
+        let (chosen, reason, problem) = chooseDefault(name: name, dir: dir, entry: entry)
+        if let problem, problem != entry.defaultProblem {
+            events.append(
+                LoadEvent(
+                    model: name, version: nil, ok: false,
+                    message: "\(name): \(problem); keeping version \(chosen.map(String.init) ?? "none")"))
+        }
+        entry.defaultProblem = problem
+        entry.defaultVersion = chosen
+        entry.defaultReason = reason
+        if chosen != previous, let chosen {
+            events.append(
+                LoadEvent(
+                    model: name, version: chosen, ok: true, message: "\(name): default version \(chosen) (\(reason))"))
+        }
+        // Versions whose folder is gone are unloaded, except the default (still serving).
+        var retired = [ModelVersion]()
+        for (v, mv) in entry.versions where !onDisk.contains(v) && v != chosen {
+            entry.versions[v] = nil
+            retired.append(mv)
+            events.append(
+                LoadEvent(model: name, version: v, ok: true, message: "\(name) version \(v): folder removed, unloaded"))
+        }
+        for v in entry.failures.keys where !onDisk.contains(v) { entry.failures[v] = nil }
+        lock.lock()
+        table[name] = entry
+        lock.unlock()
+        for mv in retired { mv.queue.stop() }
+        return events
+    }
+
+    /// The version folders of `dir` that hold a model.cmodel, ascending.
+    private func versionsOnDisk(_ dir: String) -> [Int] {
         var onDisk = [Int]()
         for item in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
             // Canonical positive integers only ("3", not "03" or "+3").
@@ -199,11 +238,13 @@ public final class ModelRepository: @unchecked Sendable {
                 onDisk.append(v)
             }
         }
-        onDisk.sort()
-        if !FileManager.default.fileExists(atPath: dir) {
-            unload(name)
-            return [LoadEvent(model: name, version: nil, ok: false, message: "\(name): no folder \(dir)")]
-        }
+        return onDisk.sorted()
+    }
+
+    /// Loads (checksum, warm-up) every version on disk that is not loaded yet into `entry`;
+    /// a failure is reported once per distinct reason and the version stays out.
+    private func loadNewVersions(_ onDisk: [Int], name: String, dir: String, entry: inout ModelEntry) -> [LoadEvent] {
+        var events = [LoadEvent]()
         var added = [Int: ModelVersion]()
         for v in onDisk where entry.versions[v] == nil {
             let path = "\(dir)/\(v)/model.cmodel"
@@ -227,8 +268,13 @@ public final class ModelRepository: @unchecked Sendable {
             }
         }
         for (v, mv) in added { entry.versions[v] = mv }
-        // The default: the `default` file, else the aliases' champion, else what is served now,
-        // else a --default flag, else (first load only) the highest version, said in the log.
+        return events
+    }
+
+    /// The default version: the `default` file, else the aliases' champion, else what is served
+    /// now, else a --default flag, else (first load only) the highest version, said in the log.
+    /// Returns it, why, and a problem with the files to report.
+    private func chooseDefault(name: String, dir: String, entry: ModelEntry) -> (Int?, String, String?) {
         let previous = entry.defaultVersion
         var chosen: Int?, reason = "", problem: String?
         if let text = try? String(contentsOfFile: dir + "/default", encoding: .utf8) {
@@ -269,34 +315,7 @@ public final class ModelRepository: @unchecked Sendable {
             chosen = v
             reason = "highest version at first load (no default file)"
         }
-        if let problem, problem != entry.defaultProblem {
-            events.append(
-                LoadEvent(
-                    model: name, version: nil, ok: false,
-                    message: "\(name): \(problem); keeping version \(chosen.map(String.init) ?? "none")"))
-        }
-        entry.defaultProblem = problem
-        entry.defaultVersion = chosen
-        entry.defaultReason = reason
-        if chosen != previous, let chosen {
-            events.append(
-                LoadEvent(
-                    model: name, version: chosen, ok: true, message: "\(name): default version \(chosen) (\(reason))"))
-        }
-        // Versions whose folder is gone are unloaded, except the default (still serving).
-        var retired = [ModelVersion]()
-        for (v, mv) in entry.versions where !onDisk.contains(v) && v != chosen {
-            entry.versions[v] = nil
-            retired.append(mv)
-            events.append(
-                LoadEvent(model: name, version: v, ok: true, message: "\(name) version \(v): folder removed, unloaded"))
-        }
-        for v in entry.failures.keys where !onDisk.contains(v) { entry.failures[v] = nil }
-        lock.lock()
-        table[name] = entry
-        lock.unlock()
-        for mv in retired { mv.queue.stop() }
-        return events
+        return (chosen, reason, problem)
     }
 
     /// Loads one version: the file (checksum verified by the loader), one engine per thread,

@@ -286,46 +286,72 @@ final class ServerState: Sendable {
             throw APIError(status: .badRequest, message: e.message)
         }
         let id = parsed.id ?? UUID().uuidString
-        let input: JobInput, rows: Int
-        var userNames = [String]()
+        let (rows, input, userNames) = try decodeInput(parsed, mv)
+        guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
+        let (output, waited) = try await run(mv, rows: rows, input: input)
+        metrics.queueTime(model: mv.name, version: mv.version, seconds: waited)
+        let (outs, perRow) = encode(output, mv, rows: rows, want: Set(parsed.outputs))
+        if let log = predictions, log.sample() {
+            logPredictions(
+                log, id: id, mv: mv, parsed: parsed, input: input, rows: rows, userNames: userNames, outputs: perRow)
+        }
+        let bodyText =
+            "{\"model_name\":\(str(mv.name)),\"model_version\":\"\(mv.version)\",\"id\":\(str(id)),\"outputs\":[\(outs.joined(separator: ","))]}"
+        var r = versioned(.ok, bodyText, mv)
+        r.headers[ModelServer.requestIDHeader] = id
+        return r
+    }
+
+    /// The request's rows as the version's engine takes them (features, or user ids with K);
+    /// the user names as sent, for the prediction log. Errors are 400s naming the field.
+    func decodeInput(_ parsed: InferRequest, _ mv: ModelVersion) throws -> (Int, JobInput, [String]) {
         switch mv.kind {
         case .classifier:
             do {
                 let f = try mv.decoder!.features(parsed)
-                (rows, input) = (f.rows, .features(f.x))
+                return (f.rows, .features(f.x), [])
             } catch let e as CortadoError { throw APIError(status: .badRequest, message: e.message) }
         case .recommender(_, _, _, let items):
-            guard parsed.inputs.count == 1 else {
-                throw APIError(
-                    status: .badRequest, message: "inputs: a recommender takes one input 'user' of shape [rows]")
-            }
-            let t = parsed.inputs[0]
-            guard t.shape.count == 1 || (t.shape.count == 2 && t.shape[1] == 1) else {
-                throw APIError(status: .badRequest, message: "inputs[0].shape: \(t.shape); users are [rows]")
-            }
-            var ids = [Int32]()
-            for i in 0..<t.data.count {
-                guard let u = mv.userID(t.data[i]) else {
-                    throw APIError(
-                        status: .badRequest,
-                        message: "inputs[0].data[\(i)]: user \(t.data[i]) is not one the model knows")
-                }
-                ids.append(u)
-                userNames.append({ if case .string(let s) = t.data[i] { return s } else { return String(u) } }())
-            }
-            let k = parsed.parameters["top_k"] ?? 10
-            guard k >= 1, k <= Double(items - 1), k == k.rounded() else {
-                throw APIError(status: .badRequest, message: "parameters.top_k: \(k) is not in 1...\(items - 1)")
-            }
-            (rows, input) = (ids.count, .users(ids, k: Int(k)))
+            return try recommenderInput(parsed, mv, items: items)
         }
-        guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
-        let output: JobOutput, waited: Double
+    }
+
+    /// A recommender's request: one input `user` of shape [rows], `parameters.top_k`.
+    func recommenderInput(_ parsed: InferRequest, _ mv: ModelVersion, items: Int) throws -> (Int, JobInput, [String]) {
+        var userNames = [String]()
+        guard parsed.inputs.count == 1 else {
+            throw APIError(
+                status: .badRequest, message: "inputs: a recommender takes one input 'user' of shape [rows]")
+        }
+        let t = parsed.inputs[0]
+        guard t.shape.count == 1 || (t.shape.count == 2 && t.shape[1] == 1) else {
+            throw APIError(status: .badRequest, message: "inputs[0].shape: \(t.shape); users are [rows]")
+        }
+        var ids = [Int32]()
+        for i in 0..<t.data.count {
+            guard let u = mv.userID(t.data[i]) else {
+                throw APIError(
+                    status: .badRequest,
+                    message: "inputs[0].data[\(i)]: user \(t.data[i]) is not one the model knows")
+            }
+            ids.append(u)
+            userNames.append({ if case .string(let s) = t.data[i] { return s } else { return String(u) } }())
+        }
+        let k = parsed.parameters["top_k"] ?? 10
+        guard k >= 1, k <= Double(items - 1), k == k.rounded() else {
+            throw APIError(status: .badRequest, message: "parameters.top_k: \(k) is not in 1...\(items - 1)")
+        }
+        return (ids.count, .users(ids, k: Int(k)), userNames)
+    }
+
+    /// Queues the rows on the version's batching queue under the request time limit; the
+    /// output and the seconds the job waited. A full or stopped queue is a 503, a timeout 504.
+    func run(_ mv: ModelVersion, rows: Int, input: JobInput) async throws -> (JobOutput, Double) {
         do {
             // The time limit covers the wait in the queue and the batch (the body is bounded
             // by size): past it the job is dropped from the queue and the client gets 504.
             let queue = mv.queue, limit = config.requestTimeout
-            (output, waited) = try await withThrowingTaskGroup(of: (JobOutput, Double).self) { g in
+            return try await withThrowingTaskGroup(of: (JobOutput, Double).self) { g in
                 g.addTask { try await queue.submit(rows: rows, input: input) }
                 g.addTask {
                     try await Task.sleep(nanoseconds: UInt64(limit * 1e9))
@@ -349,8 +375,11 @@ final class ServerState: Sendable {
             metrics.rejected(model: mv.name, version: mv.version, reason: "timeout")
             throw APIError(status: .gatewayTimeout, message: "request timed out in the queue")
         }
-        metrics.queueTime(model: mv.name, version: mv.version, seconds: waited)
-        let want = Set(parsed.outputs)
+    }
+
+    /// The response's output tensors (those asked for, or all) and, for the prediction log,
+    /// each row's outputs as JSON.
+    func encode(_ output: JobOutput, _ mv: ModelVersion, rows: Int, want: Set<String>) -> ([String], [String]) {
         var outs = [String]()
         var perRow = [String](repeating: "", count: rows)
         switch output {
@@ -398,15 +427,7 @@ final class ServerState: Sendable {
                 }
             }
         }
-        if let log = predictions, log.sample() {
-            logPredictions(
-                log, id: id, mv: mv, parsed: parsed, input: input, rows: rows, userNames: userNames, outputs: perRow)
-        }
-        let bodyText =
-            "{\"model_name\":\(str(mv.name)),\"model_version\":\"\(mv.version)\",\"id\":\(str(id)),\"outputs\":[\(outs.joined(separator: ","))]}"
-        var r = versioned(.ok, bodyText, mv)
-        r.headers[ModelServer.requestIDHeader] = id
-        return r
+        return (outs, perRow)
     }
 
     /// One line per row: the id, time, model, version, the row as sent (raw columns by name,
