@@ -147,6 +147,9 @@ public final class ConfigReader {
 
     private func key(_ k: String) -> String { path.isEmpty ? k : path + "." + k }
 
+    /// The mapping's keys in file order (for maps whose keys are data, e.g. slice names).
+    public var keys: [String] { entries.map(\.key) }
+
     public func node(_ k: String) -> ConfigNode? {
         used.insert(k)
         return entries.first { $0.key == k }?.value

@@ -29,7 +29,10 @@ public struct FashionMNISTPreparer {
     }
 
     /// Sums over the training pixels, for their mean and standard deviation.
-    struct PixelSums { var sum = 0.0, sumSq = 0.0 }
+    struct PixelSums {
+        var sum = 0.0, sumSq = 0.0
+        var profile: DataProfile?
+    }
 
     static let pixels = 784 // 28 × 28: one row's features
 
@@ -125,6 +128,7 @@ public struct FashionMNISTPreparer {
         let testFile = try writeShard(
             "test.h5", split: "test", index: 0, x: src.testX, y: src.testY, rows: testPool[...], relabel: relabel,
             trackStats: false, stats: &untracked, log: log)
+        stats.profile = profile(src, rows: trainIdx, relabel: relabel)
         let splits: [String: DatasetManifest.Split] = [
             "train": .init(rows: nTrain, files: trainFiles),
             "validation": .init(rows: validationRows, files: [valFile]),
@@ -158,6 +162,15 @@ public struct FashionMNISTPreparer {
         return entry
     }
 
+    /// The training images' profile (brightness, contrast, class mix) for drift reports.
+    func profile(_ src: Sources, rows idx: [Int], relabel: [UInt8: Int64]) -> DataProfile {
+        let d = Self.pixels
+        var x = [Float](repeating: 0, count: idx.count * d)
+        for (r, i) in idx.enumerated() { for j in 0..<d { x[r * d + j] = Float(src.trainX.bytes[i * d + j]) / 255 } }
+        let labels = idx.map { relabel[src.trainY.bytes[$0]] ?? 0 }
+        return x.withUnsafeBufferPointer { DataProfile.images($0, width: d, labels: labels, classes: relabel.count) }
+    }
+
     /// The manifest, with the sources' checksums, written last.
     func writeManifest(
         kept: [Int], splits: [String: DatasetManifest.Split], stats: PixelSums, nTrain: Int, sources: [String]
@@ -170,6 +183,7 @@ public struct FashionMNISTPreparer {
             transforms: ["pixels: uint8 / 255 -> float32 in [0, 1]", "flattened row-major to 784 features"],
             statistics: ["train_pixel_mean": mean, "train_pixel_std": (stats.sumSq / n - mean * mean).squareRoot()],
             splits: splits, source: [:], createdBy: "cortado prepare fashion-mnist")
+        manifest.profile = stats.profile
         for f in sources { manifest.source[(f as NSString).lastPathComponent] = try SHA256.hex(fileAt: f) }
         if let limit { manifest.transforms.append("limited to the first \(limit) training and test images") }
         if let classes { manifest.transforms.append("classes \(classes) only, relabelled 0..<\(classes.count)") }

@@ -32,6 +32,9 @@ public struct DatasetManifest: Codable, Equatable {
     /// Text data (`cortado prepare text`): tokenizer settings and vocabulary; the splits hold id
     /// lists (`TextShard`).
     public var text: TextVocabulary?
+    /// The training split's profile (class mix, feature summaries): the reference drift
+    /// reports compare new data with (`cortado feedback join`).
+    public var profile: DataProfile?
 
     public struct Split: Codable, Equatable {
         public var rows: Int
@@ -61,7 +64,7 @@ public struct DatasetManifest: Codable, Equatable {
         case format, formatVersion = "format_version", name, task, featureShape = "feature_shape", classes
         case splitSeed = "split_seed", transforms, statistics, splits, source, createdBy = "created_by"
         case columns, csv, cleaning, categoricalColumns = "categorical_columns"
-        case text
+        case text, profile
     }
 
     public var featureCount: Int { featureShape.reduce(1, *) }

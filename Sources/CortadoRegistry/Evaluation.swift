@@ -42,20 +42,44 @@ public enum Evaluation {
     public static func classifier(model path: String, manifestPath: String) throws -> ClassifierEvaluation {
         let model = try InferenceModel(path: path)
         let test = try SplitReader(manifestPath: manifestPath, split: "test")
-        guard test.featureCount == model.spec.inputSize else {
-            throw CortadoError.usage(
-                "\(manifestPath): \(test.featureCount) features per row, \(path) takes \(model.spec.inputSize)")
-        }
-        let k = model.classes, d = test.featureCount, batch = 1024
+        let scored = try predictions(model, path: path, split: test)
+        let k = model.classes
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
+        for (t, p) in zip(scored.labels, scored.predicted) where t < k { confusion[Int(t)][p] += 1 }
+        let correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
+        let names = model.header.classes.count == k ? model.header.classes : (0..<k).map(String.init)
+        return ClassifierEvaluation(
+            rows: test.rows, accuracy: Double(correct) / Double(max(test.rows, 1)), classes: names,
+            confusion: confusion,
+            perClassAccuracy: (0..<k).map {
+                let total = confusion[$0].reduce(0, +)
+                return total == 0 ? 0 : Double(confusion[$0][$0]) / Double(total)
+            })
+    }
+
+    /// Every row of a split through a classifier: true labels, predicted classes (arg max) and,
+    /// when the data has id columns, the ids (rows × id columns).
+    public static func predictions(_ model: InferenceModel, path: String, split: SplitReader) throws -> (
+        labels: [Int32], predicted: [Int], ids: [Int32]
+    ) {
+        guard split.featureCount == model.spec.inputSize else {
+            throw CortadoError.usage(
+                "\(split.manifestPath): \(split.featureCount) features per row, \(path) takes \(model.spec.inputSize)")
+        }
+        let k = model.classes, d = split.featureCount, batch = 1024, c = split.idColumns
         var x = [Float](repeating: 0, count: batch * d), p = [Float](repeating: 0, count: batch * k)
-        var y = [Int32](repeating: 0, count: batch)
+        var y = [Int32](repeating: 0, count: split.rows), ids = [Int32](repeating: 0, count: split.rows * c)
+        var predicted = [Int](repeating: 0, count: split.rows)
         var start = 0
-        while start < test.rows {
-            let n = min(batch, test.rows - start)
+        while start < split.rows {
+            let n = min(batch, split.rows - start)
             try x.withUnsafeMutableBufferPointer { xb in
                 try y.withUnsafeMutableBufferPointer { yb in
-                    try test.read(start..<(start + n), features: xb.baseAddress!, labels: yb.baseAddress!)
+                    try ids.withUnsafeMutableBufferPointer { ib in
+                        try split.read(
+                            start..<(start + n), features: xb.baseAddress!, labels: yb.baseAddress! + start,
+                            ids: c > 0 ? ib.baseAddress! + start * c : nil)
+                    }
                 }
             }
             x.withUnsafeBufferPointer { xb in
@@ -66,20 +90,11 @@ public enum Evaluation {
             for r in 0..<n {
                 var best = 0
                 for c in 1..<k where p[r * k + c] > p[r * k + best] { best = c }
-                let t = Int(y[r])
-                if t < k { confusion[t][best] += 1 }
+                predicted[start + r] = best
             }
             start += n
         }
-        let correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
-        let names = model.header.classes.count == k ? model.header.classes : (0..<k).map(String.init)
-        return ClassifierEvaluation(
-            rows: test.rows, accuracy: Double(correct) / Double(max(test.rows, 1)), classes: names,
-            confusion: confusion,
-            perClassAccuracy: (0..<k).map {
-                let total = confusion[$0].reduce(0, +)
-                return total == 0 ? 0 : Double(confusion[$0][$0]) / Double(total)
-            })
+        return (y, predicted, ids)
     }
 
     /// Measures one variant: size, test accuracy (classifiers) or RMSE (recommenders), batch-1

@@ -30,6 +30,8 @@ public enum RunReport {
         public var deployed: String?
         /// Lineage links, newest first: (label, one-line description).
         public var lineage: [(String, String)]
+        /// A registry model's loop: versions, champion over time, verdicts.
+        public var loop: LoopHistory? = nil
     }
 
     /// Opens a run folder (has job.json), a version folder (has lineage.json), or a model
@@ -102,7 +104,8 @@ public enum RunReport {
             title: "\(name) version \(v)", path: reg.versionDir(name, v), history: m.history,
             samplesPerSecond: m.samplesPerSecond, wallSeconds: m.wallSeconds, worldSize: lin.worldSize,
             stepMsByRank: m.stepMillisecondsByRank, peakRSSMiB: m.peakRSSMiB, test: m.test, evaluation: m.evaluation,
-            evaluationNote: m.notMeasured, variants: m.variants, deployed: m.deployed, lineage: chain)
+            evaluationNote: m.notMeasured, variants: m.variants, deployed: m.deployed, lineage: chain,
+            loop: try LoopHistory.load(reg, name))
     }
 
     // MARK: HTML
@@ -144,7 +147,7 @@ public enum RunReport {
     /// One run's (or version's) part of the page: summary, curves, per-rank step time and
     /// memory, confusion matrix, compression table, lineage.
     static func body(_ s: Source, id: String) -> String {
-        [summary, curves, perRank, classes, compression, lineage].map { $0(s, id) }.joined()
+        [summary, curves, perRank, classes, compression, lineage].map { $0(s, id) }.joined() + (s.loop?.html ?? "")
     }
 
     /// The summary table.

@@ -18,6 +18,8 @@ public struct ServerConfig: Sendable {
     public var predictionLog: String?
     public var predictionSampleRate = 1.0
     public var predictionLogMaxBytes = 64 << 20
+    /// Rescan the repository every this many seconds (0: only on SIGHUP or an admin request).
+    public var pollSeconds = 0.0
     public init(models: String) { self.models = models }
 }
 
@@ -61,6 +63,19 @@ public enum ModelServer {
         let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         hup.setEventHandler { repo.reload { log.info("SIGHUP: \($0)") } }
         hup.resume()
+        // Polling, as TF Serving's file-system poll: a registry that moves `champion` (or a new
+        // `default` file) is picked up without anyone signalling the server. A rescan only lists
+        // folders and reads two small files unless something is new; quiet scans log nothing.
+        var poll: DispatchSourceTimer?
+        if config.pollSeconds > 0 {
+            // (A dispatch source released while never resumed crashes libdispatch: make it only when used.)
+            let timer = DispatchSource.makeTimerSource(queue: .global())
+            timer.schedule(deadline: .now() + config.pollSeconds, repeating: config.pollSeconds)
+            timer.setEventHandler { repo.reload { log.info("poll: \($0)") } }
+            timer.resume()
+            poll = timer
+        }
+        defer { poll?.cancel() }
 
         let host = config.host
         let app = Application(

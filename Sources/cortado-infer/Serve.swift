@@ -48,6 +48,8 @@ struct Serve: ParsableCommand {
         name: .customLong("default"),
         help: "NAME=VERSION: the default at first load when the repository names none (repeatable).")
     var defaults: [String] = []
+    @Option(help: "Rescan the repository every SECONDS (0: only on SIGHUP or POST /v2/repository/models/NAME/load).")
+    var poll = 0.0
 
     func validate() throws {
         guard port >= 0, port < 65536 else { throw ValidationError("--port: \(port) is not in 0...65535") }
@@ -61,6 +63,7 @@ struct Serve: ParsableCommand {
         guard maxQueueDelayUs >= 0 else { throw ValidationError("--max-queue-delay-us must be ≥ 0") }
         guard queueRows > 0 else { throw ValidationError("--queue-rows must be positive") }
         guard (0...1).contains(predictionSample) else { throw ValidationError("--prediction-sample must be in 0...1") }
+        guard poll >= 0, poll.isFinite else { throw ValidationError("--poll must be ≥ 0 seconds") }
         guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
         guard ["auto", "always", "never"].contains(sparse) else {
             throw ValidationError("--sparse: '\(sparse)' is not auto, always or never")
@@ -90,6 +93,7 @@ struct Serve: ParsableCommand {
         c.predictionLog = predictionLog
         c.predictionSampleRate = predictionSample
         c.predictionLogMaxBytes = predictionLogMaxMB << 20
+        c.pollSeconds = poll
         // threads × BLAS threads never exceed the cores: no oversubscription.
         setBLASThreads(max(1, cores / t))
         try await ModelServer.run(c)

@@ -17,7 +17,7 @@ struct Cortado: ParsableCommand {
         version: cortadoVersion,
         subcommands: [
             Prepare.self, Inspect.self, Validate.self, Compress.self, Export.self, Bench.self,
-            RegistryCommand.self, ReportCommand.self
+            RegistryCommand.self, ReportCommand.self, FeedbackCommand.self, EvaluateCommand.self
         ])
 }
 
@@ -25,7 +25,7 @@ struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn raw data into HDF5 shards plus manifest.json.",
         subcommands: [
-            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self, PrepareText.self, PrepareMovieLens.self
+            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self, PrepareText.self, PrepareMovieLens.self, PrepareSpan.self
         ])
 }
 

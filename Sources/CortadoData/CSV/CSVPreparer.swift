@@ -524,6 +524,7 @@ public struct CSVPreparer {
         var columns: [ColumnInfo] // with training statistics and output layout
         var classes: [String] // empty for regression
         var encoder: RowEncoder
+        var profile: DataProfile // the training split's, for drift reports
     }
 
     /// Pass 2 and its exchange: training statistics of all ranks, turned into the final columns.
@@ -552,7 +553,24 @@ public struct CSVPreparer {
         return Statistics(
             spill: spill, provisional: provisional, perFile: partial.perFile, report: mergedReport, columns: columns,
             classes: schema.regression ? [] : (columns[schema.labelIndex!].vocabulary ?? []),
-            encoder: RowEncoder(columns: columns))
+            encoder: RowEncoder(columns: columns), profile: profile(columns, stats: merged))
+    }
+
+    /// The training split's profile: each numeric feature's summary (deciles from the merged
+    /// quantile histogram) and the class mix.
+    func profile(_ columns: [ColumnInfo], stats: Partial) -> DataProfile {
+        var features = [String: DistributionSummary]()
+        for (j, c) in columns.enumerated() where c.role == "feature" && c.schema.type == .numeric {
+            let s = stats.numeric[j]
+            guard s.count > 0 else { continue }
+            features[c.name] = DistributionSummary(
+                count: s.count, mean: s.mean, std: s.std,
+                deciles: (1...9).map { s.histogram.quantile(Double($0) / 10, min: s.min, max: s.max) })
+        }
+        let classes = columns.first { $0.role == "label" }?.vocabulary
+        return DataProfile(
+            rows: stats.rowsWritten["train"] ?? 0, labelCounts: classes.map { $0.map { stats.labels[$0] ?? 0 } },
+            features: features)
     }
 
     /// `rows: 1000 read, 3 duplicates, dropped 2; train 800, …; 12 features`.
@@ -732,6 +750,7 @@ public struct CSVPreparer {
                 c.vocabulary = counts.filter { $0.value >= c.schema.minCount }.sorted {
                     $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key
                 }.map(\.key)
+                c.vocabularyCounts = c.vocabulary?.map { counts[$0] ?? 0 }
                 if c.schema.missing == .mostFrequent { c.imputeCategory = c.vocabulary?.first }
                 if c.schema.missing == .constant { c.imputeCategory = c.schema.constant }
                 if c.schema.encoding == "ids" {
@@ -936,6 +955,7 @@ public struct CSVPreparer {
             delimiter: String(UnicodeScalar(delimiter)), header: self.header, missingValues: schema.missing)
         m.cleaning = stats.report
         m.categoricalColumns = stats.columns.filter { $0.categoricalIndex != nil }.map(\.name)
+        m.profile = stats.profile
         return m
     }
 }

@@ -13,6 +13,7 @@ public struct ColumnInfo: Codable, Equatable {
     public var clipRange: [Double]? // value bounds from the clip quantiles
     public var imputeNumber: Double?
     public var vocabulary: [String]? // id = index + 1; 0 is "unknown"
+    public var vocabularyCounts: [Int]? // training rows per vocabulary entry (drift reports)
     public var imputeCategory: String?
     public var offset: Int? // first feature column in /features
     public var width: Int? // feature columns it occupies
@@ -21,7 +22,7 @@ public struct ColumnInfo: Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case schema, role, count, missing, mean, std, min, max, median, clipRange = "clip_range", imputeNumber =
             "impute_number"
-        case vocabulary, imputeCategory = "impute_category", offset, width, categoricalIndex = "categorical_index"
+        case vocabulary, vocabularyCounts = "vocabulary_counts", imputeCategory = "impute_category", offset, width, categoricalIndex = "categorical_index"
     }
 
     public init(schema: ColumnSchema, role: String) {
