@@ -87,7 +87,8 @@ public struct SliceResult: Codable, Equatable {
         let c = try d.container(keyedBy: CodingKeys.self)
         self.init(
             name: try c.decode(String.self, forKey: .name), rows: try c.decode(Int.self, forKey: .rows),
-            champion: try c.decode(Double.self, forKey: .champion), candidate: try c.decode(Double.self, forKey: .candidate))
+            champion: try c.decode(Double.self, forKey: .champion),
+            candidate: try c.decode(Double.self, forKey: .candidate))
     }
 
     public func encode(to e: Encoder) throws {

@@ -32,7 +32,8 @@ public struct LoopHistory {
             let lin = try? reg.lineage(name, v), m = try? reg.metrics(name, v)
             return VersionRow(
                 version: v, pushedAt: lin?.pushedAt ?? "?", parent: lin?.parent.map { $0.ref ?? $0.path },
-                accuracy: m.flatMap { m in m.variants.first { $0.recipe == m.deployed }?.accuracy }, deployed: m?.deployed)
+                accuracy: m.flatMap { m in m.variants.first { $0.recipe == m.deployed }?.accuracy },
+                deployed: m?.deployed)
         }
         var reigns = [Reign]()
         for e in try reg.history(name) where e.alias == ModelReference.defaultAlias {
@@ -58,7 +59,8 @@ public struct LoopHistory {
             let held = reigns.filter { $0.version == v.version }.map { "\($0.from) → \($0.until ?? "now")" }
             o += "<tr data-version=\"\(v.version)\"><td>\(v.version)</td><td class=\"l\">\(H.esc(v.pushedAt))</td>"
             o += "<td class=\"l\">\(H.esc(v.parent ?? "—"))</td><td>\(v.accuracy.map { H.num($0, "%.4f") } ?? "—")</td>"
-            o += "<td class=\"l\">\(H.esc(v.deployed ?? "—"))</td><td class=\"l\">\(H.esc(held.joined(separator: "; ")))</td></tr>"
+            o +=
+                "<td class=\"l\">\(H.esc(v.deployed ?? "—"))</td><td class=\"l\">\(H.esc(held.joined(separator: "; ")))</td></tr>"
         }
         o += "</table>"
         o += "<h2>Champion over time</h2><table class=\"reigns\"><tr><th>version</th><th class=\"l\">from</th>"
@@ -74,15 +76,20 @@ public struct LoopHistory {
     var verdictTable: String {
         var o = "<h2>Verdicts (cortado evaluate)</h2>"
         guard !verdicts.isEmpty else { return o + "<p>No verdicts yet.</p>" }
-        let sliceNames = ["overall"] + Array(Set(verdicts.flatMap { $0.slices.map(\.name) }.filter { $0.hasPrefix("split:") })).sorted()
-        o += "<table class=\"verdicts\"><tr><th class=\"l\">time</th><th>candidate</th><th>champion</th><th class=\"l\">result</th>"
+        let sliceNames =
+            ["overall"]
+            + Array(Set(verdicts.flatMap { $0.slices.map(\.name) }.filter { $0.hasPrefix("split:") })).sorted()
+        o +=
+            "<table class=\"verdicts\"><tr><th class=\"l\">time</th><th>candidate</th><th>champion</th><th class=\"l\">result</th>"
         for s in sliceNames { o += "<th>\(H.esc(s))<br>champion → candidate</th>" }
         o += "<th class=\"l\">failed checks</th><th class=\"l\">decision</th></tr>"
         for v in verdicts {
             let result = v.passed ? "PASS" : v.forced ? "FORCED" : "FAIL"
             let color = v.passed ? "#1a7f37" : v.forced ? "#bf8700" : "#cf222e"
-            o += "<tr class=\"verdict\" data-candidate=\"\(v.candidate.version.map(String.init) ?? "")\" data-passed=\"\(v.passed)\">"
-            o += "<td class=\"l\">\(H.esc(v.time))</td><td>\(v.candidate.version.map(String.init) ?? H.esc(v.candidate.ref))</td>"
+            o +=
+                "<tr class=\"verdict\" data-candidate=\"\(v.candidate.version.map(String.init) ?? "")\" data-passed=\"\(v.passed)\">"
+            o +=
+                "<td class=\"l\">\(H.esc(v.time))</td><td>\(v.candidate.version.map(String.init) ?? H.esc(v.candidate.ref))</td>"
             o += "<td>\(v.champion.version.map(String.init) ?? H.esc(v.champion.ref))</td>"
             o += "<td class=\"l\" style=\"color:\(color);font-weight:600\">\(result)</td>"
             for name in sliceNames {

@@ -93,7 +93,8 @@ public enum ServeCheck {
         URLSession.shared.dataTask(with: request) { data, response, _ in
             if let http = response as? HTTPURLResponse {
                 box.value = (
-                    http.statusCode, (data.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]) ?? [:]
+                    http.statusCode,
+                    (data.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]) ?? [:]
                 )
             }
             done.signal()

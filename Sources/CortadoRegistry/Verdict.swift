@@ -57,7 +57,8 @@ public struct Verdict: Codable, Equatable {
         checks.map { c in
             let t = c.threshold.map { String(format: "%.4f", $0) } ?? "-"
             let o = c.observed.map { String(format: "%.4f", $0) } ?? "-"
-            return "\(c.passed ? "PASS" : "FAIL") \(c.name)\(c.slice.map { " [\($0)]" } ?? ""): observed \(o), threshold \(t): \(c.detail)"
+            return
+                "\(c.passed ? "PASS" : "FAIL") \(c.name)\(c.slice.map { " [\($0)]" } ?? ""): observed \(o), threshold \(t): \(c.detail)"
         } + ["decision: \(decision)"]
     }
 }
@@ -138,7 +139,8 @@ public struct Evaluator {
         v.checks.append(
             .init(
                 name: "same inputs and classes as the champion", passed: sameShape,
-                detail: "candidate \(cand.spec.inputSize) → \(cand.classes), champion \(champ.spec.inputSize) → \(champ.classes)"
+                detail:
+                    "candidate \(cand.spec.inputSize) → \(cand.classes), champion \(champ.spec.inputSize) → \(champ.classes)"
             ))
         guard sameShape else { return }
         v.slices = try Slicing.score(
@@ -154,7 +156,8 @@ public struct Evaluator {
         func slice(_ name: String) throws -> SliceResult {
             guard let s = bySlice[name] else {
                 throw CortadoError.usage(
-                    "\(gatePath): slice '\(name)' does not exist (have: \(v.slices.map(\.name).joined(separator: ", ")))")
+                    "\(gatePath): slice '\(name)' does not exist (have: \(v.slices.map(\.name).joined(separator: ", ")))"
+                )
             }
             return s
         }
@@ -170,7 +173,8 @@ public struct Evaluator {
             if let a = gate.minAbsoluteImprovement {
                 v.checks.append(
                     .init(
-                        name: "absolute improvement", slice: name, threshold: a, observed: s.delta, passed: s.delta >= a,
+                        name: "absolute improvement", slice: name, threshold: a, observed: s.delta,
+                        passed: s.delta >= a,
                         detail: "candidate − champion"))
             }
             if let r = gate.minRelativeImprovement {
@@ -185,7 +189,8 @@ public struct Evaluator {
             for s in v.slices where s.rows >= gate.regressionMinRows {
                 v.checks.append(
                     .init(
-                        name: "no regression", slice: s.name, threshold: -tol, observed: s.delta, passed: s.delta >= -tol,
+                        name: "no regression", slice: s.name, threshold: -tol, observed: s.delta,
+                        passed: s.delta >= -tol,
                         detail: "candidate − champion on a slice of \(s.rows) rows"))
             }
         }
@@ -203,11 +208,15 @@ public struct Evaluator {
             let n = min(8, split.rows), d = split.featureCount
             var x = [Float](repeating: 0, count: n * d), y = [Int32](repeating: 0, count: n)
             try x.withUnsafeMutableBufferPointer { xb in
-                try y.withUnsafeMutableBufferPointer { try split.read(0..<n, features: xb.baseAddress!, labels: $0.baseAddress!) }
+                try y.withUnsafeMutableBufferPointer {
+                    try split.read(0..<n, features: xb.baseAddress!, labels: $0.baseAddress!)
+                }
             }
             var p = [Float](repeating: 0, count: n * model.classes)
             x.withUnsafeBufferPointer { xb in
-                p.withUnsafeMutableBufferPointer { model.predict(xb.baseAddress!, batch: n, probabilities: $0.baseAddress!) }
+                p.withUnsafeMutableBufferPointer {
+                    model.predict(xb.baseAddress!, batch: n, probabilities: $0.baseAddress!)
+                }
             }
             let k = model.classes
             let expected = (0..<n).map { r in (0..<k).max { p[r * k + $0] < p[r * k + $1] }! }
@@ -229,7 +238,9 @@ public struct Evaluator {
     func decide(_ v: inout Verdict, log: (String) -> Void) throws {
         let failed = v.failedChecks.map { $0.name + ($0.slice.map { " [\($0)]" } ?? "") }
         guard v.passed || force else {
-            v.decision = "kept champion \(v.champion.version.map(String.init) ?? v.champion.ref): failed " + failed.joined(separator: ", ")
+            v.decision =
+                "kept champion \(v.champion.version.map(String.init) ?? v.champion.ref): failed "
+                + failed.joined(separator: ", ")
             return
         }
         guard promote else {

@@ -37,7 +37,8 @@ struct EvaluateCommand: ParsableCommand {
         let registryRoot = try? ModelReference.root(flag: registry)
         var champ = champion
         if champ == nil, ModelReference.isReference(candidate) {
-            champ = ModelReference.scheme + (try ModelReference.parse(candidate)).name + "@" + ModelReference.defaultAlias
+            champ =
+                ModelReference.scheme + (try ModelReference.parse(candidate)).name + "@" + ModelReference.defaultAlias
         }
         guard let champ else { throw CortadoError.usage("--champion: required when the candidate is a file") }
         var e = Evaluator(candidate: candidate, champion: champ, data: data, gatePath: gate, out: out)
@@ -50,7 +51,8 @@ struct EvaluateCommand: ParsableCommand {
         for line in v.lines { print(line) }
         print("wrote \(out)")
         if !v.passed && !v.forced {
-            printError("cortado evaluate: the gate failed: \(v.failedChecks.map(\.name).joined(separator: ", ")) (see \(out))")
+            printError(
+                "cortado evaluate: the gate failed: \(v.failedChecks.map(\.name).joined(separator: ", ")) (see \(out))")
             throw ExitCode(3)
         }
     }

@@ -32,11 +32,14 @@ struct FeedbackJoinCommand: ParsableCommand {
     @Option(name: .out, help: "The span CSV to write.") var out: String
     @Option(help: "Drift report JSON (default: OUT with -drift.json).") var drift: String?
     @Option(help: "Only log lines of this model name.") var model: String?
-    @Option(name: .customLong("max-label-delay"), help: "Seconds: labels arriving later than this after the prediction are late (left out).")
+    @Option(
+        name: .customLong("max-label-delay"),
+        help: "Seconds: labels arriving later than this after the prediction are late (left out).")
     var maxLabelDelay: Double?
 
     func run() throws {
-        let manifestPath = manifest.hasSuffix(".json") ? manifest : (manifest as NSString).appendingPathComponent("manifest.json")
+        let manifestPath =
+            manifest.hasSuffix(".json") ? manifest : (manifest as NSString).appendingPathComponent("manifest.json")
         var j = FeedbackJoin(predictionLogs: logs, labels: labels, manifestPath: manifestPath, out: out)
         j.model = model
         j.maxLabelDelay = maxLabelDelay

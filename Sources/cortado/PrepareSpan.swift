@@ -18,7 +18,7 @@ struct PrepareSpan: ParsableCommand {
     @Argument(help: "Span CSV files from cortado feedback join.") var spans: [String]
     @Option(help: "The base data folder (or its manifest.json) the champion was trained on.") var base: String
     @Option(name: .out, help: "Output folder (appears only when complete).") var out: String
-    @Option(help: "Base training rows replayed per span training row.") var replay = 1.0
+    @Option(help: "Base training rows replayed per span training row.") var replay = 2.0
     @Option(help: "Share of the span held out as test_span.") var holdout = 0.3
     @Option(help: "Share of the span added to validation.") var validation = 0.1
     @Option(help: "Training shards.") var shards = 1

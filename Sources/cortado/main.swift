@@ -25,7 +25,8 @@ struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn raw data into HDF5 shards plus manifest.json.",
         subcommands: [
-            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self, PrepareText.self, PrepareMovieLens.self, PrepareSpan.self
+            FashionMNIST.self, CSV.self, SyntheticRatingsCommand.self, PrepareText.self, PrepareMovieLens.self,
+            PrepareSpan.self
         ])
 }
 

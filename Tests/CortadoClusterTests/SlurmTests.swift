@@ -7,7 +7,7 @@ import XCTest
 /// The job scripts on a real Slurm (slurm-wlm: munge, slurmctld, slurmd) that
 /// cluster/slurm-up.sh starts on this machine: training to the spine's accuracy, an array
 /// sweep, preemption with requeue and a bit-identical rerun, the srun launcher.
-final class SlurmTests: XCTestCase {
+final class SlurmTests: XCTestCase, SlurmJobs {
     static let up: Support.Result? = try? Support.run(["bash", Support.repoRoot + "/cluster/slurm-up.sh"], timeout: 300)
 
     /// Full Fashion-MNIST, prepared once per test process (2 shards).
@@ -21,20 +21,6 @@ final class SlurmTests: XCTestCase {
 
     override func setUpWithError() throws { try requireStarted(Self.up, "cluster/slurm-up.sh", else: "no Slurm") }
 
-    /// Submits `script args` from `dir` (logs in dir/logs), returns the job id.
-    func sbatch(_ dir: String, _ options: [String], _ script: String, _ args: [String]) throws -> String {
-        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
-        let r = try Support.run(
-            ["sbatch", "--parsable", "--chdir=\(dir)", "--export=ALL,CORTADO_BIN=\(Support.productsDir)"]
-                + options + [Support.repoRoot + "/jobs/" + script] + args)
-        XCTAssertEqual(r.status, 0, r.output)
-        let id =
-            r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
-        // A test that fails or times out still ends its job and the job's ranks.
-        addTeardownBlock { Self.cancel(id, run: { try Support.run($0) }) }
-        return id
-    }
-
     /// Cancels job `id` (all its steps and processes) and waits up to 60 s for it to leave the
     /// queue; `run` reaches the controller (the local Slurm, or the virtual cluster's).
     static func cancel(_ id: String, run: ([String]) throws -> Support.Result) {
@@ -44,30 +30,6 @@ final class SlurmTests: XCTestCase {
         while (try? run(["squeue", "-h", "-j", id]))?.stdout.contains(id) == true, monotonicSeconds() - t0 < 60 {
             Thread.sleep(forTimeInterval: 1)
         }
-    }
-
-    /// Waits until every job of `id` (an array's tasks too) has left the queue; returns their
-    /// final states from `scontrol show job`. Gives up after `timeout` seconds, or, with
-    /// `progress`, once that value (say, the log's length) has not changed for `stalledAfter`
-    /// seconds: a slower machine takes longer but keeps making progress.
-    func wait(_ id: String, timeout: Double = 400, stalledAfter: Double? = nil, progress: () -> Int = { 0 }) throws
-        -> [String]
-    {
-        let t0 = monotonicSeconds()
-        var last = progress(), lastChange = t0
-        while monotonicSeconds() - (stalledAfter == nil ? t0 : lastChange) < (stalledAfter ?? timeout) {
-            let q = try Support.run(["squeue", "-h", "-j", id, "-o", "%T"])
-            if q.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { break }
-            Thread.sleep(forTimeInterval: 1)
-            let now = progress()
-            if now != last { (last, lastChange) = (now, monotonicSeconds()) }
-        }
-        let s = try Support.run(["scontrol", "show", "job", id])
-        return s.stdout.components(separatedBy: "JobState=").dropFirst().map { String($0.prefix { $0 != " " }) }
-    }
-
-    func log(_ dir: String, _ name: String) -> String {
-        (try? String(contentsOfFile: dir + "/logs/" + name, encoding: .utf8)) ?? "(no log \(name))"
     }
 
     func testSbatchTrainsFashionMNISTToTheSpinesAccuracy() throws {

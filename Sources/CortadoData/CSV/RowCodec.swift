@@ -22,7 +22,8 @@ public struct ColumnInfo: Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case schema, role, count, missing, mean, std, min, max, median, clipRange = "clip_range", imputeNumber =
             "impute_number"
-        case vocabulary, vocabularyCounts = "vocabulary_counts", imputeCategory = "impute_category", offset, width, categoricalIndex = "categorical_index"
+        case vocabulary, vocabularyCounts = "vocabulary_counts", imputeCategory = "impute_category", offset, width,
+            categoricalIndex = "categorical_index"
     }
 
     public init(schema: ColumnSchema, role: String) {

@@ -85,7 +85,9 @@ public struct DriftReport: Codable, Equatable {
         }
         for (name, mix) in [("labels", labels), ("predicted classes", predictions)] {
             guard let mix else { continue }
-            out.append(String(format: "\(name) (\(mix.rows) rows): \(mix.severity): PSI %.3f against the training mix", mix.psi))
+            out.append(
+                String(
+                    format: "\(name) (\(mix.rows) rows): \(mix.severity): PSI %.3f against the training mix", mix.psi))
         }
         out.append(drifted.isEmpty ? "no major shift" : "major shift in: " + drifted.joined(separator: ", "))
         return out

@@ -35,17 +35,20 @@ public struct FeedbackJoin {
         public var joined = 0
         public var unlabeled = 0
         public var versions: [String: Int] = [:] // model version → joined rows
+        /// The served model's accuracy on the joined rows: its prediction against the label.
+        public var servedAccuracy: Double?
 
         enum CodingKeys: String, CodingKey {
             case logLines = "log_lines", unreadableLines = "unreadable_lines", otherModelLines = "other_model_lines"
             case duplicatePredictions = "duplicate_predictions", predictions, labelRows = "label_rows"
             case duplicateLabels = "duplicate_labels", conflictingLabels = "conflicting_labels"
             case labelsWithoutPrediction = "labels_without_prediction", lateLabels = "late_labels", joined, unlabeled
-            case versions
+            case versions, servedAccuracy = "served_accuracy"
         }
 
         public var line: String {
             "joined \(joined) of \(predictions) predicted rows (\(unlabeled) unlabeled); labels: \(labelRows) rows, \(duplicateLabels) duplicate, \(conflictingLabels) conflicting (dropped), \(lateLabels) late (dropped), \(labelsWithoutPrediction) without a prediction; log: \(logLines) lines, \(duplicatePredictions) duplicate, \(otherModelLines) other models, \(unreadableLines) unreadable"
+                + (servedAccuracy.map { String(format: "; served accuracy on the joined rows %.4f", $0) } ?? "")
         }
     }
 
@@ -88,6 +91,8 @@ public struct FeedbackJoin {
         }
         counts.labelsWithoutPrediction = labels.keys.filter { predictions[$0] == nil }.count
         counts.joined = joined.count
+        let agreed = joined.filter { $0.1.predicted == $0.2 }.count
+        counts.servedAccuracy = joined.isEmpty ? nil : Double(agreed) / Double(joined.count)
         counts.unlabeled = counts.predictions - joined.count - counts.lateLabels
         guard !joined.isEmpty else {
             throw CortadoError.data("\(self.labels): no label matches a logged prediction (\(counts.line))")
@@ -155,7 +160,9 @@ public struct FeedbackJoin {
     /// (ISO 8601, when the label arrived). Labels are class names or class numbers.
     func readLabels(classes: [String], counts: inout Counts) throws -> [Key: Label] {
         let csv = try CSVTokenizer(path: labels)
-        guard try csv.next() else { throw CortadoError.data("\(labels): empty (expected a header: id,label[,row][,time])") }
+        guard try csv.next() else {
+            throw CortadoError.data("\(labels): empty (expected a header: id,label[,row][,time])")
+        }
         let header = (0..<csv.fieldCount).map { csv.string($0).trimmingCharacters(in: .whitespaces) }
         guard let idCol = header.firstIndex(of: "id"), let labelCol = header.firstIndex(of: "label") else {
             throw CortadoError.data("\(labels): header \(header) needs the columns 'id' and 'label'")
@@ -178,7 +185,8 @@ public struct FeedbackJoin {
             var time: Date?
             if let timeCol {
                 guard let t = iso.date(from: csv.string(timeCol)) else {
-                    throw CortadoError.data("\(csv.here): time '\(csv.string(timeCol))' is not ISO 8601 (2026-12-04T10:00:00Z)")
+                    throw CortadoError.data(
+                        "\(csv.here): time '\(csv.string(timeCol))' is not ISO 8601 (2026-12-04T10:00:00Z)")
                 }
                 time = t
             }
@@ -217,7 +225,8 @@ public struct FeedbackJoin {
         } else {
             inputNames = (manifest.columns ?? []).filter { $0.role != "label" }.map(\.name)
         }
-        var text = (["request_id", "row", "model_version", "predicted", labelName] + inputNames).map(Self.quote)
+        var text =
+            (["request_id", "row", "model_version", "predicted", labelName] + inputNames).map(Self.quote)
             .joined(separator: ",") + "\n"
         for (key, p, label) in rows {
             var fields = [

@@ -17,7 +17,7 @@ public struct SpanPreparer {
     public var base: String // the base data folder or its manifest.json
     public var out: String
     /// Replay rows per span training row (1: as many old rows as new ones).
-    public var replay = 1.0
+    public var replay = 2.0
     public var holdout = 0.3
     public var validation = 0.1
     public var shards = 1
@@ -54,11 +54,13 @@ public struct SpanPreparer {
         var order = Array(0..<span.count)
         var rng = SeededRNG(seed: seed, stream: 0x59A4)
         order.withUnsafeMutableBufferPointer { rng.shuffle($0) }
-        let nTest = Int((Double(span.count) * holdout).rounded()), nVal = Int((Double(span.count) * validation).rounded())
+        let nTest = Int((Double(span.count) * holdout).rounded()),
+            nVal = Int((Double(span.count) * validation).rounded())
         let spanTest = pick(span, order[0..<nTest], d), spanVal = pick(span, order[nTest..<(nTest + nVal)], d)
         let spanTrain = pick(span, order[(nTest + nVal)...], d)
         guard spanTrain.count >= shards else {
-            throw CortadoError.usage("the span has \(span.count) rows: too few to train on after --holdout/--validation")
+            throw CortadoError.usage(
+                "the span has \(span.count) rows: too few to train on after --holdout/--validation")
         }
         let baseTrain = try readSplit("train", baseManifest)
         let nReplay = min(Int((Double(spanTrain.count) * replay).rounded()), baseTrain.count)
@@ -75,7 +77,8 @@ public struct SpanPreparer {
         )
         return try write(
             splits: ["train": train, "validation": val, "test": test, "test_span": spanTest], base: baseManifest,
-            note: "train = \(spanTrain.count) span rows + \(nReplay) replayed base rows (replay \(replay)), shuffled; validation = base validation + \(spanVal.count) span rows; test = base test; test_span = \(spanTest.count) held-out span rows (holdout \(holdout), seed \(seed))",
+            note:
+                "train = \(spanTrain.count) span rows + \(nReplay) replayed base rows (replay \(replay)), shuffled; validation = base validation + \(spanVal.count) span rows; test = base test; test_span = \(spanTest.count) held-out span rows (holdout \(holdout), seed \(seed))",
             log: log)
     }
 
@@ -118,7 +121,9 @@ public struct SpanPreparer {
         let r = try SplitReader(manifestPath: baseManifestPath, split: name)
         var x = [Float](repeating: 0, count: r.rows * r.featureCount), y = [Int32](repeating: 0, count: r.rows)
         try x.withUnsafeMutableBufferPointer { xb in
-            try y.withUnsafeMutableBufferPointer { try r.read(0..<r.rows, features: xb.baseAddress!, labels: $0.baseAddress!) }
+            try y.withUnsafeMutableBufferPointer {
+                try r.read(0..<r.rows, features: xb.baseAddress!, labels: $0.baseAddress!)
+            }
         }
         return Rows(x: x, y: y.map { Int64($0) })
     }
