@@ -152,18 +152,25 @@ public struct Evaluator {
                     format: "%@: %d rows, champion %.4f, candidate %.4f (%+.4f)", s.name, s.rows, s.champion,
                     s.candidate, s.delta))
         }
-        let bySlice = Dictionary(uniqueKeysWithValues: v.slices.map { ($0.name, $0) })
+        v.checks += try Self.thresholdChecks(gate, slices: v.slices, gatePath: gatePath)
+        if gate.serve { v.checks.append(serveCheck(cand, path: candPath)) }
+    }
+
+    /// The gate's floors, improvement and per-slice regression checks on scored slices.
+    static func thresholdChecks(_ gate: Gate, slices: [SliceResult], gatePath: String) throws -> [Verdict.Check] {
+        var checks = [Verdict.Check]()
+        let bySlice = Dictionary(uniqueKeysWithValues: slices.map { ($0.name, $0) })
         func slice(_ name: String) throws -> SliceResult {
             guard let s = bySlice[name] else {
                 throw CortadoError.usage(
-                    "\(gatePath): slice '\(name)' does not exist (have: \(v.slices.map(\.name).joined(separator: ", ")))"
+                    "\(gatePath): slice '\(name)' does not exist (have: \(slices.map(\.name).joined(separator: ", ")))"
                 )
             }
             return s
         }
         for (name, floor) in gate.floors {
             let s = try slice(name)
-            v.checks.append(
+            checks.append(
                 .init(
                     name: "floor", slice: name, threshold: floor, observed: s.candidate, passed: s.candidate >= floor,
                     detail: "candidate accuracy at least the floor"))
@@ -171,7 +178,7 @@ public struct Evaluator {
         if let name = gate.improvementSlice {
             let s = try slice(name)
             if let a = gate.minAbsoluteImprovement {
-                v.checks.append(
+                checks.append(
                     .init(
                         name: "absolute improvement", slice: name, threshold: a, observed: s.delta,
                         passed: s.delta >= a,
@@ -179,22 +186,22 @@ public struct Evaluator {
             }
             if let r = gate.minRelativeImprovement {
                 let rel = s.champion > 0 ? s.delta / s.champion : .infinity
-                v.checks.append(
+                checks.append(
                     .init(
                         name: "relative improvement", slice: name, threshold: r, observed: rel, passed: rel >= r,
                         detail: "(candidate − champion) / champion"))
             }
         }
         if let tol = gate.regressionTolerance {
-            for s in v.slices where s.rows >= gate.regressionMinRows {
-                v.checks.append(
+            for s in slices where s.rows >= gate.regressionMinRows {
+                checks.append(
                     .init(
                         name: "no regression", slice: s.name, threshold: -tol, observed: s.delta,
                         passed: s.delta >= -tol,
                         detail: "candidate − champion on a slice of \(s.rows) rows"))
             }
         }
-        if gate.serve { v.checks.append(serveCheck(cand, path: candPath)) }
+        return checks
     }
 
     /// Sends the first test rows through `cortado-infer serve` and compares the classes.

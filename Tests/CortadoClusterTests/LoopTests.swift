@@ -95,18 +95,40 @@ final class LoopTests: XCTestCase, SlurmJobs {
         let still = try send(server, images: "train", range: 44000..<44500, prefix: "r2-after", labels: nil, wrong: 0)
         XCTAssertEqual(still.versions, ["2"], "the server keeps the champion")
 
+        // A forced promotion (the reason recorded), then a rollback, both under the load.
+        let forced = try cortado(
+            [
+                "evaluate", "--candidate", "registry://\(Self.name)/3", "--data", dir + "/feedback2", "--gate",
+                Support.repoRoot + "/jobs/gate.yaml", "--out", dir + "/verdict-forced.json", "--force", "--reason",
+                "drill: forced promotion"
+            ], env: env)
+        XCTAssertEqual(forced.status, 0, forced.output)
+        XCTAssertEqual(try json(dir + "/verdict-forced.json")["forced"] as? Bool, true)
+        XCTAssertEqual(try aliases(reg)["champion"], 3)
+        try waitForDefault(server, 3)
+        let history = try String(contentsOfFile: "\(reg)/\(Self.name)/alias-history.jsonl", encoding: .utf8)
+        XCTAssertTrue(history.contains("drill: forced promotion"), history)
+        let back = try cortado(["registry", "rollback", Self.name, "champion", "--reason", "drill over"], env: env)
+        XCTAssertEqual(back.status, 0, back.output)
+        try waitForDefault(server, 2)
+
         let counts = load.stop()
         XCTAssertGreaterThan(counts.ok, 50, "the load ran throughout")
         XCTAssertEqual(counts.failed, 0, "failed requests under load: \(counts.errors.prefix(3))")
-        XCTAssertEqual(counts.versions, ["1", "2"])
+        XCTAssertTrue(counts.versions.isSubset(of: ["1", "2", "3"]) && counts.versions.isSuperset(of: ["1", "2"]))
 
         let report = try step("report") {
             try cortado(["report", reg + "/" + Self.name, "--out", dir + "/report.html"])
         }
         XCTAssertEqual(report.status, 0, report.output)
-        let html = try String(contentsOfFile: dir + "/report.html", encoding: .utf8)
-        XCTAssertTrue(html.contains("data-candidate=\"2\" data-passed=\"true\""))
-        XCTAssertTrue(html.contains("data-candidate=\"3\" data-passed=\"false\""))
+        let dom = try Support.chromium(["--dump-dom", "file://" + dir + "/report.html"])
+        XCTAssertEqual(dom.status, 0, dom.output)
+        for row in [
+            "data-candidate=\"2\" data-passed=\"true\"", "data-candidate=\"3\" data-passed=\"false\"",
+            "data-version=\"3\"", "data-champion=\"2\"", "FORCED", "drill: forced promotion"
+        ] {
+            XCTAssertTrue(dom.stdout.contains(row), "the rendered report lacks \(row)")
+        }
         summarize(dir, clean: cleanAccuracy, r1: r1.accuracy, after: after.accuracy, r2: r2.accuracy, load: counts)
     }
 

@@ -15,14 +15,6 @@ final class ReportTests: XCTestCase {
         return dir
     }()
 
-    func chromium(_ args: [String]) throws -> Support.Result {
-        try Support.run(
-            [
-                "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-                "--user-data-dir=" + Support.scratch("chromium-profile")
-            ] + args, timeout: 120)
-    }
-
     func testReportRendersInHeadlessChromiumWithTheRunsValues() throws {
         let dir = Support.scratch("report")
         let out = dir + "/report.html"
@@ -41,12 +33,12 @@ final class ReportTests: XCTestCase {
         }
 
         let png = dir + "/report.png"
-        let shot = try chromium(["--screenshot=" + png, "--window-size=1280,3000", "file://" + out])
+        let shot = try Support.chromium(["--screenshot=" + png, "--window-size=1280,3000", "file://" + out])
         XCTAssertEqual(shot.status, 0, shot.output)
         let pngBytes = try Data(contentsOf: URL(fileURLWithPath: png))
         XCTAssertGreaterThan(pngBytes.count, 10_000)
         XCTAssertEqual(Array(pngBytes.prefix(4)), [0x89, 0x50, 0x4e, 0x47])
-        let dom = try chromium(["--enable-logging=stderr", "--v=0", "--dump-dom", "file://" + out])
+        let dom = try Support.chromium(["--enable-logging=stderr", "--v=0", "--dump-dom", "file://" + out])
         XCTAssertEqual(dom.status, 0, dom.output)
         let console = dom.stderr.split(separator: "\n").filter { $0.contains(":CONSOLE") || $0.contains("Uncaught") }
         XCTAssertEqual(console, [], "console messages")
@@ -106,7 +98,7 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains("rep version 1"), "the version's title")
         XCTAssertTrue(html.contains("<div class=\"col\" id=\"b\">"), "side by side")
         XCTAssertTrue(html.contains("registry://rep/1"), "the lineage chain")
-        let dom = try chromium(["--dump-dom", "file://" + out])
+        let dom = try Support.chromium(["--dump-dom", "file://" + out])
         XCTAssertEqual(dom.status, 0, dom.output)
         // Both columns draw the same run's curves from the same values.
         XCTAssertEqual(dom.stdout.components(separatedBy: "data-series=\"train_loss\"").count - 1, 2)

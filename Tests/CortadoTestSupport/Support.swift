@@ -126,6 +126,15 @@ public enum Support {
         ] + extra
     }
 
+    /// Debian's chromium, headless, with a fresh profile (reports are checked in a real browser).
+    public static func chromium(_ args: [String]) throws -> Result {
+        try run(
+            [
+                "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--user-data-dir=" + scratch("chromium-profile")
+            ] + args, timeout: 120)
+    }
+
     /// The last line of stdout parsed as a JSON object (cortado-train --json).
     public static func lastJSON(_ r: Result) throws -> [String: Any] {
         guard let line = r.stdout.split(separator: "\n").last,
