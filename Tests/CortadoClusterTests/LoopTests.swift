@@ -55,7 +55,8 @@ final class LoopTests: XCTestCase, SlurmJobs {
         let server = try ServeProcess(
             models: reg, args: ["--poll", "0.5", "--prediction-log", dir + "/plog", "--cores", "1"], scratch: dir)
         defer { server.stop() }
-        let load = SteadyLoad(server: server, model: Self.name, row: try image("t10k", 0).x)
+        // The load sends an undrifted image: the log mixes old and new traffic, as in production.
+        let load = SteadyLoad(server: server, model: Self.name, row: try image("t10k", 0, drifted: false).x)
         load.start()
 
         // Round 1: drifted traffic, 80 % of it labeled correctly.
@@ -182,9 +183,10 @@ final class LoopTests: XCTestCase, SlurmJobs {
         var versions: Set<String>
     }
 
-    func image(_ set: String, _ i: Int) throws -> (x: [Float], y: Int) {
+    func image(_ set: String, _ i: Int, drifted: Bool = true) throws -> (x: [Float], y: Int) {
         let (x, y) = try Self.idx(set)
-        return ((0..<784).map { Self.drift(x.bytes[i * 784 + $0]) }, Int(y.bytes[i]))
+        let pixel = { (b: UInt8) in drifted ? Self.drift(b) : Float(b) / 255 }
+        return ((0..<784).map { pixel(x.bytes[i * 784 + $0]) }, Int(y.bytes[i]))
     }
 
     nonisolated(unsafe) static var cache = [String: (IDXArray, IDXArray)]()
