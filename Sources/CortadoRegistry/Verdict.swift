@@ -157,7 +157,8 @@ public struct Evaluator {
     }
 
     /// The gate's floors, improvement and per-slice regression checks on scored slices.
-    static func thresholdChecks(_ gate: Gate, slices: [SliceResult], gatePath: String) throws -> [Verdict.Check] {
+    public static func thresholdChecks(_ gate: Gate, slices: [SliceResult], gatePath: String) throws -> [Verdict.Check]
+    {
         var checks = [Verdict.Check]()
         let bySlice = Dictionary(uniqueKeysWithValues: slices.map { ($0.name, $0) })
         func slice(_ name: String) throws -> SliceResult {

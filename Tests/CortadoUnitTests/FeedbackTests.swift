@@ -112,6 +112,49 @@ final class FeedbackTests: XCTestCase {
         XCTAssertThrowsError(try j.run()) { XCTAssertTrue("\($0)".contains("'id' and 'label'"), "\($0)") }
     }
 
+    /// Tabular drift: a numeric column shifted, a categorical column with new values and more
+    /// missing values than in training.
+    func testTabularDriftFlagsShiftUnseenCategoriesAndMissingRate() throws {
+        var m = DatasetManifest(
+            name: "t", task: "classification", featureShape: [2], classes: ["no", "yes"], splitSeed: 1, transforms: [],
+            statistics: [:], splits: [:], source: [:], createdBy: "test")
+        var age = ColumnInfo(schema: ColumnSchema(name: "age", type: .numeric), role: "feature")
+        age.count = 95
+        age.missing = 5
+        var plan = ColumnInfo(schema: ColumnSchema(name: "plan", type: .categorical), role: "feature")
+        plan.count = 100
+        plan.missing = 0
+        plan.vocabulary = ["basic", "pro"]
+        plan.vocabularyCounts = [80, 20]
+        m.columns = [age, plan]
+        m.csv = CSVDialect(delimiter: ",", header: true, missingValues: ["", "NA"])
+        var ages = (0..<95).map { Double(20 + $0 % 40) }
+        m.profile = DataProfile(
+            rows: 100, labelCounts: [50, 50], features: ["age": DistributionSummary(sorting: &ages)])
+        // New rows: everyone 20 years older; a third on a plan training never saw; a fifth
+        // without an age.
+        let rows: [[String: String?]] = (0..<90).map { i in
+            [
+                "age": i % 5 == 0 ? "NA" : String(40 + i % 40),
+                "plan": i % 3 == 0 ? "enterprise" : (i % 2 == 0 ? "basic" : "pro")
+            ]
+        }
+        let f = Dictionary(uniqueKeysWithValues: Drift.table(rows, manifest: m).map { ($0.name, $0) })
+        let a = try XCTUnwrap(f["age"]), p = try XCTUnwrap(f["plan"])
+        XCTAssertEqual(a.severity, "major")
+        XCTAssertGreaterThan(a.psi!, DriftReport.majorPSI)
+        XCTAssertEqual(a.newMissingRate!, 0.2, accuracy: 1e-12)
+        XCTAssertEqual(a.trainMissingRate!, 0.05, accuracy: 1e-12)
+        XCTAssertEqual(p.unseenShare!, 1.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(p.unseenExamples, ["enterprise"])
+        XCTAssertEqual(p.severity, "major")
+        // PSI over basic, pro and one bin for unseen values, against 0.8, 0.2 and 0 (→ 0.0001).
+        let share = { (v: String) in Double(rows.filter { $0["plan"] == v }.count) / 90 }
+        let pairs = [(share("basic"), 0.8), (share("pro"), 0.2), (share("enterprise"), 1e-4)]
+        let expected = pairs.reduce(0.0) { $0 + ($1.0 - $1.1) * log($1.0 / $1.1) }
+        XCTAssertEqual(p.psi!, expected, accuracy: 1e-12)
+    }
+
     func testGateFileErrorsNameTheKey() throws {
         let dir = Support.scratch("gate-file")
         let path = dir + "/gate.yaml"
@@ -132,6 +175,33 @@ final class FeedbackTests: XCTestCase {
         XCTAssertEqual(g.minRelativeImprovement, 0.05)
         XCTAssertEqual(g.regressionMinRows, 50)
         XCTAssertFalse(g.serve)
+    }
+
+    /// Floors, relative improvement and the per-slice tolerance; small slices are not gated.
+    func testThresholdChecks() throws {
+        var g = Gate()
+        g.floors = [("split:test", 0.8)]
+        g.improvementSlice = "split:test_span"
+        g.minRelativeImprovement = 0.1
+        g.regressionTolerance = 0.02
+        g.regressionMinRows = 100
+        let slices = [
+            SliceResult(name: "split:test", rows: 1000, champion: 0.85, candidate: 0.84),
+            SliceResult(name: "split:test_span", rows: 300, champion: 0.5, candidate: 0.54),
+            SliceResult(name: "class:Bag", rows: 99, champion: 0.9, candidate: 0.5)
+        ]
+        let checks = try Evaluator.thresholdChecks(g, slices: slices, gatePath: "g.yaml")
+        XCTAssertEqual(
+            checks.map { "\($0.name) \($0.slice ?? "") \($0.passed)" },
+            [
+                "floor split:test true", "relative improvement split:test_span false", "no regression split:test true",
+                "no regression split:test_span true"
+            ])
+        XCTAssertEqual(checks[1].observed!, 0.08, accuracy: 1e-12)
+        g.floors = [("class:Coat", 0.5)]
+        XCTAssertThrowsError(try Evaluator.thresholdChecks(g, slices: slices, gatePath: "g.yaml")) {
+            XCTAssertTrue("\($0)".contains("slice 'class:Coat' does not exist"), "\($0)")
+        }
     }
 
     /// TFX users' complaint: no approval record when thresholds are missing. Here a gate with no
