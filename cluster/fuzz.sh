@@ -41,7 +41,9 @@ for t in $TARGETS; do
     infer-request)
       echo '{"id":"a","inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":[1,2,3,4,5,6,7,8]}]}' > $OUT/$t/corpus/tensor.json
       echo '{"inputs":[{"name":"input","shape":[1,1,2,2],"datatype":"FP64","data":[[[[0.5,1e-3],[2,"NaN"]]]]}],"outputs":[{"name":"class"}]}' > $OUT/$t/corpus/nested.json
-      echo '{"id":"c","inputs":[{"name":"age","shape":[2],"datatype":"FP64","data":[31,null]},{"name":"color","shape":[2,1],"datatype":"BYTES","data":["red","NA"]}],"parameters":{"top_k":3}}' > $OUT/$t/corpus/columns.json ;;
+      echo '{"id":"c","inputs":[{"name":"age","shape":[2],"datatype":"FP64","data":[31,null]},{"name":"color","shape":[2,1],"datatype":"BYTES","data":["red","NA"]}],"parameters":{"top_k":3}}' > $OUT/$t/corpus/columns.json
+      # Escapes, skipped parameters, every number form the reader takes apart.
+      printf '%s\n' '{"id":"\u00e9\"\ud83d\ude00","parameters":{"top_k":"NaN","p":{"a":[1,true,null]}},"outputs":[{"name":"class","parameters":{"binary_data":false}}],"inputs":[{"name":"input","shape":[1,4],"datatype":"INT64","parameters":{},"data":[[-0,1e2,25E-1,-12345678901234567890]]}]}' > $OUT/$t/corpus/escapes.json ;;
   esac
   # The model harness strips nothing: the fuzzer's input is the file minus its checksum.
   if [ "$t" = model ]; then for f in $OUT/$t/corpus/*.cmodel; do head -c -32 "$f" > "$f.body" && mv "$f.body" "$f"; done; fi

@@ -18,90 +18,72 @@ public struct InferRequest {
 
     /// Decodes a request body. Errors name the field: `inputs[1].shape: …`.
     public static func parse(_ body: Data) throws -> InferRequest {
-        let wire: WireRequest
-        do { wire = try decoder.decode(WireRequest.self, from: body) } catch let e as CortadoError {
-            throw e
-        } catch let DecodingError.dataCorrupted(c) {
-            throw CortadoError.usage("bad JSON: \(path(c.codingPath))\(c.debugDescription)")
-        } catch let DecodingError.keyNotFound(k, c) {
-            throw CortadoError.usage("\(path(c.codingPath + [k]))missing")
-        } catch let DecodingError.typeMismatch(_, c) {
-            throw CortadoError.usage("\(path(c.codingPath))wrong type: \(c.debugDescription)")
-        } catch let DecodingError.valueNotFound(_, c) {
-            throw CortadoError.usage("\(path(c.codingPath))is null")
-        } catch {
-            throw CortadoError.usage("bad JSON: \(error)")
-        }
+        try body.withUnsafeBytes { try parse(bytes: $0) }
+    }
+
+    /// Decodes a request body in one pass over its bytes (`RequestScanner`): no JSON tree, no
+    /// `Decodable` machinery, each number read straight from the bytes into the data array —
+    /// a 784-number row took most of a served request's time through `JSONDecoder`.
+    public static func parse(bytes: UnsafeRawBufferPointer) throws -> InferRequest {
+        var scanner = RequestScanner(bytes)
+        let wire = try scanner.request()
         guard !wire.inputs.isEmpty else { throw CortadoError.usage("inputs: at least one input tensor is required") }
         var inputs = [InferTensor]()
         for (i, t) in wire.inputs.enumerated() {
-            let field = "inputs[\(i)]"
-            guard !t.shape.isEmpty, t.shape.count <= 8 else {
-                throw CortadoError.usage("\(field).shape: \(t.shape) must have 1 to 8 dimensions")
+            inputs.append(try validate(t, field: "inputs[\(i)]"))
+        }
+        return InferRequest(id: wire.id, inputs: inputs, outputs: wire.outputs, parameters: wire.parameters)
+    }
+
+    /// A tensor as sent, checked: 1 to 8 dimensions, a known datatype, as many values as the
+    /// shape says, finite numbers (integers for integer datatypes), strings only for BYTES.
+    static func validate(_ t: WireTensor, field: String) throws -> InferTensor {
+        guard !t.shape.isEmpty, t.shape.count <= 8 else {
+            throw CortadoError.usage("\(field).shape: \(t.shape) must have 1 to 8 dimensions")
+        }
+        var count = 1
+        for d in t.shape {
+            guard d >= 0, d <= 1 << 24 else {
+                throw CortadoError.usage("\(field).shape: dimension \(d) out of range")
             }
-            var count = 1
-            for d in t.shape {
-                guard d >= 0, d <= 1 << 24 else {
-                    throw CortadoError.usage("\(field).shape: dimension \(d) out of range")
-                }
-                count = count.multipliedReportingOverflow(by: d).partialValue
-                guard count <= 1 << 26 else { throw CortadoError.usage("\(field).shape: \(t.shape) is too large") }
+            count = count.multipliedReportingOverflow(by: d).partialValue
+            guard count <= 1 << 26 else { throw CortadoError.usage("\(field).shape: \(t.shape) is too large") }
+        }
+        guard let type = InferTensor.DataType(rawValue: t.datatype) else {
+            throw CortadoError.usage(
+                "\(field).datatype: '\(t.datatype.prefix(40))' is not one of \(InferTensor.DataType.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        guard t.data.count == count else {
+            throw CortadoError.usage(
+                "\(field).data: \(t.data.count) values for shape \(t.shape) (\(count) expected)")
+        }
+        switch (type, t.data) {
+        case (.bytes, .numbers): throw CortadoError.usage("\(field).data: datatype BYTES needs strings")
+        case (.bytes, _): break
+        case (_, .numbers(let v)):
+            if let j = v.firstIndex(where: { !$0.isFinite }) {
+                throw CortadoError.usage("\(field).data[\(j)]: \(v[j]) is not a finite number")
             }
-            guard let type = InferTensor.DataType(rawValue: t.datatype) else {
+            if type.isInteger, let j = v.firstIndex(where: { $0 != $0.rounded() }) {
                 throw CortadoError.usage(
-                    "\(field).datatype: '\(t.datatype)' is not one of \(InferTensor.DataType.allCases.map(\.rawValue).joined(separator: ", "))"
+                    "\(field).data[\(j)]: \(v[j]) is not an integer (datatype \(type.rawValue))")
+            }
+        case (_, .mixed(let v)):
+            // null is a missing value (raw columns impute it); strings need BYTES.
+            if let j = v.firstIndex(where: {
+                switch $0 {
+                case .number, .null: return false
+                default: return true
+                }
+            }) {
+                throw CortadoError.usage(
+                    "\(field).data[\(j)]: \(v[j]) is not a number (datatype \(type.rawValue); send BYTES for strings)"
                 )
             }
-            guard t.data.count == count else {
-                throw CortadoError.usage(
-                    "\(field).data: \(t.data.count) values for shape \(t.shape) (\(count) expected)")
-            }
-            switch (type, t.data) {
-            case (.bytes, .numbers): throw CortadoError.usage("\(field).data: datatype BYTES needs strings")
-            case (.bytes, _): break
-            case (_, .numbers(let v)):
-                if let j = v.firstIndex(where: { !$0.isFinite }) {
-                    throw CortadoError.usage("\(field).data[\(j)]: \(v[j]) is not a finite number")
-                }
-                if type.isInteger, let j = v.firstIndex(where: { $0 != $0.rounded() }) {
-                    throw CortadoError.usage(
-                        "\(field).data[\(j)]: \(v[j]) is not an integer (datatype \(type.rawValue))")
-                }
-            case (_, .mixed(let v)):
-                // null is a missing value (raw columns impute it); strings need BYTES.
-                if let j = v.firstIndex(where: {
-                    switch $0 {
-                    case .number, .null: return false
-                    default: return true
-                    }
-                }) {
-                    throw CortadoError.usage(
-                        "\(field).data[\(j)]: \(v[j]) is not a number (datatype \(type.rawValue); send BYTES for strings)"
-                    )
-                }
-            }
-            inputs.append(InferTensor(name: t.name, shape: t.shape, datatype: type, data: t.data))
         }
-        var parameters = [String: Double]()
-        for (k, v) in wire.parameters ?? [:] { if case .number(let x) = v.value { parameters[k] = x } }
-        return InferRequest(
-            id: wire.id, inputs: inputs, outputs: (wire.outputs ?? []).map(\.name), parameters: parameters)
+        return InferTensor(name: t.name, shape: t.shape, datatype: type, data: t.data)
     }
-
-    static func path(_ keys: [CodingKey]) -> String {
-        guard !keys.isEmpty else { return "" }
-        return String(keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." })
-            + ": "
-    }
-
-    /// "NaN" / "Infinity" strings decode as the non-finite numbers they name, so the error
-    /// says NaN rather than "not a number".
-    static let decoder: JSONDecoder = {
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return d
-    }()
 }
 
 /// One input tensor: name, shape, datatype and its values, row-major.
@@ -121,7 +103,7 @@ public struct InferTensor {
 }
 
 /// A tensor's values: all numbers (the fast path) or anything else, element by element.
-public enum TensorValues: Decodable {
+public enum TensorValues {
     case numbers([Double])
     case mixed([JSONScalar])
 
@@ -138,50 +120,11 @@ public enum TensorValues: Decodable {
         case .mixed(let v): return v[i]
         }
     }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let v = try? c.decode([Double].self) {
-            self = .numbers(v)
-            return
-        }
-        // Nested (per the shape) or mixed: flattened row-major; nesting depth is bounded so a
-        // hostile body cannot recurse the decoder off the stack.
-        let nested = try c.decode(JSONNested.self)
-        var out = [JSONScalar]()
-        func flatten(_ n: JSONNested, depth: Int) throws {
-            switch n {
-            case .scalar(let s): out.append(s)
-            case .array(let a):
-                guard depth < 8 else { throw CortadoError.usage("data: nested deeper than 8 levels") }
-                for x in a { try flatten(x, depth: depth + 1) }
-            }
-        }
-        try flatten(nested, depth: 0)
-        if out.allSatisfy({ if case .number = $0 { return true } else { return false } }) {
-            self = .numbers(out.map { if case .number(let x) = $0 { return x } else { return 0 } })
-        } else {
-            self = .mixed(out)
-        }
-    }
 }
 
 /// A JSON leaf value.
-public enum JSONScalar: Decodable, CustomStringConvertible {
+public enum JSONScalar: CustomStringConvertible {
     case number(Double), string(String), bool(Bool), null
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() {
-            self = .null
-        } else if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let x = try? c.decode(Double.self) {
-            self = .number(x)
-        } else {
-            self = .string(try c.decode(String.self))
-        }
-    }
 
     public var description: String {
         switch self {
@@ -190,44 +133,6 @@ public enum JSONScalar: Decodable, CustomStringConvertible {
         case .bool(let b): return "\(b)"
         case .null: return "null"
         }
-    }
-}
-
-/// A JSON value of arrays and leaves (objects are not tensor data). Decoding depth is capped.
-indirect enum JSONNested: Decodable {
-    case scalar(JSONScalar), array([JSONNested])
-
-    init(from decoder: Decoder) throws {
-        guard decoder.codingPath.count < 24 else {
-            throw CortadoError.usage("data: nested too deep")
-        }
-        if var a = try? decoder.unkeyedContainer() {
-            var items = [JSONNested]()
-            while !a.isAtEnd { items.append(try a.decode(JSONNested.self)) }
-            self = .array(items)
-        } else {
-            self = .scalar(try JSONScalar(from: decoder))
-        }
-    }
-}
-
-struct WireRequest: Decodable {
-    struct Tensor: Decodable {
-        var name: String
-        var shape: [Int]
-        var datatype: String
-        var data: TensorValues
-    }
-    struct Output: Decodable { var name: String }
-    var id: String?
-    var inputs: [Tensor]
-    var outputs: [Output]?
-    var parameters: [String: Lenient]?
-
-    /// A parameter value: a scalar we may read, or anything else (ignored).
-    struct Lenient: Decodable {
-        var value: JSONScalar?
-        init(from decoder: Decoder) throws { value = try? JSONScalar(from: decoder) }
     }
 }
 

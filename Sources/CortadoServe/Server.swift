@@ -297,7 +297,9 @@ final class ServerState: Sendable {
         var req = request
         let body = try await req.collectBody(upTo: config.maxBodyBytes)
         let parsed: InferRequest
-        do { parsed = try InferRequest.parse(Data(body.readableBytesView)) } catch let e as CortadoError {
+        do { parsed = try body.withUnsafeReadableBytes { try InferRequest.parse(bytes: $0) } } catch let e
+            as CortadoError
+        {
             throw APIError(status: .badRequest, message: e.message)
         }
         let id = parsed.id ?? UUID().uuidString
@@ -529,13 +531,9 @@ struct ServeMiddleware: RouterMiddleware {
         }
         if model.isEmpty { version = "" }
         state.metrics.request(model: model, version: version, status: Int(response.status.code), seconds: secs)
-        state.logger.info(
-            "access",
-            metadata: [
-                "method": "\(request.method)", "path": "\(path.prefix(200))", "status": "\(response.status.code)",
-                "ms": "\(String(format: "%.3f", secs * 1000))", "model": "\(model)", "version": "\(version)",
-                "request_id": "\(response.headers[ModelServer.requestIDHeader] ?? "")"
-            ])
+        accessLog(
+            method: request.method.rawValue, path: path, status: Int(response.status.code), seconds: secs,
+            model: model, version: version, requestID: response.headers[ModelServer.requestIDHeader] ?? "")
         return response
     }
 
@@ -545,6 +543,46 @@ struct ServeMiddleware: RouterMiddleware {
         if e.status == .unauthorized { r.headers[.wwwAuthenticate] = "Bearer" }
         return r
     }
+}
+
+/// The access log: one JSON object per request on standard error, written with one `write`
+/// (whole lines even when requests finish together), e.g.
+/// `{"time":"2026-12-04T20:19:35.123Z","method":"POST","path":"/v2/models/m/infer","status":200,"ms":0.412,"model":"m","version":"2","request_id":"r1"}`.
+func accessLog(
+    method: String, path: String, status: Int, seconds: Double, model: String, version: String,
+    requestID: String
+) {
+    var line = "{\"time\":\"\(utcTimestamp())\",\"method\":\(str(method)),\"path\":\(str(String(path.prefix(200)))),"
+    line += "\"status\":\(status),\"ms\":\(milliseconds(seconds)),\"model\":\(str(model)),\"version\":\(str(version)),"
+    line += "\"request_id\":\(str(String(requestID.prefix(200))))}\n"
+    line.withUTF8 { b in
+        guard let base = b.baseAddress else { return }
+        var done = 0
+        while done < b.count {
+            let w = write(STDERR_FILENO, base + done, b.count - done)
+            guard w > 0 else { return } // a closed stderr loses the log, never the request
+            done += w
+        }
+    }
+}
+
+/// Seconds as milliseconds with 3 decimals ("0.412"), without Foundation's formatter.
+func milliseconds(_ seconds: Double) -> String {
+    let us = Int((seconds * 1e6).rounded())
+    let frac = us % 1000
+    return "\(us / 1000)." + (frac < 10 ? "00" : frac < 100 ? "0" : "") + String(frac)
+}
+
+/// Now, UTC, to the millisecond: `2026-12-04T20:19:35.123Z`.
+func utcTimestamp() -> String {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    var t = ts.tv_sec, tm = tm()
+    gmtime_r(&t, &tm)
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    let ms = Int(ts.tv_nsec / 1_000_000)
+    return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):"
+        + "\(two(tm.tm_sec)).\(ms < 10 ? "00" : ms < 100 ? "0" : "")\(ms)Z"
 }
 
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {

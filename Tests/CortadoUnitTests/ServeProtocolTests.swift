@@ -283,5 +283,22 @@ final class ServeProtocolTests: XCTestCase {
         let output = lines.first?["output"] as? [String: Any]
         XCTAssertEqual((output?["probabilities"] as? [Any])?.count, 2)
         XCTAssertEqual(output?["class"] as? String, (ServeFixtures.output(reply.json, "class") as? [String])?.first)
+        // The access log: one JSON object per request on standard error, errors included.
+        XCTAssertEqual(try s.get("/v2/models/nope-\(id)").status, 404)
+        let access = s.log.split(separator: "\n").filter { $0.hasPrefix("{\"time\"") }.compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let mine = access.first { $0["request_id"] as? String == id }
+        XCTAssertNotNil(mine, "no access log line for \(id) in \(access.count) lines")
+        XCTAssertEqual(mine?["method"] as? String, "POST")
+        XCTAssertEqual(mine?["path"] as? String, "/v2/models/tab/infer")
+        XCTAssertEqual(mine?["status"] as? Int, 200)
+        XCTAssertEqual(mine?["model"] as? String, "tab")
+        XCTAssertEqual(mine?["version"] as? String, "1")
+        XCTAssertGreaterThan(mine?["ms"] as? Double ?? 0, 0)
+        XCTAssertTrue((mine?["time"] as? String ?? "").hasSuffix("Z"))
+        let notFound = access.first { $0["path"] as? String == "/v2/models/nope-\(id)" }
+        XCTAssertEqual(notFound?["status"] as? Int, 404)
+        XCTAssertEqual(notFound?["model"] as? String, "unknown")
     }
 }

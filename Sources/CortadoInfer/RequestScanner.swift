@@ -1,0 +1,622 @@
+import CortadoCore
+import CortadoData
+
+/// An inference request as sent, before its tensors are checked (`InferRequest.validate`).
+struct WireRequest {
+    var id: String?
+    var inputs: [WireTensor]
+    var outputs: [String]
+    var parameters: [String: Double]
+}
+
+struct WireTensor {
+    var name: String
+    var shape: [Int]
+    var datatype: String
+    var data: TensorValues
+}
+
+/// A strict single-pass JSON reader for the Open Inference Protocol request, over the raw body
+/// bytes: it reads the request's own fields in place (no tree of values first) and appends
+/// each number of `data` to one `[Double]` as it meets it. RFC 8259 grammar, nothing lenient:
+/// no comments, trailing commas, leading zeros, single quotes or bare NaN; strings must be
+/// valid UTF-8 with their escapes (surrogate pairs included) well formed.
+///
+/// What it accepts is what `JSONDecoder` accepted before it, plus two refusals: a field given
+/// twice and a field the protocol does not define are 400s (they used to be ignored silently).
+/// As before, the strings "NaN", "Infinity" and "-Infinity" in `data` or `parameters` are the
+/// numbers they name, so the error says NaN rather than "not a number"; a `data` that is one
+/// scalar is a tensor of one value. Errors name the field and, for syntax, the byte offset.
+struct RequestScanner {
+    let b: UnsafeBufferPointer<UInt8>
+    var i = 0
+    var n: Int { b.count }
+
+    init(_ bytes: UnsafeRawBufferPointer) { b = bytes.bindMemory(to: UInt8.self) }
+
+    /// The whole body: one object, nothing but white space after it.
+    mutating func request() throws -> WireRequest {
+        skipSpace()
+        guard i < n else { throw CortadoError.usage("bad JSON: the body is empty") }
+        guard byte == .lbrace else {
+            try checkValueStart("")
+            throw CortadoError.usage("bad JSON: the body must be a JSON object, not \(kind)")
+        }
+        var id: String?, inputs: [WireTensor]?, outputs = [String](), parameters = [String: Double]()
+        var seen: UInt8 = 0
+        if try beginObject("") {
+            repeat {
+                let key = try self.key("")
+                switch key {
+                case "id":
+                    try once(&seen, 1, key)
+                    id = try isNull() ? nil : string("id")
+                case "inputs":
+                    try once(&seen, 2, key)
+                    try notNull("inputs")
+                    var list = [WireTensor]()
+                    if try beginArray("inputs") {
+                        repeat { list.append(try tensor("inputs[\(list.count)]")) } while try moreElements("inputs")
+                    }
+                    inputs = list
+                case "outputs":
+                    try once(&seen, 4, key)
+                    if try !isNull(), try beginArray("outputs") {
+                        repeat {
+                            outputs.append(try output("outputs[\(outputs.count)]"))
+                        } while try moreElements(
+                            "outputs")
+                    }
+                case "parameters":
+                    try once(&seen, 8, key)
+                    if try !isNull() { parameters = try numberParameters("parameters") }
+                default:
+                    throw CortadoError.usage(
+                        "unknown field '\(key.prefix(40))' (a request has id, inputs, outputs, parameters)")
+                }
+            } while try moreMembers("")
+        }
+        skipSpace()
+        guard i == n else {
+            throw CortadoError.usage("bad JSON: unexpected data after the request object at byte \(i)")
+        }
+        guard let inputs else { throw CortadoError.usage("inputs: missing") }
+        return WireRequest(id: id, inputs: inputs, outputs: outputs, parameters: parameters)
+    }
+
+    /// `{"name": …, "shape": […], "datatype": …, "data": […], "parameters": {…}}`.
+    mutating func tensor(_ field: String) throws -> WireTensor {
+        guard byte == .lbrace else { throw try wrongType(field, "an object") }
+        var name: String?, shape: [Int]?, datatype: String?, data: TensorValues?
+        var seen: UInt8 = 0
+        if try beginObject(field) {
+            repeat {
+                let key = try self.key(field)
+                switch key {
+                case "name":
+                    try once(&seen, 1, key, in: field)
+                    try notNull(field + ".name")
+                    name = try string(field + ".name")
+                case "shape":
+                    try once(&seen, 2, key, in: field)
+                    shape = try dimensions(field + ".shape")
+                case "datatype":
+                    try once(&seen, 4, key, in: field)
+                    try notNull(field + ".datatype")
+                    datatype = try string(field + ".datatype")
+                case "data":
+                    try once(&seen, 8, key, in: field)
+                    // Room for the values the shape names (when it came first), never more
+                    // than the rest of the body could hold.
+                    var expected = 0
+                    if let shape {
+                        expected = 1
+                        for d in shape { expected = expected.multipliedReportingOverflow(by: max(d, 0)).partialValue }
+                    }
+                    data = try values(field + ".data", capacity: max(0, min(expected, (n - i) / 2 + 1)))
+                case "parameters":
+                    try once(&seen, 16, key, in: field)
+                    try skipValue(field + ".parameters", depth: 0)
+                default:
+                    throw CortadoError.usage(
+                        "\(field): unknown field '\(key.prefix(40))' (a tensor has name, shape, datatype, data, parameters)"
+                    )
+                }
+            } while try moreMembers(field)
+        }
+        guard let name else { throw CortadoError.usage("\(field).name: missing") }
+        guard let shape else { throw CortadoError.usage("\(field).shape: missing") }
+        guard let datatype else { throw CortadoError.usage("\(field).datatype: missing") }
+        guard let data else { throw CortadoError.usage("\(field).data: missing") }
+        return WireTensor(name: name, shape: shape, datatype: datatype, data: data)
+    }
+
+    /// `{"name": …, "parameters": {…}}`: an output the client asks for.
+    mutating func output(_ field: String) throws -> String {
+        guard byte == .lbrace else { throw try wrongType(field, "an object") }
+        var name: String?, seen: UInt8 = 0
+        if try beginObject(field) {
+            repeat {
+                let key = try self.key(field)
+                switch key {
+                case "name":
+                    try once(&seen, 1, key, in: field)
+                    try notNull(field + ".name")
+                    name = try string(field + ".name")
+                case "parameters":
+                    try once(&seen, 2, key, in: field)
+                    try skipValue(field + ".parameters", depth: 0)
+                default:
+                    throw CortadoError.usage(
+                        "\(field): unknown field '\(key.prefix(40))' (an output has name, parameters)")
+                }
+            } while try moreMembers(field)
+        }
+        guard let name else { throw CortadoError.usage("\(field).name: missing") }
+        return name
+    }
+
+    /// The request's parameters that are numbers (`top_k`); values of other kinds are skipped.
+    mutating func numberParameters(_ field: String) throws -> [String: Double] {
+        guard byte == .lbrace else { throw try wrongType(field, "an object") }
+        var out = [String: Double](), keys = Set<String>()
+        if try beginObject(field) {
+            repeat {
+                let key = try self.key(field)
+                guard keys.insert(key).inserted else {
+                    throw CortadoError.usage("\(field).\(key.prefix(40)): given twice")
+                }
+                switch byte {
+                case .minus, .zero ... .nine: out[key] = try number(field + "." + key)
+                case .quote:
+                    if let x = Self.nonFinite(try string(field + "." + key)) { out[key] = x }
+                default: try skipValue(field + "." + key, depth: 0)
+                }
+            } while try moreMembers(field)
+        }
+        return out
+    }
+
+    /// A shape: an array of integers.
+    mutating func dimensions(_ field: String) throws -> [Int] {
+        guard byte == .lbracket else {
+            if try isNull() { throw CortadoError.usage("\(field): is null") }
+            throw try wrongType(field, "an array of integers")
+        }
+        var out = [Int]()
+        if try beginArray(field) {
+            repeat {
+                let f = "\(field)[\(out.count)]"
+                guard byte == .minus || (byte >= .zero && byte <= .nine) else { throw try wrongType(f, "an integer") }
+                let x = try number(f)
+                guard x == x.rounded(), abs(x) < 1e15 else {
+                    throw CortadoError.usage("\(f): wrong type: \(x) is not an integer")
+                }
+                out.append(Int(x))
+            } while try moreElements(field)
+        }
+        return out
+    }
+
+    /// A tensor's `data`: flat or nested (at most 8 levels, flattened row-major), numbers,
+    /// strings, booleans and nulls. All numbers (the usual case) stay one `[Double]`; the first
+    /// value of another kind turns the values read so far into `JSONScalar`s.
+    mutating func values(_ field: String, capacity: Int) throws -> TensorValues {
+        var sink = ValueSink()
+        sink.numbers.reserveCapacity(capacity)
+        try value(field, depth: 0, &sink)
+        return sink.isMixed ? .mixed(sink.scalars) : .numbers(sink.numbers)
+    }
+
+    struct ValueSink {
+        var numbers = [Double](), scalars = [JSONScalar](), isMixed = false
+        var count: Int { isMixed ? scalars.count : numbers.count }
+
+        mutating func append(_ x: Double) {
+            if isMixed { scalars.append(.number(x)) } else { numbers.append(x) }
+        }
+
+        mutating func append(_ v: JSONScalar) {
+            if case .number(let x) = v { return append(x) }
+            if !isMixed {
+                scalars = numbers.map { .number($0) }
+                numbers = []
+                isMixed = true
+            }
+            scalars.append(v)
+        }
+    }
+
+    private mutating func value(_ field: String, depth: Int, _ sink: inout ValueSink) throws {
+        switch byte {
+        case .lbracket:
+            guard depth < 8 else { throw CortadoError.usage("\(field): nested deeper than 8 levels") }
+            i += 1
+            skipSpace()
+            if byte == .rbracket {
+                i += 1
+                return
+            }
+            while true {
+                let c = byte
+                if c == .minus || (c >= .zero && c <= .nine) {
+                    sink.append(try number(field))
+                } else {
+                    try value(field, depth: depth + 1, &sink)
+                }
+                skipSpace()
+                if byte == .comma {
+                    i += 1
+                    skipSpace()
+                } else if byte == .rbracket {
+                    i += 1
+                    return
+                } else {
+                    throw expected("',' or ']'", field)
+                }
+            }
+        case .minus, .zero ... .nine: sink.append(try number(field))
+        case .quote:
+            let s = try string(field)
+            sink.append(Self.nonFinite(s).map { .number($0) } ?? .string(s))
+        case .t, .f, .n: sink.append(try literal(field))
+        default:
+            throw try wrongType("\(field)[\(sink.count)]", "a number, string, boolean, null or array")
+        }
+    }
+
+    static func nonFinite(_ s: String) -> Double? {
+        switch s {
+        case "NaN": return .nan
+        case "Infinity": return .infinity
+        case "-Infinity": return -.infinity
+        default: return nil
+        }
+    }
+
+    // MARK: JSON grammar
+
+    @inline(__always) var byte: UInt8 { i < n ? b[i] : 0 }
+
+    @inline(__always) mutating func skipSpace() {
+        while i < n {
+            let c = b[i]
+            guard c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 else { return }
+            i += 1
+        }
+    }
+
+    /// A number (RFC 8259: `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`), its decimal digits
+    /// gathered as it is checked. Up to 15 significant digits and a power of ten within ±22 is
+    /// Clinger's exact case (one multiply or divide of two exact doubles: correctly rounded);
+    /// anything else goes to `parseDouble` (strtod), so every number gets strtod's bits. Out of
+    /// range is ±Infinity, which the tensor check refuses; below range is 0 or subnormal.
+    @inline(__always) mutating func number(_ field: String) throws -> Double {
+        let start = i
+        let negative = byte == .minus
+        if negative { i += 1 }
+        var mantissa: UInt64 = 0, digits = 0, scale = 0
+        if byte == .zero {
+            i += 1
+        } else if byte >= .one && byte <= .nine {
+            while i < n, b[i] >= .zero, b[i] <= .nine {
+                mantissa = mantissa &* 10 &+ UInt64(b[i] &- .zero)
+                digits += 1
+                i += 1
+            }
+        } else {
+            throw syntax("a number", field, at: start)
+        }
+        if byte == .dot {
+            i += 1
+            guard byte >= .zero && byte <= .nine else { throw syntax("a digit after '.'", field, at: i) }
+            while i < n, b[i] >= .zero, b[i] <= .nine {
+                let d = b[i] &- .zero
+                // Leading zeros of a fraction (0.001) are not significant digits.
+                if mantissa != 0 || d != 0 {
+                    mantissa = mantissa &* 10 &+ UInt64(d)
+                    digits += 1
+                }
+                scale -= 1
+                i += 1
+            }
+        }
+        if byte == .e || byte == .E {
+            i += 1
+            var negativeExponent = false
+            if byte == .plus || byte == .minus {
+                negativeExponent = byte == .minus
+                i += 1
+            }
+            guard byte >= .zero && byte <= .nine else { throw syntax("a digit in the exponent", field, at: i) }
+            var e = 0
+            while i < n, b[i] >= .zero, b[i] <= .nine {
+                if e < 100_000 { e = e * 10 + Int(b[i] &- .zero) }
+                i += 1
+            }
+            scale += negativeExponent ? -e : e
+        }
+        if digits <= 15, scale >= -22, scale <= 22 {
+            let m = Double(mantissa)
+            let x = scale < 0 ? m / Self.powersOfTen[-scale] : m * Self.powersOfTen[scale]
+            return negative ? -x : x
+        }
+        // The grammar above is a subset of what strtod reads whole, so this never fails.
+        return parseDouble(UnsafeBufferPointer(rebasing: b[start..<i])) ?? .nan
+    }
+
+    /// 10^0 … 10^22: every one an exact double.
+    static let powersOfTen: [Double] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+        1e19, 1e20, 1e21, 1e22
+    ]
+
+    /// A string: the bytes up to the closing quote when there is no escape (the usual case),
+    /// else decoded escape by escape. Control characters must be escaped; UTF-8 must be valid.
+    mutating func string(_ field: String) throws -> String {
+        guard byte == .quote else { throw try wrongType(field, "a string") }
+        let open = i
+        i += 1
+        let start = i
+        while i < n {
+            let c = b[i]
+            if c == .quote {
+                i += 1
+                return try utf8(UnsafeBufferPointer(rebasing: b[start..<(i - 1)]), field, at: open)
+            }
+            if c == .backslash || c < 0x20 { break }
+            i += 1
+        }
+        var out = Array(b[start..<i])
+        while true {
+            guard i < n else {
+                throw CortadoError.usage("bad JSON: \(prefix(field))unterminated string from byte \(open)")
+            }
+            let c = b[i]
+            if c == .quote {
+                i += 1
+                break
+            }
+            guard c >= 0x20 else {
+                throw CortadoError.usage(
+                    "bad JSON: \(prefix(field))unescaped control character in a string at byte \(i)")
+            }
+            guard c == .backslash else {
+                out.append(c)
+                i += 1
+                continue
+            }
+            i += 1
+            let escape = byte
+            i += 1
+            switch escape {
+            case .quote, .backslash, .slash: out.append(escape)
+            case .b: out.append(0x08)
+            case .f: out.append(0x0C)
+            case .n: out.append(0x0A)
+            case .r: out.append(0x0D)
+            case .t: out.append(0x09)
+            case .u:
+                var scalar = try hex4(field)
+                if scalar >= 0xD800 && scalar < 0xDC00 {
+                    // A high surrogate is half of a pair: a low one must follow.
+                    guard byte == .backslash, i + 1 < n, b[i + 1] == .u else {
+                        throw CortadoError.usage(
+                            "bad JSON: \(prefix(field))unpaired surrogate in a string at byte \(i)")
+                    }
+                    i += 2
+                    let low = try hex4(field)
+                    guard low >= 0xDC00 && low < 0xE000 else {
+                        throw CortadoError.usage(
+                            "bad JSON: \(prefix(field))unpaired surrogate in a string at byte \(i)")
+                    }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if scalar >= 0xDC00 && scalar < 0xE000 {
+                    throw CortadoError.usage("bad JSON: \(prefix(field))unpaired surrogate in a string at byte \(i)")
+                }
+                // Not a surrogate here, so always a scalar.
+                guard let u = Unicode.Scalar(scalar) else {
+                    throw CortadoError.usage("bad JSON: \(prefix(field))invalid \\u escape in a string at byte \(i)")
+                }
+                out.append(contentsOf: String(u).utf8)
+            default:
+                throw CortadoError.usage("bad JSON: \(prefix(field))invalid escape in a string at byte \(i - 2)")
+            }
+        }
+        return try out.withUnsafeBufferPointer { try utf8($0, field, at: open) }
+    }
+
+    private mutating func hex4(_ field: String) throws -> UInt32 {
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = byte
+            let d: UInt8
+            switch c {
+            case .zero ... .nine: d = c - .zero
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+            default: throw CortadoError.usage("bad JSON: \(prefix(field))invalid \\u escape in a string at byte \(i)")
+            }
+            v = v << 4 | UInt32(d)
+            i += 1
+        }
+        return v
+    }
+
+    private func utf8(_ bytes: UnsafeBufferPointer<UInt8>, _ field: String, at: Int) throws -> String {
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw CortadoError.usage("bad JSON: \(prefix(field))invalid UTF-8 in the string at byte \(at)")
+        }
+        return s
+    }
+
+    /// `true`, `false` or `null`.
+    private mutating func literal(_ field: String) throws -> JSONScalar {
+        for (word, value) in [("true", JSONScalar.bool(true)), ("false", .bool(false)), ("null", .null)]
+        where word.utf8.first == byte {
+            guard n - i >= word.utf8.count, b[i..<(i + word.utf8.count)].elementsEqual(word.utf8) else { break }
+            i += word.utf8.count
+            return value
+        }
+        throw syntax("a value", field, at: i)
+    }
+
+    /// Consumes `null` when it is next.
+    mutating func isNull() throws -> Bool {
+        guard byte == .n else { return false }
+        _ = try literal("")
+        return true
+    }
+
+    mutating func notNull(_ field: String) throws {
+        if try isNull() { throw CortadoError.usage("\(field): is null") }
+    }
+
+    /// Any JSON value, skipped (the tensors' and outputs' `parameters`); nesting is capped so a
+    /// hostile body cannot recurse the reader off the stack.
+    mutating func skipValue(_ field: String, depth: Int) throws {
+        guard depth < 32 else { throw CortadoError.usage("\(field): nested deeper than 32 levels") }
+        switch byte {
+        case .lbrace:
+            if try beginObject(field) {
+                repeat {
+                    _ = try key(field)
+                    try skipValue(field, depth: depth + 1)
+                } while try moreMembers(field)
+            }
+        case .lbracket:
+            if try beginArray(field) {
+                repeat { try skipValue(field, depth: depth + 1) } while try moreElements(field)
+            }
+        case .quote: _ = try string(field)
+        case .minus, .zero ... .nine: _ = try number(field)
+        default: _ = try literal(field)
+        }
+    }
+
+    /// After `{`: false (and past `}`) for an empty object.
+    mutating func beginObject(_ field: String) throws -> Bool {
+        i += 1
+        skipSpace()
+        if byte == .rbrace {
+            i += 1
+            return false
+        }
+        return true
+    }
+
+    /// A member's key and its colon; the value is next.
+    mutating func key(_ field: String) throws -> String {
+        guard byte == .quote else { throw expected("a quoted field name", field) }
+        let k = try string(field)
+        skipSpace()
+        guard byte == .colon else { throw expected("':'", field) }
+        i += 1
+        skipSpace()
+        return k
+    }
+
+    /// After a member's value: true (and past the comma) when another member follows.
+    mutating func moreMembers(_ field: String) throws -> Bool {
+        skipSpace()
+        switch byte {
+        case .comma:
+            i += 1
+            skipSpace()
+            return true
+        case .rbrace:
+            i += 1
+            return false
+        default: throw expected("',' or '}'", field)
+        }
+    }
+
+    /// After `[`: false (and past `]`) for an empty array; wrong types are refused.
+    mutating func beginArray(_ field: String) throws -> Bool {
+        guard byte == .lbracket else { throw try wrongType(field, "an array") }
+        i += 1
+        skipSpace()
+        if byte == .rbracket {
+            i += 1
+            return false
+        }
+        return true
+    }
+
+    mutating func moreElements(_ field: String) throws -> Bool {
+        skipSpace()
+        switch byte {
+        case .comma:
+            i += 1
+            skipSpace()
+            return true
+        case .rbracket:
+            i += 1
+            return false
+        default: throw expected("',' or ']'", field)
+        }
+    }
+
+    /// A field seen for the second time in one object is refused: which one counts is
+    /// ambiguous, and JSON parsers disagree.
+    func once(_ seen: inout UInt8, _ bit: UInt8, _ key: String, in field: String = "") throws {
+        guard seen & bit == 0 else { throw CortadoError.usage("\(prefix(field, dot: true))\(key): given twice") }
+        seen |= bit
+    }
+
+    // MARK: errors
+
+    /// What starts at the cursor, for messages.
+    var kind: String {
+        switch byte {
+        case .lbrace: return "an object"
+        case .lbracket: return "an array"
+        case .quote: return "a string"
+        case .t, .f: return "a boolean"
+        case .n: return "null"
+        default: return "a number"
+        }
+    }
+
+    /// A value of the wrong kind ("wrong type"), or a syntax error when no value starts here.
+    func wrongType(_ field: String, _ wanted: String) throws -> CortadoError {
+        try checkValueStart(field)
+        return CortadoError.usage("\(field): wrong type: expected \(wanted), found \(kind)")
+    }
+
+    func checkValueStart(_ field: String) throws {
+        switch byte {
+        case .lbrace, .lbracket, .quote, .t, .f, .n, .minus, .zero ... .nine: return
+        default: throw expected("a value", field)
+        }
+    }
+
+    func expected(_ what: String, _ field: String) -> CortadoError {
+        syntax(what, field, at: i)
+    }
+
+    func syntax(_ what: String, _ field: String, at: Int) -> CortadoError {
+        guard at < n else {
+            return CortadoError.usage("bad JSON: \(prefix(field))the body ends where \(what) should be (byte \(at))")
+        }
+        let c = b[at]
+        let found = c >= 0x20 && c < 0x7F ? "'\(Character(Unicode.Scalar(c)))'" : "byte 0x\(String(c, radix: 16))"
+        return CortadoError.usage("bad JSON: \(prefix(field))expected \(what) at byte \(at), found \(found)")
+    }
+
+    func prefix(_ field: String, dot: Bool = false) -> String {
+        field.isEmpty ? "" : field + (dot ? "." : ": ")
+    }
+}
+
+extension UInt8 {
+    fileprivate static let lbrace = UInt8(ascii: "{"), rbrace = UInt8(ascii: "}")
+    fileprivate static let lbracket = UInt8(ascii: "["), rbracket = UInt8(ascii: "]")
+    fileprivate static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), slash = UInt8(ascii: "/")
+    fileprivate static let comma = UInt8(ascii: ","), colon = UInt8(ascii: ":"), dot = UInt8(ascii: ".")
+    fileprivate static let minus = UInt8(ascii: "-"), plus = UInt8(ascii: "+")
+    fileprivate static let zero = UInt8(ascii: "0"), one = UInt8(ascii: "1"), nine = UInt8(ascii: "9")
+    fileprivate static let e = UInt8(ascii: "e"), E = UInt8(ascii: "E")
+    fileprivate static let t = UInt8(ascii: "t"), f = UInt8(ascii: "f"), n = UInt8(ascii: "n")
+    fileprivate static let b = UInt8(ascii: "b"), r = UInt8(ascii: "r"), u = UInt8(ascii: "u")
+}
