@@ -176,6 +176,8 @@ public struct JobSpec: Codable, Equatable {
     ///       loss: mse                # mse (ratings) | bce (implicit, with sampled negatives)
     ///       negatives: 4
     ///       exclude_seen: true       # negatives avoid the user's training items
+    ///       l2: 0.05                 # per-row L2 on the embedding rows a batch scores (RowL2)
+    ///       l2_bias: 0               # the same for the user and item biases (0: exempt)
     ///       exchange: auto           # embedding gradients: auto | dense | sparse
     public struct RecommenderOptions: Codable, Equatable {
         /// Table sizes are 0 and empty column names mean "the data's first / second id
@@ -185,7 +187,13 @@ public struct JobSpec: Codable, Equatable {
         /// bce: draw each training negative from the items the user has no training
         /// interaction with (nil: true; false: uniformly from the catalogue, as the NCF paper).
         public var excludeSeen: Bool?
-        enum CodingKeys: String, CodingKey { case architecture, exchange, excludeSeen = "exclude_seen" }
+        /// Per-row L2 of the embedding rows and of the id biases each scored row looks up
+        /// (`RowL2`; nil: 0, and not stored, so specs without them keep their canonical JSON).
+        public var l2: Double?, l2Bias: Double?
+        enum CodingKeys: String, CodingKey {
+            case architecture, exchange, excludeSeen = "exclude_seen", l2, l2Bias = "l2_bias"
+        }
+        public var rowL2: RowL2 { RowL2(embeddings: l2 ?? 0, biases: l2Bias ?? 0) }
     }
 
     /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
@@ -527,6 +535,9 @@ public struct JobSpec: Codable, Equatable {
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
         try check(watchdogSeconds >= 0, "watchdog_seconds", "must be 0 (off) or positive, got \(watchdogSeconds)")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
+        for (key, v) in [("model.l2", recommender?.l2), ("model.l2_bias", recommender?.l2Bias)] {
+            if let v { try check(v >= 0 && v.isFinite, key, "must be 0 (off) or positive, got \(v)") }
+        }
         for (key, list) in [("freeze", freeze), ("init_exclude", initExclude)] {
             if let bad = list.first(where: { $0 < 0 || $0 >= layers.count }) {
                 try check(false, key, "layer \(bad) does not exist (the model has \(layers.count) layers)")
@@ -654,6 +665,8 @@ extension JobSpec.RecommenderOptions {
         architecture = a
         exchange = try model.choice("exchange") ?? exchange
         excludeSeen = try model.bool("exclude_seen")
+        l2 = try model.double("l2")
+        l2Bias = try model.double("l2_bias")
     }
 }
 

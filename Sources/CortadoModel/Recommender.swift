@@ -8,10 +8,11 @@ import CortadoCore
 ///                 + MLP([U[u]; V[i]])        (mlp: layers on the concatenation, ending in 1 unit)
 ///
 /// Explicit ratings train with `mse` on the score; implicit feedback with `bce` on the score as
-/// a logit, each positive paired with `negatives` items drawn uniformly (not checked against the
-/// user's history: a sampled negative is occasionally a positive, as in the NCF paper).
+/// a logit, each positive paired with `negatives` sampled items (`NegativeSampler`: by default
+/// none of the user's training items).
 /// Ids come from the data's `encoding: ids` columns: 0 is the unknown id, so tables have
-/// vocabulary + 1 rows.
+/// vocabulary + 1 rows. Training may add a per-row L2 penalty (`RowL2`), which is not part of
+/// the spec (a model file does not need it).
 public struct RecommenderSpec: Codable, Equatable {
     public var userColumn: String
     public var itemColumn: String
@@ -93,6 +94,27 @@ public struct RecommenderSpec: Codable, Equatable {
     }
 }
 
+/// Per-row L2 regularization of the embedding tables and id biases, as in SGD matrix
+/// factorization (Koren, Bell & Volinsky, "Matrix factorization techniques for recommender
+/// systems", 2009): every scored row (u, i) adds
+///
+///     embeddings·(‖U[u]‖² + ‖V[i]‖²) + biases·(b_u² + b_i²)
+///
+/// to its loss, so only the rows a batch looks up are pulled toward 0, each as often as it is
+/// scored — frequent users and items more than rare ones, where optimizer weight decay shrinks
+/// every row (and the global bias and tower) at every step, seen or not. `biases: 0` leaves the
+/// id biases free (they start at the fitted baseline for ratings). The global bias and the tower
+/// are never penalized here (optimizer `weight_decay` covers the tower if wanted).
+public struct RowL2: Equatable, Sendable {
+    public var embeddings: Double
+    public var biases: Double
+    public init(embeddings: Double = 0, biases: Double = 0) {
+        self.embeddings = embeddings
+        self.biases = biases
+    }
+    public var isZero: Bool { embeddings == 0 && biases == 0 }
+}
+
 /// The recommender's parameters, gradients and per-batch buffers: one parameter arena and one
 /// gradient arena (the tower is a `Network` on views of their first part), buffers sized once
 /// for `maxBatch` rows. `forward`/`backward` allocate nothing.
@@ -110,6 +132,8 @@ public final class Recommender<T: Real> {
     @usableFromInline let concat: Arena<T>, dConcat: Arena<T>, dDot: Arena<T>
     /// (maxBatch): scores, their gradient, the dot term.
     @usableFromInline let scores: Arena<T>, dScores: Arena<T>, dotTerm: Arena<T>
+    /// Added to the training loss by `step` (none by default).
+    public var l2 = RowL2()
 
     public init(spec: RecommenderSpec, maxBatch: Int, gradientExtras: Int = 0) {
         self.spec = spec
@@ -214,7 +238,49 @@ public final class Recommender<T: Real> {
                 logits: s, targets: targets, batch: batch, dLogits: dS, gradScale: 1 / T(batch))
             : MeanSquaredError.evaluate(
                 predictions: s, targets: targets, batch: batch, dPredictions: dS, gradScale: 1 / T(batch))
-        if train { backward(users: users, items: items, batch: batch, dScores: dScores.base) }
+        if train {
+            backward(users: users, items: items, batch: batch, dScores: dScores.base)
+            if !l2.isZero { l2Backward(users: users, items: items, batch: batch, scale: 1 / T(batch)) }
+        }
         return r
+    }
+
+    /// The `l2` penalty of a batch, summed over its rows (Σ_r embeddings·(‖U[u_r]‖² + ‖V[i_r]‖²)
+    /// + biases·(b_{u_r}² + b_{i_r}²)); `step`'s `lossSum` leaves it out, so training and
+    /// validation losses compare.
+    public func l2Penalty(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> Double {
+        let p = params.base, d = spec.dim
+        var e = 0.0, b = 0.0
+        for r in 0..<batch {
+            let u = Int(users[r]), i = Int(items[r])
+            for j in 0..<d {
+                let x = Double(p[userEmbedding + u * d + j]), y = Double(p[itemEmbedding + i * d + j])
+                e += x * x + y * y
+            }
+            let bu = Double(p[userBias + u]), bi = Double(p[itemBias + i])
+            b += bu * bu + bi * bi
+        }
+        return l2.embeddings * e + (spec.bias ? l2.biases * b : 0)
+    }
+
+    /// Accumulates `scale` × the gradient of `l2Penalty` into `grads`: 2·embeddings·U[u] into
+    /// dU[u] once per row that scores u (likewise items and biases). It touches only the rows
+    /// the batch looks up, so the sparse exchange still carries every changed row.
+    @inlinable
+    public func l2Backward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int, scale: T) {
+        let p = params.base, g = grads.base, d = spec.dim
+        let ce = 2 * T(l2.embeddings) * scale, cb = 2 * T(l2.biases) * scale
+        for r in 0..<batch {
+            let u = Int(users[r]), i = Int(items[r])
+            if ce != 0 {
+                let pu = p + userEmbedding + u * d, gu = g + userEmbedding + u * d
+                let pi = p + itemEmbedding + i * d, gi = g + itemEmbedding + i * d
+                for j in 0..<d { gu[j] += ce * pu[j]; gi[j] += ce * pi[j] }
+            }
+            if cb != 0 && spec.bias {
+                g[userBias + u] += cb * p[userBias + u]
+                g[itemBias + i] += cb * p[itemBias + i]
+            }
+        }
     }
 }

@@ -65,6 +65,7 @@ final class RecommenderTask: TrainingTask {
         testFiles = readers.first { $0.splitName == "test" }?.files.map(\.path) ?? []
         let rows = job.batchSize * s.rowsPerExample
         rec = Recommender<Float>(spec: s, maxBatch: max(rows, 1024), gradientExtras: StatusSlot.count)
+        rec.l2 = job.recommender?.rowL2 ?? RowL2()
         // Sized for the largest use: a training batch, or a chunk of items when ranking.
         users = .allocate(capacity: rec.maxBatch); items = .allocate(capacity: rec.maxBatch);
         targets = .allocate(capacity: rec.maxBatch)
@@ -119,6 +120,11 @@ final class RecommenderTask: TrainingTask {
         if s.loss == "bce" {
             log(
                 "negatives: \(s.negatives) per positive, drawn uniformly from \(excludeSeen ? "the items the user has no training interaction with (exclude_seen)" : "the whole catalogue (exclude_seen: false)")"
+            )
+        }
+        if !rec.l2.isZero {
+            log(
+                "per-row L2: \(rec.l2.embeddings) on each scored user and item embedding row, \(s.bias ? (rec.l2.biases == 0 ? "biases exempt" : "\(rec.l2.biases) on their biases") : "no biases")"
             )
         }
         log(

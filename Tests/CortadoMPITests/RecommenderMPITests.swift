@@ -41,7 +41,8 @@ final class RecommenderMPITests: XCTestCase {
 
     /// Sparse exchange of embedding gradients (touched rows, allgathered, merged in rank
     /// order) gives the parameters of the dense allreduce, within 1e-6 relative, on 2 and 3
-    /// ranks, with Adam (whose moments also decay on rows a step did not touch).
+    /// ranks, with Adam (whose moments also decay on rows a step did not touch) and the per-row
+    /// L2 (whose gradient lands on the touched rows only, so the sparse path still carries it).
     func testSparseExchangeEqualsDenseAllreduce() throws {
         let dir = Support.scratch("sparse-vs-dense")
         for (np, loss) in [(2, "bce"), (3, "mse")] {
@@ -52,9 +53,10 @@ final class RecommenderMPITests: XCTestCase {
                     np, job: "recsys-ncf.yaml", runDir: run,
                     [
                         "--set", "epochs=1", "--set", "model.exchange=\(mode)", "--set", "model.loss=\(loss)", "--set",
-                        "emit=[]"
+                        "emit=[]", "--set", "model.l2=0.01", "--set", "model.l2_bias=0.001"
                     ])
                 XCTAssertTrue(r.stdout.contains("exchanged \(mode)ly"), r.stdout)
+                XCTAssertTrue(r.stdout.contains("per-row L2: 0.01"), r.stdout)
                 result[mode] = try params(run, step: s["steps"] as! Int)
             }
             let a = result["dense"]!, b = result["sparse"]!

@@ -192,6 +192,23 @@ final class JobSpecTests: XCTestCase {
         expectError(base, ["early_stopping={metric: val_loss, smooth: 0}"], contains: "early_stopping.smooth")
     }
 
+    /// model.l2 / l2_bias: read into `rowL2`, not stored when absent, negative values refused
+    /// naming the key.
+    func testRecommenderRowL2() throws {
+        let mf = try JobSpec.load(path: Support.repoRoot + "/jobs/recsys-mf.yaml")
+        XCTAssertGreaterThan(mf.recommender?.rowL2.embeddings ?? 0, 0)
+        let plain = try spec("data: d/manifest.json\nmodel: {type: recommender}\n")
+        XCTAssertEqual(plain.recommender?.rowL2, RowL2())
+        XCTAssertFalse(plain.canonicalJSON.contains("l2"))
+        let both = try spec("data: d/manifest.json\nmodel: {type: recommender, l2: 0.05, l2_bias: 0.001}\n")
+        XCTAssertEqual(both.recommender?.rowL2, RowL2(embeddings: 0.05, biases: 0.001))
+        XCTAssertTrue(both.canonicalJSON.contains("\"l2_bias\":0.001"), both.canonicalJSON)
+        let rec = "data: d/manifest.json\nmodel: {type: recommender}\n"
+        expectError(rec, ["model.l2=-0.1"], contains: "model.l2: must be 0 (off) or positive, got -0.1")
+        expectError(rec, ["model.l2_bias=-1"], contains: "model.l2_bias: must be 0 (off) or positive")
+        expectError(rec, ["model.l2=abc"], contains: "model.l2")
+    }
+
     func testModelShapesAreChecked() throws {
         let s = try spec(base)
         XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {

@@ -52,20 +52,25 @@ final class RecommenderTests: XCTestCase {
 
     /// Every parameter's gradient of the mean loss against central differences: embeddings
     /// (with a repeated id), the concatenation, the dot product, biases and a tanh tower.
-    func checkGradients(loss: String, dot: Bool, mlp: [LayerSpec], file: StaticString = #filePath, line: UInt = #line) {
+    /// With `l2`, the objective is the mean loss plus the penalty per row (`l2Penalty` / batch).
+    func checkGradients(
+        loss: String, dot: Bool, mlp: [LayerSpec], l2: RowL2 = RowL2(), file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
         var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 3)
         spec.loss = loss; spec.dot = dot; spec.mlp = mlp; spec.initStd = 0.5
         let users: [Int32] = [1, 3, 3, 0, 2], items: [Int32] = [5, 1, 4, 4, 2]
         let targets: [Double] = loss == "mse" ? [4, 2, 5, 1, 3] : [1, 0, 1, 0, 1]
         let rec = Recommender<Double>(spec: spec, maxBatch: users.count)
+        rec.l2 = l2
         rec.initialize(seed: 11, globalMean: 0.3)
         for i in 0..<rec.layout.count where rec.params.base[i] == 0 { rec.params.base[i] = 0.05 * Double(i % 7) - 0.1 }
         rec.grads.zero()
         _ = rec.step(users: users, items: items, targets: targets, batch: users.count, train: true)
         let analytic = Array(rec.grads.buffer)
         func f() -> Double {
-            rec.step(users: users, items: items, targets: targets, batch: users.count, train: false).lossSum
-                / Double(users.count)
+            (rec.step(users: users, items: items, targets: targets, batch: users.count, train: false).lossSum
+                + rec.l2Penalty(users: users, items: items, batch: users.count)) / Double(users.count)
         }
         let eps = 1e-6
         for i in 0..<rec.layout.count {
@@ -88,6 +93,52 @@ final class RecommenderTests: XCTestCase {
         checkGradients(loss: "bce", dot: false, mlp: [.dense(units: 5), .sigmoid, .dense(units: 1)])
     }
     func testGradientsMatrixFactorization() { checkGradients(loss: "mse", dot: true, mlp: []) }
+    func testGradientsWithRowL2() {
+        checkGradients(loss: "mse", dot: true, mlp: [], l2: RowL2(embeddings: 0.3, biases: 0.2))
+        checkGradients(
+            loss: "bce", dot: true, mlp: [.dense(units: 4), .tanh, .dense(units: 1)], l2: RowL2(embeddings: 0.7))
+    }
+
+    /// The per-row penalty reaches exactly the looked-up rows, once per scored row (user 3 and
+    /// item 4 twice), and leaves the biases, the global bias, the tower and every other row
+    /// alone when `biases` is 0; numbers worked by hand.
+    func testRowL2TouchesOnlyScoredRowsAndExemptsBiases() {
+        var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 2)
+        spec.mlp = [.dense(units: 3), .relu, .dense(units: 1)]
+        let rec = Recommender<Double>(spec: spec, maxBatch: 3)
+        for i in 0..<rec.layout.count { rec.params.base[i] = Double(i % 5) + 1 }
+        rec.l2 = RowL2(embeddings: 0.5)
+        let users: [Int32] = [3, 3, 1], items: [Int32] = [4, 4, 2]
+        rec.grads.zero()
+        rec.l2Backward(users: users, items: items, batch: 3, scale: 0.25)
+        let p = rec.params.base, g = rec.grads.base, d = spec.dim
+        for i in 0..<rec.layout.count {
+            let user = (rec.userEmbedding..<rec.userBias).contains(i) ? (i - rec.userEmbedding) / d : nil
+            let item = (rec.itemEmbedding..<rec.itemBias).contains(i) ? (i - rec.itemEmbedding) / d : nil
+            // 2 · 0.5 · 0.25 · w per scored row.
+            let times =
+                user.map { u in users.filter { $0 == u }.count } ?? item.map { j in items.filter { $0 == j }.count }
+                ?? 0
+            XCTAssertEqual(
+                g[i], 0.25 * Double(times) * p[i], "gradient \(i) (\(rec.layout.tensors.last { $0.offset <= i }!.name))"
+            )
+        }
+        // Penalty: 0.5 · Σ rows (‖U[u]‖² + ‖V[i]‖²); the biases add nothing.
+        var want = 0.0
+        for (u, i) in zip(users, items) {
+            for j in 0..<d {
+                want += pow(p[rec.userEmbedding + Int(u) * d + j], 2) + pow(p[rec.itemEmbedding + Int(i) * d + j], 2)
+            }
+        }
+        XCTAssertEqual(rec.l2Penalty(users: users, items: items, batch: 3), 0.5 * want, accuracy: 1e-9)
+        rec.l2 = RowL2(embeddings: 0, biases: 2)
+        rec.grads.zero()
+        rec.l2Backward(users: users, items: items, batch: 3, scale: 1)
+        XCTAssertEqual(g[rec.userBias + 3], 2 * 2 * 2 * p[rec.userBias + 3])
+        XCTAssertEqual(g[rec.itemBias + 2], 2 * 2 * p[rec.itemBias + 2])
+        XCTAssertEqual(g[rec.userBias + 2], 0)
+        XCTAssertEqual((0..<rec.layout.count).filter { g[$0] != 0 }.count, 4)
+    }
 
     func testBinaryCrossEntropyIsStableAtLargeLogits() {
         let z: [Double] = [60, -60, 0], y: [Double] = [0, 1, 1]
