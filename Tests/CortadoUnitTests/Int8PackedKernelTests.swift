@@ -92,9 +92,11 @@ final class Int8PackedKernelTests: XCTestCase {
                 byPath.append(all)
             }
             for p in 1..<byPath.count {
+                let differ = byPath[0].indices.filter { byPath[p][$0].bitPattern != byPath[0][$0].bitPattern }
                 XCTAssertEqual(
-                    byPath[p].map(\.bitPattern), byPath[0].map(\.bitPattern),
-                    "path \(p) against portable, batch \(batch)")
+                    differ.count, 0,
+                    "path \(p) against portable, batch \(batch): logit \(differ.first ?? -1) "
+                        + "\(differ.first.map { byPath[p][$0] } ?? 0) vs \(differ.first.map { byPath[0][$0] } ?? 0)")
             }
         }
     }
