@@ -7,6 +7,7 @@
 # table with the ratios and writes JSON.
 #
 # usage: Benchmarks/infer-vs-onnxruntime.sh [RUN_DIR] [OUT.json]   (RUN_DIR has model-fp32 and model-int8)
+#        CORTADO_BIN=DIR runs the binaries in DIR (an earlier build, for before/after) without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/fashion-mlp}
@@ -17,8 +18,8 @@ for f in "$RUN/model-fp32.cmodel" "$RUN/model-int8.cmodel" "$DATA"; do
   [ -f "$f" ] || { echo "infer-vs-onnxruntime: $f not found (run cluster/quickstart.sh first)" >&2; exit 2; }
 done
 [ -x "$PY" ] || { echo "infer-vs-onnxruntime: $PY missing (run cluster/install-deps.sh)" >&2; exit 2; }
-swift build -c release >/dev/null
-BIN=.build/release
+BIN=${CORTADO_BIN:-.build/release}
+[ -n "${CORTADO_BIN:-}" ] || swift build -c release >/dev/null
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$(dirname "$OUT")"

@@ -7,9 +7,14 @@ import CortadoModel
 /// fp32 bias and, when a ReLU follows, applies it there (the ReLU layer after it then finds
 /// nothing to do). Rows are padded to a multiple of 32 bytes with zeros, once for the
 /// weights here and per call for the activations, so the kernel never takes its scalar tail.
+/// On a CPU with AVX-512 VNNI a dense layer's weights are also packed here, once, into the
+/// panels the register-tiled kernel reads (cortado_int8_pack_weights).
 struct Int8Layer {
     /// (outDim, kp) int8, zero-padded rows.
     let weight: [Int8]
+    /// The weight packed for cortado_int8_gemm_packed (cortado_int8_packed_size(outDim, kp)
+    /// bytes), or empty: conv layers (their weights are the left operand) and CPUs without VNNI.
+    let packed: [Int8]
     let scales: [Float]
     let bias: [Float]
     let inDim: Int, kp: Int, outDim: Int
@@ -28,6 +33,14 @@ struct Int8Layer {
         var padded = [Int8](repeating: 0, count: outDim * kp)
         for o in 0..<outDim { for j in 0..<inDim { padded[o * kp + j] = weight[o * inDim + j] } }
         self.weight = padded
+        if conv == nil, outDim > 0, Int(cortado_int8_best_path()) >= CORTADO_INT8_AVX512VNNI {
+            let n = Int32(outDim), k = Int32(kp)
+            var p = [Int8](repeating: 0, count: cortado_int8_packed_size(n, k))
+            p.withUnsafeMutableBufferPointer { cortado_int8_pack_weights(padded, n, k, $0.baseAddress!) }
+            packed = p
+        } else {
+            packed = []
+        }
         self.scales = scales
         self.bias = bias
         self.relu = relu
@@ -52,8 +65,16 @@ struct Int8Layer {
                                 }
                                 ?? cortado_quantize_rows(
                                     x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
-                            cortado_int8_gemm_ex(
-                                q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
+                            if path >= CORTADO_INT8_AVX512VNNI, !packed.isEmpty {
+                                packed.withUnsafeBufferPointer {
+                                    cortado_int8_gemm_packed(
+                                        q, $0.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path),
+                                        nonneg)
+                                }
+                            } else {
+                                cortado_int8_gemm_ex(
+                                    q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
+                            }
                             cortado_dequantize_rows(
                                 acc, Int32(batch), Int32(outDim), scales, cs.baseAddress!, nil, b.baseAddress!,
                                 relu ? 1 : 0, out)

@@ -18,6 +18,21 @@ void cortado_int8_gemm(const int8_t *a, const int8_t *w, int32_t *c, int m, int 
 /// reports): the AVX2 path then skips its sign step. Results are identical either way.
 void cortado_int8_gemm_ex(const int8_t *a, const int8_t *w, int32_t *c, int m, int n, int k, int path, int a_nonneg);
 
+/// Bytes of an (n, k) weight packed by cortado_int8_pack_weights: a correction row of
+/// 16·⌈n/16⌉ int32 (−128 · the column sums), then 16-column panels of ⌈k/4⌉ groups of 4
+/// consecutive k per column ((⌈n/16⌉, ⌈k/4⌉, 16, 4) bytes), zero-padded.
+long cortado_int8_packed_size(int n, int k);
+
+/// Packs w (n, k) row-major, as cortado_int8_gemm takes it, into `packed`
+/// (cortado_int8_packed_size(n, k) bytes). Done once per model load.
+void cortado_int8_pack_weights(const int8_t *w, int n, int k, int8_t *packed);
+
+/// cortado_int8_gemm over packed weights: c (m, n) = a (m, k) · wᵀ, the same int32 results.
+/// The AVX-512 VNNI path tiles 6 rows × 64 columns in registers; other paths run a portable
+/// loop over the packed layout (callers keep the row-major weights for AVX2).
+void cortado_int8_gemm_packed(const int8_t *a, const int8_t *packed, int32_t *c, int m, int n, int k, int path,
+                              int a_nonneg);
+
 /// Dynamic quantization: each of m rows (row stride ldx) of k floats gets its own symmetric
 /// scale max|x|/127 (1 for an all-zero row), written to scales[i]; q holds the rounded values
 /// (half to even, clamped to ±127) with row stride ldq ≥ k, the padding zeroed so a GEMM can
