@@ -33,6 +33,7 @@ import Foundation
 ///       bucket_kib: 256
 ///       block_rows: 512       # dense weight gradients in blocks of this many rows (0: whole)
 ///       zero: false           # ZeRO-1: optimizer state sharded across ranks
+///       precision: fp32       # fp32 | bf16 | fp16: gradients travel in 16 bits (off by default)
 ///     tensorboard: true       # RUN_DIR/tb/events.out.tfevents.* on rank 0 (default; false: off)
 ///     loader:                 # optional: how training batches are assembled (see `Loader`)
 ///       prefetch: true        # next batch on a loader thread (default)
@@ -148,7 +149,18 @@ public struct JobSpec: Codable, Equatable {
         /// gradients are reduce-scattered, each rank updates its slice of the parameters and
         /// the slices are allgathered (the same arithmetic; no overlap).
         public var zero = false
-        enum CodingKeys: String, CodingKey { case overlap, bucketKiB = "bucket_kib", blockRows = "block_rows", zero }
+        /// The gradients' wire format (`ExchangePrecision`): fp32 (default), or bf16/fp16 —
+        /// Horovod's `compression=fp16`, DDP's bf16 compress hook — which halve the bytes.
+        /// fp32 is stored as absent, so the canonical JSON (and the checkpoint hashes) of
+        /// specs that predate the key stay the same.
+        public var precision: ExchangePrecision {
+            get { precisionKey ?? .fp32 }
+            set { precisionKey = newValue == .fp32 ? nil : newValue }
+        }
+        var precisionKey: ExchangePrecision?
+        enum CodingKeys: String, CodingKey {
+            case overlap, bucketKiB = "bucket_kib", blockRows = "block_rows", zero, precisionKey = "precision"
+        }
 
         public init() {}
         /// Keys a checkpoint's spec lacks (written by a build that predates them) take their
@@ -159,6 +171,7 @@ public struct JobSpec: Codable, Equatable {
             bucketKiB = try c.decodeIfPresent(Int.self, forKey: .bucketKiB) ?? bucketKiB
             blockRows = try c.decodeIfPresent(Int.self, forKey: .blockRows) ?? blockRows
             zero = try c.decodeIfPresent(Bool.self, forKey: .zero) ?? zero
+            precision = try c.decodeIfPresent(ExchangePrecision.self, forKey: .precisionKey) ?? precision
         }
     }
     public var distributed = Distributed()
@@ -576,6 +589,16 @@ public struct JobSpec: Codable, Equatable {
         try check(
             !distributed.zero || family.shardsOptimizerState, "distributed.zero",
             "ZeRO-1 shards the dense exchange of feed-forward models; a \(family) exchanges sparse rows")
+        if distributed.precision != .fp32 {
+            let p = distributed.precision
+            try check(
+                family.shardsOptimizerState, "distributed.precision",
+                "\(p) applies to the dense exchange of feed-forward models; a \(family) exchanges sparse rows")
+            try check(
+                distributed.overlap == .off, "distributed.precision",
+                "\(p) gradients are exchanged after backward; set distributed.overlap: off (got \(distributed.overlap))"
+            )
+        }
         if let l = loader, l.chunkRows != 0 {
             try check(
                 l.chunkRows > 0, "loader.chunk_rows",
@@ -643,6 +666,14 @@ public enum NonFinitePolicy: String, Codable, CaseIterable { case stop, skip }
 
 /// `distributed.overlap`: how the dense gradient exchange overlaps backward (`Distributed`).
 public enum OverlapMode: String, Codable, CaseIterable { case off, test, thread }
+
+/// `distributed.precision`: the format gradients travel in. `bf16` and `fp16` round each
+/// rank's fp32 gradients to 16 bits (nearest, ties to even), send every slice to the rank that
+/// owns it (an all-to-all), sum them there in fp32 in rank order, and allgather the sums
+/// rounded to 16 bits again (with ZeRO-1 the owner updates from its fp32 sum instead): half the
+/// bytes of fp32, and the same bits on every run. bf16 keeps fp32's range with 8 significant
+/// bits; fp16 keeps 11 but flushes below 6e-8 and overflows above 65504.
+public enum ExchangePrecision: String, Codable, CaseIterable { case fp32, bf16, fp16 }
 
 /// `model.exchange` (recommenders): how embedding gradients travel — `auto` picks by the
 /// measured crossover, `dense` sums whole tables, `sparse` exchanges touched rows.
@@ -718,6 +749,7 @@ extension JobSpec.Distributed {
         bucketKiB = try d.int("bucket_kib") ?? bucketKiB
         blockRows = try d.int("block_rows") ?? blockRows
         zero = try d.bool("zero") ?? zero
+        precision = try d.choice("precision") ?? precision
         try d.finish()
     }
 }

@@ -96,6 +96,33 @@ public final class Communicator: Collective {
             cortado_mpi_in_place(), 0, cortado_mpi_float(), buf, counts, displacements, cortado_mpi_float(), comm)
     }
 
+    /// 16-bit values (the reduced-precision gradient exchange), rank to rank: this rank sends
+    /// `send[displacements[r] ..< + counts[r]]` to rank r and receives every rank s's block
+    /// for it at `recv[s · counts[rank] ..< + counts[rank]]`, in rank order. Moves bits only,
+    /// so the owner sums them in an order of its own choosing (MPI_Alltoallv).
+    /// `recvCounts`/`recvDisplacements` (size each) are scratch the caller allocated once.
+    public func allToAll(
+        _ send: UnsafePointer<UInt16>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>,
+        recv: UnsafeMutablePointer<UInt16>, recvCounts: UnsafeMutablePointer<Int32>,
+        recvDisplacements: UnsafeMutablePointer<Int32>
+    ) {
+        for s in 0..<size {
+            recvCounts[s] = counts[rank]
+            recvDisplacements[s] = Int32(s) * counts[rank]
+        }
+        MPI_Alltoallv(
+            send, counts, displacements, cortado_mpi_uint16(), recv, recvCounts, recvDisplacements,
+            cortado_mpi_uint16(), comm)
+    }
+
+    /// `allgatherInPlace` for 16-bit values.
+    public func allgatherInPlace(
+        _ buf: UnsafeMutablePointer<UInt16>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>
+    ) {
+        MPI_Allgatherv(
+            cortado_mpi_in_place(), 0, cortado_mpi_uint16(), buf, counts, displacements, cortado_mpi_uint16(), comm)
+    }
+
     /// Root collects every rank's block into `buf` at `displacements` (root's own block is
     /// already in place); other ranks send `buf[0..<counts[rank]]`.
     public func gather(

@@ -43,7 +43,7 @@ final class ClassifierTask: TrainingTask {
         comm: Communicator, spec: JobSpec, model: ModelSpec, classes: [String],
         data: (train: LocalData?, val: LocalData, test: LocalData), trainReader: SplitReader, trainRange: Range<Int>,
         loader: BatchLoader, testFiles: [String], teacher: DistillationTeacher? = nil
-    ) {
+    ) throws {
         self.comm = comm
         self.model = model
         self.classes = classes
@@ -63,9 +63,15 @@ final class ClassifierTask: TrainingTask {
         let mode = d.zero || comm.size == 1 ? OverlapMode.off : d.overlap
         let bucketValues = d.bucketKiB * 1024 / MemoryLayout<Float>.stride
         net.gradientBlockRows = d.blockRows // in every mode, so every mode computes the same bits
+        // 16 bits only where something travels (one rank exchanges nothing, so rounds nothing);
+        // ZeRO-1 runs round in their own reduce-scatter (`ZeroSharding`).
+        let half =
+            d.precision == .fp32 || d.zero || comm.size == 1
+            ? nil : try HalfExchange(comm: comm, count: net.layout.count, precision: d.precision)
         exchange = GradientExchange(
             comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
-            bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop)
+            bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop,
+            half: half)
         if mode != .off { readyHook = { [exchange] in exchange.ready(from: $0) } }
         net.gradientsReady = readyHook
     }
@@ -133,6 +139,14 @@ final class ClassifierTask: TrainingTask {
     func localGradientsFinite() -> Bool { exchange.localGradientsFinite() }
     var backwardCommSeconds: Double { exchange.backwardCommSeconds }
     var exchangeDescription: String {
+        if let half = exchange.half {
+            let n = exchange.count, ranks = comm.size
+            return String(
+                format:
+                    "gradient exchange: %@ (rounded to 16 bits, slices all-to-all, fp32 sums in rank order, 16-bit allgather): %.2f MiB sent per rank per step (fp32 allreduce: %.2f)",
+                half.precision.rawValue, Double(half.bytesSent(allgather: true)) / 1048576,
+                Double(8 * n * (ranks - 1) / ranks) / 1048576)
+        }
         guard exchange.mode != .off else { return "" }
         let kib = exchange.buckets.map { String($0.count * 4 / 1024) }.joined(separator: ", ")
         return
@@ -225,7 +239,7 @@ extension ClassifierTask: TaskBuilder {
         let loader = BatchLoader(
             source: source, batch: spec.batchSize, featureCount: reader.featureCount,
             prefetch: spec.loader?.prefetch ?? true)
-        return ClassifierTask(
+        return try ClassifierTask(
             comm: c.comm, spec: spec, model: c.data.model, classes: c.data.manifest.classes,
             data: (c.train, c.validation, c.test), trainReader: reader, trainRange: rows, loader: loader,
             testFiles: c.data.test.files.map(\.path), teacher: c.data.teacher)

@@ -31,6 +31,9 @@ final class GradientExchange {
     /// Whether to check each bucket for NaN/Inf before it leaves (non_finite: stop), so a
     /// rank can still name itself as the source once its buckets are in flight.
     let checkFinite: Bool
+    /// `distributed.precision: bf16 | fp16` (with overlap off only): the arena travels in 16
+    /// bits (`HalfExchange`); the status slots still in fp32.
+    let half: HalfExchange?
     private var posted = 0, checked = 0
     private var localFinite = true
     private let pending: Communicator.Pending
@@ -42,14 +45,16 @@ final class GradientExchange {
 
     init(
         comm: Communicator, grads: UnsafeMutablePointer<Float>, count: Int, extras: Int, mode: OverlapMode,
-        bucketValues: Int, readyPoints: [Int], checkFinite: Bool
+        bucketValues: Int, readyPoints: [Int], checkFinite: Bool, half: HalfExchange? = nil
     ) {
+        precondition(half == nil || mode == .off, "16-bit exchange with overlap (the spec's validation refuses it)")
         self.comm = comm
         self.mode = mode
         g = grads
         self.count = count
         self.extras = extras
         self.checkFinite = checkFinite
+        self.half = half
         buckets =
             mode == .off ? [0..<count] : gradientBuckets(count: count, readyPoints: readyPoints, size: bucketValues)
         pending = comm.pending(capacity: buckets.count)
@@ -105,7 +110,10 @@ final class GradientExchange {
     /// Completes the step's exchange: starts what backward did not, waits for every bucket,
     /// sums the status slots. Identical on every rank afterwards; ready for the next step.
     func complete() {
-        if mode == .off {
+        if let half {
+            half.allreduce(g)
+            comm.allreduceSum(g + count, count: extras)
+        } else if mode == .off {
             comm.allreduceSum(g, count: count + extras)
         } else {
             while posted < buckets.count { start(posted) }

@@ -169,6 +169,15 @@ public final class Trainer {
         }
         let full = Double(4 * stateMultiple * zero.count) / 1048576,
             mine = Double(4 * stateMultiple * zero.mine.count) / 1048576
+        if let half = zero.half {
+            // Sent per rank: the 16-bit all-to-all, then the slice's fp32 parameters to the others.
+            let sent = half.bytesSent(allgather: false) + 4 * zero.mine.count * (comm.size - 1)
+            return String(
+                format:
+                    "gradient exchange: ZeRO-1 with %@ gradients (16-bit all-to-all, fp32 sum and update of this rank's slice, fp32 allgather): %.2f MiB sent per rank per step (fp32: %.2f); optimizer state %.2f MiB/rank instead of %.2f",
+                half.precision.rawValue, Double(sent) / 1048576,
+                Double(8 * zero.count * (comm.size - 1) / comm.size) / 1048576, mine, full)
+        }
         return String(
             format:
                 "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",

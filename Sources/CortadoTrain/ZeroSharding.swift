@@ -23,8 +23,11 @@ final class ZeroSharding {
     /// Per rank, in rank order: slice lengths and starts (MPI's Int32 counts).
     let counts: UnsafeMutableBufferPointer<Int32>, displacements: UnsafeMutableBufferPointer<Int32>
     private var norm = [0.0]
+    /// `distributed.precision: bf16 | fp16`: the reduce-scatter in 16 bits, summed in fp32 on
+    /// the owner, which updates from that fp32 sum; the parameters are allgathered in fp32.
+    let half: HalfExchange?
 
-    init(comm: Communicator, count: Int) throws {
+    init(comm: Communicator, count: Int, precision: ExchangePrecision = .fp32) throws {
         guard count < Int(Int32.max) else {
             throw CortadoError.usage("distributed.zero: \(count) parameters exceed MPI's 2^31 count")
         }
@@ -38,6 +41,10 @@ final class ZeroSharding {
             displacements[r] = Int32(s.lowerBound)
         }
         mine = rowRange(total: count, rank: comm.rank, size: comm.size)
+        half =
+            precision == .fp32 || comm.size == 1
+            ? nil : try HalfExchange(comm: comm, count: count, precision: precision)
+        if let half { precondition(half.mine == mine, "16-bit and ZeRO-1 slices differ") }
     }
 
     deinit { counts.deallocate(); displacements.deallocate() }
@@ -45,7 +52,11 @@ final class ZeroSharding {
     /// Sums the gradients: this rank's slice of the sum ends up at `g[mine]` (the rest of the
     /// arena is left stale), and the `extras` status slots after the arena are summed whole.
     func exchange(_ g: UnsafeMutablePointer<Float>, extras: Int) {
-        comm.reduceScatterSum(g, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
+        if let half {
+            half.reduceScatter(g)
+        } else {
+            comm.reduceScatterSum(g, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
+        }
         comm.allreduceSum(g + count, count: extras)
     }
 

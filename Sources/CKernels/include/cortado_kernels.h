@@ -99,3 +99,17 @@ enum {
 
 /// This CPU's features (cpuid, with the OS's register-saving checked), as CORTADO_CPU_* bits.
 unsigned cortado_cpu_features(void);
+
+/// 16-bit formats of the reduced-precision gradient exchange (distributed.precision).
+enum { CORTADO_HALF_BF16 = 0, CORTADO_HALF_FP16 = 1 };
+
+/// h[i] = x[i] in `format`, rounded to nearest, ties to even (IEEE): overflow → ±Inf, NaN
+/// stays NaN, denormals kept (see half.c for each format's limits).
+void cortado_to_half(const float *x, uint16_t *h, long n, int format);
+
+/// x[i] = h[i] as fp32 (exact: every bf16 and fp16 value is an fp32 value).
+void cortado_from_half(const uint16_t *h, float *x, long n, int format);
+
+/// sum[i] = Σ_r h[r·stride + i] over r = 0 ..< parts, in fp32, added in r order (so the
+/// result depends on nothing but the inputs): the owner's sum of every rank's 16-bit slice.
+void cortado_sum_half(const uint16_t *h, long stride, int parts, long n, float *sum, int format);
