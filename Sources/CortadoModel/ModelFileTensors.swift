@@ -1,3 +1,4 @@
+import CKernels
 import CortadoCore
 import Foundation
 
@@ -119,8 +120,10 @@ extension ModelFile {
     }
 }
 
-/// fp32 → bfloat16 bits, round to nearest even (the top half of the float32).
+/// fp32 → bfloat16 bits, round to nearest even (the top half of the float32); NaN stays NaN.
+/// The conversion is the 16-bit exchange's (CKernels/half.c), so there is one rounding rule.
 public func bfloat16Bits(_ x: Float) -> UInt16 {
-    let u = x.bitPattern
-    return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+    var x = x, h: UInt16 = 0
+    cortado_to_half(&x, &h, 1, Int32(CORTADO_HALF_BF16))
+    return h
 }

@@ -1,6 +1,7 @@
 import CKernels
 import CortadoCore
 import CortadoJob
+import CortadoModel
 import CortadoTestSupport
 import XCTest
 
@@ -52,6 +53,15 @@ final class HalfPrecisionTests: XCTestCase {
         var rng = SeededRNG(seed: 17)
         for _ in 0..<20_000 { xs.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))) }
         return xs
+    }
+
+    /// The model file's bf16 tensors (`emit: bf16`) use the same rounding: a NaN whose payload
+    /// is only in the low half used to come out as Inf there.
+    func testModelFileBFloat16MatchesTheReference() {
+        for x in cases {
+            XCTAssertEqual(bfloat16Bits(x), referenceBF16(x), "bfloat16Bits(0x\(String(x.bitPattern, radix: 16)))")
+        }
+        XCTAssertTrue(Float(bitPattern: UInt32(bfloat16Bits(Float(bitPattern: 0x7F80_0001))) << 16).isNaN)
     }
 
     func testBFloat16RoundsToNearestEvenLikeTheReference() {
