@@ -517,18 +517,22 @@ struct RequestScanner {
     }
 
     /// After a member's value: true (and past the comma) when another member follows.
-    mutating func moreMembers(_ field: String) throws -> Bool {
+    mutating func moreMembers(_ field: String) throws -> Bool { try more(field, closing: .rbrace, "',' or '}'") }
+
+    /// After an element: true (and past the comma) when another element follows.
+    mutating func moreElements(_ field: String) throws -> Bool { try more(field, closing: .rbracket, "',' or ']'") }
+
+    /// Past a comma (true) or the closing bracket (false); anything else is refused.
+    private mutating func more(_ field: String, closing: UInt8, _ expectation: String) throws -> Bool {
         skipSpace()
-        switch byte {
-        case .comma:
+        if byte == .comma {
             i += 1
             skipSpace()
             return true
-        case .rbrace:
-            i += 1
-            return false
-        default: throw expected("',' or '}'", field)
         }
+        guard byte == closing else { throw expected(expectation, field) }
+        i += 1
+        return false
     }
 
     /// After `[`: false (and past `]`) for an empty array; wrong types are refused.
@@ -541,20 +545,6 @@ struct RequestScanner {
             return false
         }
         return true
-    }
-
-    mutating func moreElements(_ field: String) throws -> Bool {
-        skipSpace()
-        switch byte {
-        case .comma:
-            i += 1
-            skipSpace()
-            return true
-        case .rbracket:
-            i += 1
-            return false
-        default: throw expected("',' or ']'", field)
-        }
     }
 
     /// A field seen for the second time in one object is refused: which one counts is
