@@ -10,6 +10,8 @@
 # overlapped allreduce), and Cortado / PyTorch. Also sgemm 1024³ on one thread with the kernel
 # Cortado runs and with OpenBLAS's own pick (CORTADO_BLAS_AUTO=0), and the issue's targets.
 # Writes JSON to $OUT/scaling.json when OUT is set (the device tool), else runs/bench/scaling.json.
+# CORTADO_SCALING_EXCHANGES="mpi shm" runs every Cortado row once per gradient exchange
+# (distributed.exchange; rows "CONFIG+shm" for the shared-memory one), in the same run.
 #
 # usage: Benchmarks/scaling.sh [MAX_RANKS (default: the cores)] [EPOCHS of the MLP runs (default 4)]
 # Here: after `swift build -c release`; PyTorch from $CORTADO_TORCH_VENV, /opt/cortado-torch-venv
@@ -23,6 +25,7 @@ cd "$(dirname "$0")/.."
 MAX=${1:-$(nproc)}
 EPOCHS=${2:-4}
 WORK=${CORTADO_SCALING_WORK:-/tmp/cortado-scaling}
+EXCHANGES=${CORTADO_SCALING_EXCHANGES:-mpi}
 mkdir -p "$WORK"
 say() { echo "scaling $(date +%T): $*" >&2; }
 
@@ -76,6 +79,12 @@ cortado() {   # cortado CONFIG RANKS BATCH EPOCHS [--set …]
     say "cortado $cfg on $np ranks failed: $(tail -n 3 "$WORK/cortado-$cfg-np$np.stderr")"
   fi
 }
+cortado_each() {   # cortado_each CONFIG RANKS BATCH EPOCHS [--set …]: once per exchange in EXCHANGES
+  local cfg=$1 ex; shift
+  for ex in $EXCHANGES; do
+    if [ "$ex" = mpi ]; then cortado "$cfg" "$@"; else cortado "$cfg+$ex" "$@" --set distributed.exchange="$ex"; fi
+  done
+}
 pytorch() {   # pytorch CONFIG PROCS BATCH EPOCHS [args…]
   local cfg=$1 np=$2 batch=$3 epochs=$4; shift 4
   local line try
@@ -93,10 +102,10 @@ pytorch() {   # pytorch CONFIG PROCS BATCH EPOCHS [args…]
 
 for np in "${counts[@]}"; do
   for batch in 64 256; do
-    cortado mlp-b$batch "$np" $batch "$EPOCHS" --set data="$MLP_DATA"
+    cortado_each mlp-b$batch "$np" $batch "$EPOCHS" --set data="$MLP_DATA"
     pytorch mlp-b$batch "$np" $batch 2 --data "$MLP_DATA" --steps-per-epoch $((batch == 64 ? 200 : 80))
   done
-  cortado wide-b64 "$np" 64 2 --set data="$WIDE_DATA" --set "model.layers=$WIDE" --set optimizer.learning_rate=0.01
+  cortado_each wide-b64 "$np" 64 2 --set data="$WIDE_DATA" --set "model.layers=$WIDE" --set optimizer.learning_rate=0.01
   pytorch wide-b64 "$np" 64 2 --data "$WIDE_DATA" --hidden 2048,2048,2048 --lr 0.01 --steps-per-epoch 24
 done
 
@@ -123,20 +132,22 @@ print(f'{d["cpu"]}, {d["cores"]} cores; sgemm 1024^3 1 thread: {d["sgemm_cortado
          if d.get("sgemm_openblas_pick") else ""))
 kernels = sorted({r["summary"].get("blas_kernel") or "?" for r in d["runs"] if r["system"] == "cortado"})
 print(f'cortado-train ran OpenBLAS kernel(s): {", ".join(kernels)}')
-print(f'{"config":10} {"ranks":>5} | {"cortado/s":>10} {"eff":>5} {"compute":>8} {"data":>6} {"exch":>7} {"update":>7} '
+print(f'{"config":14} {"ranks":>5} | {"cortado/s":>10} {"eff":>5} {"compute":>8} {"data":>6} {"exch":>7} {"update":>7} '
       f'| {"torch/s":>9} {"eff":>5} {"t.comp":>7} | {"ratio":>5}')
 summary = {}
-for cfg in ["mlp-b64", "mlp-b256", "wide-b64"]:
+configs = [c for c in dict.fromkeys(c for (_, c, _) in runs)]  # "CONFIG" and "CONFIG+EXCHANGE", in run order
+for cfg in sorted(configs, key=lambda c: (["mlp-b64", "mlp-b256", "wide-b64"].index(c.split("+")[0]), c)):
+    base = cfg.split("+")[0]
     ranks = sorted({r for (_, c, r) in runs if c == cfg})
     for n in ranks:
-        c, t = runs.get(("cortado", cfg, n)), runs.get(("pytorch", cfg, n))
-        c1, t1 = runs.get(("cortado", cfg, 1)), runs.get(("pytorch", cfg, 1))
+        c, t = runs.get(("cortado", cfg, n)), runs.get(("pytorch", base, n))
+        c1, t1 = runs.get(("cortado", cfg, 1)), runs.get(("pytorch", base, 1))
         ce = sps(c) / (n * sps(c1)) if c and c1 else None
         te = sps(t) / (n * sps(t1)) if t and t1 else None
         ratio = sps(c) / sps(t) if c and t and sps(t) else None
         ms = (c or {}).get("step_ms", {})
         fmt = lambda v, f: format(v, f) if v is not None else "-"
-        print(f'{cfg:10} {n:5d} | {fmt(sps(c) if c else None, "10.0f")} {fmt(ce, "5.2f")} '
+        print(f'{cfg:14} {n:5d} | {fmt(sps(c) if c else None, "10.0f")} {fmt(ce, "5.2f")} '
               f'{fmt(ms.get("compute"), "8.2f")} {fmt(ms.get("data"), "6.2f")} {fmt(ms.get("exchange"), "7.2f")} '
               f'{fmt(ms.get("update"), "7.2f")} | {fmt(sps(t) if t else None, "9.0f")} {fmt(te, "5.2f")} '
               f'{fmt((t or {}).get("step_ms", {}).get("compute"), "7.2f")} | {fmt(ratio, "5.2f")}')

@@ -15,3 +15,4 @@ static inline MPI_Op cortado_mpi_min(void) { return MPI_MIN; }
 static inline void *cortado_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Status *cortado_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline MPI_Request cortado_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Info cortado_mpi_info_null(void) { return MPI_INFO_NULL; }

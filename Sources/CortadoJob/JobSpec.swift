@@ -34,6 +34,7 @@ import Foundation
 ///       block_rows: 512       # dense weight gradients in blocks of this many rows (0: whole)
 ///       zero: false           # ZeRO-1: optimizer state sharded across ranks
 ///       precision: fp32       # fp32 | bf16 | fp16: gradients travel in 16 bits (off by default)
+///       exchange: mpi         # mpi | shm: summed through shared memory on each host
 ///     tensorboard: true       # RUN_DIR/tb/events.out.tfevents.* on rank 0 (default; false: off)
 ///     loader:                 # optional: how training batches are assembled (see `Loader`)
 ///       prefetch: true        # next batch on a loader thread (default)
@@ -158,8 +159,17 @@ public struct JobSpec: Codable, Equatable {
             set { precisionKey = newValue == .fp32 ? nil : newValue }
         }
         var precisionKey: ExchangePrecision?
+        /// How the arena is summed (`ExchangeTransport`): MPI's allreduce (default), or `shm`,
+        /// each host's ranks summing slices of each other's gradients in shared memory. Stored
+        /// as absent when `mpi`, as `precision` is.
+        public var exchange: ExchangeTransport {
+            get { exchangeKey ?? .mpi }
+            set { exchangeKey = newValue == .mpi ? nil : newValue }
+        }
+        var exchangeKey: ExchangeTransport?
         enum CodingKeys: String, CodingKey {
             case overlap, bucketKiB = "bucket_kib", blockRows = "block_rows", zero, precisionKey = "precision"
+            case exchangeKey = "exchange"
         }
 
         public init() {}
@@ -172,6 +182,7 @@ public struct JobSpec: Codable, Equatable {
             blockRows = try c.decodeIfPresent(Int.self, forKey: .blockRows) ?? blockRows
             zero = try c.decodeIfPresent(Bool.self, forKey: .zero) ?? zero
             precision = try c.decodeIfPresent(ExchangePrecision.self, forKey: .precisionKey) ?? precision
+            exchange = try c.decodeIfPresent(ExchangeTransport.self, forKey: .exchangeKey) ?? exchange
         }
     }
     public var distributed = Distributed()
@@ -599,6 +610,18 @@ public struct JobSpec: Codable, Equatable {
                 "\(p) gradients are exchanged after backward; set distributed.overlap: off (got \(distributed.overlap))"
             )
         }
+        if distributed.exchange == .shm {
+            try check(
+                family.shardsOptimizerState, "distributed.exchange",
+                "shm sums the dense exchange of feed-forward models; a \(family) exchanges sparse rows")
+            try check(
+                distributed.overlap == .off, "distributed.exchange",
+                "shm sums the whole arena after backward; set distributed.overlap: off (got \(distributed.overlap))")
+            try check(
+                distributed.precision == .fp32, "distributed.exchange",
+                "shm sums fp32 in place (nothing travels to halve); set distributed.precision: fp32 (got \(distributed.precision))"
+            )
+        }
         if let l = loader, l.chunkRows != 0 {
             try check(
                 l.chunkRows > 0, "loader.chunk_rows",
@@ -675,6 +698,12 @@ public enum OverlapMode: String, Codable, CaseIterable { case off, test, thread 
 /// bits; fp16 keeps 11 but flushes below 6e-8 and overflows above 65504.
 public enum ExchangePrecision: String, Codable, CaseIterable { case fp32, bf16, fp16 }
 
+/// `distributed.exchange`: how the dense gradient arena is summed. `mpi`: MPI's allreduce (or
+/// reduce-scatter with ZeRO-1), whatever transport MPI picks. `shm`: the ranks of each host
+/// share an MPI-3 window; each sums its slice of every rank's copy in rank order (the same
+/// bits on every run), and hosts sum slices among the ranks with the same local rank.
+public enum ExchangeTransport: String, Codable, CaseIterable { case mpi, shm }
+
 /// `model.exchange` (recommenders): how embedding gradients travel — `auto` picks by the
 /// measured crossover, `dense` sums whole tables, `sparse` exchanges touched rows.
 public enum EmbeddingExchange: String, Codable, CaseIterable { case auto, dense, sparse }
@@ -750,6 +779,7 @@ extension JobSpec.Distributed {
         blockRows = try d.int("block_rows") ?? blockRows
         zero = try d.bool("zero") ?? zero
         precision = try d.choice("precision") ?? precision
+        exchange = try d.choice("exchange") ?? exchange
         try d.finish()
     }
 }

@@ -2,7 +2,7 @@ import CMPI
 import CortadoCore
 import Foundation
 
-/// The only place that calls MPI. Wraps a private duplicate of MPI_COMM_WORLD (so nothing else
+/// With NodeWindow.swift, the only place that calls MPI. Wraps a private duplicate of MPI_COMM_WORLD (so nothing else
 /// in the process can match our messages) and offers the few collectives training needs.
 ///
 /// Every method is a collective that every rank must call in the same order; none is ever
@@ -11,7 +11,7 @@ public final class Communicator: Collective {
     public let rank: Int
     public let size: Int
     public let hostname: String
-    fileprivate var comm: MPI_Comm?
+    var comm: MPI_Comm? // internal: NodeWindow.swift splits it
 
     /// Initializes MPI once per process. Safe to call without mpirun (a world of one rank).
     public init() {

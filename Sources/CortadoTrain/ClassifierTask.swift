@@ -63,15 +63,12 @@ final class ClassifierTask: TrainingTask {
         let mode = d.zero || comm.size == 1 ? OverlapMode.off : d.overlap
         let bucketValues = d.bucketKiB * 1024 / MemoryLayout<Float>.stride
         net.gradientBlockRows = d.blockRows // in every mode, so every mode computes the same bits
-        // 16 bits only where something travels (one rank exchanges nothing, so rounds nothing);
-        // ZeRO-1 runs round in their own reduce-scatter (`ZeroSharding`).
-        let half =
-            d.precision == .fp32 || d.zero || comm.size == 1
-            ? nil : try HalfExchange(comm: comm, count: net.layout.count, precision: d.precision)
+        // ZeRO-1 runs sum through their own reduce-scatter (`ZeroSharding`).
+        let arena = d.zero ? nil : try makeArenaExchange(comm: comm, count: net.layout.count, d)
         exchange = GradientExchange(
             comm: comm, grads: net.grads.base, count: net.layout.count, extras: StatusSlot.count, mode: mode,
             bucketValues: bucketValues, readyPoints: net.gradientReadyPoints, checkFinite: spec.nonFinite == .stop,
-            half: half)
+            arena: arena)
         if mode != .off { readyHook = { [exchange] in exchange.ready(from: $0) } }
         net.gradientsReady = readyHook
     }
@@ -139,14 +136,7 @@ final class ClassifierTask: TrainingTask {
     func localGradientsFinite() -> Bool { exchange.localGradientsFinite() }
     var backwardCommSeconds: Double { exchange.backwardCommSeconds }
     var exchangeDescription: String {
-        if let half = exchange.half {
-            let n = exchange.count, ranks = comm.size
-            return String(
-                format:
-                    "gradient exchange: %@ (rounded to 16 bits, slices all-to-all, fp32 sums in rank order, 16-bit allgather): %.2f MiB sent per rank per step (fp32 allreduce: %.2f)",
-                half.precision.rawValue, Double(half.bytesSent(allgather: true)) / 1048576,
-                Double(8 * n * (ranks - 1) / ranks) / 1048576)
-        }
+        if let arena = exchange.arena { return arena.summary }
         guard exchange.mode != .off else { return "" }
         let kib = exchange.buckets.map { String($0.count * 4 / 1024) }.joined(separator: ", ")
         return

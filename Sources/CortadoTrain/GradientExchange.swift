@@ -31,9 +31,9 @@ final class GradientExchange {
     /// Whether to check each bucket for NaN/Inf before it leaves (non_finite: stop), so a
     /// rank can still name itself as the source once its buckets are in flight.
     let checkFinite: Bool
-    /// `distributed.precision: bf16 | fp16` (with overlap off only): the arena travels in 16
-    /// bits (`HalfExchange`); the status slots still in fp32.
-    let half: HalfExchange?
+    /// `distributed.precision: bf16 | fp16` or `distributed.exchange: shm` (with overlap off
+    /// only): the arena is summed by that `ArenaExchange`; the status slots by MPI in fp32.
+    let arena: (any ArenaExchange)?
     private var posted = 0, checked = 0
     private var localFinite = true
     private let pending: Communicator.Pending
@@ -45,16 +45,16 @@ final class GradientExchange {
 
     init(
         comm: Communicator, grads: UnsafeMutablePointer<Float>, count: Int, extras: Int, mode: OverlapMode,
-        bucketValues: Int, readyPoints: [Int], checkFinite: Bool, half: HalfExchange? = nil
+        bucketValues: Int, readyPoints: [Int], checkFinite: Bool, arena: (any ArenaExchange)? = nil
     ) {
-        precondition(half == nil || mode == .off, "16-bit exchange with overlap (the spec's validation refuses it)")
+        precondition(arena == nil || mode == .off, "\(type(of: arena)) with overlap (the spec's validation refuses it)")
         self.comm = comm
         self.mode = mode
         g = grads
         self.count = count
         self.extras = extras
         self.checkFinite = checkFinite
-        self.half = half
+        self.arena = arena
         buckets =
             mode == .off ? [0..<count] : gradientBuckets(count: count, readyPoints: readyPoints, size: bucketValues)
         pending = comm.pending(capacity: buckets.count)
@@ -110,8 +110,8 @@ final class GradientExchange {
     /// Completes the step's exchange: starts what backward did not, waits for every bucket,
     /// sums the status slots. Identical on every rank afterwards; ready for the next step.
     func complete() {
-        if let half {
-            half.allreduce(g)
+        if let arena {
+            arena.allreduce(g)
             comm.allreduceSum(g + count, count: extras)
         } else if mode == .off {
             comm.allreduceSum(g, count: count + extras)
@@ -146,6 +146,35 @@ final class GradientExchange {
         }
         thread.name = "cortado-allreduce"
         thread.start()
+    }
+}
+
+/// The extension point for summing the dense gradient arena some other way than one MPI
+/// allreduce: `HalfExchange` (16 bits on the wire) and `SharedMemoryExchange` (shared memory
+/// on a host). `GradientExchange` calls `allreduce`; ZeRO-1 (`ZeroSharding`) calls
+/// `reduceScatter` over the same slices as its own. The status slots after the arena are not
+/// theirs: the callers sum those with MPI.
+protocol ArenaExchange: AnyObject {
+    /// Parameters in the arena.
+    var count: Int { get }
+    /// This rank's slice of the arena: the one `reduceScatter` leaves summed.
+    var mine: Range<Int> { get }
+    /// This rank's slice of the sum over ranks at `g[mine]`; the rest of `g[0..<count]` stale.
+    func reduceScatter(_ g: UnsafeMutablePointer<Float>)
+    /// `g[0..<count]` becomes the sum over ranks, the same bits on every rank.
+    func allreduce(_ g: UnsafeMutablePointer<Float>)
+    /// The start-up line on how gradients are summed.
+    var summary: String { get }
+}
+
+/// The `ArenaExchange` that `distributed` asks for, or nil for MPI's fp32 allreduce (also on
+/// one rank, where nothing travels and nothing is rounded). Collective (shm sets up a window).
+func makeArenaExchange(comm: Communicator, count: Int, _ d: JobSpec.Distributed) throws -> (any ArenaExchange)? {
+    guard comm.size > 1 else { return nil }
+    switch (d.exchange, d.precision) {
+    case (.shm, _): return try SharedMemoryExchange(comm: comm, count: count)
+    case (.mpi, .fp32): return nil
+    case (.mpi, let p): return try HalfExchange(comm: comm, count: count, precision: p)
     }
 }
 

@@ -21,7 +21,7 @@ import Foundation
 /// Here each value is rounded exactly twice (the rank's gradient, the sum), the sum itself is
 /// fp32 in a fixed order, and MPI only moves bits: the result is the same on every run and
 /// for every MPI algorithm.
-final class HalfExchange {
+final class HalfExchange: ArenaExchange {
     let comm: Communicator
     let format: Int32
     let precision: ExchangePrecision
@@ -93,5 +93,13 @@ final class HalfExchange {
         cortado_to_half(g + mine.lowerBound, w + mine.lowerBound, mine.count, format)
         comm.allgatherInPlace(w, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
         cortado_from_half(w, g, count, format)
+    }
+
+    var summary: String {
+        String(
+            format:
+                "gradient exchange: %@ (rounded to 16 bits, slices all-to-all, fp32 sums in rank order, 16-bit allgather): %.2f MiB sent per rank per step (fp32 allreduce: %.2f)",
+            precision.rawValue, Double(bytesSent(allgather: true)) / 1048576,
+            Double(8 * count * (comm.size - 1) / comm.size) / 1048576)
     }
 }

@@ -31,6 +31,8 @@ struct RankShare {
 }
 
 /// Step-time split in seconds, rank 0's clocks: compute includes data until the epoch's end.
+/// Exchange is every collective that moves the arena (ZeRO-1's parameter allgather too);
+/// update is this rank's own optimizer pass.
 struct StepSplit {
     var compute = 0.0, data = 0.0, exchange = 0.0, update = 0.0, steps = 0
 

@@ -180,8 +180,8 @@ public final class Trainer {
         }
         return String(
             format:
-                "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",
-            mine, full, full - mine)
+                "gradient exchange: ZeRO-1 (reduce-scatter, update of this rank's slice, allgather%@): optimizer state %.2f MiB/rank instead of %.2f (%.2f MiB saved)",
+            zero.arena is SharedMemoryExchange ? ", both through shared memory" : "", mine, full, full - mine)
     }
 
     /// `--dry-run`: every rank reports where it runs and what it will read; rank 0 prints the

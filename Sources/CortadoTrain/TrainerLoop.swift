@@ -154,8 +154,9 @@ extension Trainer {
             try comm.agree("step \(step)") { if let failure { throw failure } }
         }
         let loss = Double(g[n]) / scale
+        var gather = 0.0 // ZeRO-1's allgather of parameters: exchange, not update
         if loss.isFinite {
-            update(run, step: step)
+            gather = update(run, step: step)
             for hook in hooks { hook.afterUpdate(step: step) }
             sums.loss += loss
             sums.hardLoss += Double(g[n + StatusSlot.hardLoss]) / scale
@@ -169,8 +170,8 @@ extension Trainer {
                 "non-finite training loss at step \(step) (epoch \(epoch)); last checkpoint: \(run.lastCheckpoint ?? "none")"
             )
         }
-        run.timing.split.compute += tExchange - tStep; run.timing.split.exchange += tUpdate - tExchange
-        run.timing.split.update += monotonicSeconds() - tUpdate
+        run.timing.split.compute += tExchange - tStep; run.timing.split.exchange += tUpdate - tExchange + gather
+        run.timing.split.update += monotonicSeconds() - tUpdate - gather
         run.timing.split.steps += 1
         run.step += 1
         for hook in hooks { try hook.afterStep(step: run.step, stopRequested: g[n + StatusSlot.stopRequests] > 0) }
@@ -197,8 +198,11 @@ extension Trainer {
 
     /// The optimizer update of `step`: this rank updates `slice` (all of it, or its ZeRO-1
     /// slice, then shared). Averaging (× 1/ranks) rides in the optimizer's pass; clipping
-    /// needs it done first.
-    func update(_ run: RunState, step: Int) {
+    /// needs it done first. Returns the seconds of ZeRO-1's parameter allgather, which the
+    /// step split counts as exchange: it moves the whole arena, and counted as update it made
+    /// ZeRO-1's update look as if it did not shrink with the ranks (issue 17).
+    @discardableResult
+    func update(_ run: RunState, step: Int) -> Double {
         let task = run.task, opt = run.opt, g = run.g, slice = run.slice, sliceTrainable = run.sliceTrainable
         let invSize = run.invSize, totalSteps = run.totalSteps, clipNorm = run.spec.optimizer.clipNorm
         let lr = opt.learningRate(step: step, total: totalSteps)
@@ -210,6 +214,9 @@ extension Trainer {
         opt.update(
             params: task.params.base + slice.lowerBound, grads: g + slice.lowerBound, lr: lr, step: step,
             ranges: sliceTrainable, gradScale: clip ? 1 : invSize)
-        zero?.allgather(task.params.base)
+        guard let zero else { return 0 }
+        let t0 = monotonicSeconds()
+        zero.allgather(task.params.base)
+        return monotonicSeconds() - t0
     }
 }

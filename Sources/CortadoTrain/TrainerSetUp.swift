@@ -203,7 +203,7 @@ extension Trainer {
         // ZeRO-1: this rank keeps optimizer state for its slice of the arena only.
         zero = try comm.agree("sharding the optimizer state") {
             try spec.distributed.zero
-                ? ZeroSharding(comm: comm, count: n, precision: spec.distributed.precision) : nil
+                ? ZeroSharding(comm: comm, count: n, distributed: spec.distributed) : nil
         }
         let zero = zero
         let opt = Optimizer(spec: spec.optimizer, count: zero?.mine.count ?? n)

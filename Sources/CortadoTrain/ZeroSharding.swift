@@ -25,9 +25,11 @@ final class ZeroSharding {
     private var norm = [0.0]
     /// `distributed.precision: bf16 | fp16`: the reduce-scatter in 16 bits, summed in fp32 on
     /// the owner, which updates from that fp32 sum; the parameters are allgathered in fp32.
-    let half: HalfExchange?
+    /// `distributed.exchange: shm`: reduce-scatter and allgather through shared memory.
+    let arena: (any ArenaExchange)?
+    var half: HalfExchange? { arena as? HalfExchange }
 
-    init(comm: Communicator, count: Int, precision: ExchangePrecision = .fp32) throws {
+    init(comm: Communicator, count: Int, distributed: JobSpec.Distributed = .init()) throws {
         guard count < Int(Int32.max) else {
             throw CortadoError.usage("distributed.zero: \(count) parameters exceed MPI's 2^31 count")
         }
@@ -41,10 +43,13 @@ final class ZeroSharding {
             displacements[r] = Int32(s.lowerBound)
         }
         mine = rowRange(total: count, rank: comm.rank, size: comm.size)
-        half =
-            precision == .fp32 || comm.size == 1
-            ? nil : try HalfExchange(comm: comm, count: count, precision: precision)
-        if let half { precondition(half.mine == mine, "16-bit and ZeRO-1 slices differ") }
+        arena = try makeArenaExchange(comm: comm, count: count, distributed)
+        if let shared = arena as? SharedMemoryExchange, shared.hosts > 1 {
+            throw CortadoError.usage(
+                "distributed.exchange: shm with distributed.zero runs on one host; this job spans \(shared.hosts) (set distributed.zero: false for the hierarchical exchange)"
+            )
+        }
+        if let arena { precondition(arena.mine == mine, "\(type(of: arena)) and ZeRO-1 slices differ") }
     }
 
     deinit { counts.deallocate(); displacements.deallocate() }
@@ -52,8 +57,8 @@ final class ZeroSharding {
     /// Sums the gradients: this rank's slice of the sum ends up at `g[mine]` (the rest of the
     /// arena is left stale), and the `extras` status slots after the arena are summed whole.
     func exchange(_ g: UnsafeMutablePointer<Float>, extras: Int) {
-        if let half {
-            half.reduceScatter(g)
+        if let arena {
+            arena.reduceScatter(g)
         } else {
             comm.reduceScatterSum(g, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
         }
@@ -62,6 +67,7 @@ final class ZeroSharding {
 
     /// Every rank's updated slice to every rank.
     func allgather(_ params: UnsafeMutablePointer<Float>) {
+        if let shared = arena as? SharedMemoryExchange { return shared.allgather(params) }
         comm.allgatherInPlace(params, counts: counts.baseAddress!, displacements: displacements.baseAddress!)
     }
 

@@ -58,6 +58,30 @@ final class VirtualClusterTests: XCTestCase {
             try HDF5File.open(dir + "/one" + name).readFloats("params"))
     }
 
+    /// `distributed.exchange: shm` over two hosts takes the hierarchical path (each host's
+    /// slices summed in shared memory, then across hosts among equal local ranks): the same
+    /// parameters as the one-host shm run, bit for bit (two ranks: a + b either way). ZeRO-1
+    /// with shm across hosts is refused before step 0, naming the keys.
+    func testSharedMemoryExchangeAcrossTwoHostsMatchesOneHost() throws {
+        let dir = Support.scratch("vc-shm")
+        let shm = ["--set", "distributed.exchange=shm"]
+        let (multi, _) = try vrun([], args(dir + "/multi", shm))
+        XCTAssertEqual(multi.status, 0, multi.output)
+        XCTAssertTrue(multi.stdout.contains("1 ranks on each of 2 host(s)"), multi.stdout)
+        let one = try Support.run(["mpirun", "-np", "2", "--bind-to", "none"] + args(dir + "/one", shm), timeout: 120)
+        XCTAssertEqual(one.status, 0, one.output)
+        XCTAssertTrue(one.stdout.contains("2 ranks on each of 1 host(s)"), one.stdout)
+        let steps = try Support.lastJSON(one)["steps"] as! Int
+        let name = String(format: "/checkpoints/step-%08d.h5", steps)
+        XCTAssertEqual(
+            try HDF5File.open(dir + "/multi" + name).readFloats("params"),
+            try HDF5File.open(dir + "/one" + name).readFloats("params"))
+        let (zero, _) = try vrun([], args(dir + "/zero", shm + ["--set", "distributed.zero=true"]))
+        XCTAssertNotEqual(zero.status, 0, zero.output)
+        XCTAssertTrue(
+            zero.output.contains("distributed.exchange: shm with distributed.zero runs on one host"), zero.output)
+    }
+
     func testKillingARankOnTheOtherHostEndsTheJobFast() throws {
         let dir = Support.scratch("vc-kill")
         let (r, seconds) = try vrun(["-x", "CORTADO_FAULT=kill@20:1"], args(dir + "/run"))

@@ -4,8 +4,9 @@ import CortadoTestSupport
 import Foundation
 import XCTest
 
-/// The bucketed, overlapped gradient exchange and ZeRO-1 change no result (issue 8): real
-/// `mpirun` runs, each under a timeout, compared through their checkpoints.
+/// The bucketed, overlapped gradient exchange, ZeRO-1 (issue 8) and the shared-memory exchange
+/// (issue 17), alone and with ZeRO-1, change no result: real `mpirun` runs, each under a
+/// timeout, compared through their checkpoints.
 final class ExchangeMPITests: XCTestCase {
     var data: String { Support.smallData }
 
@@ -38,8 +39,9 @@ final class ExchangeMPITests: XCTestCase {
     }
 
     /// Two ranks: every value is a sum of two numbers in every mode, so overlapped buckets
-    /// (polled or on a thread) and ZeRO-1 give exactly the plain allreduce's parameters and
-    /// Adam moments; ZeRO-1's checkpoint holds the whole, unsharded state.
+    /// (polled or on a thread), ZeRO-1 and the shared-memory exchange (with and without
+    /// ZeRO-1) give exactly the plain allreduce's parameters and Adam moments; ZeRO-1's
+    /// checkpoint holds the whole, unsharded state.
     func testOverlapAndZeroGiveBitIdenticalResultsOnTwoRanks() throws {
         let dir = Support.scratch("exchange-2")
         let plain = try train(2, dir + "/off", ["--set", "distributed.overlap=off"], expect: "one allreduce per step")
@@ -47,9 +49,15 @@ final class ExchangeMPITests: XCTestCase {
         let threaded = try train(
             2, dir + "/thread", ["--set", "distributed.overlap=thread"], expect: "communication thread")
         let zero = try train(2, dir + "/zero", ["--set", "distributed.zero=true"], expect: "ZeRO-1")
+        let shm = try train(2, dir + "/shm", ["--set", "distributed.exchange=shm"], expect: "shared memory (2 ranks")
+        let zeroShm = try train(
+            2, dir + "/zero-shm", ["--set", "distributed.zero=true", "--set", "distributed.exchange=shm"],
+            expect: "allgather, both through shared memory")
         XCTAssertEqual(plain.params.count, 784 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10)
         XCTAssertEqual(plain.state.count, 2 * plain.params.count)
-        for (name, run) in [("test", polled), ("thread", threaded), ("zero", zero)] {
+        for (name, run) in [
+            ("test", polled), ("thread", threaded), ("zero", zero), ("shm", shm), ("zero+shm", zeroShm)
+        ] {
             XCTAssertEqual(run.params, plain.params, "\(name): parameters differ from overlap: off")
             XCTAssertEqual(run.state, plain.state, "\(name): Adam moments differ from overlap: off")
         }
@@ -62,9 +70,13 @@ final class ExchangeMPITests: XCTestCase {
         let dir = Support.scratch("exchange-3")
         let extra = ["--set", "batch_size=128", "--set", "optimizer.clip_norm=0.5"]
         let plain = try train(3, dir + "/off", extra + ["--set", "distributed.overlap=off"])
-        for mode in ["test", "thread", "zero"] {
-            let setting = mode == "zero" ? "distributed.zero=true" : "distributed.overlap=\(mode)"
-            let run = try train(3, dir + "/" + mode, extra + ["--set", setting])
+        let settings = [
+            "test": ["distributed.overlap=test"], "thread": ["distributed.overlap=thread"],
+            "zero": ["distributed.zero=true"], "shm": ["distributed.exchange=shm"],
+            "zero-shm": ["distributed.zero=true", "distributed.exchange=shm"]
+        ]
+        for (mode, set) in settings.sorted(by: { $0.key < $1.key }) {
+            let run = try train(3, dir + "/" + mode, extra + set.flatMap { ["--set", $0] })
             for (what, a, b) in [("parameters", run.params, plain.params), ("optimizer state", run.state, plain.state)]
             {
                 let scale = b.map { abs($0) }.max() ?? 0
@@ -77,15 +89,31 @@ final class ExchangeMPITests: XCTestCase {
     }
 
     /// ZeRO-1 resume: 2 epochs ≡ 1 epoch + checkpoint + resume, bit for bit; the sharded state
-    /// goes out of rank 0's checkpoint to every rank's slice.
+    /// goes out of rank 0's checkpoint to every rank's slice. The same for the shared-memory
+    /// exchange, plain on 2 ranks and with ZeRO-1 on 3 (uneven slices).
     func testZeroResumesBitExactly() throws {
-        let dir = Support.scratch("exchange-zero-resume")
-        let zero = ["--set", "distributed.zero=true"]
-        let full = try train(2, dir + "/full", zero + ["--set", "epochs=2"])
-        _ = try train(2, dir + "/split", zero)
-        let resumed = try train(2, dir + "/split", zero + ["--set", "epochs=2", "--resume"], expect: "resumed from")
-        XCTAssertEqual(resumed.params, full.params)
-        XCTAssertEqual(resumed.state, full.state)
+        let zero = ["--set", "distributed.zero=true"], shm = ["--set", "distributed.exchange=shm"]
+        for (np, name, set) in [(2, "zero", zero), (2, "shm", shm), (3, "zero-shm", zero + shm)] {
+            let dir = Support.scratch("exchange-\(name)-resume")
+            let full = try train(np, dir + "/full", set + ["--set", "epochs=2"])
+            _ = try train(np, dir + "/split", set)
+            let resumed = try train(np, dir + "/split", set + ["--set", "epochs=2", "--resume"], expect: "resumed from")
+            XCTAssertEqual(resumed.params, full.params, "\(name) on \(np) ranks: resumed parameters differ")
+            XCTAssertEqual(resumed.state, full.state, "\(name) on \(np) ranks: resumed optimizer state differs")
+        }
+    }
+
+    /// The shared-memory exchange sums every value in one fixed order (rank order), so two
+    /// identical runs on 3 ranks give the same bits, plain and with ZeRO-1.
+    func testSharedMemoryRerunsAreBitIdenticalOnThreeRanks() throws {
+        let dir = Support.scratch("exchange-shm-rerun")
+        let shm = ["--set", "distributed.exchange=shm", "--set", "batch_size=64"]
+        for (name, set) in [("shm", shm), ("zero-shm", shm + ["--set", "distributed.zero=true"])] {
+            let a = try train(3, dir + "/\(name)-a", set, expect: "shared memory")
+            let b = try train(3, dir + "/\(name)-b", set)
+            XCTAssertEqual(a.params, b.params, "\(name): parameters differ between two identical runs")
+            XCTAssertEqual(a.state, b.state, "\(name): optimizer state differs between two identical runs")
+        }
     }
 
     /// Placement: ranks bound to one core each default to 1 BLAS thread; asking for more is

@@ -137,6 +137,31 @@ final class JobSpecTests: XCTestCase {
         XCTAssertTrue(old.distributed.zero)
     }
 
+    /// `distributed.exchange`: mpi by default and then absent from the canonical JSON (the
+    /// checkpoint hashes of existing runs stay); shm is encoded and read back; the
+    /// combinations it does not support are refused naming the key and the other setting.
+    func testDistributedExchange() throws {
+        let plain = try spec(base)
+        XCTAssertEqual(plain.distributed.exchange, .mpi)
+        XCTAssertFalse(plain.canonicalJSON.contains("exchange"), plain.canonicalJSON)
+        XCTAssertFalse(try spec(base, ["distributed.exchange=mpi"]).canonicalJSON.contains("exchange"))
+        let shm = try spec(base, ["distributed.exchange=shm", "distributed.zero=true"])
+        XCTAssertEqual(shm.distributed.exchange, .shm)
+        XCTAssertTrue(shm.canonicalJSON.contains(#""exchange":"shm""#), shm.canonicalJSON)
+        let decoded = try JSONDecoder().decode(JobSpec.self, from: Data(shm.canonicalJSON.utf8))
+        XCTAssertEqual(decoded.distributed, shm.distributed)
+        expectError(base, ["distributed.exchange=nccl"], contains: "distributed.exchange")
+        expectError(
+            base, ["distributed.exchange=shm", "distributed.overlap=thread"],
+            contains: "distributed.exchange: shm sums the whole arena after backward; set distributed.overlap: off")
+        expectError(
+            base, ["distributed.exchange=shm", "distributed.precision=bf16"],
+            contains: "distributed.exchange: shm sums fp32 in place")
+        expectError(
+            "data: d/manifest.json\nmodel: {type: recommender}\n", ["distributed.exchange=shm"],
+            contains: "distributed.exchange: shm sums the dense exchange of feed-forward models")
+    }
+
     /// `accumulate_steps`: 1 by default and then absent from the canonical JSON (checkpoint
     /// hashes of existing runs stay); other values are encoded and read back; errors name it.
     func testAccumulateSteps() throws {

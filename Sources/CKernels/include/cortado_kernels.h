@@ -113,3 +113,8 @@ void cortado_from_half(const uint16_t *h, float *x, long n, int format);
 /// sum[i] = Σ_r h[r·stride + i] over r = 0 ..< parts, in fp32, added in r order (so the
 /// result depends on nothing but the inputs): the owner's sum of every rank's 16-bit slice.
 void cortado_sum_half(const uint16_t *h, long stride, int parts, long n, float *sum, int format);
+
+/// out[i] (and out2[i] unless NULL) = Σ_p segments[p][lo + i] over p = 0 ..< parts, added in
+/// p order, for i < n (shared_sum.c): the shared-memory exchange's sum of one rank's slice.
+/// `out` and `out2` may alias a segment.
+void cortado_sum_segments(const float *const *segments, int parts, long lo, long n, float *out, float *out2);
