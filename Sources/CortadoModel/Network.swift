@@ -27,8 +27,9 @@ public final class Network<T: Real> {
     /// Replacements for dense and conv layers' forward, by layer index (the int8 inference
     /// path): (input (batch, in), batch, output (batch, out)).
     public var layerOverrides: [Int: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void] = [:]
-    /// False for inference: conv layers keep one sample's column matrix instead of the whole
-    /// batch's (at batch 1024 the CNN's would take 230 MB), and backward is not available.
+    /// False for inference: conv layers keep one chunk of samples' column matrices (see
+    /// `conv2dForward`) instead of the whole batch's (at batch 1024 the CNN's would take
+    /// 230 MB), and backward is not available.
     public let training: Bool
     /// Called during backward with an arena offset whenever every gradient at or above it is
     /// final for this step (layers finish last to first, so the offsets only fall): the
@@ -99,7 +100,10 @@ public final class Network<T: Real> {
                 steps.append(
                     .conv(
                         g, w: offset, b: offset + f * g.patch,
-                        cols: Arena(count: (training ? maxBatch : 1) * g.patch * g.positions)))
+                        cols: Arena(
+                            count: training
+                                ? maxBatch * g.patch * g.positions
+                                : convChunk(g, batch: maxBatch, of: T.self) * g.positions * (g.patch + g.f))))
                 offset += f * g.patch + f
                 maxCols = max(maxCols, g.patch * g.positions)
             case let .maxPool(size, stride):
