@@ -210,6 +210,32 @@ public func maxPoolForward<T: Real>(
     }
 }
 
+/// Max pool forward at inference: no argmax, and each output line computed over whole rows of
+/// the window (the 2×2, stride-2 pool of the CNNs vectorizes). The same values as
+/// `maxPoolForward`: the window scanned in the same order, the first largest kept.
+@inlinable
+public func maxPoolInference<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePointer<T>, batch: Int, _ g: PoolShape)
+{
+    for n in 0..<batch {
+        let x = input + n * g.inCount, y = out + n * g.outCount
+        for ci in 0..<g.c {
+            for oy in 0..<g.oh {
+                let o = y + (ci * g.oh + oy) * g.ow
+                o.update(repeating: -T.infinity, count: g.ow)
+                for dy in 0..<g.size {
+                    let row = x + (ci * g.h + oy * g.stride + dy) * g.w
+                    for dx in 0..<g.size {
+                        for ox in 0..<g.ow {
+                            let v = row[ox * g.stride + dx]
+                            o[ox] = v > o[ox] ? v : o[ox]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 @inlinable
 public func maxPoolBackward<T: Real>(
     dInput: UnsafeMutablePointer<T>, dOut: UnsafePointer<T>, argmax: UnsafePointer<Int32>,

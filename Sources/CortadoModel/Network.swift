@@ -108,7 +108,7 @@ public final class Network<T: Real> {
                 maxCols = max(maxCols, g.patch * g.positions)
             case let .maxPool(size, stride):
                 let g = PoolShape(c: shape[0], h: shape[1], w: shape[2], size: size, stride: stride)
-                steps.append(.maxPool(g, argmax: IndexArena(count: maxBatch * g.outCount)))
+                steps.append(.maxPool(g, argmax: IndexArena(count: training ? maxBatch * g.outCount : 0)))
             case let .avgPool(size, stride):
                 steps.append(.avgPool(PoolShape(c: shape[0], h: shape[1], w: shape[2], size: size, stride: stride)))
             case .flatten: steps.append(.flatten(width: width))
@@ -175,12 +175,18 @@ public final class Network<T: Real> {
                 if let custom = layerOverrides[i] {
                     custom(x, batch, out)
                 } else {
+                    // Chunked only in an inference network: a training one's columns are
+                    // sized for the batch (and its evaluation keeps the per-sample path).
                     conv2dForward(
                         out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g,
-                        keepColumns: training)
+                        keepColumns: self.training)
                 }
             case let .maxPool(g, argmax):
-                maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
+                if self.training {
+                    maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
+                } else {
+                    maxPoolInference(out: out, input: x, batch: batch, g)
+                }
             case let .avgPool(g):
                 avgPoolForward(out: out, input: x, batch: batch, g)
             case let .flatten(width):

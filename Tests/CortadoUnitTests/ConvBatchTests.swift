@@ -107,4 +107,21 @@ final class ConvBatchTests: XCTestCase {
             }
         }
     }
+
+    /// The inference max pool (no argmax, row-wise) gives the training pool's values bit for
+    /// bit, ties and infinities included, on the CNNs' 2×2/2 pool and an overlapping 3×3/2.
+    func testInferenceMaxPoolMatchesTheTrainingOne() {
+        var rng = SeededRNG(seed: 5)
+        for g in [PoolShape(c: 3, h: 8, w: 10, size: 2, stride: 2), PoolShape(c: 2, h: 9, w: 7, size: 3, stride: 2)] {
+            let batch = 3
+            // Rounded values make ties; one -infinity and one +infinity per sample.
+            var x = (0..<(batch * g.inCount)).map { _ in Float((rng.normal() * 2).rounded()) }
+            for n in 0..<batch { x[n * g.inCount] = -.infinity; x[n * g.inCount + 5] = .infinity }
+            var want = [Float](repeating: 0, count: batch * g.outCount), got = want
+            var argmax = [Int32](repeating: 0, count: batch * g.outCount)
+            maxPoolForward(out: &want, argmax: &argmax, input: x, batch: batch, g)
+            maxPoolInference(out: &got, input: x, batch: batch, g)
+            XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(g.size)×\(g.size) stride \(g.stride)")
+        }
+    }
 }
