@@ -158,3 +158,65 @@ void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int
             if (ldr > patch) memset(rows + (long)(oy * ow + ox) * ldr + patch, 0, (size_t)(ldr - patch));
         }
 }
+
+/// One scaled, biased, rectified value: the scalar formula of cortado_dequantize_rows.
+static inline float deq1(int32_t c, float scale, float bias, int relu) {
+    float y = (float)c * scale + bias;
+    return relu && !(y > 0) ? 0 : y;
+}
+
+/// 8 positions × 8 filters of one sample: rows of c (one per position) scaled per filter,
+/// then transposed so each filter's 8 positions are stored contiguously.
+__attribute__((target("avx2")))
+static void dequantize_conv_tile_avx2(const int32_t *c, int ldc, __m256 scale, __m256 bias, int relu, float *out,
+                                      int ldo) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) {
+        __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(c + (long)i * ldc))), scale), bias);
+        r[i] = relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
+    }
+    for (int i = 0; i < 8; i += 2) { t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]); t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(out + (long)i * ldo, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(out + (long)(i + 4) * ldo, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+
+__attribute__((target("avx2")))
+static void dequantize_conv_avx2(const int32_t *c, int positions, int filters, float rs, const float *fs,
+                                 const float *bias, int relu, float *out) {
+    int f = 0;
+    for (; f + 8 <= filters; f += 8) {
+        const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(fs + f), _mm256_set1_ps(rs)), b = _mm256_loadu_ps(bias + f);
+        int p = 0;
+        for (; p + 8 <= positions; p += 8)
+            dequantize_conv_tile_avx2(c + (long)p * filters + f, filters, scale, b, relu, out + (long)f * positions + p,
+                                      positions);
+        for (; p < positions; p++)
+            for (int j = f; j < f + 8; j++)
+                out[(long)j * positions + p] = deq1(c[(long)p * filters + j], fs[j] * rs, bias[j], relu);
+    }
+    for (; f < filters; f++)
+        for (int p = 0; p < positions; p++)
+            out[(long)f * positions + p] = deq1(c[(long)p * filters + f], fs[f] * rs, bias[f], relu);
+}
+
+void cortado_dequantize_conv(const int32_t *c, int samples, int positions, int filters, const float *sample_scales,
+                             const float *filter_scales, const float *bias, int relu, float *out) {
+    int v = use_avx2();
+    for (int s = 0; s < samples; s++) {
+        const int32_t *cs = c + (long)s * positions * filters;
+        float *o = out + (long)s * positions * filters;
+        if (v) { dequantize_conv_avx2(cs, positions, filters, sample_scales[s], filter_scales, bias, relu, o); continue; }
+        for (int f = 0; f < filters; f++)
+            for (int p = 0; p < positions; p++)
+                o[(long)f * positions + p] =
+                    deq1(cs[(long)p * filters + f], filter_scales[f] * sample_scales[s], bias[f], relu);
+    }
+}

@@ -7,20 +7,20 @@ import CortadoModel
 /// fp32 bias and, when a ReLU follows, applies it there (the ReLU layer after it then finds
 /// nothing to do). Rows are padded to a multiple of 32 bytes with zeros, once for the
 /// weights here and per call for the activations, so the kernel never takes its scalar tail.
-/// On a CPU with AVX-512 VNNI a dense layer's weights are also packed here, once, into the
+/// On a CPU with AVX-512 VNNI the weights (dense or conv) are also packed here, once, into the
 /// panels the register-tiled kernel reads (cortado_int8_pack_weights).
 struct Int8Layer {
     /// (outDim, kp) int8, zero-padded rows.
     let weight: [Int8]
     /// The weight packed for cortado_int8_gemm_packed (cortado_int8_packed_size(outDim, kp)
-    /// bytes), or empty: conv layers (their weights are the left operand) and CPUs without VNNI.
+    /// bytes), or empty on CPUs without VNNI.
     let packed: [Int8]
     let scales: [Float]
     let bias: [Float]
     let inDim: Int, kp: Int, outDim: Int
     let relu: Bool
-    /// The geometry when the layer is a convolution; its GEMM then runs per sample over the
-    /// output positions' receptive fields (im2row).
+    /// The geometry when the layer is a convolution; its GEMM then runs over the output
+    /// positions' receptive fields (im2row) of a chunk of samples.
     let conv: ConvShape?
     /// A calibrated input scale (static quantization), or nil for a scale per row at run time.
     let inputScale: Float?
@@ -33,7 +33,7 @@ struct Int8Layer {
         var padded = [Int8](repeating: 0, count: outDim * kp)
         for o in 0..<outDim { for j in 0..<inDim { padded[o * kp + j] = weight[o * inDim + j] } }
         self.weight = padded
-        if conv == nil, outDim > 0, Int(cortado_int8_best_path()) >= CORTADO_INT8_AVX512VNNI {
+        if outDim > 0, Int(cortado_int8_best_path()) >= CORTADO_INT8_AVX512VNNI {
             let n = Int32(outDim), k = Int32(kp)
             var p = [Int8](repeating: 0, count: cortado_int8_packed_size(n, k))
             p.withUnsafeMutableBufferPointer { cortado_int8_pack_weights(padded, n, k, $0.baseAddress!) }
@@ -47,8 +47,19 @@ struct Int8Layer {
         self.conv = conv
     }
 
-    /// GEMM rows per call: the batch for dense, one sample's output positions for conv.
-    func rows(batch: Int) -> Int { conv?.positions ?? batch }
+    /// Bytes a conv chunk's receptive fields (kp each) and int32 products (4 · outDim each)
+    /// may take: about an L2 cache, so the epilogue reads the products the GEMM just wrote from
+    /// cache rather than memory.
+    static let convChunkBytes = 1 << 20
+
+    /// Samples per conv GEMM: as many as fit convChunkBytes (at least one), at most the batch.
+    func convChunk(batch: Int) -> Int {
+        guard let g = conv else { return batch }
+        return max(1, min(batch, Int8Layer.convChunkBytes / max(1, g.positions * (kp + 4 * outDim))))
+    }
+
+    /// GEMM rows per call: the batch for dense, a chunk of samples' output positions for conv.
+    func rows(batch: Int) -> Int { conv.map { $0.positions * convChunk(batch: batch) } ?? batch }
 
     func forward(
         _ x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>, scratch: inout Int8Scratch, path: Int
@@ -57,60 +68,81 @@ struct Int8Layer {
             weight.withUnsafeBufferPointer { w in
                 self.scales.withUnsafeBufferPointer { cs in
                     bias.withUnsafeBufferPointer { b in
-                        guard let g = conv else {
-                            let nonneg =
-                                inputScale.map {
-                                    cortado_quantize_rows_fixed(
-                                        x, Int32(inDim), Int32(batch), Int32(inDim), $0, q, Int32(kp), scales)
-                                }
-                                ?? cortado_quantize_rows(
-                                    x, Int32(inDim), Int32(batch), Int32(inDim), q, Int32(kp), scales)
-                            if path >= CORTADO_INT8_AVX512VNNI, !packed.isEmpty {
-                                packed.withUnsafeBufferPointer {
-                                    cortado_int8_gemm_packed(
-                                        q, $0.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path),
-                                        nonneg)
-                                }
-                            } else {
-                                cortado_int8_gemm_ex(
-                                    q, w.baseAddress!, acc, Int32(batch), Int32(outDim), Int32(kp), Int32(path), nonneg)
-                            }
-                            cortado_dequantize_rows(
-                                acc, Int32(batch), Int32(outDim), scales, cs.baseAddress!, nil, b.baseAddress!,
-                                relu ? 1 : 0, out)
-                            return
-                        }
-                        // Conv, per sample: the image quantized once with one scale (so every receptive
-                        // field shares it), im2row in bytes, then filters × positions in one GEMM with
-                        // the weights as the left operand, so the products come out in the (filters,
-                        // positions) layout of the next layer, biased per filter.
-                        let positions = Int32(g.positions), inCount = Int32(g.inCount)
-                        for n in 0..<batch {
-                            if let s = inputScale {
-                                _ = cortado_quantize_rows_fixed(
-                                    x + n * g.inCount, inCount, 1, inCount, s, image, inCount, scales)
-                            } else {
-                                _ = cortado_quantize_rows(
-                                    x + n * g.inCount, inCount, 1, inCount, image, inCount, scales)
-                            }
-                            for i in 1..<g.positions { scales[i] = scales[0] }
-                            cortado_im2row_int8(
-                                image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), q,
-                                Int32(kp))
-                            cortado_int8_gemm(w.baseAddress!, q, acc, Int32(outDim), positions, Int32(kp), Int32(path))
-                            cortado_dequantize_rows(
-                                acc, Int32(outDim), positions, cs.baseAddress!, scales, b.baseAddress!, nil,
-                                relu ? 1 : 0, out + n * g.outCount)
+                        let t = Buffers(q: q, image: image, scales: scales, acc: acc, w: w.baseAddress!)
+                        if let g = conv {
+                            forwardConv(x, batch: batch, g, t, cs.baseAddress!, b.baseAddress!, out: out, path: path)
+                        } else {
+                            forwardDense(x, batch: batch, t, cs.baseAddress!, b.baseAddress!, out: out, path: path)
                         }
                     }
                 }
             }
         }
     }
+
+    /// The scratch buffers of one call and the row-major weights.
+    private struct Buffers {
+        let q: UnsafeMutablePointer<Int8>, image: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>
+        let acc: UnsafeMutablePointer<Int32>, w: UnsafePointer<Int8>
+    }
+
+    /// acc (rows, outDim) = q (rows, kp) · weightᵀ: the packed register-tiled kernel on VNNI,
+    /// the row-major one on the other paths (the same exact integers).
+    private func product(_ t: Buffers, rows: Int, nonneg: Int32, path: Int) {
+        if path >= CORTADO_INT8_AVX512VNNI, !packed.isEmpty {
+            packed.withUnsafeBufferPointer {
+                cortado_int8_gemm_packed(
+                    t.q, $0.baseAddress!, t.acc, Int32(rows), Int32(outDim), Int32(kp), Int32(path), nonneg)
+            }
+        } else {
+            cortado_int8_gemm_ex(t.q, t.w, t.acc, Int32(rows), Int32(outDim), Int32(kp), Int32(path), nonneg)
+        }
+    }
+
+    private func forwardDense(
+        _ x: UnsafePointer<Float>, batch: Int, _ t: Buffers, _ cs: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        out: UnsafeMutablePointer<Float>, path: Int
+    ) {
+        let nonneg =
+            inputScale.map {
+                cortado_quantize_rows_fixed(x, Int32(inDim), Int32(batch), Int32(inDim), $0, t.q, Int32(kp), t.scales)
+            } ?? cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), t.q, Int32(kp), t.scales)
+        product(t, rows: batch, nonneg: nonneg, path: path)
+        cortado_dequantize_rows(t.acc, Int32(batch), Int32(outDim), t.scales, cs, nil, b, relu ? 1 : 0, out)
+    }
+
+    /// Conv over chunks of samples: each sample's image quantized with its own scale (every
+    /// receptive field of a sample shares it, so a sample's result does not depend on its
+    /// chunk), im2row in bytes into the chunk's rows, one GEMM (positions of every sample in
+    /// the chunk) × filters, and the epilogue transposes into (filters, positions) per sample.
+    private func forwardConv(
+        _ x: UnsafePointer<Float>, batch: Int, _ g: ConvShape, _ t: Buffers, _ cs: UnsafePointer<Float>,
+        _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, path: Int
+    ) {
+        let chunk = convChunk(batch: batch), inCount = Int32(g.inCount)
+        for first in stride(from: 0, to: batch, by: chunk) {
+            let samples = min(chunk, batch - first)
+            var nonneg: Int32 = 1
+            for i in 0..<samples {
+                let xi = x + (first + i) * g.inCount
+                nonneg &=
+                    inputScale.map {
+                        cortado_quantize_rows_fixed(xi, inCount, 1, inCount, $0, t.image, inCount, t.scales + i)
+                    } ?? cortado_quantize_rows(xi, inCount, 1, inCount, t.image, inCount, t.scales + i)
+                cortado_im2row_int8(
+                    t.image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p),
+                    t.q + i * g.positions * kp, Int32(kp))
+            }
+            product(t, rows: samples * g.positions, nonneg: nonneg, path: path)
+            cortado_dequantize_conv(
+                t.acc, Int32(samples), Int32(g.positions), Int32(outDim), t.scales, cs, b, relu ? 1 : 0,
+                out + first * g.outCount)
+        }
+    }
 }
 
 /// The int8 layers' shared scratch, sized once for the largest layer at the network's batch:
-/// quantized rows (or a sample's receptive fields), a conv sample's quantized image, row or
+/// quantized rows (or a conv chunk's receptive fields), a conv sample's quantized image, row or
 /// column scales, and the int32 products.
 struct Int8Scratch {
     private var q = [Int8](), image = [Int8](), scales = [Float](), acc = [Int32]()

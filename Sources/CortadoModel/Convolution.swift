@@ -19,17 +19,19 @@ public struct ConvShape {
 }
 
 /// cols (patch, positions) ← one sample's input (c, h, w); zero outside the padded border.
+/// Rows are `ld` apart (default positions): a chunk of samples' column matrices side by side.
 /// Each (channel, kernel offset) row is filled per output line: the output columns whose input
 /// column falls inside the image ([lo, hi), computed once per kernel column) are copied — one
 /// contiguous block at stride 1 — and only the border is zeroed, instead of a bounds test per
 /// element (that test made im2col a third of the CNN's inference time).
 @inlinable
-public func im2col<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, cols: UnsafeMutablePointer<T>) {
+public func im2col<T: Real>(_ x: UnsafePointer<T>, _ g: ConvShape, cols: UnsafeMutablePointer<T>, ld: Int? = nil) {
+    let ld = ld ?? g.positions
     var row = 0
     for ci in 0..<g.c {
         for ki in 0..<g.k {
             for kj in 0..<g.k {
-                let out = cols + row * g.positions
+                let out = cols + row * ld
                 // ix = ox·s − p + kj ∈ [0, w)  ⇔  ox ∈ [lo, hi).
                 let lo = min(g.ow, g.p > kj ? (g.p - kj + g.s - 1) / g.s : 0)
                 let last = g.w - 1 + g.p - kj
@@ -99,25 +101,45 @@ public func col2im<T: Real>(_ dCols: UnsafePointer<T>, _ g: ConvShape, dx: Unsaf
     }
 }
 
+/// Samples per inference conv GEMM: as many as keep a chunk's column matrices and products
+/// (patch + f values per output position) within about 1 MiB, an L2 cache; at least one.
+@inlinable
+public func convChunk<T: Real>(_ g: ConvShape, batch: Int, of _: T.Type) -> Int {
+    max(1, min(batch, (1 << 20) / max(1, MemoryLayout<T>.stride * g.positions * (g.patch + g.f))))
+}
+
 /// Conv forward: out[n] (f, positions) = weight (f, patch) · cols[n] + bias. Keeps every
 /// sample's column matrix in `cols` (batch, patch, positions) for backward, or, when not
-/// `keepColumns` (inference), reuses one sample's worth.
+/// `keepColumns` (inference), runs chunks of `convChunk` samples: their column matrices side
+/// by side in `cols` (patch, chunk · positions), one GEMM for the chunk into the products
+/// (f, chunk · positions) after them in `cols`, then each sample's rows copied out. `cols`
+/// then holds convChunk · positions · (patch + f) values. Each output is the same sum
+/// (bias, then the GEMM's k-loop) whatever the chunk, so a sample's result does not depend on
+/// the batch it came in.
 @inlinable
 public func conv2dForward<T: Real>(
     out: UnsafeMutablePointer<T>, cols: UnsafeMutablePointer<T>, input: UnsafePointer<T>,
     weight: UnsafePointer<T>, bias: UnsafePointer<T>, batch: Int, _ g: ConvShape,
     keepColumns: Bool = true
 ) {
-    for n in 0..<batch {
-        let cn = cols + (keepColumns ? n * g.patch * g.positions : 0), yn = out + n * g.outCount
-        im2col(input + n * g.inCount, g, cols: cn)
-        for fi in 0..<g.f {
-            let row = yn + fi * g.positions
-            for j in 0..<g.positions { row[j] = bias[fi] }
-        }
+    let chunk = keepColumns ? 1 : convChunk(g, batch: batch, of: T.self)
+    for first in stride(from: 0, to: batch, by: chunk) {
+        let samples = min(chunk, batch - first), ld = samples * g.positions
+        let cn = cols + (keepColumns ? first * g.patch * g.positions : 0)
+        for i in 0..<samples { im2col(input + (first + i) * g.inCount, g, cols: cn + i * g.positions, ld: ld) }
+        // One sample: straight into out, whose layout the products already have.
+        let y = samples == 1 ? out + first * g.outCount : cols + chunk * g.patch * g.positions
+        for fi in 0..<g.f { (y + fi * ld).update(repeating: bias[fi], count: ld) }
         T.gemm(
-            transA: false, transB: false, m: g.f, n: g.positions, k: g.patch, alpha: 1,
-            a: weight, lda: g.patch, b: cn, ldb: g.positions, beta: 1, c: yn, ldc: g.positions)
+            transA: false, transB: false, m: g.f, n: ld, k: g.patch, alpha: 1,
+            a: weight, lda: g.patch, b: cn, ldb: ld, beta: 1, c: y, ldc: ld)
+        guard samples > 1 else { continue }
+        for i in 0..<samples {
+            for fi in 0..<g.f {
+                (out + (first + i) * g.outCount + fi * g.positions).update(
+                    from: y + fi * ld + i * g.positions, count: g.positions)
+            }
+        }
     }
 }
 
@@ -182,6 +204,32 @@ public func maxPoolForward<T: Real>(
                     let o = (ci * g.oh + oy) * g.ow + ox
                     y[o] = best
                     am[o] = Int32(bi)
+                }
+            }
+        }
+    }
+}
+
+/// Max pool forward at inference: no argmax, and each output line computed over whole rows of
+/// the window (the 2×2, stride-2 pool of the CNNs vectorizes). The same values as
+/// `maxPoolForward`: the window scanned in the same order, the first largest kept.
+@inlinable
+public func maxPoolInference<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePointer<T>, batch: Int, _ g: PoolShape)
+{
+    for n in 0..<batch {
+        let x = input + n * g.inCount, y = out + n * g.outCount
+        for ci in 0..<g.c {
+            for oy in 0..<g.oh {
+                let o = y + (ci * g.oh + oy) * g.ow
+                o.update(repeating: -T.infinity, count: g.ow)
+                for dy in 0..<g.size {
+                    let row = x + (ci * g.h + oy * g.stride + dy) * g.w
+                    for dx in 0..<g.size {
+                        for ox in 0..<g.ow {
+                            let v = row[ox * g.stride + dx]
+                            o[ox] = v > o[ox] ? v : o[ox]
+                        }
+                    }
                 }
             }
         }

@@ -27,8 +27,9 @@ public final class Network<T: Real> {
     /// Replacements for dense and conv layers' forward, by layer index (the int8 inference
     /// path): (input (batch, in), batch, output (batch, out)).
     public var layerOverrides: [Int: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void] = [:]
-    /// False for inference: conv layers keep one sample's column matrix instead of the whole
-    /// batch's (at batch 1024 the CNN's would take 230 MB), and backward is not available.
+    /// False for inference: conv layers keep one chunk of samples' column matrices (see
+    /// `conv2dForward`) instead of the whole batch's (at batch 1024 the CNN's would take
+    /// 230 MB), and backward is not available.
     public let training: Bool
     /// Called during backward with an arena offset whenever every gradient at or above it is
     /// final for this step (layers finish last to first, so the offsets only fall): the
@@ -99,12 +100,15 @@ public final class Network<T: Real> {
                 steps.append(
                     .conv(
                         g, w: offset, b: offset + f * g.patch,
-                        cols: Arena(count: (training ? maxBatch : 1) * g.patch * g.positions)))
+                        cols: Arena(
+                            count: training
+                                ? maxBatch * g.patch * g.positions
+                                : convChunk(g, batch: maxBatch, of: T.self) * g.positions * (g.patch + g.f))))
                 offset += f * g.patch + f
                 maxCols = max(maxCols, g.patch * g.positions)
             case let .maxPool(size, stride):
                 let g = PoolShape(c: shape[0], h: shape[1], w: shape[2], size: size, stride: stride)
-                steps.append(.maxPool(g, argmax: IndexArena(count: maxBatch * g.outCount)))
+                steps.append(.maxPool(g, argmax: IndexArena(count: training ? maxBatch * g.outCount : 0)))
             case let .avgPool(size, stride):
                 steps.append(.avgPool(PoolShape(c: shape[0], h: shape[1], w: shape[2], size: size, stride: stride)))
             case .flatten: steps.append(.flatten(width: width))
@@ -171,12 +175,18 @@ public final class Network<T: Real> {
                 if let custom = layerOverrides[i] {
                     custom(x, batch, out)
                 } else {
+                    // Chunked only in an inference network: a training one's columns are
+                    // sized for the batch (and its evaluation keeps the per-sample path).
                     conv2dForward(
                         out: out, cols: cols.base, input: x, weight: p + w, bias: p + b, batch: batch, g,
-                        keepColumns: training)
+                        keepColumns: self.training)
                 }
             case let .maxPool(g, argmax):
-                maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
+                if self.training {
+                    maxPoolForward(out: out, argmax: argmax.buffer.baseAddress!, input: x, batch: batch, g)
+                } else {
+                    maxPoolInference(out: out, input: x, batch: batch, g)
+                }
             case let .avgPool(g):
                 avgPoolForward(out: out, input: x, batch: batch, g)
             case let .flatten(width):

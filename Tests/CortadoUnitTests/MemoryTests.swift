@@ -27,8 +27,10 @@ final class MemoryTests: XCTestCase {
             cnn.bufferBytes, 4 * (acts + grads + cols + dCols + 5 * 64) + 4 * 5 * 64,
             "conv columns, dropout mask, pool indices")
         let inference = Network<Float>(spec: cnn.spec, maxBatch: 5, training: false)
+        // A chunk of samples' columns and products (conv2dForward), a 1-slot pool index.
+        let chunk = convChunk(g, batch: 5, of: Float.self) * g.positions * (g.patch + g.f)
         XCTAssertEqual(
-            cnn.bufferBytes - inference.bufferBytes, 4 * (4 * g.patch * g.positions + grads + dCols),
-            "inference keeps one sample's columns and no backward buffers")
+            inference.bufferBytes, 4 * (acts + chunk + 5 * 64) + 4,
+            "inference keeps a chunk's columns and products, no pool indices and no backward buffers")
     }
 }

@@ -49,6 +49,14 @@ int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float sca
 void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_scales, const float *col_scales,
                              const float *row_bias, const float *col_bias, int relu, float *out);
 
+/// The conv epilogue over a chunk of samples: c holds (samples · positions, filters) int32
+/// products (receptive fields × filters, as the row-major and packed GEMMs make them); out[s]
+/// (filters, positions) = c · filter_scales[f] · sample_scales[s] + bias[f] (then max(0, ·)
+/// when relu), transposed into the (batch, channels, height, width) layout of the next layer.
+/// The arithmetic of cortado_dequantize_rows, so a sample's values do not depend on the chunk.
+void cortado_dequantize_conv(const int32_t *c, int samples, int positions, int filters, const float *sample_scales,
+                             const float *filter_scales, const float *bias, int relu, float *out);
+
 /// One int8 sample (c, h, w) → its receptive fields as rows (positions, c·k·k), row stride
 /// ldr ≥ c·k·k with the padding zeroed: im2col transposed, in bytes.
 void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr);
