@@ -6,7 +6,8 @@
 # user + item bias baselines (both fitted on the training split). Prints mean ± sd over seeds
 # (sample sd, n − 1) and the mean training wall time, and writes JSON.
 #
-# usage: Benchmarks/movielens.sh [SEEDS] [OUT.json]
+# usage: [JOBS="recsys-mf ..."] Benchmarks/movielens.sh [SEEDS] [OUT.json]
+# (JOBS: a subset of the three jobs; EXTRA: more cortado-train arguments, e.g. "--set model.dot=false")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-5}
@@ -19,12 +20,12 @@ DATA=runs/bench/ml-100k
 mkdir -p "$(dirname "$OUT")"
 [ -f "$DATA/manifest.json" ] || $BIN/cortado prepare movielens --out "$DATA"
 results=()
-for job in recsys-ncf recsys-mf-implicit recsys-mf; do
+for job in ${JOBS:-recsys-ncf recsys-mf-implicit recsys-mf}; do
   for seed in $(seq 1 "$SEEDS"); do
     t0=$(date +%s.%N)
     line=$(mpirun -np 2 --bind-to core $BIN/cortado-train "jobs/$job.yaml" --json --overwrite \
       --run-dir "runs/bench/movielens/$job-$seed" --set "data=$DATA/manifest.json" --set "seed=$seed" \
-      --set threads=1 --set 'emit=[]' | tail -n 1)
+      --set threads=1 --set 'emit=[]' ${EXTRA:-} | tail -n 1)
     t1=$(date +%s.%N)
     results+=("{\"job\": \"$job\", \"seed\": $seed, \"process_s\": $(echo "$t1 - $t0" | bc), \"summary\": $line}")
   done

@@ -121,7 +121,8 @@ public enum ModelExport {
     /// weights of 2 or more dimensions).
     static func encode(_ t: TensorSpec, _ w: [Float], recipe: Recipe, sparse: Bool) -> [ModelFile.TensorData] {
         let precision: Recipe.Precision =
-            t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count < 2) ? .fp32 : recipe.precision
+            t.name.hasSuffix(".bias") || (recipe.precision == .int8 && t.shape.count < 2)
+                || RecommenderSpec.constantTensors.contains(t.name) ? .fp32 : recipe.precision
         var out = [ModelFile.TensorData]()
         var quant: ModelFile.Quantization?
         var q = [Int8]()

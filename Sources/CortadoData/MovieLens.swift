@@ -10,7 +10,8 @@ import ZIPFoundation
 ///
 /// The rows go, in file order, to a headerless u.data-style file in a scratch folder, which
 /// `CSVPreparer` prepares as `jobs/ratings-schema.yaml` says: users and items → embedding ids,
-/// rating the regression target, each user's latest rating → test and the one before →
+/// rating the regression target, the time (Unix seconds) a numeric feature for the time-aware
+/// biases (`TimeBias`), each user's latest rating → test and the one before →
 /// validation, ties broken by `ties` and reported.
 public struct MovieLensPreparer {
     /// Where the ratings sit inside the wheel.
@@ -22,7 +23,7 @@ public struct MovieLensPreparer {
           - {name: c0, type: categorical, encoding: ids, min_count: 1}
           - {name: c1, type: categorical, encoding: ids, min_count: 1}
           - {name: c2, type: numeric, transform: none}
-          - {name: c3, type: ignore}
+          - {name: c3, type: numeric, transform: none}
 
         """
 

@@ -111,7 +111,9 @@ extension RecommenderModel {
 }
 
 /// Scores the (user, item) pairs of an HDF5 file (`/categorical` with the model's id columns in
-/// the data's order, as `cortado prepare csv` writes it); RMSE when it has `/targets`.
+/// the data's order, as `cortado prepare csv` writes it); RMSE when it has `/targets`. A model
+/// with time terms (`TimeBias`) reads each row's Unix time from `/features` (the time column's
+/// position from the manifest beside the file, else the one the model was trained with).
 public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: String?) throws -> (
     rows: Int, rmse: Double?
 ) {
@@ -121,10 +123,9 @@ public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: 
     guard shape.count == 2, shape[1] >= 2 else {
         throw CortadoError.data("\(inputPath): 'categorical' has shape \(shape), expected [rows, ≥ 2]")
     }
-    let manifestColumns =
-        (try? DatasetManifest.load(
-            ((inputPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("manifest.json")))?
-        .categoricalColumns
+    let manifest = try? DatasetManifest.load(
+        ((inputPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("manifest.json"))
+    let manifestColumns = manifest?.categoricalColumns
     let uc = manifestColumns?.firstIndex(of: m.spec.userColumn) ?? 0,
         ic = manifestColumns?.firstIndex(of: m.spec.itemColumn) ?? 1
     let ids = try h5.readInt64s("categorical"), k = shape[1], n = shape[0]
@@ -139,15 +140,20 @@ public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: 
         }
         users.append(Int32(u)); items.append(Int32(i))
     }
+    let days = try m.spec.time.map { try rowDays(h5, inputPath, time: $0, manifest: manifest, rows: n) }
     var scores = [Float](repeating: 0, count: n)
     users.withUnsafeBufferPointer { up in
         items.withUnsafeBufferPointer { ip in
-            var at = 0
-            while at < n {
-                let b = min(m.model.maxBatch, n - at)
-                let s = m.model.forward(users: up.baseAddress! + at, items: ip.baseAddress! + at, batch: b)
-                for j in 0..<b { scores[at + j] = s[j] }
-                at += b
+            (days ?? [0]).withUnsafeBufferPointer { dp in
+                var at = 0
+                while at < n {
+                    let b = min(m.model.maxBatch, n - at)
+                    let s = m.model.forward(
+                        users: up.baseAddress! + at, items: ip.baseAddress! + at,
+                        days: days == nil ? nil : dp.baseAddress! + at, batch: b)
+                    for j in 0..<b { scores[at + j] = s[j] }
+                    at += b
+                }
             }
         }
     }
@@ -159,4 +165,22 @@ public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: 
     guard let targets else { return (n, nil) }
     let sse = (0..<n).reduce(0.0) { $0 + Double((scores[$1] - targets[$1]) * (scores[$1] - targets[$1])) }
     return (n, (sse / Double(max(n, 1))).squareRoot())
+}
+
+/// (rows) model days of an HDF5 file's rows for a model with time terms: Unix seconds from its
+/// `/features` column (the manifest's position of `time.column` when the file has one beside
+/// it, else `time.feature`).
+func rowDays(_ h5: HDF5File, _ path: String, time: TimeBias, manifest: DatasetManifest?, rows: Int) throws -> [Float] {
+    guard h5.hasDataset("features") else {
+        throw CortadoError.data(
+            "\(path): has no /features with the time column '\(time.column)' the model's time_bias needs")
+    }
+    let shape = try h5.shape(of: "features")
+    let at = manifest?.columns?.first { $0.name == time.column }?.offset ?? time.feature
+    guard shape.count == 2, shape[0] == rows, at < shape[1] else {
+        throw CortadoError.data(
+            "\(path): /features has shape \(shape); the time column '\(time.column)' is feature \(at) of \(rows) rows")
+    }
+    let f = try h5.readFloats("features"), w = shape[1]
+    return (0..<rows).map { Float(time.day(seconds: Double(f[$0 * w + at]))) }
 }

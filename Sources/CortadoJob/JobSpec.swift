@@ -202,6 +202,10 @@ public struct JobSpec: Codable, Equatable {
     ///       exclude_seen: true       # negatives avoid the user's training items
     ///       l2: 0.05                 # per-row L2 on the embedding rows a batch scores (RowL2)
     ///       l2_bias: 0               # the same for the user and item biases (0: exempt)
+    ///       time_bias: none          # none | user_drift: (a + a_u)·dev_u(t) (TimeBias; mse)
+    ///       time_column: c3          # numeric column with each rating's Unix time (seconds)
+    ///       drift_beta: 0.4          # dev_u(t) = sign(t − t_u)·|t − t_u|^β, t in days
+    ///       l2_drift: 0              # per-row L2 on the user drift a_u
     ///       exchange: auto           # embedding gradients: auto | dense | sparse
     public struct RecommenderOptions: Codable, Equatable {
         /// Table sizes are 0 and empty column names mean "the data's first / second id
@@ -213,11 +217,11 @@ public struct JobSpec: Codable, Equatable {
         public var excludeSeen: Bool?
         /// Per-row L2 of the embedding rows and of the id biases each scored row looks up
         /// (`RowL2`; nil: 0, and not stored, so specs without them keep their canonical JSON).
-        public var l2: Double?, l2Bias: Double?
+        public var l2: Double?, l2Bias: Double?, l2Drift: Double?
         enum CodingKeys: String, CodingKey {
-            case architecture, exchange, excludeSeen = "exclude_seen", l2, l2Bias = "l2_bias"
+            case architecture, exchange, excludeSeen = "exclude_seen", l2, l2Bias = "l2_bias", l2Drift = "l2_drift"
         }
-        public var rowL2: RowL2 { RowL2(embeddings: l2 ?? 0, biases: l2Bias ?? 0) }
+        public var rowL2: RowL2 { RowL2(embeddings: l2 ?? 0, biases: l2Bias ?? 0, drift: l2Drift ?? 0) }
     }
 
     /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
@@ -521,12 +525,32 @@ public struct JobSpec: Codable, Equatable {
         func rows(_ c: String) -> Int { (manifest.columns?.first { $0.name == c }?.vocabulary?.count ?? 0) + 1 }
         s.users = rows(s.userColumn)
         s.items = rows(s.itemColumn)
+        if var t = s.time {
+            t.feature = try timeFeature(t.column, manifest: manifest)
+            s.time = t
+        }
         try s.validate()
         if s.loss == "mse" && manifest.task != "regression" {
             throw CortadoError.usage(
                 "model.loss: mse needs ratings (a regression label); \(data) is \(manifest.task) — use loss: bce")
         }
         return s
+    }
+
+    /// The position in `/features` of `model.time_column`: a numeric feature column one wide.
+    func timeFeature(_ name: String, manifest: DatasetManifest) throws -> Int {
+        let numeric = (manifest.columns ?? []).filter { $0.role == "feature" && $0.schema.type == .numeric }
+        guard let c = numeric.first(where: { $0.name == name }), let offset = c.offset, c.width ?? 1 == 1 else {
+            throw CortadoError.usage(
+                "model.time_column: '\(name)' is not a numeric feature column of \(data) (numeric columns: \(numeric.map(\.name).joined(separator: ", ")); prepare the time column with type: numeric, transform: none)"
+            )
+        }
+        guard c.schema.transform == "none" else {
+            throw CortadoError.usage(
+                "model.time_column: '\(name)' of \(data) is prepared with transform: \(c.schema.transform); the time needs transform: none (Unix seconds)"
+            )
+        }
+        return offset
     }
 
     /// Parses a layer list (`model.layers`, a recommender's `model.mlp`), naming `path.N` in errors.
@@ -559,7 +583,10 @@ public struct JobSpec: Codable, Equatable {
         try check(threads.map { $0 > 0 } ?? true, "threads", "must be positive")
         try check(watchdogSeconds >= 0, "watchdog_seconds", "must be 0 (off) or positive, got \(watchdogSeconds)")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
-        for (key, v) in [("model.l2", recommender?.l2), ("model.l2_bias", recommender?.l2Bias)] {
+        for (key, v) in [
+            ("model.l2", recommender?.l2), ("model.l2_bias", recommender?.l2Bias),
+            ("model.l2_drift", recommender?.l2Drift)
+        ] {
             if let v { try check(v >= 0 && v.isFinite, key, "must be 0 (off) or positive, got \(v)") }
         }
         for (key, list) in [("freeze", freeze), ("init_exclude", initExclude)] {
@@ -708,6 +735,9 @@ public enum ExchangeTransport: String, Codable, CaseIterable { case mpi, shm }
 /// measured crossover, `dense` sums whole tables, `sparse` exchanges touched rows.
 public enum EmbeddingExchange: String, Codable, CaseIterable { case auto, dense, sparse }
 
+/// `model.time_bias` (recommenders): none, or the time-aware user bias of `TimeBias`.
+public enum TimeBiasOption: String, Codable, CaseIterable { case none, userDrift = "user_drift" }
+
 // Each section reads its own keys, next to where they are declared above; errors name the
 // key path (`ConfigReader`).
 extension JobSpec.RecommenderOptions {
@@ -722,11 +752,31 @@ extension JobSpec.RecommenderOptions {
         a.loss = try model.string("loss") ?? a.loss
         a.negatives = try model.int("negatives") ?? a.negatives
         a.initStd = try model.double("init_std") ?? a.initStd
+        let column = try model.string("time_column"), beta = try model.double("drift_beta")
+        switch try model.choice("time_bias") ?? TimeBiasOption.none {
+        case .none:
+            if column != nil || beta != nil {
+                throw CortadoError.usage(
+                    "model.\(column != nil ? "time_column" : "drift_beta"): needs time_bias: user_drift")
+            }
+        case .userDrift:
+            guard let column else {
+                throw CortadoError.usage(
+                    "model.time_column: time_bias: user_drift needs the numeric column with each rating's Unix time")
+            }
+            a.time = TimeBias(column: column, beta: beta ?? 0.4)
+            try a.time!.validate(bias: a.bias)
+            guard a.loss == "mse" else {
+                throw CortadoError.usage("model.time_bias: user_drift is for ratings (loss: mse), got loss: \(a.loss)")
+            }
+        }
         architecture = a
         exchange = try model.choice("exchange") ?? exchange
         excludeSeen = try model.bool("exclude_seen")
         l2 = try model.double("l2")
         l2Bias = try model.double("l2_bias")
+        l2Drift = try model.double("l2_drift")
+        if l2Drift != nil && a.time == nil { throw CortadoError.usage("model.l2_drift: needs time_bias: user_drift") }
     }
 }
 

@@ -1,7 +1,7 @@
 import CortadoCore
 import Foundation
 
-/// The `.cmodel` file that cortado-train emits and cortado-infer loads, version 2.
+/// The `.cmodel` file that cortado-train emits and cortado-infer loads, version 2 or 3.
 ///
 /// Layout (little-endian):
 ///
@@ -19,8 +19,13 @@ public struct ModelFile {
     public static let magic = Array("CRTDMODL".utf8)
     /// 2 added the optional `recommender` header section, 16-bit floats and sparse (CSR)
     /// weights stored as `NAME.values` / `NAME.indptr` / `NAME.indices`; version-1 files load.
+    /// 3 added the recommender's time terms (`TimeBias`: the `time` section, the tensors
+    /// `global_drift`, `user_drift`, `user_mean_day`); only files that have them are written as
+    /// version 3, so a version-2 reader, which would score them without those terms, refuses them
+    /// and reads every other file.
     public static let version: UInt32 = 2
-    public static let readableVersions: ClosedRange<UInt32> = 1...2
+    public static let timeTermsVersion: UInt32 = 3
+    public static let readableVersions: ClosedRange<UInt32> = 1...3
     static let alignment = 64
 
     /// Element types of stored tensors: values (float32, float16, bfloat16, int8) and the
@@ -115,7 +120,8 @@ public struct ModelFile {
             recommender: recommender, text: text)
         let json = try stableJSON(header, pretty: false)
         var out = Data(magic)
-        withUnsafeBytes(of: version.littleEndian) { out.append(contentsOf: $0) }
+        let v = recommender?.time != nil ? timeTermsVersion : version
+        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
         out.append(Data(count: roundUp(out.count) - out.count))
@@ -175,6 +181,11 @@ public struct ModelFile {
         let header: Header
         do { header = try JSONDecoder().decode(Header.self, from: bytes.subdata(in: 16..<(16 + headerLength))) } catch {
             throw CortadoError.model("\(path): bad header: \(describe(error))")
+        }
+        guard header.recommender?.time == nil || version >= timeTermsVersion else {
+            throw CortadoError.model(
+                "\(path): version \(version) file with recommender time terms (they need version \(timeTermsVersion)) \(hint)"
+            )
         }
         let dataStart = roundUp(16 + headerLength)
         let dataLength = bytes.count - 32 - dataStart

@@ -6,6 +6,7 @@ import CortadoCore
 ///     score(u, i) = b + b_u + b_i            (bias: true)
 ///                 + ⟨U[u], V[i]⟩             (dot: true — two-tower / MF / GMF term)
 ///                 + MLP([U[u]; V[i]])        (mlp: layers on the concatenation, ending in 1 unit)
+///                 + (a + a_u) · dev_u(t)     (time_bias: user_drift — `TimeBias`)
 ///
 /// Explicit ratings train with `mse` on the score; implicit feedback with `bce` on the score as
 /// a logit, each positive paired with `negatives` sampled items (`NegativeSampler`: by default
@@ -25,10 +26,13 @@ public struct RecommenderSpec: Codable, Equatable {
     public var loss = "mse"
     public var negatives = 4
     public var initStd = 0.05
+    /// Time-aware biases (nil: none). Optional, so files and specs without them keep their
+    /// canonical JSON.
+    public var time: TimeBias?
 
     enum CodingKeys: String, CodingKey {
         case userColumn = "user_column", itemColumn = "item_column", users, items, dim, dot, bias, mlp, loss, negatives
-        case initStd = "init_std"
+        case initStd = "init_std", time
     }
 
     public init(userColumn: String, itemColumn: String, users: Int, items: Int, dim: Int) {
@@ -54,8 +58,10 @@ public struct RecommenderSpec: Codable, Equatable {
             ["mse", "bce"].contains(loss), "loss",
             "'\(loss)' is not one of mse (explicit ratings), bce (implicit feedback)")
         try check(loss == "mse" || negatives >= 1, "negatives", "bce needs at least 1 sampled negative per positive")
-        try check(dot || !mlp.isEmpty, "dot", "with no mlp the model needs dot: true")
+        try check(
+            dot || bias || !mlp.isEmpty, "dot", "with no mlp and no biases the model needs dot: true")
         try check(initStd > 0, "init_std", "must be positive")
+        if let time { try time.validate(bias: bias) }
         guard !mlp.isEmpty else { return }
         var shape = tower.inputShape
         for (i, l) in mlp.enumerated() {
@@ -80,13 +86,20 @@ public struct RecommenderSpec: Codable, Equatable {
             offset += shape.reduce(1, *)
         }
         add("global_bias", [1])
+        if time != nil { add("global_drift", [1]) }
         add("user_embedding", [users, dim]); add("user_bias", [users])
+        if time != nil { add("user_drift", [users]); add("user_mean_day", [users]) }
         add("item_embedding", [items, dim]); add("item_bias", [items])
         return ParameterLayout(tensors: tensors, count: offset)
     }
 
     /// Values before the first embedding table: the densely exchanged part of the arena.
-    public var denseCount: Int { tower.parameterLayout.count + 1 }
+    public var denseCount: Int { tower.parameterLayout.count + (time != nil ? 2 : 1) }
+
+    /// Tensors that hold data, not trained parameters: the optimizer leaves them alone (not
+    /// even weight decay) and every recipe stores them in fp32 (a mean rating day in fp16
+    /// would be off by hours).
+    public static let constantTensors: Set<String> = ["user_mean_day"]
 
     /// FLOPs per scored row, forward only (dot, biases, tower).
     public var forwardFLOPs: Double {
@@ -94,11 +107,61 @@ public struct RecommenderSpec: Codable, Equatable {
     }
 }
 
+/// Time-aware user biases after Koren's timeSVD ("Collaborative filtering with temporal
+/// dynamics", KDD 2009, eq. 7–8): a rating at time t (in days) adds
+///
+///     (a + a_u) · dev_u(t),   dev_u(t) = sign(t − t_u) · |t − t_u|^β
+///
+/// where t_u is user u's mean training rating day (a constant of the model: `user_mean_day`),
+/// a a global drift and a_u the user's own (`user_drift`), both trained. It extrapolates to a
+/// rating later than every training one (the leave-last-out test rating), which per-day biases
+/// cannot. Rows carry their time as a numeric feature column holding Unix seconds
+/// (`column`); the model works in days since `origin` (the training rows' mean day, set
+/// from the data at training) so that Float keeps sub-minute resolution. Scoring without a
+/// time (`cortado-infer` top-K for a user) uses dev = 0: the user's mean day, which shifts
+/// every item of a user equally and leaves rankings unchanged.
+public struct TimeBias: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, CaseIterable, Sendable { case userDrift = "user_drift" }
+    public var kind = Kind.userDrift
+    /// The numeric feature column with the rating's time in Unix seconds, and its position in
+    /// `/features` (resolved against the data's manifest).
+    public var column: String
+    public var feature = 0
+    /// β of dev_u (Koren: 0.4).
+    public var beta = 0.4
+    /// Day (Unix seconds / 86 400) that model time 0 stands for.
+    public var origin = 0.0
+    public static let secondsPerDay = 86_400.0
+
+    enum CodingKeys: String, CodingKey { case kind, column, feature, beta, origin }
+
+    public init(column: String, beta: Double = 0.4) {
+        self.column = column
+        self.beta = beta
+    }
+
+    public func validate(bias: Bool) throws {
+        guard bias else {
+            throw CortadoError.usage("model.time_bias: \(kind.rawValue) is a bias term; it needs bias: true")
+        }
+        guard beta > 0 && beta <= 1 else {
+            throw CortadoError.usage("model.drift_beta: must be in (0, 1], got \(beta)")
+        }
+        guard !column.isEmpty, feature >= 0 else {
+            throw CortadoError.usage(
+                "model.time_column: \(kind.rawValue) needs the numeric column with each rating's time")
+        }
+    }
+
+    /// Model time (days since `origin`) of a Unix timestamp in seconds.
+    @inlinable public func day(seconds: Double) -> Double { seconds / Self.secondsPerDay - origin }
+}
+
 /// Per-row L2 regularization of the embedding tables and id biases, as in SGD matrix
 /// factorization (Koren, Bell & Volinsky, "Matrix factorization techniques for recommender
 /// systems", 2009): every scored row (u, i) adds
 ///
-///     embeddings·(‖U[u]‖² + ‖V[i]‖²) + biases·(b_u² + b_i²)
+///     embeddings·(‖U[u]‖² + ‖V[i]‖²) + biases·(b_u² + b_i²) + drift·a_u²
 ///
 /// to its loss, so only the rows a batch looks up are pulled toward 0, each as often as it is
 /// scored — frequent users and items more than rare ones, where optimizer weight decay shrinks
@@ -108,11 +171,14 @@ public struct RecommenderSpec: Codable, Equatable {
 public struct RowL2: Equatable, Sendable {
     public var embeddings: Double
     public var biases: Double
-    public init(embeddings: Double = 0, biases: Double = 0) {
+    /// The same on each scored row's user drift a_u (`TimeBias`).
+    public var drift: Double
+    public init(embeddings: Double = 0, biases: Double = 0, drift: Double = 0) {
         self.embeddings = embeddings
         self.biases = biases
+        self.drift = drift
     }
-    public var isZero: Bool { embeddings == 0 && biases == 0 }
+    public var isZero: Bool { embeddings == 0 && biases == 0 && drift == 0 }
 }
 
 /// The recommender's parameters, gradients and per-batch buffers: one parameter arena and one
@@ -128,10 +194,14 @@ public final class Recommender<T: Real> {
     public let tower: Network<T>?
     /// Offsets of the tables in the arenas.
     public let globalBias: Int, userEmbedding: Int, userBias: Int, itemEmbedding: Int, itemBias: Int
+    /// Offsets of the time terms (`TimeBias`; −1 without them): a, a_u, t_u.
+    public let globalDrift: Int, userDrift: Int, userMeanDay: Int
     /// (maxBatch, 2·dim): [U[u]; V[i]] per row, and its gradient.
     @usableFromInline let concat: Arena<T>, dConcat: Arena<T>, dDot: Arena<T>
     /// (maxBatch): scores, their gradient, the dot term.
     @usableFromInline let scores: Arena<T>, dScores: Arena<T>, dotTerm: Arena<T>
+    /// (maxBatch): dev_u(t) of each row (0 without times), for the backward pass.
+    @usableFromInline let deviation: Arena<T>
     /// Added to the training loss by `step` (none by default).
     public var l2 = RowL2()
 
@@ -154,6 +224,10 @@ public final class Recommender<T: Real> {
         globalBias = offset("global_bias")
         userEmbedding = offset("user_embedding"); userBias = offset("user_bias")
         itemEmbedding = offset("item_embedding"); itemBias = offset("item_bias")
+        func optional(_ name: String) -> Int { layout.tensor(name)?.offset ?? -1 }
+        globalDrift = optional("global_drift"); userDrift = optional("user_drift")
+        userMeanDay = optional("user_mean_day")
+        deviation = Arena(count: maxBatch)
         let width = 2 * spec.dim
         concat = Arena(count: maxBatch * width); dConcat = Arena(count: maxBatch * width);
         dDot = Arena(count: maxBatch * width)
@@ -175,11 +249,13 @@ public final class Recommender<T: Real> {
         params.base[globalBias] = globalMean
     }
 
-    /// Scores `batch` (user, item) pairs; returns (batch) scores (logits for bce), valid until
-    /// the next call.
+    /// Scores `batch` (user, item) pairs at `days` (batch; model days, `TimeBias.day`; nil: each
+    /// user's mean day, dev = 0); returns (batch) scores (logits for bce), valid until the next
+    /// call. `days` is read only by a model with time terms.
     @inlinable @discardableResult
-    public func forward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> UnsafeMutablePointer<T>
-    {
+    public func forward(
+        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, days: UnsafePointer<T>? = nil, batch: Int
+    ) -> UnsafeMutablePointer<T> {
         precondition(batch <= maxBatch, "batch \(batch) exceeds maxBatch \(maxBatch)")
         let p = params.base, d = spec.dim, width = 2 * d, x = concat.base, s = scores.base
         embeddingForward(out: x, outStride: width, table: p + userEmbedding, ids: users, batch: batch, dim: d)
@@ -188,6 +264,7 @@ public final class Recommender<T: Real> {
         if spec.bias {
             for r in 0..<batch { s[r] += p[userBias + Int(users[r])] + p[itemBias + Int(items[r])] }
         }
+        if let time = spec.time { driftForward(users: users, days: days, batch: batch, beta: T(time.beta)) }
         if spec.dot {
             dotForward(out: dotTerm.base, a: x, b: x + d, stride: width, batch: batch, dim: d)
             for r in 0..<batch { s[r] += dotTerm.base[r] }
@@ -199,8 +276,23 @@ public final class Recommender<T: Real> {
         return s
     }
 
+    /// Adds (a + a_u) · dev_u(t) to `scores` and keeps dev_u(t) (batch) for `backward`.
+    @inlinable
+    func driftForward(users: UnsafePointer<Int32>, days: UnsafePointer<T>?, batch: Int, beta: T) {
+        let p = params.base, s = scores.base, dev = deviation.base
+        guard let days else {
+            deviation.buffer.update(repeating: 0)
+            return
+        }
+        for r in 0..<batch {
+            let u = Int(users[r]), x = days[r] - p[userMeanDay + u]
+            dev[r] = x == 0 ? 0 : (x > 0 ? 1 : -1) * T.exp(beta * T.log(Swift.abs(x)))
+            s[r] += (p[globalDrift] + p[userDrift + u]) * dev[r]
+        }
+    }
+
     /// Back-propagates `dScores` (batch) through the last `forward`; accumulates into `grads`
-    /// (embedding rows only for the batch's ids).
+    /// (embedding rows only for the batch's ids). t_u (`user_mean_day`) gets no gradient.
     @inlinable
     public func backward(
         users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int, dScores ds: UnsafePointer<T>
@@ -209,6 +301,13 @@ public final class Recommender<T: Real> {
         for r in 0..<batch { g[globalBias] += ds[r] }
         if spec.bias {
             for r in 0..<batch { g[userBias + Int(users[r])] += ds[r]; g[itemBias + Int(items[r])] += ds[r] }
+        }
+        if spec.time != nil {
+            let dev = deviation.base
+            for r in 0..<batch {
+                let gd = ds[r] * dev[r]
+                g[globalDrift] += gd; g[userDrift + Int(users[r])] += gd
+            }
         }
         if let tower {
             tower.backward(x, batch: batch, dLogits: ds, dInput: dx)
@@ -227,10 +326,10 @@ public final class Recommender<T: Real> {
     /// targets (ratings for mse, 1/0 for bce); gradients are of the mean loss over the rows.
     @inlinable
     public func step(
-        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, targets: UnsafePointer<T>,
-        batch: Int, train: Bool
+        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, days: UnsafePointer<T>? = nil,
+        targets: UnsafePointer<T>, batch: Int, train: Bool
     ) -> (lossSum: Double, correct: Int) {
-        let s = forward(users: users, items: items, batch: batch)
+        let s = forward(users: users, items: items, days: days, batch: batch)
         let dS: UnsafeMutablePointer<T>? = train ? dScores.base : nil
         let r =
             spec.loss == "bce"
@@ -246,13 +345,14 @@ public final class Recommender<T: Real> {
     }
 
     /// The `l2` penalty of a batch, summed over its rows (Σ_r embeddings·(‖U[u_r]‖² + ‖V[i_r]‖²)
-    /// + biases·(b_{u_r}² + b_{i_r}²)); `step`'s `lossSum` leaves it out, so training and
+    /// + biases·(b_{u_r}² + b_{i_r}²) + drift·a_{u_r}²); `step`'s `lossSum` leaves it out, so training and
     /// validation losses compare.
     public func l2Penalty(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> Double {
         let p = params.base, d = spec.dim
-        var e = 0.0, b = 0.0
+        var e = 0.0, b = 0.0, a = 0.0
         for r in 0..<batch {
             let u = Int(users[r]), i = Int(items[r])
+            if spec.time != nil { a += Double(p[userDrift + u]) * Double(p[userDrift + u]) }
             for j in 0..<d {
                 let x = Double(p[userEmbedding + u * d + j]), y = Double(p[itemEmbedding + i * d + j])
                 e += x * x + y * y
@@ -260,7 +360,7 @@ public final class Recommender<T: Real> {
             let bu = Double(p[userBias + u]), bi = Double(p[itemBias + i])
             b += bu * bu + bi * bi
         }
-        return l2.embeddings * e + (spec.bias ? l2.biases * b : 0)
+        return l2.embeddings * e + (spec.bias ? l2.biases * b : 0) + l2.drift * a
     }
 
     /// Accumulates `scale` × the gradient of `l2Penalty` into `grads`: 2·embeddings·U[u] into
@@ -270,6 +370,7 @@ public final class Recommender<T: Real> {
     public func l2Backward(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int, scale: T) {
         let p = params.base, g = grads.base, d = spec.dim
         let ce = 2 * T(l2.embeddings) * scale, cb = 2 * T(l2.biases) * scale
+        let ca = spec.time != nil ? 2 * T(l2.drift) * scale : 0
         for r in 0..<batch {
             let u = Int(users[r]), i = Int(items[r])
             if ce != 0 {
@@ -281,6 +382,7 @@ public final class Recommender<T: Real> {
                 g[userBias + u] += cb * p[userBias + u]
                 g[itemBias + i] += cb * p[itemBias + i]
             }
+            if ca != 0 { g[userDrift + u] += ca * p[userDrift + u] }
         }
     }
 }

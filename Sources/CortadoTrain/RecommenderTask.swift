@@ -23,6 +23,11 @@ import Foundation
 /// (`unknown_rows`). For this every rank keeps all (user, item) ids of all splits (8 bytes per
 /// interaction). Training negatives (bce) avoid each user's training items unless
 /// `exclude_seen: false` (`NegativeSampler`).
+///
+/// Time terms (`TimeBias`): each row's time comes from its numeric time column (Unix
+/// seconds) into a per-batch `days` buffer; the model's origin and each user's mean training
+/// day t_u are computed here from the training split (one allreduce) and t_u is written into
+/// the arena as a constant (`constantTensors`), so the model file carries it.
 final class RecommenderTask: TrainingTask {
     static let k = 10
     let comm: Communicator
@@ -40,6 +45,10 @@ final class RecommenderTask: TrainingTask {
     let testFiles: [String]
     /// Batch buffers: (B · rowsPerExample) users, items, targets.
     let users: UnsafeMutablePointer<Int32>, items: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Float>
+    /// (B · rowsPerExample) model days of the batch's rows (time terms only; else unused).
+    let days: UnsafeMutablePointer<Float>
+    /// (users) each user's mean training day, days since the model's origin (time terms only).
+    let userMeanDays: [Double]
     /// Ranking scratch: scores of every item, and the flags of the user's other items.
     let allScores: UnsafeMutablePointer<Float>, excluded: UnsafeMutablePointer<UInt8>
     /// Which rows each step takes: the epoch's order (stepsPerEpoch, B) of local row indices,
@@ -52,7 +61,9 @@ final class RecommenderTask: TrainingTask {
         data: (train: LocalData, val: LocalData, test: LocalData),
         readers: [SplitReader], plan: EpochPlan, log: (String) -> Void
     ) throws {
-        let s = try job.recommenderSpec(manifest: manifest)
+        var s = try job.recommenderSpec(manifest: manifest)
+        // Collective when the model has time terms (one allreduce, every rank).
+        (s.time, userMeanDays) = Self.userMeanDays(s, data.train, comm: comm, column: Self.userColumnIndex(s, manifest))
         let idColumns = manifest.categoricalColumns ?? []
         userColumn = idColumns.firstIndex(of: s.userColumn)!
         itemColumn = idColumns.firstIndex(of: s.itemColumn)!
@@ -69,6 +80,8 @@ final class RecommenderTask: TrainingTask {
         // Sized for the largest use: a training batch, or a chunk of items when ranking.
         users = .allocate(capacity: rec.maxBatch); items = .allocate(capacity: rec.maxBatch);
         targets = .allocate(capacity: rec.maxBatch)
+        days = .allocate(capacity: rec.maxBatch)
+        days.initialize(repeating: 0, count: rec.maxBatch)
         allScores = .allocate(capacity: s.items)
         excluded = .allocate(capacity: s.items)
         excluded.initialize(repeating: 0, count: s.items)
@@ -102,7 +115,9 @@ final class RecommenderTask: TrainingTask {
 
         let layout = s.parameterLayout
         let tables = [
-            SparseExchange.Table(rows: s.users, parts: [(rec.userEmbedding, s.dim), (rec.userBias, 1)]),
+            SparseExchange.Table(
+                rows: s.users,
+                parts: [(rec.userEmbedding, s.dim), (rec.userBias, 1)] + (s.time != nil ? [(rec.userDrift, 1)] : [])),
             SparseExchange.Table(rows: s.items, parts: [(rec.itemEmbedding, s.dim), (rec.itemBias, 1)])
         ]
         let sparse = SparseExchange(
@@ -127,13 +142,18 @@ final class RecommenderTask: TrainingTask {
                 "per-row L2: \(rec.l2.embeddings) on each scored user and item embedding row, \(s.bias ? (rec.l2.biases == 0 ? "biases exempt" : "\(rec.l2.biases) on their biases") : "no biases")"
             )
         }
+        if let t = s.time {
+            log(
+                "time bias: user_drift on column \(t.column), dev_u(t) = sign(t − t_u)·|t − t_u|^\(t.beta) in days; origin day \(String(format: "%.3f", t.origin)) (the training mean)\(rec.l2.drift > 0 ? ", per-row L2 \(rec.l2.drift) on a_u" : "")"
+            )
+        }
         log(
             "recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(mode): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)"
         )
     }
 
     deinit {
-        users.deallocate(); items.deallocate(); targets.deallocate()
+        users.deallocate(); items.deallocate(); targets.deallocate(); days.deallocate()
         allScores.deallocate(); excluded.deallocate()
     }
 
@@ -163,6 +183,35 @@ final class RecommenderTask: TrainingTask {
         let p = rec.params.base
         for u in 0..<spec.users { p[rec.userBias + u] = Float(b.userBias[u]) }
         for i in 0..<spec.items { p[rec.itemBias + i] = Float(b.itemBias[i]) }
+        if spec.time != nil { for u in 0..<spec.users { p[rec.userMeanDay + u] = Float(userMeanDays[u]) } }
+    }
+
+    var constantTensors: Set<String> { RecommenderSpec.constantTensors }
+
+    /// The user id column's position among the data's id columns.
+    private static func userColumnIndex(_ s: RecommenderSpec, _ m: DatasetManifest) -> Int {
+        (m.categoricalColumns ?? []).firstIndex(of: s.userColumn)!
+    }
+
+    /// With time terms: the spec's time with its origin (the training rows' mean day) set, and
+    /// each user's mean training day relative to it (0 for users with no training rows). One
+    /// allreduce of (users + 1) sums and counts, on every rank; nothing without time terms.
+    static func userMeanDays(_ s: RecommenderSpec, _ t: LocalData, comm: Communicator, column uc: Int) -> (
+        TimeBias?, [Double]
+    ) {
+        guard var time = s.time else { return (nil, []) }
+        // [Σ days, count] per user, then the totals.
+        var sums = [Double](repeating: 0, count: 2 * s.users + 2)
+        let k = t.idColumns, f = t.featureCount
+        for r in 0..<t.rows {
+            let u = Int(t.ids[r * k + uc]), day = Double(t.features[r * f + time.feature]) / TimeBias.secondsPerDay
+            sums[2 * u] += day; sums[2 * u + 1] += 1
+            sums[2 * s.users] += day; sums[2 * s.users + 1] += 1
+        }
+        comm.allreduceSum(&sums)
+        time.origin = sums[2 * s.users] / max(sums[2 * s.users + 1], 1)
+        let origin = time.origin
+        return (time, (0..<s.users).map { u in sums[2 * u + 1] > 0 ? sums[2 * u] / sums[2 * u + 1] - origin : 0 })
     }
 
     /// Fills the batch: each positive row, then (bce) its negatives, drawn by `sampler` with a
@@ -176,6 +225,9 @@ final class RecommenderTask: TrainingTask {
             let u = data.ids[row * k + userColumn]
             users[n] = u; items[n] = data.ids[row * k + itemColumn]
             targets[n] = spec.loss == "mse" ? data.targets[row] : 1
+            if let time = spec.time {
+                days[n] = Float(time.day(seconds: Double(data.features[row * data.featureCount + time.feature])))
+            }
             n += 1
             if spec.loss == "bce" {
                 for _ in 0..<spec.negatives {
@@ -195,7 +247,7 @@ final class RecommenderTask: TrainingTask {
             exchange.idSources[0] = (UnsafePointer(users), n)
             exchange.idSources[1] = (UnsafePointer(items), n)
         }
-        let r = rec.step(users: users, items: items, targets: targets, batch: n, train: true)
+        let r = rec.step(users: users, items: items, days: days, targets: targets, batch: n, train: true)
         return (r.lossSum / Double(spec.rowsPerExample), r.correct)
     }
 
@@ -223,7 +275,7 @@ final class RecommenderTask: TrainingTask {
             for i in 0..<nb { order[i] = Int32(r0 + i) }
             let n = fill(data, order: order, batch: nb, rng: &rng)
             sums[0] +=
-                rec.step(users: users, items: items, targets: targets, batch: n, train: false).lossSum
+                rec.step(users: users, items: items, days: days, targets: targets, batch: n, train: false).lossSum
                 / Double(spec.rowsPerExample)
             r0 += nb
         }

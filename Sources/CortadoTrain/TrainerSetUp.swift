@@ -219,13 +219,15 @@ extension Trainer {
             }
         }
         comm.broadcast(task.params.base, count: n) // identical start, whatever the platform's libm
-        // Trainable parts of the arena: everything but the frozen layers' tensors.
-        let frozen = Set(spec.freeze.map { "layers.\($0)." })
+        // Trainable parts of the arena: everything but the frozen layers' tensors and the
+        // task's constants.
+        let frozen = Set(spec.freeze.map { "layers.\($0)." }), constants = task.constantTensors
         let trainable: [Range<Int>]? =
-            spec.freeze.isEmpty
+            spec.freeze.isEmpty && !task.layout.tensors.contains { constants.contains($0.name) }
             ? nil
             : task.layout.tensors
-                .filter { t in !frozen.contains { t.name.hasPrefix($0) } }.map { $0.offset..<($0.offset + $0.count) }
+                .filter { t in !frozen.contains { t.name.hasPrefix($0) } && !constants.contains(t.name) }
+                .map { $0.offset..<($0.offset + $0.count) }
         return RunState(
             spec: spec, task: task, opt: opt, stateMultiple: stateMultiple, stepsPerEpoch: stepsPerEpoch,
             trainable: trainable, zero: zero, comm: comm)

@@ -33,6 +33,9 @@ protocol TrainingTask: AnyObject {
     /// reports them under their own names (`popularity_hr@10`), not the model file's
     /// (`fp32_hr@10`), and the closing line shows them.
     var referenceMetrics: [String] { get }
+    /// Tensors of `layout` that hold data, not parameters (a recommender's mean rating days):
+    /// the optimizer leaves them out like frozen layers.
+    var constantTensors: Set<String> { get }
 
     /// Deterministic initial parameters from the seed (identical on every rank).
     func initialize(seed: UInt64)
@@ -77,6 +80,7 @@ protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     var hardLossSum: Double? { nil }
+    var constantTensors: Set<String> { [] }
     var exchangeDuringBackward: Bool {
         get { true }
         set {}

@@ -1,5 +1,6 @@
 import CortadoCore
 import CortadoData
+import CortadoModel
 import CortadoTestSupport
 import Foundation
 import XCTest
@@ -42,7 +43,9 @@ final class RecommenderMPITests: XCTestCase {
     /// Sparse exchange of embedding gradients (touched rows, allgathered, merged in rank
     /// order) gives the parameters of the dense allreduce, within 1e-6 relative, on 2 and 3
     /// ranks, with Adam (whose moments also decay on rows a step did not touch) and the per-row
-    /// L2 (whose gradient lands on the touched rows only, so the sparse path still carries it).
+    /// L2 (whose gradient lands on the touched rows only, so the sparse path still carries it);
+    /// the mse run adds the time-aware user drift (its a_u travels with the user rows, its t_u
+    /// is a constant the optimizer must leave exactly as computed).
     func testSparseExchangeEqualsDenseAllreduce() throws {
         let dir = Support.scratch("sparse-vs-dense")
         for (np, loss) in [(2, "bce"), (3, "mse")] {
@@ -54,8 +57,14 @@ final class RecommenderMPITests: XCTestCase {
                     [
                         "--set", "epochs=1", "--set", "model.exchange=\(mode)", "--set", "model.loss=\(loss)", "--set",
                         "emit=[]", "--set", "model.l2=0.01", "--set", "model.l2_bias=0.001"
-                    ])
+                    ]
+                        + (loss == "mse"
+                            ? [
+                                "--set", "model.time_bias=user_drift", "--set", "model.time_column=c3", "--set",
+                                "model.l2_drift=0.01", "--set", "optimizer.weight_decay=0.01"
+                            ] : []))
                 XCTAssertTrue(r.stdout.contains("exchanged \(mode)ly"), r.stdout)
+                if loss == "mse" { XCTAssertTrue(r.stdout.contains("time bias: user_drift on column c3"), r.stdout) }
                 XCTAssertTrue(r.stdout.contains("per-row L2: 0.01"), r.stdout)
                 result[mode] = try params(run, step: s["steps"] as! Int)
             }
@@ -67,7 +76,39 @@ final class RecommenderMPITests: XCTestCase {
             }
             XCTAssertLessThanOrEqual(worst, 1e-6, "\(np) ranks, \(loss): sparse and dense differ by \(worst) relative")
             XCTAssertNotEqual(a, [Float](repeating: 0, count: a.count))
+            if loss == "mse" { try checkDriftTrainedAndMeanDaysConstant(params: b) }
         }
+    }
+
+    /// After training (with Adam's coupled weight decay, which would pull any trained value
+    /// toward 0): the user drifts moved from 0, and t_u is still each user's mean training day
+    /// minus the training mean day, recomputed here from the prepared shards in Double.
+    func checkDriftTrainedAndMeanDaysConstant(params: [Float]) throws {
+        let manifest = try DatasetManifest.load(Self.data)
+        var spec = RecommenderSpec(userColumn: "c0", itemColumn: "c1", users: 0, items: 0, dim: 32)
+        spec.users = (manifest.columns!.first { $0.name == "c0" }!.vocabulary!.count) + 1
+        spec.items = (manifest.columns!.first { $0.name == "c1" }!.vocabulary!.count) + 1
+        spec.mlp = [.dense(units: 64), .relu, .dense(units: 1)]
+        spec.time = TimeBias(column: "c3")
+        let layout = spec.parameterLayout
+        XCTAssertEqual(layout.count, params.count, "the NCF job's layout with time terms")
+        let drift = layout.tensor("user_drift")!, mean = layout.tensor("user_mean_day")!
+        XCTAssertGreaterThan((0..<drift.count).filter { params[drift.offset + $0] != 0 }.count, drift.count / 2)
+        var sum = [Double](repeating: 0, count: spec.users), count = sum
+        let dir = (Self.data as NSString).deletingLastPathComponent
+        for f in manifest.splits["train"]!.files {
+            let h5 = try HDF5File.open(dir + "/" + f.path)
+            let ids = try h5.readInt64s("categorical"), t = try h5.readFloats("features")
+            for r in 0..<f.rows {
+                sum[Int(ids[r * 2])] += Double(t[r]) / 86_400; count[Int(ids[r * 2])] += 1
+            }
+        }
+        let origin = sum.reduce(0, +) / count.reduce(0, +)
+        for u in 1..<spec.users {
+            XCTAssertEqual(
+                Double(params[mean.offset + u]), sum[u] / count[u] - origin, accuracy: 2e-3, "t_u of user \(u)")
+        }
+        XCTAssertEqual(params[mean.offset], 0) // the unknown user has no training rating
     }
 
     /// The shipped NCF job beats the popularity ranker on HR@10 by a clear margin; the

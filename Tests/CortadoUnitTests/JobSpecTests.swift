@@ -234,6 +234,36 @@ final class JobSpecTests: XCTestCase {
         expectError(rec, ["model.l2=abc"], contains: "model.l2")
     }
 
+    /// model.time_bias: user_drift with its column and β; absent from the canonical JSON when
+    /// off; every inconsistent combination is a one-line error naming its key.
+    func testRecommenderTimeBias() throws {
+        let mf = try JobSpec.load(path: Support.repoRoot + "/jobs/recsys-mf.yaml")
+        XCTAssertEqual(mf.recommender?.architecture.time?.kind, .userDrift)
+        let rec = "data: d/manifest.json\nmodel: {type: recommender}\n"
+        XCTAssertNil(try spec(rec).recommender?.architecture.time)
+        XCTAssertFalse(try spec(rec).canonicalJSON.contains("time"))
+        let t = try spec(rec, ["model.time_bias=user_drift", "model.time_column=c3", "model.drift_beta=0.3"])
+        XCTAssertEqual(t.recommender?.architecture.time, TimeBias(column: "c3", beta: 0.3))
+        let decoded = try JSONDecoder().decode(JobSpec.self, from: Data(t.canonicalJSON.utf8))
+        XCTAssertEqual(decoded.recommender?.architecture.time?.beta, 0.3)
+        expectError(rec, ["model.time_bias=hourly"], contains: "model.time_bias: ")
+        expectError(rec, ["model.time_bias=user_drift"], contains: "model.time_column: time_bias: user_drift needs")
+        expectError(rec, ["model.time_column=c3"], contains: "model.time_column: needs time_bias: user_drift")
+        expectError(
+            rec, ["model.time_bias=user_drift", "model.time_column=c3", "model.drift_beta=1.5"],
+            contains: "model.drift_beta: must be in (0, 1], got 1.5")
+        expectError(
+            rec, ["model.time_bias=user_drift", "model.time_column=c3", "model.bias=false"],
+            contains: "model.time_bias: user_drift is a bias term; it needs bias: true")
+        expectError(
+            rec, ["model.time_bias=user_drift", "model.time_column=c3", "model.loss=bce"],
+            contains: "model.time_bias: user_drift is for ratings (loss: mse)")
+        expectError(rec, ["model.l2_drift=0.1"], contains: "model.l2_drift: needs time_bias: user_drift")
+        expectError(
+            rec, ["model.time_bias=user_drift", "model.time_column=c3", "model.l2_drift=-1"],
+            contains: "model.l2_drift: must be 0 (off) or positive")
+    }
+
     func testModelShapesAreChecked() throws {
         let s = try spec(base)
         XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {

@@ -53,27 +53,42 @@ final class RecommenderTests: XCTestCase {
     /// Every parameter's gradient of the mean loss against central differences: embeddings
     /// (with a repeated id), the concatenation, the dot product, biases and a tanh tower.
     /// With `l2`, the objective is the mean loss plus the penalty per row (`l2Penalty` / batch).
+    /// With `time`, the rows carry days on both sides of their user's mean day (user 3 once
+    /// before, once after), and t_u — a constant — must get no gradient at all.
     func checkGradients(
-        loss: String, dot: Bool, mlp: [LayerSpec], l2: RowL2 = RowL2(), file: StaticString = #filePath,
-        line: UInt = #line
+        loss: String, dot: Bool, mlp: [LayerSpec], l2: RowL2 = RowL2(), time: TimeBias? = nil,
+        bias: Bool = true, file: StaticString = #filePath, line: UInt = #line
     ) {
         var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 3)
-        spec.loss = loss; spec.dot = dot; spec.mlp = mlp; spec.initStd = 0.5
+        spec.loss = loss; spec.dot = dot; spec.mlp = mlp; spec.initStd = 0.5; spec.time = time; spec.bias = bias
         let users: [Int32] = [1, 3, 3, 0, 2], items: [Int32] = [5, 1, 4, 4, 2]
         let targets: [Double] = loss == "mse" ? [4, 2, 5, 1, 3] : [1, 0, 1, 0, 1]
+        let days: [Double] = [2.5, 0.3, 7.25, -1.5, 0.02]
         let rec = Recommender<Double>(spec: spec, maxBatch: users.count)
         rec.l2 = l2
         rec.initialize(seed: 11, globalMean: 0.3)
         for i in 0..<rec.layout.count where rec.params.base[i] == 0 { rec.params.base[i] = 0.05 * Double(i % 7) - 0.1 }
+        if time != nil {
+            for (u, t) in [0.5, 1.0, -0.25, 3.0].enumerated() { rec.params.base[rec.userMeanDay + u] = t }
+        }
+        func step(train: Bool) -> Double {
+            time == nil
+                ? rec.step(users: users, items: items, targets: targets, batch: users.count, train: train).lossSum
+                : rec.step(users: users, items: items, days: days, targets: targets, batch: users.count, train: train)
+                    .lossSum
+        }
         rec.grads.zero()
-        _ = rec.step(users: users, items: items, targets: targets, batch: users.count, train: true)
+        _ = step(train: true)
         let analytic = Array(rec.grads.buffer)
         func f() -> Double {
-            (rec.step(users: users, items: items, targets: targets, batch: users.count, train: false).lossSum
-                + rec.l2Penalty(users: users, items: items, batch: users.count)) / Double(users.count)
+            (step(train: false) + rec.l2Penalty(users: users, items: items, batch: users.count)) / Double(users.count)
         }
         let eps = 1e-6
         for i in 0..<rec.layout.count {
+            if RecommenderSpec.constantTensors.contains(rec.layout.tensors.last { $0.offset <= i }!.name) {
+                XCTAssertEqual(analytic[i], 0, "t_u is a constant", file: file, line: line)
+                continue
+            }
             let saved = rec.params.base[i]
             rec.params.base[i] = saved + eps; let plus = f()
             rec.params.base[i] = saved - eps; let minus = f()
@@ -93,6 +108,44 @@ final class RecommenderTests: XCTestCase {
         checkGradients(loss: "bce", dot: false, mlp: [.dense(units: 5), .sigmoid, .dense(units: 1)])
     }
     func testGradientsMatrixFactorization() { checkGradients(loss: "mse", dot: true, mlp: []) }
+    func testGradientsWithUserDrift() {
+        checkGradients(loss: "mse", dot: true, mlp: [], time: TimeBias(column: "t"))
+        checkGradients(
+            loss: "mse", dot: true, mlp: [], l2: RowL2(embeddings: 0.3, biases: 0.2, drift: 0.5),
+            time: TimeBias(column: "t", beta: 0.7))
+        checkGradients(
+            loss: "mse", dot: false, mlp: [.dense(units: 4), .tanh, .dense(units: 1)], time: TimeBias(column: "t"))
+        // The bias baseline with drift: no factors, no tower.
+        checkGradients(loss: "mse", dot: false, mlp: [], l2: RowL2(drift: 0.1), time: TimeBias(column: "t"))
+    }
+
+    /// dev_u(t) by hand: (a + a_u)·sign(t − t_u)·|t − t_u|^β is added to the static score; with no
+    /// days (a top-K request) every row of a user moves by the same amount (dev = 0), so its
+    /// ranking is that of the static model; the drift tensors sit where the layout says.
+    func testUserDriftScoresByHand() {
+        var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 3, items: 4, dim: 2)
+        spec.time = TimeBias(column: "t", beta: 0.5)
+        let rec = Recommender<Double>(spec: spec, maxBatch: 4)
+        XCTAssertEqual(
+            rec.layout.tensors.map(\.name),
+            [
+                "global_bias", "global_drift", "user_embedding", "user_bias", "user_drift", "user_mean_day",
+                "item_embedding", "item_bias"
+            ])
+        XCTAssertEqual(spec.denseCount, rec.userEmbedding)
+        rec.initialize(seed: 3, globalMean: 3.5)
+        let p = rec.params.base
+        p[rec.globalDrift] = -0.1
+        p[rec.userDrift + 1] = 0.3; p[rec.userDrift + 2] = -0.2
+        p[rec.userMeanDay + 1] = 10; p[rec.userMeanDay + 2] = -4
+        let users: [Int32] = [1, 1, 2, 2], items: [Int32] = [1, 2, 3, 1]
+        let static_ = Array(UnsafeBufferPointer(start: rec.forward(users: users, items: items, batch: 4), count: 4))
+        let days: [Double] = [19, 6, -4, -13]
+        let timed = Array(
+            UnsafeBufferPointer(start: rec.forward(users: users, items: items, days: days, batch: 4), count: 4))
+        let want = [0.2 * 3, 0.2 * -2, 0, -0.3 * -3]
+        for r in 0..<4 { XCTAssertEqual(timed[r] - static_[r], want[r], accuracy: 1e-12, "row \(r)") }
+    }
     func testGradientsWithRowL2() {
         checkGradients(loss: "mse", dot: true, mlp: [], l2: RowL2(embeddings: 0.3, biases: 0.2))
         checkGradients(
@@ -170,8 +223,15 @@ final class RecommenderTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("model.mlp.0") && "\($0)".contains("[4]"), "\($0)")
         }
         s.mlp = []; s.dot = false
+        XCTAssertNoThrow(try s.validate(), "biases alone: the bias baseline, trained")
+        s.bias = false
         XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.dot"), "\($0)") }
-        s.dot = true; s.loss = "hinge"
+        s.time = TimeBias(column: "t")
+        s.dot = true
+        XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("needs bias: true"), "\($0)") }
+        s.bias = true; s.time?.beta = 0
+        XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.drift_beta"), "\($0)") }
+        s.time = nil; s.loss = "hinge"
         XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("model.loss"), "\($0)") }
     }
 }
