@@ -80,6 +80,7 @@ public enum ModelServer {
         let host = config.host
         let app = Application(
             router: router,
+            server: ProcessInfo.processInfo.environment["CORTADO_SERVE_EL"] == "0" ? .http1() : .http1OnEventLoop(),
             configuration: .init(address: .hostname(host, port: config.port), serverName: "cortado"),
             onServerRunning: { channel in
                 // Tests and scripts read the port from this line (--port 0 picks a free one).
@@ -364,6 +365,8 @@ final class ServerState: Sendable {
     /// Queues the rows on the version's batching queue under the request time limit; the
     /// output and the seconds the job waited. A full or stopped queue is a 503, a timeout 504.
     func run(_ mv: ModelVersion, rows: Int, input: JobInput) async throws -> (JobOutput, Double) {
+        // A lone row of a small model: score it here, without the two thread hand-offs.
+        if let out = mv.queue.runInline(rows: rows, input: input) { return (out, 0) }
         do {
             // The time limit covers the wait in the queue and the batch (the body is bounded
             // by size): past it the job is dropped from the queue and the client gets 504.
