@@ -15,7 +15,7 @@ public struct ServeOptions: Sendable {
     public var sparse = "auto"
     /// A one-row request whose batch is known to take less than this runs on the connection's
     /// event loop when an engine is free and nothing is queued (`BatchQueue.runInline`); 0: never.
-    public var inlineMicroseconds = Int(ProcessInfo.processInfo.environment["CORTADO_SERVE_INLINE_US"] ?? "") ?? 50
+    public var inlineMicroseconds = 50
     /// Versions named here become the default at first load when the repository names none
     /// (`--default NAME=VERSION`).
     public var initialDefaults: [String: Int] = [:]

@@ -80,7 +80,7 @@ public enum ModelServer {
         let host = config.host
         let app = Application(
             router: router,
-            server: ProcessInfo.processInfo.environment["CORTADO_SERVE_EL"] == "0" ? .http1() : .http1OnEventLoop(),
+            server: .http1OnEventLoop(),
             configuration: .init(address: .hostname(host, port: config.port), serverName: "cortado"),
             onServerRunning: { channel in
                 // Tests and scripts read the port from this line (--port 0 picks a free one).
@@ -303,7 +303,7 @@ final class ServerState: Sendable {
         {
             throw APIError(status: .badRequest, message: e.message)
         }
-        let id = parsed.id ?? UUID().uuidString
+        let id = parsed.id ?? randomRequestID()
         let (rows, input, userNames) = try decodeInput(parsed, mv)
         guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
         let (output, waited) = try await run(mv, rows: rows, input: input)
@@ -586,6 +586,24 @@ func utcTimestamp() -> String {
     let ms = Int(ts.tv_nsec / 1_000_000)
     return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):"
         + "\(two(tm.tm_sec)).\(ms < 10 ? "00" : ms < 100 ? "0" : "")\(ms)Z"
+}
+
+/// A random (version 4) UUID as text, for requests that bring no id. Foundation's `UUID()`
+/// opened and closed /dev/urandom on every call here (three system calls per request, seen
+/// with strace); the system generator reads `getrandom` instead.
+func randomRequestID() -> String {
+    var g = SystemRandomNumberGenerator()
+    let hi = (g.next() as UInt64) & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
+    let lo = (g.next() as UInt64) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+    let digits = Array("0123456789ABCDEF".utf8)
+    var out = [UInt8]()
+    out.reserveCapacity(36)
+    for (i, shift) in stride(from: 124, through: 0, by: -4).enumerated() {
+        if i == 8 || i == 12 || i == 16 || i == 20 { out.append(UInt8(ascii: "-")) }
+        let word = shift >= 64 ? hi >> UInt64(shift - 64) : lo >> UInt64(shift)
+        out.append(digits[Int(word & 0xF)])
+    }
+    return String(decoding: out, as: UTF8.self)
 }
 
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {
