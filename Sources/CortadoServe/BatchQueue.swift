@@ -114,6 +114,7 @@ final class BatchQueue: @unchecked Sendable {
     private var loneSeconds = Double.infinity
     /// A lone request shorter than this runs on the caller's thread (`runInline`).
     let inlineLimit: Double
+    private let engineCount: Int
 
     init(
         engines: [BatchEngine], maxBatch: Int, maxDelayMicroseconds: Int, capacity: Int, observer: QueueObserver?,
@@ -125,6 +126,7 @@ final class BatchQueue: @unchecked Sendable {
         self.observer = observer
         inlineLimit = Double(max(0, inlineLimitMicroseconds)) / 1e6
         free = engines
+        engineCount = engines.count
         running = engines.count
         for i in engines.indices {
             let t = Thread { [self] in loop() }
@@ -148,13 +150,17 @@ final class BatchQueue: @unchecked Sendable {
     }
 
     /// Runs a one-row request at once on the calling thread (the connection's event loop) when
-    /// nothing is queued, an engine is free, no batching delay is set and a one-row batch is
+    /// nothing is queued or running, no batching delay is set and a one-row batch is
     /// known to take less than `inlineLimit`: for a small model the two thread hand-offs
     /// (to an inference thread and back) cost far more than the model. Nil: queue it instead.
     func runInline(rows: Int, input: JobInput) -> JobOutput? {
         guard rows == 1, maxDelay == 0 else { return nil }
         cond.lock()
-        guard !stopping, jobs.isEmpty, loneSeconds < inlineLimit, let engine = free.popLast() else {
+        // Only when the version is idle (nothing queued, no batch running): under load the row
+        // is worth more batched with others than scored alone here.
+        guard !stopping, jobs.isEmpty, free.count == engineCount, loneSeconds < inlineLimit,
+            let engine = free.popLast()
+        else {
             cond.unlock()
             return nil
         }
