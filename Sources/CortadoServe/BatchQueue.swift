@@ -108,15 +108,28 @@ final class BatchQueue: @unchecked Sendable {
     private var stopping = false
     private var running = 0
     private var threads = [Thread]()
+    /// Engines not running a batch: the threads take one per batch, and `runInline` borrows one.
+    private var free: [BatchEngine]
+    /// How long a one-row batch takes (seconds, a moving average; infinity until measured).
+    private var loneSeconds = Double.infinity
+    /// A lone request shorter than this runs on the caller's thread (`runInline`).
+    let inlineLimit: Double
+    private let engineCount: Int
 
-    init(engines: [BatchEngine], maxBatch: Int, maxDelayMicroseconds: Int, capacity: Int, observer: QueueObserver?) {
+    init(
+        engines: [BatchEngine], maxBatch: Int, maxDelayMicroseconds: Int, capacity: Int, observer: QueueObserver?,
+        inlineLimitMicroseconds: Int = 50
+    ) {
         self.maxBatch = max(1, maxBatch)
         maxDelay = Double(max(0, maxDelayMicroseconds)) / 1e6
         self.capacity = max(1, capacity)
         self.observer = observer
+        inlineLimit = Double(max(0, inlineLimitMicroseconds)) / 1e6
+        free = engines
+        engineCount = engines.count
         running = engines.count
-        for (i, e) in engines.enumerated() {
-            let t = Thread { [self] in loop(e) }
+        for i in engines.indices {
+            let t = Thread { [self] in loop() }
             t.name = "cortado-infer-\(i)"
             t.stackSize = 8 << 20
             threads.append(t)
@@ -134,6 +147,36 @@ final class BatchQueue: @unchecked Sendable {
         } onCancel: {
             job.finish(.failure(QueueError.cancelled))
         }
+    }
+
+    /// Runs a one-row request at once on the calling thread (the connection's event loop) when
+    /// nothing is queued or running, no batching delay is set and a one-row batch is
+    /// known to take less than `inlineLimit`: for a small model the two thread hand-offs
+    /// (to an inference thread and back) cost far more than the model. Nil: queue it instead.
+    func runInline(rows: Int, input: JobInput) -> JobOutput? {
+        guard rows == 1, maxDelay == 0 else { return nil }
+        cond.lock()
+        // Only when the version is idle (nothing queued, no batch running): under load the row
+        // is worth more batched with others than scored alone here.
+        guard !stopping, jobs.isEmpty, free.count == engineCount, loneSeconds < inlineLimit,
+            let engine = free.popLast()
+        else {
+            cond.unlock()
+            return nil
+        }
+        cond.unlock()
+        let job = BatchJob(rows: rows, input: input)
+        let t0 = monotonicSeconds()
+        engine.run([job])
+        let took = monotonicSeconds() - t0
+        cond.lock()
+        free.append(engine)
+        loneSeconds = 0.9 * loneSeconds + 0.1 * took
+        // A request queued meanwhile may be waiting for this engine.
+        if !jobs.isEmpty { cond.broadcast() }
+        cond.unlock()
+        observer?.batch(rows: rows)
+        return job.output
     }
 
     private func enqueue(_ job: BatchJob) throws {
@@ -166,10 +209,10 @@ final class BatchQueue: @unchecked Sendable {
         cond.unlock()
     }
 
-    private func loop(_ engine: BatchEngine) {
+    private func loop() {
         while true {
             cond.lock()
-            while jobs.isEmpty && !stopping { cond.wait() }
+            while (jobs.isEmpty || free.isEmpty) && !(stopping && jobs.isEmpty) { cond.wait() }
             if jobs.isEmpty && stopping {
                 running -= 1
                 cond.broadcast()
@@ -184,6 +227,11 @@ final class BatchQueue: @unchecked Sendable {
                 _ = cond.wait(until: Date(timeIntervalSinceNow: left))
                 if jobs.isEmpty { break }
             }
+            // (Only with a batching delay can another thread take the last free engine meanwhile.)
+            if free.isEmpty {
+                cond.unlock()
+                continue
+            }
             var batch = [BatchJob](), rows = 0
             while let j = jobs.first, batch.isEmpty || rows + j.rows <= maxBatch {
                 jobs.removeFirst()
@@ -195,11 +243,21 @@ final class BatchQueue: @unchecked Sendable {
             observer?.depth(queuedRows)
             // More work left: let another thread start on it now.
             if !jobs.isEmpty { cond.signal() }
+            if batch.isEmpty {
+                cond.unlock()
+                continue
+            }
+            let engine = free.removeLast()
             cond.unlock()
-            if batch.isEmpty { continue }
             let now = monotonicSeconds()
             for j in batch { j.started = now }
             engine.run(batch)
+            let took = monotonicSeconds() - now
+            cond.lock()
+            free.append(engine)
+            if rows == 1 { loneSeconds = loneSeconds.isFinite ? 0.9 * loneSeconds + 0.1 * took : took }
+            if !jobs.isEmpty { cond.signal() }
+            cond.unlock()
             observer?.batch(rows: rows)
             for j in batch {
                 if let out = j.output {

@@ -20,24 +20,51 @@ public final class ServeMetrics: @unchecked Sendable {
         MetricNameDescriptor(metricName: name, helpText: help)
     }
 
+    /// The per-request metrics by their labels, made once: the registry's `make…` validates the
+    /// name, labels, help text and buckets on every call, which the hot path need not repeat.
+    private let cacheLock = NSLock()
+    private var requestMetrics = [String: (Prometheus.Counter, Prometheus.ValueHistogram)]()
+    private var queueMetrics = [String: Prometheus.ValueHistogram]()
+
     /// One finished HTTP request: by model, version (empty when none) and status code.
     public func request(model: String, version: String, status: Int, seconds: Double) {
-        let labels = [("model", model), ("version", version), ("status", String(status))]
-        registry.makeCounter(
-            descriptor: d("cortado_serve_requests_total", "Requests by model, version and status"), labels: labels
-        )
-        .increment()
-        registry.makeValueHistogram(
-            descriptor: d("cortado_serve_request_seconds", "Request latency in seconds (receive to response)"),
-            labels: [("model", model), ("version", version)], buckets: Self.latencyBuckets
-        ).record(seconds)
+        let key = "\(model)\u{0}\(version)\u{0}\(status)"
+        cacheLock.lock()
+        var m = requestMetrics[key]
+        cacheLock.unlock()
+        if m == nil {
+            let made = (
+                registry.makeCounter(
+                    descriptor: d("cortado_serve_requests_total", "Requests by model, version and status"),
+                    labels: [("model", model), ("version", version), ("status", String(status))]),
+                registry.makeValueHistogram(
+                    descriptor: d("cortado_serve_request_seconds", "Request latency in seconds (receive to response)"),
+                    labels: [("model", model), ("version", version)], buckets: Self.latencyBuckets)
+            )
+            cacheLock.lock()
+            requestMetrics[key] = made
+            cacheLock.unlock()
+            m = made
+        }
+        m!.0.increment()
+        m!.1.record(seconds)
     }
 
     public func queueTime(model: String, version: Int, seconds: Double) {
-        registry.makeValueHistogram(
-            descriptor: d("cortado_serve_queue_seconds", "Seconds a request waited in the batching queue"),
-            labels: [("model", model), ("version", String(version))], buckets: Self.latencyBuckets
-        ).record(seconds)
+        let key = "\(model)\u{0}\(version)"
+        cacheLock.lock()
+        var h = queueMetrics[key]
+        cacheLock.unlock()
+        if h == nil {
+            let made = registry.makeValueHistogram(
+                descriptor: d("cortado_serve_queue_seconds", "Seconds a request waited in the batching queue"),
+                labels: [("model", model), ("version", String(version))], buckets: Self.latencyBuckets)
+            cacheLock.lock()
+            queueMetrics[key] = made
+            cacheLock.unlock()
+            h = made
+        }
+        h!.record(seconds)
     }
 
     public func rejected(model: String, version: Int, reason: String) {

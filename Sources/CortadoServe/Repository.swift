@@ -13,6 +13,9 @@ public struct ServeOptions: Sendable {
     /// Inference threads per version, each with its own model instance.
     public var threads = 1
     public var sparse = "auto"
+    /// A one-row request whose batch is known to take less than this runs on the connection's
+    /// event loop when an engine is free and nothing is queued (`BatchQueue.runInline`); 0: never.
+    public var inlineMicroseconds = 50
     /// Versions named here become the default at first load when the repository names none
     /// (`--default NAME=VERSION`).
     public var initialDefaults: [String: Int] = [:]
@@ -369,7 +372,8 @@ public final class ModelRepository: @unchecked Sendable {
         }
         let queue = BatchQueue(
             engines: engines, maxBatch: maxBatch, maxDelayMicroseconds: options.maxQueueDelayMicroseconds,
-            capacity: options.queueRows, observer: metrics?.observer(model: name, version: version))
+            capacity: options.queueRows, observer: metrics?.observer(model: name, version: version),
+            inlineLimitMicroseconds: options.inlineMicroseconds)
         return ModelVersion(
             name: name, version: version, path: path, kind: kind, precision: precision, decoder: decoder, queue: queue)
     }
