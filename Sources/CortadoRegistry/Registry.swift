@@ -324,7 +324,7 @@ public struct Registry {
         guard
             let h = FileHandle(forUpdatingAtPath: path)
                 ?? { () -> FileHandle? in
-                    FileManager.default.createFile(atPath: path, contents: nil)
+                    _ = FileManager.default.createFile(atPath: path, contents: nil) // a nil handle below reports it
                     return FileHandle(forUpdatingAtPath: path)
                 }()
         else { throw CortadoError.io("\(path): cannot open for appending") }

@@ -26,8 +26,9 @@ public enum ServeCheck {
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["serve", "--models", dir, "--port", "0", "--cores", "1"]
         let out = dir + "/serve.out", err = dir + "/serve.err"
-        fm.createFile(atPath: out, contents: nil)
-        fm.createFile(atPath: err, contents: nil)
+        guard fm.createFile(atPath: out, contents: nil), fm.createFile(atPath: err, contents: nil) else {
+            return "cannot create \(out) or \(err)"
+        }
         p.standardOutput = FileHandle(forWritingAtPath: out)
         p.standardError = FileHandle(forWritingAtPath: err)
         p.standardInput = FileHandle.nullDevice

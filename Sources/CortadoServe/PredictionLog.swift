@@ -105,7 +105,9 @@ public final class PredictionLog: @unchecked Sendable {
     }
 
     private func open() -> FileHandle? {
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
         let h = FileHandle(forWritingAtPath: path)
         _ = try? h?.seekToEnd()
         return h

@@ -135,7 +135,7 @@ final class ServerState: Sendable {
                 status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
         }
         for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
-            router.get(RouterPath(prefix)) { _, ctx in try self.metadata(try self.resolve(ctx)) }
+            router.get(RouterPath(prefix)) { _, ctx in try self.metadata(self.resolve(ctx)) }
             router.get(RouterPath(prefix + "/ready")) { _, ctx in
                 let v = try self.resolve(ctx)
                 return versioned(.ok, "{\"name\":\(str(v.name)),\"model_version\":\"\(v.version)\",\"ready\":true}", v)

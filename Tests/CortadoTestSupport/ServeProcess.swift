@@ -30,8 +30,9 @@ public final class ServeProcess: @unchecked Sendable {
     public init(models: String, args: [String] = [], scratch: String, timeout: Double = 120) throws {
         stdoutPath = scratch + "/serve.out"
         stderrPath = scratch + "/serve.err"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        guard FileManager.default.createFile(atPath: stdoutPath, contents: nil),
+            FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: stdoutPath]) }
         process.executableURL = URL(fileURLWithPath: Support.product("cortado-infer"))
         process.arguments = ["serve", "--models", models, "--port", "0"] + args
         process.standardInput = FileHandle.nullDevice

@@ -32,8 +32,8 @@ final class ModelReferenceTests: XCTestCase {
         let root = Support.scratch("model-ref")
         let dir = root + "/fashion/2"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: dir + "/model.cmodel", contents: Data("x".utf8))
-        FileManager.default.createFile(atPath: dir + "/lineage.json", contents: Data("{}".utf8))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/model.cmodel"))
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: dir + "/lineage.json"))
         try Data(#"{"champion": 2, "old": 1}"#.utf8).write(to: URL(fileURLWithPath: root + "/fashion/aliases.json"))
         XCTAssertEqual(try ModelReference.path("registry://fashion@champion", registry: root), dir + "/model.cmodel")
         XCTAssertEqual(try ModelReference.path("registry://fashion", registry: root), dir + "/model.cmodel")
