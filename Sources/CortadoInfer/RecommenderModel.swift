@@ -31,6 +31,7 @@ public final class RecommenderModel {
         self.spec = spec
         model = Recommender<Float>(spec: spec, maxBatch: maxBatch)
         try file.readTensors(spec.parameterLayout, into: model.params.base, path: path)
+        model.indexUserDays()
         var names: (users: [String]?, items: [String]?) = (nil, nil)
         if let text = file.header.metadata["preprocessing"],
             let pre = try? JSONDecoder().decode(Preprocessing.self, from: Data(text.utf8))
@@ -113,9 +114,10 @@ extension RecommenderModel {
 /// Scores the (user, item) pairs of an HDF5 file (`/categorical` with the model's id columns in
 /// the data's order, as `cortado prepare csv` writes it); RMSE when it has `/targets`. A model
 /// with time terms (`TimeBias`) reads each row's Unix time from `/features` (the time column's
-/// position from the manifest beside the file, else the one the model was trained with).
+/// position from the manifest beside the file, else the one the model was trained with); with a
+/// per-(user, day) bias, `unseenUserDays` counts the rows whose pair has no row (scored with 0).
 public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: String?) throws -> (
-    rows: Int, rmse: Double?
+    rows: Int, rmse: Double?, unseenUserDays: Int?
 ) {
     let h5 = try HDF5File.open(inputPath)
     try h5.expectType("categorical", .int64)
@@ -140,19 +142,27 @@ public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: 
         }
         users.append(Int32(u)); items.append(Int32(i))
     }
-    let days = try m.spec.time.map { try rowDays(h5, inputPath, time: $0, manifest: manifest, rows: n) }
+    let seconds = try m.spec.time.map { try rowSeconds(h5, inputPath, time: $0, manifest: manifest, rows: n) }
+    let days = m.spec.time.flatMap { t in seconds.map { $0.map { Float(t.day(seconds: $0)) } } }
+    let dayRows =
+        m.spec.time?.userDays == nil
+        ? nil : seconds.map { zip(users, $0).map { m.model.userDayRow(user: $0, seconds: $1) } }
+    let unseen = dayRows.map { $0.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
     var scores = [Float](repeating: 0, count: n)
     users.withUnsafeBufferPointer { up in
         items.withUnsafeBufferPointer { ip in
             (days ?? [0]).withUnsafeBufferPointer { dp in
-                var at = 0
-                while at < n {
-                    let b = min(m.model.maxBatch, n - at)
-                    let s = m.model.forward(
-                        users: up.baseAddress! + at, items: ip.baseAddress! + at,
-                        days: days == nil ? nil : dp.baseAddress! + at, batch: b)
-                    for j in 0..<b { scores[at + j] = s[j] }
-                    at += b
+                (dayRows ?? [0]).withUnsafeBufferPointer { rp in
+                    var at = 0
+                    while at < n {
+                        let b = min(m.model.maxBatch, n - at)
+                        let s = m.model.forward(
+                            users: up.baseAddress! + at, items: ip.baseAddress! + at,
+                            days: days == nil ? nil : dp.baseAddress! + at,
+                            userDays: dayRows == nil ? nil : rp.baseAddress! + at, batch: b)
+                        for j in 0..<b { scores[at + j] = s[j] }
+                        at += b
+                    }
                 }
             }
         }
@@ -162,15 +172,17 @@ public func scorePairs(model m: RecommenderModel, inputPath: String, csvOutput: 
         for r in 0..<n { text += "\(users[r]),\(items[r]),\(scores[r])\n" }
         try AtomicFile.write(Data(text.utf8), to: csvOutput)
     }
-    guard let targets else { return (n, nil) }
+    guard let targets else { return (n, nil, unseen) }
     let sse = (0..<n).reduce(0.0) { $0 + Double((scores[$1] - targets[$1]) * (scores[$1] - targets[$1])) }
-    return (n, (sse / Double(max(n, 1))).squareRoot())
+    return (n, (sse / Double(max(n, 1))).squareRoot(), unseen)
 }
 
-/// (rows) model days of an HDF5 file's rows for a model with time terms: Unix seconds from its
+/// (rows) Unix seconds of an HDF5 file's rows for a model with time terms, from its
 /// `/features` column (the manifest's position of `time.column` when the file has one beside
 /// it, else `time.feature`).
-func rowDays(_ h5: HDF5File, _ path: String, time: TimeBias, manifest: DatasetManifest?, rows: Int) throws -> [Float] {
+func rowSeconds(_ h5: HDF5File, _ path: String, time: TimeBias, manifest: DatasetManifest?, rows: Int) throws
+    -> [Double]
+{
     guard h5.hasDataset("features") else {
         throw CortadoError.data(
             "\(path): has no /features with the time column '\(time.column)' the model's time_bias needs")
@@ -182,5 +194,5 @@ func rowDays(_ h5: HDF5File, _ path: String, time: TimeBias, manifest: DatasetMa
             "\(path): /features has shape \(shape); the time column '\(time.column)' is feature \(at) of \(rows) rows")
     }
     let f = try h5.readFloats("features"), w = shape[1]
-    return (0..<rows).map { Float(time.day(seconds: Double(f[$0 * w + at]))) }
+    return (0..<rows).map { Double(f[$0 * w + at]) }
 }

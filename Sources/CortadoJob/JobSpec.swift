@@ -206,6 +206,8 @@ public struct JobSpec: Codable, Equatable {
     ///       time_column: c3          # numeric column with each rating's Unix time (seconds)
     ///       drift_beta: 0.4          # dev_u(t) = sign(t − t_u)·|t − t_u|^β, t in days
     ///       l2_drift: 0              # per-row L2 on the user drift a_u
+    ///       user_day_bias: false     # + b_{u,day}: one bias per (user, UTC day) seen in training
+    ///       l2_user_day: 0           # per-row L2 on b_{u,day}
     ///       exchange: auto           # embedding gradients: auto | dense | sparse
     public struct RecommenderOptions: Codable, Equatable {
         /// Table sizes are 0 and empty column names mean "the data's first / second id
@@ -217,11 +219,14 @@ public struct JobSpec: Codable, Equatable {
         public var excludeSeen: Bool?
         /// Per-row L2 of the embedding rows and of the id biases each scored row looks up
         /// (`RowL2`; nil: 0, and not stored, so specs without them keep their canonical JSON).
-        public var l2: Double?, l2Bias: Double?, l2Drift: Double?
+        public var l2: Double?, l2Bias: Double?, l2Drift: Double?, l2UserDay: Double?
         enum CodingKeys: String, CodingKey {
             case architecture, exchange, excludeSeen = "exclude_seen", l2, l2Bias = "l2_bias", l2Drift = "l2_drift"
+            case l2UserDay = "l2_user_day"
         }
-        public var rowL2: RowL2 { RowL2(embeddings: l2 ?? 0, biases: l2Bias ?? 0, drift: l2Drift ?? 0) }
+        public var rowL2: RowL2 {
+            RowL2(embeddings: l2 ?? 0, biases: l2Bias ?? 0, drift: l2Drift ?? 0, userDay: l2UserDay ?? 0)
+        }
     }
 
     /// Gradual magnitude pruning during training: sparsity rises from 0 at `startStep` to
@@ -585,7 +590,7 @@ public struct JobSpec: Codable, Equatable {
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "model.label_smoothing", "must be in [0, 1)")
         for (key, v) in [
             ("model.l2", recommender?.l2), ("model.l2_bias", recommender?.l2Bias),
-            ("model.l2_drift", recommender?.l2Drift)
+            ("model.l2_drift", recommender?.l2Drift), ("model.l2_user_day", recommender?.l2UserDay)
         ] {
             if let v { try check(v >= 0 && v.isFinite, key, "must be 0 (off) or positive, got \(v)") }
         }
@@ -753,11 +758,12 @@ extension JobSpec.RecommenderOptions {
         a.negatives = try model.int("negatives") ?? a.negatives
         a.initStd = try model.double("init_std") ?? a.initStd
         let column = try model.string("time_column"), beta = try model.double("drift_beta")
+        let userDay = try model.bool("user_day_bias") ?? false
         switch try model.choice("time_bias") ?? TimeBiasOption.none {
         case .none:
-            if column != nil || beta != nil {
-                throw CortadoError.usage(
-                    "model.\(column != nil ? "time_column" : "drift_beta"): needs time_bias: user_drift")
+            if column != nil || beta != nil || userDay {
+                let key = column != nil ? "time_column" : beta != nil ? "drift_beta" : "user_day_bias"
+                throw CortadoError.usage("model.\(key): needs time_bias: user_drift")
             }
         case .userDrift:
             guard let column else {
@@ -765,6 +771,7 @@ extension JobSpec.RecommenderOptions {
                     "model.time_column: time_bias: user_drift needs the numeric column with each rating's Unix time")
             }
             a.time = TimeBias(column: column, beta: beta ?? 0.4)
+            if userDay { a.time!.userDays = 0 } // counted from the training split
             try a.time!.validate(bias: a.bias)
             guard a.loss == "mse" else {
                 throw CortadoError.usage("model.time_bias: user_drift is for ratings (loss: mse), got loss: \(a.loss)")
@@ -777,6 +784,10 @@ extension JobSpec.RecommenderOptions {
         l2Bias = try model.double("l2_bias")
         l2Drift = try model.double("l2_drift")
         if l2Drift != nil && a.time == nil { throw CortadoError.usage("model.l2_drift: needs time_bias: user_drift") }
+        l2UserDay = try model.double("l2_user_day")
+        if l2UserDay != nil && a.time?.userDays == nil {
+            throw CortadoError.usage("model.l2_user_day: needs user_day_bias: true")
+        }
     }
 }
 

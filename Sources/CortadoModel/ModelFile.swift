@@ -25,7 +25,11 @@ public struct ModelFile {
     /// and reads every other file.
     public static let version: UInt32 = 2
     public static let timeTermsVersion: UInt32 = 3
-    public static let readableVersions: ClosedRange<UInt32> = 1...3
+    /// 4 added the per-(user, day) bias (`TimeBias.userDays`: `user_day_bias` and its index
+    /// `user_day_user`/`user_day_day`); only files with it are written as version 4, so a
+    /// version-3 reader, which would drop the term, refuses them.
+    public static let userDayVersion: UInt32 = 4
+    public static let readableVersions: ClosedRange<UInt32> = 1...4
     static let alignment = 64
 
     /// Element types of stored tensors: values (float32, float16, bfloat16, int8) and the
@@ -120,7 +124,8 @@ public struct ModelFile {
             recommender: recommender, text: text)
         let json = try stableJSON(header, pretty: false)
         var out = Data(magic)
-        let v = recommender?.time != nil ? timeTermsVersion : version
+        let v =
+            recommender?.time?.userDays != nil ? userDayVersion : recommender?.time != nil ? timeTermsVersion : version
         withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
@@ -185,6 +190,11 @@ public struct ModelFile {
         guard header.recommender?.time == nil || version >= timeTermsVersion else {
             throw CortadoError.model(
                 "\(path): version \(version) file with recommender time terms (they need version \(timeTermsVersion)) \(hint)"
+            )
+        }
+        guard header.recommender?.time?.userDays == nil || version >= userDayVersion else {
+            throw CortadoError.model(
+                "\(path): version \(version) file with a per-(user, day) bias (it needs version \(userDayVersion)) \(hint)"
             )
         }
         let dataStart = roundUp(16 + headerLength)

@@ -7,6 +7,7 @@ import CortadoCore
 ///                 + ⟨U[u], V[i]⟩             (dot: true — two-tower / MF / GMF term)
 ///                 + MLP([U[u]; V[i]])        (mlp: layers on the concatenation, ending in 1 unit)
 ///                 + (a + a_u) · dev_u(t)     (time_bias: user_drift — `TimeBias`)
+///                 + b_{u,day(t)}             (user_day_bias: true — `TimeBias.userDays`)
 ///
 /// Explicit ratings train with `mse` on the score; implicit feedback with `bce` on the score as
 /// a logit, each positive paired with `negatives` sampled items (`NegativeSampler`: by default
@@ -90,6 +91,10 @@ public struct RecommenderSpec: Codable, Equatable {
         add("user_embedding", [users, dim]); add("user_bias", [users])
         if time != nil { add("user_drift", [users]); add("user_mean_day", [users]) }
         add("item_embedding", [items, dim]); add("item_bias", [items])
+        if let n = time?.userDays {
+            // Row 0 stands for every (user, day) not seen in training: never trained, always 0.
+            add("user_day_bias", [n + 1]); add("user_day_user", [n + 1]); add("user_day_day", [n + 1])
+        }
         return ParameterLayout(tensors: tensors, count: offset)
     }
 
@@ -99,7 +104,9 @@ public struct RecommenderSpec: Codable, Equatable {
     /// Tensors that hold data, not trained parameters: the optimizer leaves them alone (not
     /// even weight decay) and every recipe stores them in fp32 (a mean rating day in fp16
     /// would be off by hours).
-    public static let constantTensors: Set<String> = ["user_mean_day"]
+    /// The (user, UTC day) index of `user_day_bias` is data too (two fp32 columns: a user id
+    /// or day number below 2^24 is exact in fp32, and fp16 would scramble it).
+    public static let constantTensors: Set<String> = ["user_mean_day", "user_day_user", "user_day_day"]
 
     /// FLOPs per scored row, forward only (dot, biases, tower).
     public var forwardFLOPs: Double {
@@ -120,6 +127,12 @@ public struct RecommenderSpec: Codable, Equatable {
 /// from the data at training) so that Float keeps sub-minute resolution. Scoring without a
 /// time (`cortado-infer` top-K for a user) uses dev = 0: the user's mean day, which shifts
 /// every item of a user equally and leaves rankings unchanged.
+///
+/// Optionally (`userDays` set: `model.user_day_bias: true`) a per-(user, day) bias b_{u,day}
+/// (Koren's b_{u,t}): one trained row per (user, UTC day of the Unix time) pair that has a
+/// training rating, indexed by the constant tensors `user_day_user`/`user_day_day`; a pair not
+/// seen in training scores with 0 (row 0). On MovieLens-100k's leave-last-out split most test
+/// ratings fall on a day on which the user also rated training items.
 public struct TimeBias: Codable, Equatable, Sendable {
     public enum Kind: String, Codable, CaseIterable, Sendable { case userDrift = "user_drift" }
     public var kind = Kind.userDrift
@@ -131,9 +144,13 @@ public struct TimeBias: Codable, Equatable, Sendable {
     public var beta = 0.4
     /// Day (Unix seconds / 86 400) that model time 0 stands for.
     public var origin = 0.0
+    /// Number of (user, day) rows of the per-day bias (nil: no per-day bias; the job spec
+    /// leaves it 0 until training counts the pairs). Optional, so files without it keep their
+    /// canonical JSON.
+    public var userDays: Int?
     public static let secondsPerDay = 86_400.0
 
-    enum CodingKeys: String, CodingKey { case kind, column, feature, beta, origin }
+    enum CodingKeys: String, CodingKey { case kind, column, feature, beta, origin, userDays = "user_days" }
 
     public init(column: String, beta: Double = 0.4) {
         self.column = column
@@ -147,6 +164,9 @@ public struct TimeBias: Codable, Equatable, Sendable {
         guard beta > 0 && beta <= 1 else {
             throw CortadoError.usage("model.drift_beta: must be in (0, 1], got \(beta)")
         }
+        if let n = userDays, n < 0 {
+            throw CortadoError.usage("model.user_day_bias: \(n) (user, day) rows, expected ≥ 0")
+        }
         guard !column.isEmpty, feature >= 0 else {
             throw CortadoError.usage(
                 "model.time_column: \(kind.rawValue) needs the numeric column with each rating's time")
@@ -155,13 +175,21 @@ public struct TimeBias: Codable, Equatable, Sendable {
 
     /// Model time (days since `origin`) of a Unix timestamp in seconds.
     @inlinable public func day(seconds: Double) -> Double { seconds / Self.secondsPerDay - origin }
+
+    /// The UTC day number of a Unix timestamp in seconds (the per-day bias's day).
+    @inlinable public static func utcDay(seconds: Double) -> Int { Int((seconds / secondsPerDay).rounded(.down)) }
+
+    /// The per-day bias's dictionary key of (user, UTC day).
+    @inlinable public static func userDayKey(user: Int32, day: Int) -> Int64 {
+        Int64(user) << 32 | (Int64(day) & 0xFFFF_FFFF)
+    }
 }
 
 /// Per-row L2 regularization of the embedding tables and id biases, as in SGD matrix
 /// factorization (Koren, Bell & Volinsky, "Matrix factorization techniques for recommender
 /// systems", 2009): every scored row (u, i) adds
 ///
-///     embeddings·(‖U[u]‖² + ‖V[i]‖²) + biases·(b_u² + b_i²) + drift·a_u²
+///     embeddings·(‖U[u]‖² + ‖V[i]‖²) + biases·(b_u² + b_i²) + drift·a_u² + userDay·b_{u,day}²
 ///
 /// to its loss, so only the rows a batch looks up are pulled toward 0, each as often as it is
 /// scored — frequent users and items more than rare ones, where optimizer weight decay shrinks
@@ -173,12 +201,15 @@ public struct RowL2: Equatable, Sendable {
     public var biases: Double
     /// The same on each scored row's user drift a_u (`TimeBias`).
     public var drift: Double
-    public init(embeddings: Double = 0, biases: Double = 0, drift: Double = 0) {
+    /// The same on each scored row's per-day bias b_{u,day} (`TimeBias.userDays`).
+    public var userDay: Double
+    public init(embeddings: Double = 0, biases: Double = 0, drift: Double = 0, userDay: Double = 0) {
         self.embeddings = embeddings
         self.biases = biases
         self.drift = drift
+        self.userDay = userDay
     }
-    public var isZero: Bool { embeddings == 0 && biases == 0 && drift == 0 }
+    public var isZero: Bool { embeddings == 0 && biases == 0 && drift == 0 && userDay == 0 }
 }
 
 /// The recommender's parameters, gradients and per-batch buffers: one parameter arena and one
@@ -196,6 +227,13 @@ public final class Recommender<T: Real> {
     public let globalBias: Int, userEmbedding: Int, userBias: Int, itemEmbedding: Int, itemBias: Int
     /// Offsets of the time terms (`TimeBias`; −1 without them): a, a_u, t_u.
     public let globalDrift: Int, userDrift: Int, userMeanDay: Int
+    /// Offsets of the per-day bias and its (user, day) index columns (−1 without them).
+    public let userDayBias: Int, userDayUser: Int, userDayDay: Int
+    /// (user, UTC day) key → row of `user_day_bias`, built from the index columns by
+    /// `indexUserDays` (empty until then: every row scores with 0).
+    public private(set) var userDayIndex: [Int64: Int32] = [:]
+    /// (maxBatch): each row's per-day bias row from the last `forward` (0: none), for backward.
+    @usableFromInline let dayRows: UnsafeMutablePointer<Int32>
     /// (maxBatch, 2·dim): [U[u]; V[i]] per row, and its gradient.
     @usableFromInline let concat: Arena<T>, dConcat: Arena<T>, dDot: Arena<T>
     /// (maxBatch): scores, their gradient, the dot term.
@@ -227,11 +265,35 @@ public final class Recommender<T: Real> {
         func optional(_ name: String) -> Int { layout.tensor(name)?.offset ?? -1 }
         globalDrift = optional("global_drift"); userDrift = optional("user_drift")
         userMeanDay = optional("user_mean_day")
+        userDayBias = optional("user_day_bias"); userDayUser = optional("user_day_user")
+        userDayDay = optional("user_day_day")
+        dayRows = .allocate(capacity: maxBatch)
+        dayRows.initialize(repeating: 0, count: maxBatch)
         deviation = Arena(count: maxBatch)
         let width = 2 * spec.dim
         concat = Arena(count: maxBatch * width); dConcat = Arena(count: maxBatch * width);
         dDot = Arena(count: maxBatch * width)
         scores = Arena(count: maxBatch); dScores = Arena(count: maxBatch); dotTerm = Arena(count: maxBatch)
+    }
+
+    deinit { dayRows.deallocate() }
+
+    /// Rebuilds `userDayIndex` from the arena's index columns (after they are written or
+    /// loaded). Row 0 is the unseen pair and is never indexed.
+    public func indexUserDays() {
+        guard let n = spec.time?.userDays else { return }
+        let p = params.base
+        var index = [Int64: Int32](minimumCapacity: n)
+        for r in stride(from: 1, through: n, by: 1) {
+            index[TimeBias.userDayKey(user: Int32(p[userDayUser + r]), day: Int(p[userDayDay + r]))] = Int32(r)
+        }
+        userDayIndex = index
+    }
+
+    /// The per-day bias row of `user` at Unix time `seconds`: 0 when the pair has no row
+    /// (not seen in training, or no per-day bias). No allocation.
+    @inlinable public func userDayRow(user: Int32, seconds: Double) -> Int32 {
+        userDayIndex[TimeBias.userDayKey(user: user, day: TimeBias.utcDay(seconds: seconds))] ?? 0
     }
 
     /// Tower weights He-normal (as `Network`), embeddings normal(0, init_std), biases 0, the
@@ -251,10 +313,12 @@ public final class Recommender<T: Real> {
 
     /// Scores `batch` (user, item) pairs at `days` (batch; model days, `TimeBias.day`; nil: each
     /// user's mean day, dev = 0); returns (batch) scores (logits for bce), valid until the next
-    /// call. `days` is read only by a model with time terms.
+    /// call. `days` is read only by a model with time terms; `userDays` (batch; `userDayRow`;
+    /// nil: all 0) only by one with the per-day bias.
     @inlinable @discardableResult
     public func forward(
-        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, days: UnsafePointer<T>? = nil, batch: Int
+        users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, days: UnsafePointer<T>? = nil,
+        userDays: UnsafePointer<Int32>? = nil, batch: Int
     ) -> UnsafeMutablePointer<T> {
         precondition(batch <= maxBatch, "batch \(batch) exceeds maxBatch \(maxBatch)")
         let p = params.base, d = spec.dim, width = 2 * d, x = concat.base, s = scores.base
@@ -265,6 +329,14 @@ public final class Recommender<T: Real> {
             for r in 0..<batch { s[r] += p[userBias + Int(users[r])] + p[itemBias + Int(items[r])] }
         }
         if let time = spec.time { driftForward(users: users, days: days, batch: batch, beta: T(time.beta)) }
+        if userDayBias >= 0 {
+            if let userDays {
+                dayRows.update(from: userDays, count: batch)
+            } else {
+                dayRows.update(repeating: 0, count: batch)
+            }
+            for r in 0..<batch where dayRows[r] != 0 { s[r] += p[userDayBias + Int(dayRows[r])] }
+        }
         if spec.dot {
             dotForward(out: dotTerm.base, a: x, b: x + d, stride: width, batch: batch, dim: d)
             for r in 0..<batch { s[r] += dotTerm.base[r] }
@@ -309,6 +381,10 @@ public final class Recommender<T: Real> {
                 g[globalDrift] += gd; g[userDrift + Int(users[r])] += gd
             }
         }
+        if userDayBias >= 0 {
+            // Row 0 (unseen pair) is never read and gets no gradient: it stays 0.
+            for r in 0..<batch where dayRows[r] != 0 { g[userDayBias + Int(dayRows[r])] += ds[r] }
+        }
         if let tower {
             tower.backward(x, batch: batch, dLogits: ds, dInput: dx)
         } else {
@@ -327,9 +403,9 @@ public final class Recommender<T: Real> {
     @inlinable
     public func step(
         users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, days: UnsafePointer<T>? = nil,
-        targets: UnsafePointer<T>, batch: Int, train: Bool
+        userDays: UnsafePointer<Int32>? = nil, targets: UnsafePointer<T>, batch: Int, train: Bool
     ) -> (lossSum: Double, correct: Int) {
-        let s = forward(users: users, items: items, days: days, batch: batch)
+        let s = forward(users: users, items: items, days: days, userDays: userDays, batch: batch)
         let dS: UnsafeMutablePointer<T>? = train ? dScores.base : nil
         let r =
             spec.loss == "bce"
@@ -345,14 +421,19 @@ public final class Recommender<T: Real> {
     }
 
     /// The `l2` penalty of a batch, summed over its rows (Σ_r embeddings·(‖U[u_r]‖² + ‖V[i_r]‖²)
-    /// + biases·(b_{u_r}² + b_{i_r}²) + drift·a_{u_r}²); `step`'s `lossSum` leaves it out, so training and
-    /// validation losses compare.
+    /// + biases·(b_{u_r}² + b_{i_r}²) + drift·a_{u_r}² + userDay·b_{u_r,day_r}²); `step`'s `lossSum`
+    /// leaves it out, so training and validation losses compare. The per-day rows are those of
+    /// the last `forward`, which must have scored this batch.
     public func l2Penalty(users: UnsafePointer<Int32>, items: UnsafePointer<Int32>, batch: Int) -> Double {
         let p = params.base, d = spec.dim
-        var e = 0.0, b = 0.0, a = 0.0
+        var e = 0.0, b = 0.0, a = 0.0, c = 0.0
         for r in 0..<batch {
             let u = Int(users[r]), i = Int(items[r])
             if spec.time != nil { a += Double(p[userDrift + u]) * Double(p[userDrift + u]) }
+            if userDayBias >= 0 && dayRows[r] != 0 {
+                let b = Double(p[userDayBias + Int(dayRows[r])])
+                c += b * b
+            }
             for j in 0..<d {
                 let x = Double(p[userEmbedding + u * d + j]), y = Double(p[itemEmbedding + i * d + j])
                 e += x * x + y * y
@@ -360,7 +441,7 @@ public final class Recommender<T: Real> {
             let bu = Double(p[userBias + u]), bi = Double(p[itemBias + i])
             b += bu * bu + bi * bi
         }
-        return l2.embeddings * e + (spec.bias ? l2.biases * b : 0) + l2.drift * a
+        return l2.embeddings * e + (spec.bias ? l2.biases * b : 0) + l2.drift * a + l2.userDay * c
     }
 
     /// Accumulates `scale` × the gradient of `l2Penalty` into `grads`: 2·embeddings·U[u] into
@@ -371,6 +452,7 @@ public final class Recommender<T: Real> {
         let p = params.base, g = grads.base, d = spec.dim
         let ce = 2 * T(l2.embeddings) * scale, cb = 2 * T(l2.biases) * scale
         let ca = spec.time != nil ? 2 * T(l2.drift) * scale : 0
+        let cd = userDayBias >= 0 ? 2 * T(l2.userDay) * scale : 0
         for r in 0..<batch {
             let u = Int(users[r]), i = Int(items[r])
             if ce != 0 {
@@ -383,6 +465,7 @@ public final class Recommender<T: Real> {
                 g[itemBias + i] += cb * p[itemBias + i]
             }
             if ca != 0 { g[userDrift + u] += ca * p[userDrift + u] }
+            if cd != 0 && dayRows[r] != 0 { g[userDayBias + Int(dayRows[r])] += cd * p[userDayBias + Int(dayRows[r])] }
         }
     }
 }

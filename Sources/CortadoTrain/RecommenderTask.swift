@@ -27,7 +27,10 @@ import Foundation
 /// Time terms (`TimeBias`): each row's time comes from its numeric time column (Unix
 /// seconds) into a per-batch `days` buffer; the model's origin and each user's mean training
 /// day t_u are computed here from the training split (one allreduce) and t_u is written into
-/// the arena as a constant (`constantTensors`), so the model file carries it.
+/// the arena as a constant (`constantTensors`), so the model file carries it. The per-day bias
+/// (`TimeBias.userDays`) gets one row per (user, UTC day) pair of the training split, the union
+/// over ranks (one allgather), sorted, so every rank numbers them alike; the pairs go into the
+/// arena's index columns, and each batch row carries its row (0: pair unseen in training).
 final class RecommenderTask: TrainingTask {
     static let k = 10
     let comm: Communicator
@@ -49,6 +52,10 @@ final class RecommenderTask: TrainingTask {
     let days: UnsafeMutablePointer<Float>
     /// (users) each user's mean training day, days since the model's origin (time terms only).
     let userMeanDays: [Double]
+    /// (user, UTC day) keys of the per-day bias rows 1…n, sorted (empty without it).
+    let userDayKeys: [Int64]
+    /// (B · rowsPerExample) the batch rows' per-day bias rows (0 without it).
+    let dayRows: UnsafeMutablePointer<Int32>
     /// Ranking scratch: scores of every item, and the flags of the user's other items.
     let allScores: UnsafeMutablePointer<Float>, excluded: UnsafeMutablePointer<UInt8>
     /// Which rows each step takes: the epoch's order (stepsPerEpoch, B) of local row indices,
@@ -64,6 +71,9 @@ final class RecommenderTask: TrainingTask {
         var s = try job.recommenderSpec(manifest: manifest)
         // Collective when the model has time terms (one allreduce, every rank).
         (s.time, userMeanDays) = Self.userMeanDays(s, data.train, comm: comm, column: Self.userColumnIndex(s, manifest))
+        // Collective too (one allgather) with the per-day bias.
+        userDayKeys = Self.userDayKeys(s, data.train, comm: comm, column: Self.userColumnIndex(s, manifest))
+        if s.time?.userDays != nil { s.time!.userDays = userDayKeys.count }
         let idColumns = manifest.categoricalColumns ?? []
         userColumn = idColumns.firstIndex(of: s.userColumn)!
         itemColumn = idColumns.firstIndex(of: s.itemColumn)!
@@ -82,6 +92,8 @@ final class RecommenderTask: TrainingTask {
         targets = .allocate(capacity: rec.maxBatch)
         days = .allocate(capacity: rec.maxBatch)
         days.initialize(repeating: 0, count: rec.maxBatch)
+        dayRows = .allocate(capacity: rec.maxBatch)
+        dayRows.initialize(repeating: 0, count: rec.maxBatch)
         allScores = .allocate(capacity: s.items)
         excluded = .allocate(capacity: s.items)
         excluded.initialize(repeating: 0, count: s.items)
@@ -114,15 +126,16 @@ final class RecommenderTask: TrainingTask {
                 rating: { Double(t.targets[$0]) }, reduce: { comm.allreduceSum(&$0) }) : nil
 
         let layout = s.parameterLayout
-        let tables = [
+        var tables = [
             SparseExchange.Table(
                 rows: s.users,
                 parts: [(rec.userEmbedding, s.dim), (rec.userBias, 1)] + (s.time != nil ? [(rec.userDrift, 1)] : [])),
             SparseExchange.Table(rows: s.items, parts: [(rec.itemEmbedding, s.dim), (rec.itemBias, 1)])
         ]
+        if let n = s.time?.userDays { tables.append(SparseExchange.Table(rows: n + 1, parts: [(rec.userDayBias, 1)])) }
         let sparse = SparseExchange(
             comm: comm, tables: tables, denseCount: s.denseCount, arenaCount: layout.count, extras: StatusSlot.count,
-            maxIds: [rows, rows])
+            maxIds: tables.map { _ in rows })
         // auto: sparse when the tables are big (≥ 1 MiB of gradient) and the worst-case
         // gathered rows are well under the dense traffic. Below that an allreduce is as fast
         // (measured: 0.15 ms dense vs 0.20 ms sparse per step for MovieLens-100k's tables on
@@ -146,14 +159,20 @@ final class RecommenderTask: TrainingTask {
             log(
                 "time bias: user_drift on column \(t.column), dev_u(t) = sign(t − t_u)·|t − t_u|^\(t.beta) in days; origin day \(String(format: "%.3f", t.origin)) (the training mean)\(rec.l2.drift > 0 ? ", per-row L2 \(rec.l2.drift) on a_u" : "")"
             )
+            if let n = t.userDays {
+                log(
+                    "user-day bias: \(n) (user, UTC day) rows from the training split\(rec.l2.userDay > 0 ? ", per-row L2 \(rec.l2.userDay)" : ""); a pair not seen in training scores 0 (counted as unseen_user_days)"
+                )
+            }
         }
         log(
             "recommender: \(s.users - 1) users × \(s.items - 1) items, dim \(s.dim); embedding gradients exchanged \(useSparse ? "sparsely" : "densely") (\(mode): ≤ \(sparse.sparseBound) floats gathered vs \(sparse.denseCost) for a dense allreduce)"
         )
+        writeUserDayIndex()
     }
 
     deinit {
-        users.deallocate(); items.deallocate(); targets.deallocate(); days.deallocate()
+        users.deallocate(); items.deallocate(); targets.deallocate(); days.deallocate(); dayRows.deallocate()
         allScores.deallocate(); excluded.deallocate()
     }
 
@@ -169,7 +188,7 @@ final class RecommenderTask: TrainingTask {
     var logMetrics: [String] { spec.loss == "mse" ? ["rmse", "hr@10", "ndcg@10"] : ["loss", "hr@10", "ndcg@10"] }
     var referenceMetrics: [String] {
         ["popularity_hr@10", "popularity_ndcg@10"] + (spec.loss == "mse" ? ["global_mean_rmse", "bias_rmse"] : [])
-            + ["unknown_rows"]
+            + ["unknown_rows"] + (spec.time?.userDays != nil ? ["unseen_user_days"] : [])
     }
     var flopsPerExample: Double { 3 * spec.forwardFLOPs * Double(spec.rowsPerExample) }
 
@@ -184,6 +203,41 @@ final class RecommenderTask: TrainingTask {
         for u in 0..<spec.users { p[rec.userBias + u] = Float(b.userBias[u]) }
         for i in 0..<spec.items { p[rec.itemBias + i] = Float(b.itemBias[i]) }
         if spec.time != nil { for u in 0..<spec.users { p[rec.userMeanDay + u] = Float(userMeanDays[u]) } }
+        writeUserDayIndex()
+    }
+
+    /// Writes the per-day bias's (user, day) pairs into the arena's index columns (row r + 1 =
+    /// key r) and indexes them; `initialize` zeroes the arena, so it runs there and at start.
+    func writeUserDayIndex() {
+        guard spec.time?.userDays != nil else { return }
+        let p = rec.params.base
+        for (r, key) in userDayKeys.enumerated() {
+            p[rec.userDayUser + r + 1] = Float(key >> 32)
+            p[rec.userDayDay + r + 1] = Float(Int32(truncatingIfNeeded: key))
+        }
+        rec.indexUserDays()
+    }
+
+    /// The per-day bias's sorted (user, UTC day) keys: the union over ranks of the training
+    /// rows' pairs (one allgather on every rank); empty without the per-day bias.
+    static func userDayKeys(_ s: RecommenderSpec, _ t: LocalData, comm: Communicator, column uc: Int) -> [Int64] {
+        guard let time = s.time, time.userDays != nil else { return [] }
+        let k = t.idColumns, f = t.featureCount
+        var mine = Set<Int64>()
+        for r in 0..<t.rows {
+            let seconds = Double(t.features[r * f + time.feature])
+            mine.insert(TimeBias.userDayKey(user: t.ids[r * k + uc], day: TimeBias.utcDay(seconds: seconds)))
+        }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(mine.count * 8)
+        for key in mine { withUnsafeBytes(of: key.littleEndian) { bytes.append(contentsOf: $0) } }
+        var all = Set<Int64>()
+        for part in comm.allgather(bytes) {
+            for j in stride(from: 0, to: part.count, by: 8) {
+                all.insert(part[j..<(j + 8)].withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) })
+            }
+        }
+        return all.sorted()
     }
 
     var constantTensors: Set<String> { RecommenderSpec.constantTensors }
@@ -226,12 +280,15 @@ final class RecommenderTask: TrainingTask {
             users[n] = u; items[n] = data.ids[row * k + itemColumn]
             targets[n] = spec.loss == "mse" ? data.targets[row] : 1
             if let time = spec.time {
-                days[n] = Float(time.day(seconds: Double(data.features[row * data.featureCount + time.feature])))
+                let seconds = Double(data.features[row * data.featureCount + time.feature])
+                days[n] = Float(time.day(seconds: seconds))
+                dayRows[n] = rec.userDayRow(user: u, seconds: seconds)
             }
             n += 1
             if spec.loss == "bce" {
                 for _ in 0..<spec.negatives {
                     users[n] = u; items[n] = sampler.draw(user: u, rng: &rng); targets[n] = 0
+                    dayRows[n] = 0
                     n += 1
                 }
             }
@@ -246,8 +303,10 @@ final class RecommenderTask: TrainingTask {
         if let exchange {
             exchange.idSources[0] = (UnsafePointer(users), n)
             exchange.idSources[1] = (UnsafePointer(items), n)
+            if spec.time?.userDays != nil { exchange.idSources[2] = (UnsafePointer(dayRows), n) }
         }
-        let r = rec.step(users: users, items: items, days: days, targets: targets, batch: n, train: true)
+        let r = rec.step(
+            users: users, items: items, days: days, userDays: dayRows, targets: targets, batch: n, train: true)
         return (r.lossSum / Double(spec.rowsPerExample), r.correct)
     }
 
@@ -264,8 +323,9 @@ final class RecommenderTask: TrainingTask {
     func evaluate(_ split: Split) -> [String: Double] {
         let data = split == .validation ? val : test
         // Loss over the split's rows (with negatives drawn from a fixed seed for bce).
-        // loss, rows, model hr, ndcg, popularity hr, ndcg, unknown rows, global-mean and bias SSE
-        var sums = [0.0, Double(data.rows), 0, 0, 0, 0, 0, 0, 0]
+        // loss, rows, model hr, ndcg, popularity hr, ndcg, unknown rows, global-mean and bias SSE,
+        // rows whose (user, day) has no per-day bias row
+        var sums = [0.0, Double(data.rows), 0, 0, 0, 0, 0, 0, 0, 0]
         var rng = SeededRNG(seed: 0xE7A1, stream: UInt64(comm.rank))
         let order = UnsafeMutablePointer<Int32>.allocate(capacity: 256)
         defer { order.deallocate() }
@@ -275,8 +335,11 @@ final class RecommenderTask: TrainingTask {
             for i in 0..<nb { order[i] = Int32(r0 + i) }
             let n = fill(data, order: order, batch: nb, rng: &rng)
             sums[0] +=
-                rec.step(users: users, items: items, days: days, targets: targets, batch: n, train: false).lossSum
-                / Double(spec.rowsPerExample)
+                rec.step(
+                    users: users, items: items, days: days, userDays: dayRows, targets: targets, batch: n, train: false
+                )
+                .lossSum / Double(spec.rowsPerExample)
+            if spec.time?.userDays != nil { for j in 0..<n where dayRows[j] == 0 { sums[9] += 1 } }
             r0 += nb
         }
         // Full ranking of each held-out item, for the model and for popularity.
@@ -311,6 +374,7 @@ final class RecommenderTask: TrainingTask {
             "loss": sums[0] / n, "hr@10": sums[2] / n, "ndcg@10": sums[3] / n,
             "popularity_hr@10": sums[4] / n, "popularity_ndcg@10": sums[5] / n, "unknown_rows": sums[6]
         ]
+        if spec.time?.userDays != nil { m["unseen_user_days"] = sums[9] }
         if spec.loss == "mse" {
             m["rmse"] = (sums[0] / n).squareRoot()
             m["global_mean_rmse"] = (sums[7] / n).squareRoot()

@@ -154,9 +154,13 @@ struct Infer: ParsableCommand {
             if json {
                 var obj: [String: Any] = ["model": model, "input": input, "rows": r.rows]
                 obj["rmse"] = r.rmse
+                obj["unseen_user_days"] = r.unseenUserDays
                 printJSON(obj)
             } else {
-                print("scored \(r.rows) (user, item) pairs" + (r.rmse.map { String(format: ", RMSE %.4f", $0) } ?? ""))
+                print(
+                    "scored \(r.rows) (user, item) pairs" + (r.rmse.map { String(format: ", RMSE %.4f", $0) } ?? "")
+                        + (r.unseenUserDays.map { "; \($0) on a (user, day) not seen in training (per-day bias 0)" }
+                            ?? ""))
             }
             return
         }

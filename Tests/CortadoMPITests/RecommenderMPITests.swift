@@ -45,7 +45,8 @@ final class RecommenderMPITests: XCTestCase {
     /// ranks, with Adam (whose moments also decay on rows a step did not touch) and the per-row
     /// L2 (whose gradient lands on the touched rows only, so the sparse path still carries it);
     /// the mse run adds the time-aware user drift (its a_u travels with the user rows, its t_u
-    /// is a constant the optimizer must leave exactly as computed).
+    /// is a constant the optimizer must leave exactly as computed) and the per-(user, day) bias
+    /// (its rows travel as a third table; its (user, day) index is a constant).
     func testSparseExchangeEqualsDenseAllreduce() throws {
         let dir = Support.scratch("sparse-vs-dense")
         for (np, loss) in [(2, "bce"), (3, "mse")] {
@@ -61,10 +62,14 @@ final class RecommenderMPITests: XCTestCase {
                         + (loss == "mse"
                             ? [
                                 "--set", "model.time_bias=user_drift", "--set", "model.time_column=c3", "--set",
-                                "model.l2_drift=0.01", "--set", "optimizer.weight_decay=0.01"
+                                "model.l2_drift=0.01", "--set", "optimizer.weight_decay=0.01", "--set",
+                                "model.user_day_bias=true", "--set", "model.l2_user_day=0.01"
                             ] : []))
                 XCTAssertTrue(r.stdout.contains("exchanged \(mode)ly"), r.stdout)
-                if loss == "mse" { XCTAssertTrue(r.stdout.contains("time bias: user_drift on column c3"), r.stdout) }
+                if loss == "mse" {
+                    XCTAssertTrue(r.stdout.contains("time bias: user_drift on column c3"), r.stdout)
+                    XCTAssertTrue(r.stdout.contains("user-day bias: "), r.stdout)
+                }
                 XCTAssertTrue(r.stdout.contains("per-row L2: 0.01"), r.stdout)
                 result[mode] = try params(run, step: s["steps"] as! Int)
             }
@@ -82,7 +87,9 @@ final class RecommenderMPITests: XCTestCase {
 
     /// After training (with Adam's coupled weight decay, which would pull any trained value
     /// toward 0): the user drifts moved from 0, and t_u is still each user's mean training day
-    /// minus the training mean day, recomputed here from the prepared shards in Double.
+    /// minus the training mean day, recomputed here from the prepared shards in Double; the
+    /// (user, UTC day) index holds exactly the training pairs in sorted order, their biases
+    /// moved from 0 and the unseen row 0 did not.
     func checkDriftTrainedAndMeanDaysConstant(params: [Float]) throws {
         let manifest = try DatasetManifest.load(Self.data)
         var spec = RecommenderSpec(userColumn: "c0", itemColumn: "c1", users: 0, items: 0, dim: 32)
@@ -90,19 +97,33 @@ final class RecommenderMPITests: XCTestCase {
         spec.items = (manifest.columns!.first { $0.name == "c1" }!.vocabulary!.count) + 1
         spec.mlp = [.dense(units: 64), .relu, .dense(units: 1)]
         spec.time = TimeBias(column: "c3")
-        let layout = spec.parameterLayout
-        XCTAssertEqual(layout.count, params.count, "the NCF job's layout with time terms")
-        let drift = layout.tensor("user_drift")!, mean = layout.tensor("user_mean_day")!
-        XCTAssertGreaterThan((0..<drift.count).filter { params[drift.offset + $0] != 0 }.count, drift.count / 2)
         var sum = [Double](repeating: 0, count: spec.users), count = sum
+        var pairs = Set<[Int]>()
         let dir = (Self.data as NSString).deletingLastPathComponent
         for f in manifest.splits["train"]!.files {
             let h5 = try HDF5File.open(dir + "/" + f.path)
             let ids = try h5.readInt64s("categorical"), t = try h5.readFloats("features")
             for r in 0..<f.rows {
                 sum[Int(ids[r * 2])] += Double(t[r]) / 86_400; count[Int(ids[r * 2])] += 1
+                pairs.insert([Int(ids[r * 2]), Int((Double(t[r]) / 86_400).rounded(.down))])
             }
         }
+        spec.time!.userDays = pairs.count
+        let layout = spec.parameterLayout
+        XCTAssertEqual(layout.count, params.count, "the NCF job's layout with time terms")
+        let drift = layout.tensor("user_drift")!, mean = layout.tensor("user_mean_day")!
+        XCTAssertGreaterThan((0..<drift.count).filter { params[drift.offset + $0] != 0 }.count, drift.count / 2)
+        let dayBias = layout.tensor("user_day_bias")!, dayUser = layout.tensor("user_day_user")!
+        let dayDay = layout.tensor("user_day_day")!
+        let sorted = pairs.sorted { $0[0] != $1[0] ? $0[0] < $1[0] : $0[1] < $1[1] }
+        for (r, pair) in sorted.enumerated() {
+            XCTAssertEqual(
+                [Int(params[dayUser.offset + r + 1]), Int(params[dayDay.offset + r + 1])], pair, "user-day row \(r + 1)"
+            )
+        }
+        XCTAssertEqual(params[dayBias.offset], 0, "the unseen (user, day) row")
+        XCTAssertGreaterThan(
+            (1..<dayBias.count).filter { params[dayBias.offset + $0] != 0 }.count, dayBias.count / 2)
         let origin = sum.reduce(0, +) / count.reduce(0, +)
         for u in 1..<spec.users {
             XCTAssertEqual(

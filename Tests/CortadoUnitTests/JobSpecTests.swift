@@ -264,6 +264,26 @@ final class JobSpecTests: XCTestCase {
             contains: "model.l2_drift: must be 0 (off) or positive")
     }
 
+    /// model.user_day_bias: true sets an uncounted per-day bias (the trainer counts the pairs),
+    /// survives the canonical JSON, and needs the user drift; l2_user_day needs it.
+    func testRecommenderUserDayBias() throws {
+        let rec = "data: d/manifest.json\nmodel: {type: recommender}\n"
+        let drift = ["model.time_bias=user_drift", "model.time_column=c3"]
+        XCTAssertNil(try spec(rec, drift).recommender?.architecture.time?.userDays)
+        let t = try spec(rec, drift + ["model.user_day_bias=true", "model.l2_user_day=0.05"])
+        XCTAssertEqual(t.recommender?.architecture.time?.userDays, 0)
+        XCTAssertEqual(t.recommender?.rowL2.userDay, 0.05)
+        let decoded = try JSONDecoder().decode(JobSpec.self, from: Data(t.canonicalJSON.utf8))
+        XCTAssertEqual(decoded.recommender?.architecture.time?.userDays, 0)
+        XCTAssertEqual(decoded.recommender?.l2UserDay, 0.05)
+        XCTAssertNil(try spec(rec, drift + ["model.user_day_bias=false"]).recommender?.architecture.time?.userDays)
+        expectError(rec, ["model.user_day_bias=true"], contains: "model.user_day_bias: needs time_bias: user_drift")
+        expectError(rec, drift + ["model.l2_user_day=0.1"], contains: "model.l2_user_day: needs user_day_bias: true")
+        expectError(
+            rec, drift + ["model.user_day_bias=true", "model.l2_user_day=-1"],
+            contains: "model.l2_user_day: must be 0 (off) or positive")
+    }
+
     func testModelShapesAreChecked() throws {
         let s = try spec(base)
         XCTAssertThrowsError(try s.modelSpec(inputShape: [784]).validate(classes: 3)) {

@@ -57,7 +57,7 @@ final class RecommenderTests: XCTestCase {
     /// before, once after), and t_u — a constant — must get no gradient at all.
     func checkGradients(
         loss: String, dot: Bool, mlp: [LayerSpec], l2: RowL2 = RowL2(), time: TimeBias? = nil,
-        bias: Bool = true, file: StaticString = #filePath, line: UInt = #line
+        bias: Bool = true, userDays: [Int32]? = nil, file: StaticString = #filePath, line: UInt = #line
     ) {
         var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 4, items: 6, dim: 3)
         spec.loss = loss; spec.dot = dot; spec.mlp = mlp; spec.initStd = 0.5; spec.time = time; spec.bias = bias
@@ -74,8 +74,10 @@ final class RecommenderTests: XCTestCase {
         func step(train: Bool) -> Double {
             time == nil
                 ? rec.step(users: users, items: items, targets: targets, batch: users.count, train: train).lossSum
-                : rec.step(users: users, items: items, days: days, targets: targets, batch: users.count, train: train)
-                    .lossSum
+                : rec.step(
+                    users: users, items: items, days: days, userDays: userDays, targets: targets, batch: users.count,
+                    train: train
+                ).lossSum
         }
         rec.grads.zero()
         _ = step(train: true)
@@ -86,7 +88,7 @@ final class RecommenderTests: XCTestCase {
         let eps = 1e-6
         for i in 0..<rec.layout.count {
             if RecommenderSpec.constantTensors.contains(rec.layout.tensors.last { $0.offset <= i }!.name) {
-                XCTAssertEqual(analytic[i], 0, "t_u is a constant", file: file, line: line)
+                XCTAssertEqual(analytic[i], 0, "t_u and the (user, day) index are constants", file: file, line: line)
                 continue
             }
             let saved = rec.params.base[i]
@@ -117,6 +119,51 @@ final class RecommenderTests: XCTestCase {
             loss: "mse", dot: false, mlp: [.dense(units: 4), .tanh, .dense(units: 1)], time: TimeBias(column: "t"))
         // The bias baseline with drift: no factors, no tower.
         checkGradients(loss: "mse", dot: false, mlp: [], l2: RowL2(drift: 0.1), time: TimeBias(column: "t"))
+    }
+
+    /// The per-(user, day) bias: rows 1…3 of `user_day_bias`, row 2 scored twice (by users 3 and
+    /// 3 on one day), one row unseen (0): its bias is never read and gets no gradient; the index
+    /// columns are constants.
+    func testGradientsWithUserDayBias() {
+        var time = TimeBias(column: "t", beta: 0.6)
+        time.userDays = 3
+        let rows: [Int32] = [1, 2, 2, 0, 3]
+        checkGradients(loss: "mse", dot: true, mlp: [], time: time, userDays: rows)
+        checkGradients(
+            loss: "mse", dot: true, mlp: [], l2: RowL2(embeddings: 0.3, drift: 0.5, userDay: 0.4), time: time,
+            userDays: rows)
+        checkGradients(loss: "mse", dot: false, mlp: [], l2: RowL2(userDay: 0.2), time: time, userDays: rows)
+    }
+
+    /// b_{u,day} by hand: a row adds its pair's bias; an unseen pair (or no rows given, a top-K
+    /// request) adds nothing; the index maps (user, UTC day of the Unix time) to its row.
+    func testUserDayBiasScoresByHandAndIndexes() {
+        var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 3, items: 4, dim: 2)
+        spec.time = TimeBias(column: "t", beta: 0.5)
+        spec.time!.userDays = 2
+        let rec = Recommender<Double>(spec: spec, maxBatch: 4)
+        XCTAssertEqual(
+            rec.layout.tensors.map(\.name).suffix(5),
+            ["item_embedding", "item_bias", "user_day_bias", "user_day_user", "user_day_day"])
+        XCTAssertEqual(rec.layout.tensor("user_day_bias")!.shape, [3])
+        rec.initialize(seed: 3, globalMean: 3.5)
+        let p = rec.params.base
+        p[rec.userDayBias + 1] = 0.25; p[rec.userDayBias + 2] = -0.5
+        p[rec.userDayUser + 1] = 1; p[rec.userDayDay + 1] = 10_200
+        p[rec.userDayUser + 2] = 2; p[rec.userDayDay + 2] = 10_201
+        rec.indexUserDays()
+        let day = TimeBias.secondsPerDay
+        XCTAssertEqual(rec.userDayRow(user: 1, seconds: 10_200 * day), 1)
+        XCTAssertEqual(rec.userDayRow(user: 1, seconds: 10_201 * day - 1), 1, "same UTC day")
+        XCTAssertEqual(rec.userDayRow(user: 1, seconds: 10_201 * day), 0, "next day: unseen")
+        XCTAssertEqual(rec.userDayRow(user: 2, seconds: 10_201.5 * day), 2)
+        XCTAssertEqual(rec.userDayRow(user: 0, seconds: 10_200 * day), 0, "unseen user")
+        let users: [Int32] = [1, 2, 2, 1], items: [Int32] = [1, 2, 3, 1], rows: [Int32] = [1, 2, 0, 0]
+        let static_ = Array(UnsafeBufferPointer(start: rec.forward(users: users, items: items, batch: 4), count: 4))
+        let timed = Array(
+            UnsafeBufferPointer(start: rec.forward(users: users, items: items, userDays: rows, batch: 4), count: 4))
+        let want = [0.25, -0.5, 0, 0]
+        for r in 0..<4 { XCTAssertEqual(timed[r] - static_[r], want[r], accuracy: 1e-12, "row \(r)") }
     }
 
     /// dev_u(t) by hand: (a + a_u)·sign(t − t_u)·|t − t_u|^β is added to the static score; with no

@@ -72,4 +72,58 @@ final class RecommenderTimeFileTests: XCTestCase {
         XCTAssertEqual(s[0] - s0, drift * dev, accuracy: 1e-4)
         XCTAssertEqual(s[1] - s0, -drift * dev, accuracy: 1e-4)
     }
+
+    /// The per-(user, day) bias through the file (format v4) and every recipe: the index columns
+    /// come back exact, the runtime rebuilds the index, and a timed row scores as the training
+    /// model scores it (unseen pairs with 0).
+    func testUserDayBiasRoundTripsWithItsIndex() throws {
+        let dir = NSTemporaryDirectory() + "cortado-userday-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spec = RecommenderSpec(userColumn: "u", itemColumn: "i", users: 6, items: 13, dim: 4)
+        spec.initStd = 0.5
+        spec.time = TimeBias(column: "t", beta: 0.4)
+        spec.time?.origin = 10_225.675
+        spec.time?.userDays = 3
+        let rec = Recommender<Float>(spec: spec, maxBatch: 16)
+        rec.initialize(seed: 5, globalMean: 3.5)
+        let p = rec.params.base
+        for u in 0..<spec.users { p[rec.userMeanDay + u] = 1.5 * Float(u) - 2 }
+        // Pairs (user 1, day 10 210), (user 1, day 10 231), (user 5, day 10 240): day numbers
+        // that 16-bit floats would round.
+        for (r, (u, d)) in [(1, 10_210), (1, 10_231), (5, 10_240)].enumerated() {
+            p[rec.userDayUser + r + 1] = Float(u); p[rec.userDayDay + r + 1] = Float(d)
+            p[rec.userDayBias + r + 1] = 0.2 * Float(r) - 0.3
+        }
+        rec.indexUserDays()
+        let day = TimeBias.secondsPerDay
+        let users: [Int32] = [1, 1, 5, 5, 2], items: [Int32] = [3, 4, 5, 6, 7]
+        let seconds = [10_210.3 * day, 10_231.9 * day, 10_240.01 * day, 10_241.5 * day, 10_210.3 * day]
+        let modelDays = seconds.map { Float(spec.time!.day(seconds: $0)) }
+        let trainRows = zip(users, seconds).map { rec.userDayRow(user: $0, seconds: $1) }
+        XCTAssertEqual(trainRows, [1, 2, 3, 0, 0])
+        let want = Array(
+            UnsafeBufferPointer(
+                start: rec.forward(users: users, items: items, days: modelDays, userDays: trainRows, batch: 5), count: 5
+            ))
+        for recipe in ["fp32", "fp16", "int8"] {
+            let path = dir + "/m-\(recipe).cmodel"
+            try write(spec, rec.params.array, recipe: recipe, path)
+            XCTAssertEqual(try version(path), ModelFile.userDayVersion)
+            let m = try RecommenderModel(path: path)
+            XCTAssertEqual(m.spec.time, spec.time)
+            for r in 1...3 {
+                XCTAssertEqual(m.model.params.base[m.model.userDayUser + r], p[rec.userDayUser + r], recipe)
+                XCTAssertEqual(m.model.params.base[m.model.userDayDay + r], p[rec.userDayDay + r], recipe)
+            }
+            let rows = zip(users, seconds).map { m.model.userDayRow(user: $0, seconds: $1) }
+            XCTAssertEqual(rows, trainRows, recipe)
+            let got = Array(
+                UnsafeBufferPointer(
+                    start: m.model.forward(users: users, items: items, days: modelDays, userDays: rows, batch: 5),
+                    count: 5))
+            if recipe == "fp32" { XCTAssertEqual(got, want) }
+            for r in 0..<5 { XCTAssertEqual(got[r], want[r], accuracy: 0.05, "\(recipe) row \(r)") }
+        }
+    }
 }
