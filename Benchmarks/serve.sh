@@ -38,22 +38,8 @@ fi
 TMP=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"' EXIT
-mkdir -p "$TMP/models/mlp-int8/1" "$TMP/models/mlp-fp32/1" "$TMP/models/cnn-int8/1"
-cp "$MLP/model-int8.cmodel" "$TMP/models/mlp-int8/1/model.cmodel"
-cp "$MLP/model-fp32.cmodel" "$TMP/models/mlp-fp32/1/model.cmodel"
-cp "$CNN/model-int8.cmodel" "$TMP/models/cnn-int8/1/model.cmodel"
+source Benchmarks/serve-common.sh
 $BIN/cortado export onnx "$MLP/model-fp32.cmodel" -o "$TMP/mlp.onnx" >/dev/null
-# One Fashion-MNIST-like row (pixels / 255), the same body for every server.
-python3 - "$TMP" <<'PY'
-import json, random, sys
-random.seed(1)
-row = [round(random.randrange(256) / 255, 6) for _ in range(784)]
-for name, shape in [("mlp", [1, 784]), ("cnn", [1, 1, 28, 28])]:
-    body = json.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": row}]})
-    open(f"{sys.argv[1]}/{name}.lua", "w").write(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = ' + json.dumps(body) + "\n")
-PY
-wait_port() { for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$1/v2/health/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 "${CORTADO_INFER:-$BIN/cortado-infer}" serve --models "$TMP/models" --port 18080 --cores "$CORES" > "$TMP/serve.out" 2> "$TMP/serve.err" &
 PIDS+=($!)
 "$VENV/bin/python" Benchmarks/ort_serve.py "$TMP/mlp.onnx" 18081 "$CORES" > "$TMP/ort.out" 2>&1 &
