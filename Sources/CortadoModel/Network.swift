@@ -27,6 +27,10 @@ public final class Network<T: Real> {
     /// Replacements for dense and conv layers' forward, by layer index (the int8 inference
     /// path): (input (batch, in), batch, output (batch, out)).
     public var layerOverrides: [Int: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void] = [:]
+    /// For an override at layer i, how many of the layers after it the override also computes
+    /// (a conv with its ReLU and pool fused, `DirectConvLayer`): forward then skips them and the
+    /// override writes the last one's activation, (batch, widths[i + n]).
+    public var fusedLayers: [Int: Int] = [:]
     /// False for inference: conv layers keep one chunk of samples' column matrices (see
     /// `conv2dForward`) instead of the whole batch's (at batch 1024 the CNN's would take
     /// 230 MB), and backward is not available.
@@ -150,8 +154,18 @@ public final class Network<T: Real> {
     public func forward(_ input: UnsafePointer<T>, batch: Int, training: Bool = false) -> UnsafeMutablePointer<T> {
         precondition(batch <= maxBatch, "batch \(batch) exceeds maxBatch \(maxBatch)")
         let p = params.base
-        var x = input
+        var x = input, skip = 0
         for (i, s) in steps.enumerated() {
+            if skip > 0 {
+                skip -= 1
+                continue
+            }
+            if let n = fusedLayers[i], let custom = layerOverrides[i] {
+                custom(x, batch, acts[i + n].base)
+                x = UnsafePointer(acts[i + n].base)
+                skip = n
+                continue
+            }
             let out = acts[i].base
             switch s {
             case let .dense(inDim, outDim, w, b):
