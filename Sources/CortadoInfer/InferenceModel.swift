@@ -17,6 +17,8 @@ public final class InferenceModel {
     private let params: [Float]
     /// Int8 layers by layer index.
     private let int8Layers: [Int: Int8Layer]
+    /// fp32 conv layers on the direct kernel (with their ReLU and pool), by layer index.
+    private let directConvs: [Int: DirectConvLayer]
     /// Pruned dense layers that run sparse, by layer index, and their transposed-batch scratch.
     private let sparseLayers: [Int: SparseLayer]
     private var sparseScratch = [Float]()
@@ -25,6 +27,9 @@ public final class InferenceModel {
     private var scratch = Int8Scratch()
     /// The int8 GEMM path: the best this CPU runs unless set (tests compare the paths).
     public var int8Path = Int(cortado_int8_best_path())
+    /// The direct conv kernel's path (CORTADO_CONV_*): the best this CPU runs unless set
+    /// (tests compare the paths); lowered per layer to what its filter count allows.
+    public var convPath = CORTADO_CONV_AVX512
     public static var int8PathName: String { ["portable", "AVX2", "AVX-512 VNNI"][Int(cortado_int8_best_path())] }
 
     /// When a CSR-stored layer runs sparse: below `SparseLayer.maxDensity` (auto), always,
@@ -96,6 +101,17 @@ public final class InferenceModel {
                 }
             }
         } catch let e as CortadoError { throw CortadoError.model("\(path): \(e.message)") }
+        var direct = [Int: DirectConvLayer]()
+        for (i, l) in spec.layers.enumerated() where int8[i] == nil {
+            guard case .conv2d = l, let w = layout.tensors.first(where: { $0.name == "layers.\(i).weight" }) else {
+                continue
+            }
+            direct[i] = params.withUnsafeBufferPointer {
+                DirectConvLayer(
+                    spec: spec, index: i, inputShape: inputShapes[i], params: $0.baseAddress!, offset: w.offset)
+            }
+        }
+        directConvs = direct
         self.params = params
         int8Layers = int8
         self.sparseLayers = sparseLayers
@@ -129,6 +145,12 @@ public final class InferenceModel {
                 }
             }
             scratch.reserve(for: int8Layers.values, batch: max(batch, 1))
+            for (index, layer) in directConvs {
+                n.layerOverrides[index] = { [unowned self] x, rows, out in
+                    layer.forward(x, batch: rows, out: out, path: self.convPath)
+                }
+                n.fusedLayers[index] = layer.fused
+            }
             for (index, layer) in sparseLayers {
                 // Sparse from SparseLayer.minBatch rows on (or always when told); below, the
                 // dense int8 or fp32 path, which wins there (the crossover table).

@@ -126,3 +126,27 @@ void cortado_sum_half(const uint16_t *h, long stride, int parts, long n, float *
 /// p order, for i < n (shared_sum.c): the shared-memory exchange's sum of one rank's slice.
 /// `out` and `out2` may alias a segment.
 void cortado_sum_segments(const float *const *segments, int parts, long lo, long n, float *out, float *out2);
+
+/// fp32 direct convolution paths (conv_f32.c); the vector paths use FMA, so the paths agree
+/// to rounding, not bit for bit.
+enum { CORTADO_CONV_PORTABLE = 0, CORTADO_CONV_AVX2 = 1, CORTADO_CONV_AVX512 = 2 };
+
+/// The best path this CPU runs for a conv with `filters` output channels: AVX-512F when
+/// filters % 16 == 0, AVX2 + FMA when filters % 8 == 0, else the portable loop.
+int cortado_conv_f32_best_path(int filters);
+
+/// Packs a conv weight (f, c, k, k) as (k, k, c, f) for cortado_conv_f32_forward; once per load.
+void cortado_conv_f32_pack(const float *w, int f, int c, int k, float *packed);
+
+/// Floats of scratch cortado_conv_f32_forward needs: the padded channels-last sample
+/// ((h + 2p)·(w + 2p)·c) and its (oh·ow·f) outputs.
+long cortado_conv_f32_scratch(int c, int h, int w, int f, int k, int s, int p);
+
+/// out = conv2d of `batch` samples x (batch, c, h, w): each output bias + Σ x · w (zero
+/// padding p, stride s), then max(0, ·) when relu, then, when pool_size > 0, a max pool
+/// (pool_size, pool_stride); out (batch, f, oh, ow), or (batch, f, ph, pw) when pooled.
+/// `path` above cortado_conv_f32_best_path(f) is lowered. A sample's result does not depend on
+/// the batch it came in (each is computed alone).
+void cortado_conv_f32_forward(const float *x, int batch, int c, int h, int w, int f, int k, int s, int p,
+                              const float *packed, const float *bias, int relu, int pool_size, int pool_stride,
+                              float *out, float *scratch, int path);
