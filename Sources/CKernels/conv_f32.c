@@ -38,9 +38,13 @@ static geom make_geom(int c, int h, int w, int f, int k, int s, int p) {
     return g;
 }
 
+/// n rounded up to 16 floats, so that each part of the scratch starts on a cache line (a
+/// 64-byte aligned scratch): split loads of the outputs the tiles just stored slowed the pool.
+static long align16(long n) { return (n + 15) / 16 * 16; }
+
 long cortado_conv_f32_scratch(int c, int h, int w, int f, int k, int s, int p) {
     geom g = make_geom(c, h, w, f, k, s, p);
-    return (long)g.hp * g.wp * c + (long)g.oh * g.ow * f;
+    return align16((long)g.hp * g.wp * c) + 2 * align16((long)g.oh * g.ow * f);
 }
 
 /// xp (hp, wp, c) ← x (c, h, w) inside a zero border of p.
@@ -86,6 +90,35 @@ static void pool_channels_first(const float *y, geom g, int size, int stride, fl
                 }
             for (int fi = 0; fi < g.f; fi++) out[((long)fi * ph + py) * pw + px] = m[fi];
         }
+}
+
+// The vector paths' pool, one pooled row py at a time (run as soon as its conv rows are done,
+// while they are in L1): W filters of a pooled pixel at a time (`_max_ps(v, m)` is
+// `v > m ? v : m`, NaN included) into `pooled` (ph·pw, f); transpose_planes then writes
+// out plane by plane, its stores contiguous (storing each vector across W planes, and the
+// scalar pool above, which does not vectorize, each took 2/3 of the first layer's time).
+#define DEFINE_POOL(NAME, TARGET, VEC, W, LOADU, STOREU, SET1, MAX)                                                \
+    __attribute__((target(TARGET))) static void NAME(const float *y, geom g, int size, int stride, int py,         \
+                                                     float *pooled) {                                             \
+        const int pw = (g.ow - size) / stride + 1;                                                                \
+        for (int px = 0; px < pw; px++) {                                                                         \
+            const float *window = y + ((long)py * stride * g.ow + (long)px * stride) * g.f;                       \
+            float *o = pooled + ((long)py * pw + px) * g.f;                                                       \
+            for (int f0 = 0; f0 < g.f; f0 += W) {                                                                 \
+                VEC m = SET1(-__builtin_inff());                                                                  \
+                for (int dy = 0; dy < size; dy++)                                                                 \
+                    for (int dx = 0; dx < size; dx++) m = MAX(LOADU(window + ((long)dy * g.ow + dx) * g.f + f0), m); \
+                STOREU(o + f0, m);                                                                                \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+DEFINE_POOL(pool512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_max_ps)
+DEFINE_POOL(pool256, "avx2", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_max_ps)
+
+/// out (f, positions) ← y (positions, f).
+static void transpose_planes(const float *y, int positions, int f, float *out) {
+    for (int fi = 0; fi < f; fi++)
+        for (int q = 0; q < positions; q++) out[(long)fi * positions + q] = y[(long)q * f + fi];
 }
 
 /// The portable path: y (oh, ow, f) = bias + Σ xp · packed, then ReLU.
@@ -181,25 +214,46 @@ static const tile_fn tiles256[2][12] = {{ROW7(tile256, 1), tile256_1_8, tile256_
                                         {tile256_2_1, tile256_2_2, tile256_2_3, tile256_2_4, tile256_2_5, tile256_2_6}};
 static const int maxnb256[2] = {12, 6};
 
-/// The vector paths: filters in blocks of up to 2 vectors; each output
-/// row in ⌈ow / maxNB⌉ tiles of equal width, the last one overlapping its neighbour rather than
+/// The vector paths, output rows [oy0, oy1): filters in blocks of up to 2 vectors; each row in
+/// ⌈ow / maxNB⌉ tiles of equal width, the last one overlapping its neighbour rather than
 /// running a narrower tile (an overlapped pixel is computed twice, the same value both times).
-static void conv_vector(const float *xp, geom g, const float *packed, const float *bias, int relu, float *y,
-                        int avx512) {
+static void conv_rows(const float *xp, geom g, const float *packed, const float *bias, int relu, float *y, int oy0,
+                      int oy1, int avx512) {
     const int width = avx512 ? 16 : 8, maxnv = 2;
     const long ps = (long)g.s * g.c;
-    for (int f0 = 0; f0 < g.f; f0 += maxnv * width) {
-        const int nv = (g.f - f0) / width < maxnv ? (g.f - f0) / width : maxnv;
-        const int maxnb = avx512 ? maxnb512[nv - 1] : maxnb256[nv - 1];
-        const int tilesPerRow = (g.ow + maxnb - 1) / maxnb, nb = (g.ow + tilesPerRow - 1) / tilesPerRow;
-        const tile_fn tile = avx512 ? tiles512[nv - 1][nb - 1] : tiles256[nv - 1][nb - 1];
-        for (int oy = 0; oy < g.oh; oy++)
+    for (int oy = oy0; oy < oy1; oy++)
+        for (int f0 = 0; f0 < g.f; f0 += maxnv * width) {
+            const int nv = (g.f - f0) / width < maxnv ? (g.f - f0) / width : maxnv;
+            const int maxnb = avx512 ? maxnb512[nv - 1] : maxnb256[nv - 1];
+            const int tilesPerRow = (g.ow + maxnb - 1) / maxnb, nb = (g.ow + tilesPerRow - 1) / tilesPerRow;
+            const tile_fn tile = avx512 ? tiles512[nv - 1][nb - 1] : tiles256[nv - 1][nb - 1];
             for (int t = 0; t < tilesPerRow; t++) {
                 const int ox = t * nb + nb <= g.ow ? t * nb : g.ow - nb;
                 const float *xr = xp + ((long)oy * g.s * g.wp + (long)ox * g.s) * g.c;
                 tile(xr, ps, g, packed + f0, bias + f0, relu, y + ((long)oy * g.ow + ox) * g.f + f0);
             }
+        }
+}
+
+/// One sample on a vector path: conv rows computed as each pooled row needs them, that row
+/// pooled at once, then the transpose to (f, ·).
+static void conv_pool_vector(const float *xp, geom g, const float *packed, const float *bias, int relu, int size,
+                             int stride, float *y, float *pooled, float *out, int avx512) {
+    if (size == 0) {
+        conv_rows(xp, g, packed, bias, relu, y, 0, g.oh, avx512);
+        transpose_planes(y, g.oh * g.ow, g.f, out);
+        return;
     }
+    const int ph = (g.oh - size) / stride + 1, pw = (g.ow - size) / stride + 1;
+    int done = 0;
+    for (int py = 0; py < ph; py++) {
+        const int need = py * stride + size;
+        conv_rows(xp, g, packed, bias, relu, y, done > need ? need : done, need, avx512);
+        done = need;
+        if (avx512) pool512(y, g, size, stride, py, pooled);
+        else pool256(y, g, size, stride, py, pooled);
+    }
+    transpose_planes(pooled, ph * pw, g.f, out);
 }
 
 void cortado_conv_f32_forward(const float *x, int batch, int c, int h, int w, int f, int k, int s, int p,
@@ -208,13 +262,18 @@ void cortado_conv_f32_forward(const float *x, int batch, int c, int h, int w, in
     const geom g = make_geom(c, h, w, f, k, s, p);
     const int best = cortado_conv_f32_best_path(f);
     if (path > best) path = best;
-    float *xp = scratch, *y = scratch + (long)g.hp * g.wp * c;
+    float *xp = scratch, *y = scratch + align16((long)g.hp * g.wp * c), *pooled = y + align16((long)g.oh * g.ow * f);
     long outCount = (long)f * g.oh * g.ow;
     if (pool_size > 0) outCount = (long)f * ((g.oh - pool_size) / pool_stride + 1) * ((g.ow - pool_size) / pool_stride + 1);
     for (int n = 0; n < batch; n++) {
         pad_channels_last(x + (long)n * c * h * w, g, xp);
-        if (path == CORTADO_CONV_PORTABLE) conv_portable(xp, g, packed, bias, relu, y);
-        else conv_vector(xp, g, packed, bias, relu, y, path == CORTADO_CONV_AVX512);
-        pool_channels_first(y, g, pool_size, pool_stride, out + n * outCount);
+        float *o = out + n * outCount;
+        if (path == CORTADO_CONV_PORTABLE) {
+            conv_portable(xp, g, packed, bias, relu, y);
+            pool_channels_first(y, g, pool_size, pool_stride, o);
+        } else {
+            conv_pool_vector(xp, g, packed, bias, relu, pool_size, pool_stride, y, pooled, o,
+                             path == CORTADO_CONV_AVX512);
+        }
     }
 }

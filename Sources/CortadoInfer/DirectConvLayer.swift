@@ -15,8 +15,8 @@ final class DirectConvLayer {
     let poolSize: Int, poolStride: Int
     /// The weight as (k, k, c, f) (cortado_conv_f32_pack), then the bias (f).
     private let packed: UnsafeMutableBufferPointer<Float>
-    /// One sample's padded input and outputs (cortado_conv_f32_scratch floats).
-    private let scratch: UnsafeMutableBufferPointer<Float>
+    /// One sample's padded input and outputs (cortado_conv_f32_scratch floats), 64-byte aligned.
+    private let scratch: UnsafeMutablePointer<Float>
 
     /// The layer at `index` of `spec` when it is a conv the CPU runs on a vector path; `params`
     /// is the network's arena layout with the fp32 weight and bias in place.
@@ -36,9 +36,10 @@ final class DirectConvLayer {
         packed = .allocate(capacity: f * g.patch + f)
         cortado_conv_f32_pack(params + offset, Int32(f), Int32(g.c), Int32(k), packed.baseAddress!)
         (packed.baseAddress! + f * g.patch).update(from: params + offset + f * g.patch, count: f)
-        scratch = .allocate(
-            capacity: cortado_conv_f32_scratch(
-                Int32(g.c), Int32(g.h), Int32(g.w), Int32(f), Int32(k), Int32(s), Int32(p)))
+        let floats = cortado_conv_f32_scratch(
+            Int32(g.c), Int32(g.h), Int32(g.w), Int32(f), Int32(k), Int32(s), Int32(p))
+        scratch = UnsafeMutableRawPointer.allocate(byteCount: 4 * floats, alignment: 64).bindMemory(
+            to: Float.self, capacity: floats)
     }
 
     deinit {
@@ -52,7 +53,7 @@ final class DirectConvLayer {
         let w = packed.baseAddress!
         cortado_conv_f32_forward(
             x, Int32(batch), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.f), Int32(g.k), Int32(g.s), Int32(g.p),
-            w, w + g.f * g.patch, relu ? 1 : 0, Int32(poolSize), Int32(poolStride), out, scratch.baseAddress!,
+            w, w + g.f * g.patch, relu ? 1 : 0, Int32(poolSize), Int32(poolStride), out, scratch,
             Int32(path))
     }
 }

@@ -139,7 +139,7 @@ int cortado_conv_f32_best_path(int filters);
 void cortado_conv_f32_pack(const float *w, int f, int c, int k, float *packed);
 
 /// Floats of scratch cortado_conv_f32_forward needs: the padded channels-last sample
-/// ((h + 2p)·(w + 2p)·c) and its (oh·ow·f) outputs.
+/// ((h + 2p)·(w + 2p)·c), its (oh·ow·f) outputs and room for them pooled. Best 64-byte aligned.
 long cortado_conv_f32_scratch(int c, int h, int w, int f, int k, int s, int p);
 
 /// out = conv2d of `batch` samples x (batch, c, h, w): each output bias + Σ x · w (zero
