@@ -47,8 +47,22 @@ long cortado_conv_f32_scratch(int c, int h, int w, int f, int k, int s, int p) {
     return align16((long)g.hp * g.wp * c) + 2 * align16((long)g.oh * g.ow * f);
 }
 
+/// The channels of one pixel row, r (w, c) ← x (c, ·, w) at row iy: 16-lane gathers (stride
+/// h·w) and contiguous stores; the scalar loop took 1/7 of the CNN's second conv.
+__attribute__((target("avx512f"))) static void gather_row512(const float *x, geom g, int iy, float *r) {
+    const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(g.h * g.w));
+    for (int ix = 0; ix < g.w; ix++)
+        for (int c0 = 0; c0 < g.c; c0 += 16) {
+            const __mmask16 m = g.c - c0 >= 16 ? 0xffff : (__mmask16)((1u << (g.c - c0)) - 1);
+            const float *src = x + ((long)c0 * g.h + iy) * g.w + ix;
+            _mm512_mask_storeu_ps(r + (long)ix * g.c + c0, m,
+                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, src, 4));
+        }
+}
+
 /// xp (hp, wp, c) ← x (c, h, w) inside a zero border of p.
-static void pad_channels_last(const float *x, geom g, float *xp) {
+static void pad_channels_last(const float *x, geom g, float *xp, int avx512) {
     const long row = (long)g.wp * g.c;
     memset(xp, 0, sizeof(float) * row * g.p);
     memset(xp + row * (g.p + g.h), 0, sizeof(float) * row * g.p);
@@ -59,6 +73,10 @@ static void pad_channels_last(const float *x, geom g, float *xp) {
         r += (long)g.p * g.c;
         if (g.c == 1) {
             memcpy(r, x + (long)iy * g.w, sizeof(float) * g.w);
+            continue;
+        }
+        if (avx512 && g.c >= 8) {
+            gather_row512(x, g, iy, r);
             continue;
         }
         for (int ci = 0; ci < g.c; ci++) {
@@ -283,7 +301,7 @@ void cortado_conv_f32_forward(const float *x, int batch, int c, int h, int w, in
     long outCount = (long)f * g.oh * g.ow;
     if (pool_size > 0) outCount = (long)f * ((g.oh - pool_size) / pool_stride + 1) * ((g.ow - pool_size) / pool_stride + 1);
     for (int n = 0; n < batch; n++) {
-        pad_channels_last(x + (long)n * c * h * w, g, xp);
+        pad_channels_last(x + (long)n * c * h * w, g, xp, path == CORTADO_CONV_AVX512);
         float *o = out + n * outCount;
         if (path == CORTADO_CONV_PORTABLE) {
             conv_portable(xp, g, packed, bias, relu, y);
