@@ -13,10 +13,12 @@ import XCTest
 final class DirectConvTests: XCTestCase {
     /// (c, h, w, f, k, s, p): odd sizes, rows narrower and wider than a tile (14 pixels), no,
     /// one and two pixels of padding, stride 2, 1×1 and 5×5 kernels, filter counts that take
-    /// one or several blocks of 2 vectors (and 24: AVX2 only, 8 per vector).
+    /// one or several blocks of 2 vectors (and 24: AVX2 only, 8 per vector); channel counts the
+    /// AVX-512 padding gathers 16 at a time, with and without a tail (32, 20).
     let shapes = [
         (1, 28, 28, 32, 3, 1, 1), (3, 9, 11, 16, 3, 1, 1), (5, 7, 30, 48, 3, 2, 1), (2, 13, 17, 24, 5, 1, 2),
-        (32, 6, 6, 64, 3, 1, 0), (4, 5, 3, 80, 1, 1, 0), (7, 15, 15, 8, 3, 2, 0)
+        (32, 6, 6, 64, 3, 1, 0), (4, 5, 3, 80, 1, 1, 0), (7, 15, 15, 8, 3, 2, 0),
+        (20, 5, 9, 16, 3, 1, 1)
     ]
 
     /// (relu, pool size, pool stride): none, ReLU alone, pool alone, both, and an overlapping pool.
