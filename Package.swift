@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(name: "CortadoUnitTests",
                     dependencies: ["CortadoTestSupport", "CortadoCore", "CortadoData", "CortadoModel", "CortadoJob",
                                    "CortadoCompress", "CortadoInfer", "CortadoTrain", "CortadoPipeline", "CortadoMPI",
-                                   "CKernels", "CortadoONNX", "CortadoRegistry"],
+                                   "CKernels", "CortadoONNX", "CortadoRegistry", "CortadoServe"],
                     path: "Tests/CortadoUnitTests"),
         // Real `mpirun -np 2/3` runs of the built binaries, each under a timeout.
         .testTarget(name: "CortadoMPITests",

@@ -11,7 +11,10 @@ public final class InferenceModel {
     public let path: String
     public let header: ModelFile.Header
     public var spec: ModelSpec { header.model }
-    public var classes: Int { spec.outputSize }
+    /// The spec's output and input sizes, computed once: `ModelSpec` derives them from every
+    /// layer's shape (arrays built per call), and a served request asked for them three times.
+    public let classes: Int
+    public let inputSize: Int
 
     /// fp32 parameters in the network's arena layout (zeros where a layer runs int8).
     private let params: [Float]
@@ -49,6 +52,8 @@ public final class InferenceModel {
         sparsePolicy = sparse
         header = file.header
         let spec = file.header.model
+        classes = spec.outputSize
+        inputSize = spec.inputSize
         do { try spec.validate(classes: spec.outputSize) } catch let e as CortadoError {
             throw CortadoError.model("\(path): bad architecture: \(e.message)")
         }

@@ -18,7 +18,7 @@ final class ClassifierEngine: BatchEngine {
     }
 
     func run(_ jobs: [BatchJob]) {
-        let d = model.spec.inputSize, k = model.classes
+        let d = model.inputSize, k = model.classes
         let rows = jobs.reduce(0) { $0 + $1.rows }
         if x.count < rows * d { x = [Float](repeating: 0, count: rows * d) }
         if p.count < rows * k { p = [Float](repeating: 0, count: rows * k) }

@@ -23,12 +23,21 @@ public final class ServeMetrics: @unchecked Sendable {
     /// The per-request metrics by their labels, made once: the registry's `make…` validates the
     /// name, labels, help text and buckets on every call, which the hot path need not repeat.
     private let cacheLock = NSLock()
-    private var requestMetrics = [String: (Prometheus.Counter, Prometheus.ValueHistogram)]()
-    private var queueMetrics = [String: Prometheus.ValueHistogram]()
+    private var requestMetrics = [RequestKey: (Prometheus.Counter, Prometheus.ValueHistogram)]()
+    private var queueMetrics = [QueueKey: Prometheus.ValueHistogram]()
+
+    /// The labels as dictionary keys: hashed in place, where a joined `String` key was a heap
+    /// allocation per request.
+    private struct RequestKey: Hashable {
+        var model: String, version: String, status: Int
+    }
+    private struct QueueKey: Hashable {
+        var model: String, version: Int
+    }
 
     /// One finished HTTP request: by model, version (empty when none) and status code.
     public func request(model: String, version: String, status: Int, seconds: Double) {
-        let key = "\(model)\u{0}\(version)\u{0}\(status)"
+        let key = RequestKey(model: model, version: version, status: status)
         cacheLock.lock()
         var m = requestMetrics[key]
         cacheLock.unlock()
@@ -51,7 +60,7 @@ public final class ServeMetrics: @unchecked Sendable {
     }
 
     public func queueTime(model: String, version: Int, seconds: Double) {
-        let key = "\(model)\u{0}\(version)"
+        let key = QueueKey(model: model, version: version)
         cacheLock.lock()
         var h = queueMetrics[key]
         cacheLock.unlock()

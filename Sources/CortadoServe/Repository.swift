@@ -111,10 +111,18 @@ public final class ModelRepository: @unchecked Sendable {
 
     /// Model names are single path components of letters, digits, '.', '_' and '-' that do
     /// not start with '.': no name can reach outside the repository folder.
+    /// Checked on the bytes (every request checks a name, some twice): all allowed characters
+    /// are ASCII, so a byte count is the character count.
     public static func validName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.count <= 128, name.first != "." else { return false }
-        return name.unicodeScalars.allSatisfy {
-            ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "." || $0 == "_" || $0 == "-"
+        validName(name.utf8)
+    }
+
+    static func validName<S: Collection>(_ utf8: S) -> Bool where S.Element == UInt8 {
+        guard let first = utf8.first, first != UInt8(ascii: "."), utf8.count <= 128 else { return false }
+        return utf8.allSatisfy { c in
+            (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
+                || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: ".")
+                || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
         }
     }
 

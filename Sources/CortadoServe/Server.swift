@@ -55,8 +55,10 @@ public enum ModelServer {
         let state = ServerState(config: config, repo: repo, metrics: metrics, predictions: predictions, logger: logger)
 
         let router = Router()
-        router.middlewares.add(ServeMiddleware(state: state))
+        let middleware = ServeMiddleware(state: state)
+        router.middlewares.add(middleware)
         state.routes(router)
+        let responder = InferResponder(router: router.buildResponder(), middleware: middleware, state: state)
 
         // SIGHUP: rescan the repository and load what is new, off the event loops.
         signal(SIGHUP, SIG_IGN)
@@ -79,7 +81,7 @@ public enum ModelServer {
 
         let host = config.host
         let app = Application(
-            router: router,
+            responder: responder,
             server: .http1OnEventLoop(),
             configuration: .init(address: .hostname(host, port: config.port), serverName: "cortado"),
             onServerRunning: { channel in
@@ -140,7 +142,10 @@ final class ServerState: Sendable {
                 let v = try self.resolve(ctx)
                 return versioned(.ok, "{\"name\":\(str(v.name)),\"model_version\":\"\(v.version)\",\"ready\":true}", v)
             }
-            router.post(RouterPath(prefix + "/infer")) { req, ctx in try await self.infer(req, ctx) }
+            // (POST …/infer usually takes `InferResponder`'s shortcut; the route is its fallback.)
+            router.post(RouterPath(prefix + "/infer")) { req, ctx in
+                try await self.infer(req, name: modelName(ctx), version: ctx.parameters.get("version"))
+            }
         }
         router.post("/v2/repository/index") { _, _ in self.index() }
         router.post("/v2/repository/models/:name/load") { req, ctx in try await self.load(req, ctx) }
@@ -157,11 +162,15 @@ final class ServerState: Sendable {
 
     /// The version a path names: `/versions/V`, or the model's default.
     func resolve(_ ctx: BasicRequestContext) throws -> ModelVersion {
-        let name = try modelName(ctx)
+        try resolve(name: modelName(ctx), version: ctx.parameters.get("version"))
+    }
+
+    /// The version `name` (a valid model name) and `version` (the path's text, if any) name.
+    func resolve(name: String, version: String?) throws -> ModelVersion {
         guard let entry = repo.entry(name) else {
             throw APIError(status: .notFound, message: "unknown model '\(name)'")
         }
-        if let text = ctx.parameters.get("version") {
+        if let text = version {
             guard let v = Int(text), v > 0 else {
                 throw APIError(status: .notFound, message: "model '\(name)' has no version '\(text.prefix(20))'")
             }
@@ -293,33 +302,6 @@ final class ServerState: Sendable {
         return json(failed.isEmpty ? .ok : .badRequest, reply)
     }
 
-    func infer(_ request: Request, _ ctx: BasicRequestContext) async throws -> Response {
-        let mv = try resolve(ctx)
-        var req = request
-        let body = try await req.collectBody(upTo: config.maxBodyBytes)
-        let parsed: InferRequest
-        do { parsed = try body.withUnsafeReadableBytes { try InferRequest.parse(bytes: $0) } } catch let e
-            as CortadoError
-        {
-            throw APIError(status: .badRequest, message: e.message)
-        }
-        let id = parsed.id ?? randomRequestID()
-        let (rows, input, userNames) = try decodeInput(parsed, mv)
-        guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
-        let (output, waited) = try await run(mv, rows: rows, input: input)
-        metrics.queueTime(model: mv.name, version: mv.version, seconds: waited)
-        let (outs, perRow) = encode(output, mv, rows: rows, want: Set(parsed.outputs))
-        if let log = predictions, log.sample() {
-            logPredictions(
-                log, id: id, mv: mv, parsed: parsed, input: input, rows: rows, userNames: userNames, outputs: perRow)
-        }
-        let bodyText =
-            "{\"model_name\":\(str(mv.name)),\"model_version\":\"\(mv.version)\",\"id\":\(str(id)),\"outputs\":[\(outs.joined(separator: ","))]}"
-        var r = versioned(.ok, bodyText, mv)
-        r.headers[ModelServer.requestIDHeader] = id
-        return r
-    }
-
     /// The request's rows as the version's engine takes them (features, or user ids with K);
     /// the user names as sent, for the prediction log. Errors are 400s naming the field.
     func decodeInput(_ parsed: InferRequest, _ mv: ModelVersion) throws -> (Int, JobInput, [String]) {
@@ -397,59 +379,6 @@ final class ServerState: Sendable {
         }
     }
 
-    /// The response's output tensors (those asked for, or all) and, for the prediction log,
-    /// each row's outputs as JSON.
-    func encode(_ output: JobOutput, _ mv: ModelVersion, rows: Int, want: Set<String>) -> ([String], [String]) {
-        var outs = [String]()
-        var perRow = [String](repeating: "", count: rows)
-        switch output {
-        case .classes(let p, let predicted):
-            guard case .classifier(let classes) = mv.kind else { break }
-            let k = classes.count
-            if want.isEmpty || want.contains("probabilities") {
-                outs.append(
-                    "{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[\(rows),\(k)],\"data\":[\(floats(p[...]))]}"
-                )
-            }
-            if want.isEmpty || want.contains("predicted") {
-                outs.append(
-                    "{\"name\":\"predicted\",\"datatype\":\"INT64\",\"shape\":[\(rows)],\"data\":[\(predicted.map(String.init).joined(separator: ","))]}"
-                )
-            }
-            if want.isEmpty || want.contains("class") {
-                outs.append(
-                    "{\"name\":\"class\",\"datatype\":\"BYTES\",\"shape\":[\(rows)],\"data\":[\(predicted.map { str(classes[$0]) }.joined(separator: ","))]}"
-                )
-            }
-            if predictions != nil {
-                for i in 0..<rows {
-                    perRow[i] =
-                        "{\"predicted\":\(predicted[i]),\"class\":\(str(classes[predicted[i]])),\"probabilities\":[\(floats(p[(i * k)..<(i * k + k)]))]}"
-                }
-            }
-        case .topK(let items, let scores):
-            let k = items.map(\.count).max() ?? 0
-            let names = items.map { $0.map { str(mv.itemName($0)) } }
-            if want.isEmpty || want.contains("items") {
-                outs.append(
-                    "{\"name\":\"items\",\"datatype\":\"BYTES\",\"shape\":[\(rows),\(k)],\"data\":[\(names.map { $0.joined(separator: ",") }.filter { !$0.isEmpty }.joined(separator: ","))]}"
-                )
-            }
-            if want.isEmpty || want.contains("scores") {
-                outs.append(
-                    "{\"name\":\"scores\",\"datatype\":\"FP32\",\"shape\":[\(rows),\(k)],\"data\":[\(scores.map { floats($0[...]) }.filter { !$0.isEmpty }.joined(separator: ","))]}"
-                )
-            }
-            if predictions != nil {
-                for i in 0..<rows {
-                    perRow[i] =
-                        "{\"items\":[\(names[i].joined(separator: ","))],\"scores\":[\(floats(scores[i][...]))]}"
-                }
-            }
-        }
-        return (outs, perRow)
-    }
-
     /// One line per row: the id, time, model, version, the row as sent (raw columns by name,
     /// or the feature vector, or the user) and its outputs.
     func logPredictions(
@@ -525,14 +454,16 @@ struct ServeMiddleware: RouterMiddleware {
             response = errorResponse(APIError(status: .internalServerError, message: "\(error)"))
         }
         let secs = monotonicSeconds() - t0
-        var model = "", version = response.headers[ModelServer.versionHeader] ?? ""
-        if path.hasPrefix("/v2/models/") {
-            let name = path.dropFirst(11).prefix { $0 != "/" }
+        var model = "", version = ""
+        if path.utf8.starts(with: "/v2/models/".utf8) {
+            // (On the bytes: `String`'s character view would break graphemes on every request.)
+            let u = path.utf8.dropFirst(11)
+            let name = u.prefix { $0 != UInt8(ascii: "/") }
             model =
-                ModelRepository.validName(String(name)) && state.repo.entry(String(name)) != nil
-                ? String(name) : "unknown"
+                ModelRepository.validName(name) && state.repo.entry(String(Substring(name))) != nil
+                ? String(Substring(name)) : "unknown"
+            version = response.headers[ModelServer.versionHeader] ?? ""
         }
-        if model.isEmpty { version = "" }
         state.metrics.request(model: model, version: version, status: Int(response.status.code), seconds: secs)
         accessLog(
             method: request.method.rawValue, path: path, status: Int(response.status.code), seconds: secs,
@@ -555,10 +486,10 @@ func accessLog(
     method: String, path: String, status: Int, seconds: Double, model: String, version: String,
     requestID: String
 ) {
-    var line = "{\"time\":\"\(utcTimestamp())\",\"method\":\(str(method)),\"path\":\(str(String(path.prefix(200)))),"
-    line += "\"status\":\(status),\"ms\":\(milliseconds(seconds)),\"model\":\(str(model)),\"version\":\(str(version)),"
-    line += "\"request_id\":\(str(String(requestID.prefix(200))))}\n"
-    line.withUTF8 { b in
+    let line = accessLogLine(
+        method: method, path: path, status: status, seconds: seconds, model: model, version: version,
+        requestID: requestID)
+    line.withUnsafeReadableBytes { b in
         guard let base = b.baseAddress else { return }
         var done = 0
         while done < b.count {
@@ -569,23 +500,66 @@ func accessLog(
     }
 }
 
-/// Seconds as milliseconds with 3 decimals ("0.412"), without Foundation's formatter.
-func milliseconds(_ seconds: Double) -> String {
-    let us = Int((seconds * 1e6).rounded())
-    let frac = us % 1000
-    return "\(us / 1000)." + (frac < 10 ? "00" : frac < 100 ? "0" : "") + String(frac)
+/// The access log's line, built in one buffer (no intermediate strings): the path and the
+/// request id cut to 200 characters.
+public func accessLogLine(
+    method: String, path: String, status: Int, seconds: Double, model: String, version: String,
+    requestID: String
+) -> ByteBuffer {
+    // `prefix(200)` counts characters; a text of at most 200 bytes has at most 200 of them.
+    let path = path.utf8.count <= 200 ? path : String(path.prefix(200))
+    let requestID = requestID.utf8.count <= 200 ? requestID : String(requestID.prefix(200))
+    var b = ByteBufferAllocator().buffer(capacity: 192 + path.utf8.count + requestID.utf8.count + model.utf8.count)
+    b.writeStaticString("{\"time\":\"")
+    b.writeUTCTimestamp()
+    b.writeStaticString("\",\"method\":")
+    b.writeJSONString(method)
+    b.writeStaticString(",\"path\":")
+    b.writeJSONString(path)
+    b.writeStaticString(",\"status\":")
+    b.writeDecimal(status)
+    b.writeStaticString(",\"ms\":")
+    b.writeMilliseconds(seconds)
+    b.writeStaticString(",\"model\":")
+    b.writeJSONString(model)
+    b.writeStaticString(",\"version\":")
+    b.writeJSONString(version)
+    b.writeStaticString(",\"request_id\":")
+    b.writeJSONString(requestID)
+    b.writeStaticString("}\n")
+    return b
 }
 
-/// Now, UTC, to the millisecond: `2026-12-04T20:19:35.123Z`.
-func utcTimestamp() -> String {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    var t = ts.tv_sec, tm = tm()
-    gmtime_r(&t, &tm)
-    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    let ms = Int(ts.tv_nsec / 1_000_000)
-    return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):"
-        + "\(two(tm.tm_sec)).\(ms < 10 ? "00" : ms < 100 ? "0" : "")\(ms)Z"
+extension ByteBuffer {
+    /// Seconds as milliseconds with 3 decimals ("0.412").
+    mutating func writeMilliseconds(_ seconds: Double) {
+        let us = Int((seconds * 1e6).rounded())
+        writeDecimal(us / 1000)
+        writeInteger(UInt8(ascii: "."))
+        writePadded(us % 1000, width: 3)
+    }
+
+    /// Now, UTC, to the millisecond: `2026-12-04T20:19:35.123Z`.
+    mutating func writeUTCTimestamp() {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = ts.tv_sec, tm = tm()
+        gmtime_r(&t, &tm)
+        writeDecimal(Int(tm.tm_year) + 1900)
+        writeInteger(UInt8(ascii: "-"))
+        writePadded(Int(tm.tm_mon) + 1, width: 2)
+        writeInteger(UInt8(ascii: "-"))
+        writePadded(Int(tm.tm_mday), width: 2)
+        writeInteger(UInt8(ascii: "T"))
+        writePadded(Int(tm.tm_hour), width: 2)
+        writeInteger(UInt8(ascii: ":"))
+        writePadded(Int(tm.tm_min), width: 2)
+        writeInteger(UInt8(ascii: ":"))
+        writePadded(Int(tm.tm_sec), width: 2)
+        writeInteger(UInt8(ascii: "."))
+        writePadded(Int(ts.tv_nsec / 1_000_000), width: 3)
+        writeInteger(UInt8(ascii: "Z"))
+    }
 }
 
 /// A random (version 4) UUID as text, for requests that bring no id. Foundation's `UUID()`
@@ -595,15 +569,20 @@ func randomRequestID() -> String {
     var g = SystemRandomNumberGenerator()
     let hi = (g.next() as UInt64) & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
     let lo = (g.next() as UInt64) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
-    let digits = Array("0123456789ABCDEF".utf8)
-    var out = [UInt8]()
-    out.reserveCapacity(36)
-    for (i, shift) in stride(from: 124, through: 0, by: -4).enumerated() {
-        if i == 8 || i == 12 || i == 16 || i == 20 { out.append(UInt8(ascii: "-")) }
-        let word = shift >= 64 ? hi >> UInt64(shift - 64) : lo >> UInt64(shift)
-        out.append(digits[Int(word & 0xF)])
+    return String(unsafeUninitializedCapacity: 36) { out in
+        var n = 0
+        for (i, shift) in stride(from: 124, through: 0, by: -4).enumerated() {
+            if i == 8 || i == 12 || i == 16 || i == 20 {
+                out[n] = UInt8(ascii: "-")
+                n += 1
+            }
+            let word = shift >= 64 ? hi >> UInt64(shift - 64) : lo >> UInt64(shift)
+            let d = UInt8(truncatingIfNeeded: word & 0xF)
+            out[n] = d < 10 ? UInt8(ascii: "0") + d : UInt8(ascii: "A") + d - 10
+            n += 1
+        }
+        return n
     }
-    return String(decoding: out, as: UTF8.self)
 }
 
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -66,6 +66,43 @@ final class InferRequestParserTests: XCTestCase {
         XCTAssertEqual(got2.map(\.bitPattern), texts2.map { Double($0)!.bitPattern })
     }
 
+    /// Digits are read eight at a time where eight bytes remain: runs of every length 1…20 in
+    /// the integer part and the fraction (leading zeros in fractions, which are not
+    /// significant), with and without exponents, get strtod's bits; so do the same numbers as
+    /// the last value of a body, where fewer than eight bytes are left.
+    func testDigitRunsOfEveryLength() throws {
+        var rng = SeededRNG(seed: 11)
+        func digits(_ count: Int, first: ClosedRange<Int> = 0...9) -> String {
+            (0..<count).map { j in String(j == 0 ? first.lowerBound + rng.below(first.count) : rng.below(10)) }.joined()
+        }
+        var texts = [String]()
+        for intLen in 1...20 {
+            for fracLen in 0...20 {
+                let int = intLen == 1 && rng.below(3) == 0 ? "0" : digits(intLen, first: 1...9)
+                let zeros = String(repeating: "0", count: fracLen > 2 ? rng.below(fracLen) : 0)
+                let frac = fracLen == 0 ? "" : "." + zeros + digits(max(1, fracLen - zeros.count))
+                let exp = rng.below(3) == 0 ? "e\(rng.below(40) - 20)" : ""
+                texts.append((rng.below(2) == 0 ? "-" : "") + int + frac + exp)
+            }
+        }
+        texts += [
+            "0.00000000", "0.000000001", "12345678", "123456789", "0.12345678", "0.123456789", "99999999.99999999"
+        ]
+        let got = try numbers("[" + texts.joined(separator: ",") + "]", count: texts.count)
+        XCTAssertEqual(got.count, texts.count)
+        for (t, x) in zip(texts, got) {
+            XCTAssertEqual(x.bitPattern, Double(t)!.bitPattern, "\(t) read as \(x)")
+        }
+        for t in texts.suffix(40) {
+            let last = try numbers("[1," + t + "]", count: 2)
+            XCTAssertEqual(last.last?.bitPattern, Double(t)!.bitPattern, "\(t) at the end")
+            let alone = try parse(
+                "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP64\",\"data\":" + t + "}]}")
+            guard case .numbers(let v) = alone.inputs[0].data else { return XCTFail(t) }
+            XCTAssertEqual(v.first?.bitPattern, Double(t)!.bitPattern, "\(t) as a scalar")
+        }
+    }
+
     func testOutOfRangeAndNonFiniteAreRefusedByPosition() {
         fails(tensor("[1, 1e309]", count: 2), "inputs[0].data[1]: inf is not a finite number")
         fails(tensor("[-1e400]", count: 1), "inputs[0].data[0]: -inf is not a finite number")

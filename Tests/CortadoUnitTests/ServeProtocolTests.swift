@@ -80,6 +80,11 @@ final class ServeProtocolTests: XCTestCase {
         error(
             try s.post("/v2/models/nope/infer", text: ServeFixtures.body(rows: row[...], d: 784, id: "x")), 404, "nope")
         error(try s.get("/v2/models/..%2F..%2Fetc/ready"), 404, "not a model name")
+        // Infer paths outside the plain form go through the router to the same handler.
+        let one = ServeFixtures.body(rows: row[...], d: 784, id: "v")
+        error(try s.post("/v2/models/mlp/versions/x/infer", text: one), 404, "has no version 'x'")
+        error(try s.post("/v2/models/..%2Fmlp/infer", text: one), 404, "not a model name")
+        XCTAssertEqual(try s.post("/v2/models/mlp/versions/1/infer", text: one).json["model_version"] as? String, "1")
         error(try s.post("/v2/models/mlp/infer", text: "{\"inputs\": [}"), 400, "bad JSON")
         error(try s.post("/v2/models/mlp/infer", text: "{\"id\": \"x\"}"), 400, "inputs")
         error(try s.post("/v2/models/mlp/infer", text: "{\"id\": 1, \"inputs\": []}"), 400, "id")

@@ -1,0 +1,199 @@
+import CortadoCore
+import CortadoInfer
+import HTTPTypes
+import Hummingbird
+
+/// `POST /v2/models/NAME[/versions/V]/infer` without the router: the one path that carries
+/// traffic is matched on its bytes and handed to the same middleware and handler the router
+/// would call. Hummingbird's trie router resolved the path, built a parameter dictionary and
+/// the endpoint's path description on every request. Everything else, and any infer path not
+/// in this plain form (odd characters, empty segments, a non-numeric version), goes to the
+/// router, so each path answers as it did.
+struct InferResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+    let router: RouterResponder<BasicRequestContext>
+    let middleware: ServeMiddleware
+    let state: ServerState
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        guard request.method == .post, let (name, version) = ModelServer.inferTarget(request.uri.path) else {
+            return try await router.respond(to: request, context: context)
+        }
+        let state = self.state
+        return try await middleware.handle(request, context: context) { req, _ in
+            try await state.infer(req, name: name, version: version)
+        }
+    }
+}
+
+extension ModelServer {
+    /// The model name and the version's text of `/v2/models/NAME/infer` or
+    /// `/v2/models/NAME/versions/DIGITS/infer` with a valid NAME; nil for any other path.
+    public static func inferTarget(_ path: String) -> (String, String?)? {
+        let u = path.utf8
+        let prefix = "/v2/models/".utf8
+        guard u.starts(with: prefix) else { return nil }
+        let nameStart = u.index(u.startIndex, offsetBy: prefix.count)
+        guard let nameEnd = u[nameStart...].firstIndex(of: UInt8(ascii: "/")),
+            ModelRepository.validName(u[nameStart..<nameEnd])
+        else { return nil }
+        let name = String(path[nameStart..<nameEnd])
+        let rest = u[nameEnd...]
+        if rest.elementsEqual("/infer".utf8) { return (name, nil) }
+        let versions = "/versions/".utf8
+        guard rest.starts(with: versions) else { return nil }
+        let vStart = u.index(nameEnd, offsetBy: versions.count)
+        guard let vEnd = u[vStart...].firstIndex(of: UInt8(ascii: "/")), vEnd > vStart,
+            u[vStart..<vEnd].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            u[vEnd...].elementsEqual("/infer".utf8)
+        else { return nil }
+        return (name, String(path[vStart..<vEnd]))
+    }
+}
+
+extension ServerState {
+    /// Runs an infer request on the version the path names and answers with its outputs;
+    /// errors are `APIError`s (400 naming the field, 404, 413, 503, 504).
+    func infer(_ request: Request, name: String, version: String?) async throws -> Response {
+        let mv = try resolve(name: name, version: version)
+        // One body part (the usual case) comes back as it is, without a copy.
+        let body = try await request.body.collect(upTo: config.maxBodyBytes)
+        let parsed: InferRequest
+        do { parsed = try body.withUnsafeReadableBytes { try InferRequest.parse(bytes: $0) } } catch let e
+            as CortadoError
+        {
+            throw APIError(status: .badRequest, message: e.message)
+        }
+        let id = parsed.id ?? randomRequestID()
+        let (rows, input, userNames) = try decodeInput(parsed, mv)
+        guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
+        let (output, waited) = try await run(mv, rows: rows, input: input)
+        metrics.queueTime(model: mv.name, version: mv.version, seconds: waited)
+        // The per-row texts are made only for the requests the prediction log samples.
+        if let log = predictions, log.sample() {
+            logPredictions(
+                log, id: id, mv: mv, parsed: parsed, input: input, rows: rows, userNames: userNames,
+                outputs: rowOutputs(output, mv, rows: rows))
+        }
+        var headers = HTTPFields()
+        headers.reserveCapacity(6) // and Hummingbird's content-length, date, server
+        headers.append(HTTPField(name: .contentType, value: "application/json"))
+        headers.append(HTTPField(name: ModelServer.versionHeader, value: String(mv.version)))
+        headers.append(HTTPField(name: ModelServer.requestIDHeader, value: id))
+        let out = responseBody(output, mv, id: id, rows: rows, want: parsed.outputs)
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: out))
+    }
+
+    /// `{"model_name":…,"model_version":"V","id":…,"outputs":[…]}` with the output tensors asked
+    /// for (`want`; empty: all), written into the buffer the response sends.
+    func responseBody(_ output: JobOutput, _ mv: ModelVersion, id: String, rows: Int, want: [String]) -> ByteBuffer {
+        func wanted(_ name: String) -> Bool { want.isEmpty || want.contains(name) }
+        var values = 0
+        switch output {
+        case .classes(let p, _): values = p.count
+        case .topK(_, let scores): values = scores.reduce(0) { $0 + $1.count }
+        }
+        var b = ByteBufferAllocator().buffer(
+            capacity: 256 + id.utf8.count + mv.name.utf8.count + 32 * values + 40 * rows)
+        b.writeStaticString("{\"model_name\":")
+        b.writeJSONString(mv.name)
+        b.writeStaticString(",\"model_version\":\"")
+        b.writeDecimal(mv.version)
+        b.writeStaticString("\",\"id\":")
+        b.writeJSONString(id)
+        b.writeStaticString(",\"outputs\":[")
+        var first = true
+        func begin(_ head: StaticString) {
+            if !first { b.writeInteger(UInt8(ascii: ",")) }
+            first = false
+            b.writeStaticString(head)
+        }
+        switch output {
+        case .classes(let p, let predicted):
+            guard case .classifier(let classes) = mv.kind else { break }
+            if wanted("probabilities") {
+                begin("{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[")
+                b.writeDecimal(rows)
+                b.writeInteger(UInt8(ascii: ","))
+                b.writeDecimal(classes.count)
+                b.writeStaticString("],\"data\":[")
+                b.writeJSONFloats(p[...])
+                b.writeStaticString("]}")
+            }
+            if wanted("predicted") {
+                begin("{\"name\":\"predicted\",\"datatype\":\"INT64\",\"shape\":[")
+                b.writeDecimal(rows)
+                b.writeStaticString("],\"data\":[")
+                for (i, c) in predicted.enumerated() {
+                    if i > 0 { b.writeInteger(UInt8(ascii: ",")) }
+                    b.writeDecimal(c)
+                }
+                b.writeStaticString("]}")
+            }
+            if wanted("class") {
+                begin("{\"name\":\"class\",\"datatype\":\"BYTES\",\"shape\":[")
+                b.writeDecimal(rows)
+                b.writeStaticString("],\"data\":[")
+                for (i, c) in predicted.enumerated() {
+                    if i > 0 { b.writeInteger(UInt8(ascii: ",")) }
+                    b.writeJSONString(classes[c])
+                }
+                b.writeStaticString("]}")
+            }
+        case .topK(let items, let scores):
+            let k = items.map(\.count).max() ?? 0
+            if wanted("items") {
+                begin("{\"name\":\"items\",\"datatype\":\"BYTES\",\"shape\":[")
+                b.writeDecimal(rows)
+                b.writeInteger(UInt8(ascii: ","))
+                b.writeDecimal(k)
+                b.writeStaticString("],\"data\":[")
+                var any = false
+                for row in items {
+                    for item in row {
+                        if any { b.writeInteger(UInt8(ascii: ",")) }
+                        any = true
+                        b.writeJSONString(mv.itemName(item))
+                    }
+                }
+                b.writeStaticString("]}")
+            }
+            if wanted("scores") {
+                begin("{\"name\":\"scores\",\"datatype\":\"FP32\",\"shape\":[")
+                b.writeDecimal(rows)
+                b.writeInteger(UInt8(ascii: ","))
+                b.writeDecimal(k)
+                b.writeStaticString("],\"data\":[")
+                var any = false
+                for row in scores where !row.isEmpty {
+                    if any { b.writeInteger(UInt8(ascii: ",")) }
+                    any = true
+                    b.writeJSONFloats(row[...])
+                }
+                b.writeStaticString("]}")
+            }
+        }
+        b.writeStaticString("]}")
+        return b
+    }
+
+    /// Each row's outputs as JSON, for the prediction log.
+    func rowOutputs(_ output: JobOutput, _ mv: ModelVersion, rows: Int) -> [String] {
+        var perRow = [String](repeating: "", count: rows)
+        switch output {
+        case .classes(let p, let predicted):
+            guard case .classifier(let classes) = mv.kind else { break }
+            let k = classes.count
+            for i in 0..<rows {
+                perRow[i] =
+                    "{\"predicted\":\(predicted[i]),\"class\":\(str(classes[predicted[i]])),\"probabilities\":[\(floats(p[(i * k)..<(i * k + k)]))]}"
+            }
+        case .topK(let items, let scores):
+            for i in 0..<rows {
+                let names = items[i].map { str(mv.itemName($0)) }
+                perRow[i] = "{\"items\":[\(names.joined(separator: ","))],\"scores\":[\(floats(scores[i][...]))]}"
+            }
+        }
+        return perRow
+    }
+}
