@@ -150,9 +150,14 @@ public final class ConfigReader {
     /// The mapping's keys in file order (for maps whose keys are data, e.g. slice names).
     public var keys: [String] { entries.map(\.key) }
 
+    /// A key's value; YAML's null (`null`, `~`) counts as absent, so `--set init_from=null`
+    /// takes a spec's setting back to its default.
     public func node(_ k: String) -> ConfigNode? {
         used.insert(k)
-        return entries.first { $0.key == k }?.value
+        guard let v = entries.first(where: { $0.key == k })?.value, v != .scalar("null"), v != .scalar("~") else {
+            return nil
+        }
+        return v
     }
 
     private func scalar(_ k: String, _ type: String) throws -> String? {

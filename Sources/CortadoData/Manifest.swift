@@ -143,16 +143,21 @@ public struct LeaveLastOutReport: Codable, Equatable, CustomStringConvertible {
     public var users: Int
     public var usersWithTestRow: Int
     public var usersTiedAtLatest: Int
+    /// Whether each user's second-latest row went to validation (nil: manifests written before
+    /// `--no-validation`, which always held it out) or stayed in training.
+    public var validationHeldOut: Bool?
 
     enum CodingKeys: String, CodingKey {
         case user, time, ties, users, usersWithTestRow = "users_with_test_row"
-        case usersTiedAtLatest = "users_tied_at_latest"
+        case usersTiedAtLatest = "users_tied_at_latest", validationHeldOut = "validation_held_out"
     }
 
     public var description: String {
         let rule = CSVPreparer.TieRule(rawValue: ties)?.explanation ?? ties
         return
             "leave-last-out by \(user) and \(time): \(users) users, \(usersWithTestRow) with a test row; \(usersTiedAtLatest) had 2+ rows at their latest time, tie broken by \(rule) (--ties \(ties))"
+            + (validationHeldOut == false
+                ? "; no validation split: second-latest rows stay in training (--no-validation)" : "")
     }
 }
 

@@ -30,6 +30,8 @@ public struct MovieLensPreparer {
     public var source: String
     public var out: String
     public var ties = CSVPreparer.TieRule.fileOrder
+    /// False: no validation split, the second-latest rating stays in training (the final fit).
+    public var holdOutValidation = true
     /// Only the first N ratings of the file (tests on a slice of the real data).
     public var limit: Int?
     public var overwrite = false
@@ -60,6 +62,7 @@ public struct MovieLensPreparer {
         p.schemaPath = schema
         p.leaveLastOut = ("c0", "c3")
         p.ties = ties
+        p.holdOutValidation = holdOutValidation
         p.overwrite = overwrite
         p.datasetName = "ml-100k"
         p.createdBy = "cortado prepare movielens"

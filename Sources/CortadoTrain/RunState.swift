@@ -108,6 +108,11 @@ struct RunState {
     var timing = RunTiming()
     var lastCheckpoint: String?
     var lastVal = [String: Double]()
+    /// False when the validation split has no rows (a final fit, `--no-validation`): no
+    /// validation metrics are computed or printed, rather than zeros.
+    var hasValidation = true
+    /// The epoch early stopping kept (1-based; nil without early stopping).
+    var bestEpoch: Int?
     var skipped = 0
 
     /// Rows per optimizer step on each rank: `accumulate_steps` micro-batches of `batch_size`.

@@ -59,6 +59,9 @@ public struct TrainSummary: Codable {
     /// check chose it (docs/blas.md); optional so summaries written before them still decode.
     public var blasKernel: String?
     public var blasKernelAuto: Bool?
+    /// The epoch whose parameters early stopping kept (1-based; nil without it, and for a
+    /// resumed run's epochs before the resume): what a final fit without validation trains for.
+    public var bestEpoch: Int?
 
     enum CodingKeys: String, CodingKey {
         case runDir = "run_dir", worldSize = "world_size", steps, checkpoint, models, validation, test
@@ -66,7 +69,7 @@ public struct TrainSummary: Codable {
             "train_flops_per_sample", peakRSSMiBMax = "peak_rss_mib_max", peakRSSMiB = "peak_rss_mib", wallSeconds =
             "wall_sec"
         case stepMilliseconds = "step_ms", stepMillisecondsByRank = "step_ms_by_rank"
-        case blasKernel = "blas_kernel", blasKernelAuto = "blas_kernel_auto"
+        case blasKernel = "blas_kernel", blasKernelAuto = "blas_kernel_auto", bestEpoch = "best_epoch"
     }
 }
 
@@ -116,6 +119,7 @@ public final class Trainer {
         let runtimeBytes = comm.allreduceMax(currentRSSBytes())
         let task = try buildTask(spec: spec, data: data, share: share, stepsPerEpoch: stepsPerEpoch)
         var run = try makeRun(spec: spec, task: task, stepsPerEpoch: stepsPerEpoch)
+        run.hasValidation = data.validation.rows > 0
         // ---- resume, then the hooks that ride along ----
         if options.resume { try resume(&run) }
         let pruning = spec.pruning.map {

@@ -48,7 +48,7 @@ extension Trainer {
         hooks.enter(.finishing, step: run.step)
         run.lastCheckpoint = writeCheckpoint(
             spec: run.spec, step: run.step, stepsPerEpoch: run.stepsPerEpoch, task: task, opt: run.opt)
-        if run.lastVal.isEmpty { run.lastVal = task.evaluate(.validation) }
+        if run.lastVal.isEmpty && run.hasValidation { run.lastVal = task.evaluate(.validation) }
         var testMetrics = [String: Double]()
         let reference = Set(task.referenceMetrics)
         for (k, v) in task.evaluate(.test) { testMetrics[reference.contains(k) ? k : "fp32_" + k] = v }
@@ -110,7 +110,8 @@ extension Trainer {
             flopsPerSample: run.task.flopsPerExample, peakRSSMiBMax: peak, peakRSSMiB: peaks,
             wallSeconds: monotonicSeconds() - wallStart,
             stepMilliseconds: byRank.mapValues { $0[0] }, stepMillisecondsByRank: byRank,
-            blasKernel: BLASKernelCheck.status.kernel, blasKernelAuto: BLASKernelCheck.status.automatic)
+            blasKernel: BLASKernelCheck.status.kernel, blasKernelAuto: BLASKernelCheck.status.automatic,
+            bestEpoch: run.bestEpoch)
         let shownTest =
             run.task.logMetrics.map { String(format: "%@ %.4f", $0, testMetrics["fp32_" + $0] ?? .nan) }
             + testMetrics.keys.filter {

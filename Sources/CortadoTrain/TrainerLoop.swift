@@ -104,7 +104,7 @@ extension Trainer {
             seconds: dt, samples: samples, gathered: task.dataSeconds - gatheredBefore,
             overlapped: task.backwardCommSeconds - commBefore)
         hooks.enter(.evaluation, step: run.step)
-        run.lastVal = task.evaluate(.validation)
+        if run.hasValidation { run.lastVal = task.evaluate(.validation) }
         let sps = Double(run.timing.trainSamples) / max(run.timing.trainTime, 1e-9)
         let report = EpochReport(
             epoch: epoch, step: run.step, trainLoss: sums.loss / Double(max(sums.steps, 1)),

@@ -86,6 +86,11 @@ extension Trainer {
         let model = spec.modelSpec(inputShape: manifest.featureShape)
         try comm.agree("checking the task") { [spec] in
             try taskBuilder(for: spec.family).checkData(spec: spec, manifest: manifest, model: model)
+            if let es = spec.earlyStopping, valReader.rows == 0 {
+                throw CortadoError.usage(
+                    "early_stopping: \(spec.data) has no validation rows (prepared with --no-validation?), so \(es.metric) cannot pick an epoch; set early_stopping: null and the epochs the tuned run chose (its summary's best_epoch)"
+                )
+            }
         }
         // The teacher is checked (and its bytes hashed into the spec) on every rank before the
         // pre-flight comparison, so ranks that would read different teacher files disagree.

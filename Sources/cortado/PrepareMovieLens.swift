@@ -26,6 +26,11 @@ struct PrepareMovieLens: ParsableCommand {
     @Option(name: .out, help: "Output folder (appears only when complete).") var out: String
     @Option(help: "Leave-last-out tie rule: file-order (the later row in the file is later) or random (seeded hash).")
     var ties = CSVPreparer.TieRule.fileOrder
+    @Flag(
+        help:
+            "No validation split: each user's second-latest rating stays in training. For the final fit after tuning on the split with validation: train for the epochs that run chose (early_stopping: null)."
+    )
+    var noValidation = false
     @Option(help: "Only the first N ratings (a slice, for tests).") var limit: Int?
     @Flag(help: "Replace an existing output folder.") var overwrite = false
 
@@ -33,6 +38,7 @@ struct PrepareMovieLens: ParsableCommand {
         var p = MovieLensPreparer(source: source, out: out)
         p.ties = ties
         p.limit = limit
+        p.holdOutValidation = !noValidation
         p.overwrite = overwrite
         _ = try p.run(log: { print($0) })
     }

@@ -106,6 +106,11 @@ struct CSV: ParsableCommand {
     var leaveLastOut: String?
     @Option(help: "Leave-last-out tie rule: file-order (the later row in the file is later) or random (seeded hash).")
     var ties = CSVPreparer.TieRule.fileOrder
+    @Flag(
+        help:
+            "With --leave-last-out: no validation split, each user's second-latest row stays in training (the final fit after tuning)."
+    )
+    var noValidation = false
     @Flag(help: "Replace an existing output folder.") var overwrite = false
 
     func run() throws {
@@ -143,7 +148,11 @@ struct CSV: ParsableCommand {
                 throw CortadoError.usage("--leave-last-out: expected USER,TIME column names")
             }
             p.leaveLastOut = (parts[0], parts[1])
+        } else if noValidation {
+            throw CortadoError.usage(
+                "--no-validation: only with --leave-last-out (a random split takes --split validation=0)")
         }
+        p.holdOutValidation = !noValidation
         p.ties = ties
         p.overwrite = overwrite
         try onEveryRank(comm) { log in _ = try p.run(comm: comm, log: log) }

@@ -215,6 +215,13 @@ final class JobSpecTests: XCTestCase {
         let off = try spec("data: d/manifest.json\nmodel: {type: recommender, loss: bce, exclude_seen: false}\n")
         XCTAssertEqual(off.recommender?.excludeSeen, false)
         expectError(base, ["early_stopping={metric: val_loss, smooth: 0}"], contains: "early_stopping.smooth")
+        // YAML null takes a shipped setting back to its default: the final fit without
+        // validation rows, and NCF without its pretrained start.
+        XCTAssertEqual(ncf.initFrom, "runs/recsys-mf-implicit/model-fp32.cmodel")
+        let bare = try JobSpec.load(
+            path: Support.repoRoot + "/jobs/recsys-ncf.yaml", overrides: ["early_stopping=null", "init_from=~"])
+        XCTAssertNil(bare.earlyStopping)
+        XCTAssertNil(bare.initFrom)
     }
 
     /// model.l2 / l2_bias: read into `rowL2`, not stored when absent, negative values refused

@@ -116,6 +116,45 @@ final class MovieLensTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "-x"))
     }
 
+    /// `--no-validation` (the final fit after tuning): every user's second-latest rating stays
+    /// in training, the test rows are the same, and the manifest and `inspect` say so.
+    func testNoValidationKeepsTheSecondLatestRatingInTraining() throws {
+        let g = try golden()
+        let dir = Support.scratch("movielens-no-validation") + "/prepared"
+        let r = try Support.run([
+            Support.product("cortado"), "prepare", "movielens", "--source", Self.wheel, "--limit", "5000",
+            "--no-validation", "--out", dir, "--overwrite"
+        ])
+        XCTAssertEqual(r.status, 0, r.output)
+        let m = try DatasetManifest.load(dir + "/manifest.json")
+        XCTAssertEqual(m.splits["validation"]?.rows, 0)
+        XCTAssertEqual(m.splits["train"]?.rows, g.split_rows["train"]! + g.split_rows["validation"]!)
+        XCTAssertEqual(m.splits["test"]?.rows, g.split_rows["test"])
+        XCTAssertEqual(m.cleaning?.leaveLastOut?.validationHeldOut, false)
+        XCTAssertEqual(try Self.prepared.get().0.cleaning?.leaveLastOut?.validationHeldOut, true)
+        // The same test rows: ids are renumbered by training frequency, so compare the ratings
+        // and times (the features' time column) in file order.
+        func ratingsAndTimes(_ dir: String, _ m: DatasetManifest, _ split: String) throws -> [[Float]] {
+            let h5 = try HDF5File.open(dir + "/" + m.splits[split]!.files[0].path)
+            let t = try h5.readFloats("targets"), f = try h5.readFloats("features")
+            let width = f.count / max(t.count, 1)
+            return t.indices.map { [t[$0], f[$0 * width + width - 1]] }
+        }
+        let (base, baseDir) = try Self.prepared.get()
+        XCTAssertEqual(try ratingsAndTimes(dir, m, "test"), try ratingsAndTimes(baseDir, base, "test"))
+        let inspect = try Support.run([Support.product("cortado"), "inspect", dir])
+        XCTAssertTrue(
+            inspect.stdout.contains("no validation split: second-latest rows stay in training"), inspect.stdout)
+
+        let bad = try Support.run([
+            Support.product("cortado"), "prepare", "csv", dir + "/manifest.json", "--label", "c2", "--no-validation",
+            "--out", dir + "-x"
+        ])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("--no-validation: only with --leave-last-out"), bad.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "-x"))
+    }
+
     /// Global mean, damped user + item biases, and the popularity ranker by full ranking, fitted
     /// on the training split as the trainer does, against numpy.
     func testBaselinesMatchNumpy() throws {

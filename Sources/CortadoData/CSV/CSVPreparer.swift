@@ -30,6 +30,10 @@ public struct CSVPreparer {
     public var leaveLastOut: (user: String, time: String)?
     /// Which of a user's rows at the same latest time is "the latest" (leave-last-out).
     public var ties = TieRule.fileOrder
+    /// Leave-last-out: each user's second-latest row → validation. False keeps it in training
+    /// and leaves validation empty: the final fit after tuning, for the epochs the tuned run
+    /// chose (`--no-validation`; the second-latest rating is the best evidence of the latest).
+    public var holdOutValidation = true
     /// Extra provenance for the manifest (name → SHA-256), its name and who made it: `prepare
     /// movielens` feeds this preparer a file it extracted and records the wheel it came from.
     public var provenance: [String: String] = [:]
@@ -502,7 +506,7 @@ public struct CSVPreparer {
             let key = tieKey(
                 time: Double(t.string(ti).trimmingCharacters(in: .whitespaces)) ?? 0, hash: hash, file: file, t)
             if info.count >= 2 && key == info.last { return 2 }
-            if info.count >= 3 && key == info.second { return 1 }
+            if holdOutValidation && info.count >= 3 && key == info.second { return 1 }
             return 0
         }
         var z = hash &+ 0x9E37_79B9_7F4A_7C15 &* (seed | 1)
@@ -776,7 +780,7 @@ public struct CSVPreparer {
         return LeaveLastOutReport(
             user: lo.user, time: lo.time, ties: ties.rawValue, users: lastOut.count,
             usersWithTestRow: lastOut.values.filter { $0.count >= 2 }.count,
-            usersTiedAtLatest: lastOut.values.filter { $0.atLatest >= 2 }.count)
+            usersTiedAtLatest: lastOut.values.filter { $0.atLatest >= 2 }.count, validationHeldOut: holdOutValidation)
     }
 
     /// Values of categorical feature columns that occur in validation or test but never in

@@ -17,6 +17,8 @@ final class EarlyStoppingHook: TrainingHook {
     let writeBest: (Int) -> Void
     let log: (String) -> Void
     var bestScore = -Double.infinity, badEpochs = 0
+    /// The 1-based epoch whose parameters are kept (the end of the best window).
+    var bestEpoch = 0
     /// The last `smooth` epochs' scores (the window the decision averages).
     var recent: [Double] = []
 
@@ -39,6 +41,7 @@ final class EarlyStoppingHook: TrainingHook {
         if score > bestScore {
             bestScore = score
             badEpochs = 0
+            bestEpoch = report.epoch + 1
             _ = best.buffer.update(fromContentsOf: task.params.buffer)
             writeBest(report.step)
         } else {
@@ -46,7 +49,7 @@ final class EarlyStoppingHook: TrainingHook {
             if badEpochs >= rule.patience && report.step < totalSteps {
                 let smoothed = rule.smooth.map { $0 > 1 ? " (mean of \($0) epochs)" : "" } ?? ""
                 log(
-                    "early stopping: \(rule.metric)\(smoothed) has not improved for \(badEpochs) epochs; restoring the best parameters"
+                    "early stopping: \(rule.metric)\(smoothed) has not improved for \(badEpochs) epochs; restoring the best parameters (epoch \(bestEpoch))"
                 )
                 return true
             }
@@ -58,5 +61,6 @@ final class EarlyStoppingHook: TrainingHook {
         guard bestScore > -Double.infinity else { return }
         _ = task.params.buffer.update(fromContentsOf: best.buffer)
         run.lastVal = task.evaluate(.validation)
+        run.bestEpoch = bestEpoch
     }
 }

@@ -34,8 +34,10 @@ final class MetricsLogHook: TrainingHook {
     }
 
     func afterEpoch(_ report: EpochReport) -> Bool {
-        let shown = logMetrics.map { String(format: "val_%@ %.4f", $0, report.validation[$0] ?? .nan) }.joined(
-            separator: "  ")
+        // No validation rows (a final fit): nothing to show.
+        let shown = (report.validation.isEmpty ? [] : logMetrics).map {
+            String(format: "val_%@ %.4f", $0, report.validation[$0] ?? .nan)
+        }.joined(separator: "  ")
         let ce = distilling ? String(format: "  train_ce %.4f", report.trainCE) : ""
         log(
             String(
