@@ -6,7 +6,7 @@
 # user + item bias baselines (fitted on the same training rows). Prints mean ± sd over seeds
 # (sample sd, n − 1) and the mean training wall time, and writes JSON.
 #
-# Per seed, as a user would run them (docs/recommenders.md):
+# Per seed, as a user would run them (docs/training.md#recommenders, docs/data.md#movielens-100k):
 # - recsys-ncf starts from the same seed's implicit MF (init_from: NeuMF's pretraining); the
 #   implicit MF runs first when JOBS leaves it out, and its time counts in NCF's.
 # - recsys-mf is tuned on validation (early stopping → best_epoch), then fitted again on the data
