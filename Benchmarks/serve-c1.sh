@@ -2,8 +2,9 @@
 # The concurrency-1 half of Benchmarks/serve.sh, quick and A/B (not a test): one or more
 # `cortado-infer` binaries (or wrapper scripts that set its environment) serve the same models side by side, and wrk -c1 alternates between
 # them for ROUNDS rounds, so both see the same load on a shared machine. Per round and binary:
-# p50 of the empty endpoint (GET /v2/health/live), of the MLP int8 / fp32 and CNN int8 infer
-# requests; then the median over rounds. The goal compares MLP p50 with 2 × `--bench` batch-1
+# p50 of the empty endpoint (GET /v2/health/live), of the MLP's body sent to an unknown model
+# (404 before the body is read: receiving the body and answering, no parse or model), of the
+# MLP int8 / fp32 and CNN int8 infer requests; then the median over rounds. The goal compares MLP p50 with 2 × `--bench` batch-1
 # p50 + the empty endpoint's p50.
 #
 # usage: Benchmarks/serve-c1.sh MLP_RUN_DIR CNN_RUN_DIR SECONDS ROUNDS BIN_A [BIN_B …]
@@ -31,16 +32,17 @@ echo "CPU: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $(nproc) core
 for r in $(seq 1 "$ROUNDS"); do
   for i in "${!BINS[@]}"; do
     u="http://127.0.0.1:$((18090 + i))"
-    echo "$r $i $(p50 $u/v2/health/live) $(p50 $u/v2/models/mlp-int8/infer $TMP/mlp.lua)" \
-      "$(p50 $u/v2/models/mlp-fp32/infer $TMP/mlp.lua) $(p50 $u/v2/models/cnn-int8/infer $TMP/cnn.lua)"
+    echo "$r $i $(p50 $u/v2/health/live) $(p50 $u/v2/models/none/infer $TMP/mlp.lua)" \
+      "$(p50 $u/v2/models/mlp-int8/infer $TMP/mlp.lua) $(p50 $u/v2/models/mlp-fp32/infer $TMP/mlp.lua)" \
+      "$(p50 $u/v2/models/cnn-int8/infer $TMP/cnn.lua)"
   done
 done | tee "$TMP/rounds.txt"
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$TMP/rounds.txt" "${BINS[@]}" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-print("| binary | empty GET p50 ms | MLP int8 p50 ms | MLP fp32 p50 ms | CNN int8 p50 ms | rounds |")
-print("|---|---|---|---|---|---|")
+print("| binary | empty GET p50 ms | MLP body, 404 unread p50 ms | MLP int8 p50 ms | MLP fp32 p50 ms | CNN int8 p50 ms | rounds |")
+print("|---|---|---|---|---|---|---|")
 for i, b in enumerate(sys.argv[2:]):
     mine = [list(map(float, r[2:])) for r in rows if r[1] == str(i)]
     med = [statistics.median(c) for c in zip(*mine)]

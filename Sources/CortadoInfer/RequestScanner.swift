@@ -287,64 +287,31 @@ struct RequestScanner {
     }
 
     /// A number (RFC 8259: `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`), its decimal digits
-    /// gathered as it is checked. Up to 15 significant digits and a power of ten within ±22 is
-    /// Clinger's exact case (one multiply or divide of two exact doubles: correctly rounded);
-    /// anything else goes to `parseDouble` (strtod), so every number gets strtod's bits. Out of
-    /// range is ±Infinity, which the tensor check refuses; below range is 0 or subnormal.
+    /// gathered as it is checked. A mantissa of at most 19 digits that is exact in a double
+    /// (≤ 2^53) and a power of ten within ±22 is Clinger's exact case (one multiply or divide
+    /// of two exact doubles: correctly rounded); anything else goes to `parseDouble` (strtod),
+    /// so every number gets strtod's bits. Out of range is ±Infinity, which the tensor check
+    /// refuses; below range is 0 or subnormal.
     @inline(__always) mutating func number(_ field: String) throws -> Double {
         let start = i
         let negative = byte == .minus
         if negative { i += 1 }
+        // `digits` counts every digit, a fraction's leading zeros too: it only has to show that
+        // the mantissa did not wrap (≤ 19 digits); leading zeros add nothing to it.
         var mantissa: UInt64 = 0, digits = 0, scale = 0
         if byte == .zero {
             i += 1
         } else if byte >= .one && byte <= .nine {
-            while true {
-                let (k, v) = eightDigits()
-                mantissa = mantissa &* Self.integerPowers[k] &+ v
-                digits += k
-                i += k
-                if k < 8 { break }
-            }
-            while i < n, b[i] >= .zero, b[i] <= .nine {
-                mantissa = mantissa &* 10 &+ UInt64(b[i] &- .zero)
-                digits += 1
-                i += 1
-            }
+            digits = digitRun(&mantissa)
         } else {
             throw syntax("a number", field, at: start)
         }
         if byte == .dot {
             i += 1
             guard byte >= .zero && byte <= .nine else { throw syntax("a digit after '.'", field, at: i) }
-            while true {
-                let (k, v) = eightDigits()
-                // As the loop below counts them: a fraction's leading zeros are not significant.
-                if mantissa != 0 {
-                    digits += k
-                } else if v != 0 {
-                    var d = 1, p: UInt64 = 10
-                    while p <= v {
-                        d += 1
-                        p *= 10
-                    }
-                    digits += d
-                }
-                mantissa = mantissa &* Self.integerPowers[k] &+ v
-                scale -= k
-                i += k
-                if k < 8 { break }
-            }
-            while i < n, b[i] >= .zero, b[i] <= .nine {
-                let d = b[i] &- .zero
-                // Leading zeros of a fraction (0.001) are not significant digits.
-                if mantissa != 0 || d != 0 {
-                    mantissa = mantissa &* 10 &+ UInt64(d)
-                    digits += 1
-                }
-                scale -= 1
-                i += 1
-            }
+            let k = digitRun(&mantissa)
+            digits += k
+            scale = -k
         }
         if byte == .e || byte == .E {
             i += 1
@@ -361,24 +328,42 @@ struct RequestScanner {
             }
             scale += negativeExponent ? -e : e
         }
-        if digits <= 15, scale >= -22, scale <= 22 {
-            // Below 10^15, so exact either way; the signed conversion is one instruction where
-            // the unsigned one was five at this target.
+        if digits <= 19, mantissa <= 1 << 53, scale >= -22, scale <= 22 {
+            // Exact in a double, so the signed conversion (one instruction where the unsigned
+            // one was five at this target) loses nothing.
             let m = Double(Int64(truncatingIfNeeded: mantissa))
-            let x = scale < 0 ? m / Self.powersOfTen[-scale] : m * Self.powersOfTen[scale]
+            let x = scale < 0 ? m / Self.powerOfTen(-scale) : m * Self.powerOfTen(scale)
             return negative ? -x : x
         }
         // The grammar above is a subset of what strtod reads whole, so this never fails.
         return parseDouble(UnsafeBufferPointer(rebasing: b[start..<i])) ?? .nan
     }
 
+    /// The run of decimal digits at `i` (at least one), appended to `mantissa` (wrapping past
+    /// 19 digits; the caller then leaves it to strtod); returns how many there were.
+    @inline(__always) mutating func digitRun(_ mantissa: inout UInt64) -> Int {
+        let first = i
+        while true {
+            let (k, v) = eightDigits()
+            mantissa = mantissa &* Self.integerPower(k) &+ v
+            i += k
+            if k < 8 { break }
+        }
+        while i < n, b[i] >= .zero, b[i] <= .nine {
+            mantissa = mantissa &* 10 &+ UInt64(b[i] &- .zero)
+            i += 1
+        }
+        return i - first
+    }
+
     /// The decimal digits at `i`, up to 8 of them, read in one step (SWAR, as simdjson's
     /// `parse_eight_digits_unrolled`): how many there are and their value. (0, 0) when fewer
     /// than 8 bytes are left; the byte-by-byte loops read those. Digit by digit, each digit of
     /// a row's 784 numbers (`0.603922`) waited for the multiply-add of the one before.
-    @inline(__always) func eightDigits() -> (count: Int, value: UInt64) {
-        guard n - i >= 8, let base = b.baseAddress else { return (0, 0) }
-        let w = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+    @inline(__always) func eightDigits(at p: Int? = nil) -> (count: Int, value: UInt64) {
+        let at = p ?? i
+        guard n - at >= 8, let base = b.baseAddress else { return (0, 0) }
+        let w = UInt64(littleEndian: UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self))
         // Per byte, x = byte - '0' for digits; a byte is not a digit when x > 9, which sets its
         // high bit in x or in x + 0x76. Carries run only from a non-digit byte upwards, so the
         // lowest flagged byte is the first non-digit.
@@ -396,14 +381,50 @@ struct RequestScanner {
         return (k, v)
     }
 
-    /// 10^0 … 10^8 as integers, for `eightDigits`.
-    static let integerPowers: [UInt64] = [1, 10, 100, 1000, 10000, 100_000, 1_000_000, 10_000_000, 100_000_000]
+    /// 10^k for k in 0…8, for `eightDigits`' runs (a switch: a table without the lazy global's
+    /// once-check and the array's bounds check).
+    @inline(__always) static func integerPower(_ k: Int) -> UInt64 {
+        switch k {
+        case 0: return 1
+        case 1: return 10
+        case 2: return 100
+        case 3: return 1000
+        case 4: return 10000
+        case 5: return 100_000
+        case 6: return 1_000_000
+        case 7: return 10_000_000
+        default: return 100_000_000
+        }
+    }
 
-    /// 10^0 … 10^22: every one an exact double.
-    static let powersOfTen: [Double] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-        1e19, 1e20, 1e21, 1e22
-    ]
+    /// 10^k for k in 0…22: every one an exact double.
+    @inline(__always) static func powerOfTen(_ k: Int) -> Double {
+        switch k {
+        case 0: return 1e0
+        case 1: return 1e1
+        case 2: return 1e2
+        case 3: return 1e3
+        case 4: return 1e4
+        case 5: return 1e5
+        case 6: return 1e6
+        case 7: return 1e7
+        case 8: return 1e8
+        case 9: return 1e9
+        case 10: return 1e10
+        case 11: return 1e11
+        case 12: return 1e12
+        case 13: return 1e13
+        case 14: return 1e14
+        case 15: return 1e15
+        case 16: return 1e16
+        case 17: return 1e17
+        case 18: return 1e18
+        case 19: return 1e19
+        case 20: return 1e20
+        case 21: return 1e21
+        default: return 1e22
+        }
+    }
 
     /// A string: the bytes up to the closing quote when there is no escape (the usual case),
     /// else decoded escape by escape. Control characters must be escaped; UTF-8 must be valid.

@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 
 /// `cortado-infer serve`'s settings (the command's flags).
 public struct ServerConfig: Sendable {
@@ -562,13 +563,15 @@ extension ByteBuffer {
     }
 }
 
-/// A random (version 4) UUID as text, for requests that bring no id. Foundation's `UUID()`
-/// opened and closed /dev/urandom on every call here (three system calls per request, seen
-/// with strace); the system generator reads `getrandom` instead.
-func randomRequestID() -> String {
-    var g = SystemRandomNumberGenerator()
-    let hi = (g.next() as UInt64) & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
-    let lo = (g.next() as UInt64) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+/// A version-4 UUID as text, for requests that bring no id. Foundation's `UUID()` opened and
+/// closed /dev/urandom on every call here, and the system generator still made two `getrandom`
+/// calls per request (strace); so the process draws one random key and each id mixes it with a
+/// counter through SplitMix64's finalizer (a bijection: ids in one process differ; across
+/// processes they are as unlikely to meet as random ones).
+public func randomRequestID() -> String {
+    let c = requestIDCounter.add(1, ordering: .relaxed).oldValue
+    let hi = splitMix(requestIDKey.0 &+ c) & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
+    let lo = splitMix(requestIDKey.1 &+ c) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
     return String(unsafeUninitializedCapacity: 36) { out in
         var n = 0
         for (i, shift) in stride(from: 124, through: 0, by: -4).enumerated() {
@@ -583,6 +586,19 @@ func randomRequestID() -> String {
         }
         return n
     }
+}
+
+private let requestIDKey: (UInt64, UInt64) = {
+    var g = SystemRandomNumberGenerator()
+    return (g.next(), g.next())
+}()
+private let requestIDCounter = Atomic<UInt64>(0)
+
+private func splitMix(_ x: UInt64) -> UInt64 {
+    var z = x &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
 }
 
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -104,3 +104,20 @@ final class ServeJSONBytesTests: XCTestCase {
         }
     }
 }
+
+/// Ids for requests that bring none: version-4 UUID text that Foundation reads back, and no two
+/// alike in a process (they come from a counter through a bijection, not from a system call each).
+final class ServeRequestIDTests: XCTestCase {
+    func testIDsAreDistinctVersion4UUIDs() {
+        var seen = Set<String>()
+        for _ in 0..<100_000 {
+            let id = randomRequestID()
+            seen.insert(id)
+            guard let u = UUID(uuidString: id) else { return XCTFail("\(id) is not a UUID") }
+            let bytes = u.uuid
+            XCTAssertEqual(bytes.6 >> 4, 4, "\(id): version")
+            XCTAssertEqual(bytes.8 >> 6, 2, "\(id): variant")
+        }
+        XCTAssertEqual(seen.count, 100_000)
+    }
+}
