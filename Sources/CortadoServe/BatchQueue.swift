@@ -118,7 +118,7 @@ final class BatchQueue: @unchecked Sendable {
 
     init(
         engines: [BatchEngine], maxBatch: Int, maxDelayMicroseconds: Int, capacity: Int, observer: QueueObserver?,
-        inlineLimitMicroseconds: Int = 50
+        inlineLimitMicroseconds: Int
     ) {
         self.maxBatch = max(1, maxBatch)
         maxDelay = Double(max(0, maxDelayMicroseconds)) / 1e6

@@ -22,6 +22,12 @@ struct Serve: ParsableCommand {
     var maxBatchSize = 64
     @Option(name: .customLong("max-queue-delay-us"), help: "Dynamic batching: how long a batch waits to fill (µs).")
     var maxQueueDelayUs = 0
+    @Option(
+        name: .customLong("inline-us"),
+        help:
+            "A lone row whose one-row batch takes less than this (µs) runs on the connection's event loop when the version is idle (0: never)."
+    )
+    var inlineUs = ServeOptions().inlineMicroseconds
     @Option(name: .customLong("queue-rows"), help: "Rows queued per model version at most; more get 503 + Retry-After.")
     var queueRows = 1024
     @Option(help: "CPU cores the server may use (default: all).")
@@ -62,6 +68,7 @@ struct Serve: ParsableCommand {
         }
         guard maxQueueDelayUs >= 0 else { throw ValidationError("--max-queue-delay-us must be ≥ 0") }
         guard queueRows > 0 else { throw ValidationError("--queue-rows must be positive") }
+        guard inlineUs >= 0 else { throw ValidationError("--inline-us must be ≥ 0") }
         guard (0...1).contains(predictionSample) else { throw ValidationError("--prediction-sample must be in 0...1") }
         guard poll >= 0, poll.isFinite else { throw ValidationError("--poll must be ≥ 0 seconds") }
         guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
@@ -79,6 +86,7 @@ struct Serve: ParsableCommand {
         c.options.maxBatch = maxBatchSize
         c.options.maxQueueDelayMicroseconds = maxQueueDelayUs
         c.options.queueRows = queueRows
+        c.options.inlineMicroseconds = inlineUs
         c.options.sparse = sparse
         for d in defaults {
             let parts = d.split(separator: "=")
