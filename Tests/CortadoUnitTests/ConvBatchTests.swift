@@ -109,10 +109,14 @@ final class ConvBatchTests: XCTestCase {
     }
 
     /// The inference max pool (no argmax, row-wise) gives the training pool's values bit for
-    /// bit, ties and infinities included, on the CNNs' 2×2/2 pool and an overlapping 3×3/2.
+    /// bit, ties and infinities included, on the CNNs' 2×2/2 pool (even and odd sizes: its own
+    /// loop) and an overlapping 3×3/2 (the general one).
     func testInferenceMaxPoolMatchesTheTrainingOne() {
         var rng = SeededRNG(seed: 5)
-        for g in [PoolShape(c: 3, h: 8, w: 10, size: 2, stride: 2), PoolShape(c: 2, h: 9, w: 7, size: 3, stride: 2)] {
+        for g in [
+            PoolShape(c: 3, h: 8, w: 10, size: 2, stride: 2), PoolShape(c: 2, h: 7, w: 9, size: 2, stride: 2),
+            PoolShape(c: 2, h: 9, w: 7, size: 3, stride: 2)
+        ] {
             let batch = 3
             // Rounded values make ties; one -infinity and one +infinity per sample.
             var x = (0..<(batch * g.inCount)).map { _ in Float((rng.normal() * 2).rounded()) }
