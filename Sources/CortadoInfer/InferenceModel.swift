@@ -148,8 +148,8 @@ public final class InferenceModel {
                 n.layerOverrides[index] = { [unowned self] x, rows, out in
                     layer.forward(x, batch: rows, out: out, scratch: &self.scratch, path: self.int8Path)
                 }
-                // Its epilogue already rectifies: the ReLU after it would only copy (6 % of the
-                // int8 CNN's batch-1024 time). A sparse layer at this index rectifies too.
+                // Its epilogue already rectifies: the ReLU after it would only copy the conv
+                // activations again. A sparse layer at this index rectifies too.
                 if layer.relu { n.fusedLayers[index] = 1 }
             }
             scratch.reserve(for: int8Layers.values, batch: max(batch, 1))

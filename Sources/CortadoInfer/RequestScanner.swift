@@ -360,10 +360,9 @@ struct RequestScanner {
     /// `parse_eight_digits_unrolled`): how many there are and their value. (0, 0) when fewer
     /// than 8 bytes are left; the byte-by-byte loops read those. Digit by digit, each digit of
     /// a row's 784 numbers (`0.603922`) waited for the multiply-add of the one before.
-    @inline(__always) func eightDigits(at p: Int? = nil) -> (count: Int, value: UInt64) {
-        let at = p ?? i
-        guard n - at >= 8, let base = b.baseAddress else { return (0, 0) }
-        let w = UInt64(littleEndian: UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self))
+    @inline(__always) func eightDigits() -> (count: Int, value: UInt64) {
+        guard n - i >= 8, let base = b.baseAddress else { return (0, 0) }
+        let w = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
         // Per byte, x = byte - '0' for digits; a byte is not a digit when x > 9, which sets its
         // high bit in x or in x + 0x76. Carries run only from a non-digit byte upwards, so the
         // lowest flagged byte is the first non-digit.

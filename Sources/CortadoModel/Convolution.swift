@@ -211,8 +211,8 @@ public func maxPoolForward<T: Real>(
 }
 
 /// Max pool forward at inference: no argmax, and each output line computed over whole rows of
-/// the window; the CNNs' 2×2, stride-2 pool keeps each output in a register instead (it was
-/// 14 % of the int8 CNN's batch-1 time as four passes over the line). The same values as
+/// the window; the CNNs' 2×2, stride-2 pool keeps each output in a register instead (four
+/// passes over the output line were a large share of the int8 CNN's batch-1 time). The same values as
 /// `maxPoolForward`: the window scanned in the same order, the first largest kept.
 @inlinable
 public func maxPoolInference<T: Real>(out: UnsafeMutablePointer<T>, input: UnsafePointer<T>, batch: Int, _ g: PoolShape)

@@ -14,10 +14,9 @@ public struct ServeOptions: Sendable {
     public var threads = 1
     public var sparse = "auto"
     /// A one-row request whose batch is known to take less than this runs on the connection's
-    /// event loop when the version is idle (`BatchQueue.runInline`); 0: never. The hand-off to an
-    /// inference thread and back cost 75–100 µs per request on the 2-core VM (CNN int8 at
-    /// concurrency 1, Benchmarks/RESULTS.md); scoring inline holds that event loop's other
-    /// connections for at most this long.
+    /// event loop when the version is idle (`BatchQueue.runInline`); 0: never. It saves the
+    /// hand-off to an inference thread and back (measured in Benchmarks/RESULTS.md) and holds
+    /// that event loop's other connections for at most this long.
     public var inlineMicroseconds = 500
     /// Versions named here become the default at first load when the repository names none
     /// (`--default NAME=VERSION`).
