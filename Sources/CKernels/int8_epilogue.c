@@ -134,42 +134,48 @@ void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_sc
     }
 }
 
+void cortado_chw_to_hwc_int8(const int8_t *x, int c, int hw, int8_t *out) {
+    for (int ci = 0; ci < c; ci++) {
+        const int8_t *src = x + (long)ci * hw;
+        for (int i = 0; i < hw; i++) out[(long)i * c + ci] = src[i];
+    }
+}
+
+/// n bytes, n small (a 1- or 3-channel line): a call to memcpy costs more than the copy, and
+/// a byte loop more than two fixed moves for a one-channel 3×3 kernel row.
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int n) {
+    if (n == 3) { memcpy(dst, src, 2); dst[2] = src[2]; return; }
+    if (n > 16) { memcpy(dst, src, (size_t)n); return; }
+    for (int i = 0; i < n; i++) dst[i] = src[i];
+}
+
 void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr) {
-    const int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, patch = c * k * k;
-    // One output row of positions at a time, one (channel, kernel row) pair across all of its
-    // positions: the bounds are decided once per pair, not once per position and pair (per
-    // position this loop ran 3 bytes of copy per bounds check on the 32-channel conv).
-    for (int oy = 0; oy < oh; oy++) {
-        int8_t *base = rows + (long)oy * ow * ldr;
-        for (int ci = 0; ci < c; ci++)
+    const int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, patch = c * k * k, line = k * c;
+    // Channels last, a receptive field's kernel row (k pixels × c channels) is one run of
+    // bytes in the image: one copy per (position, kernel row) instead of one per (position,
+    // channel, kernel row) from planes (the 32-channel conv copied 3 bytes at a time).
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int8_t *out = rows + (long)(oy * ow + ox) * ldr;
+            const int x0 = ox * s - p, inside = x0 >= 0 && x0 + k <= w;
+            // The padding first, as one fixed 32-byte store when it lies in the row's last 32
+            // bytes (rows padded to a multiple of 32); the receptive field then overwrites the
+            // part of it that is not padding.
+            if (ldr > patch && ldr - patch <= 32 && ldr >= 32) memset(out + ldr - 32, 0, 32);
+            else if (ldr > patch) memset(out + patch, 0, (size_t)(ldr - patch));
             for (int ki = 0; ki < k; ki++) {
+                int8_t *o = out + ki * line;
                 const int iy = oy * s - p + ki;
-                int8_t *col = base + (long)(ci * k + ki) * k;
-                if (iy < 0 || iy >= h) {
-                    for (int ox = 0; ox < ow; ox++) memset(col + (long)ox * ldr, 0, (size_t)k);
-                    continue;
-                }
-                const int8_t *src = x + ((long)ci * h + iy) * w;
-                for (int ox = 0; ox < ow; ox++) {
-                    int8_t *out = col + (long)ox * ldr;
-                    const int x0 = ox * s - p;
-                    if (x0 >= 0 && x0 + k <= w) {   // interior: no bounds per byte
-                        if (k == 3) {
-                            out[0] = src[x0], out[1] = src[x0 + 1], out[2] = src[x0 + 2];
-                        } else {
-                            memcpy(out, src + x0, (size_t)k);
-                        }
-                        continue;
-                    }
-                    for (int kj = 0; kj < k; kj++) {
-                        const int ix = x0 + kj;
-                        out[kj] = ix >= 0 && ix < w ? src[ix] : 0;
-                    }
+                if (iy < 0 || iy >= h) { memset(o, 0, (size_t)line); continue; }
+                const int8_t *src = x + (long)iy * w * c;
+                if (inside) { copy_bytes(o, src + (long)x0 * c, line); continue; }
+                for (int kj = 0; kj < k; kj++) {
+                    const int ix = x0 + kj;
+                    if (ix >= 0 && ix < w) copy_bytes(o + kj * c, src + (long)ix * c, c);
+                    else memset(o + kj * c, 0, (size_t)c);
                 }
             }
-        if (ldr > patch)
-            for (int ox = 0; ox < ow; ox++) memset(base + (long)ox * ldr + patch, 0, (size_t)(ldr - patch));
-    }
+        }
 }
 
 /// One scaled, biased, rectified value: the scalar formula of cortado_dequantize_rows.
@@ -178,16 +184,10 @@ static inline float deq1(int32_t c, float scale, float bias, int relu) {
     return relu && !(y > 0) ? 0 : y;
 }
 
-/// 8 positions × 8 filters of one sample: rows of c (one per position) scaled per filter,
-/// then transposed so each filter's 8 positions are stored contiguously.
+/// Stores r[i] (8 filters at position i) transposed: filter j's 8 positions at out + j·ldo.
 __attribute__((target("avx2")))
-static void dequantize_conv_tile_avx2(const int32_t *c, int ldc, __m256 scale, __m256 bias, int relu, float *out,
-                                      int ldo) {
-    __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++) {
-        __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(c + (long)i * ldc))), scale), bias);
-        r[i] = relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
-    }
+static inline void store_transposed_8x8(const __m256 r[8], float *out, int ldo) {
+    __m256 t[8], u[8];
     for (int i = 0; i < 8; i += 2) { t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]); t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); }
     for (int i = 0; i < 8; i += 4) {
         u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
@@ -201,35 +201,82 @@ static void dequantize_conv_tile_avx2(const int32_t *c, int ldc, __m256 scale, _
     }
 }
 
+/// 8 filters' scaled, biased, rectified values at one position (c points at the first).
 __attribute__((target("avx2")))
-static void dequantize_conv_avx2(const int32_t *c, int positions, int filters, float rs, const float *fs,
-                                 const float *bias, int relu, float *out) {
-    int f = 0;
-    for (; f + 8 <= filters; f += 8) {
-        const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(fs + f), _mm256_set1_ps(rs)), b = _mm256_loadu_ps(bias + f);
-        int p = 0;
-        for (; p + 8 <= positions; p += 8)
-            dequantize_conv_tile_avx2(c + (long)p * filters + f, filters, scale, b, relu, out + (long)f * positions + p,
-                                      positions);
-        for (; p < positions; p++)
-            for (int j = f; j < f + 8; j++)
-                out[(long)j * positions + p] = deq1(c[(long)p * filters + j], fs[j] * rs, bias[j], relu);
-    }
-    for (; f < filters; f++)
-        for (int p = 0; p < positions; p++)
-            out[(long)f * positions + p] = deq1(c[(long)p * filters + f], fs[f] * rs, bias[f], relu);
+static inline __m256 deq8(const int32_t *c, __m256 scale, __m256 bias, int relu) {
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)c)), scale), bias);
+    return relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
 }
 
-void cortado_dequantize_conv(const int32_t *c, int samples, int positions, int filters, const float *sample_scales,
-                             const float *filter_scales, const float *bias, int relu, float *out) {
+/// The conv output's geometry and the max pool fused into the epilogue (size 0: none).
+typedef struct { int oh, ow, filters, size, stride, ph, pw; } conv_out;
+
+/// Pooled output q's window, position by position in maxPoolInference's order (m = v > m ? v :
+/// m from −∞, which is what max_ps computes), so the pooled values are its bits exactly.
+__attribute__((target("avx2")))
+static inline __m256 pooled8(const int32_t *c, const conv_out *g, int q, __m256 scale, __m256 bias, int relu) {
+    const int y0 = q / g->pw * g->stride, x0 = q % g->pw * g->stride;
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int dy = 0; dy < g->size; dy++)
+        for (int dx = 0; dx < g->size; dx++)
+            m = _mm256_max_ps(deq8(c + (long)((y0 + dy) * g->ow + x0 + dx) * g->filters, scale, bias, relu), m);
+    return m;
+}
+
+static inline float pooled1(const int32_t *c, const conv_out *g, int q, float scale, float bias, int relu) {
+    const int y0 = q / g->pw * g->stride, x0 = q % g->pw * g->stride;
+    float m = -INFINITY;
+    for (int dy = 0; dy < g->size; dy++)
+        for (int dx = 0; dx < g->size; dx++) {
+            const float v = deq1(c[(long)((y0 + dy) * g->ow + x0 + dx) * g->filters], scale, bias, relu);
+            m = v > m ? v : m;
+        }
+    return m;
+}
+
+/// One sample: c (positions, filters) → out (filters, outputs), outputs being the positions or,
+/// with a pool, the pooled positions; 8 outputs × 8 filters per tile, transposed on store.
+__attribute__((target("avx2")))
+static void dequantize_conv_avx2(const int32_t *c, const conv_out *g, float rs, const float *fs, const float *bias,
+                                 int relu, float *out) {
+    const int n = g->filters, outputs = g->size ? g->ph * g->pw : g->oh * g->ow;
+    int f = 0;
+    for (; f + 8 <= n; f += 8) {
+        const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(fs + f), _mm256_set1_ps(rs)), b = _mm256_loadu_ps(bias + f);
+        int q = 0;
+        for (; q + 8 <= outputs; q += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = g->size ? pooled8(c + f, g, q + i, scale, b, relu) : deq8(c + (long)(q + i) * n + f, scale, b, relu);
+            store_transposed_8x8(r, out + (long)f * outputs + q, outputs);
+        }
+        for (; q < outputs; q++)
+            for (int j = f; j < f + 8; j++)
+                out[(long)j * outputs + q] = g->size ? pooled1(c + j, g, q, fs[j] * rs, bias[j], relu)
+                                                     : deq1(c[(long)q * n + j], fs[j] * rs, bias[j], relu);
+    }
+    for (; f < n; f++)
+        for (int q = 0; q < outputs; q++)
+            out[(long)f * outputs + q] = g->size ? pooled1(c + f, g, q, fs[f] * rs, bias[f], relu)
+                                                 : deq1(c[(long)q * n + f], fs[f] * rs, bias[f], relu);
+}
+
+void cortado_dequantize_conv(const int32_t *c, int samples, int oh, int ow, int filters, const float *sample_scales,
+                             const float *filter_scales, const float *bias, int relu, int pool, int pool_stride,
+                             float *out) {
+    conv_out g = {oh, ow, filters, pool, pool_stride, 0, 0};
+    if (pool) g.ph = (oh - pool) / pool_stride + 1, g.pw = (ow - pool) / pool_stride + 1;
+    const long outputs = pool ? (long)g.ph * g.pw : (long)oh * ow;
     int v = use_avx2();
     for (int s = 0; s < samples; s++) {
-        const int32_t *cs = c + (long)s * positions * filters;
-        float *o = out + (long)s * positions * filters;
-        if (v) { dequantize_conv_avx2(cs, positions, filters, sample_scales[s], filter_scales, bias, relu, o); continue; }
-        for (int f = 0; f < filters; f++)
-            for (int p = 0; p < positions; p++)
-                o[(long)f * positions + p] =
-                    deq1(cs[(long)p * filters + f], filter_scales[f] * sample_scales[s], bias[f], relu);
+        const int32_t *cs = c + (long)s * oh * ow * filters;
+        float *o = out + (long)s * outputs * filters;
+        if (v) { dequantize_conv_avx2(cs, &g, sample_scales[s], filter_scales, bias, relu, o); continue; }
+        for (int f = 0; f < filters; f++) {
+            const float scale = filter_scales[f] * sample_scales[s];
+            for (long q = 0; q < outputs; q++)
+                o[f * outputs + q] = pool ? pooled1(cs + f, &g, (int)q, scale, bias[f], relu)
+                                          : deq1(cs[q * filters + f], scale, bias[f], relu);
+        }
     }
 }

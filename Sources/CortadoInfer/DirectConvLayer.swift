@@ -25,14 +25,10 @@ final class DirectConvLayer {
             return nil
         }
         g = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
-        let next = spec.layers.dropFirst(index + 1)
-        relu = next.first == .relu
-        if case let .maxPool(size, stride)? = next.dropFirst(relu ? 1 : 0).first, size <= g.oh, size <= g.ow {
-            poolSize = size; poolStride = stride
-        } else {
-            poolSize = 0; poolStride = 0
-        }
-        fused = (relu ? 1 : 0) + (poolSize > 0 ? 1 : 0)
+        let tail = ConvTail(spec: spec, index: index, g)
+        relu = tail.relu
+        (poolSize, poolStride) = tail.pool ?? (0, 0)
+        fused = tail.fused
         packed = .allocate(capacity: f * g.patch + f)
         cortado_conv_f32_pack(params + offset, Int32(f), Int32(g.c), Int32(k), packed.baseAddress!)
         (packed.baseAddress! + f * g.patch).update(from: params + offset + f * g.patch, count: f)
@@ -55,5 +51,25 @@ final class DirectConvLayer {
             x, Int32(batch), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.f), Int32(g.k), Int32(g.s), Int32(g.p),
             w, w + g.f * g.patch, relu ? 1 : 0, Int32(poolSize), Int32(poolStride), out, scratch,
             Int32(path))
+    }
+}
+
+/// The ReLU and the max pool right after a conv layer, which the inference conv kernels (fp32
+/// direct, int8 epilogue) compute in their output pass; the network then skips those layers.
+struct ConvTail {
+    let relu: Bool
+    /// The max pool's (size, stride), or nil when none follows (or its window exceeds the map).
+    let pool: (size: Int, stride: Int)?
+    /// Layers after the conv computed with it: 0, 1 (its ReLU or its max pool) or 2 (both).
+    var fused: Int { (relu ? 1 : 0) + (pool == nil ? 0 : 1) }
+
+    init(spec: ModelSpec, index: Int, _ g: ConvShape) {
+        let next = spec.layers.dropFirst(index + 1)
+        relu = next.first == .relu
+        if case let .maxPool(size, stride)? = next.dropFirst(relu ? 1 : 0).first, size <= g.oh, size <= g.ow {
+            pool = (size, stride)
+        } else {
+            pool = nil
+        }
     }
 }

@@ -54,6 +54,9 @@ public final class InferenceModel {
         let spec = file.header.model
         classes = spec.outputSize
         inputSize = spec.inputSize
+        activationBytesPerRow =
+            spec.layers.contains { if case .conv2d = $0 { true } else { false } }
+            ? max(1, spec.widths.reduce(0, +) * MemoryLayout<Float>.stride) : nil
         do { try spec.validate(classes: spec.outputSize) } catch let e as CortadoError {
             throw CortadoError.model("\(path): bad architecture: \(e.message)")
         }
@@ -83,10 +86,11 @@ public final class InferenceModel {
                     let q = try file.int8Rows(t.name, shape: t.shape)
                 {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
-                    var conv: ConvShape?
+                    var conv: ConvShape?, pool: (size: Int, stride: Int)?
                     if case let .conv2d(f, k, s, p) = spec.layers[layer] {
                         let x = inputShapes[layer]
                         conv = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
+                        pool = ConvTail(spec: spec, index: layer, conv!).pool
                     }
                     // A calibrated (static) input scale when the file has one, else dynamic.
                     let inputScale = try file.tensor("layers.\(layer).input_scale").map { t -> Float in
@@ -99,7 +103,8 @@ public final class InferenceModel {
                         return v
                     }
                     int8[layer] = Int8Layer(
-                        weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv, inputScale: inputScale)
+                        weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv, pool: pool,
+                        inputScale: inputScale)
                 } else {
                     params.replaceSubrange(
                         t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
@@ -132,15 +137,46 @@ public final class InferenceModel {
         softmax(logits(input, batch: batch), batch: batch, classes: classes, out: probabilities)
     }
 
-    /// The logits (batch, classes) of `batch` rows, valid until the next call.
+    /// The logits (batch, classes) of `batch` rows, valid until the next call. A batch larger
+    /// than `passRows` runs as several passes, each row's result unchanged (every layer scores
+    /// a row on its own: per-row or per-sample scales, the same kernels).
     public func logits(_ input: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
         reserve(batch: batch)
-        return UnsafePointer(net!.forward(input, batch: batch))
+        if batch <= passRows { return UnsafePointer(net!.forward(input, batch: batch)) }
+        return passLogits.withUnsafeMutableBufferPointer { out in
+            for first in stride(from: 0, to: batch, by: passRows) {
+                let n = min(passRows, batch - first)
+                let z = net!.forward(input + first * inputSize, batch: n)
+                (out.baseAddress! + first * classes).update(from: z, count: n * classes)
+            }
+            return UnsafePointer(out.baseAddress!)
+        }
     }
+
+    /// Activation bytes one forward pass may take (default `defaultPassBytes`).
+    public var passBytes = InferenceModel.defaultPassBytes
+
+    /// A conv net's activations are large per row (the Fashion-MNIST CNN's: 350 KB): one pass
+    /// over a batch of 1024 sent 360 MB through memory between every two layers, while passes
+    /// of about 50 rows stay near the core. Passes much smaller re-read the dense weights too
+    /// often (the fp32 CNN's 1.6 MB once per pass); `Benchmarks/RESULTS.md` has the sweep.
+    public static let defaultPassBytes = 16 << 20
+
+    /// Rows per forward pass: the whole batch for nets without convolutions, else as many rows
+    /// as fit `passBytes` of activations.
+    public var passRows: Int { activationBytesPerRow.map { max(1, passBytes / $0) } ?? Int.max }
+    /// A conv net's activation bytes per row (every layer's output); nil without convolutions.
+    private let activationBytesPerRow: Int?
+    /// The logits of a batch run in several passes, (batch, classes).
+    private var passLogits = [Float]()
 
     /// Sizes the network (its activations hold the logits) and the int8 scratch for batches of
     /// up to `batch` rows now, so that later calls allocate nothing (a trainer's step loop).
     public func reserve(batch: Int) {
+        if batch > passRows, passLogits.count < batch * classes {
+            passLogits = [Float](repeating: 0, count: batch * classes)
+        }
+        let batch = min(batch, passRows)
         if net == nil || net!.maxBatch < batch {
             let n = Network<Float>(spec: spec, maxBatch: max(batch, 1), training: false)
             n.params.load(params)
@@ -148,9 +184,9 @@ public final class InferenceModel {
                 n.layerOverrides[index] = { [unowned self] x, rows, out in
                     layer.forward(x, batch: rows, out: out, scratch: &self.scratch, path: self.int8Path)
                 }
-                // Its epilogue already rectifies: the ReLU after it would only copy the conv
-                // activations again. A sparse layer at this index rectifies too.
-                if layer.relu { n.fusedLayers[index] = 1 }
+                // Its epilogue already rectifies (and pools): the ReLU after it would only copy
+                // the conv activations again. A sparse layer at this index rectifies too.
+                if layer.fused > 0 { n.fusedLayers[index] = layer.fused }
             }
             scratch.reserve(for: int8Layers.values, batch: max(batch, 1))
             for (index, layer) in directConvs {

@@ -4,8 +4,8 @@ import CortadoModel
 /// One dense or conv layer on the integer path: int8 weights per output channel (per filter
 /// for conv), each input row (each conv sample) quantized on the fly with its own scale, one
 /// int8 × int8 → int32 GEMM, then the epilogue rescales by row scale × channel scale, adds the
-/// fp32 bias and, when a ReLU follows, applies it there (the ReLU layer after it then finds
-/// nothing to do). Rows are padded to a multiple of 32 bytes with zeros, once for the
+/// fp32 bias and, when a ReLU follows, applies it there, and a conv's max pool after that
+/// (the network then skips those layers). Rows are padded to a multiple of 32 bytes with zeros, once for the
 /// weights here and per call for the activations, so the kernel never takes its scalar tail.
 /// On a CPU with AVX-512 VNNI the weights (dense or conv) are also packed here, once, into the
 /// panels the register-tiled kernel reads (cortado_int8_pack_weights).
@@ -22,16 +22,36 @@ struct Int8Layer {
     /// The geometry when the layer is a convolution; its GEMM then runs over the output
     /// positions' receptive fields (im2row) of a chunk of samples.
     let conv: ConvShape?
+    /// A conv's max pool (size, stride) computed in its epilogue, or nil.
+    let pool: (size: Int, stride: Int)?
+    /// Layers after this one it computes (its ReLU, a conv's pool): the network skips them.
+    var fused: Int { (relu ? 1 : 0) + (pool == nil ? 0 : 1) }
+    /// Floats one sample's output takes: the conv's (pooled) maps, or outDim.
+    let outCount: Int
     /// A calibrated input scale (static quantization), or nil for a scale per row at run time.
     let inputScale: Float?
 
-    init(weight: [Int8], scales: [Float], bias: [Float], relu: Bool, conv: ConvShape?, inputScale: Float? = nil) {
+    init(
+        weight: [Int8], scales: [Float], bias: [Float], relu: Bool, conv: ConvShape?,
+        pool: (size: Int, stride: Int)? = nil, inputScale: Float? = nil
+    ) {
         self.inputScale = inputScale
+        self.pool = conv == nil ? nil : pool
+        if let g = conv, let pool {
+            outCount = g.f * ((g.oh - pool.size) / pool.stride + 1) * ((g.ow - pool.size) / pool.stride + 1)
+        } else {
+            outCount = conv?.outCount ?? scales.count
+        }
         outDim = scales.count
         inDim = weight.count / max(outDim, 1)
         kp = (inDim + 31) / 32 * 32
+        // A conv filter's (channel, kernel row, kernel column) weights go to (kernel row, kernel
+        // column, channel), the order cortado_im2row_int8 lays a receptive field out in; the
+        // integer sums are the same in any order.
+        var column: (Int) -> Int = { $0 }
+        if let g = conv { column = { j in j % (g.k * g.k) * g.c + j / (g.k * g.k) } }
         var padded = [Int8](repeating: 0, count: outDim * kp)
-        for o in 0..<outDim { for j in 0..<inDim { padded[o * kp + j] = weight[o * inDim + j] } }
+        for o in 0..<outDim { for j in 0..<inDim { padded[o * kp + column(j)] = weight[o * inDim + j] } }
         self.weight = padded
         if outDim > 0, Int(cortado_int8_best_path()) >= CORTADO_INT8_AVX512VNNI {
             let n = Int32(outDim), k = Int32(kp)
@@ -113,8 +133,9 @@ struct Int8Layer {
 
     /// Conv over chunks of samples: each sample's image quantized with its own scale (every
     /// receptive field of a sample shares it, so a sample's result does not depend on its
-    /// chunk), im2row in bytes into the chunk's rows, one GEMM (positions of every sample in
-    /// the chunk) × filters, and the epilogue transposes into (filters, positions) per sample.
+    /// chunk) and turned channels last, im2row in bytes into the chunk's rows, one GEMM
+    /// (positions of every sample in the chunk) × filters, and the epilogue transposes into
+    /// (filters, positions) per sample.
     private func forwardConv(
         _ x: UnsafePointer<Float>, batch: Int, _ g: ConvShape, _ t: Buffers, _ cs: UnsafePointer<Float>,
         _ b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, path: Int
@@ -129,21 +150,26 @@ struct Int8Layer {
                     inputScale.map {
                         cortado_quantize_rows_fixed(xi, inCount, 1, inCount, $0, t.image, inCount, t.scales + i)
                     } ?? cortado_quantize_rows(xi, inCount, 1, inCount, t.image, inCount, t.scales + i)
+                var hwc = UnsafePointer(t.image)
+                if g.c > 1 {
+                    cortado_chw_to_hwc_int8(t.image, Int32(g.c), Int32(g.h * g.w), t.image + g.inCount)
+                    hwc += g.inCount
+                }
                 cortado_im2row_int8(
-                    t.image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p),
+                    hwc, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p),
                     t.q + i * g.positions * kp, Int32(kp))
             }
             product(t, rows: samples * g.positions, nonneg: nonneg, path: path)
             cortado_dequantize_conv(
-                t.acc, Int32(samples), Int32(g.positions), Int32(outDim), t.scales, cs, b, relu ? 1 : 0,
-                out + first * g.outCount)
+                t.acc, Int32(samples), Int32(g.oh), Int32(g.ow), Int32(outDim), t.scales, cs, b, relu ? 1 : 0,
+                Int32(pool?.size ?? 0), Int32(pool?.stride ?? 0), out + first * outCount)
         }
     }
 }
 
 /// The int8 layers' shared scratch, sized once for the largest layer at the network's batch:
-/// quantized rows (or a conv chunk's receptive fields), a conv sample's quantized image, row or
-/// column scales, and the int32 products.
+/// quantized rows (or a conv chunk's receptive fields), a conv sample's quantized image (planes,
+/// then channels last), row or column scales, and the int32 products.
 struct Int8Scratch {
     private var q = [Int8](), image = [Int8](), scales = [Float](), acc = [Int32]()
 
@@ -152,7 +178,7 @@ struct Int8Scratch {
         for l in layers {
             let r = l.rows(batch: batch)
             nq = max(nq, r * l.kp); ns = max(ns, r); na = max(na, r * l.outDim)
-            if let g = l.conv { ni = max(ni, g.inCount) }
+            if let g = l.conv { ni = max(ni, 2 * g.inCount) }
         }
         q = [Int8](repeating: 0, count: nq)
         image = [Int8](repeating: 0, count: ni)

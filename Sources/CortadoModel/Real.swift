@@ -113,9 +113,13 @@ public final class Arena<T: Real> {
     let owner: Arena<T>?
 
     public init(count: Int) {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<T>.stride, alignment: 64)
+        let bytes = max(count, 1) * MemoryLayout<T>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        // All-zero bytes are 0 in every Real; a generic initialize(repeating:) copied one value
+        // at a time through the type's witness table (perf: a large model's arenas took longer
+        // to clear than a batch took to score).
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         let p = raw.bindMemory(to: T.self, capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
         buffer = UnsafeMutableBufferPointer(start: p, count: count)
         owner = nil
     }

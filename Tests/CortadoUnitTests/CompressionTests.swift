@@ -116,7 +116,8 @@ final class CompressionTests: XCTestCase {
 
         for g in [
             ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0),
-            ConvShape(c: 1, h: 4, w: 3, f: 1, k: 5, s: 2, p: 2), ConvShape(c: 2, h: 6, w: 5, f: 1, k: 2, s: 3, p: 1)
+            ConvShape(c: 1, h: 4, w: 3, f: 1, k: 5, s: 2, p: 2), ConvShape(c: 2, h: 6, w: 5, f: 1, k: 2, s: 3, p: 1),
+            ConvShape(c: 24, h: 5, w: 4, f: 1, k: 3, s: 1, p: 1)
         ] {
             let image = (0..<g.inCount).map { _ in Int8(Int(rng.below(255)) - 127) }
             var floats = [Float](repeating: 0, count: g.positions * g.patch)
@@ -130,15 +131,20 @@ final class CompressionTests: XCTestCase {
                         cols[j * g.positions + pos], floats[pos * g.patch + j], "im2col \(g) row \(j) position \(pos)")
                 }
             }
-            let ldr = (g.patch + 31) / 32 * 32
+            // The int8 path: the image channels last, each row (kernel row, kernel column,
+            // channel) — the reference's (channel, kernel row, kernel column) permuted.
+            let hw = g.h * g.w
+            var hwc = [Int8](repeating: 99, count: g.inCount)
+            cortado_chw_to_hwc_int8(image, Int32(g.c), Int32(hw), &hwc)
+            for ci in 0..<g.c { for i in 0..<hw { XCTAssertEqual(hwc[i * g.c + ci], image[ci * hw + i], "hwc \(g)") } }
+            let ldr = (g.patch + 31) / 32 * 32, kk = g.k * g.k
             var rows = [Int8](repeating: 99, count: g.positions * ldr)
             cortado_im2row_int8(
-                image, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), &rows, Int32(ldr))
+                hwc, Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.k), Int32(g.s), Int32(g.p), &rows, Int32(ldr))
             for pos in 0..<g.positions {
                 for j in 0..<ldr {
-                    XCTAssertEqual(
-                        rows[pos * ldr + j], j < g.patch ? Int8(floats[pos * g.patch + j]) : 0,
-                        "position \(pos) column \(j)")
+                    let want = j < g.patch ? Int8(floats[pos * g.patch + j % g.c * kk + j / g.c]) : 0
+                    XCTAssertEqual(rows[pos * ldr + j], want, "\(g) position \(pos) column \(j)")
                 }
             }
         }

@@ -13,7 +13,8 @@ import XCTest
 /// output differently with the matrix's row and column counts (measured for Prescott,
 /// Haswell and SkylakeX: a dense 37×3136·3136×128 product against 37 one-row products, and a
 /// conv's chunk against its samples, differ in the last bits), which the dense layers
-/// already showed before conv batching. And the conv epilogue that transposes a chunk's
+/// already showed before conv batching. The same holds when one call runs a batch as several
+/// forward passes (`InferenceModel.passRows`). And the conv epilogue that transposes a chunk's
 /// products into (filters, positions) per sample matches the scalar formula.
 final class ConvBatchTests: XCTestCase {
     /// Geometry chosen for tails everywhere: the first conv splits 37 samples into several
@@ -29,6 +30,8 @@ final class ConvBatchTests: XCTestCase {
     func testBatchOfNGivesTheLogitsOfNBatchesOfOne() throws {
         let g = ConvShape(c: 2, h: 28, w: 28, f: 20, k: 3, s: 1, p: 1)
         XCTAssertGreaterThan(37, convChunk(g, batch: 37, of: Float.self), "the test spans several fp32 chunks")
+        XCTAssertGreaterThan(
+            InferenceModel.defaultPassBytes / (spec.widths.reduce(0, +) * 4), 37, "one pass by default")
         let net = Network<Float>(spec: spec, maxBatch: 1)
         net.initialize(seed: 6)
         var rng = SeededRNG(seed: 9)
@@ -47,9 +50,13 @@ final class ConvBatchTests: XCTestCase {
             }
             var want: [Float]?
             for p in recipe == "fp32" ? [best] : Array(0...best) {
-                for batch in [1, 5, rows] {
+                // (rows, nil): one pass; (rows, 4): passes of 4 rows inside one call.
+                for (batch, passRows) in [(1, nil), (5, nil), (rows, nil), (rows, 4)] as [(Int, Int?)] {
                     let m = try InferenceModel(path: path)
                     m.int8Path = p
+                    if let passRows { m.passBytes = passRows * spec.widths.reduce(0, +) * 4 }
+                    XCTAssertEqual(
+                        m.passRows, passRows ?? InferenceModel.defaultPassBytes / (spec.widths.reduce(0, +) * 4))
                     var all = [Float]()
                     for start in stride(from: 0, to: rows, by: batch) {
                         let n = min(batch, rows - start)
@@ -71,7 +78,7 @@ final class ConvBatchTests: XCTestCase {
                     }
                     XCTAssertEqual(
                         differ.count, 0,
-                        "\(recipe) path \(p) batch \(batch) against batch 1: logit \(differ.first ?? -1) "
+                        "\(recipe) path \(p) batch \(batch) passes of \(m.passRows) against batch 1: logit \(differ.first ?? -1) "
                             + "\(differ.first.map { all[$0] } ?? 0) vs \(differ.first.map { want[$0] } ?? 0)")
                 }
             }
@@ -79,31 +86,46 @@ final class ConvBatchTests: XCTestCase {
     }
 
     /// The transposing conv epilogue against the scalar formula (c · (filter scale · sample
-    /// scale) + bias, then ReLU), with tails in positions and filters.
+    /// scale) + bias, then ReLU), with tails in positions and filters; and with the max pool it
+    /// fuses (2×2/2 on even and odd maps, an overlapping 3×3/2) against that formula followed
+    /// by `maxPoolInference`, bit for bit.
     func testConvEpilogueMatchesTheFormula() {
         var rng = SeededRNG(seed: 3)
-        for (samples, positions, filters) in [(3, 49, 13), (2, 16, 8), (1, 7, 3), (2, 24, 20)] {
+        let cases: [(samples: Int, oh: Int, ow: Int, filters: Int, pool: (Int, Int)?)] = [
+            (3, 7, 7, 13, nil), (2, 4, 4, 8, nil), (1, 1, 7, 3, nil), (2, 4, 6, 20, nil),
+            (3, 8, 10, 13, (2, 2)), (2, 7, 9, 20, (2, 2)), (1, 9, 7, 8, (3, 2)), (2, 28, 28, 32, (2, 2))
+        ]
+        for (samples, oh, ow, filters, pool) in cases {
+            let positions = oh * ow
             let c = (0..<(samples * positions * filters)).map { _ in Int32(rng.normal() * 20_000) }
             let ss = (0..<samples).map { _ in Float(rng.uniform()) * 0.01 + 1e-4 }
             let fs = (0..<filters).map { _ in Float(rng.uniform()) * 0.01 + 1e-4 }
             let b = (0..<filters).map { _ in Float(rng.normal()) }
             for relu in [false, true] {
-                var out = [Float](repeating: .nan, count: c.count)
-                cortado_dequantize_conv(
-                    c, Int32(samples), Int32(positions), Int32(filters), ss, fs, b, relu ? 1 : 0, &out)
-                var bad = 0
+                var want = [Float](repeating: 0, count: c.count)
                 for s in 0..<samples {
                     for f in 0..<filters {
                         for p in 0..<positions {
-                            let scale = fs[f] * ss[s]
-                            var y = Float(c[(s * positions + p) * filters + f]) * scale
+                            var y = Float(c[(s * positions + p) * filters + f]) * (fs[f] * ss[s])
                             y += b[f]
                             if relu && !(y > 0) { y = 0 }
-                            if out[(s * filters + f) * positions + p].bitPattern != y.bitPattern { bad += 1 }
+                            want[(s * filters + f) * positions + p] = y
                         }
                     }
                 }
-                XCTAssertEqual(bad, 0, "\(samples)×\(positions)×\(filters) relu \(relu)")
+                if let (size, stride) = pool {
+                    let g = PoolShape(c: filters, h: oh, w: ow, size: size, stride: stride)
+                    var pooled = [Float](repeating: 0, count: samples * g.outCount)
+                    maxPoolInference(out: &pooled, input: want, batch: samples, g)
+                    want = pooled
+                }
+                var out = [Float](repeating: .nan, count: want.count)
+                cortado_dequantize_conv(
+                    c, Int32(samples), Int32(oh), Int32(ow), Int32(filters), ss, fs, b, relu ? 1 : 0,
+                    Int32(pool?.0 ?? 0), Int32(pool?.1 ?? 0), &out)
+                let bad = out.indices.filter { out[$0].bitPattern != want[$0].bitPattern }
+                XCTAssertEqual(
+                    bad.count, 0, "\(samples)×\(oh)×\(ow)×\(filters) pool \(String(describing: pool)) relu \(relu)")
             }
         }
     }

@@ -49,17 +49,24 @@ int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float sca
 void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_scales, const float *col_scales,
                              const float *row_bias, const float *col_bias, int relu, float *out);
 
-/// The conv epilogue over a chunk of samples: c holds (samples · positions, filters) int32
+/// The conv epilogue over a chunk of samples: c holds (samples · oh · ow, filters) int32
 /// products (receptive fields × filters, as the row-major and packed GEMMs make them); out[s]
-/// (filters, positions) = c · filter_scales[f] · sample_scales[s] + bias[f] (then max(0, ·)
+/// (filters, oh, ow) = c · filter_scales[f] · sample_scales[s] + bias[f] (then max(0, ·)
 /// when relu), transposed into the (batch, channels, height, width) layout of the next layer.
+/// With pool > 0 the max pool (pool × pool, stride pool_stride, no padding) that follows is
+/// applied too, and out[s] is (filters, pooled oh, pooled ow): the bits of the separate pool.
 /// The arithmetic of cortado_dequantize_rows, so a sample's values do not depend on the chunk.
-void cortado_dequantize_conv(const int32_t *c, int samples, int positions, int filters, const float *sample_scales,
-                             const float *filter_scales, const float *bias, int relu, float *out);
+void cortado_dequantize_conv(const int32_t *c, int samples, int oh, int ow, int filters, const float *sample_scales,
+                             const float *filter_scales, const float *bias, int relu, int pool, int pool_stride,
+                             float *out);
 
-/// One int8 sample (c, h, w) → its receptive fields as rows (positions, c·k·k), row stride
-/// ldr ≥ c·k·k with the padding zeroed: im2col transposed, in bytes.
+/// One int8 sample channels last (h, w, c) → its receptive fields as rows (positions, k·k·c),
+/// each row ordered (kernel row, kernel column, channel), row stride ldr ≥ c·k·k with the
+/// padding zeroed. The int8 conv weights are permuted to that order once, at load.
 void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr);
+
+/// out (hw, c) = x (c, hw): an int8 image from planes to channels last.
+void cortado_chw_to_hwc_int8(const int8_t *x, int c, int hw, int8_t *out);
 
 /// y (m, n) = x (m, k) · Wᵀ + bias (then max(0, ·) when relu) for a CSR weight W (n rows;
 /// indptr [n + 1], column indices and values [nnz]). scratch holds 32·(k + n) floats. The
