@@ -290,13 +290,29 @@ public enum BLASKernelCheck {
         }
         var policyEnv = env
         if env[simulatedKey] != nil { policyEnv[BLASKernelPolicy.userKernelKey] = nil }
-        var cache = [String: BLASKernelTrial]()
-        let d = BLASKernelPolicy.decide(corename: currentKernel, cpu: .current, environment: policyEnv) { k in
-            if let t = cache[k] { return t }
+        // Trials come from the cache file when an earlier start on this machine ran them; the
+        // file is found (and its identity computed) only when a trial is needed.
+        let cpu = CPUFeatures.current
+        var file: BLASTrialCache?, stored = [String: BLASKernelTrial](), trials = stored, opened = false
+        var fromFile = false
+        var d = BLASKernelPolicy.decide(corename: currentKernel, cpu: cpu, environment: policyEnv) { k in
+            if !opened {
+                opened = true
+                file = BLASTrialCache(
+                    environment: env, identity: BLASTrialCache.identity(cpu: cpu, environment: env))
+                stored = file?.load() ?? [:]
+                trials = stored
+            }
+            if let t = trials[k] {
+                fromFile = fromFile || stored[k] != nil
+                return t
+            }
             let t = trial(k)
-            cache[k] = t
+            trials[k] = t
             return t
         }
+        if let file, trials.count > stored.count { file.store(trials) }
+        if fromFile, let file { d.note += "; self-tests from \(file.path)" }
         decision = d
         if case let .reexec(kernel) = d.action {
             setenv(BLASKernelPolicy.userKernelKey, kernel, 1)

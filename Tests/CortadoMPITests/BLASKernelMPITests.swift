@@ -64,4 +64,32 @@ final class BLASKernelMPITests: XCTestCase {
         XCTAssertTrue(off.stderr.contains("warning: OpenBLAS runs its generic Prescott kernel"), off.stderr)
         XCTAssertTrue(off.stderr.contains("GFLOP/s"), off.stderr)
     }
+
+    /// The second start on a machine takes the self-tests from the cache file the first one
+    /// wrote; an injected failure is another identity (the tests run again and the next kernel
+    /// wins); CORTADO_BLAS_CACHE=0 leaves the file alone.
+    func testSelfTestsAreCachedPerMachine() throws {
+        let c = try candidates()
+        let dir = Support.scratch("blas-trial-cache-run")
+        let vars = ["CORTADO_BLAS_SIMULATE_FALLBACK=Prescott", "CORTADO_CACHE_DIR=\(dir)"]
+        let bench = [Support.product("cortado"), "bench", "sgemm", "--size", "128", "--seconds", "0.05"]
+        func files() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).sorted() }
+        let first = try run(vars, bench)
+        XCTAssertEqual(first.status, 0, first.output)
+        XCTAssertTrue(first.stdout.contains("OpenBLAS kernel \(c[0]) (chosen automatically"), first.stdout)
+        XCTAssertFalse(first.stdout.contains("self-tests from"), first.stdout)
+        XCTAssertEqual(try files().count, 1)
+        let second = try run(vars, bench)
+        XCTAssertEqual(second.status, 0, second.output)
+        XCTAssertTrue(second.stdout.contains("OpenBLAS kernel \(c[0]) (chosen automatically"), second.stdout)
+        XCTAssertTrue(second.stdout.contains("self-tests from \(dir)/\(try files()[0])"), second.stdout)
+        let failing = try run(vars + ["CORTADO_BLAS_SELF_TEST_FAIL=\(c[0])"], bench)
+        XCTAssertEqual(failing.status, 0, failing.output)
+        XCTAssertTrue(failing.stdout.contains("OpenBLAS kernel \(c[1]) (chosen automatically"), failing.stdout)
+        XCTAssertFalse(failing.stdout.contains("self-tests from"), failing.stdout)
+        XCTAssertEqual(try files().count, 2)
+        let off = try run(vars + ["CORTADO_BLAS_CACHE=0"], bench)
+        XCTAssertEqual(off.status, 0, off.output)
+        XCTAssertFalse(off.stdout.contains("self-tests from"), off.stdout)
+    }
 }

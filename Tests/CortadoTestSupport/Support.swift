@@ -70,6 +70,9 @@ public enum Support {
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        // The binaries' BLAS self-test cache (BLASTrialCache): one per test process, not the
+        // user's home.
+        environment["CORTADO_CACHE_DIR"] = NSTemporaryDirectory() + "cortado-tests-\(getpid())/cache"
         for (k, v) in env { environment[k] = v }
         p.environment = environment
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }

@@ -1,4 +1,6 @@
 import CortadoModel
+import CortadoTestSupport
+import Foundation
 import XCTest
 
 /// The OpenBLAS kernel decision (`BLASKernelPolicy.decide`) on made-up CPUs and self-test
@@ -124,5 +126,40 @@ final class BLASKernelTests: XCTestCase {
     /// independent of BLAS).
     func testSelfTestPassesHere() {
         XCTAssertNil(BLASSelfTest.run())
+    }
+
+    /// The self-test cache: trials come back for the identity that stored them and for no
+    /// other (another file, or a file whose stored identity differs); a corrupt file is a miss;
+    /// the folder follows CORTADO_CACHE_DIR, XDG_CACHE_HOME, HOME; CORTADO_BLAS_CACHE=0 is off.
+    func testTrialCacheKeepsTrialsPerIdentity() throws {
+        let env = ["CORTADO_CACHE_DIR": Support.scratch("blas-trial-cache")]
+        let a = try XCTUnwrap(BLASTrialCache(environment: env, identity: "cpu A"))
+        XCTAssertEqual(a.load(), [:])
+        let trials = [
+            "SkylakeX": BLASKernelTrial(kernel: "SkylakeX", passed: true, gflops: 140.5, detail: ""),
+            "Zen": BLASKernelTrial(kernel: "Zen", passed: false, gflops: nil, detail: "crashed (signal 4)")
+        ]
+        a.store(trials)
+        XCTAssertEqual(try XCTUnwrap(BLASTrialCache(environment: env, identity: "cpu A")).load(), trials)
+        let b = try XCTUnwrap(BLASTrialCache(environment: env, identity: "cpu B"))
+        XCTAssertNotEqual(a.path, b.path)
+        XCTAssertEqual(b.load(), [:])
+        try FileManager.default.copyItem(atPath: a.path, toPath: b.path)
+        XCTAssertEqual(b.load(), [:], "a file stored for another identity")
+        try Data("{\"identity\":".utf8).write(to: URL(fileURLWithPath: a.path))
+        XCTAssertEqual(a.load(), [:], "a corrupt file")
+
+        XCTAssertNil(BLASTrialCache(environment: env.merging(["CORTADO_BLAS_CACHE": "0"]) { $1 }, identity: "x"))
+        let xdg = BLASTrialCache(environment: ["XDG_CACHE_HOME": "/x", "HOME": "/h"], identity: "i")
+        XCTAssertTrue(xdg?.path.hasPrefix("/x/cortado/blas-trials-") == true, xdg?.path ?? "nil")
+        XCTAssertTrue(
+            BLASTrialCache(environment: ["HOME": "/h"], identity: "i")?.path.hasPrefix("/h/.cache/cortado/") == true)
+        XCTAssertNil(BLASTrialCache(environment: [:], identity: "i"))
+
+        // The identity names the library file this process runs, and the test hooks.
+        let id = BLASTrialCache.identity(cpu: .current, environment: [:])
+        XCTAssertTrue(id.contains("libopenblas") && id.contains("OpenBLAS 0."), id)
+        XCTAssertNotEqual(
+            id, BLASTrialCache.identity(cpu: .current, environment: ["CORTADO_BLAS_SELF_TEST_FAIL": "Zen"]))
     }
 }
