@@ -4,6 +4,7 @@
 // here they are vectorized. Both paths round half to even (cvtps / nearbyintf) and multiply
 // and add separately (no FMA), so the AVX2 and portable results are identical.
 #include "cortado_kernels.h"
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -19,7 +20,20 @@ __attribute__((target("avx2")))
 static void range_avx2(const float *x, int k, float *absmax, float *minimum) {
     const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 m = _mm256_setzero_ps(), lo = _mm256_set1_ps(INFINITY);
+    // Four independent pairs of accumulators: one pair waited on max/min's latency every 8
+    // values (the dense int8 MLP spent more time here than quantizing).
+    __m256 m1 = m, m2 = m, m3 = m, lo1 = lo, lo2 = lo, lo3 = lo;
     int p = 0;
+    for (; p + 32 <= k; p += 32) {
+        __m256 a = _mm256_loadu_ps(x + p), b = _mm256_loadu_ps(x + p + 8);
+        __m256 c = _mm256_loadu_ps(x + p + 16), d = _mm256_loadu_ps(x + p + 24);
+        m = _mm256_max_ps(m, _mm256_and_ps(a, mask)); lo = _mm256_min_ps(lo, a);
+        m1 = _mm256_max_ps(m1, _mm256_and_ps(b, mask)); lo1 = _mm256_min_ps(lo1, b);
+        m2 = _mm256_max_ps(m2, _mm256_and_ps(c, mask)); lo2 = _mm256_min_ps(lo2, c);
+        m3 = _mm256_max_ps(m3, _mm256_and_ps(d, mask)); lo3 = _mm256_min_ps(lo3, d);
+    }
+    m = _mm256_max_ps(_mm256_max_ps(m, m1), _mm256_max_ps(m2, m3));
+    lo = _mm256_min_ps(_mm256_min_ps(lo, lo1), _mm256_min_ps(lo2, lo3));
     for (; p + 8 <= k; p += 8) {
         __m256 v = _mm256_loadu_ps(x + p);
         m = _mm256_max_ps(m, _mm256_and_ps(v, mask));
@@ -145,11 +159,18 @@ void cortado_chw_to_hwc_int8(const int8_t *x, int c, int hw, int8_t *out) {
 /// a byte loop more than two fixed moves for a one-channel 3×3 kernel row.
 static inline void copy_bytes(int8_t *dst, const int8_t *src, int n) {
     if (n == 3) { memcpy(dst, src, 2); dst[2] = src[2]; return; }
+    if (n % 32 == 0 && n <= 256) {   // 32 channels and up: fixed 32-byte moves, no call
+        for (int i = 0; i < n; i += 32) memcpy(dst + i, src + i, 32);
+        return;
+    }
     if (n > 16) { memcpy(dst, src, (size_t)n); return; }
     for (int i = 0; i < n; i++) dst[i] = src[i];
 }
 
-void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr) {
+/// cortado_im2row_int8's loops, inlined into each caller below so that the common geometries
+/// run with their channel count and kernel size as constants (fixed moves, unrolled rows).
+__attribute__((always_inline))
+static inline void im2row_body(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr) {
     const int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, patch = c * k * k, line = k * c;
     // Channels last, a receptive field's kernel row (k pixels × c channels) is one run of
     // bytes in the image: one copy per (position, kernel row) instead of one per (position,
@@ -178,6 +199,13 @@ void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int
         }
 }
 
+void cortado_im2row_int8(const int8_t *x, int c, int h, int w, int k, int s, int p, int8_t *rows, int ldr) {
+    if (k == 3 && c == 1) im2row_body(x, 1, h, w, 3, s, p, rows, ldr);        // a grayscale image's first conv
+    else if (k == 3 && c == 3) im2row_body(x, 3, h, w, 3, s, p, rows, ldr);   // an RGB image's
+    else if (k == 3) im2row_body(x, c, h, w, 3, s, p, rows, ldr);
+    else im2row_body(x, c, h, w, k, s, p, rows, ldr);
+}
+
 /// One scaled, biased, rectified value: the scalar formula of cortado_dequantize_rows.
 static inline float deq1(int32_t c, float scale, float bias, int relu) {
     float y = (float)c * scale + bias;
@@ -201,26 +229,57 @@ static inline void store_transposed_8x8(const __m256 r[8], float *out, int ldo) 
     }
 }
 
-/// 8 filters' scaled, biased, rectified values at one position (c points at the first).
+/// 8 filters' scaled, biased, rectified values from their products.
+__attribute__((target("avx2")))
+static inline __m256 deq8v(__m256i c, __m256 scale, __m256 bias, int relu) {
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(c), scale), bias);
+    return relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
+}
+
+/// The same at one position (c points at the first filter's product).
 __attribute__((target("avx2")))
 static inline __m256 deq8(const int32_t *c, __m256 scale, __m256 bias, int relu) {
-    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)c)), scale), bias);
-    return relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
+    return deq8v(_mm256_loadu_si256((const __m256i *)c), scale, bias, relu);
 }
 
 /// The conv output's geometry and the max pool fused into the epilogue (size 0: none).
 typedef struct { int oh, ow, filters, size, stride, ph, pw; } conv_out;
 
-/// Pooled output q's window, position by position in maxPoolInference's order (m = v > m ? v :
-/// m from −∞, which is what max_ps computes), so the pooled values are its bits exactly.
+/// The pooled output at (py, px): its window, position by position in maxPoolInference's order
+/// (m = v > m ? v : m from −∞, which is what max_ps computes), so the values are its bits.
 __attribute__((target("avx2")))
-static inline __m256 pooled8(const int32_t *c, const conv_out *g, int q, __m256 scale, __m256 bias, int relu) {
-    const int y0 = q / g->pw * g->stride, x0 = q % g->pw * g->stride;
+static inline __m256 pooled8(const int32_t *c, const conv_out *g, int py, int px, __m256 scale, __m256 bias,
+                             int relu) {
+    const int y0 = py * g->stride, x0 = px * g->stride;
     __m256 m = _mm256_set1_ps(-INFINITY);
     for (int dy = 0; dy < g->size; dy++)
         for (int dx = 0; dx < g->size; dx++)
             m = _mm256_max_ps(deq8(c + (long)((y0 + dy) * g->ow + x0 + dx) * g->filters, scale, bias, relu), m);
     return m;
+}
+
+/// pooled8 when every scale is a positive normal float and every bias finite: then each value
+/// is a non-decreasing function of its product that never gives −0 or NaN, so the window's
+/// largest value is the value of its largest product, bit for bit — one conversion per output
+/// instead of one per window position.
+__attribute__((target("avx2")))
+static inline __m256 pooled8_monotonic(const int32_t *c, const conv_out *g, int py, int px, __m256 scale,
+                                       __m256 bias, int relu) {
+    const int y0 = py * g->stride, x0 = px * g->stride;
+    __m256i m = _mm256_set1_epi32(INT32_MIN);
+    for (int dy = 0; dy < g->size; dy++)
+        for (int dx = 0; dx < g->size; dx++)
+            m = _mm256_max_epi32(
+                m, _mm256_loadu_si256((const __m256i *)(c + (long)((y0 + dy) * g->ow + x0 + dx) * g->filters)));
+    return deq8v(m, scale, bias, relu);
+}
+
+/// Whether pooled8_monotonic gives pooled8's bits for these 8 filters (see there).
+__attribute__((target("avx2")))
+static inline int monotonic8(__m256 scale, __m256 bias) {
+    const __m256 normal = _mm256_cmp_ps(scale, _mm256_set1_ps(FLT_MIN), _CMP_GE_OQ);
+    const __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(bias, bias), _mm256_setzero_ps(), _CMP_EQ_OQ);
+    return _mm256_movemask_ps(_mm256_and_ps(normal, finite)) == 0xFF;
 }
 
 static inline float pooled1(const int32_t *c, const conv_out *g, int q, float scale, float bias, int relu) {
@@ -243,11 +302,21 @@ static void dequantize_conv_avx2(const int32_t *c, const conv_out *g, float rs, 
     int f = 0;
     for (; f + 8 <= n; f += 8) {
         const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(fs + f), _mm256_set1_ps(rs)), b = _mm256_loadu_ps(bias + f);
+        const int monotonic = monotonic8(scale, b);
         int q = 0;
         for (; q + 8 <= outputs; q += 8) {
             __m256 r[8];
-            for (int i = 0; i < 8; i++)
-                r[i] = g->size ? pooled8(c + f, g, q + i, scale, b, relu) : deq8(c + (long)(q + i) * n + f, scale, b, relu);
+            if (g->size) {
+                // One division per tile (per pooled output, the divisions cost more than the pool).
+                int py = q / g->pw, px = q % g->pw;
+                for (int i = 0; i < 8; i++) {
+                    r[i] = monotonic ? pooled8_monotonic(c + f, g, py, px, scale, b, relu)
+                                     : pooled8(c + f, g, py, px, scale, b, relu);
+                    if (++px == g->pw) px = 0, py++;
+                }
+            } else {
+                for (int i = 0; i < 8; i++) r[i] = deq8(c + (long)(q + i) * n + f, scale, b, relu);
+            }
             store_transposed_8x8(r, out + (long)f * outputs + q, outputs);
         }
         for (; q < outputs; q++)

@@ -117,7 +117,8 @@ final class CompressionTests: XCTestCase {
         for g in [
             ConvShape(c: 2, h: 5, w: 6, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 3, h: 7, w: 7, f: 1, k: 3, s: 2, p: 0),
             ConvShape(c: 1, h: 4, w: 3, f: 1, k: 5, s: 2, p: 2), ConvShape(c: 2, h: 6, w: 5, f: 1, k: 2, s: 3, p: 1),
-            ConvShape(c: 24, h: 5, w: 4, f: 1, k: 3, s: 1, p: 1)
+            ConvShape(c: 24, h: 5, w: 4, f: 1, k: 3, s: 1, p: 1), ConvShape(c: 1, h: 6, w: 5, f: 1, k: 3, s: 1, p: 1),
+            ConvShape(c: 32, h: 4, w: 5, f: 1, k: 3, s: 2, p: 1)
         ] {
             let image = (0..<g.inCount).map { _ in Int8(Int(rng.below(255)) - 127) }
             var floats = [Float](repeating: 0, count: g.positions * g.patch)
