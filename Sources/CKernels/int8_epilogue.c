@@ -179,11 +179,13 @@ static inline void im2row_body(const int8_t *x, int c, int h, int w, int k, int 
         for (int ox = 0; ox < ow; ox++) {
             int8_t *out = rows + (long)(oy * ow + ox) * ldr;
             const int x0 = ox * s - p, inside = x0 >= 0 && x0 + k <= w;
-            // The padding first, as one fixed 32-byte store when it lies in the row's last 32
-            // bytes (rows padded to a multiple of 32); the receptive field then overwrites the
-            // part of it that is not padding.
-            if (ldr > patch && ldr - patch <= 32 && ldr >= 32) memset(out + ldr - 32, 0, 32);
-            else if (ldr > patch) memset(out + patch, 0, (size_t)(ldr - patch));
+            // The padding first, as one fixed 4- or 32-byte store when it lies in the row's last
+            // 4 or 32 bytes (rows padded to a multiple of 4 or 32); the receptive field then
+            // overwrites the part of it that is not padding.
+            const int pad = ldr - patch;
+            if (pad > 0 && pad <= 4 && ldr >= 4) memset(out + ldr - 4, 0, 4);
+            else if (pad > 0 && pad <= 32 && ldr >= 32) memset(out + ldr - 32, 0, 32);
+            else if (pad > 0) memset(out + patch, 0, (size_t)pad);
             for (int ki = 0; ki < k; ki++) {
                 int8_t *o = out + ki * line;
                 const int iy = oy * s - p + ki;

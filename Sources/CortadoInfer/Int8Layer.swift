@@ -5,9 +5,10 @@ import CortadoModel
 /// for conv), each input row (each conv sample) quantized on the fly with its own scale, one
 /// int8 × int8 → int32 GEMM, then the epilogue rescales by row scale × channel scale, adds the
 /// fp32 bias and, when a ReLU follows, applies it there, and a conv's max pool after that
-/// (the network then skips those layers). Rows are padded to a multiple of 32 bytes with zeros, once for the
-/// weights here and per call for the activations, so the kernel never takes its scalar tail.
-/// On a CPU with AVX-512 VNNI the weights (dense or conv) are also packed here, once, into the
+/// (the network then skips those layers). Rows are padded with zeros, once for the weights
+/// here and per call for the activations: to a multiple of 32 bytes, so the row-major kernels
+/// never take their scalar tail, or on a CPU with AVX-512 VNNI to a multiple of 4, the packed
+/// kernel's step; there the weights (dense or conv) are also packed here, once, into the
 /// panels the register-tiled kernel reads (cortado_int8_pack_weights).
 struct Int8Layer {
     /// (outDim, kp) int8, zero-padded rows.
@@ -44,7 +45,11 @@ struct Int8Layer {
         }
         outDim = scales.count
         inDim = weight.count / max(outDim, 1)
-        kp = (inDim + 31) / 32 * 32
+        // The packed VNNI kernel reads a row in groups of 4 bytes, the row-major kernels in
+        // 32-byte vectors (anything shorter takes their scalar tail): a 3×3 one-channel conv's
+        // 9-byte rows cost 12 bytes of products there instead of 32.
+        let vnni = Int(cortado_int8_best_path()) >= CORTADO_INT8_AVX512VNNI
+        kp = vnni ? (inDim + 3) / 4 * 4 : (inDim + 31) / 32 * 32
         // A conv filter's (channel, kernel row, kernel column) weights go to (kernel row, kernel
         // column, channel), the order cortado_im2row_int8 lays a receptive field out in; the
         // integer sums are the same in any order.
@@ -53,7 +58,7 @@ struct Int8Layer {
         var padded = [Int8](repeating: 0, count: outDim * kp)
         for o in 0..<outDim { for j in 0..<inDim { padded[o * kp + column(j)] = weight[o * inDim + j] } }
         self.weight = padded
-        if outDim > 0, Int(cortado_int8_best_path()) >= CORTADO_INT8_AVX512VNNI {
+        if outDim > 0, vnni {
             let n = Int32(outDim), k = Int32(kp)
             var p = [Int8](repeating: 0, count: cortado_int8_packed_size(n, k))
             p.withUnsafeMutableBufferPointer { cortado_int8_pack_weights(padded, n, k, $0.baseAddress!) }
