@@ -76,7 +76,8 @@ for c in 1 8 64; do
   run "FastAPI+uvicorn+ORT MLP fp32" "http://127.0.0.1:18081/v2/models/mlp/infer" "$TMP/mlp.lua" $c
 done
 echo
-for p in int8 fp32; do
-  "${CORTADO_INFER:-$BIN/cortado-infer}" "$MLP/model-$p.cmodel" --bench --batches 1 --threads 1 --json |
-    python3 -c "import json,sys; r=json.load(sys.stdin); print('cortado-infer --bench MLP $p batch-1 p50 ms:', r['batch1_latency_ms']['p50'])"
+for m in "MLP int8 $MLP/model-int8" "MLP fp32 $MLP/model-fp32" "CNN int8 $CNN/model-int8"; do
+  set -- $m
+  "${CORTADO_INFER:-$BIN/cortado-infer}" "$3.cmodel" --bench --batches 1 --threads 1 --json |
+    python3 -c "import json,sys; r=json.load(sys.stdin); print('cortado-infer --bench $1 $2 batch-1 p50 ms:', r['batch1_latency_ms']['p50'])"
 done
