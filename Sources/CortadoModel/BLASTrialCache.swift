@@ -4,9 +4,9 @@ import CortadoCore
 import Foundation
 
 /// The start-up check's self-test results, kept per machine and OpenBLAS build so that only the
-/// first start on a node pays for them: each trial is a child process and 0.15 s of sgemm, and
-/// a binary on a fallback kernel spent about half a second on them at every start (every
-/// `cortado` command, every rank). One JSON file per identity under `CORTADO_CACHE_DIR`, else
+/// first start on a node pays for them: each trial is a child process and 0.15 s of sgemm, which
+/// a binary on a fallback kernel paid at every start (every `cortado` command, every rank; the
+/// start-up times are in Benchmarks/RESULTS.md). One JSON file per identity under `CORTADO_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/cortado`, else `~/.cache/cortado`; `CORTADO_BLAS_CACHE=0` turns it off.
 /// The identity is the CPU (its name and the features the check reads), the OpenBLAS library
 /// file (path, size, modification time, build configuration), the self-test's version and the
