@@ -88,9 +88,9 @@ public final class InferenceModel {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
                     var conv: ConvShape?, pool: (size: Int, stride: Int)?
                     if case let .conv2d(f, k, s, p) = spec.layers[layer] {
-                        let x = inputShapes[layer]
-                        conv = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
-                        pool = ConvTail(spec: spec, index: layer, conv!).pool
+                        let x = inputShapes[layer], g = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
+                        conv = g
+                        pool = ConvTail(spec: spec, index: layer, g).pool
                     }
                     // A calibrated (static) input scale when the file has one, else dynamic.
                     let inputScale = try file.tensor("layers.\(layer).input_scale").map { t -> Float in
@@ -142,15 +142,13 @@ public final class InferenceModel {
     /// a row on its own: per-row or per-sample scales, the same kernels).
     public func logits(_ input: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
         reserve(batch: batch)
-        if batch <= passRows { return UnsafePointer(net!.forward(input, batch: batch)) }
-        return passLogits.withUnsafeMutableBufferPointer { out in
-            for first in stride(from: 0, to: batch, by: passRows) {
-                let n = min(passRows, batch - first)
-                let z = net!.forward(input + first * inputSize, batch: n)
-                (out.baseAddress! + first * classes).update(from: z, count: n * classes)
-            }
-            return UnsafePointer(out.baseAddress!)
+        guard batch > passRows, let out = passLogits else { return UnsafePointer(net!.forward(input, batch: batch)) }
+        for first in stride(from: 0, to: batch, by: passRows) {
+            let n = min(passRows, batch - first)
+            (out.base + first * classes).update(
+                from: net!.forward(input + first * inputSize, batch: n), count: n * classes)
         }
+        return UnsafePointer(out.base)
     }
 
     /// Activation bytes one forward pass may take (default `defaultPassBytes`).
@@ -167,14 +165,15 @@ public final class InferenceModel {
     public var passRows: Int { activationBytesPerRow.map { max(1, passBytes / $0) } ?? Int.max }
     /// A conv net's activation bytes per row (every layer's output); nil without convolutions.
     private let activationBytesPerRow: Int?
-    /// The logits of a batch run in several passes, (batch, classes).
-    private var passLogits = [Float]()
+    /// The logits of a batch run in several passes, (batch, classes); an arena, so the pointer
+    /// `logits` returns stays valid until the next call.
+    private var passLogits: Arena<Float>?
 
     /// Sizes the network (its activations hold the logits) and the int8 scratch for batches of
     /// up to `batch` rows now, so that later calls allocate nothing (a trainer's step loop).
     public func reserve(batch: Int) {
-        if batch > passRows, passLogits.count < batch * classes {
-            passLogits = [Float](repeating: 0, count: batch * classes)
+        if batch > passRows, (passLogits?.count ?? 0) < batch * classes {
+            passLogits = Arena(count: batch * classes)
         }
         let batch = min(batch, passRows)
         if net == nil || net!.maxBatch < batch {

@@ -39,7 +39,7 @@ struct Int8Layer {
         self.inputScale = inputScale
         self.pool = conv == nil ? nil : pool
         if let g = conv, let pool {
-            outCount = g.f * ((g.oh - pool.size) / pool.stride + 1) * ((g.ow - pool.size) / pool.stride + 1)
+            outCount = PoolShape(c: g.f, h: g.oh, w: g.ow, size: pool.size, stride: pool.stride).outCount
         } else {
             outCount = conv?.outCount ?? scales.count
         }

@@ -43,9 +43,12 @@ public enum Support {
         return try Data(contentsOf: url)
     }
 
+    /// This test process's folder for scratch folders, caches and shared fixtures.
+    public static var scratchRoot: String { NSTemporaryDirectory() + "cortado-tests-\(getpid())" }
+
     /// A fresh scratch folder for one test.
     public static func scratch(_ name: String) -> String {
-        let dir = NSTemporaryDirectory() + "cortado-tests-\(getpid())/\(name)"
+        let dir = scratchRoot + "/" + name
         try? FileManager.default.removeItem(atPath: dir)
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
@@ -72,7 +75,7 @@ public enum Support {
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         // The binaries' BLAS self-test cache (BLASTrialCache): one per test process, not the
         // user's home.
-        environment["CORTADO_CACHE_DIR"] = NSTemporaryDirectory() + "cortado-tests-\(getpid())/cache"
+        environment["CORTADO_CACHE_DIR"] = scratchRoot + "/cache"
         for (k, v) in env { environment[k] = v }
         p.environment = environment
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
@@ -106,7 +109,7 @@ public enum Support {
     /// A small real Fashion-MNIST data set (first 4 000 images, 4 shards, 500 validation rows),
     /// prepared once per test process.
     public static let smallData: String = {
-        let dir = NSTemporaryDirectory() + "cortado-tests-\(getpid())/fashion-small"
+        let dir = scratchRoot + "/fashion-small"
         let r = try? run(
             [
                 product("cortado"), "prepare", "fashion-mnist", "--out", dir, "--shards", "4",
