@@ -238,6 +238,7 @@ struct RequestScanner {
                 return
             }
             while true {
+                if !sink.isMixed { numberRun(&sink.numbers) }
                 let c = byte
                 if c == .minus || (c >= .zero && c <= .nine) {
                     sink.append(try number(field))
@@ -339,6 +340,65 @@ struct RequestScanner {
         return parseDouble(UnsafeBufferPointer(rebasing: b[start..<i])) ?? .nan
     }
 
+    /// The numbers at `i` that are each followed by a comma, appended to `numbers` while each is
+    /// plain: `-?(0|[1-9]\d*)(\.\d+)?` within Clinger's exact case, as `number` reads it. Stops
+    /// with `i` at the start of the first value that is not — the array's last number, one with
+    /// an exponent, a string, a nested array, a syntax error — which `value` then reads as
+    /// before, so the bits and the errors are `number`'s. What goes is the per-value work around
+    /// the number: the call, the sink's kind check, the array's growth check (sixteen numbers
+    /// to an append), and most bounds checks (the loop keeps 64 bytes of body ahead of `i`).
+    mutating func numberRun(_ numbers: inout [Double]) {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 16) { chunk in
+            var k = 0
+            while n &- i >= 64 {
+                let start = i
+                guard let x = plainNumber(), byte == .comma else {
+                    i = start
+                    break
+                }
+                i &+= 1
+                skipSpace()
+                chunk[k] = x
+                k &+= 1
+                if k == 16 {
+                    numbers.append(contentsOf: chunk)
+                    k = 0
+                }
+            }
+            numbers.append(contentsOf: chunk[..<k])
+        }
+    }
+
+    /// `numberRun`'s number: the value when `i` starts a plain number (nil for anything else,
+    /// `i` then anywhere in it). The first two bytes are inside the body (the caller's margin);
+    /// after a digit run, which can reach the end, reads are checked.
+    @inline(__always) mutating func plainNumber() -> Double? {
+        let negative = b[i] == .minus
+        if negative { i &+= 1 }
+        var mantissa: UInt64 = 0, digits = 0, scale = 0
+        let c = b[i]
+        if c == .zero {
+            i &+= 1
+        } else if c >= .one && c <= .nine {
+            digits = digitRun(&mantissa)
+        } else {
+            return nil
+        }
+        if byte == .dot {
+            i &+= 1
+            guard byte >= .zero && byte <= .nine else { return nil }
+            let k = digitRun(&mantissa)
+            digits &+= k
+            scale = -k
+        }
+        let next = byte
+        guard next != .e, next != .E, digits <= 19, mantissa <= 1 << 53 else { return nil }
+        // `number`'s exact case with no exponent: the scale is -digits ≥ -19.
+        let m = Double(Int64(truncatingIfNeeded: mantissa))
+        let x = scale < 0 ? m / Self.powerOfTen(-scale) : m
+        return negative ? -x : x
+    }
+
     /// The run of decimal digits at `i` (at least one), appended to `mantissa` (wrapping past
     /// 19 digits; the caller then leaves it to strtod); returns how many there were.
     @inline(__always) mutating func digitRun(_ mantissa: inout UInt64) -> Int {
@@ -346,14 +406,14 @@ struct RequestScanner {
         while true {
             let (k, v) = eightDigits()
             mantissa = mantissa &* Self.integerPower(k) &+ v
-            i += k
+            i &+= k
             if k < 8 { break }
         }
         while i < n, b[i] >= .zero, b[i] <= .nine {
             mantissa = mantissa &* 10 &+ UInt64(b[i] &- .zero)
-            i += 1
+            i &+= 1
         }
-        return i - first
+        return i &- first
     }
 
     /// The decimal digits at `i`, up to 8 of them, read in one step (SWAR, as simdjson's
@@ -361,7 +421,7 @@ struct RequestScanner {
     /// than 8 bytes are left; the byte-by-byte loops read those. Digit by digit, each digit of
     /// a row's 784 numbers (`0.603922`) waited for the multiply-add of the one before.
     @inline(__always) func eightDigits() -> (count: Int, value: UInt64) {
-        guard n - i >= 8, let base = b.baseAddress else { return (0, 0) }
+        guard n &- i >= 8, let base = b.baseAddress else { return (0, 0) }
         let w = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
         // Per byte, x = byte - '0' for digits; a byte is not a digit when x > 9, which sets its
         // high bit in x or in x + 0x76. Carries run only from a non-digit byte upwards, so the
@@ -372,7 +432,7 @@ struct RequestScanner {
         guard k > 0 else { return (0, 0) }
         // The k digits to the top of the word (the first byte is the most significant digit),
         // zero bytes below them as leading zeros; then pairs, fours and eights of digits.
-        var v = k == 8 ? x : x << UInt64(8 * (8 - k))
+        var v = x &<< UInt64(8 &* (8 &- k))
         v = v &* 10 &+ (v >> 8)
         v =
             (((v & 0x0000_00FF_0000_00FF) &* 0x000F_4240_0000_0064)
@@ -380,20 +440,15 @@ struct RequestScanner {
         return (k, v)
     }
 
-    /// 10^k for k in 0…8, for `eightDigits`' runs (a switch: a table without the lazy global's
-    /// once-check and the array's bounds check).
+    /// 10^k for k in 0…8, for `eightDigits`' runs, without a branch: a switch became a jump
+    /// table, and its indirect jump was mispredicted whenever a number's digit count differed
+    /// from the one before (most numbers of a row).
     @inline(__always) static func integerPower(_ k: Int) -> UInt64 {
-        switch k {
-        case 0: return 1
-        case 1: return 10
-        case 2: return 100
-        case 3: return 1000
-        case 4: return 10000
-        case 5: return 100_000
-        case 6: return 1_000_000
-        case 7: return 10_000_000
-        default: return 100_000_000
-        }
+        var p: UInt64 = k & 1 != 0 ? 10 : 1
+        p &*= k & 2 != 0 ? 100 : 1
+        p &*= k & 4 != 0 ? 10_000 : 1
+        p &*= k & 8 != 0 ? 100_000_000 : 1
+        return p
     }
 
     /// 10^k for k in 0…22: every one an exact double.

@@ -108,6 +108,59 @@ final class InferRequestParserTests: XCTestCase {
         }
     }
 
+    /// A value inside a long run of numbers (the reader's fast loop, `numberRun`) reads as it
+    /// does alone: the same bits, the same kind, the same error at the same field and byte.
+    func testValuesInLongRunsReadAsAlone() throws {
+        let pad = Array(repeating: "0.5", count: 30).joined(separator: ", ")
+        let head = pad + ", "
+        /// The values (numbers as bit patterns, mixed as descriptions) or the error.
+        func outcome(_ data: String, count: Int, datatype: String) -> (kind: String, values: [String]) {
+            do {
+                let v = try parse(tensor(data, count: count, datatype: datatype)).inputs[0].data
+                guard case .numbers(let x) = v else { return ("mixed", (0..<v.count).map { v[$0].description }) }
+                return ("numbers", x.map { String($0.bitPattern, radix: 16) })
+            } catch let e as CortadoError {
+                return ("error", [e.message])
+            } catch {
+                return ("error", ["\(error)"])
+            }
+        }
+        // An error alone, moved to where the long body has it: 30 values and `head`'s bytes on,
+        // and `bytes` more before the data (the shape's count is longer).
+        func shifted(_ message: String, bytes: Int) -> String {
+            var out = message
+            for (pattern, by) in [(#"data\[(\d+)\]"#, 30), (#"byte (\d+)"#, head.utf8.count + bytes)] {
+                let re = try! NSRegularExpression(pattern: pattern)
+                for m in re.matches(in: out, range: NSRange(out.startIndex..., in: out)).reversed() {
+                    let r = Range(m.range(at: 1), in: out)!
+                    out.replaceSubrange(r, with: String(Int(out[r])! + by))
+                }
+            }
+            return out
+        }
+        for (value, count, datatype) in [
+            ("1", 1, "FP64"), ("-0", 1, "FP64"), ("0.25", 1, "FP64"), ("-12.5", 1, "FP64"), ("1e3", 1, "FP64"),
+            ("2.5E-3", 1, "FP64"), ("12345678901234567890", 1, "FP64"), ("0.1234567890123456789012", 1, "FP64"),
+            ("9007199254740993", 1, "FP64"), ("99999999.99999999", 1, "FP64"), ("1 ", 1, "FP64"),
+            ("\t5\n", 1, "FP64"), ("[1, 2.5]", 2, "FP64"), ("[]", 0, "FP64"), ("\"NaN\"", 1, "FP64"),
+            ("null", 1, "BYTES"), ("\"red\"", 1, "BYTES"), ("true", 1, "BYTES"),
+            ("01", 1, "FP64"), ("1.", 1, "FP64"), (".5", 1, "FP64"), ("+1", 1, "FP64"), ("1e", 1, "FP64"),
+            ("-", 1, "FP64"), ("--1", 1, "FP64"), ("0x10", 1, "FP64"), ("1.5.2", 1, "FP64"), ("1 2", 1, "FP64"),
+            ("", 0, "FP64"), ("tru", 1, "BYTES")
+        ] {
+            let alone = outcome("[\(value), 0.5]", count: count + 1, datatype: datatype)
+            let long = outcome("[" + head + value + ", " + pad + "]", count: count + 60, datatype: datatype)
+            XCTAssertEqual(long.kind, alone.kind, value)
+            if alone.kind == "error" {
+                let bytes = String(count + 60).count - String(count + 1).count
+                XCTAssertEqual(long.values, alone.values.map { shifted($0, bytes: bytes) }, value)
+            } else {
+                let half = Array(repeating: alone.values.last!, count: 30) // 0.5 as this kind writes it
+                XCTAssertEqual(long.values, half + alone.values.dropLast() + half, value)
+            }
+        }
+    }
+
     func testOutOfRangeAndNonFiniteAreRefusedByPosition() {
         fails(tensor("[1, 1e309]", count: 2), "inputs[0].data[1]: inf is not a finite number")
         fails(tensor("[-1e400]", count: 1), "inputs[0].data[0]: -inf is not a finite number")
