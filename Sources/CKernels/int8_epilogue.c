@@ -9,12 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-static int use_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) cached = cortado_int8_best_path() >= CORTADO_INT8_AVX2;
-    return cached;
-}
-
 /// max |x| and min x of a row (the scale, and whether the row quantizes to no negatives).
 __attribute__((target("avx2")))
 static void range_avx2(const float *x, int k, float *absmax, float *minimum) {
@@ -87,8 +81,8 @@ static void quantize_row_portable(const float *x, int k, float inv, int8_t *q, i
 
 // A row has no negative quantized value when its minimum times 1/scale is ≥ −0.5: that rounds
 // (half to even) to zero, and the multiply is monotonic, so no other value goes lower.
-int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales) {
-    int v = use_avx2(), nonneg = 1;
+int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales, int path) {
+    int v = cortado_use_avx2(path), nonneg = 1;
     for (int i = 0; i < m; i++) {
         const float *xr = x + (long)i * ldx;
         float mx, mn;
@@ -102,8 +96,9 @@ int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int 
     return nonneg;
 }
 
-int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales) {
-    int v = use_avx2(), nonneg = 1;
+int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales,
+                                int path) {
+    int v = cortado_use_avx2(path), nonneg = 1;
     const float inv = 1.0f / scale;
     for (int i = 0; i < m; i++) {
         const float *xr = x + (long)i * ldx;
@@ -134,8 +129,8 @@ static void dequantize_row_avx2(const int32_t *c, int n, float rs, const float *
 }
 
 void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_scales, const float *col_scales,
-                             const float *row_bias, const float *col_bias, int relu, float *out) {
-    int v = use_avx2();
+                             const float *row_bias, const float *col_bias, int relu, float *out, int path) {
+    int v = cortado_use_avx2(path);
     for (int i = 0; i < m; i++) {
         const int32_t *cr = c + (long)i * n;
         float rs = row_scales[i], rb = row_bias ? row_bias[i] : 0;
@@ -334,11 +329,11 @@ static void dequantize_conv_avx2(const int32_t *c, const conv_out *g, float rs, 
 
 void cortado_dequantize_conv(const int32_t *c, int samples, int oh, int ow, int filters, const float *sample_scales,
                              const float *filter_scales, const float *bias, int relu, int pool, int pool_stride,
-                             float *out) {
+                             float *out, int path) {
     conv_out g = {oh, ow, filters, pool, pool_stride, 0, 0};
     if (pool) g.ph = (oh - pool) / pool_stride + 1, g.pw = (ow - pool) / pool_stride + 1;
     const long outputs = pool ? (long)g.ph * g.pw : (long)oh * ow;
-    int v = use_avx2();
+    int v = cortado_use_avx2(path);
     for (int s = 0; s < samples; s++) {
         const int32_t *cs = c + (long)s * oh * ow * filters;
         float *o = out + (long)s * outputs * filters;

@@ -14,9 +14,6 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-/// Whether `path` asks for AVX2 (or above) and this CPU has it.
-static int use_avx2(int path) { return path >= CORTADO_INT8_AVX2 && cortado_int8_best_path() >= CORTADO_INT8_AVX2; }
-
 __attribute__((always_inline))
 static inline void sgd_body(float *restrict w, const float *restrict g, float *restrict v, long n,
                             float lr, float mu, float wd, float gscale, const int nesterov) {
@@ -43,7 +40,7 @@ static void sgd_avx2(float *w, const float *g, float *v, long n, float lr, float
 
 void cortado_sgd_update(float *w, const float *g, float *v, long n, float lr, float mu, float wd, float gscale,
                         int nesterov, int path) {
-    if (use_avx2(path)) sgd_avx2(w, g, v, n, lr, mu, wd, gscale, nesterov);
+    if (cortado_use_avx2(path)) sgd_avx2(w, g, v, n, lr, mu, wd, gscale, nesterov);
     else sgd_portable(w, g, v, n, lr, mu, wd, gscale, nesterov);
 }
 
@@ -80,7 +77,7 @@ static void adam_avx2(float *w, const float *g, float *m, float *s, long n, floa
 
 void cortado_adam_update(float *w, const float *g, float *m, float *s, long n, float lr, float b1, float b2, float eps,
                          float wd, float c1, float c2, float gscale, int decoupled, int path) {
-    if (use_avx2(path)) adam_avx2(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
+    if (cortado_use_avx2(path)) adam_avx2(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
     else adam_portable(w, g, m, s, n, lr, b1, b2, eps, wd, c1, c2, gscale, decoupled);
 }
 
@@ -106,7 +103,7 @@ static void rmsprop_avx2(float *w, const float *g, float *v, long n, float lr, f
 static void rmsprop_update(float *w, const float *g, float *state, long stride, long n, float lr, float wd, float gscale,
                            const float *hyper, int path) {
     (void)stride;   // one arena
-    if (use_avx2(path)) rmsprop_avx2(w, g, state, n, lr, wd, gscale, hyper[0], hyper[1]);
+    if (cortado_use_avx2(path)) rmsprop_avx2(w, g, state, n, lr, wd, gscale, hyper[0], hyper[1]);
     else rmsprop_body(w, g, state, n, lr, wd, gscale, hyper[0], hyper[1]);
 }
 

@@ -130,10 +130,13 @@ struct Int8Layer {
     ) {
         let nonneg =
             inputScale.map {
-                cortado_quantize_rows_fixed(x, Int32(inDim), Int32(batch), Int32(inDim), $0, t.q, Int32(kp), t.scales)
-            } ?? cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), t.q, Int32(kp), t.scales)
+                cortado_quantize_rows_fixed(
+                    x, Int32(inDim), Int32(batch), Int32(inDim), $0, t.q, Int32(kp), t.scales, Int32(path))
+            }
+            ?? cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), t.q, Int32(kp), t.scales, Int32(path))
         product(t, rows: batch, nonneg: nonneg, path: path)
-        cortado_dequantize_rows(t.acc, Int32(batch), Int32(outDim), t.scales, cs, nil, b, relu ? 1 : 0, out)
+        cortado_dequantize_rows(
+            t.acc, Int32(batch), Int32(outDim), t.scales, cs, nil, b, relu ? 1 : 0, out, Int32(path))
     }
 
     /// Conv over chunks of samples: each sample's image quantized with its own scale (every
@@ -153,8 +156,9 @@ struct Int8Layer {
                 let xi = x + (first + i) * g.inCount
                 nonneg &=
                     inputScale.map {
-                        cortado_quantize_rows_fixed(xi, inCount, 1, inCount, $0, t.image, inCount, t.scales + i)
-                    } ?? cortado_quantize_rows(xi, inCount, 1, inCount, t.image, inCount, t.scales + i)
+                        cortado_quantize_rows_fixed(
+                            xi, inCount, 1, inCount, $0, t.image, inCount, t.scales + i, Int32(path))
+                    } ?? cortado_quantize_rows(xi, inCount, 1, inCount, t.image, inCount, t.scales + i, Int32(path))
                 var hwc = UnsafePointer(t.image)
                 if g.c > 1 {
                     cortado_chw_to_hwc_int8(t.image, Int32(g.c), Int32(g.h * g.w), t.image + g.inCount)
@@ -167,7 +171,7 @@ struct Int8Layer {
             product(t, rows: samples * g.positions, nonneg: nonneg, path: path)
             cortado_dequantize_conv(
                 t.acc, Int32(samples), Int32(g.oh), Int32(g.ow), Int32(outDim), t.scales, cs, b, relu ? 1 : 0,
-                Int32(pool?.size ?? 0), Int32(pool?.stride ?? 0), out + first * outCount)
+                Int32(pool?.size ?? 0), Int32(pool?.stride ?? 0), out + first * outCount, Int32(path))
         }
     }
 }

@@ -76,40 +76,47 @@ final class CompressionTests: XCTestCase {
         let m = 5, k = 37, ld = 64
         var x = (0..<(m * k)).map { _ in Float(rng.normal() * 3) }
         for j in 0..<k { x[2 * k + j] = 0 } // an all-zero row gets scale 1
-        var q = [Int8](repeating: 99, count: m * ld), scales = [Float](repeating: 0, count: m)
-        XCTAssertEqual(
-            cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 0, "negative values")
-        for i in 0..<m {
-            let mx = x[(i * k)..<((i + 1) * k)].map(abs).max()!
-            let scale: Float = mx > 0 ? mx / 127 : 1
-            XCTAssertEqual(scales[i], scale, "row \(i)")
-            for j in 0..<ld {
-                let want: Int8 =
-                    j < k ? Int8(max(-127, min(127, (x[i * k + j] * (1 / scale)).rounded(.toNearestOrEven)))) : 0
-                XCTAssertEqual(q[i * ld + j], want, "row \(i) col \(j)")
-            }
-        }
-        let positive = x.map { max($0, -0.001) } // tiny negatives round to 0: still non-negative
-        XCTAssertEqual(cortado_quantize_rows(positive, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales), 1)
-        XCTAssertEqual(cortado_quantize_rows_fixed(x, Int32(k), Int32(m), Int32(k), 0.01, &q, Int32(ld), &scales), 0)
-        XCTAssertEqual(
-            Set(q.indices.filter { $0 % ld < k }.map { abs(Int(q[$0])) }).max(), 127,
-            "a small fixed scale clips at ±127")
-        XCTAssertEqual(scales, [Float](repeating: 0.01, count: m))
-
         let n = 11
         let c = (0..<(m * n)).map { _ in Int32(rng.below(20001)) - 10000 }
         let rs = (0..<m).map { _ in Float(rng.uniform()) * 0.01 }, cs = (0..<n).map { _ in Float(rng.uniform()) * 0.01 }
         let rb = (0..<m).map { _ in Float(rng.normal()) }, cb = (0..<n).map { _ in Float(rng.normal()) }
-        for (perRow, relu) in [(false, false), (false, true), (true, true)] {
-            var out = [Float](repeating: .nan, count: m * n)
-            cortado_dequantize_rows(
-                c, Int32(m), Int32(n), rs, cs, perRow ? rb : nil, perRow ? nil : cb, relu ? 1 : 0, &out)
+        // Each path (portable, and the CPU's best) against the same reference.
+        for path in Set([Int32(CORTADO_INT8_PORTABLE), cortado_int8_best_path()]).sorted() {
+            var q = [Int8](repeating: 99, count: m * ld), scales = [Float](repeating: 0, count: m)
+            XCTAssertEqual(
+                cortado_quantize_rows(x, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales, path), 0,
+                "negative values")
             for i in 0..<m {
-                for j in 0..<n {
-                    var y = Float(c[i * n + j]) * (rs[i] * cs[j]) + (perRow ? rb[i] : cb[j])
-                    if relu { y = max(y, 0) }
-                    XCTAssertEqual(out[i * n + j], y, "(\(i), \(j)) per-row bias \(perRow) relu \(relu)")
+                let mx = x[(i * k)..<((i + 1) * k)].map(abs).max()!
+                let scale: Float = mx > 0 ? mx / 127 : 1
+                XCTAssertEqual(scales[i], scale, "row \(i)")
+                for j in 0..<ld {
+                    let want: Int8 =
+                        j < k ? Int8(max(-127, min(127, (x[i * k + j] * (1 / scale)).rounded(.toNearestOrEven)))) : 0
+                    XCTAssertEqual(q[i * ld + j], want, "row \(i) col \(j) path \(path)")
+                }
+            }
+            let positive = x.map { max($0, -0.001) } // tiny negatives round to 0: still non-negative
+            XCTAssertEqual(
+                cortado_quantize_rows(positive, Int32(k), Int32(m), Int32(k), &q, Int32(ld), &scales, path), 1)
+            XCTAssertEqual(
+                cortado_quantize_rows_fixed(x, Int32(k), Int32(m), Int32(k), 0.01, &q, Int32(ld), &scales, path), 0)
+            XCTAssertEqual(
+                Set(q.indices.filter { $0 % ld < k }.map { abs(Int(q[$0])) }).max(), 127,
+                "a small fixed scale clips at ±127")
+            XCTAssertEqual(scales, [Float](repeating: 0.01, count: m))
+
+            for (perRow, relu) in [(false, false), (false, true), (true, true)] {
+                var out = [Float](repeating: .nan, count: m * n)
+                cortado_dequantize_rows(
+                    c, Int32(m), Int32(n), rs, cs, perRow ? rb : nil, perRow ? nil : cb, relu ? 1 : 0, &out, path)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var y = Float(c[i * n + j]) * (rs[i] * cs[j]) + (perRow ? rb[i] : cb[j])
+                        if relu { y = max(y, 0) }
+                        XCTAssertEqual(
+                            out[i * n + j], y, "(\(i), \(j)) per-row bias \(perRow) relu \(relu) path \(path)")
+                    }
                 }
             }
         }

@@ -122,13 +122,16 @@ final class ConvBatchTests: XCTestCase {
                     maxPoolInference(out: &pooled, input: want, batch: samples, g)
                     want = pooled
                 }
-                var out = [Float](repeating: .nan, count: want.count)
-                cortado_dequantize_conv(
-                    c, Int32(samples), Int32(oh), Int32(ow), Int32(filters), ss, fs, b, relu ? 1 : 0,
-                    Int32(pool?.0 ?? 0), Int32(pool?.1 ?? 0), &out)
-                let bad = out.indices.filter { out[$0].bitPattern != want[$0].bitPattern }
-                XCTAssertEqual(
-                    bad.count, 0, "\(samples)×\(oh)×\(ow)×\(filters) pool \(String(describing: pool)) relu \(relu)")
+                for path in Set([Int32(CORTADO_INT8_PORTABLE), cortado_int8_best_path()]).sorted() {
+                    var out = [Float](repeating: .nan, count: want.count)
+                    cortado_dequantize_conv(
+                        c, Int32(samples), Int32(oh), Int32(ow), Int32(filters), ss, fs, b, relu ? 1 : 0,
+                        Int32(pool?.0 ?? 0), Int32(pool?.1 ?? 0), &out, path)
+                    let bad = out.indices.filter { out[$0].bitPattern != want[$0].bitPattern }
+                    XCTAssertEqual(
+                        bad.count, 0,
+                        "\(samples)×\(oh)×\(ow)×\(filters) pool \(String(describing: pool)) relu \(relu) path \(path)")
+                }
             }
         }
     }

@@ -9,6 +9,12 @@ enum { CORTADO_INT8_PORTABLE = 0, CORTADO_INT8_AVX2 = 1, CORTADO_INT8_AVX512VNNI
 /// The best path this CPU runs (cpuid, at run time).
 int cortado_int8_best_path(void);
 
+/// Whether `path` asks for AVX2 (or above) and this CPU has it: the vector code of the
+/// kernels below that have only a portable and an AVX2 form (quantize, dequantize, optimizers).
+static inline int cortado_use_avx2(int path) {
+    return path >= CORTADO_INT8_AVX2 && cortado_int8_best_path() >= CORTADO_INT8_AVX2;
+}
+
 /// c[i*n + j] = Σ_p a[i*k + p] · w[j*k + p] for i < m, j < n, accumulated in int32.
 /// a and w hold values in [-127, 127] (symmetric quantization never makes -128), which keeps
 /// the u8×s8 instructions below from saturating. `path` above the CPU's best is lowered.
@@ -38,16 +44,18 @@ void cortado_int8_gemm_packed(const int8_t *a, const int8_t *packed, int32_t *c,
 /// (half to even, clamped to ±127) with row stride ldq ≥ k, the padding zeroed so a GEMM can
 /// run over ldq columns.
 /// Returns 1 when no quantized value is negative (for cortado_int8_gemm_ex), else 0.
-int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales);
+/// `path` as for the int8 GEMM; here, and in the epilogues below, every path gives the same bits.
+int cortado_quantize_rows(const float *x, int ldx, int m, int k, int8_t *q, int ldq, float *scales, int path);
 
 /// Static quantization: one calibrated scale for every row (values beyond ±127·scale clip).
-int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales);
+int cortado_quantize_rows_fixed(const float *x, int ldx, int m, int k, float scale, int8_t *q, int ldq, float *scales,
+                                int path);
 
 /// out (m, n) = c · row_scales[i] · col_scales[j] + bias (then max(0, ·) when relu) for the
 /// (m, n) int32 products c; the bias is per column (col_bias, dense layers) or per row
 /// (row_bias, conv filters); the other pointer is NULL.
 void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_scales, const float *col_scales,
-                             const float *row_bias, const float *col_bias, int relu, float *out);
+                             const float *row_bias, const float *col_bias, int relu, float *out, int path);
 
 /// The conv epilogue over a chunk of samples: c holds (samples · oh · ow, filters) int32
 /// products (receptive fields × filters, as the row-major and packed GEMMs make them); out[s]
@@ -58,7 +66,7 @@ void cortado_dequantize_rows(const int32_t *c, int m, int n, const float *row_sc
 /// The arithmetic of cortado_dequantize_rows, so a sample's values do not depend on the chunk.
 void cortado_dequantize_conv(const int32_t *c, int samples, int oh, int ow, int filters, const float *sample_scales,
                              const float *filter_scales, const float *bias, int relu, int pool, int pool_stride,
-                             float *out);
+                             float *out, int path);
 
 /// One int8 sample channels last (h, w, c) → its receptive fields as rows (positions, k·k·c),
 /// each row ordered (kernel row, kernel column, channel), row stride ldr ≥ c·k·k with the
