@@ -6,16 +6,20 @@
 # baselines the goals are stated against: `cortado-infer --bench` batch-1 p50 and the HTTP round
 # trip of an empty endpoint (GET /v2/health/live) at concurrency 1. Prints a Markdown table.
 #
-# usage: Benchmarks/serve.sh [MLP_RUN_DIR] [CNN_RUN_DIR] [SECONDS=10]
+# usage: Benchmarks/serve.sh [MLP_RUN_DIR] [CNN_RUN_DIR] [SECONDS=4] [ROUNDS=3]
 #   MLP_RUN_DIR: model-fp32/-int8.cmodel (cluster/quickstart.sh writes runs/fashion-mlp)
 #   CNN_RUN_DIR: model-int8.cmodel of jobs/fashion-cnn.yaml; trained briefly when missing
+#   SECONDS per cell and round; ROUNDS passes over every cell, each cell's figures the median of
+#   its rounds: on a shared VM one long cell per row caught whatever the minute was doing (two
+#   back-to-back single-round runs differed by up to 0.075 ms on one concurrency-1 p50).
 # The servers and wrk share the machine: on a 2-core machine the numbers are the whole system's
 # (client included), which is what a user of one box sees.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MLP=${1:-runs/fashion-mlp}
 CNN=${2:-runs/bench/serve-cnn}
-SECS=${3:-10}
+SECS=${3:-4}
+ROUNDS=${4:-3}
 CORES=$(nproc)
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 # CORTADO_BIN=DIR uses binaries built elsewhere (no build here).
@@ -45,11 +49,12 @@ PIDS+=($!)
 "$VENV/bin/python" Benchmarks/ort_serve.py "$TMP/mlp.onnx" 18081 "$CORES" > "$TMP/ort.out" 2>&1 &
 PIDS+=($!)
 wait_port 18080 && wait_port 18081
-# wrk: threads = min(c, cores); --latency prints the distribution; p50/p99 in ms, req/s.
+# wrk: threads = min(c, cores); --latency prints the distribution. One line per cell and round
+# in $TMP/cells.txt: name, concurrency, p50 and p99 in ms, requests/s, non-2xx.
 run() { # NAME URL LUA CONC
   local c=$4 t=$(( $4 < CORES ? $4 : CORES ))
   wrk -t"$t" -c"$c" -d"${SECS}s" --latency ${3:+-s "$3"} "$2" > "$TMP/wrk.txt"
-  python3 - "$1" "$c" "$TMP/wrk.txt" <<'PY'
+  python3 - "$1" "$c" "$TMP/wrk.txt" >> "$TMP/cells.txt" <<'PY'
 import re, sys
 name, c, text = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
 def ms(label):
@@ -57,27 +62,51 @@ def ms(label):
     v = float(m.group(1)); return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"| {name} | {c} | {ms('50%'):.3f} | {ms('99%'):.3f} | {rps:.0f} | {non2xx.group(1) if non2xx else 0} |")
+print(f"{name}\t{c}\t{ms('50%')}\t{ms('99%')}\t{rps}\t{non2xx.group(1) if non2xx else 0}")
 PY
 }
-echo "CPU: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $CORES cores; $SECS s per cell"
-echo
-echo "| server / model | concurrency | p50 ms | p99 ms | requests/s | non-2xx |"
-echo "|---|---|---|---|---|---|"
-run "empty endpoint (GET /v2/health/live)" "http://127.0.0.1:18080/v2/health/live" "" 1
-# The MLP's 7.7 KB body to a model that does not exist: answered 404 before the body is read,
-# so it is what receiving that body and answering costs the server without parsing or scoring
-# (its responses are the non-2xx of its row, by design).
-run "same POST body, unknown model (404 unread)" "http://127.0.0.1:18080/v2/models/none/infer" "$TMP/mlp.lua" 1
-for c in 1 8 64; do
-  run "cortado serve MLP int8" "http://127.0.0.1:18080/v2/models/mlp-int8/infer" "$TMP/mlp.lua" $c
-  run "cortado serve MLP fp32" "http://127.0.0.1:18080/v2/models/mlp-fp32/infer" "$TMP/mlp.lua" $c
-  run "cortado serve CNN int8" "http://127.0.0.1:18080/v2/models/cnn-int8/infer" "$TMP/cnn.lua" $c
-  run "FastAPI+uvicorn+ORT MLP fp32" "http://127.0.0.1:18081/v2/models/mlp/infer" "$TMP/mlp.lua" $c
+echo "CPU: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $CORES cores; $ROUNDS rounds of $SECS s per cell"
+echo "load at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq 1 "$ROUNDS"); do
+  run "empty endpoint (GET /v2/health/live)" "http://127.0.0.1:18080/v2/health/live" "" 1
+  # The MLP's 7.7 KB body to a model that does not exist: answered 404 before the body is read,
+  # so it is what receiving that body and answering costs the server without parsing or scoring
+  # (its responses are the non-2xx of its row, by design).
+  run "same POST body, unknown model (404 unread)" "http://127.0.0.1:18080/v2/models/none/infer" "$TMP/mlp.lua" 1
+  for c in 1 8 64; do
+    run "cortado serve MLP int8" "http://127.0.0.1:18080/v2/models/mlp-int8/infer" "$TMP/mlp.lua" $c
+    run "cortado serve MLP fp32" "http://127.0.0.1:18080/v2/models/mlp-fp32/infer" "$TMP/mlp.lua" $c
+    run "cortado serve CNN int8" "http://127.0.0.1:18080/v2/models/cnn-int8/infer" "$TMP/cnn.lua" $c
+    run "FastAPI+uvicorn+ORT MLP fp32" "http://127.0.0.1:18081/v2/models/mlp/infer" "$TMP/mlp.lua" $c
+  done
 done
-echo
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 for m in "MLP int8 $MLP/model-int8" "MLP fp32 $MLP/model-fp32" "CNN int8 $CNN/model-int8"; do
   set -- $m
   "${CORTADO_INFER:-$BIN/cortado-infer}" "$3.cmodel" --bench --batches 1 --threads 1 --json |
-    python3 -c "import json,sys; r=json.load(sys.stdin); print('cortado-infer --bench $1 $2 batch-1 p50 ms:', r['batch1_latency_ms']['p50'])"
-done
+    python3 -c "import json,sys; r=json.load(sys.stdin); print('$1 $2', r['batch1_latency_ms']['p50'], sep='\t')"
+done > "$TMP/bench.txt"
+echo
+python3 - "$TMP/cells.txt" "$TMP/bench.txt" <<'PY'
+import statistics, sys
+cells = {}
+for line in open(sys.argv[1]):
+    name, c, p50, p99, rps, bad = line.rstrip("\n").split("\t")
+    cells.setdefault((name, c), []).append((float(p50), float(p99), float(rps), int(bad)))
+med = {key: [statistics.median(r[k] for r in runs) for k in range(3)] for key, runs in cells.items()}
+print("| server / model | concurrency | p50 ms | p99 ms | requests/s | non-2xx | rounds |")
+print("|---|---|---|---|---|---|---|")
+for (name, c), runs in cells.items():
+    p50, p99, rps = med[(name, c)]
+    print(f"| {name} | {c} | {p50:.3f} | {p99:.3f} | {rps:.0f} | {sum(r[3] for r in runs)} | {len(runs)} |")
+print()
+get = med[("empty endpoint (GET /v2/health/live)", "1")][0]
+fastapi = med[("FastAPI+uvicorn+ORT MLP fp32", "64")][2]
+for line in open(sys.argv[2]):
+    model, bench = line.rstrip("\n").split("\t")
+    p50, rps64 = med[(f"cortado serve {model}", "1")][0], med[(f"cortado serve {model}", "64")][2]
+    goal = 2 * float(bench) + get
+    print(f"{model}: --bench batch-1 p50 {float(bench):.4f} ms; concurrency 1 p50 {p50:.3f} ms against "
+          f"2 × bench + empty GET = {goal:.3f} ms: {'met' if p50 <= goal else 'not met'}; "
+          f"concurrency 64: {rps64 / fastapi:.1f}× FastAPI's requests/s")
+PY
