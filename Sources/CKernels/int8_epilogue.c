@@ -290,6 +290,11 @@ static inline float pooled1(const int32_t *c, const conv_out *g, int q, float sc
     return m;
 }
 
+/// Output q of one filter (c points at its first product): pooled, or the position's value.
+static inline float out1(const int32_t *c, const conv_out *g, long q, float scale, float bias, int relu) {
+    return g->size ? pooled1(c, g, (int)q, scale, bias, relu) : deq1(c[q * g->filters], scale, bias, relu);
+}
+
 /// One sample: c (positions, filters) → out (filters, outputs), outputs being the positions or,
 /// with a pool, the pooled positions; 8 outputs × 8 filters per tile, transposed on store.
 __attribute__((target("avx2")))
@@ -317,14 +322,10 @@ static void dequantize_conv_avx2(const int32_t *c, const conv_out *g, float rs, 
             store_transposed_8x8(r, out + (long)f * outputs + q, outputs);
         }
         for (; q < outputs; q++)
-            for (int j = f; j < f + 8; j++)
-                out[(long)j * outputs + q] = g->size ? pooled1(c + j, g, q, fs[j] * rs, bias[j], relu)
-                                                     : deq1(c[(long)q * n + j], fs[j] * rs, bias[j], relu);
+            for (int j = f; j < f + 8; j++) out[(long)j * outputs + q] = out1(c + j, g, q, fs[j] * rs, bias[j], relu);
     }
     for (; f < n; f++)
-        for (int q = 0; q < outputs; q++)
-            out[(long)f * outputs + q] = g->size ? pooled1(c + f, g, q, fs[f] * rs, bias[f], relu)
-                                                 : deq1(c[(long)q * n + f], fs[f] * rs, bias[f], relu);
+        for (int q = 0; q < outputs; q++) out[(long)f * outputs + q] = out1(c + f, g, q, fs[f] * rs, bias[f], relu);
 }
 
 void cortado_dequantize_conv(const int32_t *c, int samples, int oh, int ow, int filters, const float *sample_scales,
@@ -340,9 +341,7 @@ void cortado_dequantize_conv(const int32_t *c, int samples, int oh, int ow, int 
         if (v) { dequantize_conv_avx2(cs, &g, sample_scales[s], filter_scales, bias, relu, o); continue; }
         for (int f = 0; f < filters; f++) {
             const float scale = filter_scales[f] * sample_scales[s];
-            for (long q = 0; q < outputs; q++)
-                o[f * outputs + q] = pool ? pooled1(cs + f, &g, (int)q, scale, bias[f], relu)
-                                          : deq1(cs[q * filters + f], scale, bias[f], relu);
+            for (long q = 0; q < outputs; q++) o[f * outputs + q] = out1(cs + f, &g, q, scale, bias[f], relu);
         }
     }
 }

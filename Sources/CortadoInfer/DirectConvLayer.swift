@@ -8,11 +8,8 @@ import CortadoModel
 /// layers keep the training network's im2col + sgemm. The weights are packed once, at load.
 final class DirectConvLayer {
     let g: ConvShape
-    /// Layers after the conv computed here: 0, 1 (its ReLU or its max pool) or 2 (both).
-    let fused: Int
-    let relu: Bool
-    /// The max pool's (size, stride), or (0, 0) when none follows.
-    let poolSize: Int, poolStride: Int
+    /// The ReLU and max pool computed in the output pass.
+    let tail: ConvTail
     /// The weight as (k, k, c, f) (cortado_conv_f32_pack), then the bias (f).
     private let packed: UnsafeMutableBufferPointer<Float>
     /// One sample's padded input and outputs (cortado_conv_f32_scratch floats), 64-byte aligned.
@@ -25,10 +22,7 @@ final class DirectConvLayer {
             return nil
         }
         g = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
-        let tail = ConvTail(spec: spec, index: index, g)
-        relu = tail.relu
-        (poolSize, poolStride) = tail.pool ?? (0, 0)
-        fused = tail.fused
+        tail = ConvTail(spec: spec, index: index, g)
         packed = .allocate(capacity: f * g.patch + f)
         cortado_conv_f32_pack(params + offset, Int32(f), Int32(g.c), Int32(k), packed.baseAddress!)
         (packed.baseAddress! + f * g.patch).update(from: params + offset + f * g.patch, count: f)
@@ -49,13 +43,15 @@ final class DirectConvLayer {
         let w = packed.baseAddress!
         cortado_conv_f32_forward(
             x, Int32(batch), Int32(g.c), Int32(g.h), Int32(g.w), Int32(g.f), Int32(g.k), Int32(g.s), Int32(g.p),
-            w, w + g.f * g.patch, relu ? 1 : 0, Int32(poolSize), Int32(poolStride), out, scratch,
+            w, w + g.f * g.patch, tail.relu ? 1 : 0, Int32(tail.pool?.size ?? 0), Int32(tail.pool?.stride ?? 0), out,
+            scratch,
             Int32(path))
     }
 }
 
-/// The ReLU and the max pool right after a conv layer, which the inference conv kernels (fp32
-/// direct, int8 epilogue) compute in their output pass; the network then skips those layers.
+/// The ReLU and the max pool right after a layer, which the inference kernels (fp32 direct
+/// conv, the int8 epilogues; a dense layer's only the ReLU) compute in their output pass; the
+/// network then skips those layers.
 struct ConvTail {
     let relu: Bool
     /// The max pool's (size, stride), or nil when none follows (or its window exceeds the map).
@@ -63,6 +59,13 @@ struct ConvTail {
     /// Layers after the conv computed with it: 0, 1 (its ReLU or its max pool) or 2 (both).
     var fused: Int { (relu ? 1 : 0) + (pool == nil ? 0 : 1) }
 
+    init(relu: Bool, pool: (size: Int, stride: Int)?) {
+        self.relu = relu
+        self.pool = pool
+    }
+
+    /// What follows the conv at `index` of `spec` (output map `g`): a ReLU, then a max pool
+    /// whose window fits the map.
     init(spec: ModelSpec, index: Int, _ g: ConvShape) {
         let next = spec.layers.dropFirst(index + 1)
         relu = next.first == .relu

@@ -86,11 +86,11 @@ public final class InferenceModel {
                     let q = try file.int8Rows(t.name, shape: t.shape)
                 {
                     let bias = try file.floats("layers.\(layer).bias", shape: [t.shape[0]])
-                    var conv: ConvShape?, pool: (size: Int, stride: Int)?
+                    var conv: ConvShape?, tail = ConvTail(relu: reluAfter, pool: nil)
                     if case let .conv2d(f, k, s, p) = spec.layers[layer] {
                         let x = inputShapes[layer], g = ConvShape(c: x[0], h: x[1], w: x[2], f: f, k: k, s: s, p: p)
                         conv = g
-                        pool = ConvTail(spec: spec, index: layer, g).pool
+                        tail = ConvTail(spec: spec, index: layer, g)
                     }
                     // A calibrated (static) input scale when the file has one, else dynamic.
                     let inputScale = try file.tensor("layers.\(layer).input_scale").map { t -> Float in
@@ -103,8 +103,7 @@ public final class InferenceModel {
                         return v
                     }
                     int8[layer] = Int8Layer(
-                        weight: q.q, scales: q.scales, bias: bias, relu: reluAfter, conv: conv, pool: pool,
-                        inputScale: inputScale)
+                        weight: q.q, scales: q.scales, bias: bias, tail: tail, conv: conv, inputScale: inputScale)
                 } else {
                     params.replaceSubrange(
                         t.offset..<(t.offset + t.count), with: try file.floats(t.name, shape: t.shape))
@@ -185,14 +184,14 @@ public final class InferenceModel {
                 }
                 // Its epilogue already rectifies (and pools): the ReLU after it would only copy
                 // the conv activations again. A sparse layer at this index rectifies too.
-                if layer.fused > 0 { n.fusedLayers[index] = layer.fused }
+                if layer.tail.fused > 0 { n.fusedLayers[index] = layer.tail.fused }
             }
             scratch.reserve(for: int8Layers.values, batch: max(batch, 1))
             for (index, layer) in directConvs {
                 n.layerOverrides[index] = { [unowned self] x, rows, out in
                     layer.forward(x, batch: rows, out: out, path: self.convPath)
                 }
-                n.fusedLayers[index] = layer.fused
+                n.fusedLayers[index] = layer.tail.fused
             }
             for (index, layer) in sparseLayers {
                 // Sparse from SparseLayer.minBatch rows on (or always when told); below, the

@@ -19,26 +19,22 @@ struct Int8Layer {
     let scales: [Float]
     let bias: [Float]
     let inDim: Int, kp: Int, outDim: Int
-    let relu: Bool
     /// The geometry when the layer is a convolution; its GEMM then runs over the output
     /// positions' receptive fields (im2row) of a chunk of samples.
     let conv: ConvShape?
-    /// A conv's max pool (size, stride) computed in its epilogue, or nil.
-    let pool: (size: Int, stride: Int)?
-    /// Layers after this one it computes (its ReLU, a conv's pool): the network skips them.
-    var fused: Int { (relu ? 1 : 0) + (pool == nil ? 0 : 1) }
+    /// The ReLU and (conv only) the max pool its epilogue computes: the network skips them.
+    let tail: ConvTail
     /// Floats one sample's output takes: the conv's (pooled) maps, or outDim.
     let outCount: Int
     /// A calibrated input scale (static quantization), or nil for a scale per row at run time.
     let inputScale: Float?
 
     init(
-        weight: [Int8], scales: [Float], bias: [Float], relu: Bool, conv: ConvShape?,
-        pool: (size: Int, stride: Int)? = nil, inputScale: Float? = nil
+        weight: [Int8], scales: [Float], bias: [Float], tail: ConvTail, conv: ConvShape?, inputScale: Float? = nil
     ) {
         self.inputScale = inputScale
-        self.pool = conv == nil ? nil : pool
-        if let g = conv, let pool {
+        self.tail = conv == nil ? ConvTail(relu: tail.relu, pool: nil) : tail
+        if let g = conv, let pool = self.tail.pool {
             outCount = PoolShape(c: g.f, h: g.oh, w: g.ow, size: pool.size, stride: pool.stride).outCount
         } else {
             outCount = conv?.outCount ?? scales.count
@@ -68,7 +64,6 @@ struct Int8Layer {
         }
         self.scales = scales
         self.bias = bias
-        self.relu = relu
         self.conv = conv
     }
 
@@ -136,7 +131,7 @@ struct Int8Layer {
             ?? cortado_quantize_rows(x, Int32(inDim), Int32(batch), Int32(inDim), t.q, Int32(kp), t.scales, Int32(path))
         product(t, rows: batch, nonneg: nonneg, path: path)
         cortado_dequantize_rows(
-            t.acc, Int32(batch), Int32(outDim), t.scales, cs, nil, b, relu ? 1 : 0, out, Int32(path))
+            t.acc, Int32(batch), Int32(outDim), t.scales, cs, nil, b, tail.relu ? 1 : 0, out, Int32(path))
     }
 
     /// Conv over chunks of samples: each sample's image quantized with its own scale (every
@@ -170,8 +165,8 @@ struct Int8Layer {
             }
             product(t, rows: samples * g.positions, nonneg: nonneg, path: path)
             cortado_dequantize_conv(
-                t.acc, Int32(samples), Int32(g.oh), Int32(g.ow), Int32(outDim), t.scales, cs, b, relu ? 1 : 0,
-                Int32(pool?.size ?? 0), Int32(pool?.stride ?? 0), out + first * outCount, Int32(path))
+                t.acc, Int32(samples), Int32(g.oh), Int32(g.ow), Int32(outDim), t.scales, cs, b, tail.relu ? 1 : 0,
+                Int32(tail.pool?.size ?? 0), Int32(tail.pool?.stride ?? 0), out + first * outCount, Int32(path))
         }
     }
 }

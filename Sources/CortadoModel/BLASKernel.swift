@@ -49,7 +49,7 @@ public struct CPUFeatures: Equatable, Sendable {
 
 /// One self-test of a kernel in a child process: did the BLAS calls Cortado makes agree with a
 /// double reference, and how fast was sgemm.
-public struct BLASKernelTrial: Equatable, Sendable {
+public struct BLASKernelTrial: Equatable, Sendable, Codable {
     public var kernel: String
     public var passed: Bool
     /// sgemm 512³, 1 thread; nil when the child did not get that far.

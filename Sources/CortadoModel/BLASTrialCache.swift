@@ -37,9 +37,7 @@ public struct BLASTrialCache {
             return nil
         }
         self.identity = identity
-        var h = SHA256()
-        h.update(Data(identity.utf8))
-        path = dir + "/blas-trials-" + h.hexDigest().prefix(16) + ".json"
+        path = dir + "/blas-trials-" + SHA256.hex(Data(identity.utf8)).prefix(16) + ".json"
     }
 
     /// This process's identity: CPU, OpenBLAS library, self-test version, test hooks.
@@ -77,10 +75,7 @@ public struct BLASTrialCache {
 
     private struct Stored: Codable {
         var identity: String
-        var trials: [Trial]
-    }
-    private struct Trial: Codable {
-        var kernel: String, passed: Bool, gflops: Double?, detail: String
+        var trials: [BLASKernelTrial]
     }
 
     /// The stored trials by kernel name; empty when there are none for this identity.
@@ -88,18 +83,12 @@ public struct BLASTrialCache {
         guard let data = FileManager.default.contents(atPath: path),
             let s = try? JSONDecoder().decode(Stored.self, from: data), s.identity == identity
         else { return [:] }
-        var out = [String: BLASKernelTrial]()
-        for t in s.trials {
-            out[t.kernel] = BLASKernelTrial(kernel: t.kernel, passed: t.passed, gflops: t.gflops, detail: t.detail)
-        }
-        return out
+        return Dictionary(s.trials.map { ($0.kernel, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Stores `trials` (atomically: ranks starting together each publish a whole file).
     public func store(_ trials: [String: BLASKernelTrial]) {
-        let list = trials.values.sorted { $0.kernel < $1.kernel }.map {
-            Trial(kernel: $0.kernel, passed: $0.passed, gflops: $0.gflops, detail: $0.detail)
-        }
+        let list = trials.values.sorted { $0.kernel < $1.kernel }
         guard let data = try? JSONEncoder().encode(Stored(identity: identity, trials: list)) else { return }
         try? FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
