@@ -43,7 +43,10 @@ for t in $TARGETS; do
       echo '{"inputs":[{"name":"input","shape":[1,1,2,2],"datatype":"FP64","data":[[[[0.5,1e-3],[2,"NaN"]]]]}],"outputs":[{"name":"class"}]}' > $OUT/$t/corpus/nested.json
       echo '{"id":"c","inputs":[{"name":"age","shape":[2],"datatype":"FP64","data":[31,null]},{"name":"color","shape":[2,1],"datatype":"BYTES","data":["red","NA"]}],"parameters":{"top_k":3}}' > $OUT/$t/corpus/columns.json
       # Escapes, skipped parameters, every number form the reader takes apart.
-      printf '%s\n' '{"id":"\u00e9\"\ud83d\ude00","parameters":{"top_k":"NaN","p":{"a":[1,true,null]}},"outputs":[{"name":"class","parameters":{"binary_data":false}}],"inputs":[{"name":"input","shape":[1,4],"datatype":"INT64","parameters":{},"data":[[-0,1e2,25E-1,-12345678901234567890]]}]}' > $OUT/$t/corpus/escapes.json ;;
+      printf '%s\n' '{"id":"\u00e9\"\ud83d\ude00","parameters":{"top_k":"NaN","p":{"a":[1,true,null]}},"outputs":[{"name":"class","parameters":{"binary_data":false}}],"inputs":[{"name":"input","shape":[1,4],"datatype":"INT64","parameters":{},"data":[[-0,1e2,25E-1,-12345678901234567890]]}]}' > $OUT/$t/corpus/escapes.json
+      # Binary tensor data after the JSON: FP32 [1, 4], then BYTES ["red", "NA"].
+      { printf '%s' '{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}},{"name":"color","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":13}}],"parameters":{"binary_data_output":true}}'
+        printf '\x00\x00\x80\x3f\x00\x00\x00\x40\x00\x00\x40\x40\x00\x00\x80\x40\x03\x00\x00\x00red\x02\x00\x00\x00NA'; } > $OUT/$t/corpus/binary.bin ;;
   esac
   # The model harness strips nothing: the fuzzer's input is the file minus its checksum.
   if [ "$t" = model ]; then for f in $OUT/$t/corpus/*.cmodel; do head -c -32 "$f" > "$f.body" && mv "$f.body" "$f"; done; fi

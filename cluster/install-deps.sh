@@ -38,11 +38,12 @@ fi
 
 # ONNX export checks and the ONNX Runtime benchmark run in their own venv, so onnxruntime and
 # its protobuf do not meet the system's Python packages: cluster/onnx-check.py (the ONNX export
-# test) and Benchmarks/ort_bench.py. Versions as installed and measured on 2026-11-29 (Python
-# 3.11); CORTADO_VENV_PACKAGES overrides them.
+# test) and Benchmarks/ort_bench.py; also NVIDIA's Open Inference Protocol client, which
+# cluster/triton-check.py calls the server with (added 2026-12-07). Versions as installed and
+# measured on 2026-11-29 (Python 3.11); CORTADO_VENV_PACKAGES overrides them.
 VENV=${CORTADO_VENV:-/opt/cortado-venv}
-VENV_PACKAGES=${CORTADO_VENV_PACKAGES:-"numpy==2.4.6 h5py==3.16.0 onnx==1.23.2 onnxruntime==1.32.0"}
-if ! "$VENV/bin/python" -c "import numpy, h5py, onnx, onnxruntime" 2>/dev/null; then
+VENV_PACKAGES=${CORTADO_VENV_PACKAGES:-"numpy==2.4.6 h5py==3.16.0 onnx==1.23.2 onnxruntime==1.32.0 tritonclient[http]==2.73.0"}
+if ! "$VENV/bin/python" -c "import numpy, h5py, onnx, onnxruntime, tritonclient.http" 2>/dev/null; then
   echo "install-deps: making $VENV with $VENV_PACKAGES (PyPI)" >&2
   if ! python3 -m venv --help >/dev/null 2>&1; then
     $SUDO apt-get update -qq

@@ -15,50 +15,112 @@ public struct InferRequest {
     public var outputs: [String]
     /// Request-level parameters with number values (`top_k`); others are ignored.
     public var parameters: [String: Double]
+    /// `outputs[].parameters.binary_data` by output name, where the client set it.
+    var binaryOutputs: [String: Bool] = [:]
+    /// The request's `parameters.binary_data_output`: binary for the outputs not named above.
+    var binaryOutputDefault = false
+
+    /// Whether output `name` goes back as binary data after the JSON (the binary tensor data
+    /// extension of Triton's HTTP protocol, which `tritonclient` uses by default).
+    public func wantsBinary(_ name: String) -> Bool { binaryOutputs[name] ?? binaryOutputDefault }
 
     /// Decodes a request body. Errors name the field: `inputs[1].shape: …`.
-    public static func parse(_ body: Data) throws -> InferRequest {
-        try body.withUnsafeBytes { try parse(bytes: $0) }
+    public static func parse(_ body: Data, headerLength: Int? = nil) throws -> InferRequest {
+        try body.withUnsafeBytes { try parse(bytes: $0, headerLength: headerLength) }
     }
 
     /// Decodes a request body in one pass over its bytes (`RequestScanner`): no JSON tree, no
     /// `Decodable` machinery, each number read straight from the bytes into the data array —
     /// a 784-number row took most of a served request's time through `JSONDecoder`.
-    public static func parse(bytes: UnsafeRawBufferPointer) throws -> InferRequest {
-        var scanner = RequestScanner(bytes)
-        let wire = try scanner.request()
+    ///
+    /// `headerLength` is the `Inference-Header-Content-Length` header of the binary tensor data
+    /// extension: the JSON is the body's first `headerLength` bytes, and the inputs with
+    /// `parameters.binary_data_size` take their values, in order, from the bytes after it.
+    public static func parse(bytes: UnsafeRawBufferPointer, headerLength: Int? = nil) throws -> InferRequest {
+        let jsonLength = headerLength ?? bytes.count
+        guard jsonLength >= 0, jsonLength <= bytes.count else {
+            throw CortadoError.usage(
+                "Inference-Header-Content-Length: \(jsonLength) is not within the body's \(bytes.count) bytes")
+        }
+        var scanner = RequestScanner(UnsafeRawBufferPointer(rebasing: bytes[..<jsonLength]))
+        var wire = try scanner.request()
         guard !wire.inputs.isEmpty else { throw CortadoError.usage("inputs: at least one input tensor is required") }
+        try attachBinary(&wire.inputs, UnsafeRawBufferPointer(rebasing: bytes[jsonLength...]), headerLength != nil)
         var inputs = [InferTensor]()
         for (i, t) in wire.inputs.enumerated() {
             inputs.append(try validate(t, field: "inputs[\(i)]"))
         }
-        return InferRequest(id: wire.id, inputs: inputs, outputs: wire.outputs, parameters: wire.parameters)
+        return InferRequest(
+            id: wire.id, inputs: inputs, outputs: wire.outputs, parameters: wire.parameters.numbers,
+            binaryOutputs: wire.binaryOutputs, binaryOutputDefault: wire.parameters.flags["binary_data_output"] ?? false
+        )
     }
 
-    /// A tensor as sent, checked: 1 to 8 dimensions, a known datatype, as many values as the
-    /// shape says, finite numbers (integers for integer datatypes), strings only for BYTES.
-    static func validate(_ t: WireTensor, field: String) throws -> InferTensor {
-        guard !t.shape.isEmpty, t.shape.count <= 8 else {
-            throw CortadoError.usage("\(field).shape: \(t.shape) must have 1 to 8 dimensions")
+    /// Gives each input with `binary_data_size` its values from `tail`, in input order; the
+    /// sizes must account for every byte of it.
+    static func attachBinary(_ inputs: inout [WireTensor], _ tail: UnsafeRawBufferPointer, _ hasHeader: Bool) throws {
+        var at = 0
+        for (k, t) in inputs.enumerated() {
+            guard let size = t.binarySize else { continue }
+            let field = "inputs[\(k)].parameters.binary_data_size"
+            guard hasHeader else {
+                throw CortadoError.usage("\(field): binary data needs the Inference-Header-Content-Length header")
+            }
+            guard size <= tail.count - at else {
+                throw CortadoError.usage(
+                    "\(field): \(size) bytes, but only \(tail.count - at) of binary data are left after the JSON")
+            }
+            let type = try datatype(t, field: "inputs[\(k)]")
+            let count = try elementCount(t.shape, field: "inputs[\(k)]")
+            let values = try BinaryTensor.values(
+                UnsafeRawBufferPointer(rebasing: tail[at..<(at + size)]), type: type, count: count, field: field)
+            inputs[k].data = values
+            at += size
+        }
+        guard at == tail.count else {
+            throw CortadoError.usage(
+                "Inference-Header-Content-Length: \(tail.count - at) bytes after the JSON belong to no input's binary_data_size"
+            )
+        }
+    }
+
+    /// The values a shape holds: 1 to 8 dimensions, each and their product in range.
+    static func elementCount(_ shape: [Int], field: String) throws -> Int {
+        guard !shape.isEmpty, shape.count <= 8 else {
+            throw CortadoError.usage("\(field).shape: \(shape) must have 1 to 8 dimensions")
         }
         var count = 1
-        for d in t.shape {
+        for d in shape {
             guard d >= 0, d <= 1 << 24 else {
                 throw CortadoError.usage("\(field).shape: dimension \(d) out of range")
             }
             count = count.multipliedReportingOverflow(by: d).partialValue
-            guard count <= 1 << 26 else { throw CortadoError.usage("\(field).shape: \(t.shape) is too large") }
+            guard count <= 1 << 26 else { throw CortadoError.usage("\(field).shape: \(shape) is too large") }
         }
+        return count
+    }
+
+    static func datatype(_ t: WireTensor, field: String) throws -> InferTensor.DataType {
         guard let type = InferTensor.DataType(rawValue: t.datatype) else {
             throw CortadoError.usage(
                 "\(field).datatype: '\(t.datatype.prefix(40))' is not one of \(InferTensor.DataType.allCases.map(\.rawValue).joined(separator: ", "))"
             )
         }
-        guard t.data.count == count else {
+        return type
+    }
+
+    /// A tensor as sent, checked: 1 to 8 dimensions, a known datatype, as many values as the
+    /// shape says, finite numbers (integers for integer datatypes), strings only for BYTES.
+    static func validate(_ t: WireTensor, field: String) throws -> InferTensor {
+        let count = try elementCount(t.shape, field: field)
+        let type = try datatype(t, field: field)
+        // (Only binary data, when the body has none and no header says where it starts.)
+        guard let data = t.data else { throw CortadoError.usage("\(field).data: missing") }
+        guard data.count == count else {
             throw CortadoError.usage(
-                "\(field).data: \(t.data.count) values for shape \(t.shape) (\(count) expected)")
+                "\(field).data: \(data.count) values for shape \(t.shape) (\(count) expected)")
         }
-        switch (type, t.data) {
+        switch (type, data) {
         case (.bytes, .numbers): throw CortadoError.usage("\(field).data: datatype BYTES needs strings")
         case (.bytes, _): break
         case (_, .numbers(let v)):
@@ -82,7 +144,7 @@ public struct InferRequest {
                 )
             }
         }
-        return InferTensor(name: t.name, shape: t.shape, datatype: type, data: t.data)
+        return InferTensor(name: t.name, shape: t.shape, datatype: type, data: data)
     }
 }
 

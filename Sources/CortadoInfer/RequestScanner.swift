@@ -6,14 +6,26 @@ struct WireRequest {
     var id: String?
     var inputs: [WireTensor]
     var outputs: [String]
-    var parameters: [String: Double]
+    /// `outputs[].parameters.binary_data`, by output name, where given.
+    var binaryOutputs: [String: Bool]
+    var parameters: RequestParameters
 }
 
 struct WireTensor {
     var name: String
     var shape: [Int]
     var datatype: String
-    var data: TensorValues
+    /// The values written in the JSON; nil when they follow it as binary data.
+    var data: TensorValues?
+    /// `parameters.binary_data_size`: the bytes of binary data this tensor's values take.
+    var binarySize: Int?
+}
+
+/// A parameters object's values that mean something here: numbers (`top_k`) and booleans
+/// (`binary_data_output`). Strings and nested values are skipped.
+struct RequestParameters {
+    var numbers = [String: Double]()
+    var flags = [String: Bool]()
 }
 
 /// A strict single-pass JSON reader for the Open Inference Protocol request, over the raw body
@@ -42,7 +54,8 @@ struct RequestScanner {
             try checkValueStart("")
             throw CortadoError.usage("bad JSON: the body must be a JSON object, not \(kind)")
         }
-        var id: String?, inputs: [WireTensor]?, outputs = [String](), parameters = [String: Double]()
+        var id: String?, inputs: [WireTensor]?, outputs = [String](), binary = [String: Bool]()
+        var parameters = RequestParameters()
         var seen: UInt8 = 0
         if try beginObject("") {
             repeat {
@@ -63,13 +76,14 @@ struct RequestScanner {
                     try once(&seen, 4, key)
                     if try !isNull(), try beginArray("outputs") {
                         repeat {
-                            outputs.append(try output("outputs[\(outputs.count)]"))
-                        } while try moreElements(
-                            "outputs")
+                            let (name, asBinary) = try output("outputs[\(outputs.count)]")
+                            outputs.append(name)
+                            if let asBinary { binary[name] = asBinary }
+                        } while try moreElements("outputs")
                     }
                 case "parameters":
                     try once(&seen, 8, key)
-                    if try !isNull() { parameters = try numberParameters("parameters") }
+                    if try !isNull() { parameters = try self.parameters("parameters") }
                 default:
                     throw CortadoError.usage(
                         "unknown field '\(key.prefix(40))' (a request has id, inputs, outputs, parameters)")
@@ -78,16 +92,20 @@ struct RequestScanner {
         }
         skipSpace()
         guard i == n else {
-            throw CortadoError.usage("bad JSON: unexpected data after the request object at byte \(i)")
+            throw CortadoError.usage(
+                "bad JSON: unexpected data after the request object at byte \(i) (binary tensor data after the JSON needs the Inference-Header-Content-Length header)"
+            )
         }
         guard let inputs else { throw CortadoError.usage("inputs: missing") }
-        return WireRequest(id: id, inputs: inputs, outputs: outputs, parameters: parameters)
+        return WireRequest(
+            id: id, inputs: inputs, outputs: outputs, binaryOutputs: binary, parameters: parameters)
     }
 
-    /// `{"name": …, "shape": […], "datatype": …, "data": […], "parameters": {…}}`.
+    /// `{"name": …, "shape": […], "datatype": …, "data": […], "parameters": {…}}`; `data` may
+    /// be left out when `parameters.binary_data_size` says the values follow the JSON.
     mutating func tensor(_ field: String) throws -> WireTensor {
         guard byte == .lbrace else { throw try wrongType(field, "an object") }
-        var name: String?, shape: [Int]?, datatype: String?, data: TensorValues?
+        var name: String?, shape: [Int]?, datatype: String?, data: TensorValues?, binarySize: Int?
         var seen: UInt8 = 0
         if try beginObject(field) {
             repeat {
@@ -116,7 +134,15 @@ struct RequestScanner {
                     data = try values(field + ".data", capacity: max(0, min(expected, (n - i) / 2 + 1)))
                 case "parameters":
                     try once(&seen, 16, key, in: field)
-                    try skipValue(field + ".parameters", depth: 0)
+                    let f = field + ".parameters"
+                    if byte != .lbrace {
+                        try skipValue(f, depth: 0) // (not an object: nothing in it to read, as before)
+                    } else if let x = try parameters(f).numbers["binary_data_size"] {
+                        guard x >= 0, x == x.rounded(), x < 1e15 else {
+                            throw CortadoError.usage("\(f).binary_data_size: \(x) is not a byte count")
+                        }
+                        binarySize = Int(x)
+                    }
                 default:
                     throw CortadoError.usage(
                         "\(field): unknown field '\(key.prefix(40))' (a tensor has name, shape, datatype, data, parameters)"
@@ -127,14 +153,21 @@ struct RequestScanner {
         guard let name else { throw CortadoError.usage("\(field).name: missing") }
         guard let shape else { throw CortadoError.usage("\(field).shape: missing") }
         guard let datatype else { throw CortadoError.usage("\(field).datatype: missing") }
-        guard let data else { throw CortadoError.usage("\(field).data: missing") }
-        return WireTensor(name: name, shape: shape, datatype: datatype, data: data)
+        switch (data, binarySize) {
+        case (nil, nil):
+            throw CortadoError.usage("\(field).data: missing (or parameters.binary_data_size for binary data)")
+        case (.some, .some):
+            throw CortadoError.usage("\(field): has both data and parameters.binary_data_size")
+        default: break
+        }
+        return WireTensor(name: name, shape: shape, datatype: datatype, data: data, binarySize: binarySize)
     }
 
-    /// `{"name": …, "parameters": {…}}`: an output the client asks for.
-    mutating func output(_ field: String) throws -> String {
+    /// `{"name": …, "parameters": {…}}`: an output the client asks for, and
+    /// `parameters.binary_data` where given (the binary tensor data extension).
+    mutating func output(_ field: String) throws -> (String, Bool?) {
         guard byte == .lbrace else { throw try wrongType(field, "an object") }
-        var name: String?, seen: UInt8 = 0
+        var name: String?, binary: Bool?, seen: UInt8 = 0
         if try beginObject(field) {
             repeat {
                 let key = try self.key(field)
@@ -145,7 +178,11 @@ struct RequestScanner {
                     name = try string(field + ".name")
                 case "parameters":
                     try once(&seen, 2, key, in: field)
-                    try skipValue(field + ".parameters", depth: 0)
+                    if byte == .lbrace {
+                        binary = try parameters(field + ".parameters").flags["binary_data"]
+                    } else {
+                        try skipValue(field + ".parameters", depth: 0)
+                    }
                 default:
                     throw CortadoError.usage(
                         "\(field): unknown field '\(key.prefix(40))' (an output has name, parameters)")
@@ -153,13 +190,13 @@ struct RequestScanner {
             } while try moreMembers(field)
         }
         guard let name else { throw CortadoError.usage("\(field).name: missing") }
-        return name
+        return (name, binary)
     }
 
-    /// The request's parameters that are numbers (`top_k`); values of other kinds are skipped.
-    mutating func numberParameters(_ field: String) throws -> [String: Double] {
+    /// A parameters object's numbers and booleans; values of other kinds are skipped.
+    mutating func parameters(_ field: String) throws -> RequestParameters {
         guard byte == .lbrace else { throw try wrongType(field, "an object") }
-        var out = [String: Double](), keys = Set<String>()
+        var out = RequestParameters(), keys = Set<String>()
         if try beginObject(field) {
             repeat {
                 let key = try self.key(field)
@@ -167,9 +204,11 @@ struct RequestScanner {
                     throw CortadoError.usage("\(field).\(key.prefix(40)): given twice")
                 }
                 switch byte {
-                case .minus, .zero ... .nine: out[key] = try number(field + "." + key)
+                case .minus, .zero ... .nine: out.numbers[key] = try number(field + "." + key)
                 case .quote:
-                    if let x = Self.nonFinite(try string(field + "." + key)) { out[key] = x }
+                    if let x = Self.nonFinite(try string(field + "." + key)) { out.numbers[key] = x }
+                case .t, .f:
+                    if case .bool(let flag) = try literal(field + "." + key) { out.flags[key] = flag }
                 default: try skipValue(field + "." + key, depth: 0)
                 }
             } while try moreMembers(field)

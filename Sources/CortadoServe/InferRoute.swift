@@ -56,12 +56,21 @@ extension ServerState {
     /// errors are `APIError`s (400 naming the field, 404, 413, 503, 504).
     func infer(_ request: Request, name: String, version: String?) async throws -> Response {
         let mv = try resolve(name: name, version: version)
+        // The binary tensor data extension: the JSON is the body's first this many bytes.
+        let headerLength = try request.headers[ModelServer.headerLengthHeader].map { text in
+            guard let n = Int(text), n >= 0 else {
+                throw APIError(
+                    status: .badRequest,
+                    message: "Inference-Header-Content-Length: '\(text.prefix(20))' is not a byte count")
+            }
+            return n
+        }
         // One body part (the usual case) comes back as it is, without a copy.
         let body = try await request.body.collect(upTo: config.maxBodyBytes)
         let parsed: InferRequest
-        do { parsed = try body.withUnsafeReadableBytes { try InferRequest.parse(bytes: $0) } } catch let e
-            as CortadoError
-        {
+        do {
+            parsed = try body.withUnsafeReadableBytes { try InferRequest.parse(bytes: $0, headerLength: headerLength) }
+        } catch let e as CortadoError {
             throw APIError(status: .badRequest, message: e.message)
         }
         let id = parsed.id ?? randomRequestID()
@@ -75,19 +84,27 @@ extension ServerState {
                 log, id: id, mv: mv, parsed: parsed, input: input, rows: rows, userNames: userNames,
                 outputs: rowOutputs(output, mv, rows: rows))
         }
+        let (out, jsonLength) = responseBody(output, mv, id: id, rows: rows, request: parsed)
         var headers = HTTPFields()
-        headers.reserveCapacity(6) // and Hummingbird's content-length, date, server
-        headers.append(HTTPField(name: .contentType, value: "application/json"))
+        headers.reserveCapacity(7) // and Hummingbird's content-length, date, server
+        headers.append(
+            HTTPField(name: .contentType, value: jsonLength == nil ? "application/json" : "application/octet-stream"))
         headers.append(HTTPField(name: ModelServer.versionHeader, value: String(mv.version)))
         headers.append(HTTPField(name: ModelServer.requestIDHeader, value: id))
-        let out = responseBody(output, mv, id: id, rows: rows, want: parsed.outputs)
+        if let jsonLength {
+            headers.append(HTTPField(name: ModelServer.headerLengthHeader, value: String(jsonLength)))
+        }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: out))
     }
 
-    /// `{"model_name":…,"model_version":"V","id":…,"outputs":[…]}` with the output tensors asked
-    /// for (`want`; empty: all), written into the buffer the response sends.
-    func responseBody(_ output: JobOutput, _ mv: ModelVersion, id: String, rows: Int, want: [String]) -> ByteBuffer {
-        func wanted(_ name: String) -> Bool { want.isEmpty || want.contains(name) }
+    /// `{"model_name":…,"model_version":"V","id":…,"outputs":[…]}` with the output tensors the
+    /// request asked for (`outputs`; none named: all), written into the buffer the response
+    /// sends. An output the request wants as binary (`InferRequest.wantsBinary`) carries
+    /// `parameters.binary_data_size` instead of `data` and its bytes follow the JSON, in output
+    /// order; `headerLength` is then the JSON's length (`Inference-Header-Content-Length`).
+    func responseBody(
+        _ output: JobOutput, _ mv: ModelVersion, id: String, rows: Int, request r: InferRequest
+    ) -> (body: ByteBuffer, headerLength: Int?) {
         var values = 0
         switch output {
         case .classes(let p, _): values = p.count
@@ -102,79 +119,81 @@ extension ServerState {
         b.writeStaticString("\",\"id\":")
         b.writeJSONString(id)
         b.writeStaticString(",\"outputs\":[")
-        var first = true
-        func begin(_ head: StaticString) {
+        var first = true, tail: ByteBuffer?
+        /// One output tensor of shape [d0] or [d0, d1]: its values as JSON, or its size here
+        /// and its bytes in `tail`.
+        func tensor(
+            _ name: String, _ datatype: StaticString, _ d0: Int, _ d1: Int?, binarySize: Int,
+            json: (inout ByteBuffer) -> Void, binary: (inout ByteBuffer) -> Void
+        ) {
+            guard r.outputs.isEmpty || r.outputs.contains(name) else { return }
             if !first { b.writeInteger(UInt8(ascii: ",")) }
             first = false
-            b.writeStaticString(head)
+            b.writeStaticString("{\"name\":")
+            b.writeJSONString(name)
+            b.writeStaticString(",\"datatype\":\"")
+            b.writeStaticString(datatype)
+            b.writeStaticString("\",\"shape\":[")
+            b.writeDecimal(d0)
+            if let d1 {
+                b.writeInteger(UInt8(ascii: ","))
+                b.writeDecimal(d1)
+            }
+            if r.wantsBinary(name) {
+                b.writeStaticString("],\"parameters\":{\"binary_data_size\":")
+                b.writeDecimal(binarySize)
+                b.writeStaticString("}}")
+                var t = tail ?? ByteBufferAllocator().buffer(capacity: 8 * values + 64 * rows)
+                binary(&t)
+                tail = t
+            } else {
+                b.writeStaticString("],\"data\":[")
+                json(&b)
+                b.writeStaticString("]}")
+            }
         }
         switch output {
         case .classes(let p, let predicted):
             guard case .classifier(let classes) = mv.kind else { break }
-            if wanted("probabilities") {
-                begin("{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[")
-                b.writeDecimal(rows)
-                b.writeInteger(UInt8(ascii: ","))
-                b.writeDecimal(classes.count)
-                b.writeStaticString("],\"data\":[")
-                b.writeJSONFloats(p[...])
-                b.writeStaticString("]}")
+            tensor("probabilities", "FP32", rows, classes.count, binarySize: 4 * p.count) {
+                $0.writeJSONFloats(p[...])
+            } binary: {
+                $0.writeBinaryFloats(p[...])
             }
-            if wanted("predicted") {
-                begin("{\"name\":\"predicted\",\"datatype\":\"INT64\",\"shape\":[")
-                b.writeDecimal(rows)
-                b.writeStaticString("],\"data\":[")
+            tensor("predicted", "INT64", rows, nil, binarySize: 8 * rows) { b in
                 for (i, c) in predicted.enumerated() {
                     if i > 0 { b.writeInteger(UInt8(ascii: ",")) }
                     b.writeDecimal(c)
                 }
-                b.writeStaticString("]}")
+            } binary: { b in
+                for c in predicted { b.writeInteger(Int64(c), endianness: .little) }
             }
-            if wanted("class") {
-                begin("{\"name\":\"class\",\"datatype\":\"BYTES\",\"shape\":[")
-                b.writeDecimal(rows)
-                b.writeStaticString("],\"data\":[")
-                for (i, c) in predicted.enumerated() {
-                    if i > 0 { b.writeInteger(UInt8(ascii: ",")) }
-                    b.writeJSONString(classes[c])
-                }
-                b.writeStaticString("]}")
+            let names = predicted.map { classes[$0] }
+            tensor("class", "BYTES", rows, nil, binarySize: BinaryTensor.size(names)) {
+                $0.writeJSONStrings(names)
+            } binary: {
+                $0.writeBinaryStrings(names)
             }
         case .topK(let items, let scores):
             let k = items.map(\.count).max() ?? 0
-            if wanted("items") {
-                begin("{\"name\":\"items\",\"datatype\":\"BYTES\",\"shape\":[")
-                b.writeDecimal(rows)
-                b.writeInteger(UInt8(ascii: ","))
-                b.writeDecimal(k)
-                b.writeStaticString("],\"data\":[")
-                var any = false
-                for row in items {
-                    for item in row {
-                        if any { b.writeInteger(UInt8(ascii: ",")) }
-                        any = true
-                        b.writeJSONString(mv.itemName(item))
-                    }
-                }
-                b.writeStaticString("]}")
+            let names = items.flatMap { $0.map { mv.itemName($0) } }
+            tensor("items", "BYTES", rows, k, binarySize: BinaryTensor.size(names)) {
+                $0.writeJSONStrings(names)
+            } binary: {
+                $0.writeBinaryStrings(names)
             }
-            if wanted("scores") {
-                begin("{\"name\":\"scores\",\"datatype\":\"FP32\",\"shape\":[")
-                b.writeDecimal(rows)
-                b.writeInteger(UInt8(ascii: ","))
-                b.writeDecimal(k)
-                b.writeStaticString("],\"data\":[")
-                var any = false
-                for row in scores where !row.isEmpty {
-                    if any { b.writeInteger(UInt8(ascii: ",")) }
-                    any = true
-                    b.writeJSONFloats(row[...])
-                }
-                b.writeStaticString("]}")
+            let all = scores.flatMap { $0 }
+            tensor("scores", "FP32", rows, k, binarySize: 4 * all.count) {
+                $0.writeJSONFloats(all[...])
+            } binary: {
+                $0.writeBinaryFloats(all[...])
             }
         }
         b.writeStaticString("]}")
-        return b
+        guard var t = tail else { return (b, nil) }
+        let headerLength = b.readableBytes
+        b.writeBuffer(&t)
+        return (b, headerLength)
     }
 
     /// Each row's outputs as JSON, for the prediction log.

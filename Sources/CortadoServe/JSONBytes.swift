@@ -55,6 +55,28 @@ extension ByteBuffer {
         }
     }
 
+    /// Strings as JSON string literals, comma-separated (no brackets).
+    mutating func writeJSONStrings(_ v: [String]) {
+        for (i, s) in v.enumerated() {
+            if i > 0 { writeInteger(UInt8(ascii: ",")) }
+            writeJSONString(s)
+        }
+    }
+
+    /// Floats as the binary tensor data extension sends FP32: 4 bytes each, little-endian.
+    mutating func writeBinaryFloats(_ v: ArraySlice<Float>) {
+        for x in v { writeInteger(x.bitPattern, endianness: .little) }
+    }
+
+    /// Strings as the binary tensor data extension sends BYTES: each a 4-byte little-endian
+    /// length and its UTF-8 bytes (`BinaryTensor.size` counts them).
+    mutating func writeBinaryStrings(_ v: [String]) {
+        for s in v {
+            writeInteger(UInt32(s.utf8.count), endianness: .little)
+            writeString(s)
+        }
+    }
+
     /// An integer in decimal, as `String(n)` writes it.
     public mutating func writeDecimal(_ n: Int) {
         if n < 0 { writeInteger(UInt8(ascii: "-")) }

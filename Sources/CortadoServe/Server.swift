@@ -37,6 +37,8 @@ struct APIError: Error {
 public enum ModelServer {
     static let versionHeader = HTTPField.Name("X-Model-Version")!
     static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+    /// The binary tensor data extension's header: how many bytes of the body are JSON.
+    static let headerLengthHeader = HTTPField.Name("Inference-Header-Content-Length")!
 
     public static func run(_ config: ServerConfig) async throws {
         var isDir: ObjCBool = false

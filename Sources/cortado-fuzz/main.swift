@@ -78,9 +78,16 @@ enum Harness {
             // The server's request parser (Open Inference Protocol JSON → tensors), then the
             // decoders behind it: a tensor model [rows, 4] and a model that reads raw CSV
             // columns through its transforms (numeric, one-hot).
-            guard let r = try? InferRequest.parse(data) else { return }
-            _ = try? Harness.tensorDecoder.features(r)
-            _ = try? Harness.columnDecoder.features(r)
+            // Then the same bytes as the binary tensor data extension sends them: the JSON up
+            // to the last '}', binary tensor data after it.
+            var requests = [try? InferRequest.parse(data)]
+            if let end = data.lastIndex(of: UInt8(ascii: "}")) {
+                requests.append(try? InferRequest.parse(data, headerLength: end - data.startIndex + 1))
+            }
+            for case let r? in requests {
+                _ = try? Harness.tensorDecoder.features(r)
+                _ = try? Harness.columnDecoder.features(r)
+            }
         default:
             fatalError(
                 "CORTADO_FUZZ_TARGET: unknown target '\(target)' (model, manifest, spec, checkpoint, checkpoint-body, infer-request)"

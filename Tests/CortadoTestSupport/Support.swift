@@ -61,6 +61,20 @@ public enum Support {
         public var output: String { stdout + stderr }
     }
 
+    /// The interpreter of the venv `cluster/install-deps.sh` makes (CORTADO_VENV moves it, as
+    /// for that script), once it imports `modules`; otherwise an error that fails the test and
+    /// says how to make it.
+    public static func venvPython(importing modules: String) throws -> String {
+        let python = (ProcessInfo.processInfo.environment["CORTADO_VENV"] ?? "/opt/cortado-venv") + "/bin/python"
+        let r = try run([python, "-c", "import " + modules], timeout: 120)
+        guard r.status == 0 else {
+            throw CortadoError.io(
+                "\(python) cannot import \(modules): run cluster/install-deps.sh, which makes the venv (\(r.output.trimmingCharacters(in: .whitespacesAndNewlines)))"
+            )
+        }
+        return python
+    }
+
     /// Runs a command under coreutils `timeout` (SIGTERM, then SIGKILL 5 s later), with no
     /// standard input, reading both pipes before waiting so a chatty child cannot block.
     public static func run(_ args: [String], timeout: Int = 180, env: [String: String] = [:], cwd: String? = nil) throws

@@ -19,20 +19,7 @@ import XCTest
 /// The comparison runs `cluster/onnx-check.py` in the venv that `cluster/install-deps.sh` makes;
 /// without it these tests fail and say so.
 final class ONNXExportTests: XCTestCase {
-    /// The venv's interpreter (CORTADO_VENV moves the venv, as for cluster/install-deps.sh).
-    static let python = (ProcessInfo.processInfo.environment["CORTADO_VENV"] ?? "/opt/cortado-venv") + "/bin/python"
     static let rows = 257 // more than one batch of 256 in cortado, fewer than ORT's 1024
-
-    /// The venv's interpreter, or an error (failing the test) telling how to make it.
-    func venvPython() throws -> String {
-        let r = try Support.run([Self.python, "-c", "import numpy, h5py, onnx, onnxruntime"], timeout: 120)
-        guard r.status == 0 else {
-            throw CortadoError.io(
-                "\(Self.python) cannot import numpy, h5py, onnx, onnxruntime: run cluster/install-deps.sh, which makes the venv (\(r.output.trimmingCharacters(in: .whitespacesAndNewlines)))"
-            )
-        }
-        return Self.python
-    }
 
     /// He-initialized parameters plus a seeded perturbation of every value, so biases, layer-norm
     /// shifts and scales are all non-trivial and a mix-up between them shows.
@@ -73,7 +60,7 @@ final class ONNXExportTests: XCTestCase {
     func exportAndCheck(
         _ model: String, data: String, expected: String, file: StaticString = #filePath, line: UInt = #line
     ) throws -> Double {
-        let python = try venvPython()
+        let python = try Support.venvPython(importing: "numpy, h5py, onnx, onnxruntime")
         let onnx = model + ".onnx"
         let s = try ONNXExport.export(model: model, to: onnx)
         XCTAssertEqual(s.opset, 17, file: file, line: line)

@@ -150,6 +150,95 @@ final class ServeProtocolTests: XCTestCase {
     /// `--batch 1`. int8 rows do not depend on their batch at all (per-row scales, exact
     /// integer sums); fp32 rows may differ in the last bits between batch sizes (OpenBLAS picks
     /// its kernel by the matrix shape), which docs/serving.md says.
+    /// `cortado-infer` batch scoring of `input` (HDF5 rows or CSV) with a served model.
+    func batchScore(
+        _ model: String, _ input: String, _ out: String, batch: Int? = nil, line: UInt = #line
+    ) throws {
+        let r = try Support.run(
+            [
+                Support.product("cortado-infer"), Self.dir + "/models/\(model)/1/model.cmodel", "--input", input,
+                "--out", out
+            ]
+                + (batch.map { ["--batch", String($0)] } ?? []))
+        XCTAssertEqual(r.status, 0, r.output, line: line)
+    }
+
+    /// NVIDIA's own client, `tritonclient[http]`, as a Triton user calls a server: its default
+    /// binary tensor data both ways, JSON, one output asked for as binary, a pinned version, a
+    /// 400 it raises, raw CSV columns as binary FP64 and BYTES — every answer bit-identical to
+    /// batch scoring (cluster/triton-check.py does the calls and the comparisons).
+    func testTritonClient() throws {
+        let s = try s
+        let python = try Support.venvPython(importing: "numpy, h5py, tritonclient.http")
+        var rng = SeededRNG(seed: 21)
+        let n = 5, d = 784
+        let rows = Self.dir + "/triton-rows.h5"
+        let h5 = try HDF5File.create(rows)
+        try h5.write("features", (0..<(n * d)).map { _ in Float(rng.below(256)) / 255 }, shape: [n, d])
+        try h5.close()
+        var args = [python, Support.repoRoot + "/cluster/triton-check.py", "127.0.0.1:\(s.port)", Self.token, rows]
+        for model in ["mlp", "mlpf"] {
+            try batchScore(model, rows, Self.dir + "/triton-\(model).h5")
+            args.append("\(model)=\(Self.dir)/triton-\(model).h5")
+        }
+        let csv = Self.dir + "/triton-rows.csv"
+        try "age,color,y\n25,red,yes\n61.5,blue,no\n33,purple,yes\n120,,no\n40,green,yes\n".write(
+            toFile: csv, atomically: true, encoding: .utf8)
+        try batchScore("tab", csv, Self.dir + "/triton-tab.h5")
+        args += ["--csv", "tab=\(csv)=\(Self.dir)/triton-tab.h5"]
+        let r = try Support.run(args, timeout: 300)
+        XCTAssertEqual(r.status, 0, "triton-check.py: \(r.output)")
+        // Every check printed its line: the script cannot pass by checking nothing.
+        XCTAssertEqual(r.output.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count, 2 + 2 * 13 + 1, r.output)
+    }
+
+    /// The binary tensor data extension by hand: the header's length splits the body, and the
+    /// answer's binary tail holds the same bits as the JSON answer.
+    func testBinaryTensorBodies() throws {
+        let s = try s
+        let d = 784
+        var rng = SeededRNG(seed: 4)
+        let x = (0..<(2 * d)).map { _ in Float(rng.below(256)) / 255 }
+        let json = try s.post("/v2/models/mlp/infer", text: ServeFixtures.body(rows: x[...], d: d, id: "j"))
+        XCTAssertEqual(json.status, 200, json.text)
+        let head = Data(
+            "{\"id\":\"b\",\"inputs\":[{\"name\":\"input\",\"shape\":[2,\(d)],\"datatype\":\"FP32\",\"parameters\":{\"binary_data_size\":\(8 * d)}}],\"outputs\":[{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":true}},{\"name\":\"predicted\"}]}"
+                .utf8)
+        var body = head
+        for v in x { withUnsafeBytes(of: v.bitPattern.littleEndian) { body.append(contentsOf: $0) } }
+        let reply = try s.request(
+            "POST", "/v2/models/mlp/infer", body: body, headers: ["Inference-Header-Content-Length": String(head.count)]
+        )
+        XCTAssertEqual(reply.status, 200, reply.text)
+        XCTAssertEqual(reply.header("Content-Type"), "application/octet-stream")
+        let split = Int(reply.header("Inference-Header-Content-Length") ?? "") ?? -1
+        XCTAssertEqual(reply.body.count, split + 2 * 10 * 4, "the JSON, then 2 × 10 FP32 probabilities")
+        guard split > 0 else { return }
+        let meta = try JSONSerialization.jsonObject(with: reply.body.prefix(split)) as? [String: Any] ?? [:]
+        XCTAssertEqual(meta["id"] as? String, "b")
+        let outs = meta["outputs"] as? [[String: Any]] ?? []
+        XCTAssertEqual(outs.map { $0["name"] as? String }, ["probabilities", "predicted"], "only those asked for")
+        XCTAssertEqual((outs.first?["parameters"] as? [String: Any])?["binary_data_size"] as? Int, 80)
+        let probs = reply.body.dropFirst(split).withUnsafeBytes { raw in
+            (0..<20).map {
+                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)))
+            }
+        }
+        XCTAssertEqual(probs.map(\.bitPattern), ServeFixtures.floats(json.json, "probabilities").map(\.bitPattern))
+        XCTAssertEqual(
+            (outs.last?["data"] as? [Any])?.count, 2, "predicted as JSON beside a binary output")
+        // A size that does not add up is a 400 naming the field, as is a header that is no number.
+        let short = try s.request(
+            "POST", "/v2/models/mlp/infer", body: body.dropLast(4),
+            headers: ["Inference-Header-Content-Length": String(head.count)])
+        XCTAssertEqual(short.status, 400, short.text)
+        XCTAssertTrue(short.text.contains("inputs[0].parameters.binary_data_size"), short.text)
+        let bad = try s.request(
+            "POST", "/v2/models/mlp/infer", body: body, headers: ["Inference-Header-Content-Length": "x"])
+        XCTAssertEqual(bad.status, 400, bad.text)
+        XCTAssertTrue(bad.text.contains("Inference-Header-Content-Length"), bad.text)
+    }
+
     func testPredictionsEqualBatchScoring() throws {
         let s = try s
         var rng = SeededRNG(seed: 9)
@@ -161,11 +250,7 @@ final class ServeProtocolTests: XCTestCase {
         try h5.close()
         for model in ["mlp", "mlpf"] {
             let out = Self.dir + "/\(model)-pred.h5"
-            let r = try Support.run([
-                Support.product("cortado-infer"), Self.dir + "/models/\(model)/1/model.cmodel", "--input", h5path,
-                "--out", out, "--batch", String(n)
-            ])
-            XCTAssertEqual(r.status, 0, r.output)
+            try batchScore(model, h5path, out, batch: n)
             let expected = try HDF5File.open(out).readFloats("probabilities")
             let predicted = try HDF5File.open(out).readInt64s("predicted")
             let all = try s.post("/v2/models/\(model)/infer", text: ServeFixtures.body(rows: x[...], d: d, id: "all"))
@@ -178,11 +263,7 @@ final class ServeProtocolTests: XCTestCase {
                 ServeFixtures.output(all.json, "predicted").map { ($0 as? NSNumber)?.int64Value ?? -1 }, predicted)
             XCTAssertEqual(ServeFixtures.output(all.json, "class").first as? String, "c\(predicted[0])")
             let single = Self.dir + "/\(model)-pred1.h5"
-            let r1 = try Support.run([
-                Support.product("cortado-infer"), Self.dir + "/models/\(model)/1/model.cmodel", "--input", h5path,
-                "--out", single, "--batch", "1"
-            ])
-            XCTAssertEqual(r1.status, 0, r1.output)
+            try batchScore(model, h5path, single, batch: 1)
             let expected1 = try HDF5File.open(single).readFloats("probabilities")
             if model == "mlp" {
                 XCTAssertEqual(expected1.map(\.bitPattern), expected.map(\.bitPattern), "int8: batch-independent")
@@ -207,12 +288,7 @@ final class ServeProtocolTests: XCTestCase {
         for i in 0..<ages.count { csv += "\(ages[i]),\(colors[i]),\(i % 2 == 0 ? "yes" : "no")\n" }
         try csv.write(toFile: Self.dir + "/rows.csv", atomically: true, encoding: .utf8)
         let out = Self.dir + "/tab-pred.h5"
-        let r = try Support.run([
-            Support.product("cortado-infer"), Self.dir + "/models/tab/1/model.cmodel", "--input",
-            Self.dir + "/rows.csv",
-            "--out", out
-        ])
-        XCTAssertEqual(r.status, 0, r.output)
+        try batchScore("tab", Self.dir + "/rows.csv", out)
         let expected = try HDF5File.open(out).readFloats("probabilities")
         let reply = try s.post(
             "/v2/models/tab/infer",
