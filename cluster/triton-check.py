@@ -99,6 +99,8 @@ def main():
     client = httpclient.InferenceServerClient(url=url)
     check(client.is_server_live(), "is_server_live")
     check(client.is_server_ready(headers=headers), "is_server_ready")
+    meta = client.get_server_metadata(headers=headers)
+    check("binary_tensor_data" in meta["extensions"], f"server metadata: extensions {meta['extensions']}")
     with h5py.File(rows, "r") as f:
         x = f["features"][:].astype(np.float32)
     rest = args[3:]

@@ -122,7 +122,10 @@ final class ServerState: Sendable {
 
     func routes(_ router: Router<BasicRequestContext>) {
         router.get("/v2") { _, _ in
-            json(.ok, "{\"name\":\"cortado\",\"version\":\(str(cortadoVersion)),\"extensions\":[\"model_repository\"]}")
+            json(
+                .ok,
+                "{\"name\":\"cortado\",\"version\":\(str(cortadoVersion)),\"extensions\":[\"model_repository\",\"binary_tensor_data\"]}"
+            )
         }
         router.get("/v2/health/live") { _, _ in json(.ok, "{\"live\":true}") }
         router.get("/v2/health/ready") { _, _ in

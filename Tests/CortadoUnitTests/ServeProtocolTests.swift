@@ -189,7 +189,7 @@ final class ServeProtocolTests: XCTestCase {
         let r = try Support.run(args, timeout: 300)
         XCTAssertEqual(r.status, 0, "triton-check.py: \(r.output)")
         // Every check printed its line: the script cannot pass by checking nothing.
-        XCTAssertEqual(r.output.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count, 2 + 2 * 13 + 1, r.output)
+        XCTAssertEqual(r.output.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count, 3 + 2 * 13 + 1, r.output)
     }
 
     /// The binary tensor data extension by hand: the header's length splits the body, and the
