@@ -4,8 +4,8 @@
 # same run on the same MLP (exported with `cortado export onnx`), FastAPI + uvicorn + ONNX
 # Runtime (Benchmarks/ort_serve.py, pinned versions in a venv this script makes). Also the two
 # baselines the goals are stated against: `cortado-infer --bench` batch-1 p50 and the HTTP round
-# trip of an empty endpoint (GET /v2/health/live) at concurrency 1. The int8 MLP also with the
-# row as binary tensor data (what tritonclient sends by default). Prints a Markdown table.
+# trip of an empty endpoint (GET /v2/health/live) at concurrency 1. The int8 models also with
+# the row as binary tensor data (what tritonclient sends by default). Prints a Markdown table.
 #
 # usage: Benchmarks/serve.sh [MLP_RUN_DIR] [CNN_RUN_DIR] [SECONDS=4] [ROUNDS=3]
 #   MLP_RUN_DIR: model-fp32/-int8.cmodel (cluster/quickstart.sh writes runs/fashion-mlp)
@@ -79,6 +79,7 @@ for r in $(seq 1 "$ROUNDS"); do
     run "cortado serve MLP int8, binary tensors" "http://127.0.0.1:18080/v2/models/mlp-int8/infer" "$TMP/mlp-bin.lua" $c
     run "cortado serve MLP fp32" "http://127.0.0.1:18080/v2/models/mlp-fp32/infer" "$TMP/mlp.lua" $c
     run "cortado serve CNN int8" "http://127.0.0.1:18080/v2/models/cnn-int8/infer" "$TMP/cnn.lua" $c
+    run "cortado serve CNN int8, binary tensors" "http://127.0.0.1:18080/v2/models/cnn-int8/infer" "$TMP/cnn-bin.lua" $c
     run "FastAPI+uvicorn+ORT MLP fp32" "http://127.0.0.1:18081/v2/models/mlp/infer" "$TMP/mlp.lua" $c
   done
 done
@@ -106,7 +107,7 @@ get = med[("empty endpoint (GET /v2/health/live)", "1")][0]
 fastapi = med[("FastAPI+uvicorn+ORT MLP fp32", "64")][2]
 for line in open(sys.argv[2]):
     model, bench = line.rstrip("\n").split("\t")
-    for row in [model] + ([model + ", binary tensors"] if model == "MLP int8" else []):
+    for row in [model] + ([model + ", binary tensors"] if model.endswith("int8") else []):
         p50, rps64 = med[(f"cortado serve {row}", "1")][0], med[(f"cortado serve {row}", "64")][2]
         goal = 2 * float(bench) + get
         print(f"{row}: --bench batch-1 p50 {float(bench):.4f} ms; concurrency 1 p50 {p50:.3f} ms against "

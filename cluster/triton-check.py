@@ -8,6 +8,8 @@ usage: triton-check.py HOST:PORT TOKEN ROWS.h5 MODEL=PRED.h5... [--csv MODEL=ROW
 ROWS.h5 holds `features` (rows, 784); each PRED.h5 the `probabilities` and `predicted` that
 `cortado-infer MODEL --input ROWS.h5 --out PRED.h5` wrote. For a model of raw CSV columns,
 `--csv` names its rows (numeric column `age`, text column `color`) and its batch scoring.
+Covered: binary tensor data both ways (tritonclient's default), JSON, a pinned version, the
+classification extension, 400s for a wrong shape and for shared memory (not supported).
 Prints one line per check; exits 1 at the first that fails.
 """
 import csv
@@ -51,6 +53,24 @@ def classifier(client, headers, model, x, pred_path):
     check(np.array_equal(res.as_numpy("predicted"), want_c), f"{model}: binary predicted")
     names = [c.decode() for c in res.as_numpy("class")]
     check(names == [f"c{c}" for c in want_c], f"{model}: binary BYTES class names {names[:3]}…")
+
+    # The classification extension: the top 3 classes as "probability:index:label", as Triton
+    # writes them (%f), most probable first.
+    res = client.infer(model, [inp], outputs=[httpclient.InferRequestedOutput("probabilities", class_count=3)],
+                       headers=dict(headers))
+    top = [[e.decode().split(":") for e in row] for row in res.as_numpy("probabilities")]
+    order = np.argsort(-want_p, axis=1, kind="stable")[:, :3]
+    want_top = [[["%f" % want_p[i, c], str(c), f"c{c}"] for c in order[i]] for i in range(n)]
+    check(top == want_top, f"{model}: classification top 3 {top[0]}")
+
+    # Shared memory is not supported: a request for it is refused, not answered in the body.
+    shm = httpclient.InferRequestedOutput("probabilities")
+    shm.set_shared_memory("region", 4 * want_p.size)
+    try:
+        client.infer(model, [inp], outputs=[shm], headers=dict(headers))
+        check(False, f"{model}: shared memory refused")
+    except InferenceServerException as e:
+        check(e.status() == "400" and "shared-memory" in e.message(), f"{model}: shared memory: {e.message()}")
 
     # JSON both ways, one output asked for as binary, a pinned version.
     inp.set_data_from_numpy(x, binary_data=False)

@@ -17,6 +17,9 @@ public struct InferRequest {
     public var parameters: [String: Double]
     /// `outputs[].parameters.binary_data` by output name, where the client set it.
     var binaryOutputs: [String: Bool] = [:]
+    /// `outputs[].parameters.classification` by output name: the classification extension's
+    /// top-K classes, as `"probability:index:label"` strings, instead of the tensor.
+    public var classCounts: [String: Int] = [:]
     /// The request's `parameters.binary_data_output`: binary for the outputs not named above.
     var binaryOutputDefault = false
 
@@ -50,10 +53,14 @@ public struct InferRequest {
         for (i, t) in wire.inputs.enumerated() {
             inputs.append(try validate(t, field: "inputs[\(i)]"))
         }
-        return InferRequest(
-            id: wire.id, inputs: inputs, outputs: wire.outputs, parameters: wire.parameters.numbers,
-            binaryOutputs: wire.binaryOutputs, binaryOutputDefault: wire.parameters.flags["binary_data_output"] ?? false
-        )
+        var r = InferRequest(
+            id: wire.id, inputs: inputs, outputs: wire.outputs.map(\.name), parameters: wire.parameters.numbers)
+        r.binaryOutputDefault = wire.parameters.flags["binary_data_output"] ?? false
+        for o in wire.outputs {
+            if let b = o.binary { r.binaryOutputs[o.name] = b }
+            if let k = o.classification { r.classCounts[o.name] = k }
+        }
+        return r
     }
 
     /// Gives each input with `binary_data_size` its values from `tail`, in input order; the

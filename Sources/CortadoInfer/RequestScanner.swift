@@ -5,10 +5,17 @@ import CortadoData
 struct WireRequest {
     var id: String?
     var inputs: [WireTensor]
-    var outputs: [String]
-    /// `outputs[].parameters.binary_data`, by output name, where given.
-    var binaryOutputs: [String: Bool]
+    var outputs: [WireOutput]
     var parameters: RequestParameters
+}
+
+/// An output the client asks for, with what its parameters ask of it.
+struct WireOutput {
+    var name: String
+    /// `parameters.binary_data` (the binary tensor data extension), where given.
+    var binary: Bool?
+    /// `parameters.classification` (the classification extension): the top this many classes.
+    var classification: Int?
 }
 
 struct WireTensor {
@@ -54,7 +61,7 @@ struct RequestScanner {
             try checkValueStart("")
             throw CortadoError.usage("bad JSON: the body must be a JSON object, not \(kind)")
         }
-        var id: String?, inputs: [WireTensor]?, outputs = [String](), binary = [String: Bool]()
+        var id: String?, inputs: [WireTensor]?, outputs = [WireOutput]()
         var parameters = RequestParameters()
         var seen: UInt8 = 0
         if try beginObject("") {
@@ -76,9 +83,7 @@ struct RequestScanner {
                     try once(&seen, 4, key)
                     if try !isNull(), try beginArray("outputs") {
                         repeat {
-                            let (name, asBinary) = try output("outputs[\(outputs.count)]")
-                            outputs.append(name)
-                            if let asBinary { binary[name] = asBinary }
+                            outputs.append(try output("outputs[\(outputs.count)]"))
                         } while try moreElements("outputs")
                     }
                 case "parameters":
@@ -98,7 +103,7 @@ struct RequestScanner {
         }
         guard let inputs else { throw CortadoError.usage("inputs: missing") }
         return WireRequest(
-            id: id, inputs: inputs, outputs: outputs, binaryOutputs: binary, parameters: parameters)
+            id: id, inputs: inputs, outputs: outputs, parameters: parameters)
     }
 
     /// `{"name": …, "shape": […], "datatype": …, "data": […], "parameters": {…}}`; `data` may
@@ -163,11 +168,11 @@ struct RequestScanner {
         return WireTensor(name: name, shape: shape, datatype: datatype, data: data, binarySize: binarySize)
     }
 
-    /// `{"name": …, "parameters": {…}}`: an output the client asks for, and
-    /// `parameters.binary_data` where given (the binary tensor data extension).
-    mutating func output(_ field: String) throws -> (String, Bool?) {
+    /// `{"name": …, "parameters": {…}}`: an output the client asks for, with
+    /// `parameters.binary_data` and `parameters.classification` where given.
+    mutating func output(_ field: String) throws -> WireOutput {
         guard byte == .lbrace else { throw try wrongType(field, "an object") }
-        var name: String?, binary: Bool?, seen: UInt8 = 0
+        var name: String?, binary: Bool?, classification: Int?, seen: UInt8 = 0
         if try beginObject(field) {
             repeat {
                 let key = try self.key(field)
@@ -179,7 +184,14 @@ struct RequestScanner {
                 case "parameters":
                     try once(&seen, 2, key, in: field)
                     if byte == .lbrace {
-                        binary = try parameters(field + ".parameters").flags["binary_data"]
+                        let f = field + ".parameters", p = try parameters(f)
+                        binary = p.flags["binary_data"]
+                        if let k = p.numbers["classification"] {
+                            guard k >= 1, k == k.rounded(), k < 1e9 else {
+                                throw CortadoError.usage("\(f).classification: \(k) is not a class count")
+                            }
+                            classification = Int(k)
+                        }
                     } else {
                         try skipValue(field + ".parameters", depth: 0)
                     }
@@ -190,10 +202,11 @@ struct RequestScanner {
             } while try moreMembers(field)
         }
         guard let name else { throw CortadoError.usage("\(field).name: missing") }
-        return (name, binary)
+        return WireOutput(name: name, binary: binary, classification: classification)
     }
 
-    /// A parameters object's numbers and booleans; values of other kinds are skipped.
+    /// A parameters object's numbers and booleans; values of other kinds are skipped. The
+    /// shared-memory extension's parameters are refused.
     mutating func parameters(_ field: String) throws -> RequestParameters {
         guard byte == .lbrace else { throw try wrongType(field, "an object") }
         var out = RequestParameters(), keys = Set<String>()
@@ -202,6 +215,12 @@ struct RequestScanner {
                 let key = try self.key(field)
                 guard keys.insert(key).inserted else {
                     throw CortadoError.usage("\(field).\(key.prefix(40)): given twice")
+                }
+                // Ignored, this would answer in the body while the client reads shared memory.
+                guard !key.hasPrefix("shared_memory_") else {
+                    throw CortadoError.usage(
+                        "\(field).\(key.prefix(40)): the shared-memory extension is not supported; send the values in the body"
+                    )
                 }
                 switch byte {
                 case .minus, .zero ... .nine: out.numbers[key] = try number(field + "." + key)

@@ -1,5 +1,6 @@
 import CortadoCore
 import CortadoInfer
+import Foundation
 import HTTPTypes
 import Hummingbird
 
@@ -74,6 +75,14 @@ extension ServerState {
             throw APIError(status: .badRequest, message: e.message)
         }
         let id = parsed.id ?? randomRequestID()
+        let classifier = { if case .classifier = mv.kind { return true } else { return false } }()
+        for name in parsed.classCounts.keys where name != "probabilities" || !classifier {
+            throw APIError(
+                status: .badRequest,
+                message:
+                    "outputs '\(name.prefix(40))': parameters.classification applies only to a classifier's 'probabilities'"
+            )
+        }
         let (rows, input, userNames) = try decodeInput(parsed, mv)
         guard rows > 0 else { throw APIError(status: .badRequest, message: "inputs[0].shape: the request has no rows") }
         let (output, waited) = try await run(mv, rows: rows, input: input)
@@ -155,10 +164,19 @@ extension ServerState {
         switch output {
         case .classes(let p, let predicted):
             guard case .classifier(let classes) = mv.kind else { break }
-            tensor("probabilities", "FP32", rows, classes.count, binarySize: 4 * p.count) {
-                $0.writeJSONFloats(p[...])
-            } binary: {
-                $0.writeBinaryFloats(p[...])
+            if let k = r.classCounts["probabilities"] {
+                let top = topClasses(p, classes, k: min(k, classes.count))
+                tensor("probabilities", "BYTES", rows, min(k, classes.count), binarySize: BinaryTensor.size(top)) {
+                    $0.writeJSONStrings(top)
+                } binary: {
+                    $0.writeBinaryStrings(top)
+                }
+            } else {
+                tensor("probabilities", "FP32", rows, classes.count, binarySize: 4 * p.count) {
+                    $0.writeJSONFloats(p[...])
+                } binary: {
+                    $0.writeBinaryFloats(p[...])
+                }
             }
             tensor("predicted", "INT64", rows, nil, binarySize: 8 * rows) { b in
                 for (i, c) in predicted.enumerated() {
@@ -194,6 +212,19 @@ extension ServerState {
         let headerLength = b.readableBytes
         b.writeBuffer(&t)
         return (b, headerLength)
+    }
+
+    /// The classification extension's answer: each row's `k` most probable classes, most
+    /// probable first (ties: the lower index), as Triton writes them — `"%f:index:label"`.
+    func topClasses(_ p: [Float], _ classes: [String], k: Int) -> [String] {
+        let n = classes.count
+        var out = [String]()
+        out.reserveCapacity(p.count / max(n, 1) * k)
+        for row in stride(from: 0, to: p.count, by: n) {
+            let order = (0..<n).sorted { p[row + $0] > p[row + $1] || (p[row + $0] == p[row + $1] && $0 < $1) }
+            for c in order.prefix(k) { out.append(String(format: "%f:%d:", Double(p[row + c]), c) + classes[c]) }
+        }
+        return out
     }
 
     /// Each row's outputs as JSON, for the prediction log.

@@ -247,6 +247,31 @@ final class InferRequestParserTests: XCTestCase {
                 .count, 1)
     }
 
+    /// Triton's classification extension (`outputs[].parameters.classification`) is read; its
+    /// shared-memory extension is refused rather than ignored (the client would read a region
+    /// the server never wrote).
+    func testClassificationAndSharedMemoryParameters() throws {
+        let input = "\"inputs\":[{\"name\":\"input\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]"
+        let r = try parse(
+            "{\(input),\"outputs\":[{\"name\":\"probabilities\",\"parameters\":{\"classification\":3,\"binary_data\":true}},{\"name\":\"class\"}]}"
+        )
+        XCTAssertEqual(r.classCounts, ["probabilities": 3])
+        XCTAssertTrue(r.wantsBinary("probabilities"))
+        XCTAssertFalse(r.wantsBinary("class"))
+        fails(
+            "{\(input),\"outputs\":[{\"name\":\"p\",\"parameters\":{\"classification\":0}}]}",
+            "outputs[0].parameters.classification: 0.0 is not a class count")
+        fails(
+            "{\(input),\"outputs\":[{\"name\":\"p\",\"parameters\":{\"classification\":1.5}}]}",
+            "outputs[0].parameters.classification: 1.5")
+        fails(
+            "{\(input),\"outputs\":[{\"name\":\"p\",\"parameters\":{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":40}}]}",
+            "outputs[0].parameters.shared_memory_region: the shared-memory extension is not supported")
+        fails(
+            "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":{\"shared_memory_region\":\"r\"}}]}",
+            "inputs[0].parameters.shared_memory_region: the shared-memory extension is not supported")
+    }
+
     func testEveryRefusalNamesItsField() {
         let ok = #"{"name":"input","shape":[1],"datatype":"FP32","data":[1]}"#
         fails("", "bad JSON: the body is empty")

@@ -164,9 +164,10 @@ final class ServeProtocolTests: XCTestCase {
     }
 
     /// NVIDIA's own client, `tritonclient[http]`, as a Triton user calls a server: its default
-    /// binary tensor data both ways, JSON, one output asked for as binary, a pinned version, a
-    /// 400 it raises, raw CSV columns as binary FP64 and BYTES — every answer bit-identical to
-    /// batch scoring (cluster/triton-check.py does the calls and the comparisons).
+    /// binary tensor data both ways, JSON, one output asked for as binary, a pinned version, the
+    /// classification extension's top 3, 400s it raises (a wrong shape, shared memory), raw CSV
+    /// columns as binary FP64 and BYTES — every answer equal to batch scoring
+    /// (cluster/triton-check.py does the calls and the comparisons).
     func testTritonClient() throws {
         let s = try s
         let python = try Support.venvPython(importing: "numpy, h5py, tritonclient.http")
@@ -189,7 +190,7 @@ final class ServeProtocolTests: XCTestCase {
         let r = try Support.run(args, timeout: 300)
         XCTAssertEqual(r.status, 0, "triton-check.py: \(r.output)")
         // Every check printed its line: the script cannot pass by checking nothing.
-        XCTAssertEqual(r.output.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count, 3 + 2 * 13 + 1, r.output)
+        XCTAssertEqual(r.output.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count, 3 + 2 * 15 + 1, r.output)
     }
 
     /// The binary tensor data extension by hand: the header's length splits the body, and the
@@ -237,6 +238,16 @@ final class ServeProtocolTests: XCTestCase {
             "POST", "/v2/models/mlp/infer", body: body, headers: ["Inference-Header-Content-Length": "x"])
         XCTAssertEqual(bad.status, 400, bad.text)
         XCTAssertTrue(bad.text.contains("Inference-Header-Content-Length"), bad.text)
+        // The classification extension classifies probabilities only.
+        let notProbabilities = try s.post(
+            "/v2/models/mlp/infer",
+            json: [
+                "inputs": [["name": "input", "shape": [1, d], "datatype": "FP32", "data": Array(x[..<d])]],
+                "outputs": [["name": "predicted", "parameters": ["classification": 2]]]
+            ])
+        XCTAssertEqual(notProbabilities.status, 400, notProbabilities.text)
+        XCTAssertTrue(
+            notProbabilities.text.contains("outputs 'predicted': parameters.classification"), notProbabilities.text)
     }
 
     func testPredictionsEqualBatchScoring() throws {
