@@ -120,7 +120,7 @@ def main():
     check(client.is_server_live(), "is_server_live")
     check(client.is_server_ready(headers=headers), "is_server_ready")
     meta = client.get_server_metadata(headers=headers)
-    check("binary_tensor_data" in meta["extensions"], f"server metadata: extensions {meta['extensions']}")
+    check({"binary_tensor_data", "classification"} <= set(meta["extensions"]), f"server metadata: extensions {meta['extensions']}")
     with h5py.File(rows, "r") as f:
         x = f["features"][:].astype(np.float32)
     rest = args[3:]

@@ -124,7 +124,7 @@ final class ServerState: Sendable {
         router.get("/v2") { _, _ in
             json(
                 .ok,
-                "{\"name\":\"cortado\",\"version\":\(str(cortadoVersion)),\"extensions\":[\"model_repository\",\"binary_tensor_data\"]}"
+                "{\"name\":\"cortado\",\"version\":\(str(cortadoVersion)),\"extensions\":[\"model_repository\",\"binary_tensor_data\",\"classification\"]}"
             )
         }
         router.get("/v2/health/live") { _, _ in json(.ok, "{\"live\":true}") }
