@@ -3,7 +3,8 @@
 # test): one `cortado-infer serve` on the MLP and CNN runs' models, wrk -t1 -c1 on each endpoint
 # for SECONDS, ROUNDS times; per cell the server's utime + stime (/proc/PID/stat) over the
 # requests wrk completed, and its p50. Endpoints: the empty GET, the MLP's 7.7 KB body to an
-# unknown model (404 before the body is read), and the MLP int8 / fp32 infer requests.
+# unknown model (404 before the body is read), and the MLP int8 / fp32 infer requests (int8 also
+# with the row as binary tensor data).
 #
 # usage: Benchmarks/serve-cpu.sh MLP_RUN_DIR CNN_RUN_DIR [SECONDS] [ROUNDS] [BIN]
 set -euo pipefail
@@ -22,7 +23,8 @@ echo "| round | endpoint | p50 | server CPU µs / request |"
 echo "|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
   for cell in "GET-empty /v2/health/live -" "POST-404-unread /v2/models/none/infer mlp.lua" \
-    "MLP-int8 /v2/models/mlp-int8/infer mlp.lua" "MLP-fp32 /v2/models/mlp-fp32/infer mlp.lua"; do
+    "MLP-int8 /v2/models/mlp-int8/infer mlp.lua" "MLP-int8-binary /v2/models/mlp-int8/infer mlp-bin.lua" \
+    "MLP-fp32 /v2/models/mlp-fp32/infer mlp.lua"; do
     set -- $cell
     lua=""; [ "$3" != - ] && lua="$TMP/$3"
     c0=$(cpu)

@@ -29,8 +29,7 @@ public enum BinaryTensor {
             throw CortadoError.usage(
                 "\(field): \(raw.count) bytes for \(count) \(type.rawValue) values (\(count * width) expected)")
         }
-        var out = [Double](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { o in
+        let out = [Double](unsafeUninitializedCapacity: count) { o, initialized in
             func read<T>(_: T.Type, _ convert: (T) -> Double) {
                 for j in 0..<count { o[j] = convert(raw.loadUnaligned(fromByteOffset: j * width, as: T.self)) }
             }
@@ -46,8 +45,9 @@ public enum BinaryTensor {
             case .uint32: read(UInt32.self) { Double(UInt32(littleEndian: $0)) }
             case .int64: read(Int64.self) { Double(Int64(littleEndian: $0)) }
             case .uint64: read(UInt64.self) { Double(UInt64(littleEndian: $0)) }
-            case .bytes: break
+            case .bytes: break // (handled above)
             }
+            initialized = count
         }
         if type == .bool, let j = out.firstIndex(where: { $0 > 1 }) {
             throw CortadoError.usage("\(field): BOOL element \(j) is \(Int(out[j])), not 0 or 1")

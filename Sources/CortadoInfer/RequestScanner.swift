@@ -209,11 +209,12 @@ struct RequestScanner {
     /// shared-memory extension's parameters are refused.
     mutating func parameters(_ field: String) throws -> RequestParameters {
         guard byte == .lbrace else { throw try wrongType(field, "an object") }
-        var out = RequestParameters(), keys = Set<String>()
+        var out = RequestParameters(), skipped = [String]()
         if try beginObject(field) {
             repeat {
                 let key = try self.key(field)
-                guard keys.insert(key).inserted else {
+                // (Parameters are few: a look through what was read beats a Set's allocation.)
+                guard out.numbers[key] == nil, out.flags[key] == nil, !skipped.contains(key) else {
                     throw CortadoError.usage("\(field).\(key.prefix(40)): given twice")
                 }
                 // Ignored, this would answer in the body while the client reads shared memory.
@@ -225,10 +226,19 @@ struct RequestScanner {
                 switch byte {
                 case .minus, .zero ... .nine: out.numbers[key] = try number(field + "." + key)
                 case .quote:
-                    if let x = Self.nonFinite(try string(field + "." + key)) { out.numbers[key] = x }
+                    if let x = Self.nonFinite(try string(field + "." + key)) {
+                        out.numbers[key] = x
+                    } else {
+                        skipped.append(key)
+                    }
                 case .t, .f:
-                    if case .bool(let flag) = try literal(field + "." + key) { out.flags[key] = flag }
-                default: try skipValue(field + "." + key, depth: 0)
+                    switch try literal(field + "." + key) {
+                    case .bool(let flag): out.flags[key] = flag
+                    default: skipped.append(key)
+                    }
+                default:
+                    try skipValue(field + "." + key, depth: 0)
+                    skipped.append(key)
                 }
             } while try moreMembers(field)
         }

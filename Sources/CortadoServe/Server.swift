@@ -438,7 +438,7 @@ struct ServeMiddleware: RouterMiddleware {
         var response: Response
         do {
             if let token = state.config.token, !path.hasPrefix("/v2/health/") {
-                let got = request.headers[.authorization] ?? ""
+                let got = request.headers.first(.authorization) ?? ""
                 guard constantTimeEqual(got, "Bearer " + token) else {
                     throw APIError(
                         status: .unauthorized, message: "missing or wrong bearer token (Authorization: Bearer …)")
@@ -468,12 +468,12 @@ struct ServeMiddleware: RouterMiddleware {
             model =
                 ModelRepository.validName(name) && state.repo.entry(String(Substring(name))) != nil
                 ? String(Substring(name)) : "unknown"
-            version = response.headers[ModelServer.versionHeader] ?? ""
+            version = response.headers.first(ModelServer.versionHeader) ?? ""
         }
         state.metrics.request(model: model, version: version, status: Int(response.status.code), seconds: secs)
         accessLog(
             method: request.method.rawValue, path: path, status: Int(response.status.code), seconds: secs,
-            model: model, version: version, requestID: response.headers[ModelServer.requestIDHeader] ?? "")
+            model: model, version: version, requestID: response.headers.first(ModelServer.requestIDHeader) ?? "")
         return response
     }
 
