@@ -161,9 +161,8 @@ extension ServerState {
                 b.writeStaticString("],\"parameters\":{\"binary_data_size\":")
                 b.writeDecimal(binarySize)
                 b.writeStaticString("}}")
-                var t = tail ?? ByteBufferAllocator().buffer(capacity: 8 * values + 64 * rows)
-                binary(&t)
-                tail = t
+                if tail == nil { tail = ByteBufferAllocator().buffer(capacity: 8 * values + 64 * rows) }
+                binary(&tail!) // (in place: a copy out and back would copy the bytes so far)
             } else {
                 b.writeStaticString("],\"data\":[")
                 json(&b)
