@@ -121,7 +121,7 @@ public struct InferRequest {
     static func validate(_ t: WireTensor, field: String) throws -> InferTensor {
         let count = try elementCount(t.shape, field: field)
         let type = try datatype(t, field: field)
-        // (Only binary data, when the body has none and no header says where it starts.)
+        // (`attachBinary` has given every binary input its values by now.)
         guard let data = t.data else { throw CortadoError.usage("\(field).data: missing") }
         guard data.count == count else {
             throw CortadoError.usage(

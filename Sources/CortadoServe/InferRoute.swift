@@ -138,13 +138,13 @@ extension ServerState {
         b.writeJSONString(id)
         b.writeStaticString(",\"outputs\":[")
         var first = true, tail: ByteBuffer?
+        func wanted(_ name: String) -> Bool { r.outputs.isEmpty || r.outputs.contains(name) }
         /// One output tensor of shape [d0] or [d0, d1]: its values as JSON, or its size here
         /// and its bytes in `tail`.
         func tensor(
             _ name: String, _ datatype: StaticString, _ d0: Int, _ d1: Int?, binarySize: Int,
             json: (inout ByteBuffer) -> Void, binary: (inout ByteBuffer) -> Void
         ) {
-            guard r.outputs.isEmpty || r.outputs.contains(name) else { return }
             if !first { b.writeInteger(UInt8(ascii: ",")) }
             first = false
             b.writeStaticString("{\"name\":")
@@ -169,51 +169,46 @@ extension ServerState {
                 b.writeStaticString("]}")
             }
         }
+        func floats(_ name: String, _ d1: Int, _ v: ArraySlice<Float>) {
+            tensor(name, "FP32", rows, d1, binarySize: 4 * v.count) {
+                $0.writeJSONFloats(v)
+            } binary: {
+                $0.writeBinaryFloats(v)
+            }
+        }
+        func strings(_ name: String, _ d1: Int?, _ v: [String]) {
+            tensor(name, "BYTES", rows, d1, binarySize: BinaryTensor.size(v)) {
+                $0.writeJSONStrings(v)
+            } binary: {
+                $0.writeBinaryStrings(v)
+            }
+        }
         switch output {
         case .classes(let p, let predicted):
             guard case .classifier(let classes) = mv.kind else { break }
-            if let k = r.classCounts["probabilities"] {
-                let top = topClasses(p, classes, k: min(k, classes.count))
-                tensor("probabilities", "BYTES", rows, min(k, classes.count), binarySize: BinaryTensor.size(top)) {
-                    $0.writeJSONStrings(top)
-                } binary: {
-                    $0.writeBinaryStrings(top)
-                }
-            } else {
-                tensor("probabilities", "FP32", rows, classes.count, binarySize: 4 * p.count) {
-                    $0.writeJSONFloats(p[...])
-                } binary: {
-                    $0.writeBinaryFloats(p[...])
+            if wanted("probabilities") {
+                if let k = r.classCounts["probabilities"] {
+                    let top = min(k, classes.count)
+                    strings("probabilities", top, topClasses(p, classes, k: top))
+                } else {
+                    floats("probabilities", classes.count, p[...])
                 }
             }
-            tensor("predicted", "INT64", rows, nil, binarySize: 8 * rows) { b in
-                for (i, c) in predicted.enumerated() {
-                    if i > 0 { b.writeInteger(UInt8(ascii: ",")) }
-                    b.writeDecimal(c)
+            if wanted("predicted") {
+                tensor("predicted", "INT64", rows, nil, binarySize: 8 * rows) { b in
+                    for (i, c) in predicted.enumerated() {
+                        if i > 0 { b.writeInteger(UInt8(ascii: ",")) }
+                        b.writeDecimal(c)
+                    }
+                } binary: { b in
+                    for c in predicted { b.writeInteger(Int64(c), endianness: .little) }
                 }
-            } binary: { b in
-                for c in predicted { b.writeInteger(Int64(c), endianness: .little) }
             }
-            let names = predicted.map { classes[$0] }
-            tensor("class", "BYTES", rows, nil, binarySize: BinaryTensor.size(names)) {
-                $0.writeJSONStrings(names)
-            } binary: {
-                $0.writeBinaryStrings(names)
-            }
+            if wanted("class") { strings("class", nil, predicted.map { classes[$0] }) }
         case .topK(let items, let scores):
             let k = items.map(\.count).max() ?? 0
-            let names = items.flatMap { $0.map { mv.itemName($0) } }
-            tensor("items", "BYTES", rows, k, binarySize: BinaryTensor.size(names)) {
-                $0.writeJSONStrings(names)
-            } binary: {
-                $0.writeBinaryStrings(names)
-            }
-            let all = scores.flatMap { $0 }
-            tensor("scores", "FP32", rows, k, binarySize: 4 * all.count) {
-                $0.writeJSONFloats(all[...])
-            } binary: {
-                $0.writeBinaryFloats(all[...])
-            }
+            if wanted("items") { strings("items", k, items.flatMap { $0.map { mv.itemName($0) } }) }
+            if wanted("scores") { floats("scores", k, scores.flatMap { $0 }[...]) }
         }
         b.writeStaticString("]}")
         guard var t = tail else { return (b, nil) }
